@@ -11,12 +11,12 @@
 //! flag, appending needs a chunk after the last one, and substitution from another stream fails
 //! the prefix, key, or AAD.
 
-use chacha20poly1305::aead::{AeadInPlace, KeyInit};
-use chacha20poly1305::{Key, Tag, XChaCha20Poly1305, XNonce};
 use rand_core::{CryptoRng, RngCore};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use crate::aead::Aead;
+pub use crate::aead::TAG_LEN;
 use crate::error::{Error, Result};
 use crate::keys::ContentKey;
 use crate::label;
@@ -26,8 +26,6 @@ use crate::wire::{Reader, Wire, Writer};
 pub const ENVELOPE_VERSION: u8 = 1;
 /// Chunked stream format version.
 pub const CHUNKED_VERSION: u8 = 1;
-/// Poly1305 tag length.
-pub const TAG_LEN: usize = 16;
 /// XChaCha20 nonce length.
 pub const NONCE_LEN: usize = 24;
 /// Default plaintext bytes per chunk of a chunked stream.
@@ -78,7 +76,7 @@ impl<'a> Context<'a> {
         Self { kind, id, epoch }
     }
 
-    fn aad(&self, prefix: &str, version: u8) -> Vec<u8> {
+    pub(crate) fn aad(&self, prefix: &str, version: u8) -> Vec<u8> {
         let mut w = Writer::new();
         w.raw(prefix.as_bytes());
         w.u8(0);
@@ -124,9 +122,7 @@ impl Wire for Envelope {
     }
 }
 
-fn cipher(key: &[u8; 32]) -> XChaCha20Poly1305 {
-    XChaCha20Poly1305::new(Key::from_slice(key))
-}
+const XCHACHA: Aead = Aead::XChaCha20Poly1305;
 
 /// A 32-byte symmetric key that may seal envelopes (content, epoch, session, vault keys).
 pub trait SealingKey {
@@ -155,14 +151,14 @@ pub(crate) fn seal_with_key<R: RngCore + CryptoRng>(
     rng.fill_bytes(&mut nonce);
     let mut buf = Vec::with_capacity(plaintext.len() + TAG_LEN);
     buf.extend_from_slice(plaintext);
-    let tag = cipher(key)
-        .encrypt_in_place_detached(
-            XNonce::from_slice(&nonce),
+    XCHACHA
+        .seal_in_place(
+            key,
+            &nonce,
             &ctx.aad(label::ENVELOPE_AAD, ENVELOPE_VERSION),
             &mut buf,
         )
-        .expect("XChaCha20-Poly1305 only fails above 256 GiB per message");
-    buf.extend_from_slice(&tag);
+        .expect("24-byte nonce, and XChaCha20-Poly1305 only fails above 256 GiB");
     Envelope {
         nonce,
         ciphertext: buf,
@@ -184,21 +180,14 @@ pub(crate) fn open_with_key(
     env: &Envelope,
     what: &'static str,
 ) -> Result<Zeroizing<Vec<u8>>> {
-    let n = env
-        .ciphertext
-        .len()
-        .checked_sub(TAG_LEN)
-        .ok_or(Error::Truncated { what })?;
-    let mut buf = Zeroizing::new(env.ciphertext[..n].to_vec());
-    let tag = Tag::from_slice(&env.ciphertext[n..]);
-    cipher(key)
-        .decrypt_in_place_detached(
-            XNonce::from_slice(&env.nonce),
-            &ctx.aad(label::ENVELOPE_AAD, ENVELOPE_VERSION),
-            &mut buf,
-            tag,
-        )
-        .map_err(|_| Error::Decrypt { what })?;
+    let mut buf = Zeroizing::new(env.ciphertext.clone());
+    XCHACHA.open_in_place(
+        key,
+        &env.nonce,
+        &ctx.aad(label::ENVELOPE_AAD, ENVELOPE_VERSION),
+        &mut buf,
+        what,
+    )?;
     Ok(buf)
 }
 
@@ -244,7 +233,7 @@ fn chunk_nonce(prefix: &[u8; 19], index: u32, last: bool) -> [u8; NONCE_LEN] {
 
 /// Seals a stream chunk by chunk, keeping the running chunk root.
 pub struct ChunkSealer {
-    cipher: XChaCha20Poly1305,
+    key: ContentKey,
     header: ChunkHeader,
     aad: Vec<u8>,
     index: u32,
@@ -277,7 +266,7 @@ impl ChunkSealer {
         let mut root = Sha256::new();
         root.update(label::signed_message(label::CHUNK_ROOT, &header.to_bytes()));
         Ok(Self {
-            cipher: cipher(key.expose_secret()),
+            key: key.clone(),
             header,
             aad: ctx.aad(label::CHUNK_AAD, CHUNKED_VERSION),
             index: 0,
@@ -301,11 +290,7 @@ impl ChunkSealer {
         let nonce = chunk_nonce(&self.header.prefix, self.index, last);
         let mut buf = Vec::with_capacity(data.len() + TAG_LEN);
         buf.extend_from_slice(data);
-        let tag = self
-            .cipher
-            .encrypt_in_place_detached(XNonce::from_slice(&nonce), &self.aad, &mut buf)
-            .expect("a chunk is far below the AEAD size limit");
-        buf.extend_from_slice(&tag);
+        XCHACHA.seal_in_place(self.key.expose_secret(), &nonce, &self.aad, &mut buf)?;
         self.root.update(Sha256::digest(&buf));
         self.index = self.index.checked_add(1).ok_or(Error::ChunkStream {
             reason: "more than 2^32 chunks",
@@ -321,7 +306,7 @@ impl ChunkSealer {
 
 /// Opens a stream chunk by chunk, in order.
 pub struct ChunkOpener {
-    cipher: XChaCha20Poly1305,
+    key: ContentKey,
     header: ChunkHeader,
     aad: Vec<u8>,
     index: u32,
@@ -341,7 +326,7 @@ impl ChunkOpener {
         let mut root = Sha256::new();
         root.update(label::signed_message(label::CHUNK_ROOT, &header.to_bytes()));
         Self {
-            cipher: cipher(key.expose_secret()),
+            key: key.clone(),
             header,
             aad: ctx.aad(label::CHUNK_AAD, CHUNKED_VERSION),
             index: 0,
@@ -375,17 +360,14 @@ impl ChunkOpener {
             });
         }
         let nonce = chunk_nonce(&self.header.prefix, self.index, last);
-        let mut buf = Zeroizing::new(sealed[..n].to_vec());
-        self.cipher
-            .decrypt_in_place_detached(
-                XNonce::from_slice(&nonce),
-                &self.aad,
-                &mut buf,
-                Tag::from_slice(&sealed[n..]),
-            )
-            .map_err(|_| Error::Decrypt {
-                what: "attachment chunk",
-            })?;
+        let mut buf = Zeroizing::new(sealed.to_vec());
+        XCHACHA.open_in_place(
+            self.key.expose_secret(),
+            &nonce,
+            &self.aad,
+            &mut buf,
+            "attachment chunk",
+        )?;
         self.root.update(Sha256::digest(sealed));
         self.index = self.index.checked_add(1).ok_or(Error::ChunkStream {
             reason: "more than 2^32 chunks",

@@ -117,12 +117,21 @@ impl ReadToken {
     }
 }
 
-/// HKDF-SHA256 expand of `ikm` into 32 bytes under `info` parts, salted.
+/// HKDF-SHA256 (RFC 5869) into `out`; `info` is the concatenation of its parts. Errors only if
+/// `out` is longer than 255 × 32 bytes.
+pub fn hkdf_sha256(salt: Option<&[u8]>, ikm: &[u8], info: &[&[u8]], out: &mut [u8]) -> Result<()> {
+    hkdf::Hkdf::<Sha256>::new(salt, ikm)
+        .expand_multi_info(info, out)
+        .map_err(|_| Error::Malformed {
+            what: "HKDF output",
+            reason: "longer than 255 hash lengths",
+        })
+}
+
+/// HKDF-SHA256 into 32 bytes.
 pub(crate) fn hkdf32(salt: Option<&[u8]>, ikm: &[u8], info: &[&[u8]]) -> [u8; 32] {
-    let hk = hkdf::Hkdf::<Sha256>::new(salt, ikm);
     let mut out = [0u8; 32];
-    hk.expand_multi_info(info, &mut out)
-        .expect("32 bytes is far below HKDF-SHA256's 8160-byte limit");
+    hkdf_sha256(salt, ikm, info, &mut out).expect("32 bytes is far below the HKDF limit");
     out
 }
 
@@ -195,21 +204,22 @@ impl PublicKey {
         sig: &[u8; 64],
         what: &'static str,
     ) -> Result<()> {
-        verify_raw(&self.0, &label::signed_message(label, body), sig)
-            .map_err(|()| Error::BadSignature { what })
+        verify_raw(&self.0, &label::signed_message(label, body), sig, what)
     }
 }
 
 /// Strict Ed25519 verification of a raw message: canonical `A` and `R`, no small-order `A` or
 /// `R`, `s < L`, cofactorless equation.
-pub fn verify_raw(key: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> core::result::Result<(), ()> {
-    let vk = VerifyingKey::from_bytes(key).map_err(|_| ())?;
-    let r: [u8; 32] = sig[..32].try_into().map_err(|_| ())?;
+pub fn verify_raw(key: &[u8; 32], msg: &[u8], sig: &[u8; 64], what: &'static str) -> Result<()> {
+    let bad = Error::BadSignature { what };
+    let vk = VerifyingKey::from_bytes(key).map_err(|_| bad.clone())?;
+    let mut r = [0u8; 32];
+    r.copy_from_slice(&sig[..32]);
     if !canonical_point(key) || !canonical_point(&r) {
-        return Err(());
+        return Err(bad);
     }
     let sig = ed25519_dalek::Signature::from_bytes(sig);
-    vk.verify_strict(msg, &sig).map_err(|_| ())
+    vk.verify_strict(msg, &sig).map_err(|_| bad)
 }
 
 /// True if `bytes` decompresses to a point whose canonical encoding is `bytes` (rejects

@@ -57,8 +57,6 @@ pub const CHUNK_AAD: &str = "carekey/v1/chunk-aad";
 pub const KDF_PAIRING_REPLY: &str = "carekey/v1/kdf/pairing-reply";
 /// Session key, patient to doctor.
 pub const KDF_PAIRING_P2D: &str = "carekey/v1/kdf/pairing-p2d";
-/// Session key, doctor to patient.
-pub const KDF_PAIRING_D2P: &str = "carekey/v1/kdf/pairing-d2p";
 /// Short authentication string (check code).
 pub const KDF_PAIRING_CHECK: &str = "carekey/v1/kdf/pairing-check";
 /// Relationship id.
@@ -119,7 +117,6 @@ mod tests {
         CHUNK_AAD,
         KDF_PAIRING_REPLY,
         KDF_PAIRING_P2D,
-        KDF_PAIRING_D2P,
         KDF_PAIRING_CHECK,
         KDF_RELATIONSHIP_ID,
         KDF_MESSAGE,

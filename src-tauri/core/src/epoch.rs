@@ -1,0 +1,90 @@
+//! Epochs: the key generations of a share (DESIGN.md "Revocation = key rotation").
+//!
+//! Every blob gets a fresh content key in every epoch, so the keys of epoch `n` (held by a
+//! revoked grantee) open nothing of epoch `n + 1`. The new epoch key reaches each remaining
+//! grantee as a sign-then-seal relationship message carrying an [`EpochUpdate`].
+
+use rand_core::{CryptoRng, RngCore};
+
+use crate::error::{Error, Result};
+use crate::keys::EpochKey;
+use crate::wire::{Reader, Wire, Writer};
+
+/// Epoch update format version.
+pub const EPOCH_UPDATE_VERSION: u8 = 1;
+
+/// One key generation of a share.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Epoch {
+    /// Number, from 1; only goes up.
+    pub number: u32,
+    /// The manifest-sealing key of this epoch.
+    pub key: EpochKey,
+}
+
+impl Epoch {
+    /// The first epoch of a new share.
+    pub fn first<R: RngCore + CryptoRng>(rng: &mut R) -> Self {
+        Self {
+            number: 1,
+            key: EpochKey::random(rng),
+        }
+    }
+    /// The next epoch, with a fresh key.
+    pub fn next<R: RngCore + CryptoRng>(&self, rng: &mut R) -> Result<Self> {
+        Ok(Self {
+            number: self.number.checked_add(1).ok_or(Error::Malformed {
+                what: "epoch",
+                reason: "epoch counter exhausted",
+            })?,
+            key: EpochKey::random(rng),
+        })
+    }
+}
+
+/// What a remaining grantee receives after a rotation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EpochUpdate {
+    /// The share.
+    pub share_id: [u8; 16],
+    /// New epoch number.
+    pub epoch: u32,
+    /// New epoch key.
+    pub epoch_key: EpochKey,
+    /// Manifest version sealed under it (the grantee must not accept an older one).
+    pub manifest_version: u64,
+}
+
+impl Wire for EpochUpdate {
+    const WHAT: &'static str = "epoch update";
+    fn encode(&self, w: &mut Writer) {
+        w.u8(EPOCH_UPDATE_VERSION);
+        w.raw(&self.share_id);
+        w.u32(self.epoch);
+        w.obj(&self.epoch_key);
+        w.u64(self.manifest_version);
+    }
+    fn decode(r: &mut Reader<'_>) -> Result<Self> {
+        r.version(EPOCH_UPDATE_VERSION)?;
+        Ok(Self {
+            share_id: r.array()?,
+            epoch: r.u32()?,
+            epoch_key: r.obj()?,
+            manifest_version: r.u64()?,
+        })
+    }
+}
+
+impl EpochUpdate {
+    /// Accepts an update only if it moves forward from the epoch the grantee holds.
+    pub fn check_after(&self, current_epoch: u32) -> Result<()> {
+        if self.epoch <= current_epoch {
+            return Err(Error::Rollback {
+                what: "epoch",
+                have: u64::from(current_epoch),
+                got: u64::from(self.epoch),
+            });
+        }
+        Ok(())
+    }
+}

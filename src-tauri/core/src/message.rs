@@ -1,0 +1,220 @@
+//! Sign-then-seal relationship messages (DESIGN.md "Check-up pairing" step 5).
+//!
+//! The sender signs `(domain label, version, sender card hash, recipient card hash,
+//! relationship id, sequence number, kind, body)` with its card key, then seals the signed
+//! message to the recipient's static X25519 key under a fresh ephemeral key. Naming both parties
+//! inside the signature stops a recipient from re-sealing a message to a third party as if it
+//! were addressed to them; the sequence number with [`ReplayGuard`] stops replays and
+//! reordering. Static-static DH is never the authentication: the signature is.
+
+use rand_core::{CryptoRng, RngCore};
+
+use crate::envelope::{self, Context, Envelope, ObjectKind};
+use crate::error::{Error, Result};
+use crate::keys::{Card, DeviceIdentity, DhPublic, SymmetricKey, hkdf32, x25519};
+use crate::label;
+use crate::wire::{Reader, Wire, Writer};
+
+/// Sealed message format version.
+pub const MESSAGE_VERSION: u8 = 1;
+/// Largest message body.
+pub const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// What a message carries (the body's format depends on it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MessageKind {
+    /// A new epoch key after a rotation ([`crate::epoch::EpochUpdate`]).
+    EpochUpdate = 1,
+    /// A signed FHIR resource written by the doctor.
+    Note = 2,
+    /// A doctor asks the patient to grant a colleague.
+    ForwardRequest = 3,
+    /// The patient's answer to a forward request.
+    ForwardAnswer = 4,
+    /// A grant sent outside pairing (forwarding, re-grants).
+    Grant = 5,
+    /// A notice (delegation registered, access revoked, share expired).
+    Notice = 6,
+}
+
+impl MessageKind {
+    fn from_u8(v: u8) -> Option<Self> {
+        Some(match v {
+            1 => Self::EpochUpdate,
+            2 => Self::Note,
+            3 => Self::ForwardRequest,
+            4 => Self::ForwardAnswer,
+            5 => Self::Grant,
+            6 => Self::Notice,
+            _ => return None,
+        })
+    }
+}
+
+/// An opened, verified message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Message {
+    /// Relationship it belongs to.
+    pub relationship_id: [u8; 16],
+    /// Sender's sequence number.
+    pub seq: u64,
+    /// Kind.
+    pub kind: MessageKind,
+    /// Body.
+    pub body: Vec<u8>,
+}
+
+fn signed_part(
+    sender: &[u8; 32],
+    recipient: &[u8; 32],
+    relationship_id: &[u8; 16],
+    seq: u64,
+    kind: MessageKind,
+    body: &[u8],
+) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.u8(MESSAGE_VERSION);
+    w.raw(sender);
+    w.raw(recipient);
+    w.raw(relationship_id);
+    w.u64(seq);
+    w.u8(kind as u8);
+    w.bytes32(body);
+    w.into_bytes()
+}
+
+fn message_key(
+    shared: &SymmetricKey,
+    eph: &DhPublic,
+    recipient: &DhPublic,
+    relationship_id: &[u8; 16],
+) -> SymmetricKey {
+    let mut salt = [0u8; 64];
+    salt[..32].copy_from_slice(&eph.0);
+    salt[32..].copy_from_slice(&recipient.0);
+    SymmetricKey::from_bytes(hkdf32(
+        Some(&salt),
+        shared.expose_secret(),
+        &[label::KDF_MESSAGE.as_bytes(), &[0], relationship_id],
+    ))
+}
+
+/// Signs and seals one message from `sender` to `recipient`.
+#[allow(clippy::too_many_arguments)]
+pub fn seal<R: RngCore + CryptoRng>(
+    sender: &DeviceIdentity,
+    sender_card: &Card,
+    recipient: &Card,
+    relationship_id: &[u8; 16],
+    seq: u64,
+    kind: MessageKind,
+    body: &[u8],
+    rng: &mut R,
+) -> Result<Vec<u8>> {
+    if body.len() > MAX_BODY {
+        return Err(Error::Malformed {
+            what: "message",
+            reason: "body too large",
+        });
+    }
+    let part = signed_part(
+        &sender_card.hash(),
+        &recipient.hash(),
+        relationship_id,
+        seq,
+        kind,
+        body,
+    );
+    let sig = sender.signing().sign(label::MESSAGE_SIG, &part);
+    let mut pt = Writer::new();
+    pt.bytes32(&part);
+    pt.raw(&sig);
+    let eph = x25519_dalek::StaticSecret::random_from_rng(&mut *rng);
+    let eph_pub = DhPublic(x25519_dalek::PublicKey::from(&eph).to_bytes());
+    let shared = x25519(&eph, &recipient.body.dh_key)?;
+    let k = message_key(&shared, &eph_pub, &recipient.body.dh_key, relationship_id);
+    let ctx = Context::new(ObjectKind::Message, relationship_id, 0);
+    let env = envelope::seal(&k, &ctx, pt.as_slice(), rng);
+    let mut out = Writer::new();
+    out.u8(MESSAGE_VERSION);
+    out.obj(&eph_pub);
+    out.obj(&env);
+    Ok(out.into_bytes())
+}
+
+/// Opens a message sent to `me` by `sender` in `relationship_id`; checks addressing, the
+/// signature and the sequence number. The guard only advances on success.
+pub fn open(
+    me: &DeviceIdentity,
+    my_card: &Card,
+    sender: &Card,
+    relationship_id: &[u8; 16],
+    guard: &mut ReplayGuard,
+    sealed: &[u8],
+) -> Result<Message> {
+    let mut r = Reader::new(sealed, "message");
+    r.version(MESSAGE_VERSION)?;
+    let eph: DhPublic = r.obj()?;
+    let env = Envelope::decode(&mut r)?;
+    r.finish()?;
+    let shared = me.dh(&eph)?;
+    let k = message_key(&shared, &eph, &me.dh_public(), relationship_id);
+    let ctx = Context::new(ObjectKind::Message, relationship_id, 0);
+    let pt = envelope::open(&k, &ctx, &env).map_err(|_| Error::Decrypt { what: "message" })?;
+    let mut r = Reader::new(&pt, "message");
+    let part = r.bytes32()?;
+    let sig: [u8; 64] = r.array()?;
+    r.finish()?;
+    let mut p = Reader::new(part, "message");
+    p.version(MESSAGE_VERSION)?;
+    let from: [u8; 32] = p.array()?;
+    let to: [u8; 32] = p.array()?;
+    let rel: [u8; 16] = p.array()?;
+    let seq = p.u64()?;
+    let kind = MessageKind::from_u8(p.u8()?).ok_or_else(|| p.malformed("unknown kind"))?;
+    let body = p.bytes32()?.to_vec();
+    p.finish()?;
+    // The signature is checked first: only then do its fields mean anything.
+    sender
+        .body
+        .signing_key
+        .verify(label::MESSAGE_SIG, part, &sig, "message")?;
+    if from != sender.hash() || to != my_card.hash() || rel != *relationship_id {
+        return Err(Error::WrongRecipient);
+    }
+    guard.check(seq)?;
+    guard.highest = seq;
+    Ok(Message {
+        relationship_id: rel,
+        seq,
+        kind,
+        body,
+    })
+}
+
+/// Highest sequence number accepted from one sender in one relationship.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReplayGuard {
+    highest: u64,
+}
+
+impl ReplayGuard {
+    /// Resumes from a stored value.
+    pub fn from_highest(highest: u64) -> Self {
+        Self { highest }
+    }
+    /// The value to store.
+    pub fn highest(&self) -> u64 {
+        self.highest
+    }
+    /// Errors unless `seq` is above everything accepted (sequence numbers start at 1).
+    pub fn check(&self, seq: u64) -> Result<()> {
+        if seq <= self.highest {
+            return Err(Error::Replay {
+                highest: self.highest,
+                got: seq,
+            });
+        }
+        Ok(())
+    }
+}
