@@ -126,9 +126,20 @@ pub fn seal<R: RngCore + CryptoRng>(
         body,
     );
     let sig = sender.signing().sign(label::MESSAGE_SIG, &part);
+    seal_signed(&part, &sig, recipient, relationship_id, rng)
+}
+
+/// Seals an already signed message to `recipient` under a fresh ephemeral key.
+fn seal_signed<R: RngCore + CryptoRng>(
+    part: &[u8],
+    sig: &[u8; 64],
+    recipient: &Card,
+    relationship_id: &[u8; 16],
+    rng: &mut R,
+) -> Result<Vec<u8>> {
     let mut pt = Writer::new();
-    pt.bytes32(&part);
-    pt.raw(&sig);
+    pt.bytes32(part);
+    pt.raw(sig);
     let eph = x25519_dalek::StaticSecret::random_from_rng(&mut *rng);
     let eph_pub = DhPublic(x25519_dalek::PublicKey::from(&eph).to_bytes());
     let shared = x25519(&eph, &recipient.body.dh_key)?;
@@ -152,15 +163,7 @@ pub fn open(
     guard: &mut ReplayGuard,
     sealed: &[u8],
 ) -> Result<Message> {
-    let mut r = Reader::new(sealed, "message");
-    r.version(MESSAGE_VERSION)?;
-    let eph: DhPublic = r.obj()?;
-    let env = Envelope::decode(&mut r)?;
-    r.finish()?;
-    let shared = me.dh(&eph)?;
-    let k = message_key(&shared, &eph, &me.dh_public(), relationship_id);
-    let ctx = Context::new(ObjectKind::Message, relationship_id, 0);
-    let pt = envelope::open(&k, &ctx, &env).map_err(|_| Error::Decrypt { what: "message" })?;
+    let pt = unseal(me, relationship_id, sealed)?;
     let mut r = Reader::new(&pt, "message");
     let part = r.bytes32()?;
     let sig: [u8; 64] = r.array()?;
@@ -192,6 +195,23 @@ pub fn open(
     })
 }
 
+/// Decrypts the outer layer: `bytes32(signed part) || signature`.
+fn unseal(
+    me: &DeviceIdentity,
+    relationship_id: &[u8; 16],
+    sealed: &[u8],
+) -> Result<zeroize::Zeroizing<Vec<u8>>> {
+    let mut r = Reader::new(sealed, "message");
+    r.version(MESSAGE_VERSION)?;
+    let eph: DhPublic = r.obj()?;
+    let env = Envelope::decode(&mut r)?;
+    r.finish()?;
+    let shared = me.dh(&eph)?;
+    let k = message_key(&shared, &eph, &me.dh_public(), relationship_id);
+    let ctx = Context::new(ObjectKind::Message, relationship_id, 0);
+    envelope::open(&k, &ctx, &env).map_err(|_| Error::Decrypt { what: "message" })
+}
+
 /// Highest sequence number accepted from one sender in one relationship.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ReplayGuard {
@@ -216,5 +236,51 @@ impl ReplayGuard {
             });
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{Role, RootSecret};
+    use rand_core::OsRng;
+
+    fn party(name: &str) -> (DeviceIdentity, Card) {
+        let id = DeviceIdentity::from_root(&RootSecret::random(&mut OsRng));
+        let card = id.card(name, Role::Patient, None, 1).expect("valid card");
+        (id, card)
+    }
+
+    #[test]
+    fn readdressed_message_is_rejected() {
+        let (d, d_card) = party("Dr. D");
+        let (p, p_card) = party("Pat");
+        let (o, o_card) = party("Other");
+        let rel = [5; 16];
+        let m = seal(
+            &d,
+            &d_card,
+            &p_card,
+            &rel,
+            1,
+            MessageKind::Note,
+            b"hi",
+            &mut OsRng,
+        )
+        .expect("seals");
+        // The recipient, who can open it, re-seals the doctor-signed content to someone else.
+        let pt = unseal(&p, &rel, &m).expect("opens");
+        let mut r = Reader::new(&pt, "test");
+        let part = r.bytes32().expect("part").to_vec();
+        let sig: [u8; 64] = r.array().expect("sig");
+        let resealed = seal_signed(&part, &sig, &o_card, &rel, &mut OsRng).expect("seals");
+        let mut g = ReplayGuard::default();
+        assert_eq!(
+            open(&o, &o_card, &d_card, &rel, &mut g, &resealed).err(),
+            Some(Error::WrongRecipient)
+        );
+        assert_eq!(g.highest(), 0);
+        // The real recipient still accepts the original.
+        open(&p, &p_card, &d_card, &rel, &mut g, &m).expect("opens");
     }
 }

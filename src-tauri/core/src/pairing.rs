@@ -488,7 +488,6 @@ impl DoctorPairing {
         now: u64,
         rng: &mut R,
     ) -> Result<(Self, Vec<u8>)> {
-        qr.check_fresh(now)?;
         if card.body.signing_key != doctor.signing_public()
             || card.body.dh_key != doctor.dh_public()
         {
@@ -496,6 +495,20 @@ impl DoctorPairing {
                 what: "card does not belong to this device",
             });
         }
+        Self::respond_as(qr, doctor, card, reader_key, now, rng)
+    }
+
+    /// The reply computation, without the check that `card` is `doctor`'s (unit tests use it
+    /// to play an attacker presenting a borrowed card).
+    fn respond_as<R: RngCore + CryptoRng>(
+        qr: &QrPayload,
+        doctor: &DeviceIdentity,
+        card: &Card,
+        reader_key: &PublicKey,
+        now: u64,
+        rng: &mut R,
+    ) -> Result<(Self, Vec<u8>)> {
+        qr.check_fresh(now)?;
         let eph = x25519_dalek::StaticSecret::random_from_rng(&mut *rng);
         let eph_pub = DhPublic(x25519_dalek::PublicKey::from(&eph).to_bytes());
         let dh1 = x25519(&eph, &qr.patient_ephemeral)?;
@@ -554,5 +567,59 @@ impl DoctorPairing {
             },
             grant,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::keys::{Role, RootSecret, SigningSecret};
+    use rand_core::OsRng;
+
+    #[test]
+    fn borrowed_card_reply_is_rejected() {
+        let victim = DeviceIdentity::from_root(&RootSecret::random(&mut OsRng));
+        let victim_card = victim
+            .card("Dr. Famous", Role::Doctor, Some("L-1"), 1)
+            .expect("card");
+        let attacker = DeviceIdentity::from_root(&RootSecret::random(&mut OsRng));
+        let reader = SigningSecret::random(&mut OsRng).public();
+        let mut p =
+            PatientPairing::start("https://r.example", u32::MAX, &mut OsRng).expect("starts");
+        // The local API refuses to present a card that is not this device's.
+        assert!(
+            DoctorPairing::respond(p.qr(), &attacker, &victim_card, &reader, 1, &mut OsRng)
+                .is_err()
+        );
+        // A hand-built reply with the victim's genuine card, signed by the attacker's key.
+        let (_, reply) =
+            DoctorPairing::respond_as(p.qr(), &attacker, &victim_card, &reader, 1, &mut OsRng)
+                .expect("computes");
+        assert!(matches!(
+            p.accept_reply(&reply, 1),
+            Err(Error::BadSignature { .. })
+        ));
+        // The failure leaves the pairing open.
+        let own = attacker
+            .card("Mallory", Role::Doctor, None, 1)
+            .expect("card");
+        let (_, ok) = DoctorPairing::respond(p.qr(), &attacker, &own, &reader, 1, &mut OsRng)
+            .expect("responds");
+        p.accept_reply(&ok, 1)
+            .expect("a valid reply is still accepted");
+    }
+
+    #[test]
+    fn reply_from_another_session_is_rejected() {
+        // A genuine reply (valid signature, genuine card) made for one QR is useless for
+        // another: a fresh QR has a fresh transcript and key.
+        let victim = DeviceIdentity::from_root(&RootSecret::random(&mut OsRng));
+        let card = victim.card("Dr. V", Role::Doctor, None, 1).expect("card");
+        let reader = SigningSecret::random(&mut OsRng).public();
+        let p1 = PatientPairing::start("https://r.example", u32::MAX, &mut OsRng).expect("ok");
+        let mut p2 = PatientPairing::start("https://r.example", u32::MAX, &mut OsRng).expect("ok");
+        let (_, reply1) =
+            DoctorPairing::respond(p1.qr(), &victim, &card, &reader, 1, &mut OsRng).expect("ok");
+        assert!(p2.accept_reply(&reply1, 1).is_err());
     }
 }
