@@ -171,7 +171,10 @@ impl Wire for QrPayload {
             },
             host
         );
-        Self::split_url(&relay_url)?;
+        // One encoding per URL: no trailing slash, nothing split_url would normalise.
+        if Self::split_url(&relay_url)?.1 != host {
+            return Err(r.malformed("relay URL not in canonical form"));
+        }
         Ok(Self {
             relay_url,
             pairing_id,
