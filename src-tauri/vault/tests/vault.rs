@@ -1,0 +1,591 @@
+//! Lifecycle, records, blind index, tamper, schema, audit, backup and canary tests (no fixtures).
+#![allow(clippy::unwrap_used, clippy::print_stdout)]
+
+mod common;
+
+use std::time::Duration;
+
+use carekey_core::keys::{DeviceIdentity, Role, RootSecret};
+use carekey_vault::*;
+use common::*;
+use rusqlite::Connection;
+use serde_json::json;
+
+#[test]
+fn create_lock_unlock_wrong_passphrase() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.sqlite");
+    let (mut v, _phrase) = Vault::create(&path, PASS, &opts()).unwrap();
+    let id = v.add_record(observation("o1", 1)).unwrap();
+    v.lock();
+    assert!(matches!(v.get_record(&id), Err(VaultError::Locked)));
+    assert!(matches!(
+        v.unlock("wrong"),
+        Err(VaultError::WrongPassphrase)
+    ));
+    v.unlock(PASS).unwrap();
+    assert_eq!(v.get_record(&id).unwrap().summary.fhir_id, "o1");
+    drop(v);
+    let mut v = Vault::open(&path).unwrap();
+    assert!(!v.is_unlocked());
+    assert!(matches!(v.unlock("nope"), Err(VaultError::WrongPassphrase)));
+    v.unlock(PASS).unwrap();
+    assert_eq!(v.list().unwrap().records.len(), 1);
+    // creating over an existing file is refused
+    assert!(Vault::create(&path, PASS, &opts()).is_err());
+}
+
+#[test]
+fn change_passphrase_rewraps_root_only() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.sqlite");
+    let (mut v, _) = Vault::create(&path, PASS, &opts()).unwrap();
+    let id = v.add_record(observation("o1", 1)).unwrap();
+    let body_before: Vec<u8> = Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT body FROM records", [], |r| r.get(0))
+        .unwrap();
+    assert!(matches!(
+        v.change_passphrase("bad", "new pass", None),
+        Err(VaultError::WrongPassphrase)
+    ));
+    let raised = KdfParams {
+        m_kib: 128,
+        t: 2,
+        p: 1,
+    };
+    v.change_passphrase(PASS, "new pass", Some(raised)).unwrap();
+    drop(v);
+    let body_after: Vec<u8> = Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT body FROM records", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(body_before, body_after, "records are not re-encrypted");
+    let mut v = Vault::open(&path).unwrap();
+    assert_eq!(v.kdf_params(), raised);
+    assert!(matches!(v.unlock(PASS), Err(VaultError::WrongPassphrase)));
+    v.unlock("new pass").unwrap();
+    v.get_record(&id).unwrap();
+}
+
+#[test]
+fn idle_timeout_evicts_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut v, _) = new_vault(dir.path());
+    v.set_idle_timeout(Some(Duration::from_millis(50)));
+    v.add_record(observation("o1", 1)).unwrap();
+    assert!(!v.tick());
+    std::thread::sleep(Duration::from_millis(80));
+    assert!(v.tick(), "keys evicted after idle");
+    assert!(matches!(v.list(), Err(VaultError::Locked)));
+    v.unlock(PASS).unwrap();
+    assert_eq!(v.list().unwrap().records.len(), 1);
+}
+
+#[test]
+fn newer_schema_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.sqlite");
+    drop(Vault::create(&path, PASS, &opts()).unwrap());
+    Connection::open(&path)
+        .unwrap()
+        .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .unwrap();
+    let err = Vault::open(&path).unwrap_err();
+    assert!(
+        matches!(err, VaultError::NewerSchema { found, supported } if found == SCHEMA_VERSION + 1 && supported == SCHEMA_VERSION),
+        "{err}"
+    );
+    // A plain SQLite file is not a vault.
+    let other = dir.path().join("other.sqlite");
+    Connection::open(&other)
+        .unwrap()
+        .execute_batch("CREATE TABLE t(x)")
+        .unwrap();
+    assert!(matches!(Vault::open(&other), Err(VaultError::BadHeader(_))));
+}
+
+#[test]
+fn tampered_row_is_named_and_others_stay_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.sqlite");
+    let (mut v, _) = Vault::create(&path, PASS, &opts()).unwrap();
+    let ids: Vec<RecordId> = (0..5)
+        .map(|i| v.add_record(observation(&format!("o{i}"), i)).unwrap())
+        .collect();
+    let victim = ids[2];
+    {
+        let c = Connection::open(&path).unwrap();
+        let mut body: Vec<u8> = c
+            .query_row(
+                "SELECT body FROM records WHERE id = ?1",
+                [&victim.0[..]],
+                |r| r.get(0),
+            )
+            .unwrap();
+        let n = body.len();
+        body[n / 2] ^= 0x01;
+        c.execute(
+            "UPDATE records SET body = ?1 WHERE id = ?2",
+            rusqlite::params![body, &victim.0[..]],
+        )
+        .unwrap();
+        // Swap another row's summary into a third row: AAD binds the row id.
+        let s: Vec<u8> = c
+            .query_row(
+                "SELECT summary FROM records WHERE id = ?1",
+                [&ids[0].0[..]],
+                |r| r.get(0),
+            )
+            .unwrap();
+        c.execute(
+            "UPDATE records SET summary = ?1 WHERE id = ?2",
+            rusqlite::params![s, &ids[4].0[..]],
+        )
+        .unwrap();
+    }
+    let err = v.get_record(&victim).unwrap_err();
+    assert!(matches!(err, VaultError::Tampered { what: "record", .. }));
+    let msg = err.to_string();
+    println!("tampered row error: {msg}");
+    assert!(msg.contains(&victim.to_string()));
+    assert!(matches!(
+        v.get_record(&ids[4]),
+        Err(VaultError::Tampered { .. })
+    ));
+    for i in [0, 1, 3] {
+        assert_eq!(
+            v.get_record(&ids[i]).unwrap().summary.fhir_id,
+            format!("o{i}")
+        );
+    }
+    let listing = v.list().unwrap();
+    assert_eq!(listing.records.len(), 4, "summary of the victim is intact");
+    assert_eq!(listing.damaged, vec![ids[4]]);
+}
+
+#[test]
+fn blind_index_search_and_summaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut v, _) = new_vault(dir.path());
+    let rep = v
+        .import_ndjson(
+            &[synthetic_ndjson("obs", 300)],
+            &ImportOptions::default(),
+            &mut ImportControl::default(),
+        )
+        .unwrap();
+    assert_eq!(rep.records, 300);
+    assert_eq!(v.find_by_type("Observation").unwrap().len(), 300);
+    assert_eq!(v.find_by_type("Condition").unwrap().len(), 0);
+    let one = v.find_by_code("http://loinc.org", "1005-5").unwrap();
+    assert_eq!(one.len(), 1);
+    assert_eq!(one[0].fhir_id, "obs-5");
+    assert_eq!(one[0].category, Category::Observation);
+    assert!(one[0].key_values.iter().any(|kv| kv.value == "0.5 mmol/L"));
+    assert!(matches!(one[0].origin, Origin::Imported { .. }));
+    let hits = v.search("GLUCOSE level", 1000).unwrap();
+    assert_eq!(hits.len(), 300 / WORDS.len() + 1);
+    assert!(v.search("nonexistent-term", 10).unwrap().is_empty());
+    // Unknown resource types are kept and shown generically.
+    let id = v
+        .add_record(
+            json!({"resourceType": "FamilyMemberHistory", "id": "f1", "status": "completed"}),
+        )
+        .unwrap();
+    let r = v.get_record(&id).unwrap();
+    assert_eq!(r.summary.category, Category::Other);
+    assert_eq!(r.summary.title, "FamilyMemberHistory");
+    v.delete_record(&id).unwrap();
+    assert!(matches!(
+        v.get_record(&id),
+        Err(VaultError::NotFound { .. })
+    ));
+}
+
+#[test]
+fn malformed_import_names_line_and_stores_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut v, _) = new_vault(dir.path());
+    let mut f = synthetic_ndjson("obs", 10);
+    f.data
+        .extend_from_slice(b"{\"resourceType\": \"Observation\", \"id\": \"x\"\n");
+    let err = v
+        .import_ndjson(
+            &[f],
+            &ImportOptions::default(),
+            &mut ImportControl::default(),
+        )
+        .unwrap_err();
+    println!("{err}");
+    assert!(matches!(
+        &err,
+        VaultError::Import {
+            at: Position::Line { line: 11, .. },
+            ..
+        }
+    ));
+    assert_eq!(v.record_count().unwrap(), 0);
+    // Bundle entry without resourceType, after good entries.
+    let b = json!({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": observation("a", 1)},
+        {"resource": {"id": "nope"}},
+    ]});
+    let err = v
+        .import_bundle(
+            &serde_json::to_vec(&b).unwrap(),
+            &ImportOptions::default(),
+            &mut ImportControl::default(),
+        )
+        .unwrap_err();
+    println!("{err}");
+    assert!(matches!(
+        &err,
+        VaultError::Import {
+            at: Position::Entry(1),
+            ..
+        }
+    ));
+    assert_eq!(v.record_count().unwrap(), 0);
+    // Bad base64 in an attachment fails the whole import at its entry.
+    let b = json!({"resourceType": "Bundle", "type": "collection", "entry": [
+        {"resource": observation("a", 1)},
+        {"resource": {"resourceType": "Binary", "id": "b", "contentType": "text/plain", "data": "!!!"}},
+    ]});
+    let err = v
+        .import_bundle(
+            &serde_json::to_vec(&b).unwrap(),
+            &ImportOptions::default(),
+            &mut ImportControl::default(),
+        )
+        .unwrap_err();
+    assert!(matches!(
+        &err,
+        VaultError::Import {
+            at: Position::Entry(1),
+            ..
+        }
+    ));
+    assert_eq!(v.record_count().unwrap(), 0);
+    // Cancellation rolls back.
+    let cancel = std::sync::atomic::AtomicBool::new(false);
+    let mut seen = 0;
+    let mut cb = |p: Progress| {
+        seen = p.done;
+        if p.done >= 64 {
+            cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    };
+    let err = v
+        .import_ndjson(
+            &[synthetic_ndjson("obs", 500)],
+            &ImportOptions::default(),
+            &mut ImportControl {
+                progress: Some(&mut cb),
+                cancel: Some(&cancel),
+            },
+        )
+        .unwrap_err();
+    assert!(matches!(err, VaultError::Cancelled));
+    assert_eq!(v.record_count().unwrap(), 0);
+}
+
+#[test]
+fn attachments_are_chunked_and_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.sqlite");
+    let (mut v, _) = Vault::create(&path, PASS, &opts()).unwrap();
+    let data: Vec<u8> = (0..200_000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let b64 = data_encoding::BASE64.encode(&data);
+    let doc = json!({"resourceType": "DocumentReference", "id": "d1", "status": "current",
+        "description": "scan", "content": [{"attachment": {"contentType": "application/pdf", "title": "scan.pdf", "data": b64}}]});
+    let id = v.add_record(doc.clone()).unwrap();
+    let n_chunks: i64 = Connection::open(&path)
+        .unwrap()
+        .query_row("SELECT COUNT(*) FROM chunks", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(n_chunks, 4, "200 kB in 64 KiB chunks");
+    let r = v.get_record(&id).unwrap();
+    assert_eq!(r.resource, doc);
+    assert_eq!(r.summary.attachments.len(), 1);
+    assert_eq!(r.summary.attachments[0].size, 200_000);
+    assert!(matches!(r.summary.signature, SignatureStatus::Valid { .. }));
+    let att = v.attachment(&r.summary.attachments[0].id).unwrap();
+    assert_eq!(&att[..], &data[..]);
+    // Dropping the last chunk (truncation) is detected.
+    Connection::open(&path)
+        .unwrap()
+        .execute("DELETE FROM chunks WHERE idx = 3", [])
+        .unwrap();
+    assert!(matches!(
+        v.attachment(&r.summary.attachments[0].id),
+        Err(VaultError::Tampered {
+            what: "attachment",
+            ..
+        })
+    ));
+}
+
+#[test]
+fn provenance_signed_notes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut v, _) = new_vault(dir.path());
+    let doctor = DeviceIdentity::from_root(&RootSecret::random(&mut rand_core::OsRng));
+    let card = doctor
+        .card("Dr. Test", Role::Doctor, Some("L-1"), 1)
+        .unwrap();
+    let note = json!({"resourceType": "Observation", "id": "note1", "status": "final",
+        "code": {"text": "Follow-up note"}, "valueString": "Looks fine"});
+    let sig = doctor.signing().sign(
+        carekey_core::label::RECORD_SIG,
+        &record_signing_bytes(&note),
+    );
+    let mut forged = note.clone();
+    forged["valueString"] = json!("Looks terrible");
+    assert!(matches!(
+        v.accept_signed_record(forged, &card, &sig),
+        Err(VaultError::BadSignature)
+    ));
+    let id = v.accept_signed_record(note, &card, &sig).unwrap();
+    let r = v.get_record(&id).unwrap();
+    assert_eq!(r.summary.author.as_deref(), Some("Dr. Test"));
+    assert!(
+        matches!(&r.summary.signature, SignatureStatus::Valid { signer, .. } if signer == "Dr. Test")
+    );
+    assert_eq!(r.summary.origin, Origin::Received);
+    let own = v.add_record(observation("mine", 3)).unwrap();
+    assert!(matches!(
+        v.verify_record(&own).unwrap(),
+        SignatureStatus::Valid { .. }
+    ));
+    let log = v.audit_log().unwrap();
+    assert!(log.iter().any(
+        |e| matches!(&e.event, AuditEvent::NoteAccepted { author, .. } if author == "Dr. Test")
+    ));
+}
+
+#[test]
+fn audit_chain_tamper_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.sqlite");
+    let (mut v, _) = Vault::create(&path, PASS, &opts()).unwrap();
+    for i in 0..4 {
+        v.add_record(observation(&format!("o{i}"), i)).unwrap();
+    }
+    v.log_event(&AuditEvent::Shared {
+        share_id: "00".repeat(16),
+        grantee: "Dr. X".into(),
+        records: 4,
+    })
+    .unwrap();
+    v.export_bundle(None).unwrap();
+    let head = v.verify_audit().unwrap();
+    assert_eq!(head.seq, 7); // created, 4 adds, share, export
+    let c = Connection::open(&path).unwrap();
+    // 1. Alter entry 3's sealed body.
+    let orig: Vec<u8> = c
+        .query_row("SELECT entry FROM audit WHERE seq = 3", [], |r| r.get(0))
+        .unwrap();
+    let mut bad = orig.clone();
+    let n = bad.len();
+    bad[n - 5] ^= 0x80;
+    c.execute("UPDATE audit SET entry = ?1 WHERE seq = 3", [&bad])
+        .unwrap();
+    let err = v.verify_audit().unwrap_err();
+    println!("{err}");
+    assert!(matches!(err, VaultError::AuditBroken { seq: 3, .. }));
+    c.execute("UPDATE audit SET entry = ?1 WHERE seq = 3", [&orig])
+        .unwrap();
+    v.verify_audit().unwrap();
+    // 2. Remove the last entry (truncation) and the middle one.
+    c.execute("DELETE FROM audit WHERE seq = 7", []).unwrap();
+    assert!(matches!(
+        v.verify_audit(),
+        Err(VaultError::AuditBroken { .. })
+    ));
+    c.execute("DELETE FROM audit WHERE seq = 5", []).unwrap();
+    let err = v.verify_audit().unwrap_err();
+    println!("{err}");
+    assert!(matches!(err, VaultError::AuditBroken { seq: 6, .. }));
+}
+
+#[test]
+fn recovery_phrase_backup_restore() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.sqlite");
+    let (mut v, phrase) = Vault::create(&path, PASS, &opts()).unwrap();
+    assert_eq!(phrase.expose_words().split(' ').count(), 24);
+    assert_eq!(
+        v.recovery_phrase().unwrap().expose_words(),
+        phrase.expose_words()
+    );
+    let doc = json!({"resourceType": "Binary", "id": "bin", "contentType": "text/plain",
+        "data": data_encoding::BASE64.encode(b"attached words")});
+    let id = v.add_record(doc.clone()).unwrap();
+    let pk = v.signing_public().unwrap();
+    let b1 = v.backup().unwrap();
+    v.add_record(observation("later", 2)).unwrap();
+    let b2 = v.backup().unwrap();
+    assert_eq!((b1.version, b2.version), (1, 2));
+    assert_eq!(b1.id, b2.id);
+    assert_eq!(inspect_version(&b2.blob), 2);
+
+    // Wrong phrase (valid words, other root) and invalid phrase.
+    let other = RecoveryPhrase::from_root(&RootSecret::random(&mut rand_core::OsRng));
+    let dest = dir.path().join("restored.sqlite");
+    assert!(matches!(
+        Vault::restore_backup(&dest, other.expose_words(), &b2.blob, 0, "p2", &opts()),
+        Err(VaultError::WrongPhrase)
+    ));
+    let mut words: Vec<&str> = phrase.expose_words().split(' ').collect();
+    words.swap(0, 1);
+    let swapped = words.join(" ");
+    assert!(matches!(
+        Vault::restore_backup(&dest, &swapped, &b2.blob, 0, "p2", &opts()),
+        Err(VaultError::InvalidPhrase) | Err(VaultError::WrongPhrase)
+    ));
+    assert!(matches!(
+        Vault::restore_backup(&dest, "not a phrase", &b2.blob, 0, "p2", &opts()),
+        Err(VaultError::InvalidPhrase)
+    ));
+    // Rollback refused.
+    assert!(matches!(
+        Vault::restore_backup(&dest, phrase.expose_words(), &b1.blob, 2, "p2", &opts()),
+        Err(VaultError::Backup(_))
+    ));
+    // Tampered blob.
+    let mut t = b2.blob.clone();
+    let n = t.len();
+    t[n - 1] ^= 1;
+    assert!(Vault::restore_backup(&dest, phrase.expose_words(), &t, 0, "p2", &opts()).is_err());
+    assert!(!dest.exists());
+
+    let mut r = Vault::restore_backup(
+        &dest,
+        &phrase.expose_words().to_uppercase(),
+        &b2.blob,
+        2,
+        "p2",
+        &opts(),
+    )
+    .unwrap();
+    assert_eq!(r.signing_public().unwrap(), pk, "identity re-created");
+    assert_eq!(r.get_record(&id).unwrap().resource, doc);
+    assert_eq!(r.list().unwrap().records.len(), 2);
+    r.verify_audit().unwrap();
+    drop(r);
+    let mut r = Vault::open(&dest).unwrap();
+    assert!(matches!(r.unlock(PASS), Err(VaultError::WrongPassphrase)));
+    r.unlock("p2").unwrap();
+    // The next backup of the restored vault continues the version counter.
+    assert_eq!(r.backup().unwrap().version, 3);
+    // Forgotten passphrase: unlock with the phrase and set a new one.
+    drop(r);
+    let mut r = Vault::open(&dest).unwrap();
+    assert!(matches!(
+        r.unlock_with_phrase(other.expose_words(), "p3"),
+        Err(VaultError::WrongPhrase)
+    ));
+    r.unlock_with_phrase(phrase.expose_words(), "p3").unwrap();
+    r.lock();
+    r.unlock("p3").unwrap();
+}
+
+fn inspect_version(blob: &[u8]) -> u64 {
+    carekey_vault::backup::inspect(blob).unwrap().version
+}
+
+#[test]
+fn doctor_share_purge_by_source_and_expiry() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut v, _) = new_vault(dir.path());
+    let share = |id: u8, exp: u64| ImportOptions {
+        source: Some("share".into()),
+        share: Some(ShareSource {
+            share_id: [id; 16],
+            expires_at: exp,
+            label: format!("patient {id}"),
+        }),
+    };
+    v.import_ndjson(
+        &[synthetic_ndjson("a", 20)],
+        &share(1, 1000),
+        &mut ImportControl::default(),
+    )
+    .unwrap();
+    v.import_ndjson(
+        &[synthetic_ndjson("b", 30)],
+        &share(2, 5000),
+        &mut ImportControl::default(),
+    )
+    .unwrap();
+    v.add_record(observation("own", 1)).unwrap();
+    let l = v.list().unwrap();
+    assert_eq!(l.records.len(), 51);
+    assert!(l.records.iter().any(|r| matches!(
+        &r.origin,
+        Origin::Shared {
+            expires_at: 1000,
+            ..
+        }
+    )));
+    assert_eq!(v.purge_expired(2000).unwrap(), 20);
+    assert_eq!(v.record_count().unwrap(), 31);
+    assert_eq!(v.purge_source(&[2; 16]).unwrap(), 30);
+    assert_eq!(v.record_count().unwrap(), 1);
+    let terms: i64 = Connection::open(v.path())
+        .unwrap()
+        .query_row("SELECT COUNT(DISTINCT record) FROM terms", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(terms, 1, "index rows cascade");
+    v.verify_audit().unwrap();
+}
+
+/// Copying the files off the device reveals nothing: no canary string in any byte.
+#[test]
+fn canary_scan_synthetic() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.sqlite");
+    let (mut v, _) = Vault::create(&path, PASS, &opts()).unwrap();
+    let canaries = [
+        "Zanzibarovich",
+        "Quetzalcoatl-Hospital",
+        "9988776655",
+        "2013-07-14",
+        "urn-canary-record-id",
+        "Secret note about the knee",
+    ];
+    let pat = json!({"resourceType": "Patient", "id": "urn-canary-record-id",
+        "name": [{"family": "Zanzibarovich", "given": ["Ilse"]}], "birthDate": "2013-07-14",
+        "managingOrganization": {"display": "Quetzalcoatl-Hospital"}});
+    let note = json!({"resourceType": "DocumentReference", "id": "n1", "status": "current",
+        "type": {"coding": [{"system": "http://loinc.org", "code": "9988776655"}]},
+        "content": [{"attachment": {"contentType": "text/plain",
+            "data": data_encoding::BASE64.encode(b"Secret note about the knee")}}]});
+    v.add_record(pat).unwrap();
+    let del = v.add_record(note.clone()).unwrap();
+    v.delete_record(&del).unwrap();
+    v.add_record(note).unwrap();
+    v.search("knee", 10).unwrap();
+    drop(v);
+    assert_no_canaries(dir.path(), &canaries);
+}
+
+pub fn assert_no_canaries(dir: &std::path::Path, canaries: &[&str]) {
+    let mut scanned = 0;
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        let bytes = std::fs::read(&p).unwrap();
+        scanned += bytes.len();
+        for c in canaries {
+            for needle in [c.as_bytes().to_vec(), c.to_lowercase().into_bytes()] {
+                assert!(
+                    !bytes.windows(needle.len()).any(|w| w == needle.as_slice()),
+                    "canary found in {}",
+                    p.display()
+                );
+            }
+        }
+    }
+    assert!(scanned > 0);
+}
