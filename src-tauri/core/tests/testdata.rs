@@ -226,3 +226,49 @@ fn regenerate() {
     trailing[0] = 2;
     pairing_case("pairing_wrong_version", "a reply with version byte 2", trailing, 0, "UnknownVersion");
 }
+
+#[test]
+#[ignore = "writes fuzz/corpus seeds; run by hand after a format change"]
+fn regenerate_fuzz_corpus() {
+    use carekey_core::audit::{Chain, ChainKind, Head};
+    use carekey_core::capability::FetchReceipt;
+    use carekey_core::grant::{Category, DelegationLink};
+    use carekey_core::manifest::{Manifest, ManifestEntry};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fuzz/corpus");
+    let put = |target: &str, name: &str, bytes: &[u8]| {
+        let d = root.join(target);
+        std::fs::create_dir_all(&d).expect("mkdir");
+        std::fs::write(d.join(name), bytes).expect("write");
+    };
+    let mut r = rng(7);
+    let p = patient(7);
+    put("qr_payload", "valid-https", p.qr().to_text().as_bytes());
+    put("qr_payload", "valid-lowercase", p.qr().to_text().to_ascii_lowercase().as_bytes());
+    let key = SigningSecret::random(&mut r);
+    let tagged = |tag: u8, b: Vec<u8>| [vec![tag], b].concat();
+    put("wire_decode", "scope", &tagged(0, Scope::all().to_bytes()));
+    let g = Grant {
+        share_id: [1; 16], relay_url: URL.into(), epoch: 1, epoch_key: EpochKey::random(&mut r),
+        read_token: ReadToken::random(&mut r), policy: Policy::Allowed, scope: Scope::all(),
+        expires_at: 2_000_000_000, grantee: [2; 32], reader_key: key.public(),
+        delegation_depth: 1, issued_at: 1,
+    }.sign(&key);
+    put("wire_decode", "grant", &tagged(1, g.to_bytes()));
+    let l = DelegationLink::sign(&key, [1; 16], key.public(), &ReadToken::random(&mut r), Scope::all(), 5, 0);
+    put("wire_decode", "link", &tagged(2, l.to_bytes()));
+    put("wire_decode", "receipt", &tagged(3, FetchReceipt::sign(&key, [1; 16], "manifest", 9, &mut r).to_bytes()));
+    let mut c = Chain::resume(ChainKind::Local, [1; 16], Head::EMPTY);
+    put("wire_decode", "entry", &tagged(4, c.append(1, 2, b"body".to_vec()).to_bytes()));
+    let (e, blob) = ManifestEntry::seal_record([3; 16], Category::Notes, "n", 1, b"x", &mut r);
+    let m = Manifest { share_id: [1; 16], version: 1, epoch: 1, issued_at: 1, entries: vec![e] };
+    put("wire_decode", "manifest", &tagged(5, m.to_bytes()));
+    let id = DeviceIdentity::from_root(&RootSecret::random(&mut r));
+    put("wire_decode", "card", &tagged(6, id.card("Dr. Seed", Role::Doctor, Some("L"), 1).expect("card").to_bytes()));
+    put("wire_decode", "qr", &tagged(7, p.qr().to_bytes()));
+    put("wire_decode", "envelope", &tagged(8, blob.clone()));
+    put("envelope_open", "envelope", &blob);
+    let ck = ContentKey::random(&mut r);
+    let (chunked, _) = envelope::seal_chunked(&ck, &Context::new(ObjectKind::Attachment, b"a", 1), &[5; 3000], 1024, &mut r).expect("seals");
+    put("envelope_open", "chunked", &chunked);
+    put("wire_decode", "chunk-header", &tagged(9, chunked[..24].to_vec()));
+}
