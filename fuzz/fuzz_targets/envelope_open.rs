@@ -23,7 +23,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(envelope::open(&key, &ctx, &env).is_err());
     }
     let _ = envelope::open_chunked(&key, &ctx, data);
-    let mut p = PatientPairing::start("https://r.example", u32::MAX, &mut rand_core::OsRng)
+    let mut p = PatientPairing::start("https://r.example", [0; 16], u32::MAX, &mut rand_core::OsRng)
         .expect("valid URL");
     assert!(p.accept_reply(data, 0).is_err());
     let (me, card) = &*ME;

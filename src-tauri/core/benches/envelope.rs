@@ -37,10 +37,22 @@ fn raw(d: &Data) -> usize {
     let n = XNonce::from_slice(&nonce);
     let ct = d
         .raw
-        .encrypt(n, Payload { msg: &d.pt, aad: &aad })
+        .encrypt(
+            n,
+            Payload {
+                msg: &d.pt,
+                aad: &aad,
+            },
+        )
         .expect("seals");
     d.raw
-        .decrypt(n, Payload { msg: &ct, aad: &aad })
+        .decrypt(
+            n,
+            Payload {
+                msg: &ct,
+                aad: &aad,
+            },
+        )
         .expect("opens")
         .len()
 }
@@ -87,5 +99,8 @@ fn main() {
         ratios.push(raw_t / ours_t);
     }
     ratios.sort_by(f64::total_cmp);
-    println!("RESULT envelope_vs_raw_1MiB {:.3}", ratios[ratios.len() / 2]);
+    println!(
+        "RESULT envelope_vs_raw_1MiB {:.3}",
+        ratios[ratios.len() / 2]
+    );
 }

@@ -185,6 +185,33 @@ impl Wire for QrPayload {
     }
 }
 
+/// Longest return address (an opaque relay mailbox address) a pairing message may carry.
+pub const MAX_ADDRESS_LEN: usize = 1024;
+
+fn check_address(address: &[u8]) -> Result<()> {
+    if address.len() > MAX_ADDRESS_LEN {
+        return Err(Error::Malformed {
+            what: "pairing return address",
+            reason: "too long",
+        });
+    }
+    Ok(())
+}
+
+fn read_address(r: &mut Reader<'_>) -> Result<Vec<u8>> {
+    let a = r.bytes16()?.to_vec();
+    check_address(&a)?;
+    Ok(a)
+}
+
+/// What the patient signs: the transcript and its own return address.
+fn patient_signed(t1: &[u8; 32], address: &[u8]) -> Vec<u8> {
+    let mut w = Writer::new();
+    w.raw(t1);
+    w.bytes16(address);
+    w.into_bytes()
+}
+
 /// Each pairing key (reply key, patient-to-doctor key) seals exactly one message, owned by one
 /// sender: a counter nonce starting at 0 is safe (DESIGN.md "Crypto rules").
 const FIRST_COUNTER_NONCE: [u8; 12] = [0; 12];
@@ -270,11 +297,12 @@ fn transcript0(qr: &QrPayload, doctor_eph: &DhPublic) -> [u8; 32] {
     .into()
 }
 
-fn transcript1(t0: &[u8; 32], card: &Card, reader_key: &PublicKey) -> [u8; 32] {
+fn transcript1(t0: &[u8; 32], card: &Card, reader_key: &PublicKey, address: &[u8]) -> [u8; 32] {
     let mut w = Writer::new();
     w.raw(t0);
     w.raw(&card.hash());
     w.raw(reader_key.as_bytes());
+    w.bytes16(address);
     Sha256::digest(label::signed_message(
         label::PAIRING_TRANSCRIPT,
         w.as_slice(),
@@ -337,6 +365,8 @@ pub struct PatientPending {
     pub doctor_card: Card,
     /// The doctor's per-relationship pseudonymous reader key (for the read token).
     pub reader_key: PublicKey,
+    /// Where the doctor receives messages (opaque to the core: a relay mailbox address).
+    pub doctor_address: Vec<u8>,
     schedule: Schedule,
     pairing_id: [u8; 16],
 }
@@ -350,16 +380,16 @@ impl core::fmt::Debug for PatientPending {
 }
 
 impl PatientPairing {
-    /// Starts a pairing: fresh ephemeral key, pairing id and one-time secret.
+    /// Starts a pairing: fresh ephemeral key and one-time secret.
+    /// `pairing_id` is the single-use mailbox the relay opened for the reply.
     pub fn start<R: RngCore + CryptoRng>(
         relay_url: &str,
+        pairing_id: [u8; 16],
         expires_at: u32,
         rng: &mut R,
     ) -> Result<Self> {
         QrPayload::split_url(relay_url)?;
         let ephemeral = x25519_dalek::StaticSecret::random_from_rng(&mut *rng);
-        let mut pairing_id = [0u8; 16];
-        rng.fill_bytes(&mut pairing_id);
         let qr = QrPayload {
             relay_url: relay_url.trim_end_matches('/').to_owned(),
             pairing_id,
@@ -395,9 +425,10 @@ impl PatientPairing {
         let mut r = Reader::new(&pt, "pairing reply");
         let card = Card::verified(r.bytes16()?)?;
         let reader_key: PublicKey = r.obj()?;
+        let doctor_address = read_address(&mut r)?;
         let sig: [u8; 64] = r.array()?;
         r.finish()?;
-        let t1 = transcript1(&t0, &card, &reader_key);
+        let t1 = transcript1(&t0, &card, &reader_key, &doctor_address);
         card.body
             .signing_key
             .verify(label::PAIRING_DOCTOR_SIG, &t1, &sig, "pairing reply")?;
@@ -410,6 +441,7 @@ impl PatientPairing {
         Ok(PatientPending {
             doctor_card: card,
             reader_key,
+            doctor_address,
             schedule,
             pairing_id: self.qr.pairing_id,
         })
@@ -423,6 +455,8 @@ pub struct Relationship {
     pub id: [u8; 16],
     /// The other side's card.
     pub peer_card: Card,
+    /// Where the other side receives messages (opaque relay mailbox address).
+    pub peer_address: Vec<u8>,
 }
 
 impl PatientPending {
@@ -433,17 +467,22 @@ impl PatientPending {
 
     /// After the patient confirmed the codes match: seals the patient's card, its transcript
     /// signature and the signed grant to the doctor.
+    /// `patient_address` is where the patient receives the doctor's messages.
     pub fn confirm(
         self,
         patient: &DeviceIdentity,
         patient_card: &Card,
         grant: &SignedGrant,
+        patient_address: &[u8],
     ) -> Result<(Relationship, Vec<u8>)> {
-        let sig = patient
-            .signing()
-            .sign(label::PAIRING_PATIENT_SIG, &self.schedule.t1);
+        check_address(patient_address)?;
+        let sig = patient.signing().sign(
+            label::PAIRING_PATIENT_SIG,
+            &patient_signed(&self.schedule.t1, patient_address),
+        );
         let mut w = Writer::new();
         w.bytes16(&patient_card.to_bytes());
+        w.bytes16(patient_address);
         w.raw(&sig);
         w.bytes32(&grant.to_bytes());
         let ctx = Context::new(ObjectKind::PairingGrant, &self.pairing_id, 0);
@@ -454,6 +493,7 @@ impl PatientPending {
             Relationship {
                 id: self.schedule.relationship_id,
                 peer_card: self.doctor_card,
+                peer_address: self.doctor_address,
             },
             out.into_bytes(),
         ))
@@ -488,6 +528,7 @@ impl DoctorPairing {
         doctor: &DeviceIdentity,
         card: &Card,
         reader_key: &PublicKey,
+        doctor_address: &[u8],
         now: u64,
         rng: &mut R,
     ) -> Result<(Self, Vec<u8>)> {
@@ -498,7 +539,7 @@ impl DoctorPairing {
                 what: "card does not belong to this device",
             });
         }
-        Self::respond_as(qr, doctor, card, reader_key, now, rng)
+        Self::respond_as(qr, doctor, card, reader_key, doctor_address, now, rng)
     }
 
     /// The reply computation, without the check that `card` is `doctor`'s (unit tests use it
@@ -508,20 +549,23 @@ impl DoctorPairing {
         doctor: &DeviceIdentity,
         card: &Card,
         reader_key: &PublicKey,
+        doctor_address: &[u8],
         now: u64,
         rng: &mut R,
     ) -> Result<(Self, Vec<u8>)> {
         qr.check_fresh(now)?;
+        check_address(doctor_address)?;
         let eph = x25519_dalek::StaticSecret::random_from_rng(&mut *rng);
         let eph_pub = DhPublic(x25519_dalek::PublicKey::from(&eph).to_bytes());
         let dh1 = x25519(&eph, &qr.patient_ephemeral)?;
         let dh2 = doctor.dh(&qr.patient_ephemeral)?;
         let t0 = transcript0(qr, &eph_pub);
-        let t1 = transcript1(&t0, card, reader_key);
+        let t1 = transcript1(&t0, card, reader_key, doctor_address);
         let sig = doctor.signing().sign(label::PAIRING_DOCTOR_SIG, &t1);
         let mut pt = Writer::new();
         pt.bytes16(&card.to_bytes());
         pt.obj(reader_key);
+        pt.bytes16(doctor_address);
         pt.raw(&sig);
         let k = reply_key(&qr.secret, &dh1, &t0);
         let ctx = Context::new(ObjectKind::PairingReply, &qr.pairing_id, 0);
@@ -553,12 +597,13 @@ impl DoctorPairing {
         let pt = open_once(&self.schedule.p2d, &ctx, sealed, "pairing confirmation")?;
         let mut r = Reader::new(&pt, "pairing confirmation");
         let card = Card::verified(r.bytes16()?)?;
+        let patient_address = read_address(&mut r)?;
         let sig: [u8; 64] = r.array()?;
         let grant = SignedGrant::from_bytes(r.bytes32()?)?;
         r.finish()?;
         card.body.signing_key.verify(
             label::PAIRING_PATIENT_SIG,
-            &self.schedule.t1,
+            &patient_signed(&self.schedule.t1, &patient_address),
             &sig,
             "pairing confirmation",
         )?;
@@ -567,6 +612,7 @@ impl DoctorPairing {
             relationship: Relationship {
                 id: self.schedule.relationship_id,
                 peer_card: card,
+                peer_address: patient_address,
             },
             grant,
         })
@@ -587,17 +633,32 @@ mod tests {
             .expect("card");
         let attacker = DeviceIdentity::from_root(&RootSecret::random(&mut OsRng));
         let reader = SigningSecret::random(&mut OsRng).public();
-        let mut p =
-            PatientPairing::start("https://r.example", u32::MAX, &mut OsRng).expect("starts");
+        let mut p = PatientPairing::start("https://r.example", [1; 16], u32::MAX, &mut OsRng)
+            .expect("starts");
         // The local API refuses to present a card that is not this device's.
         assert!(
-            DoctorPairing::respond(p.qr(), &attacker, &victim_card, &reader, 1, &mut OsRng)
-                .is_err()
+            DoctorPairing::respond(
+                p.qr(),
+                &attacker,
+                &victim_card,
+                &reader,
+                b"addr",
+                1,
+                &mut OsRng
+            )
+            .is_err()
         );
         // A hand-built reply with the victim's genuine card, signed by the attacker's key.
-        let (_, reply) =
-            DoctorPairing::respond_as(p.qr(), &attacker, &victim_card, &reader, 1, &mut OsRng)
-                .expect("computes");
+        let (_, reply) = DoctorPairing::respond_as(
+            p.qr(),
+            &attacker,
+            &victim_card,
+            &reader,
+            b"addr",
+            1,
+            &mut OsRng,
+        )
+        .expect("computes");
         assert!(matches!(
             p.accept_reply(&reply, 1),
             Err(Error::BadSignature { .. })
@@ -606,8 +667,9 @@ mod tests {
         let own = attacker
             .card("Mallory", Role::Doctor, None, 1)
             .expect("card");
-        let (_, ok) = DoctorPairing::respond(p.qr(), &attacker, &own, &reader, 1, &mut OsRng)
-            .expect("responds");
+        let (_, ok) =
+            DoctorPairing::respond(p.qr(), &attacker, &own, &reader, b"addr", 1, &mut OsRng)
+                .expect("responds");
         p.accept_reply(&ok, 1)
             .expect("a valid reply is still accepted");
     }
@@ -619,10 +681,13 @@ mod tests {
         let victim = DeviceIdentity::from_root(&RootSecret::random(&mut OsRng));
         let card = victim.card("Dr. V", Role::Doctor, None, 1).expect("card");
         let reader = SigningSecret::random(&mut OsRng).public();
-        let p1 = PatientPairing::start("https://r.example", u32::MAX, &mut OsRng).expect("ok");
-        let mut p2 = PatientPairing::start("https://r.example", u32::MAX, &mut OsRng).expect("ok");
+        let p1 =
+            PatientPairing::start("https://r.example", [1; 16], u32::MAX, &mut OsRng).expect("ok");
+        let mut p2 =
+            PatientPairing::start("https://r.example", [1; 16], u32::MAX, &mut OsRng).expect("ok");
         let (_, reply1) =
-            DoctorPairing::respond(p1.qr(), &victim, &card, &reader, 1, &mut OsRng).expect("ok");
+            DoctorPairing::respond(p1.qr(), &victim, &card, &reader, b"addr", 1, &mut OsRng)
+                .expect("ok");
         assert!(p2.accept_reply(&reply1, 1).is_err());
     }
 }

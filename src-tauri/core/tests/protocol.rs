@@ -58,7 +58,7 @@ fn grant_for(
 }
 
 fn start() -> PatientPairing {
-    PatientPairing::start(RELAY, (NOW + 300) as u32, &mut OsRng).expect("valid relay URL")
+    PatientPairing::start(RELAY, [3; 16], (NOW + 300) as u32, &mut OsRng).expect("valid relay URL")
 }
 
 #[test]
@@ -72,6 +72,7 @@ fn honest_pairing_agrees_and_delivers_the_grant() {
         &doctor.id,
         &doctor.card,
         &doctor.reader.public(),
+        b"doctor-mailbox",
         NOW,
         &mut OsRng,
     )
@@ -82,7 +83,7 @@ fn honest_pairing_agrees_and_delivers_the_grant() {
     assert_eq!(pending.reader_key, doctor.reader.public());
     let grant = grant_for(&patient, &doctor.card, pending.reader_key, Policy::Ask);
     let (rel_p, confirm) = pending
-        .confirm(&patient.id, &patient.card, &grant)
+        .confirm(&patient.id, &patient.card, &grant, b"patient-mailbox")
         .expect("confirms");
     let out = d.receive_confirmation(&confirm).expect("doctor accepts");
     assert_eq!(out.grant, grant);
@@ -103,6 +104,7 @@ fn attacker_without_the_one_time_secret_cannot_reply() {
         &attacker.id,
         &attacker.card,
         &attacker.reader.public(),
+        b"doctor-mailbox",
         NOW,
         &mut OsRng,
     )
@@ -118,6 +120,7 @@ fn attacker_without_the_one_time_secret_cannot_reply() {
         &doctor.id,
         &doctor.card,
         &doctor.reader.public(),
+        b"doctor-mailbox",
         NOW,
         &mut OsRng,
     )
@@ -136,6 +139,7 @@ fn photographed_qr_gives_a_different_code_and_only_one_try() {
         &doctor.id,
         &doctor.card,
         &doctor.reader.public(),
+        b"doctor-mailbox",
         NOW,
         &mut OsRng,
     )
@@ -146,6 +150,7 @@ fn photographed_qr_gives_a_different_code_and_only_one_try() {
         &attacker.id,
         &attacker.card,
         &attacker.reader.public(),
+        b"doctor-mailbox",
         NOW,
         &mut OsRng,
     )
@@ -175,6 +180,7 @@ fn photographed_qr_gives_a_different_code_and_only_one_try() {
             &attacker.id,
             &attacker.card,
             &attacker.reader.public(),
+            b"doctor-mailbox",
             NOW,
             &mut OsRng,
         )
@@ -198,6 +204,7 @@ fn replayed_or_expired_qr_is_dead() {
         &doctor.id,
         &doctor.card,
         &doctor.reader.public(),
+        b"doctor-mailbox",
         NOW,
         &mut OsRng,
     )
@@ -217,6 +224,7 @@ fn replayed_or_expired_qr_is_dead() {
             &doctor.id,
             &doctor.card,
             &doctor.reader.public(),
+            b"doctor-mailbox",
             NOW + 301,
             &mut OsRng
         ),

@@ -31,10 +31,7 @@ fn scope_strategy() -> impl Strategy<Value = Scope> {
         proptest::collection::vec(any::<[u8; 16]>(), 0..6),
     )
         .prop_map(|(cats, recs)| {
-            let cats: Vec<Category> = cats
-                .into_iter()
-                .filter_map(Category::from_index)
-                .collect();
+            let cats: Vec<Category> = cats.into_iter().filter_map(Category::from_index).collect();
             Scope::new(&cats, recs).expect("small scope")
         })
 }
@@ -121,7 +118,7 @@ proptest! {
     #[test]
     fn qr_text_roundtrip(host in "[a-z0-9.-]{1,40}", https in any::<bool>(), exp in any::<u32>()) {
         let url = format!("{}{}", if https { "https://" } else { "http://" }, host);
-        let p = carekey_core::pairing::PatientPairing::start(&url, exp, &mut OsRng).expect("valid url");
+        let p = carekey_core::pairing::PatientPairing::start(&url, [3; 16], exp, &mut OsRng).expect("valid url");
         let text = p.qr().to_text();
         prop_assert_eq!(&QrPayload::parse(&text).expect("parses"), p.qr());
         prop_assert!(text.len() <= 8 + 192);
