@@ -1,0 +1,217 @@
+//! Per-share audit hash chain (DESIGN.md "Audit"; relay-formats.md "Relay audit chain").
+//!
+//! Appends happen inside the transaction of the event they record, after the share row was
+//! locked, so appends are serialized per share even across relay instances on PostgreSQL.
+//! The head is signed with the relay's own Ed25519 key when the owner reads the log.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, Uri};
+use carekey_relay_api::{AuditEntry, AuditHead, AuditLog, WellKnown};
+use ed25519_dalek::{Signer, SigningKey};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::AppState;
+use crate::encoding::{self, b64, from_db, put_bytes32};
+use crate::error::{RelayError, Result};
+use crate::share::{self, OwnerWrite};
+use crate::storage::{Tx, Value};
+
+/// Domain label of an audit entry hash.
+pub const ENTRY_LABEL: &[u8] = b"carekey/v1/relay-audit-entry";
+/// Domain label of the relay's signature over an audit head.
+pub const HEAD_LABEL: &[u8] = b"carekey/v1/relay-audit-head";
+/// `relay_meta` row holding the relay's audit signing key seed.
+pub const KEY_META_NAME: &str = "audit_signing_key";
+/// Most entries returned by one audit read.
+pub const PAGE_SIZE: i64 = 1000;
+
+/// Entry kinds (relay-formats.md "Relay audit chain").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Kind {
+    /// A fetch; body = the receipt bytes.
+    Fetch = 1,
+    /// A token registered; body = token_hash || reader_key || expires_at u64 || depth u8.
+    TokenRegistered = 2,
+    /// A token revoked; body = token_hash.
+    TokenRevoked = 3,
+    /// A delegation registered; body = u16 n || n × bytes32(link).
+    DelegationRegistered = 4,
+    /// The share was created; body empty.
+    ShareCreated = 5,
+    /// The manifest was swapped; body = version u64.
+    ManifestSwapped = 6,
+    /// An epoch was deleted; body = epoch u32.
+    EpochDeleted = 7,
+    /// A token expired; body = token_hash.
+    TokenExpired = 8,
+}
+
+/// `entry_hash` of relay-formats.md.
+pub fn entry_hash(
+    share_id: &[u8; 16],
+    seq: u64,
+    prev_hash: &[u8; 32],
+    time: u64,
+    kind: u8,
+    body: &[u8],
+) -> Result<[u8; 32]> {
+    let mut m = Vec::with_capacity(ENTRY_LABEL.len() + 100 + body.len());
+    m.extend_from_slice(ENTRY_LABEL);
+    m.push(0);
+    m.extend_from_slice(share_id);
+    m.extend_from_slice(&seq.to_be_bytes());
+    m.extend_from_slice(prev_hash);
+    m.extend_from_slice(&time.to_be_bytes());
+    m.push(kind);
+    put_bytes32(&mut m, body)?;
+    Ok(Sha256::digest(&m).into())
+}
+
+/// The message the relay signs for a head.
+pub fn head_message(share_id: &[u8; 16], seq: u64, entry_hash: &[u8; 32]) -> Vec<u8> {
+    let mut m = Vec::with_capacity(HEAD_LABEL.len() + 57);
+    m.extend_from_slice(HEAD_LABEL);
+    m.push(0);
+    m.extend_from_slice(share_id);
+    m.extend_from_slice(&seq.to_be_bytes());
+    m.extend_from_slice(entry_hash);
+    m
+}
+
+/// Appends one entry. The caller must already hold the share row lock (see
+/// [`share::lock_share`]) in the same transaction.
+pub fn append(
+    tx: &mut dyn Tx,
+    share_id: &[u8; 16],
+    now: u64,
+    kind: Kind,
+    body: &[u8],
+) -> Result<u64> {
+    let row = tx
+        .query_opt(
+            "SELECT audit_seq, audit_head FROM shares WHERE share_id = $1",
+            &[share_id.into()],
+        )?
+        .ok_or(RelayError::NotFound("no such share"))?;
+    let seq = from_db(row[0].int()?)? + 1;
+    let prev: [u8; 32] = row[1].array()?;
+    let time = now;
+    let h = entry_hash(share_id, seq, &prev, time, kind as u8, body)?;
+    let seq_db = encoding::to_db("seq", seq)?;
+    let time_db = encoding::to_db("time", time)?;
+    tx.exec(
+        "INSERT INTO audit (share_id, seq, prev_hash, time, kind, body, entry_hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        &[
+            share_id.into(),
+            seq_db.into(),
+            (&prev).into(),
+            time_db.into(),
+            Value::Int(i64::from(kind as u8)),
+            body.into(),
+            (&h).into(),
+        ],
+    )?;
+    tx.exec(
+        "UPDATE shares SET audit_seq = $2, audit_head = $3 WHERE share_id = $1",
+        &[share_id.into(), seq_db.into(), (&h).into()],
+    )?;
+    Ok(seq)
+}
+
+/// Loads the relay's audit key, generating and storing it on first start. Every instance on
+/// one database ends up with the same key.
+pub async fn load_or_create_key(storage: &dyn crate::storage::Storage) -> Result<SigningKey> {
+    let fresh: [u8; 32] = encoding::random();
+    let seed: [u8; 32] = storage
+        .transact(move |tx| {
+            tx.exec(
+                "INSERT INTO relay_meta (name, value) VALUES ($1, $2) ON CONFLICT (name) DO NOTHING",
+                &[KEY_META_NAME.into(), (&fresh).into()],
+            )?;
+            let row = tx
+                .query_opt("SELECT value FROM relay_meta WHERE name = $1", &[KEY_META_NAME.into()])?
+                .ok_or_else(|| RelayError::Storage("audit key missing".into()))?;
+            row[0].array::<32>()
+        })
+        .await?;
+    Ok(SigningKey::from_bytes(&seed))
+}
+
+/// `GET /.well-known/carekey-relay`.
+pub async fn well_known(State(state): State<AppState>) -> Json<WellKnown> {
+    Json(WellKnown {
+        version: 1,
+        audit_key: b64(state.audit_key.verifying_key().as_bytes()),
+    })
+}
+
+/// Query of the audit read.
+#[derive(Debug, Deserialize)]
+pub struct FromQuery {
+    /// First sequence number wanted (default 1).
+    #[serde(default)]
+    pub from: Option<u64>,
+}
+
+/// `GET /v1/shares/{share_id}/audit?from=N` (owner request).
+pub async fn read_log(
+    State(state): State<AppState>,
+    Path(share_hex): Path<String>,
+    Query(q): Query<FromQuery>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<AuditLog>> {
+    let share_id = encoding::parse_id("share id", &share_hex)?;
+    let ow = OwnerWrite::from_request(&state.config, &method, &uri, &headers, &body)?;
+    let from = encoding::to_db("from", q.from.unwrap_or(1).max(1))?;
+    let now = state.clock.now();
+    let (rows, seq, head) = state
+        .storage
+        .transact(move |tx| {
+            let sh = share::authorize_owner(tx, &share_id, &ow, now)?;
+            let rows = tx.query(
+                "SELECT seq, prev_hash, time, kind, body, entry_hash FROM audit \
+                 WHERE share_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3",
+                &[(&share_id).into(), from.into(), PAGE_SIZE.into()],
+            )?;
+            let row = tx
+                .query_opt(
+                    "SELECT audit_seq, audit_head FROM shares WHERE share_id = $1",
+                    &[(&share_id).into()],
+                )?
+                .ok_or(RelayError::NotFound("no such share"))?;
+            let _ = sh;
+            Ok((rows, from_db(row[0].int()?)?, row[1].array::<32>()?))
+        })
+        .await?;
+    let entries = rows
+        .into_iter()
+        .map(|r| {
+            Ok(AuditEntry {
+                seq: from_db(r[0].int()?)?,
+                prev_hash: b64(r[1].bytes()?),
+                time: from_db(r[2].int()?)?,
+                kind: u8::try_from(r[3].int()?)
+                    .map_err(|_| RelayError::Storage("bad audit kind".into()))?,
+                body: b64(r[4].bytes()?),
+                entry_hash: b64(r[5].bytes()?),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let sig = state.audit_key.sign(&head_message(&share_id, seq, &head));
+    Ok(Json(AuditLog {
+        entries,
+        head: AuditHead {
+            seq,
+            entry_hash: b64(&head),
+            signature: b64(&sig.to_bytes()),
+        },
+    }))
+}

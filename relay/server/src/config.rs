@@ -1,0 +1,76 @@
+//! Relay limits and settings (flags and environment variables of the binary).
+
+use std::time::Duration;
+
+/// Runtime configuration of one relay instance.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Public origin signed into owner writes, e.g. `http://127.0.0.1:8080` (no trailing slash).
+    pub origin: String,
+    /// Largest accepted request body in bytes (413 beyond).
+    pub max_body_bytes: usize,
+    /// Largest blob (single PUT or committed chunked upload) in bytes (413 beyond).
+    pub max_blob_bytes: u64,
+    /// Storage quota per share in bytes (429 beyond).
+    pub share_quota_bytes: u64,
+    /// Longest share lifetime accepted at creation, in seconds.
+    pub max_share_ttl_secs: u64,
+    /// Whole-request timeout (408 beyond); long-polls are bounded by `max_wait_secs` below it.
+    pub request_timeout: Duration,
+    /// Time a client has to send its request headers before the connection is cut.
+    pub header_timeout: Duration,
+    /// Requests processed at once; more wait in line.
+    pub concurrency_limit: usize,
+    /// Steady per-IP request rate (requests per second).
+    pub ip_rate_per_sec: f64,
+    /// Per-IP burst size.
+    pub ip_burst: f64,
+    /// Steady per-token request rate (requests per second).
+    pub token_rate_per_sec: f64,
+    /// Per-token burst size.
+    pub token_burst: f64,
+    /// Longest pairing mailbox lifetime in seconds (minutes, DESIGN.md "Check-up pairing").
+    pub pairing_ttl_secs: u64,
+    /// Longest relationship mailbox lifetime in seconds.
+    pub mailbox_ttl_secs: u64,
+    /// Most messages waiting in one relationship mailbox (429 beyond).
+    pub mailbox_max_messages: u64,
+    /// Largest long-poll wait a client may ask for, in seconds.
+    pub max_wait_secs: u64,
+    /// Deepest delegation chain accepted.
+    pub max_delegation_depth: u8,
+    /// How long revoked/expired tokens and deleted shares keep answering 410, in seconds.
+    pub tombstone_secs: u64,
+    /// How long an uncommitted chunked upload lives, in seconds.
+    pub upload_ttl_secs: u64,
+    /// Interval of the TTL sweeper.
+    pub sweep_interval: Duration,
+}
+
+impl Config {
+    /// Defaults suitable for tests and small deployments, with the given origin.
+    pub fn new(origin: impl Into<String>) -> Self {
+        Self {
+            origin: origin.into(),
+            max_body_bytes: 8 << 20,
+            max_blob_bytes: 64 << 20,
+            share_quota_bytes: 1 << 30,
+            max_share_ttl_secs: 400 * 86_400,
+            request_timeout: Duration::from_secs(60),
+            header_timeout: Duration::from_secs(10),
+            concurrency_limit: 512,
+            ip_rate_per_sec: 200.0,
+            ip_burst: 400.0,
+            token_rate_per_sec: 50.0,
+            token_burst: 200.0,
+            pairing_ttl_secs: 600,
+            mailbox_ttl_secs: 400 * 86_400,
+            mailbox_max_messages: 1000,
+            max_wait_secs: 30,
+            max_delegation_depth: 4,
+            tombstone_secs: 30 * 86_400,
+            upload_ttl_secs: 86_400,
+            sweep_interval: Duration::from_secs(30),
+        }
+    }
+}

@@ -1,0 +1,423 @@
+//! Delegation chains and patient notices (DESIGN.md "Forwarding to a colleague";
+//! relay-formats.md "Scope", "Delegation link (version 1)").
+//!
+//! A delegated token is registered only with a root-first chain the relay verifies link by
+//! link: signature under the parent key, keys chained, scope and expiry only narrowing, depth
+//! strictly decreasing, every intermediate token still active. The relay learns only the
+//! tree's shape; revoking any node revokes its subtree (see [`crate::token::revoke_subtree`]).
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use carekey_relay_api::{DelegationRegistration, Notice, NoticeList};
+use ed25519_dalek::{Signature, VerifyingKey};
+use serde::Deserialize;
+
+use crate::AppState;
+use crate::audit::{self, Kind};
+use crate::encoding::{self, Reader, b64, from_db, parse_id, put_bytes32, to_db};
+use crate::error::{RelayError, Result};
+use crate::share::{self, OwnerWrite};
+use crate::storage::Tx;
+use crate::token::{self, NewToken, STATUS_ACTIVE};
+
+/// Domain label of delegation link signatures.
+pub const DELEGATION_LABEL: &[u8] = b"carekey/v1/delegation";
+/// Delegation link format version.
+pub const LINK_VERSION: u8 = 1;
+/// Largest notice accepted with a delegation, in bytes.
+pub const MAX_NOTICE_BYTES: usize = 64 * 1024;
+/// Most notices returned by one read.
+const NOTICE_PAGE: i64 = 500;
+
+/// A parsed scope.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Scope {
+    /// Category bit set.
+    pub categories: u32,
+    /// Record ids, strictly ascending.
+    pub records: Vec<[u8; 16]>,
+}
+
+impl Scope {
+    /// Parses an encoded scope exactly (no trailing bytes; ids sorted, no duplicates).
+    pub fn parse(bytes: &[u8]) -> Result<Self> {
+        let mut r = Reader::new("scope", bytes);
+        let s = Self::read(&mut r)?;
+        r.finish()?;
+        Ok(s)
+    }
+
+    fn read(r: &mut Reader<'_>) -> Result<Self> {
+        let categories = r.u32()?;
+        let n = r.u16()?;
+        let mut records: Vec<[u8; 16]> = Vec::with_capacity(usize::from(n));
+        for _ in 0..n {
+            let id = r.array::<16>()?;
+            if records.last().is_some_and(|p| *p >= id) {
+                return Err(RelayError::bad(
+                    "bad_scope",
+                    "scope record ids must be sorted ascending without duplicates",
+                ));
+            }
+            records.push(id);
+        }
+        Ok(Self {
+            categories,
+            records,
+        })
+    }
+
+    /// True if `self` is within `parent`.
+    pub fn within(&self, parent: &Scope) -> bool {
+        self.categories & !parent.categories == 0
+            && self
+                .records
+                .iter()
+                .all(|r| parent.records.binary_search(r).is_ok())
+    }
+}
+
+/// A parsed delegation link.
+#[derive(Debug, Clone)]
+pub struct Link {
+    /// Raw link bytes.
+    pub bytes: Vec<u8>,
+    /// Share the link is for.
+    pub share_id: [u8; 16],
+    /// Delegating key.
+    pub parent_key: [u8; 32],
+    /// Delegate's key.
+    pub child_key: [u8; 32],
+    /// Delegate's token hash.
+    pub child_token_hash: [u8; 32],
+    /// Delegated scope.
+    pub scope: Scope,
+    /// Raw scope bytes.
+    pub scope_bytes: Vec<u8>,
+    /// Expiry (Unix seconds).
+    pub expires_at: u64,
+    /// Remaining depth.
+    pub depth: u8,
+    signed_len: usize,
+    signature: [u8; 64],
+}
+
+impl Link {
+    /// Parses one version-1 link exactly.
+    pub fn parse(bytes: Vec<u8>) -> Result<Self> {
+        let mut r = Reader::new("delegation link", &bytes);
+        if r.u8()? != LINK_VERSION {
+            return Err(RelayError::bad(
+                "bad_version",
+                "unknown delegation link version",
+            ));
+        }
+        let share_id = r.array::<16>()?;
+        let parent_key = r.array::<32>()?;
+        let child_key = r.array::<32>()?;
+        let child_token_hash = r.array::<32>()?;
+        let scope_start = bytes.len() - r.remaining();
+        let scope = Scope::read(&mut r)?;
+        let scope_end = bytes.len() - r.remaining();
+        let expires_at = r.u64()?;
+        let depth = r.u8()?;
+        let signed_len = bytes.len() - r.remaining();
+        let signature = r.array::<64>()?;
+        r.finish()?;
+        let scope_bytes = bytes
+            .get(scope_start..scope_end)
+            .ok_or_else(|| RelayError::bad("truncated", "delegation link is truncated"))?
+            .to_vec();
+        Ok(Self {
+            share_id,
+            parent_key,
+            child_key,
+            child_token_hash,
+            scope,
+            scope_bytes,
+            expires_at,
+            depth,
+            signed_len,
+            signature,
+            bytes,
+        })
+    }
+
+    /// Verifies the link's signature under its `parent_key` (verify_strict).
+    pub fn verify(&self) -> Result<()> {
+        let bad = || {
+            RelayError::forbidden(
+                "bad_link_signature",
+                "a delegation link signature does not verify",
+            )
+        };
+        let key = VerifyingKey::from_bytes(&self.parent_key).map_err(|_| bad())?;
+        let mut m = Vec::with_capacity(DELEGATION_LABEL.len() + 1 + self.signed_len);
+        m.extend_from_slice(DELEGATION_LABEL);
+        m.push(0);
+        m.extend_from_slice(&self.bytes[..self.signed_len]);
+        key.verify_strict(&m, &Signature::from_bytes(&self.signature))
+            .map_err(|_| bad())
+    }
+}
+
+/// The token a link's parent holds, as stored.
+struct Parent {
+    hash: [u8; 32],
+    key: [u8; 32],
+    scope: Scope,
+    expires_at: u64,
+    depth: u8,
+}
+
+fn load_active(tx: &mut dyn Tx, share_id: &[u8; 16], hash: &[u8; 32], now: u64) -> Result<Parent> {
+    let row = tx
+        .query_opt(
+            "SELECT reader_key, scope, expires_at, depth, status FROM tokens \
+             WHERE share_id = $1 AND token_hash = $2",
+            &[share_id.into(), hash.into()],
+        )?
+        .ok_or_else(|| {
+            RelayError::forbidden(
+                "chain_unknown_token",
+                "a token of the chain is not registered",
+            )
+        })?;
+    let expires_at = from_db(row[2].int()?)?;
+    if row[4].int()? != STATUS_ACTIVE || expires_at <= now {
+        return Err(RelayError::Gone(
+            "a token of the chain is revoked or expired",
+        ));
+    }
+    Ok(Parent {
+        hash: *hash,
+        key: row[0].array()?,
+        scope: Scope::parse(row[1].bytes()?)?,
+        expires_at,
+        depth: u8::try_from(row[3].int()?).map_err(|_| RelayError::Storage("bad depth".into()))?,
+    })
+}
+
+/// Checks `chain` against the stored tokens and returns the new token to insert.
+fn verify_chain(
+    tx: &mut dyn Tx,
+    share_id: &[u8; 16],
+    root_hash: &[u8; 32],
+    chain: &[Link],
+    now: u64,
+) -> Result<NewToken> {
+    let root_parent = tx
+        .query_opt(
+            "SELECT parent_hash FROM tokens WHERE share_id = $1 AND token_hash = $2",
+            &[share_id.into(), root_hash.into()],
+        )?
+        .ok_or_else(|| {
+            RelayError::forbidden("chain_unknown_token", "the root token is not registered")
+        })?;
+    if !root_parent[0].bytes()?.is_empty() {
+        return Err(RelayError::forbidden(
+            "chain_not_root",
+            "root_token_hash names a delegated token",
+        ));
+    }
+    let mut parent = load_active(tx, share_id, root_hash, now)?;
+    let last = chain.len().saturating_sub(1);
+    for (i, link) in chain.iter().enumerate() {
+        if link.share_id != *share_id {
+            return Err(RelayError::forbidden(
+                "chain_share",
+                "a delegation link names another share",
+            ));
+        }
+        if link.parent_key != parent.key {
+            return Err(RelayError::forbidden(
+                "chain_broken",
+                "a link's parent key is not the previous child key",
+            ));
+        }
+        link.verify()?;
+        if !link.scope.within(&parent.scope) {
+            return Err(RelayError::forbidden(
+                "delegation_widens_scope",
+                "a delegation link widens the scope",
+            ));
+        }
+        if link.expires_at > parent.expires_at {
+            return Err(RelayError::forbidden(
+                "delegation_widens_expiry",
+                "a delegation link outlives its parent",
+            ));
+        }
+        if link.depth >= parent.depth {
+            return Err(RelayError::forbidden(
+                "delegation_depth",
+                "a delegation link does not reduce the depth",
+            ));
+        }
+        if i < last {
+            let next = load_active(tx, share_id, &link.child_token_hash, now)?;
+            let row = tx
+                .query_opt(
+                    "SELECT parent_hash FROM tokens WHERE share_id = $1 AND token_hash = $2",
+                    &[share_id.into(), (&link.child_token_hash).into()],
+                )?
+                .ok_or_else(|| {
+                    RelayError::forbidden(
+                        "chain_unknown_token",
+                        "a token of the chain is not registered",
+                    )
+                })?;
+            if row[0].bytes()? != parent.hash.as_slice() || next.key != link.child_key {
+                return Err(RelayError::forbidden(
+                    "chain_mismatch",
+                    "the chain does not match the registered tokens",
+                ));
+            }
+            parent = next;
+        } else {
+            if link.expires_at <= now {
+                return Err(RelayError::bad(
+                    "bad_expiry",
+                    "the delegated token is already expired",
+                ));
+            }
+            VerifyingKey::from_bytes(&link.child_key)
+                .map_err(|_| RelayError::bad("bad_key", "child key is not a valid Ed25519 key"))?;
+            return Ok(NewToken {
+                token_hash: link.child_token_hash,
+                reader_key: link.child_key,
+                scope: link.scope_bytes.clone(),
+                expires_at: link.expires_at,
+                depth: link.depth,
+                parent_hash: parent.hash.to_vec(),
+            });
+        }
+    }
+    Err(RelayError::bad(
+        "empty_chain",
+        "the delegation chain is empty",
+    ))
+}
+
+/// `POST /v1/shares/{share_id}/delegations` (JSON [`DelegationRegistration`]; authenticated
+/// by the chain's signatures).
+pub async fn register(
+    State(state): State<AppState>,
+    Path(share_hex): Path<String>,
+    body: Bytes,
+) -> Result<StatusCode> {
+    let share_id = parse_id("share id", &share_hex)?;
+    let req: DelegationRegistration = encoding::parse_json(&body)?;
+    let root_hash: [u8; 32] = encoding::unb64_fixed("root_token_hash", &req.root_token_hash)?;
+    if req.chain.is_empty() {
+        return Err(RelayError::bad(
+            "empty_chain",
+            "the delegation chain is empty",
+        ));
+    }
+    if req.chain.len() > usize::from(state.config.max_delegation_depth) {
+        return Err(RelayError::forbidden(
+            "delegation_depth",
+            "the delegation chain is longer than the relay allows",
+        ));
+    }
+    let chain = req
+        .chain
+        .iter()
+        .map(|l| Link::parse(encoding::unb64("delegation link", l)?))
+        .collect::<Result<Vec<_>>>()?;
+    let notice = req
+        .notice
+        .as_deref()
+        .map(|n| encoding::unb64("notice", n))
+        .transpose()?;
+    if notice.as_ref().is_some_and(|n| n.len() > MAX_NOTICE_BYTES) {
+        return Err(RelayError::TooLarge("notice larger than the relay's limit"));
+    }
+    let mut audit_body = Vec::new();
+    audit_body.extend_from_slice(&(chain.len() as u16).to_be_bytes());
+    for l in &chain {
+        put_bytes32(&mut audit_body, &l.bytes)?;
+    }
+    let now = state.clock.now();
+    state
+        .storage
+        .transact(move |tx| {
+            share::lock_share(tx, &share_id, now)?;
+            let new = verify_chain(tx, &share_id, &root_hash, &chain, now)?;
+            token::insert(tx, &share_id, new)?;
+            audit::append(tx, &share_id, now, Kind::DelegationRegistered, &audit_body)?;
+            if let Some(n) = notice {
+                let row = tx
+                    .query_opt(
+                        "SELECT notice_seq FROM shares WHERE share_id = $1",
+                        &[(&share_id).into()],
+                    )?
+                    .ok_or(RelayError::NotFound("no such share"))?;
+                let seq = row[0].int()? + 1;
+                tx.exec(
+                    "INSERT INTO notices (share_id, seq, time, body) VALUES ($1, $2, $3, $4)",
+                    &[
+                        (&share_id).into(),
+                        seq.into(),
+                        to_db("now", now)?.into(),
+                        n.into(),
+                    ],
+                )?;
+                tx.exec(
+                    "UPDATE shares SET notice_seq = $2 WHERE share_id = $1",
+                    &[(&share_id).into(), seq.into()],
+                )?;
+            }
+            Ok(())
+        })
+        .await?;
+    Ok(StatusCode::CREATED)
+}
+
+/// Query of a notice read.
+#[derive(Debug, Deserialize)]
+pub struct AfterQuery {
+    /// Return notices with `seq > after` (default 0).
+    #[serde(default)]
+    pub after: Option<u64>,
+}
+
+/// `GET /v1/shares/{share_id}/notices?after=N` (owner request).
+pub async fn notices(
+    State(state): State<AppState>,
+    Path(share_hex): Path<String>,
+    Query(q): Query<AfterQuery>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<NoticeList>> {
+    let share_id = parse_id("share id", &share_hex)?;
+    let ow = OwnerWrite::from_request(&state.config, &method, &uri, &headers, &body)?;
+    let after = to_db("after", q.after.unwrap_or(0))?;
+    let now = state.clock.now();
+    let rows = state
+        .storage
+        .transact(move |tx| {
+            share::authorize_owner(tx, &share_id, &ow, now)?;
+            tx.query(
+                "SELECT seq, time, body FROM notices WHERE share_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
+                &[(&share_id).into(), after.into(), NOTICE_PAGE.into()],
+            )
+        })
+        .await?;
+    let notices = rows
+        .into_iter()
+        .map(|r| {
+            Ok(Notice {
+                seq: from_db(r[0].int()?)?,
+                time: from_db(r[1].int()?)?,
+                body: b64(r[2].bytes()?),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Json(NoticeList { notices }))
+}

@@ -1,0 +1,161 @@
+//! The relay's one error type and its mapping to HTTP answers.
+//!
+//! 4xx answers explain what was wrong without echoing ids or tokens; 5xx answers say nothing
+//! beyond "internal error" (the detail goes to the log, which never holds ids, tokens or payloads).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use carekey_relay_api::ErrorBody;
+
+/// Every way a relay request can fail.
+#[derive(Debug, thiserror::Error)]
+pub enum RelayError {
+    /// The request is malformed: invalid JSON, base64, hex id, header, length, unknown
+    /// format version or trailing bytes. Answered 400 with a message saying which part.
+    #[error("{message}")]
+    BadRequest {
+        /// Stable machine-readable code.
+        code: &'static str,
+        /// Explanation for the client.
+        message: String,
+    },
+    /// A credential is missing or does not verify: owner signature, bearer token unknown,
+    /// mailbox token wrong, receipt signature invalid. Answered 401.
+    #[error("{0}")]
+    Unauthorized(&'static str),
+    /// The credential is valid but the action is not allowed: a delegation chain that widens
+    /// scope, expiry or depth, or a receipt naming another key/object. Answered 403.
+    #[error("{message}")]
+    Forbidden {
+        /// Stable machine-readable code.
+        code: &'static str,
+        /// Explanation for the client.
+        message: String,
+    },
+    /// No such share, blob, token, upload or mailbox. Answered 404.
+    #[error("{0}")]
+    NotFound(&'static str),
+    /// The share, token or mailbox existed but is revoked or expired. Answered 410.
+    #[error("{0}")]
+    Gone(&'static str),
+    /// The write lost a race or was replayed: counter not above the stored one, manifest
+    /// version compare-and-swap failed, pairing mailbox already answered, blob id taken.
+    /// Answered 409.
+    #[error("{message}")]
+    Conflict {
+        /// Stable machine-readable code.
+        code: &'static str,
+        /// Explanation for the client.
+        message: String,
+    },
+    /// The body or blob is larger than the configured limit. Answered 413.
+    #[error("{0}")]
+    TooLarge(&'static str),
+    /// Per-IP/per-token rate limit or storage quota exceeded. Answered 429 with Retry-After.
+    #[error("{message}")]
+    TooMany {
+        /// Seconds the client should wait.
+        retry_after: u64,
+        /// Explanation for the client.
+        message: &'static str,
+    },
+    /// The database failed (I/O, constraint, connection) or an internal invariant broke.
+    /// Answered 500 with no detail; the detail is logged without ids.
+    #[error("storage failure: {0}")]
+    Storage(String),
+}
+
+/// Shorthand for results in this crate.
+pub type Result<T, E = RelayError> = std::result::Result<T, E>;
+
+impl RelayError {
+    /// A 400 answer with a stable code.
+    pub fn bad(code: &'static str, message: impl Into<String>) -> Self {
+        Self::BadRequest {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A 403 answer with a stable code.
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Forbidden {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// A 409 answer with a stable code.
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::Conflict {
+            code,
+            message: message.into(),
+        }
+    }
+
+    /// The HTTP status this error maps to.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden { .. } => StatusCode::FORBIDDEN,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::Gone(_) => StatusCode::GONE,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn code(&self) -> &'static str {
+        match self {
+            Self::BadRequest { code, .. } | Self::Forbidden { code, .. } => code,
+            Self::Conflict { code, .. } => code,
+            Self::Unauthorized(_) => "unauthorized",
+            Self::NotFound(_) => "not_found",
+            Self::Gone(_) => "gone",
+            Self::TooLarge(_) => "too_large",
+            Self::TooMany { .. } => "too_many_requests",
+            Self::Storage(_) => "internal",
+        }
+    }
+}
+
+impl From<rusqlite::Error> for RelayError {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Storage(format!("sqlite: {e}"))
+    }
+}
+
+impl From<tokio_postgres::Error> for RelayError {
+    fn from(e: tokio_postgres::Error) -> Self {
+        Self::Storage(format!("postgres: {e}"))
+    }
+}
+
+/// Builds a JSON error response.
+pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
+    let body = ErrorBody {
+        error: code.to_owned(),
+        message: message.to_owned(),
+    };
+    (status, axum::Json(body)).into_response()
+}
+
+impl IntoResponse for RelayError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            // The detail never reaches the client (issue 4: "5xx bodies reveal nothing").
+            tracing::error!(error = %self, "request failed");
+            return error_response(status, "internal", "internal error");
+        }
+        let mut resp = error_response(status, self.code(), &self.to_string());
+        if let Self::TooMany { retry_after, .. } = self {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
+        }
+        resp
+    }
+}

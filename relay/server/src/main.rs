@@ -1,0 +1,150 @@
+//! `carekey-relay` binary: SQLite by default (`--data DIR`), PostgreSQL with `--database-url`.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use carekey_relay::storage::Storage;
+use carekey_relay::storage::postgres::PgStorage;
+use carekey_relay::storage::sqlite::SqliteStorage;
+use carekey_relay::{AppState, Config, app, server, sweeper};
+use clap::Parser;
+
+/// Command-line flags (each also readable from the environment).
+#[derive(Debug, Parser)]
+#[command(
+    name = "carekey-relay",
+    version,
+    about = "Carekey ciphertext-only relay"
+)]
+struct Args {
+    /// Address to listen on.
+    #[arg(long, env = "CAREKEY_RELAY_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Data directory for the SQLite database (the default backend).
+    #[arg(long, env = "CAREKEY_RELAY_DATA", default_value = "carekey-relay-data")]
+    data: PathBuf,
+    /// PostgreSQL URL (postgres://...); when set, SQLite is not used.
+    #[arg(long, env = "CAREKEY_RELAY_DATABASE_URL")]
+    database_url: Option<String>,
+    /// Public origin clients sign into owner writes (default: http://<listen>).
+    #[arg(long, env = "CAREKEY_RELAY_ORIGIN")]
+    origin: Option<String>,
+    /// Largest request body in bytes.
+    #[arg(long, env = "CAREKEY_RELAY_MAX_BODY_BYTES", default_value_t = 8 << 20)]
+    max_body_bytes: usize,
+    /// Largest blob in bytes (chunked uploads).
+    #[arg(long, env = "CAREKEY_RELAY_MAX_BLOB_BYTES", default_value_t = 64 << 20)]
+    max_blob_bytes: u64,
+    /// Storage quota per share in bytes.
+    #[arg(long, env = "CAREKEY_RELAY_SHARE_QUOTA_BYTES", default_value_t = 1 << 30)]
+    share_quota_bytes: u64,
+    /// Whole-request timeout in seconds.
+    #[arg(long, env = "CAREKEY_RELAY_REQUEST_TIMEOUT_SECS", default_value_t = 60)]
+    request_timeout_secs: u64,
+    /// Header read timeout in seconds.
+    #[arg(long, env = "CAREKEY_RELAY_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    header_timeout_secs: u64,
+    /// Requests processed at once.
+    #[arg(long, env = "CAREKEY_RELAY_CONCURRENCY", default_value_t = 512)]
+    concurrency: usize,
+    /// Per-IP requests per second.
+    #[arg(long, env = "CAREKEY_RELAY_IP_RATE", default_value_t = 200.0)]
+    ip_rate: f64,
+    /// Per-IP burst.
+    #[arg(long, env = "CAREKEY_RELAY_IP_BURST", default_value_t = 400.0)]
+    ip_burst: f64,
+    /// Per-token requests per second.
+    #[arg(long, env = "CAREKEY_RELAY_TOKEN_RATE", default_value_t = 50.0)]
+    token_rate: f64,
+    /// Per-token burst.
+    #[arg(long, env = "CAREKEY_RELAY_TOKEN_BURST", default_value_t = 200.0)]
+    token_burst: f64,
+    /// Sweeper interval in seconds.
+    #[arg(long, env = "CAREKEY_RELAY_SWEEP_SECS", default_value_t = 30)]
+    sweep_secs: u64,
+}
+
+fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info")),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start runtime");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = %e, "relay stopped");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
+    let mut config = Config::new(
+        args.origin
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", args.listen)),
+    );
+    config.max_body_bytes = args.max_body_bytes;
+    config.max_blob_bytes = args.max_blob_bytes;
+    config.share_quota_bytes = args.share_quota_bytes;
+    config.request_timeout = Duration::from_secs(args.request_timeout_secs);
+    config.header_timeout = Duration::from_secs(args.header_timeout_secs);
+    config.concurrency_limit = args.concurrency.max(1);
+    config.ip_rate_per_sec = args.ip_rate;
+    config.ip_burst = args.ip_burst;
+    config.token_rate_per_sec = args.token_rate;
+    config.token_burst = args.token_burst;
+    config.sweep_interval = Duration::from_secs(args.sweep_secs.max(1));
+    let storage: Arc<dyn Storage> = match &args.database_url {
+        Some(url) => Arc::new(PgStorage::open(url, None).await?),
+        None => Arc::new(SqliteStorage::open(&args.data)?),
+    };
+    let header_timeout = config.header_timeout;
+    let state = AppState::new(Arc::clone(&storage), config).await?;
+    let sweeper = sweeper::spawn(state.clone());
+    let listener = tokio::net::TcpListener::bind(&args.listen).await?;
+    tracing::info!(
+        addr = %listener.local_addr()?,
+        backend = storage.backend(),
+        "carekey-relay listening"
+    );
+    server::serve(listener, app(state), header_timeout, shutdown_signal()).await;
+    sweeper.abort();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

@@ -1,0 +1,785 @@
+//! Shares: owner-signed writes, blobs, chunked uploads, manifest compare-and-swap and epoch
+//! deletion (DESIGN.md "Shares, epochs, relay objects" and "Revocation = key rotation").
+//!
+//! Owner writes are authenticated by the share's pseudonymous Ed25519 key over method, path,
+//! origin, body hash and a counter (relay-formats.md "Owner write signature"); the counter is
+//! compared and stored inside the write transaction after the share row is locked, so a
+//! replayed or reordered request is rejected without trusting clocks.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
+use carekey_relay_api::{
+    BlobStored, CreateShareRequest, CreateShareResponse, EpochDeleted, HEADER_COUNTER,
+    HEADER_MANIFEST_VERSION, HEADER_SIGNATURE, MANIFEST_OBJECT_ID, ManifestSwapped, UploadCommit,
+    UploadOpened,
+};
+use ed25519_dalek::{Signature, VerifyingKey};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::AppState;
+use crate::audit::{self, Kind};
+use crate::config::Config;
+use crate::encoding::{self, b64, from_db, hex, parse_id, put_str16, to_db};
+use crate::error::{RelayError, Result};
+use crate::storage::{Tx, Value};
+use crate::token::ReadRequest;
+
+/// Domain label of owner write signatures.
+pub const OWNER_WRITE_LABEL: &[u8] = b"carekey/v1/owner-write";
+/// Most chunks in one upload.
+pub const MAX_CHUNKS: u32 = 1 << 16;
+/// Seconds a client over its storage quota is told to wait.
+const QUOTA_RETRY_SECS: u64 = 3600;
+
+/// A verified-later owner request: the exact signed message and its signature.
+#[derive(Debug, Clone)]
+pub struct OwnerWrite {
+    message: Vec<u8>,
+    counter: u64,
+    signature: Signature,
+}
+
+/// The owner-write message of relay-formats.md.
+pub fn owner_message(
+    method: &str,
+    path_and_query: &str,
+    origin: &str,
+    body: &[u8],
+    counter: u64,
+) -> Result<Vec<u8>> {
+    let mut m =
+        Vec::with_capacity(OWNER_WRITE_LABEL.len() + 64 + path_and_query.len() + origin.len());
+    m.extend_from_slice(OWNER_WRITE_LABEL);
+    m.push(0);
+    put_str16(&mut m, method)?;
+    put_str16(&mut m, path_and_query)?;
+    put_str16(&mut m, origin)?;
+    m.extend_from_slice(&Sha256::digest(body));
+    m.extend_from_slice(&counter.to_be_bytes());
+    Ok(m)
+}
+
+impl OwnerWrite {
+    /// Reads `Carekey-Counter` and `Carekey-Signature` and rebuilds the signed message.
+    pub fn from_request(
+        config: &Config,
+        method: &Method,
+        uri: &Uri,
+        headers: &HeaderMap,
+        body: &[u8],
+    ) -> Result<Self> {
+        let counter = headers.get(HEADER_COUNTER).ok_or(RelayError::Unauthorized(
+            "owner request needs Carekey-Counter and Carekey-Signature",
+        ))?;
+        let counter = counter
+            .to_str()
+            .ok()
+            .filter(|s| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()))
+            .and_then(|s| s.parse::<u64>().ok())
+            .ok_or_else(|| {
+                RelayError::bad("bad_counter", "Carekey-Counter must be a decimal u64")
+            })?;
+        to_db("counter", counter)?;
+        let sig = headers
+            .get(HEADER_SIGNATURE)
+            .ok_or(RelayError::Unauthorized(
+                "owner request needs Carekey-Signature",
+            ))?;
+        let sig = sig
+            .to_str()
+            .map_err(|_| RelayError::bad("bad_signature", "Carekey-Signature is not ASCII"))?;
+        let sig: [u8; 64] = encoding::unb64_fixed("Carekey-Signature", sig)?;
+        let pq = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
+        let message = owner_message(method.as_str(), pq, &config.origin, body, counter)?;
+        Ok(Self {
+            message,
+            counter,
+            signature: Signature::from_bytes(&sig),
+        })
+    }
+
+    /// Verifies the signature under `owner_key` with `verify_strict`.
+    pub fn verify(&self, owner_key: &[u8]) -> Result<()> {
+        let key: [u8; 32] = owner_key
+            .try_into()
+            .map_err(|_| RelayError::Storage("stored owner key has a bad length".into()))?;
+        let key = VerifyingKey::from_bytes(&key)
+            .map_err(|_| RelayError::Unauthorized("owner signature does not verify"))?;
+        key.verify_strict(&self.message, &self.signature)
+            .map_err(|_| RelayError::Unauthorized("owner signature does not verify"))
+    }
+}
+
+/// The locked share row.
+#[derive(Debug, Clone)]
+pub struct ShareRow {
+    /// Owner key bytes.
+    pub owner_key: Vec<u8>,
+    /// Last accepted counter.
+    pub counter: u64,
+    /// Bytes stored (blobs and pending chunks).
+    pub bytes_used: u64,
+    /// Current manifest version (0: none yet).
+    pub manifest_version: u64,
+}
+
+/// Locks and loads a share; 410 if deleted/expired, 404 if unknown.
+pub fn lock_share(tx: &mut dyn Tx, share_id: &[u8; 16], now: u64) -> Result<ShareRow> {
+    let sql = format!(
+        "SELECT owner_key, counter, expires_at, bytes_used, manifest_version FROM shares \
+         WHERE share_id = $1{}",
+        tx.lock_clause()
+    );
+    let Some(row) = tx.query_opt(&sql, &[share_id.into()])? else {
+        let gone = tx.query_opt(
+            "SELECT until_at FROM share_tombstones WHERE share_id = $1",
+            &[share_id.into()],
+        )?;
+        return Err(match gone {
+            Some(_) => RelayError::Gone("share deleted or expired"),
+            None => RelayError::NotFound("no such share"),
+        });
+    };
+    if from_db(row[2].int()?)? <= now {
+        return Err(RelayError::Gone("share expired"));
+    }
+    Ok(ShareRow {
+        owner_key: row[0].bytes()?.to_vec(),
+        counter: from_db(row[1].int()?)?,
+        bytes_used: from_db(row[3].int()?)?,
+        manifest_version: from_db(row[4].int()?)?,
+    })
+}
+
+/// Locks the share, verifies the owner signature and moves the counter forward.
+pub fn authorize_owner(
+    tx: &mut dyn Tx,
+    share_id: &[u8; 16],
+    ow: &OwnerWrite,
+    now: u64,
+) -> Result<ShareRow> {
+    let mut sh = lock_share(tx, share_id, now)?;
+    ow.verify(&sh.owner_key)?;
+    if ow.counter <= sh.counter {
+        return Err(RelayError::conflict(
+            "counter_replayed",
+            "Carekey-Counter must be greater than the share's last accepted counter (replayed or reordered request)",
+        ));
+    }
+    tx.exec(
+        "UPDATE shares SET counter = $2 WHERE share_id = $1",
+        &[share_id.into(), to_db("counter", ow.counter)?.into()],
+    )?;
+    sh.counter = ow.counter;
+    Ok(sh)
+}
+
+fn add_bytes(
+    tx: &mut dyn Tx,
+    share_id: &[u8; 16],
+    sh: &ShareRow,
+    quota: u64,
+    add: u64,
+) -> Result<()> {
+    let total = sh.bytes_used.saturating_add(add);
+    if total > quota {
+        return Err(RelayError::TooMany {
+            retry_after: QUOTA_RETRY_SECS,
+            message: "share storage quota exceeded",
+        });
+    }
+    tx.exec(
+        "UPDATE shares SET bytes_used = $2 WHERE share_id = $1",
+        &[share_id.into(), to_db("bytes", total)?.into()],
+    )?;
+    Ok(())
+}
+
+fn sub_bytes(tx: &mut dyn Tx, share_id: &[u8; 16], sub: i64) -> Result<()> {
+    tx.exec(
+        "UPDATE shares SET bytes_used = CASE WHEN bytes_used > $2 THEN bytes_used - $2 ELSE 0 END \
+         WHERE share_id = $1",
+        &[share_id.into(), sub.into()],
+    )?;
+    Ok(())
+}
+
+fn octets(body: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response()
+}
+
+/// `POST /v1/shares` (owner write, self-certifying).
+pub async fn create(
+    State(state): State<AppState>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<CreateShareResponse>)> {
+    let ow = OwnerWrite::from_request(&state.config, &method, &uri, &headers, &body)?;
+    let req: CreateShareRequest = encoding::parse_json(&body)?;
+    let owner_key: [u8; 32] = encoding::unb64_fixed("owner_key", &req.owner_key)?;
+    ow.verify(&owner_key)?;
+    let now = state.clock.now();
+    if req.expires_at <= now || req.expires_at - now > state.config.max_share_ttl_secs {
+        return Err(RelayError::bad(
+            "bad_expiry",
+            "expires_at must be in the future and within the relay's share lifetime limit",
+        ));
+    }
+    let expires = to_db("expires_at", req.expires_at)?;
+    let counter = to_db("counter", ow.counter)?;
+    let share_id: [u8; 16] = encoding::random();
+    state
+        .storage
+        .transact(move |tx| {
+            tx.exec(
+                "INSERT INTO shares (share_id, owner_key, counter, expires_at, bytes_used, \
+                 manifest_version, audit_seq, audit_head, notice_seq, created_at) \
+                 VALUES ($1, $2, $3, $4, 0, 0, 0, $5, 0, $6)",
+                &[
+                    (&share_id).into(),
+                    (&owner_key).into(),
+                    counter.into(),
+                    expires.into(),
+                    (&[0u8; 32]).into(),
+                    to_db("now", now)?.into(),
+                ],
+            )?;
+            audit::append(tx, &share_id, now, Kind::ShareCreated, &[])?;
+            Ok(())
+        })
+        .await?;
+    state.metrics.shares_created.inc();
+    Ok((
+        StatusCode::CREATED,
+        Json(CreateShareResponse {
+            share_id: hex(&share_id),
+        }),
+    ))
+}
+
+/// `DELETE /v1/shares/{share_id}` (owner write): deletes everything of the share now.
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(share_hex): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode> {
+    let share_id = parse_id("share id", &share_hex)?;
+    let ow = OwnerWrite::from_request(&state.config, &method, &uri, &headers, &body)?;
+    let now = state.clock.now();
+    let until = to_db("time", now.saturating_add(state.config.tombstone_secs))?;
+    state
+        .storage
+        .transact(move |tx| {
+            authorize_owner(tx, &share_id, &ow, now)?;
+            purge(tx, &share_id, until)
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes every row of a share and leaves a tombstone answering 410 until `until`.
+pub fn purge(tx: &mut dyn Tx, share_id: &[u8; 16], until: i64) -> Result<()> {
+    let p: [Value; 1] = [share_id.into()];
+    tx.exec(
+        "DELETE FROM upload_chunks WHERE upload_id IN (SELECT upload_id FROM uploads WHERE share_id = $1)",
+        &p,
+    )?;
+    for table in ["uploads", "blobs", "tokens", "audit", "notices", "shares"] {
+        tx.exec(&format!("DELETE FROM {table} WHERE share_id = $1"), &p)?;
+    }
+    tx.exec(
+        "INSERT INTO share_tombstones (share_id, until_at) VALUES ($1, $2) \
+         ON CONFLICT (share_id) DO UPDATE SET until_at = $2",
+        &[share_id.into(), until.into()],
+    )?;
+    Ok(())
+}
+
+/// Query naming an epoch.
+#[derive(Debug, Deserialize)]
+pub struct EpochQuery {
+    /// Epoch the blob belongs to.
+    pub epoch: u32,
+}
+
+fn store_blob(
+    tx: &mut dyn Tx,
+    share_id: &[u8; 16],
+    blob_id: &[u8; 16],
+    epoch: u32,
+    data: Vec<u8>,
+) -> Result<(StatusCode, BlobStored)> {
+    let sha: [u8; 32] = Sha256::digest(&data).into();
+    let size = data.len() as u64;
+    let existing = tx.query_opt(
+        "SELECT sha256 FROM blobs WHERE share_id = $1 AND blob_id = $2",
+        &[share_id.into(), blob_id.into()],
+    )?;
+    let stored = BlobStored {
+        size,
+        sha256: b64(&sha),
+    };
+    if let Some(row) = existing {
+        // Same bytes again (a retry after a lost answer) is fine; different bytes are not.
+        return if row[0].bytes()? == sha.as_slice() {
+            Ok((StatusCode::OK, stored))
+        } else {
+            Err(RelayError::conflict(
+                "blob_exists",
+                "a different blob already has this id",
+            ))
+        };
+    }
+    tx.exec(
+        "INSERT INTO blobs (share_id, blob_id, epoch, size, sha256, data) VALUES ($1, $2, $3, $4, $5, $6)",
+        &[
+            share_id.into(),
+            blob_id.into(),
+            i64::from(epoch).into(),
+            to_db("size", size)?.into(),
+            (&sha).into(),
+            data.into(),
+        ],
+    )?;
+    Ok((StatusCode::CREATED, stored))
+}
+
+/// `PUT /v1/shares/{share_id}/blobs/{blob_id}?epoch=E` (owner write, raw bytes).
+pub async fn put_blob(
+    State(state): State<AppState>,
+    Path((share_hex, blob_hex)): Path<(String, String)>,
+    Query(q): Query<EpochQuery>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<BlobStored>)> {
+    let share_id = parse_id("share id", &share_hex)?;
+    let blob_id = parse_id("blob id", &blob_hex)?;
+    let ow = OwnerWrite::from_request(&state.config, &method, &uri, &headers, &body)?;
+    if body.len() as u64 > state.config.max_blob_bytes {
+        return Err(RelayError::TooLarge("blob larger than the relay's limit"));
+    }
+    let now = state.clock.now();
+    let quota = state.config.share_quota_bytes;
+    let (status, stored) = state
+        .storage
+        .transact(move |tx| {
+            let sh = authorize_owner(tx, &share_id, &ow, now)?;
+            let out = store_blob(tx, &share_id, &blob_id, q.epoch, body.to_vec())?;
+            if out.0 == StatusCode::CREATED {
+                add_bytes(tx, &share_id, &sh, quota, out.1.size)?;
+            }
+            Ok(out)
+        })
+        .await?;
+    state.metrics.blobs_stored.inc();
+    Ok((status, Json(stored)))
+}
+
+/// Query opening a chunked upload.
+#[derive(Debug, Deserialize)]
+pub struct UploadQuery {
+    /// Id the blob gets at commit (32 hex).
+    pub blob: String,
+    /// Epoch the blob belongs to.
+    pub epoch: u32,
+}
+
+/// `POST /v1/shares/{share_id}/uploads?blob=B&epoch=E` (owner write): opens a chunked upload.
+pub async fn open_upload(
+    State(state): State<AppState>,
+    Path(share_hex): Path<String>,
+    Query(q): Query<UploadQuery>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<UploadOpened>)> {
+    let share_id = parse_id("share id", &share_hex)?;
+    let blob_id = parse_id("blob id", &q.blob)?;
+    let ow = OwnerWrite::from_request(&state.config, &method, &uri, &headers, &body)?;
+    let now = state.clock.now();
+    let upload_id: [u8; 16] = encoding::random();
+    state
+        .storage
+        .transact(move |tx| {
+            authorize_owner(tx, &share_id, &ow, now)?;
+            if tx
+                .query_opt(
+                    "SELECT 1 FROM blobs WHERE share_id = $1 AND blob_id = $2",
+                    &[(&share_id).into(), (&blob_id).into()],
+                )?
+                .is_some()
+            {
+                return Err(RelayError::conflict(
+                    "blob_exists",
+                    "a blob already has this id",
+                ));
+            }
+            tx.exec(
+                "INSERT INTO uploads (upload_id, share_id, blob_id, epoch, bytes, created_at) \
+                 VALUES ($1, $2, $3, $4, 0, $5)",
+                &[
+                    (&upload_id).into(),
+                    (&share_id).into(),
+                    (&blob_id).into(),
+                    i64::from(q.epoch).into(),
+                    to_db("now", now)?.into(),
+                ],
+            )?;
+            Ok(())
+        })
+        .await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(UploadOpened {
+            upload_id: hex(&upload_id),
+        }),
+    ))
+}
+
+fn load_upload(
+    tx: &mut dyn Tx,
+    share_id: &[u8; 16],
+    upload_id: &[u8; 16],
+) -> Result<(Vec<u8>, u32, u64)> {
+    let row = tx
+        .query_opt(
+            "SELECT blob_id, epoch, bytes FROM uploads WHERE upload_id = $1 AND share_id = $2",
+            &[upload_id.into(), share_id.into()],
+        )?
+        .ok_or(RelayError::NotFound("no such upload"))?;
+    let epoch =
+        u32::try_from(row[1].int()?).map_err(|_| RelayError::Storage("bad epoch".into()))?;
+    Ok((row[0].bytes()?.to_vec(), epoch, from_db(row[2].int()?)?))
+}
+
+/// `PUT /v1/shares/{share_id}/uploads/{upload_id}/chunks/{n}` (owner write, raw bytes).
+pub async fn put_chunk(
+    State(state): State<AppState>,
+    Path((share_hex, upload_hex, n)): Path<(String, String, u32)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode> {
+    let share_id = parse_id("share id", &share_hex)?;
+    let upload_id = parse_id("upload id", &upload_hex)?;
+    if n >= MAX_CHUNKS {
+        return Err(RelayError::bad("bad_chunk", "chunk index too large"));
+    }
+    let ow = OwnerWrite::from_request(&state.config, &method, &uri, &headers, &body)?;
+    let now = state.clock.now();
+    let (quota, max_blob) = (state.config.share_quota_bytes, state.config.max_blob_bytes);
+    state
+        .storage
+        .transact(move |tx| {
+            let sh = authorize_owner(tx, &share_id, &ow, now)?;
+            let (_, _, bytes) = load_upload(tx, &share_id, &upload_id)?;
+            let old = tx
+                .query_opt(
+                    "SELECT LENGTH(data) FROM upload_chunks WHERE upload_id = $1 AND n = $2",
+                    &[(&upload_id).into(), i64::from(n).into()],
+                )?
+                .map(|r| r[0].int())
+                .transpose()?
+                .map_or(Ok(0), from_db)?;
+            let len = body.len() as u64;
+            let new_bytes = bytes.saturating_sub(old).saturating_add(len);
+            if new_bytes > max_blob {
+                return Err(RelayError::TooLarge(
+                    "upload larger than the relay's blob limit",
+                ));
+            }
+            if old > 0 {
+                sub_bytes(tx, &share_id, to_db("bytes", old)?)?;
+            }
+            let sh = ShareRow {
+                bytes_used: sh.bytes_used.saturating_sub(old),
+                ..sh
+            };
+            add_bytes(tx, &share_id, &sh, quota, len)?;
+            tx.exec(
+                "INSERT INTO upload_chunks (upload_id, n, data) VALUES ($1, $2, $3) \
+                 ON CONFLICT (upload_id, n) DO UPDATE SET data = $3",
+                &[
+                    (&upload_id).into(),
+                    i64::from(n).into(),
+                    body.to_vec().into(),
+                ],
+            )?;
+            tx.exec(
+                "UPDATE uploads SET bytes = $2 WHERE upload_id = $1",
+                &[(&upload_id).into(), to_db("bytes", new_bytes)?.into()],
+            )?;
+            Ok(())
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `POST /v1/shares/{share_id}/uploads/{upload_id}/commit` (owner write, JSON
+/// [`UploadCommit`]): assembles the chunks into the blob in one transaction; before this
+/// commits no part of the blob is visible.
+pub async fn commit_upload(
+    State(state): State<AppState>,
+    Path((share_hex, upload_hex)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<(StatusCode, Json<BlobStored>)> {
+    let share_id = parse_id("share id", &share_hex)?;
+    let upload_id = parse_id("upload id", &upload_hex)?;
+    let ow = OwnerWrite::from_request(&state.config, &method, &uri, &headers, &body)?;
+    let req: UploadCommit = encoding::parse_json(&body)?;
+    let want: [u8; 32] = encoding::unb64_fixed("sha256", &req.sha256)?;
+    let now = state.clock.now();
+    let (status, stored) = state
+        .storage
+        .transact(move |tx| {
+            authorize_owner(tx, &share_id, &ow, now)?;
+            let (blob_id, epoch, bytes) = load_upload(tx, &share_id, &upload_id)?;
+            let blob_id: [u8; 16] = blob_id
+                .try_into()
+                .map_err(|_| RelayError::Storage("bad blob id".into()))?;
+            let rows = tx.query(
+                "SELECT n, data FROM upload_chunks WHERE upload_id = $1 ORDER BY n",
+                &[(&upload_id).into()],
+            )?;
+            if rows.len() != req.chunks as usize {
+                return Err(RelayError::bad(
+                    "chunks_missing",
+                    "chunk count does not match the uploaded chunks",
+                ));
+            }
+            let mut data = Vec::with_capacity(usize::try_from(bytes).unwrap_or(0));
+            for (i, r) in rows.into_iter().enumerate() {
+                if r[0].int()? != i as i64 {
+                    return Err(RelayError::bad(
+                        "chunks_missing",
+                        "chunks are not numbered 0..chunks",
+                    ));
+                }
+                let mut it = r.into_iter();
+                let chunk = it
+                    .nth(1)
+                    .ok_or_else(|| RelayError::Storage("short row".into()))?;
+                data.extend_from_slice(&chunk.into_bytes()?);
+            }
+            let got: [u8; 32] = Sha256::digest(&data).into();
+            if got != want {
+                return Err(RelayError::bad(
+                    "hash_mismatch",
+                    "SHA-256 of the chunks does not match",
+                ));
+            }
+            let out = store_blob(tx, &share_id, &blob_id, epoch, data)?;
+            if out.0 != StatusCode::CREATED {
+                return Err(RelayError::conflict(
+                    "blob_exists",
+                    "a blob already has this id",
+                ));
+            }
+            tx.exec(
+                "DELETE FROM upload_chunks WHERE upload_id = $1",
+                &[(&upload_id).into()],
+            )?;
+            tx.exec(
+                "DELETE FROM uploads WHERE upload_id = $1",
+                &[(&upload_id).into()],
+            )?;
+            Ok(out)
+        })
+        .await?;
+    state.metrics.blobs_stored.inc();
+    Ok((status, Json(stored)))
+}
+
+/// Query of a manifest swap.
+#[derive(Debug, Deserialize)]
+pub struct SwapQuery {
+    /// New version (must be greater than `prev`).
+    pub version: u64,
+    /// Version the owner expects to replace (0 when there is none yet).
+    pub prev: u64,
+}
+
+/// `PUT /v1/shares/{share_id}/manifest?version=V&prev=P` (owner write, raw bytes):
+/// compare-and-swap on the manifest version.
+pub async fn put_manifest(
+    State(state): State<AppState>,
+    Path(share_hex): Path<String>,
+    Query(q): Query<SwapQuery>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<ManifestSwapped>> {
+    let share_id = parse_id("share id", &share_hex)?;
+    let ow = OwnerWrite::from_request(&state.config, &method, &uri, &headers, &body)?;
+    if q.version <= q.prev {
+        return Err(RelayError::bad(
+            "bad_version",
+            "manifest version must go up",
+        ));
+    }
+    let version = to_db("version", q.version)?;
+    let now = state.clock.now();
+    state
+        .storage
+        .transact(move |tx| {
+            let sh = authorize_owner(tx, &share_id, &ow, now)?;
+            if sh.manifest_version != q.prev {
+                return Err(RelayError::conflict(
+                    "version_mismatch",
+                    "the current manifest version is not the expected previous version",
+                ));
+            }
+            tx.exec(
+                "UPDATE shares SET manifest = $2, manifest_version = $3 WHERE share_id = $1",
+                &[(&share_id).into(), body.to_vec().into(), version.into()],
+            )?;
+            audit::append(
+                tx,
+                &share_id,
+                now,
+                Kind::ManifestSwapped,
+                &q.version.to_be_bytes(),
+            )?;
+            Ok(())
+        })
+        .await?;
+    Ok(Json(ManifestSwapped { version: q.version }))
+}
+
+/// `GET /v1/shares/{share_id}/manifest` (read token + fetch receipt).
+pub async fn get_manifest(
+    State(state): State<AppState>,
+    Path(share_hex): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let share_id = parse_id("share id", &share_hex)?;
+    let read = ReadRequest::from_headers(&headers)?;
+    let now = state.clock.now();
+    let (version, manifest) = state
+        .storage
+        .transact(move |tx| {
+            read.authorize(tx, &share_id, MANIFEST_OBJECT_ID, now)?;
+            let row = tx
+                .query_opt(
+                    "SELECT manifest_version, manifest FROM shares WHERE share_id = $1",
+                    &[(&share_id).into()],
+                )?
+                .ok_or(RelayError::NotFound("no such share"))?;
+            if row[1].is_null() {
+                return Err(RelayError::NotFound("no manifest yet"));
+            }
+            read.log_fetch(tx, &share_id, now)?;
+            let mut it = row.into_iter();
+            let v = it
+                .next()
+                .ok_or_else(|| RelayError::Storage("short row".into()))?
+                .int()?;
+            let m = it
+                .next()
+                .ok_or_else(|| RelayError::Storage("short row".into()))?
+                .into_bytes()?;
+            Ok((v, m))
+        })
+        .await?;
+    state.metrics.fetches.inc();
+    let mut resp = octets(manifest);
+    resp.headers_mut().insert(
+        HEADER_MANIFEST_VERSION,
+        axum::http::HeaderValue::from(version),
+    );
+    Ok(resp)
+}
+
+/// `GET /v1/shares/{share_id}/blobs/{blob_id}` (read token + fetch receipt).
+pub async fn get_blob(
+    State(state): State<AppState>,
+    Path((share_hex, blob_hex)): Path<(String, String)>,
+    headers: HeaderMap,
+) -> Result<Response> {
+    let share_id = parse_id("share id", &share_hex)?;
+    let blob_id = parse_id("blob id", &blob_hex)?;
+    let read = ReadRequest::from_headers(&headers)?;
+    let now = state.clock.now();
+    let data = state
+        .storage
+        .transact(move |tx| {
+            read.authorize(tx, &share_id, &blob_hex, now)?;
+            let row = tx
+                .query_opt(
+                    "SELECT data FROM blobs WHERE share_id = $1 AND blob_id = $2",
+                    &[(&share_id).into(), (&blob_id).into()],
+                )?
+                .ok_or(RelayError::NotFound("no such blob"))?;
+            read.log_fetch(tx, &share_id, now)?;
+            row.into_iter()
+                .next()
+                .ok_or_else(|| RelayError::Storage("short row".into()))?
+                .into_bytes()
+        })
+        .await?;
+    state.metrics.fetches.inc();
+    Ok(octets(data))
+}
+
+/// `DELETE /v1/shares/{share_id}/epochs/{epoch}` (owner write): bulk delete of an old epoch.
+pub async fn delete_epoch(
+    State(state): State<AppState>,
+    Path((share_hex, epoch)): Path<(String, u32)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<EpochDeleted>> {
+    let share_id = parse_id("share id", &share_hex)?;
+    let ow = OwnerWrite::from_request(&state.config, &method, &uri, &headers, &body)?;
+    let now = state.clock.now();
+    let deleted = state
+        .storage
+        .transact(move |tx| {
+            authorize_owner(tx, &share_id, &ow, now)?;
+            let p: [Value; 2] = [(&share_id).into(), i64::from(epoch).into()];
+            let freed = tx
+                .query_opt(
+                    "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM blobs WHERE share_id = $1 AND epoch = $2",
+                    &p,
+                )?
+                .map(|r| r[0].int())
+                .transpose()?
+                .unwrap_or(0);
+            let n = tx.exec("DELETE FROM blobs WHERE share_id = $1 AND epoch = $2", &p)?;
+            let pending = tx.query(
+                "SELECT upload_id, bytes FROM uploads WHERE share_id = $1 AND epoch = $2",
+                &p,
+            )?;
+            let mut freed = freed;
+            for r in pending {
+                tx.exec("DELETE FROM upload_chunks WHERE upload_id = $1", &[r[0].clone()])?;
+                tx.exec("DELETE FROM uploads WHERE upload_id = $1", &[r[0].clone()])?;
+                freed = freed.saturating_add(r[1].int()?);
+            }
+            sub_bytes(tx, &share_id, freed)?;
+            audit::append(tx, &share_id, now, Kind::EpochDeleted, &epoch.to_be_bytes())?;
+            Ok(n)
+        })
+        .await?;
+    Ok(Json(EpochDeleted {
+        deleted_blobs: deleted,
+    }))
+}

@@ -1,0 +1,200 @@
+//! One storage trait, two backends (DESIGN.md "Relay storage").
+//!
+//! Every operation runs as one database transaction through [`Storage::transact`]: the domain
+//! modules (share, token, delegation, mailbox, audit) write their logic once against the small
+//! [`Tx`] interface, and each backend runs it in a committed transaction on a blocking thread.
+//! A handler answers 2xx only after the commit returned, so a 2xx means durable (SQLite WAL
+//! with `synchronous=FULL`; PostgreSQL commit). SQL is written once with `$1` placeholders
+//! and portable types (`BLOB` becomes `BYTEA` on PostgreSQL).
+
+pub mod postgres;
+pub mod sqlite;
+
+use std::any::Any;
+use std::sync::Arc;
+
+use crate::error::{RelayError, Result};
+use crate::mailbox::MailboxNotifier;
+
+/// A value bound to or read from SQL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    /// SQL NULL (only ever read, never bound).
+    Null,
+    /// A 64-bit integer.
+    Int(i64),
+    /// A byte string.
+    Bytes(Vec<u8>),
+    /// A UTF-8 string.
+    Text(String),
+}
+
+impl Value {
+    /// The integer, or a storage error.
+    pub fn int(&self) -> Result<i64> {
+        match self {
+            Self::Int(v) => Ok(*v),
+            _ => Err(RelayError::Storage("expected integer column".into())),
+        }
+    }
+
+    /// The bytes, or a storage error.
+    pub fn bytes(&self) -> Result<&[u8]> {
+        match self {
+            Self::Bytes(v) => Ok(v),
+            _ => Err(RelayError::Storage("expected bytes column".into())),
+        }
+    }
+
+    /// Takes the bytes out, or a storage error.
+    pub fn into_bytes(self) -> Result<Vec<u8>> {
+        match self {
+            Self::Bytes(v) => Ok(v),
+            _ => Err(RelayError::Storage("expected bytes column".into())),
+        }
+    }
+
+    /// Fixed-size bytes, or a storage error.
+    pub fn array<const N: usize>(&self) -> Result<[u8; N]> {
+        self.bytes()?
+            .try_into()
+            .map_err(|_| RelayError::Storage("unexpected column length".into()))
+    }
+
+    /// True for SQL NULL.
+    pub fn is_null(&self) -> bool {
+        matches!(self, Self::Null)
+    }
+}
+
+impl From<i64> for Value {
+    fn from(v: i64) -> Self {
+        Self::Int(v)
+    }
+}
+impl From<&[u8]> for Value {
+    fn from(v: &[u8]) -> Self {
+        Self::Bytes(v.to_vec())
+    }
+}
+impl<const N: usize> From<&[u8; N]> for Value {
+    fn from(v: &[u8; N]) -> Self {
+        Self::Bytes(v.to_vec())
+    }
+}
+impl From<Vec<u8>> for Value {
+    fn from(v: Vec<u8>) -> Self {
+        Self::Bytes(v)
+    }
+}
+impl From<&str> for Value {
+    fn from(v: &str) -> Self {
+        Self::Text(v.to_owned())
+    }
+}
+
+/// A result row.
+pub type Row = Vec<Value>;
+
+/// One open transaction. Methods run SQL with `$n` placeholders.
+pub trait Tx {
+    /// Executes a statement and returns the number of affected rows.
+    fn exec(&mut self, sql: &str, params: &[Value]) -> Result<u64>;
+    /// Runs a query and returns all rows.
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>>;
+    /// Suffix that locks selected rows until commit (`FOR UPDATE` on PostgreSQL; empty on
+    /// SQLite, where `BEGIN IMMEDIATE` already serializes every write transaction).
+    fn lock_clause(&self) -> &'static str;
+    /// Tells other relay instances, after commit, that a mailbox changed.
+    fn notify_mailbox(&mut self, mailbox_id: &[u8]) -> Result<()>;
+
+    /// Runs a query expected to return at most one row.
+    fn query_opt(&mut self, sql: &str, params: &[Value]) -> Result<Option<Row>> {
+        let mut rows = self.query(sql, params)?;
+        if rows.len() > 1 {
+            return Err(RelayError::Storage("more than one row".into()));
+        }
+        Ok(rows.pop())
+    }
+}
+
+/// A type-erased transaction body.
+pub type TxFn = Box<dyn FnOnce(&mut dyn Tx) -> Result<Box<dyn Any + Send>> + Send>;
+
+/// A relay storage backend.
+#[async_trait::async_trait]
+pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
+    /// Runs `f` in one transaction on a blocking thread: committed if it returns `Ok`,
+    /// rolled back otherwise.
+    async fn transact_erased(&self, f: TxFn) -> Result<Box<dyn Any + Send>>;
+    /// Starts forwarding mailbox notifications of other instances to `notifier`.
+    fn listen_mailboxes(&self, notifier: Arc<MailboxNotifier>);
+    /// Short backend name for logs and metrics.
+    fn backend(&self) -> &'static str;
+}
+
+impl dyn Storage {
+    /// Runs `f` in one committed transaction and returns its value.
+    pub async fn transact<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
+    {
+        let out = self
+            .transact_erased(Box::new(move |tx| {
+                f(tx).map(|v| Box::new(v) as Box<dyn Any + Send>)
+            }))
+            .await?;
+        out.downcast::<T>()
+            .map(|b| *b)
+            .map_err(|_| RelayError::Storage("transaction result type mismatch".into()))
+    }
+}
+
+/// The schema, written once; each backend adapts the type names.
+pub const SCHEMA: &str = r#"
+CREATE TABLE IF NOT EXISTS relay_meta (
+  name TEXT PRIMARY KEY, value BLOB NOT NULL);
+CREATE TABLE IF NOT EXISTS shares (
+  share_id BLOB PRIMARY KEY, owner_key BLOB NOT NULL, counter BIGINT NOT NULL,
+  expires_at BIGINT NOT NULL, bytes_used BIGINT NOT NULL, manifest BLOB,
+  manifest_version BIGINT NOT NULL, audit_seq BIGINT NOT NULL, audit_head BLOB NOT NULL,
+  notice_seq BIGINT NOT NULL, created_at BIGINT NOT NULL);
+CREATE INDEX IF NOT EXISTS shares_expiry ON shares (expires_at);
+CREATE TABLE IF NOT EXISTS share_tombstones (
+  share_id BLOB PRIMARY KEY, until_at BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS blobs (
+  share_id BLOB NOT NULL, blob_id BLOB NOT NULL, epoch BIGINT NOT NULL, size BIGINT NOT NULL,
+  sha256 BLOB NOT NULL, data BLOB NOT NULL, PRIMARY KEY (share_id, blob_id));
+CREATE INDEX IF NOT EXISTS blobs_epoch ON blobs (share_id, epoch);
+CREATE TABLE IF NOT EXISTS uploads (
+  upload_id BLOB PRIMARY KEY, share_id BLOB NOT NULL, blob_id BLOB NOT NULL,
+  epoch BIGINT NOT NULL, bytes BIGINT NOT NULL, created_at BIGINT NOT NULL);
+CREATE INDEX IF NOT EXISTS uploads_share ON uploads (share_id);
+CREATE TABLE IF NOT EXISTS upload_chunks (
+  upload_id BLOB NOT NULL, n BIGINT NOT NULL, data BLOB NOT NULL, PRIMARY KEY (upload_id, n));
+CREATE TABLE IF NOT EXISTS tokens (
+  share_id BLOB NOT NULL, token_hash BLOB NOT NULL, reader_key BLOB NOT NULL,
+  scope BLOB NOT NULL, expires_at BIGINT NOT NULL, depth BIGINT NOT NULL,
+  parent_hash BLOB NOT NULL, status BIGINT NOT NULL, PRIMARY KEY (share_id, token_hash));
+CREATE INDEX IF NOT EXISTS tokens_parent ON tokens (share_id, parent_hash);
+CREATE INDEX IF NOT EXISTS tokens_expiry ON tokens (status, expires_at);
+CREATE TABLE IF NOT EXISTS audit (
+  share_id BLOB NOT NULL, seq BIGINT NOT NULL, prev_hash BLOB NOT NULL, time BIGINT NOT NULL,
+  kind BIGINT NOT NULL, body BLOB NOT NULL, entry_hash BLOB NOT NULL,
+  PRIMARY KEY (share_id, seq));
+CREATE TABLE IF NOT EXISTS notices (
+  share_id BLOB NOT NULL, seq BIGINT NOT NULL, time BIGINT NOT NULL, body BLOB NOT NULL,
+  PRIMARY KEY (share_id, seq));
+CREATE TABLE IF NOT EXISTS pairings (
+  mailbox_id BLOB PRIMARY KEY, read_hash BLOB NOT NULL, expires_at BIGINT NOT NULL,
+  reply BLOB);
+CREATE INDEX IF NOT EXISTS pairings_expiry ON pairings (expires_at);
+CREATE TABLE IF NOT EXISTS mailboxes (
+  mailbox_id BLOB PRIMARY KEY, read_hash BLOB NOT NULL, write_hash BLOB NOT NULL,
+  expires_at BIGINT NOT NULL, next_seq BIGINT NOT NULL, count BIGINT NOT NULL);
+CREATE INDEX IF NOT EXISTS mailboxes_expiry ON mailboxes (expires_at);
+CREATE TABLE IF NOT EXISTS messages (
+  mailbox_id BLOB NOT NULL, seq BIGINT NOT NULL, time BIGINT NOT NULL, body BLOB NOT NULL,
+  PRIMARY KEY (mailbox_id, seq));
+"#;

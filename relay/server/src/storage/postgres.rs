@@ -1,0 +1,236 @@
+//! PostgreSQL backend (DESIGN.md "Relay storage": scale-out with stateless relay instances).
+//!
+//! Transactions run on a blocking thread that drives tokio-postgres futures through the
+//! runtime handle, so the domain logic stays synchronous and identical to SQLite's. Per-share
+//! writes and audit appends lock the share row (`SELECT ... FOR UPDATE`), which serializes them
+//! across every relay instance on the same database. Mailbox appends `NOTIFY` the other
+//! instances so their long-polls wake at once.
+
+use std::any::Any;
+use std::sync::Arc;
+use std::time::Duration;
+
+use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use tokio::runtime::Handle;
+use tokio_postgres::types::{ToSql, Type};
+use tokio_postgres::{AsyncMessage, NoTls};
+
+use super::{Row, SCHEMA, Storage, Tx, TxFn, Value};
+use crate::encoding;
+use crate::error::{RelayError, Result};
+use crate::mailbox::MailboxNotifier;
+
+/// Channel used for cross-instance mailbox wake-ups.
+pub const MAILBOX_CHANNEL: &str = "carekey_mailbox";
+/// Connections per relay instance.
+const POOL_SIZE: usize = 16;
+/// Advisory lock key serializing schema creation across instances starting together.
+const SCHEMA_LOCK_KEY: i64 = 0x6361_7265_6b65_7931;
+
+/// The PostgreSQL backend.
+#[derive(Debug, Clone)]
+pub struct PgStorage {
+    pool: Pool,
+    config: tokio_postgres::Config,
+}
+
+impl PgStorage {
+    /// Connects to `url`, optionally inside `schema` (created if missing; used by tests to
+    /// isolate runs), and applies the schema.
+    pub async fn open(url: &str, schema: Option<&str>) -> Result<Self> {
+        let mut config: tokio_postgres::Config = url
+            .parse()
+            .map_err(|e| RelayError::Storage(format!("bad database url: {e}")))?;
+        if let Some(s) = schema {
+            if !s
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+            {
+                return Err(RelayError::Storage("bad schema name".into()));
+            }
+            let (client, conn) = config.connect(NoTls).await?;
+            let task = tokio::spawn(conn);
+            client
+                .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {s}"))
+                .await?;
+            drop(client);
+            let _ = task.await;
+            config.options(format!("-c search_path={s}"));
+        }
+        let mgr = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let pool = Pool::builder(mgr)
+            .max_size(POOL_SIZE)
+            .build()
+            .map_err(|e| RelayError::Storage(format!("pool: {e}")))?;
+        let mut client = pool
+            .get()
+            .await
+            .map_err(|e| RelayError::Storage(format!("pool: {e}")))?;
+        let tx = client.transaction().await?;
+        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK_KEY])
+            .await?;
+        tx.batch_execute(&SCHEMA.replace("BLOB", "BYTEA")).await?;
+        tx.commit().await?;
+        Ok(Self { pool, config })
+    }
+}
+
+fn pg_params(params: &[Value]) -> Result<Vec<Box<dyn ToSql + Sync + Send>>> {
+    params
+        .iter()
+        .map(|v| -> Result<Box<dyn ToSql + Sync + Send>> {
+            Ok(match v {
+                Value::Int(i) => Box::new(*i),
+                Value::Bytes(b) => Box::new(b.clone()),
+                Value::Text(t) => Box::new(t.clone()),
+                Value::Null => return Err(RelayError::Storage("NULL parameter".into())),
+            })
+        })
+        .collect()
+}
+
+fn pg_row(r: &tokio_postgres::Row) -> Result<Row> {
+    let mut row = Vec::with_capacity(r.len());
+    for (i, c) in r.columns().iter().enumerate() {
+        let t = c.type_();
+        let v = if *t == Type::INT8 {
+            r.try_get::<_, Option<i64>>(i)?
+                .map_or(Value::Null, Value::Int)
+        } else if *t == Type::INT4 {
+            r.try_get::<_, Option<i32>>(i)?
+                .map_or(Value::Null, |v| Value::Int(i64::from(v)))
+        } else if *t == Type::BYTEA {
+            r.try_get::<_, Option<Vec<u8>>>(i)?
+                .map_or(Value::Null, Value::Bytes)
+        } else if *t == Type::TEXT || *t == Type::VARCHAR {
+            r.try_get::<_, Option<String>>(i)?
+                .map_or(Value::Null, Value::Text)
+        } else {
+            return Err(RelayError::Storage("unexpected column type".into()));
+        };
+        row.push(v);
+    }
+    Ok(row)
+}
+
+struct PgTx<'a> {
+    tx: deadpool_postgres::Transaction<'a>,
+    handle: Handle,
+}
+
+impl Tx for PgTx<'_> {
+    fn exec(&mut self, sql: &str, params: &[Value]) -> Result<u64> {
+        let p = pg_params(params)?;
+        let refs: Vec<&(dyn ToSql + Sync)> = p.iter().map(|b| b.as_ref() as _).collect();
+        self.handle.block_on(async {
+            let st = self.tx.prepare_cached(sql).await?;
+            Ok(self.tx.execute(&st, &refs).await?)
+        })
+    }
+
+    fn query(&mut self, sql: &str, params: &[Value]) -> Result<Vec<Row>> {
+        let p = pg_params(params)?;
+        let refs: Vec<&(dyn ToSql + Sync)> = p.iter().map(|b| b.as_ref() as _).collect();
+        let rows = self.handle.block_on(async {
+            let st = self.tx.prepare_cached(sql).await?;
+            self.tx.query(&st, &refs).await
+        })?;
+        rows.iter().map(pg_row).collect()
+    }
+
+    fn lock_clause(&self) -> &'static str {
+        " FOR UPDATE"
+    }
+
+    fn notify_mailbox(&mut self, mailbox_id: &[u8]) -> Result<()> {
+        let payload = encoding::hex(mailbox_id);
+        self.handle.block_on(async {
+            self.tx
+                .execute("SELECT pg_notify($1, $2)", &[&MAILBOX_CHANNEL, &payload])
+                .await
+        })?;
+        Ok(())
+    }
+}
+
+#[async_trait::async_trait]
+impl Storage for PgStorage {
+    async fn transact_erased(&self, f: TxFn) -> Result<Box<dyn Any + Send>> {
+        let pool = self.pool.clone();
+        let handle = Handle::current();
+        tokio::task::spawn_blocking(move || {
+            let mut client = handle
+                .block_on(pool.get())
+                .map_err(|e| RelayError::Storage(format!("pool: {e}")))?;
+            let tx = handle.block_on(client.transaction())?;
+            let mut w = PgTx {
+                tx,
+                handle: handle.clone(),
+            };
+            match f(&mut w) {
+                Ok(v) => {
+                    handle.block_on(w.tx.commit())?;
+                    Ok(v)
+                }
+                Err(e) => {
+                    // Rollback errors are irrelevant: the connection drops the transaction.
+                    let _ = handle.block_on(w.tx.rollback());
+                    Err(e)
+                }
+            }
+        })
+        .await
+        .map_err(|e| RelayError::Storage(format!("blocking task failed: {e}")))?
+    }
+
+    fn listen_mailboxes(&self, notifier: Arc<MailboxNotifier>) {
+        let config = self.config.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Err(e) = listen_once(&config, &notifier).await {
+                    tracing::warn!(error = %e, "mailbox listener lost its connection");
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+        });
+    }
+
+    fn backend(&self) -> &'static str {
+        "postgres"
+    }
+}
+
+async fn listen_once(config: &tokio_postgres::Config, notifier: &MailboxNotifier) -> Result<()> {
+    let (client, mut conn) = config.connect(NoTls).await?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let driver = tokio::spawn(async move {
+        while let Some(msg) = std::future::poll_fn(|cx| conn.poll_message(cx)).await {
+            match msg {
+                Ok(AsyncMessage::Notification(n)) => {
+                    if tx.send(n.payload().to_owned()).is_err() {
+                        break;
+                    }
+                }
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
+    });
+    client
+        .batch_execute(&format!("LISTEN {MAILBOX_CHANNEL}"))
+        .await?;
+    while let Some(payload) = rx.recv().await {
+        if let Ok(id) = encoding::parse_id("mailbox id", &payload) {
+            notifier.notify(&id);
+        }
+    }
+    drop(client);
+    let _ = driver.await;
+    Err(RelayError::Storage("listener connection closed".into()))
+}

@@ -1,0 +1,371 @@
+//! Read tokens and fetch receipts (DESIGN.md "Shares, epochs, relay objects"; relay-formats.md
+//! "Read token hash", "Root token registration", "Fetch receipt").
+//!
+//! The relay stores only `token_hash`; a token is active, revoked or expired. Revoked and
+//! expired tokens stay as tombstones so reads keep answering 410 (404 is kept for "no such
+//! blob"). Revoking a token revokes its whole delegated subtree in the same transaction.
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use carekey_relay_api::{HEADER_RECEIPT, RootTokenRegistration};
+use ed25519_dalek::{Signature, VerifyingKey};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::AppState;
+use crate::audit::{self, Kind};
+use crate::delegation::Scope;
+use crate::encoding::{self, Reader, from_db, parse_hex, parse_id, to_db};
+use crate::error::{RelayError, Result};
+use crate::share::{self, OwnerWrite};
+use crate::storage::Tx;
+
+/// Domain label of the read-token hash (also used for mailbox capability tokens).
+pub const READ_TOKEN_LABEL: &[u8] = b"carekey/v1/read-token";
+/// Domain label of fetch receipts.
+pub const FETCH_RECEIPT_LABEL: &[u8] = b"carekey/v1/fetch-receipt";
+/// Receipt format version.
+pub const RECEIPT_VERSION: u8 = 1;
+/// Token status: usable.
+pub const STATUS_ACTIVE: i64 = 0;
+/// Token status: revoked by the owner (or with an ancestor).
+pub const STATUS_REVOKED: i64 = 1;
+/// Token status: past its TTL.
+pub const STATUS_EXPIRED: i64 = 2;
+
+/// `SHA-256("carekey/v1/read-token" 0x00 || token)`.
+pub fn token_hash(token: &[u8]) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(READ_TOKEN_LABEL);
+    h.update([0u8]);
+    h.update(token);
+    h.finalize().into()
+}
+
+/// Constant-time equality of two secret-derived byte strings.
+pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+    a.ct_eq(b).into()
+}
+
+/// Extracts and hashes `Authorization: Bearer <base64url(32 bytes)>`.
+pub fn bearer_hash(headers: &HeaderMap) -> Result<[u8; 32]> {
+    let v = headers
+        .get(header::AUTHORIZATION)
+        .ok_or(RelayError::Unauthorized("a bearer token is required"))?
+        .to_str()
+        .map_err(|_| RelayError::bad("bad_token", "Authorization header is not ASCII"))?;
+    let t = v
+        .strip_prefix("Bearer ")
+        .ok_or_else(|| RelayError::bad("bad_token", "Authorization must be 'Bearer <token>'"))?;
+    let token: [u8; 32] = encoding::unb64_fixed("bearer token", t.trim())?;
+    Ok(token_hash(&token))
+}
+
+/// A parsed fetch receipt.
+#[derive(Debug, Clone)]
+pub struct Receipt {
+    /// All receipt bytes (stored in the audit log).
+    pub bytes: Vec<u8>,
+    share_id: [u8; 16],
+    object_id: String,
+    reader_key: [u8; 32],
+    signed_len: usize,
+    signature: [u8; 64],
+}
+
+impl Receipt {
+    /// Parses a receipt (version 1, no trailing bytes).
+    pub fn parse(bytes: Vec<u8>) -> Result<Self> {
+        let mut r = Reader::new("fetch receipt", &bytes);
+        if r.u8()? != RECEIPT_VERSION {
+            return Err(RelayError::bad(
+                "bad_version",
+                "unknown fetch receipt version",
+            ));
+        }
+        let share_id = r.array::<16>()?;
+        let object_id = r.str16()?.to_owned();
+        let reader_key = r.array::<32>()?;
+        let _time = r.u64()?;
+        let _nonce = r.array::<16>()?;
+        let signed_len = bytes.len() - r.remaining();
+        let signature = r.array::<64>()?;
+        r.finish()?;
+        Ok(Self {
+            share_id,
+            object_id,
+            reader_key,
+            signed_len,
+            signature,
+            bytes,
+        })
+    }
+
+    /// Verifies the receipt signature under its own `reader_key`.
+    fn verify(&self) -> Result<()> {
+        let key = VerifyingKey::from_bytes(&self.reader_key)
+            .map_err(|_| RelayError::Unauthorized("fetch receipt signature does not verify"))?;
+        let mut m = Vec::with_capacity(FETCH_RECEIPT_LABEL.len() + 1 + self.signed_len);
+        m.extend_from_slice(FETCH_RECEIPT_LABEL);
+        m.push(0);
+        m.extend_from_slice(&self.bytes[..self.signed_len]);
+        key.verify_strict(&m, &Signature::from_bytes(&self.signature))
+            .map_err(|_| RelayError::Unauthorized("fetch receipt signature does not verify"))
+    }
+}
+
+/// A reader request: hashed bearer token plus fetch receipt.
+#[derive(Debug, Clone)]
+pub struct ReadRequest {
+    token_hash: [u8; 32],
+    receipt: Receipt,
+}
+
+impl ReadRequest {
+    /// Reads `Authorization` and `Carekey-Receipt`.
+    pub fn from_headers(headers: &HeaderMap) -> Result<Self> {
+        let token_hash = bearer_hash(headers)?;
+        let r = headers
+            .get(HEADER_RECEIPT)
+            .ok_or_else(|| {
+                RelayError::bad("receipt_required", "reads need a Carekey-Receipt header")
+            })?
+            .to_str()
+            .map_err(|_| RelayError::bad("bad_receipt", "Carekey-Receipt is not ASCII"))?;
+        let receipt = Receipt::parse(encoding::unb64("Carekey-Receipt", r)?)?;
+        Ok(Self {
+            token_hash,
+            receipt,
+        })
+    }
+
+    /// Locks the share and checks the token (401 unknown, 410 revoked/expired) and the
+    /// receipt (reader key of the token, this share, this object, valid signature).
+    pub fn authorize(
+        &self,
+        tx: &mut dyn Tx,
+        share_id: &[u8; 16],
+        object_id: &str,
+        now: u64,
+    ) -> Result<()> {
+        share::lock_share(tx, share_id, now)?;
+        let row = tx
+            .query_opt(
+                "SELECT reader_key, expires_at, status FROM tokens WHERE share_id = $1 AND token_hash = $2",
+                &[share_id.into(), (&self.token_hash).into()],
+            )?
+            .ok_or(RelayError::Unauthorized("unknown read token"))?;
+        if row[2].int()? != STATUS_ACTIVE {
+            return Err(RelayError::Gone("read token revoked or expired"));
+        }
+        if from_db(row[1].int()?)? <= now {
+            return Err(RelayError::Gone("read token revoked or expired"));
+        }
+        let rc = &self.receipt;
+        if !ct_eq(row[0].bytes()?, &rc.reader_key) {
+            return Err(RelayError::forbidden(
+                "receipt_key",
+                "fetch receipt is not signed by the token's reader key",
+            ));
+        }
+        if rc.share_id != *share_id || rc.object_id != object_id {
+            return Err(RelayError::forbidden(
+                "receipt_object",
+                "fetch receipt names another share or object",
+            ));
+        }
+        rc.verify()
+    }
+
+    /// Appends the fetch (with its receipt) to the share's audit chain.
+    pub fn log_fetch(&self, tx: &mut dyn Tx, share_id: &[u8; 16], now: u64) -> Result<()> {
+        audit::append(tx, share_id, now, Kind::Fetch, &self.receipt.bytes)?;
+        Ok(())
+    }
+}
+
+/// Body of a kind-2 audit entry.
+pub fn registered_body(
+    token_hash: &[u8; 32],
+    reader_key: &[u8; 32],
+    expires_at: u64,
+    depth: u8,
+) -> Vec<u8> {
+    let mut b = Vec::with_capacity(73);
+    b.extend_from_slice(token_hash);
+    b.extend_from_slice(reader_key);
+    b.extend_from_slice(&expires_at.to_be_bytes());
+    b.push(depth);
+    b
+}
+
+/// A token row to insert.
+#[derive(Debug, Clone)]
+pub struct NewToken {
+    /// Hash of the bearer token.
+    pub token_hash: [u8; 32],
+    /// Key that must sign receipts.
+    pub reader_key: [u8; 32],
+    /// Encoded scope.
+    pub scope: Vec<u8>,
+    /// Expiry (Unix seconds).
+    pub expires_at: u64,
+    /// Remaining delegation depth.
+    pub depth: u8,
+    /// Parent token hash (empty for a root registration).
+    pub parent_hash: Vec<u8>,
+}
+
+/// Inserts a token; 409 if the hash is already registered in this share.
+pub fn insert(tx: &mut dyn Tx, share_id: &[u8; 16], t: NewToken) -> Result<()> {
+    if tx
+        .query_opt(
+            "SELECT 1 FROM tokens WHERE share_id = $1 AND token_hash = $2",
+            &[share_id.into(), (&t.token_hash).into()],
+        )?
+        .is_some()
+    {
+        return Err(RelayError::conflict(
+            "token_exists",
+            "this token hash is already registered",
+        ));
+    }
+    tx.exec(
+        "INSERT INTO tokens (share_id, token_hash, reader_key, scope, expires_at, depth, parent_hash, status) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        &[
+            share_id.into(),
+            (&t.token_hash).into(),
+            (&t.reader_key).into(),
+            t.scope.into(),
+            to_db("expires_at", t.expires_at)?.into(),
+            i64::from(t.depth).into(),
+            t.parent_hash.into(),
+            STATUS_ACTIVE.into(),
+        ],
+    )?;
+    Ok(())
+}
+
+/// `POST /v1/shares/{share_id}/tokens` (owner write, JSON [`RootTokenRegistration`]).
+pub async fn register(
+    State(state): State<AppState>,
+    Path(share_hex): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<StatusCode> {
+    let share_id = parse_id("share id", &share_hex)?;
+    let ow = OwnerWrite::from_request(&state.config, &method, &uri, &headers, &body)?;
+    let req: RootTokenRegistration = encoding::parse_json(&body)?;
+    let token_hash: [u8; 32] = encoding::unb64_fixed("token_hash", &req.token_hash)?;
+    let reader_key: [u8; 32] = encoding::unb64_fixed("reader_key", &req.reader_key)?;
+    VerifyingKey::from_bytes(&reader_key)
+        .map_err(|_| RelayError::bad("bad_key", "reader_key is not a valid Ed25519 key"))?;
+    let scope = encoding::unb64("scope", &req.scope)?;
+    Scope::parse(&scope)?;
+    if req.depth > state.config.max_delegation_depth {
+        return Err(RelayError::bad(
+            "bad_depth",
+            "depth exceeds the relay's delegation limit",
+        ));
+    }
+    let now = state.clock.now();
+    if req.expires_at <= now {
+        return Err(RelayError::bad(
+            "bad_expiry",
+            "expires_at must be in the future",
+        ));
+    }
+    state
+        .storage
+        .transact(move |tx| {
+            share::authorize_owner(tx, &share_id, &ow, now)?;
+            insert(
+                tx,
+                &share_id,
+                NewToken {
+                    token_hash,
+                    reader_key,
+                    scope,
+                    expires_at: req.expires_at,
+                    depth: req.depth,
+                    parent_hash: Vec::new(),
+                },
+            )?;
+            let body = registered_body(&token_hash, &reader_key, req.expires_at, req.depth);
+            audit::append(tx, &share_id, now, Kind::TokenRegistered, &body)?;
+            Ok(())
+        })
+        .await?;
+    Ok(StatusCode::CREATED)
+}
+
+/// Marks `root` and every token delegated below it revoked, logging each newly revoked one.
+pub fn revoke_subtree(
+    tx: &mut dyn Tx,
+    share_id: &[u8; 16],
+    root: [u8; 32],
+    now: u64,
+) -> Result<u64> {
+    let mut queue = vec![root];
+    let mut revoked = 0;
+    while let Some(h) = queue.pop() {
+        let n = tx.exec(
+            "UPDATE tokens SET status = $3 WHERE share_id = $1 AND token_hash = $2 AND status = $4",
+            &[
+                share_id.into(),
+                (&h).into(),
+                STATUS_REVOKED.into(),
+                STATUS_ACTIVE.into(),
+            ],
+        )?;
+        if n > 0 {
+            revoked += 1;
+            audit::append(tx, share_id, now, Kind::TokenRevoked, &h)?;
+        }
+        for r in tx.query(
+            "SELECT token_hash FROM tokens WHERE share_id = $1 AND parent_hash = $2",
+            &[share_id.into(), (&h).into()],
+        )? {
+            queue.push(r[0].array()?);
+        }
+    }
+    Ok(revoked)
+}
+
+/// `DELETE /v1/shares/{share_id}/tokens/{token_hash_hex}` (owner write): revokes the token and
+/// its delegated subtree at once (DESIGN.md "Revocation = key rotation", step 1).
+pub async fn revoke(
+    State(state): State<AppState>,
+    Path((share_hex, token_hex)): Path<(String, String)>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<serde_json::Value>> {
+    let share_id = parse_id("share id", &share_hex)?;
+    let token: [u8; 32] = parse_hex("token hash", &token_hex)?;
+    let ow = OwnerWrite::from_request(&state.config, &method, &uri, &headers, &body)?;
+    let now = state.clock.now();
+    let n = state
+        .storage
+        .transact(move |tx| {
+            share::authorize_owner(tx, &share_id, &ow, now)?;
+            if tx
+                .query_opt(
+                    "SELECT 1 FROM tokens WHERE share_id = $1 AND token_hash = $2",
+                    &[(&share_id).into(), (&token).into()],
+                )?
+                .is_none()
+            {
+                return Err(RelayError::NotFound("no such token"));
+            }
+            revoke_subtree(tx, &share_id, token, now)
+        })
+        .await?;
+    Ok(Json(serde_json::json!({ "revoked": n })))
+}

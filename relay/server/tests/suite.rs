@@ -1,0 +1,1209 @@
+//! The relay test suite, run against SQLite always and against PostgreSQL when
+//! `CAREKEY_TEST_PG_URL` is set (issue 4 "Prove": one suite, both backends).
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::http::{Request, StatusCode};
+use carekey_relay::sweeper;
+use common::*;
+use ed25519_dalek::{Signature, Verifier, VerifyingKey};
+use sha2::{Digest, Sha256};
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let h = crate::common::Backend::Sqlite.harness().await.expect("sqlite harness");
+                    crate::$name(h).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(h) = crate::common::Backend::Postgres.harness().await else { return };
+                    crate::$name(h).await;
+                }
+            )*
+        }
+    };
+}
+
+both_backends!(
+    blob_roundtrip_and_audit_chain,
+    replayed_or_reordered_owner_request_rejected,
+    token_status_codes,
+    token_expiry_and_sweeper,
+    manifest_compare_and_swap,
+    chunked_upload_atomic,
+    epoch_bulk_delete,
+    delegation_chain,
+    malformed_inputs_400,
+    quota_429,
+    pairing_mailbox_single_use,
+    relationship_mailbox_long_poll,
+    share_expiry_410,
+    operations_endpoints,
+);
+
+async fn blob_roundtrip_and_audit_chain(h: Harness) {
+    let o = h.create_share().await;
+    let (token, reader) = h
+        .register_token(&o, &scope(0b111, &[]), now() + 3600, 0)
+        .await;
+    let blob = rand::<16>();
+    let data = rand::<1000>().to_vec();
+    let r = h.put_blob(&o, &blob, 1, &data).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    assert_eq!(r.json()["sha256"], b64(&Sha256::digest(&data)));
+    // Same bytes again: idempotent; other bytes: conflict.
+    assert_eq!(h.put_blob(&o, &blob, 1, &data).await.status, StatusCode::OK);
+    assert_eq!(
+        h.put_blob(&o, &blob, 1, b"other").await.status,
+        StatusCode::CONFLICT
+    );
+    let r = h.read(&o, &hex(&blob), &token, &reader).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.body, data);
+
+    // Audit: share created, token registered, fetch; verify chain and signed head.
+    let wk = h.get("/.well-known/carekey-relay").await.json();
+    assert_eq!(wk["version"], 1);
+    let relay_key =
+        VerifyingKey::from_bytes(&unb64(wk["audit_key"].as_str().unwrap()).try_into().unwrap())
+            .unwrap();
+    let r = h
+        .owner(
+            &o,
+            "GET",
+            &format!("/v1/shares/{}/audit?from=1", o.share_hex),
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let log = r.json();
+    let entries = log["entries"].as_array().unwrap();
+    let kinds: Vec<u64> = entries
+        .iter()
+        .map(|e| e["kind"].as_u64().unwrap())
+        .collect();
+    assert_eq!(kinds, vec![5, 2, 1]);
+    let mut prev = vec![0u8; 32];
+    for (i, e) in entries.iter().enumerate() {
+        assert_eq!(e["seq"].as_u64().unwrap(), i as u64 + 1);
+        assert_eq!(unb64(e["prev_hash"].as_str().unwrap()), prev);
+        let hsh = entry_hash(
+            &o.share_id,
+            e["seq"].as_u64().unwrap(),
+            &prev,
+            e["time"].as_u64().unwrap(),
+            e["kind"].as_u64().unwrap() as u8,
+            &unb64(e["body"].as_str().unwrap()),
+        );
+        assert_eq!(unb64(e["entry_hash"].as_str().unwrap()), hsh);
+        prev = hsh;
+    }
+    // Kind 2 body = token_hash || reader_key || expires_at || depth.
+    let b2 = unb64(entries[1]["body"].as_str().unwrap());
+    assert_eq!(&b2[..32], &token_hash(&token));
+    assert_eq!(&b2[32..64], reader.verifying_key().as_bytes());
+    assert_eq!(b2.len(), 73);
+    let head = &log["head"];
+    assert_eq!(head["seq"], 3);
+    assert_eq!(unb64(head["entry_hash"].as_str().unwrap()), prev);
+    let mut m = b"carekey/v1/relay-audit-head\0".to_vec();
+    m.extend_from_slice(&o.share_id);
+    m.extend_from_slice(&3u64.to_be_bytes());
+    m.extend_from_slice(&prev);
+    let sig = Signature::from_bytes(
+        &unb64(head["signature"].as_str().unwrap())
+            .try_into()
+            .unwrap(),
+    );
+    relay_key.verify(&m, &sig).unwrap();
+    // Reading from a later sequence number returns only the tail.
+    let r = h
+        .owner(
+            &o,
+            "GET",
+            &format!("/v1/shares/{}/audit?from=3", o.share_hex),
+            vec![],
+        )
+        .await;
+    assert_eq!(r.json()["entries"].as_array().unwrap().len(), 1);
+}
+
+async fn replayed_or_reordered_owner_request_rejected(h: Harness) {
+    let o = h.create_share().await;
+    let blob = rand::<16>();
+    let pq = format!("/v1/shares/{}/blobs/{}?epoch=1", o.share_hex, hex(&blob));
+    let req = || Harness::owner_request(&o.key, "PUT", &pq, b"abc".to_vec(), 10);
+    assert_eq!(h.send(req()).await.status, StatusCode::CREATED);
+    // Exact replay.
+    let r = h.send(req()).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(r.json()["error"], "counter_replayed");
+    // Reordered: an older counter signed earlier arrives later.
+    let r = h
+        .send(Harness::owner_request(
+            &o.key,
+            "PUT",
+            &pq,
+            b"abc".to_vec(),
+            5,
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    // Body changed under the signature.
+    let mut bad = Harness::owner_request(&o.key, "PUT", &pq, b"abc".to_vec(), 11);
+    *bad.body_mut() = Body::from("abd");
+    assert_eq!(h.send(bad).await.status, StatusCode::UNAUTHORIZED);
+    // Signed for another origin.
+    let sig = owner_sig(&o.key, "PUT", &pq, "http://evil.test", b"abc", 12);
+    let r = h
+        .send(
+            Request::builder()
+                .method("PUT")
+                .uri(&pq)
+                .header("carekey-counter", "12")
+                .header("carekey-signature", sig)
+                .body(Body::from("abc"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // Another key.
+    let r = h
+        .send(Harness::owner_request(
+            &key(),
+            "PUT",
+            &pq,
+            b"abc".to_vec(),
+            13,
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // Missing headers.
+    let r = h
+        .send(
+            Request::builder()
+                .method("PUT")
+                .uri(&pq)
+                .body(Body::from("abc"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // Counter still accepts a higher value.
+    let r = h
+        .send(Harness::owner_request(
+            &o.key,
+            "PUT",
+            &pq,
+            b"abc".to_vec(),
+            14,
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+async fn token_status_codes(h: Harness) {
+    let o = h.create_share().await;
+    let (token, reader) = h.register_token(&o, &scope(1, &[]), now() + 3600, 0).await;
+    let blob = rand::<16>();
+    h.put_blob(&o, &blob, 1, b"x").await;
+    // Unknown blob: 404. Unknown token: 401. Unknown share: 404.
+    assert_eq!(
+        h.read(&o, &hex(&rand::<16>()), &token, &reader)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        h.read(&o, &hex(&blob), &rand::<32>(), &reader).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let other = Owner {
+        share_hex: hex(&rand::<16>()),
+        ..o
+    };
+    let o = Owner {
+        share_hex: hex(&o.share_id),
+        ..other
+    };
+    let ghost = Owner {
+        share_id: rand::<16>(),
+        share_hex: String::new(),
+        key: key(),
+        counter: Default::default(),
+    };
+    let ghost = Owner {
+        share_hex: hex(&ghost.share_id),
+        ..ghost
+    };
+    assert_eq!(
+        h.read(&ghost, &hex(&blob), &token, &reader).await.status,
+        StatusCode::NOT_FOUND
+    );
+    // Receipt by another key: 403. Receipt for another object: 403.
+    assert_eq!(
+        h.read(&o, &hex(&blob), &token, &key()).await.status,
+        StatusCode::FORBIDDEN
+    );
+    let req = Request::builder()
+        .uri(format!("/v1/shares/{}/blobs/{}", o.share_hex, hex(&blob)))
+        .header("authorization", format!("Bearer {}", b64(&token)))
+        .header("carekey-receipt", receipt(&reader, &o.share_id, "manifest"))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(h.send(req).await.status, StatusCode::FORBIDDEN);
+    // Missing receipt: 400.
+    let req = Request::builder()
+        .uri(format!("/v1/shares/{}/blobs/{}", o.share_hex, hex(&blob)))
+        .header("authorization", format!("Bearer {}", b64(&token)))
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(h.send(req).await.status, StatusCode::BAD_REQUEST);
+    // Revoke: 410 from then on; revoking an unknown token: 404.
+    let th = hex(&token_hash(&token));
+    let r = h
+        .owner(
+            &o,
+            "DELETE",
+            &format!("/v1/shares/{}/tokens/{th}", o.share_hex),
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(
+        h.read(&o, &hex(&blob), &token, &reader).await.status,
+        StatusCode::GONE
+    );
+    assert_eq!(
+        h.read(&o, &hex(&rand::<16>()), &token, &reader)
+            .await
+            .status,
+        StatusCode::GONE
+    );
+    let r = h
+        .owner(
+            &o,
+            "DELETE",
+            &format!("/v1/shares/{}/tokens/{}", o.share_hex, hex(&rand::<32>())),
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+async fn token_expiry_and_sweeper(h: Harness) {
+    let o = h.create_share().await;
+    let (token, reader) = h.register_token(&o, &scope(1, &[]), now() + 100, 0).await;
+    let blob = rand::<16>();
+    h.put_blob(&o, &blob, 1, b"x").await;
+    assert_eq!(
+        h.read(&o, &hex(&blob), &token, &reader).await.status,
+        StatusCode::OK
+    );
+    h.state.clock.advance(200);
+    assert_eq!(
+        h.read(&o, &hex(&blob), &token, &reader).await.status,
+        StatusCode::GONE
+    );
+    let s = sweeper::sweep_once(&h.state).await.unwrap();
+    assert!(s.tokens >= 1);
+    assert_eq!(
+        h.read(&o, &hex(&blob), &token, &reader).await.status,
+        StatusCode::GONE
+    );
+    let r = h
+        .owner(
+            &o,
+            "GET",
+            &format!("/v1/shares/{}/audit", o.share_hex),
+            vec![],
+        )
+        .await;
+    let kinds: Vec<u64> = r.json()["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_u64().unwrap())
+        .collect();
+    assert_eq!(kinds.last(), Some(&8));
+}
+
+async fn manifest_compare_and_swap(h: Harness) {
+    let o = h.create_share().await;
+    let (token, reader) = h.register_token(&o, &scope(1, &[]), now() + 3600, 0).await;
+    assert_eq!(
+        h.read(&o, "manifest", &token, &reader).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let p = |v: u64, prev: u64| {
+        format!(
+            "/v1/shares/{}/manifest?version={v}&prev={prev}",
+            o.share_hex
+        )
+    };
+    let r = h.owner(&o, "PUT", &p(1, 0), b"m1".to_vec()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    // A stale writer that still believes version 0 is current loses.
+    let r = h.owner(&o, "PUT", &p(2, 0), b"m2".to_vec()).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(r.json()["error"], "version_mismatch");
+    // Versions only go up.
+    assert_eq!(
+        h.owner(&o, "PUT", &p(1, 1), b"m".to_vec()).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    assert_eq!(
+        h.owner(&o, "PUT", &p(5, 1), b"m5".to_vec()).await.status,
+        StatusCode::OK
+    );
+    let r = h.read(&o, "manifest", &token, &reader).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body, b"m5");
+    assert_eq!(r.headers["carekey-manifest-version"], "5");
+}
+
+async fn chunked_upload_atomic(h: Harness) {
+    let o = h.create_share().await;
+    let (token, reader) = h.register_token(&o, &scope(1, &[]), now() + 3600, 0).await;
+    let blob = rand::<16>();
+    let r = h
+        .owner(
+            &o,
+            "POST",
+            &format!(
+                "/v1/shares/{}/uploads?blob={}&epoch=2",
+                o.share_hex,
+                hex(&blob)
+            ),
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let up = r.json()["upload_id"].as_str().unwrap().to_owned();
+    let chunks: Vec<Vec<u8>> = (0..3).map(|i| vec![i as u8; 300_000]).collect();
+    for (i, c) in chunks.iter().enumerate() {
+        let r = h
+            .owner(
+                &o,
+                "PUT",
+                &format!("/v1/shares/{}/uploads/{up}/chunks/{i}", o.share_hex),
+                c.clone(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+        // No partial blob is ever visible.
+        assert_eq!(
+            h.read(&o, &hex(&blob), &token, &reader).await.status,
+            StatusCode::NOT_FOUND
+        );
+    }
+    let all: Vec<u8> = chunks.concat();
+    let commit = |sha: &[u8], n: u32| {
+        serde_json::to_vec(&serde_json::json!({"chunks": n, "sha256": b64(sha)})).unwrap()
+    };
+    let cp = format!("/v1/shares/{}/uploads/{up}/commit", o.share_hex);
+    let r = h.owner(&o, "POST", &cp, commit(&[0u8; 32], 3)).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.json()["error"], "hash_mismatch");
+    assert_eq!(
+        h.owner(&o, "POST", &cp, commit(&Sha256::digest(&all), 4))
+            .await
+            .status,
+        StatusCode::BAD_REQUEST
+    );
+    let r = h
+        .owner(&o, "POST", &cp, commit(&Sha256::digest(&all), 3))
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let r = h.read(&o, &hex(&blob), &token, &reader).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body, all);
+    // The upload is gone after commit.
+    assert_eq!(
+        h.owner(&o, "POST", &cp, commit(&Sha256::digest(&all), 3))
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+}
+
+async fn epoch_bulk_delete(h: Harness) {
+    let o = h.create_share().await;
+    let (token, reader) = h.register_token(&o, &scope(1, &[]), now() + 3600, 0).await;
+    let old: Vec<[u8; 16]> = (0..3).map(|_| rand::<16>()).collect();
+    let new = rand::<16>();
+    for b in &old {
+        assert_eq!(
+            h.put_blob(&o, b, 1, b"old").await.status,
+            StatusCode::CREATED
+        );
+    }
+    assert_eq!(
+        h.put_blob(&o, &new, 2, b"new").await.status,
+        StatusCode::CREATED
+    );
+    let r = h
+        .owner(
+            &o,
+            "DELETE",
+            &format!("/v1/shares/{}/epochs/1", o.share_hex),
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["deleted_blobs"], 3);
+    for b in &old {
+        assert_eq!(
+            h.read(&o, &hex(b), &token, &reader).await.status,
+            StatusCode::NOT_FOUND
+        );
+    }
+    assert_eq!(h.read(&o, &hex(&new), &token, &reader).await.body, b"new");
+}
+
+async fn delegation_chain(h: Harness) {
+    let o = h.create_share().await;
+    let rec = [rand::<16>(), rand::<16>()];
+    let root_scope = scope(0b11, &rec);
+    let exp = now() + 3600;
+    let (ta, ka) = h.register_token(&o, &root_scope, exp, 2).await;
+    let blob = rand::<16>();
+    h.put_blob(&o, &blob, 1, b"data").await;
+    let dpath = format!("/v1/shares/{}/delegations", o.share_hex);
+    let post = |root: &[u8; 32], chain: Vec<String>| {
+        let body = serde_json::to_vec(&serde_json::json!({
+            "root_token_hash": b64(&token_hash(root)),
+            "chain": chain,
+            "notice": b64(b"sealed-to-patient"),
+        }))
+        .unwrap();
+        Request::builder()
+            .method("POST")
+            .uri(&dpath)
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let (tb, kb) = (rand::<32>(), key());
+    let narrow = scope(0b01, &rec[..1]);
+    // Widening scope (category), widening records, widening expiry, depth not reduced,
+    // signed by the wrong key: all rejected.
+    for (bad, why) in [
+        (
+            link(
+                &ka,
+                &o.share_id,
+                &kb,
+                &token_hash(&tb),
+                &scope(0b111, &[]),
+                exp,
+                1,
+            ),
+            "category",
+        ),
+        (
+            link(
+                &ka,
+                &o.share_id,
+                &kb,
+                &token_hash(&tb),
+                &scope(0b01, &[rand::<16>()]),
+                exp,
+                1,
+            ),
+            "record",
+        ),
+        (
+            link(&ka, &o.share_id, &kb, &token_hash(&tb), &narrow, exp + 1, 1),
+            "expiry",
+        ),
+        (
+            link(&ka, &o.share_id, &kb, &token_hash(&tb), &narrow, exp, 2),
+            "depth",
+        ),
+        (
+            link(&key(), &o.share_id, &kb, &token_hash(&tb), &narrow, exp, 1),
+            "parent key",
+        ),
+    ] {
+        let r = h.send(post(&ta, vec![bad])).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{why}: {}", r.text());
+    }
+    // Tampered signature bytes.
+    let mut l = unb64(&link(
+        &ka,
+        &o.share_id,
+        &kb,
+        &token_hash(&tb),
+        &narrow,
+        exp,
+        1,
+    ));
+    let n = l.len();
+    l[n - 1] ^= 1;
+    assert_eq!(
+        h.send(post(&ta, vec![b64(&l)])).await.status,
+        StatusCode::FORBIDDEN
+    );
+    // Trailing bytes and unknown version: 400.
+    let mut l = unb64(&link(
+        &ka,
+        &o.share_id,
+        &kb,
+        &token_hash(&tb),
+        &narrow,
+        exp,
+        1,
+    ));
+    l.push(0);
+    assert_eq!(
+        h.send(post(&ta, vec![b64(&l)])).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    let mut l = unb64(&link(
+        &ka,
+        &o.share_id,
+        &kb,
+        &token_hash(&tb),
+        &narrow,
+        exp,
+        1,
+    ));
+    l[0] = 2;
+    assert_eq!(
+        h.send(post(&ta, vec![b64(&l)])).await.status,
+        StatusCode::BAD_REQUEST
+    );
+    // Valid A -> B.
+    let ab = link(&ka, &o.share_id, &kb, &token_hash(&tb), &narrow, exp, 1);
+    let r = h.send(post(&ta, vec![ab.clone()])).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    assert_eq!(
+        h.send(post(&ta, vec![ab.clone()])).await.status,
+        StatusCode::CONFLICT
+    );
+    assert_eq!(
+        h.read(&o, &hex(&blob), &tb, &kb).await.status,
+        StatusCode::OK
+    );
+    // B -> C (depth 0), then C cannot delegate further.
+    let (tc, kc) = (rand::<32>(), key());
+    let bc = link(
+        &kb,
+        &o.share_id,
+        &kc,
+        &token_hash(&tc),
+        &narrow,
+        exp - 10,
+        0,
+    );
+    let r = h.send(post(&ta, vec![ab.clone(), bc.clone()])).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    assert_eq!(
+        h.read(&o, &hex(&blob), &tc, &kc).await.status,
+        StatusCode::OK
+    );
+    let (td, kd) = (rand::<32>(), key());
+    let cd = link(
+        &kc,
+        &o.share_id,
+        &kd,
+        &token_hash(&td),
+        &narrow,
+        exp - 10,
+        0,
+    );
+    assert_eq!(
+        h.send(post(&ta, vec![ab.clone(), bc.clone(), cd]))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    // The owner sees the notices.
+    let r = h
+        .owner(
+            &o,
+            "GET",
+            &format!("/v1/shares/{}/notices?after=0", o.share_hex),
+            vec![],
+        )
+        .await;
+    assert_eq!(r.json()["notices"].as_array().unwrap().len(), 2);
+    // Revoking A revokes B and C at once.
+    let r = h
+        .owner(
+            &o,
+            "DELETE",
+            &format!(
+                "/v1/shares/{}/tokens/{}",
+                o.share_hex,
+                hex(&token_hash(&ta))
+            ),
+            vec![],
+        )
+        .await;
+    assert_eq!(r.json()["revoked"], 3);
+    for (t, k) in [(&ta, &ka), (&tb, &kb), (&tc, &kc)] {
+        assert_eq!(h.read(&o, &hex(&blob), t, k).await.status, StatusCode::GONE);
+    }
+    // A revoked parent cannot delegate.
+    let (te, ke) = (rand::<32>(), key());
+    let ae = link(&ka, &o.share_id, &ke, &token_hash(&te), &narrow, exp, 0);
+    assert_eq!(h.send(post(&ta, vec![ae])).await.status, StatusCode::GONE);
+}
+
+async fn malformed_inputs_400(h: Harness) {
+    let o = h.create_share().await;
+    let r = h
+        .owner(
+            &o,
+            "POST",
+            &format!("/v1/shares/{}/tokens", o.share_hex),
+            b"{not json".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        r.json()["message"]
+            .as_str()
+            .unwrap()
+            .contains("malformed JSON"),
+        "{}",
+        r.text()
+    );
+    let body = serde_json::to_vec(&serde_json::json!({"token_hash": "!!", "reader_key": "", "scope": "", "expires_at": 1, "depth": 0})).unwrap();
+    let r = h
+        .owner(
+            &o,
+            "POST",
+            &format!("/v1/shares/{}/tokens", o.share_hex),
+            body,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.text().contains("base64url"), "{}", r.text());
+    let r = h.get("/v1/shares/NOTHEX/blobs/00").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = h
+        .send(
+            Request::builder()
+                .uri(format!(
+                    "/v1/shares/{}/blobs/{}",
+                    o.share_hex,
+                    hex(&rand::<16>())
+                ))
+                .header("authorization", format!("Bearer {}", b64(&rand::<32>())))
+                .header("carekey-receipt", b64(&[1, 2, 3]))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.text().contains("truncated"), "{}", r.text());
+    let r = h
+        .send(
+            Request::builder()
+                .uri(format!(
+                    "/v1/shares/{}/blobs/{}",
+                    o.share_hex,
+                    hex(&rand::<16>())
+                ))
+                .header("authorization", "Basic abc")
+                .header("carekey-receipt", "x")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = h
+        .send(
+            Request::builder()
+                .method("PUT")
+                .uri(format!(
+                    "/v1/shares/{}/blobs/{}?epoch=1",
+                    o.share_hex,
+                    hex(&rand::<16>())
+                ))
+                .header("carekey-counter", "-1")
+                .header("carekey-signature", "AAAA")
+                .body(Body::from("x"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // Missing query parameter.
+    let r = h
+        .owner(
+            &o,
+            "PUT",
+            &format!("/v1/shares/{}/blobs/{}", o.share_hex, hex(&rand::<16>())),
+            b"x".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(h.get("/nope").await.status, StatusCode::NOT_FOUND);
+    // Oversized body: 413.
+    let big = vec![0u8; (1 << 20) + 1];
+    let r = h.put_blob(&o, &rand::<16>(), 1, &big).await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+}
+
+async fn quota_429(h: Harness) {
+    let o = h.create_share().await;
+    // Fill the 1 GiB default quota cheaply is not possible here; use a small-quota harness.
+    drop(o);
+    let mut c = test_config();
+    c.share_quota_bytes = 10_000;
+    let backend = if h.pg.is_some() {
+        Backend::Postgres
+    } else {
+        Backend::Sqlite
+    };
+    let h2 = backend.harness_with(c).await.unwrap();
+    let o = h2.create_share().await;
+    assert_eq!(
+        h2.put_blob(&o, &rand::<16>(), 1, &[0u8; 6000]).await.status,
+        StatusCode::CREATED
+    );
+    let r = h2.put_blob(&o, &rand::<16>(), 1, &[0u8; 6000]).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers.contains_key("retry-after"));
+    // Deleting the epoch frees the quota.
+    h2.owner(
+        &o,
+        "DELETE",
+        &format!("/v1/shares/{}/epochs/1", o.share_hex),
+        vec![],
+    )
+    .await;
+    assert_eq!(
+        h2.put_blob(&o, &rand::<16>(), 1, &[0u8; 6000]).await.status,
+        StatusCode::CREATED
+    );
+}
+
+async fn pairing_mailbox_single_use(h: Harness) {
+    let r = h
+        .send(
+            Request::builder()
+                .method("POST")
+                .uri("/v1/pairing")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    let j = r.json();
+    let id = j["mailbox_id"].as_str().unwrap().to_owned();
+    let tok = j["read_token"].as_str().unwrap().to_owned();
+    let read = |wait: u64, tok: &str| {
+        Request::builder()
+            .uri(format!("/v1/pairing/{id}?wait={wait}"))
+            .header("authorization", format!("Bearer {tok}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(h.send(read(0, &tok)).await.status, StatusCode::NO_CONTENT);
+    assert_eq!(
+        h.send(read(0, &b64(&rand::<32>()))).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    // The patient long-polls; the doctor's reply wakes it at once.
+    let app = h.app.clone();
+    let req = read(20, &tok);
+    let started = std::time::Instant::now();
+    let waiter = tokio::spawn(async move {
+        use tower::ServiceExt;
+        let r = app.oneshot(req).await.unwrap();
+        let status = r.status();
+        let body = http_body_util::BodyExt::collect(r.into_body())
+            .await
+            .unwrap()
+            .to_bytes();
+        (status, body)
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let reply = |b: &'static str| {
+        Request::builder()
+            .method("PUT")
+            .uri(format!("/v1/pairing/{id}"))
+            .body(Body::from(b))
+            .unwrap()
+    };
+    assert_eq!(h.send(reply("hello")).await.status, StatusCode::CREATED);
+    // Either still unread (409: one reply only) or already read and closed (404).
+    let again = h.send(reply("again")).await.status;
+    assert!(
+        again == StatusCode::CONFLICT || again == StatusCode::NOT_FOUND,
+        "{again}"
+    );
+    let (status, body) = waiter.await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(&body[..], b"hello");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "long-poll was not woken"
+    );
+    // Read once: closed.
+    assert_eq!(h.send(read(0, &tok)).await.status, StatusCode::NOT_FOUND);
+    // A second reply to an unread mailbox is refused.
+    let r = h
+        .send(
+            Request::builder()
+                .method("POST")
+                .uri("/v1/pairing")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    let id3 = r.json()["mailbox_id"].as_str().unwrap().to_owned();
+    let put3 = |b: &'static str| {
+        Request::builder()
+            .method("PUT")
+            .uri(format!("/v1/pairing/{id3}"))
+            .body(Body::from(b))
+            .unwrap()
+    };
+    assert_eq!(h.send(put3("first")).await.status, StatusCode::CREATED);
+    let r = h.send(put3("second")).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(r.json()["error"], "mailbox_closed");
+    // Expiry: 410 before the sweeper, gone after it.
+    let r = h
+        .send(
+            Request::builder()
+                .method("POST")
+                .uri("/v1/pairing")
+                .body(Body::from(r#"{"ttl_seconds":60}"#))
+                .unwrap(),
+        )
+        .await;
+    let id2 = r.json()["mailbox_id"].as_str().unwrap().to_owned();
+    h.state.clock.advance(120);
+    let r = h
+        .send(
+            Request::builder()
+                .method("PUT")
+                .uri(format!("/v1/pairing/{id2}"))
+                .body(Body::from("late"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::GONE);
+    sweeper::sweep_once(&h.state).await.unwrap();
+    let r = h
+        .send(
+            Request::builder()
+                .method("PUT")
+                .uri(format!("/v1/pairing/{id2}"))
+                .body(Body::from("late"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+}
+
+async fn relationship_mailbox_long_poll(h: Harness) {
+    let r = h
+        .send(
+            Request::builder()
+                .method("POST")
+                .uri("/v1/mailboxes")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let j = r.json();
+    let id = j["mailbox_id"].as_str().unwrap().to_owned();
+    let rt = j["read_token"].as_str().unwrap().to_owned();
+    let wt = j["write_token"].as_str().unwrap().to_owned();
+    let append = |body: &'static str, tok: &str| {
+        Request::builder()
+            .method("POST")
+            .uri(format!("/v1/mailboxes/{id}/messages"))
+            .header("authorization", format!("Bearer {tok}"))
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let fetch = |after: u64, wait: u64| {
+        Request::builder()
+            .uri(format!(
+                "/v1/mailboxes/{id}/messages?after={after}&wait={wait}"
+            ))
+            .header("authorization", format!("Bearer {rt}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    // The read token cannot append; the write token cannot read.
+    assert_eq!(
+        h.send(append("x", &rt)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    let r = h
+        .send(
+            Request::builder()
+                .uri(format!("/v1/mailboxes/{id}/messages"))
+                .header("authorization", format!("Bearer {wt}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(h.send(append("one", &wt)).await.json()["seq"], 1);
+    assert_eq!(h.send(append("two", &wt)).await.json()["seq"], 2);
+    let r = h.send(fetch(0, 0)).await.json();
+    assert_eq!(r["messages"].as_array().unwrap().len(), 2);
+    assert_eq!(r["cursor"], 2);
+    let r = h.send(fetch(1, 0)).await.json();
+    assert_eq!(unb64(r["messages"][0]["body"].as_str().unwrap()), b"two");
+    // Long-poll past the cursor wakes on the next append.
+    let app = h.app.clone();
+    let req = fetch(2, 20);
+    let started = std::time::Instant::now();
+    let waiter = tokio::spawn(async move {
+        use tower::ServiceExt;
+        let r = app.oneshot(req).await.unwrap();
+        http_body_util::BodyExt::collect(r.into_body())
+            .await
+            .unwrap()
+            .to_bytes()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    h.send(append("three", &wt)).await;
+    let body: serde_json::Value = serde_json::from_slice(&waiter.await.unwrap()).unwrap();
+    assert_eq!(body["cursor"], 3);
+    assert!(started.elapsed() < Duration::from_secs(5));
+    // Empty long-poll returns after the wait with no messages.
+    let r = h.send(fetch(3, 1)).await.json();
+    assert_eq!(r["messages"].as_array().unwrap().len(), 0);
+    assert_eq!(r["cursor"], 3);
+    // Delete after read.
+    let r = h
+        .send(
+            Request::builder()
+                .method("DELETE")
+                .uri(format!("/v1/mailboxes/{id}/messages?through=2"))
+                .header("authorization", format!("Bearer {rt}"))
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.json()["deleted"], 2);
+    let r = h.send(fetch(0, 0)).await.json();
+    assert_eq!(r["messages"].as_array().unwrap().len(), 1);
+}
+
+async fn share_expiry_410(h: Harness) {
+    let o = h.create_share().await;
+    let (token, reader) = h
+        .register_token(&o, &scope(1, &[]), now() + 10 * 86_400, 0)
+        .await;
+    let blob = rand::<16>();
+    h.put_blob(&o, &blob, 1, b"x").await;
+    h.state.clock.advance(2 * 86_400);
+    assert_eq!(
+        h.read(&o, &hex(&blob), &token, &reader).await.status,
+        StatusCode::GONE
+    );
+    let s = sweeper::sweep_once(&h.state).await.unwrap();
+    assert_eq!(s.shares, 1);
+    assert_eq!(
+        h.read(&o, &hex(&blob), &token, &reader).await.status,
+        StatusCode::GONE
+    );
+    assert_eq!(
+        h.put_blob(&o, &rand::<16>(), 1, b"y").await.status,
+        StatusCode::GONE
+    );
+}
+
+async fn operations_endpoints(h: Harness) {
+    let r = h.get("/healthz").await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.json()["status"], "ok");
+    let r = h.get("/metrics").await;
+    assert!(r.text().contains("carekey_relay_responses_total"));
+    let r = h.get("/openapi.json").await;
+    let doc = r.json();
+    assert!(doc["paths"]["/v1/shares/{share_id}/blobs/{blob_id}"]["get"].is_object());
+    assert!(doc["components"]["schemas"]["RootTokenRegistration"].is_object());
+    let wk = h.get("/.well-known/carekey-relay").await.json();
+    assert_eq!(unb64(wk["audit_key"].as_str().unwrap()).len(), 32);
+}
+
+/// Per-IP rate limit: 429 with Retry-After (SQLite only: the limiter is in memory).
+#[tokio::test]
+async fn rate_limit_429_with_retry_after() {
+    let mut c = test_config();
+    c.ip_rate_per_sec = 0.5;
+    c.ip_burst = 3.0;
+    let h = Backend::Sqlite.harness_with(c).await.unwrap();
+    let addr: SocketAddr = "127.0.0.9:5555".parse().unwrap();
+    let mut statuses = vec![];
+    for _ in 0..5 {
+        let mut req = Request::builder()
+            .uri("/healthz")
+            .body(Body::empty())
+            .unwrap();
+        req.extensions_mut().insert(ConnectInfo(addr));
+        let r = h.send(req).await;
+        if r.status == StatusCode::TOO_MANY_REQUESTS {
+            let ra: u64 = r.headers["retry-after"].to_str().unwrap().parse().unwrap();
+            assert!(ra >= 1);
+        }
+        statuses.push(r.status);
+    }
+    assert_eq!(&statuses[..3], &[StatusCode::OK; 3]);
+    assert_eq!(statuses[4], StatusCode::TOO_MANY_REQUESTS);
+    // Another address is unaffected.
+    let mut req = Request::builder()
+        .uri("/healthz")
+        .body(Body::empty())
+        .unwrap();
+    req.extensions_mut()
+        .insert(ConnectInfo("127.0.0.10:1".parse::<SocketAddr>().unwrap()));
+    assert_eq!(h.send(req).await.status, StatusCode::OK);
+}
+
+/// Per-token rate limit.
+#[tokio::test]
+async fn token_rate_limit_429() {
+    let mut c = test_config();
+    c.token_rate_per_sec = 0.1;
+    c.token_burst = 2.0;
+    let h = Backend::Sqlite.harness_with(c).await.unwrap();
+    let o = h.create_share().await;
+    let (token, reader) = h.register_token(&o, &scope(1, &[]), now() + 3600, 0).await;
+    let blob = rand::<16>();
+    h.put_blob(&o, &blob, 1, b"x").await;
+    assert_eq!(
+        h.read(&o, &hex(&blob), &token, &reader).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        h.read(&o, &hex(&blob), &token, &reader).await.status,
+        StatusCode::OK
+    );
+    let r = h.read(&o, &hex(&blob), &token, &reader).await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    assert!(r.headers.contains_key("retry-after"));
+}
+
+/// Two relay instances on one PostgreSQL: write via A, read and revoke via B, enforced by A.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_two_instances_in_process() {
+    let Some(a) = Backend::Postgres.harness().await else {
+        return;
+    };
+    let (url, schema) = a.pg.clone().unwrap();
+    let storage = std::sync::Arc::new(
+        carekey_relay::storage::postgres::PgStorage::open(&url, Some(&schema))
+            .await
+            .unwrap(),
+    );
+    let bstate = carekey_relay::AppState::new(storage, test_config())
+        .await
+        .unwrap();
+    let b = Harness {
+        app: carekey_relay::app(bstate.clone()),
+        state: bstate,
+        _dir: None,
+        pg: None,
+    };
+    // Same audit key on both instances.
+    assert_eq!(
+        a.get("/.well-known/carekey-relay").await.body,
+        b.get("/.well-known/carekey-relay").await.body
+    );
+    let o = a.create_share().await;
+    let (token, reader) = a.register_token(&o, &scope(1, &[]), now() + 3600, 0).await;
+    let blob = rand::<16>();
+    assert_eq!(
+        a.put_blob(&o, &blob, 1, b"via A").await.status,
+        StatusCode::CREATED
+    );
+    assert_eq!(
+        b.read(&o, &hex(&blob), &token, &reader).await.body,
+        b"via A"
+    );
+    // The owner's counter is shared too: a replay through B of a write made through A fails.
+    let r = b
+        .owner(
+            &o,
+            "DELETE",
+            &format!(
+                "/v1/shares/{}/tokens/{}",
+                o.share_hex,
+                hex(&token_hash(&token))
+            ),
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(
+        a.read(&o, &hex(&blob), &token, &reader).await.status,
+        StatusCode::GONE
+    );
+    // A mailbox long-poll on B is woken by an append through A (LISTEN/NOTIFY).
+    let j = a
+        .send(
+            Request::builder()
+                .method("POST")
+                .uri("/v1/mailboxes")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .json();
+    let id = j["mailbox_id"].as_str().unwrap().to_owned();
+    let req = Request::builder()
+        .uri(format!("/v1/mailboxes/{id}/messages?after=0&wait=20"))
+        .header(
+            "authorization",
+            format!("Bearer {}", j["read_token"].as_str().unwrap()),
+        )
+        .body(Body::empty())
+        .unwrap();
+    let bapp = b.app.clone();
+    let started = std::time::Instant::now();
+    let waiter = tokio::spawn(async move {
+        use tower::ServiceExt;
+        let r = bapp.oneshot(req).await.unwrap();
+        http_body_util::BodyExt::collect(r.into_body())
+            .await
+            .unwrap()
+            .to_bytes()
+    });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let r = a
+        .send(
+            Request::builder()
+                .method("POST")
+                .uri(format!("/v1/mailboxes/{id}/messages"))
+                .header(
+                    "authorization",
+                    format!("Bearer {}", j["write_token"].as_str().unwrap()),
+                )
+                .body(Body::from("cross"))
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let body: serde_json::Value = serde_json::from_slice(&waiter.await.unwrap()).unwrap();
+    assert_eq!(body["cursor"], 1);
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
