@@ -3,6 +3,8 @@
 //! directly so the tests check the relay against the spec, not against itself.
 #![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
+pub mod process;
+
 use std::io::Write as _;
 use std::sync::Arc;
 use std::sync::Once;
