@@ -164,7 +164,9 @@ pub fn app(state: AppState) -> Router {
         .route("/v1/pairing", post(mailbox::open_pairing))
         .route(
             "/v1/pairing/{mailbox_id}",
-            put(mailbox::reply_pairing).get(mailbox::read_pairing),
+            put(mailbox::reply_pairing)
+                .get(mailbox::read_pairing)
+                .delete(mailbox::close_pairing),
         )
         .route("/v1/mailboxes", post(mailbox::open_mailbox))
         .route(

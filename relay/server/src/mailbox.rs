@@ -197,6 +197,10 @@ pub struct WaitQuery {
     /// Cursor: return messages with `seq > after`.
     #[serde(default)]
     pub after: Option<u64>,
+    /// Pairing only: `false` hands out the reply but keeps the mailbox open for one more reply
+    /// (the opener found it invalid, protocol.md "Pairing"); default `true` closes it.
+    #[serde(default)]
+    pub close: Option<bool>,
 }
 
 fn check_read_hash(stored: &[u8], presented: &[u8; 32]) -> Result<()> {
@@ -212,6 +216,7 @@ fn take_pairing(
     id: &[u8; 16],
     presented: &[u8; 32],
     now: u64,
+    close: bool,
 ) -> Result<Option<Vec<u8>>> {
     let row = tx
         .query_opt(
@@ -229,8 +234,15 @@ fn take_pairing(
     if row[2].is_null() {
         return Ok(None);
     }
-    // Single use: reading the reply closes the mailbox.
-    tx.exec("DELETE FROM pairings WHERE mailbox_id = $1", &[id.into()])?;
+    if close {
+        // Single use: reading the reply closes the mailbox.
+        tx.exec("DELETE FROM pairings WHERE mailbox_id = $1", &[id.into()])?;
+    } else {
+        tx.exec(
+            "UPDATE pairings SET reply = NULL WHERE mailbox_id = $1",
+            &[id.into()],
+        )?;
+    }
     let mut it = row.into_iter();
     it.nth(2).map(|v| v.into_bytes()).transpose()
 }
@@ -245,13 +257,14 @@ pub async fn read_pairing(
 ) -> Result<Response> {
     let id = parse_id("mailbox id", &id_hex)?;
     let presented = bearer_hash(&headers)?;
+    let close = q.close.unwrap_or(true);
     let st = state.clone();
     let got = long_poll(&state, id, q.wait.unwrap_or(0), || {
         let st = st.clone();
         async move {
             let now = st.clock.now();
             st.storage
-                .transact(move |tx| take_pairing(tx, &id, &presented, now))
+                .transact(move |tx| take_pairing(tx, &id, &presented, now, close))
                 .await
         }
     })
@@ -262,6 +275,34 @@ pub async fn read_pairing(
         }
         None => StatusCode::NO_CONTENT.into_response(),
     })
+}
+
+/// `DELETE /v1/pairing/{mailbox_id}` (bearer = the opener's read token): closes it now.
+pub async fn close_pairing(
+    State(state): State<AppState>,
+    Path(id_hex): Path<String>,
+    headers: HeaderMap,
+) -> Result<StatusCode> {
+    let id = parse_id("mailbox id", &id_hex)?;
+    let presented = bearer_hash(&headers)?;
+    state
+        .storage
+        .transact(move |tx| {
+            let row = tx
+                .query_opt(
+                    "SELECT read_hash FROM pairings WHERE mailbox_id = $1",
+                    &[(&id).into()],
+                )?
+                .ok_or(RelayError::NotFound("no such pairing mailbox"))?;
+            check_read_hash(row[0].bytes()?, &presented)?;
+            tx.exec(
+                "DELETE FROM pairings WHERE mailbox_id = $1",
+                &[(&id).into()],
+            )?;
+            Ok(())
+        })
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// `POST /v1/mailboxes`: opens a relationship mailbox.

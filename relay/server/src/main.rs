@@ -60,6 +60,12 @@ struct Args {
     /// Per-token burst.
     #[arg(long, env = "CAREKEY_RELAY_TOKEN_BURST", default_value_t = 200.0)]
     token_burst: f64,
+    /// TLS certificate chain (PEM); with `--tls-key`, serve HTTPS directly.
+    #[arg(long, env = "CAREKEY_RELAY_TLS_CERT", requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// TLS private key (PEM).
+    #[arg(long, env = "CAREKEY_RELAY_TLS_KEY", requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
     /// Sweeper interval in seconds.
     #[arg(long, env = "CAREKEY_RELAY_SWEEP_SECS", default_value_t = 30)]
     sweep_secs: u64,
@@ -115,15 +121,20 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         None => Arc::new(SqliteStorage::open(&args.data)?),
     };
     let header_timeout = config.header_timeout;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(c), Some(k)) => Some(server::tls_acceptor(c, k)?),
+        _ => None,
+    };
     let state = AppState::new(Arc::clone(&storage), config).await?;
     let sweeper = sweeper::spawn(state.clone());
     let listener = tokio::net::TcpListener::bind(&args.listen).await?;
     tracing::info!(
         addr = %listener.local_addr()?,
         backend = storage.backend(),
+        tls = args.tls_cert.is_some(),
         "carekey-relay listening"
     );
-    server::serve(listener, app(state), header_timeout, shutdown_signal()).await;
+    server::serve(listener, app(state), header_timeout, tls, shutdown_signal()).await;
     sweeper.abort();
     Ok(())
 }

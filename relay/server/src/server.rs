@@ -1,9 +1,11 @@
 //! Socket serving: HTTP/1.1 and HTTP/2 via hyper with a header read timeout (slow-header
-//! clients are cut), the client address for per-IP limits, and graceful shutdown that lets
-//! in-flight requests (uploads) finish.
+//! clients are cut), optional TLS (rustls), the client address for per-IP limits, and graceful
+//! shutdown that lets in-flight requests (uploads) finish.
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -13,17 +15,69 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tokio_rustls::rustls::ServerConfig;
+use tokio_rustls::rustls::pki_types::pem::PemObject;
+use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tower::ServiceExt;
+
+use crate::error::{RelayError, Result};
+
+/// Builds a TLS acceptor from PEM certificate chain and private key files.
+pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor> {
+    let bad = |what: &str, e: &dyn std::fmt::Display| RelayError::Storage(format!("{what}: {e}"));
+    let certs = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| bad("TLS certificate", &e))?
+        .collect::<std::result::Result<Vec<_>, _>>()
+        .map_err(|e| bad("TLS certificate", &e))?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| bad("TLS key", &e))?;
+    let provider = Arc::new(tokio_rustls::rustls::crypto::ring::default_provider());
+    let mut config = ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| bad("TLS config", &e))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| bad("TLS config", &e))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+fn spawn_conn<I>(
+    builder: &auto::Builder<TokioExecutor>,
+    io: I,
+    router: &Router,
+    addr: SocketAddr,
+    watcher: hyper_util::server::graceful::Watcher,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let svc = router
+        .clone()
+        .map_request(move |mut req: hyper::Request<Incoming>| {
+            req.extensions_mut().insert(ConnectInfo::<SocketAddr>(addr));
+            req
+        });
+    let conn = builder
+        .serve_connection(TokioIo::new(io), TowerToHyperService::new(svc))
+        .into_owned();
+    let conn = watcher.watch(conn);
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+}
 
 /// How long shutdown waits for in-flight requests before giving up.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-/// Serves `router` on `listener` until `shutdown` resolves, then drains connections.
+/// Serves `router` on `listener` (over TLS when `tls` is set) until `shutdown` resolves, then
+/// drains connections.
 pub async fn serve(
     listener: TcpListener,
     router: Router,
     header_timeout: Duration,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
     let graceful = GracefulShutdown::new();
@@ -46,19 +100,23 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
-        let svc = router
-            .clone()
-            .map_request(move |mut req: hyper::Request<Incoming>| {
-                req.extensions_mut().insert(ConnectInfo::<SocketAddr>(addr));
-                req
-            });
-        let conn = builder
-            .serve_connection(TokioIo::new(stream), TowerToHyperService::new(svc))
-            .into_owned();
-        let conn = graceful.watch(conn);
-        tokio::spawn(async move {
-            let _ = conn.await;
-        });
+        let watcher = graceful.watcher();
+        match &tls {
+            None => spawn_conn(&builder, stream, &router, addr, watcher),
+            Some(acceptor) => {
+                let (acceptor, builder, router) =
+                    (acceptor.clone(), builder.clone(), router.clone());
+                tokio::spawn(async move {
+                    // The TLS handshake is bounded by the header timeout too.
+                    match tokio::time::timeout(header_timeout, acceptor.accept(stream)).await {
+                        Ok(Ok(tls_stream)) => {
+                            spawn_conn(&builder, tls_stream, &router, addr, watcher)
+                        }
+                        _ => tracing::debug!("TLS handshake failed or timed out"),
+                    }
+                });
+            }
+        }
     }
     drop(listener);
     tracing::info!("shutting down: draining in-flight requests");

@@ -495,3 +495,84 @@ fn two_processes_on_one_postgres() {
     let (_, kb) = http(b.addr, "GET", "/.well-known/carekey-relay", &[], b"").unwrap();
     assert_eq!(ka, kb);
 }
+
+/// `--tls-cert/--tls-key`: the relay serves HTTPS directly (self-signed cert made by openssl;
+/// skipped with a message when openssl or curl is missing).
+#[test]
+fn serves_tls_with_cert_and_key() {
+    let have = |b: &str| {
+        std::process::Command::new(b)
+            .arg("--version")
+            .output()
+            .is_ok()
+    };
+    if !have("openssl") || !have("curl") {
+        let _ = writeln!(
+            std::io::stderr(),
+            "TLS test skipped: openssl or curl not installed"
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, keyf) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "1",
+            "-subj",
+            "/CN=localhost",
+        ])
+        .args(["-addext", "subjectAltName=IP:127.0.0.1", "-keyout"])
+        .arg(&keyf)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .unwrap();
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let port = free_port();
+    let log = dir.path().join("relay.log");
+    let logf = std::fs::File::create(&log).unwrap();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_carekey-relay"))
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--data"])
+        .arg(dir.path().join("data"))
+        .arg("--tls-cert")
+        .arg(&cert)
+        .arg("--tls-key")
+        .arg(&keyf)
+        .stderr(logf)
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut body = String::new();
+    while Instant::now() < deadline {
+        let out = std::process::Command::new("curl")
+            .args(["-sS", "--cacert"])
+            .arg(&cert)
+            .arg(format!("https://127.0.0.1:{port}/healthz"))
+            .output()
+            .unwrap();
+        if out.status.success() {
+            body = String::from_utf8_lossy(&out.stdout).into_owned();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(
+        body.contains("\"ok\""),
+        "no HTTPS answer; log: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+}

@@ -881,6 +881,61 @@ async fn pairing_mailbox_single_use(h: Harness) {
     let r = h.send(put3("second")).await;
     assert_eq!(r.status, StatusCode::CONFLICT);
     assert_eq!(r.json()["error"], "mailbox_closed");
+    // close=false hands out an (invalid) reply and keeps the mailbox open for the real one.
+    let r = h
+        .send(
+            Request::builder()
+                .method("POST")
+                .uri("/v1/pairing")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .json();
+    let (id4, tok4) = (
+        r["mailbox_id"].as_str().unwrap().to_owned(),
+        r["read_token"].as_str().unwrap().to_owned(),
+    );
+    let put4 = |b: &'static str| {
+        Request::builder()
+            .method("PUT")
+            .uri(format!("/v1/pairing/{id4}"))
+            .body(Body::from(b))
+            .unwrap()
+    };
+    let get4 = |q: &str| {
+        Request::builder()
+            .uri(format!("/v1/pairing/{id4}?{q}"))
+            .header("authorization", format!("Bearer {tok4}"))
+            .body(Body::empty())
+            .unwrap()
+    };
+    assert_eq!(h.send(put4("forged")).await.status, StatusCode::CREATED);
+    assert_eq!(h.send(get4("close=false")).await.body, b"forged");
+    assert_eq!(h.send(put4("real")).await.status, StatusCode::CREATED);
+    assert_eq!(h.send(get4("close=true")).await.body, b"real");
+    assert_eq!(h.send(get4("")).await.status, StatusCode::NOT_FOUND);
+    // Explicit close.
+    let r = h
+        .send(
+            Request::builder()
+                .method("POST")
+                .uri("/v1/pairing")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .json();
+    let del = Request::builder()
+        .method("DELETE")
+        .uri(format!("/v1/pairing/{}", r["mailbox_id"].as_str().unwrap()))
+        .header(
+            "authorization",
+            format!("Bearer {}", r["read_token"].as_str().unwrap()),
+        )
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(h.send(del).await.status, StatusCode::NO_CONTENT);
     // Expiry: 410 before the sweeper, gone after it.
     let r = h
         .send(

@@ -1,0 +1,60 @@
+#!/usr/bin/env bash
+# Load comparison on loopback: 4 KiB blob GETs with a valid token (64 connections, wrk) against
+# the release relay and against nginx serving a static 4 KiB file; then 64 KiB PUT throughput
+# and the relay's peak RSS. Final line: `RESULT relay_vs_nginx_get4k <ratio>`.
+#   scripts/relay-load.sh [SECONDS]   (default 10 per run)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+secs=${1:-10}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-target-relay}
+if ! command -v wrk >/dev/null || ! command -v nginx >/dev/null; then
+  export DEBIAN_FRONTEND=noninteractive
+  apt-get update -qq && apt-get install -y -qq wrk nginx-light >/dev/null
+fi
+cargo build --release -q -p carekey-relay --bin carekey-relay --example relay_load
+bin=$CARGO_TARGET_DIR/release
+work=$(mktemp -d)
+relay_port=18471
+nginx_port=18472
+origin=http://127.0.0.1:$relay_port
+cleanup() {
+  [[ -n ${relay_pid:-} ]] && kill "$relay_pid" 2>/dev/null || true
+  [[ -f $work/nginx.pid ]] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+RUST_LOG=warn "$bin/carekey-relay" --listen 127.0.0.1:$relay_port --origin "$origin" --data "$work/data" \
+  --ip-rate 1e9 --ip-burst 1e9 --token-rate 1e9 --token-burst 1e9 --concurrency 1024 2>"$work/relay.log" &
+relay_pid=$!
+for _ in $(seq 1 100); do curl -fsS "$origin/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+eval "$("$bin/examples/relay_load" seed "$origin" 127.0.0.1:$relay_port)"
+
+# nginx: loopback only, static 4 KiB file.
+mkdir -p "$work/www"
+head -c 4096 /dev/zero | tr '\0' 'Z' >"$work/www/blob"
+cat >"$work/nginx.conf" <<CONF
+worker_processes 2;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 1024; }
+http {
+  access_log off;
+  client_body_temp_path $work/tmp; proxy_temp_path $work/tmp; fastcgi_temp_path $work/tmp;
+  uwsgi_temp_path $work/tmp; scgi_temp_path $work/tmp;
+  server { listen 127.0.0.1:$nginx_port; root $work/www; }
+}
+CONF
+mkdir -p "$work/tmp"
+nginx -c "$work/nginx.conf"
+
+rps() { awk '/Requests\/sec/ {print $2}'; }
+relay_rps=$(wrk -t2 -c64 -d"${secs}s" -H "Authorization: Bearer $TOKEN" -H "Carekey-Receipt: $RECEIPT" \
+  "$origin$BLOB_PATH" | tee /dev/stderr | rps)
+nginx_rps=$(wrk -t2 -c64 -d"${secs}s" "http://127.0.0.1:$nginx_port/blob" | tee /dev/stderr | rps)
+"$bin/examples/relay_load" put "$origin" 127.0.0.1:$relay_port 16 "$secs"
+rss=$(awk '/VmHWM/ {print $2, $3}' "/proc/$relay_pid/status")
+echo "RESULT relay_get4k_rps $relay_rps"
+echo "RESULT nginx_get4k_rps $nginx_rps"
+echo "RESULT relay_peak_rss $rss"
+awk -v r="$relay_rps" -v n="$nginx_rps" 'BEGIN { printf "RESULT relay_vs_nginx_get4k %.3f\n", r / n }'
