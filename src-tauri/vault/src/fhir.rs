@@ -9,7 +9,7 @@ use serde_json::{Map, Value};
 use crate::error::{Position, Result, VaultError};
 
 /// What the UI groups records by.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Category {
     /// Patient demographics.

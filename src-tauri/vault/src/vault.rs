@@ -161,6 +161,7 @@ fn configure(conn: &Connection) -> Result<()> {
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "secure_delete", "ON")?;
+    conn.pragma_update(None, "cache_size", -32_000)?;
     conn.busy_timeout(Duration::from_secs(5))?;
     Ok(())
 }
@@ -933,10 +934,15 @@ fn put_record(
             o.insert("id".into(), Value::String(hex(&r)));
         }
     }
-    let ext0 = fhir::extract(&resource);
     let rid = RecordId(
-        keys.bi_records
-            .mac(format!("{}/{}", ext0.fhir_type, ext0.fhir_id).as_bytes()),
+        keys.bi_records.mac(
+            format!(
+                "{}/{}",
+                resource["resourceType"].as_str().unwrap_or(""),
+                resource["id"].as_str().unwrap_or("")
+            )
+            .as_bytes(),
+        ),
     );
     // Signature over the complete resource, before attachments are taken out.
     let (stored_prov, origin, signature, card_name, source_tag) = match prov {
@@ -989,7 +995,10 @@ fn put_record(
     };
 
     let atts = fhir::take_attachments(&mut resource).map_err(VaultError::InvalidArgument)?;
-    let replaced = tx.execute("DELETE FROM records WHERE id = ?1", [&rid.0[..]])? > 0;
+    let replaced = tx
+        .prepare_cached("DELETE FROM records WHERE id = ?1")?
+        .execute([&rid.0[..]])?
+        > 0;
 
     let ck = ContentKey::random(&mut OsRng);
     let wrapped = seal_bytes(
