@@ -1,0 +1,679 @@
+//! The patient's services: share for a check-up, pair, confirm, read notes, see who opened
+//! what, revoke by rotating keys (DESIGN.md "Check-up pairing", "Revocation = key rotation",
+//! "Audit").
+
+use std::collections::HashMap;
+
+use carekey_core::audit::{self, ChainKind, Head};
+use carekey_core::capability::FetchReceipt;
+use carekey_core::epoch::{Epoch, EpochUpdate};
+use carekey_core::grant::{Category, Grant, Policy, Scope};
+use carekey_core::keys::{Card, DeviceIdentity, PublicKey, ReadToken};
+use carekey_core::manifest::{Manifest, ManifestEntry};
+use carekey_core::message::{self, MessageKind, ReplayGuard};
+use carekey_core::pairing::{CheckCode, PatientPairing, PatientPending, Relationship};
+use carekey_core::wire::Wire;
+use carekey_relay_api as api;
+use rand_core::OsRng;
+use zeroize::Zeroizing;
+
+use crate::error::{ClientError, Result};
+use crate::note::{self, Note};
+use crate::progress::{Cancel, Progress, ProgressSink, Stage};
+use crate::relay::{MailboxAddress, OwnMailbox, OwnerCap, Relay, b64, unb64};
+
+/// One record the patient shares.
+#[derive(Debug, Clone)]
+pub struct ShareItem {
+    /// Stable record id (scope matching).
+    pub record_id: [u8; 16],
+    /// Category.
+    pub category: Category,
+    /// Title shown in the doctor's list.
+    pub title: String,
+    /// The plaintext (FHIR JSON, or attachment bytes).
+    pub data: Zeroizing<Vec<u8>>,
+    /// Sealed as a chunked attachment (PDFs, images) rather than one envelope.
+    pub attachment: bool,
+}
+
+/// What the patient chose on the share screen.
+#[derive(Debug, Clone)]
+pub struct ShareOptions {
+    /// Unix seconds until which access lasts.
+    pub expires_at: u64,
+    /// Forwarding policy.
+    pub policy: Policy,
+    /// Delegation depth when the policy is `Allowed`.
+    pub delegation_depth: u8,
+}
+
+#[derive(Debug)]
+struct GrantRecord {
+    relationship: usize,
+    reader_key: PublicKey,
+    token: ReadToken,
+    expires_at: u64,
+    revoked: bool,
+}
+
+#[derive(Debug)]
+struct ShareState {
+    owner: OwnerCap,
+    epoch: Epoch,
+    manifest_version: u64,
+    options: ShareOptions,
+    items: Vec<ShareItem>,
+    grants: Vec<GrantRecord>,
+    audit_pin: Head,
+}
+
+#[derive(Debug)]
+struct PatientRelationship {
+    rel: Relationship,
+    peer: MailboxAddress,
+    inbox: OwnMailbox,
+    send_seq: u64,
+    guard: ReplayGuard,
+    paired_at: u64,
+}
+
+/// A pairing in progress: show [`PairingSession::qr_text`] as a QR code.
+#[derive(Debug)]
+pub struct PairingSession {
+    share_id: [u8; 16],
+    pairing: PatientPairing,
+    mailbox: [u8; 16],
+    token: [u8; 32],
+    pending: Option<PatientPending>,
+}
+
+impl PairingSession {
+    /// The text to render as the QR code.
+    pub fn qr_text(&self) -> String {
+        self.pairing.qr().to_text()
+    }
+}
+
+/// Who answered the QR: what the patient's screen shows before confirming.
+#[derive(Debug, Clone)]
+pub struct DoctorAtTheDoor {
+    /// The doctor's self-signed card.
+    pub card: Card,
+    /// The check code to compare with the doctor's screen.
+    pub check_code: CheckCode,
+    /// Whether a clinic attested the card (else the UI says "the device you paired with").
+    pub attested: bool,
+}
+
+/// One readable line of the access log.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AccessEvent {
+    /// Relay time, unix seconds.
+    pub time: u64,
+    /// Who (card name of the grantee whose reader key signed), or "unknown reader".
+    pub who: String,
+    /// What happened.
+    pub what: AccessKind,
+}
+
+/// Kinds of access events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessKind {
+    /// Fetched the manifest or one blob.
+    Fetched {
+        /// `manifest` or a blob id.
+        object: String,
+    },
+    /// Other relay events (token registered/revoked, manifest swapped, epoch deleted...).
+    Relay(u8),
+}
+
+/// The patient's services over one relay.
+#[derive(Debug)]
+pub struct Patient {
+    identity: DeviceIdentity,
+    card: Card,
+    relay: Relay,
+    relay_audit_key: Option<PublicKey>,
+    shares: HashMap<[u8; 16], ShareState>,
+    relationships: Vec<PatientRelationship>,
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+impl Patient {
+    /// The patient's identity and card, talking to `relay`.
+    pub fn new(identity: DeviceIdentity, card: Card, relay: Relay) -> Self {
+        Self {
+            identity,
+            card,
+            relay,
+            relay_audit_key: None,
+            shares: HashMap::new(),
+            relationships: Vec::new(),
+        }
+    }
+
+    /// The patient's card.
+    pub fn card(&self) -> &Card {
+        &self.card
+    }
+
+    /// Seals and uploads a new share (epoch 1, manifest version 1).
+    pub async fn create_share(
+        &mut self,
+        items: Vec<ShareItem>,
+        options: ShareOptions,
+        progress: &dyn ProgressSink,
+        cancel: &Cancel,
+    ) -> Result<[u8; 16]> {
+        if options.policy != Policy::Allowed && options.delegation_depth != 0 {
+            return Err(ClientError::InvalidInput(
+                "delegation depth needs policy allowed",
+            ));
+        }
+        if self.relay_audit_key.is_none() {
+            // Pin the relay's audit key on first use (trust on first use, like a card).
+            self.relay_audit_key = Some(self.relay.well_known().await?);
+        }
+        let mut owner = OwnerCap::generate();
+        let share_id = self
+            .relay
+            .create_share(&mut owner, options.expires_at)
+            .await?;
+        let mut st = ShareState {
+            owner,
+            epoch: Epoch::first(&mut OsRng),
+            manifest_version: 0,
+            options,
+            items,
+            grants: Vec::new(),
+            audit_pin: Head::EMPTY,
+        };
+        let m = self
+            .upload_epoch(&share_id, &mut st, progress, cancel)
+            .await?;
+        self.swap_manifest(&share_id, &mut st, &m).await?;
+        self.shares.insert(share_id, st);
+        Ok(share_id)
+    }
+
+    /// Seals every item under fresh content keys and blob ids of the current epoch and uploads
+    /// the blobs; returns the next manifest (not yet swapped in).
+    async fn upload_epoch(
+        &self,
+        share_id: &[u8; 16],
+        st: &mut ShareState,
+        progress: &dyn ProgressSink,
+        cancel: &Cancel,
+    ) -> Result<Manifest> {
+        let epoch = st.epoch.number;
+        let mut entries = Vec::with_capacity(st.items.len());
+        let mut blobs = Vec::with_capacity(st.items.len());
+        let n = st.items.len() as u64;
+        for (i, it) in st.items.iter().enumerate() {
+            cancel.check()?;
+            let (e, blob) = if it.attachment {
+                ManifestEntry::seal_attachment(
+                    it.record_id,
+                    it.category,
+                    &it.title,
+                    epoch,
+                    &it.data,
+                    &mut OsRng,
+                )?
+            } else {
+                ManifestEntry::seal_record(
+                    it.record_id,
+                    it.category,
+                    &it.title,
+                    epoch,
+                    &it.data,
+                    &mut OsRng,
+                )
+            };
+            entries.push(e);
+            blobs.push(blob);
+            progress.report(Progress {
+                stage: Stage::Sealing,
+                done: i as u64 + 1,
+                total: n,
+            });
+        }
+        let total: u64 = blobs.iter().map(|b| b.len() as u64).sum();
+        let mut done = 0;
+        for (e, blob) in entries.iter().zip(&blobs) {
+            cancel.check()?;
+            self.relay
+                .put_blob(
+                    &mut st.owner,
+                    share_id,
+                    &e.blob_id,
+                    epoch,
+                    blob,
+                    progress,
+                    cancel,
+                    (done, total),
+                )
+                .await?;
+            done += blob.len() as u64;
+        }
+        Ok(Manifest {
+            share_id: *share_id,
+            version: st.manifest_version + 1,
+            epoch,
+            issued_at: now(),
+            entries,
+        })
+    }
+
+    /// Signs, seals and compare-and-swaps `m` in as the share's manifest.
+    async fn swap_manifest(
+        &self,
+        share_id: &[u8; 16],
+        st: &mut ShareState,
+        m: &Manifest,
+    ) -> Result<()> {
+        let sealed = m.seal(self.identity.signing(), &st.epoch.key, &mut OsRng);
+        self.relay
+            .put_manifest(
+                &mut st.owner,
+                share_id,
+                m.version,
+                st.manifest_version,
+                sealed,
+            )
+            .await?;
+        st.manifest_version = m.version;
+        Ok(())
+    }
+
+    /// Opens a pairing mailbox for `share_id` and makes the QR.
+    pub async fn start_pairing(&mut self, share_id: &[u8; 16]) -> Result<PairingSession> {
+        if !self.shares.contains_key(share_id) {
+            return Err(ClientError::InvalidInput("unknown share"));
+        }
+        let (mailbox, token, expires_at) = self.relay.open_pairing().await?;
+        let expires = u32::try_from(expires_at).map_err(|_| ClientError::BadResponse {
+            what: "pairing expiry",
+        })?;
+        let pairing = PatientPairing::start(self.relay.base(), mailbox, expires, &mut OsRng)?;
+        Ok(PairingSession {
+            share_id: *share_id,
+            pairing,
+            mailbox,
+            token,
+            pending: None,
+        })
+    }
+
+    /// Waits (long-polling, no busy loop) up to `wait_secs` for the doctor's reply and checks
+    /// it. A bad reply kills the session (the relay mailbox takes one reply): start again.
+    pub async fn wait_for_doctor(
+        &self,
+        session: &mut PairingSession,
+        wait_secs: u64,
+        cancel: &Cancel,
+    ) -> Result<DoctorAtTheDoor> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait_secs);
+        let reply = loop {
+            cancel.check()?;
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(ClientError::NoAnswer);
+            }
+            let wait = left.as_secs().clamp(1, 25);
+            if let Some(r) = self
+                .relay
+                .read_pairing(&session.mailbox, &session.token, wait)
+                .await?
+            {
+                break r;
+            }
+        };
+        let pending = session.pairing.accept_reply(&reply, now())?;
+        let out = DoctorAtTheDoor {
+            card: pending.doctor_card.clone(),
+            check_code: pending.check_code(),
+            attested: pending.doctor_card.attestation.is_some(),
+        };
+        session.pending = Some(pending);
+        Ok(out)
+    }
+
+    /// After the patient saw matching codes: registers the doctor's read token, signs the
+    /// grant and sends it with the patient's card over the pairing channel. Returns the
+    /// relationship index.
+    pub async fn confirm(&mut self, mut session: PairingSession) -> Result<usize> {
+        let pending = session
+            .pending
+            .take()
+            .ok_or(ClientError::InvalidInput("no doctor has answered yet"))?;
+        let doctor_address = MailboxAddress::from_bytes(&pending.doctor_address)?;
+        let inbox = self.relay.open_mailbox().await?;
+        let st = self
+            .shares
+            .get_mut(&session.share_id)
+            .ok_or(ClientError::InvalidInput("unknown share"))?;
+        let token = ReadToken::random(&mut OsRng);
+        let scope = Scope::all();
+        let depth = if st.options.policy == Policy::Allowed {
+            st.options.delegation_depth
+        } else {
+            0
+        };
+        self.relay
+            .register_token(
+                &mut st.owner,
+                &session.share_id,
+                &api::RootTokenRegistration {
+                    token_hash: b64(&token.relay_hash()),
+                    reader_key: b64(pending.reader_key.as_bytes()),
+                    scope: b64(&scope.to_bytes()),
+                    expires_at: st.options.expires_at,
+                    depth,
+                },
+            )
+            .await?;
+        let grant = Grant {
+            share_id: session.share_id,
+            relay_url: self.relay.base().to_owned(),
+            epoch: st.epoch.number,
+            epoch_key: st.epoch.key.clone(),
+            read_token: token.clone(),
+            policy: st.options.policy,
+            scope,
+            expires_at: st.options.expires_at,
+            grantee: pending.doctor_card.hash(),
+            reader_key: pending.reader_key,
+            delegation_depth: depth,
+            issued_at: now(),
+        }
+        .sign(self.identity.signing());
+        let reader_key = pending.reader_key;
+        let (rel, confirmation) = pending.confirm(
+            &self.identity,
+            &self.card,
+            &grant,
+            &inbox.address.to_bytes(),
+        )?;
+        self.relay.append(&doctor_address, confirmation).await?;
+        let index = self.relationships.len();
+        st.grants.push(GrantRecord {
+            relationship: index,
+            reader_key,
+            token,
+            expires_at: grant.grant.expires_at,
+            revoked: false,
+        });
+        self.relationships.push(PatientRelationship {
+            rel,
+            peer: doctor_address,
+            inbox,
+            send_seq: 0,
+            guard: ReplayGuard::default(),
+            paired_at: now(),
+        });
+        Ok(index)
+    }
+
+    /// The doctor's card of a relationship and when they paired.
+    pub fn relationship(&self, index: usize) -> Option<(&Card, u64)> {
+        self.relationships
+            .get(index)
+            .map(|r| (&r.rel.peer_card, r.paired_at))
+    }
+
+    /// Reads the notes the doctor of relationship `index` sent (signature verified, replays
+    /// and re-addressed messages rejected); processed messages are deleted at the relay.
+    pub async fn inbox(&mut self, index: usize, wait_secs: u64) -> Result<Vec<Note>> {
+        let r = self
+            .relationships
+            .get_mut(index)
+            .ok_or(ClientError::InvalidInput("unknown relationship"))?;
+        let msgs = self.relay.fetch(&r.inbox, wait_secs).await?;
+        let mut notes = Vec::new();
+        let mut first_error = None;
+        for (seq, sealed) in msgs {
+            r.inbox.cursor = seq;
+            match message::open(
+                &self.identity,
+                &self.card,
+                &r.rel.peer_card,
+                &r.rel.id,
+                &mut r.guard,
+                &sealed,
+            ) {
+                Ok(m) if m.kind == MessageKind::Note => {
+                    match note::decode(&m.body, &r.rel.peer_card) {
+                        Ok(n) => notes.push(n),
+                        Err(e) => {
+                            first_error.get_or_insert(e);
+                        }
+                    }
+                }
+                Ok(_) => {}
+                // A forged, replayed or re-addressed message is dropped, never stored; the
+                // first such error is reported after the good ones are returned.
+                Err(e) => {
+                    first_error.get_or_insert(ClientError::Tampered(e));
+                }
+            }
+        }
+        if r.inbox.cursor > 0 {
+            self.relay.delete_through(&r.inbox, r.inbox.cursor).await?;
+        }
+        match (notes.is_empty(), first_error) {
+            (true, Some(e)) => Err(e),
+            _ => Ok(notes),
+        }
+    }
+
+    /// Revokes the grant of relationship `index` on `share_id`, in the design brief's order:
+    /// revoke the token (and its delegated subtree), new epoch with fresh content keys,
+    /// upload, deliver the new epoch key to the remaining grantees, swap the manifest, delete
+    /// the old epoch.
+    pub async fn revoke(
+        &mut self,
+        share_id: &[u8; 16],
+        index: usize,
+        progress: &dyn ProgressSink,
+        cancel: &Cancel,
+    ) -> Result<()> {
+        let mut st = self
+            .shares
+            .remove(share_id)
+            .ok_or(ClientError::InvalidInput("unknown share"))?;
+        let r = self
+            .revoke_inner(share_id, &mut st, index, progress, cancel)
+            .await;
+        self.shares.insert(*share_id, st);
+        r
+    }
+
+    async fn revoke_inner(
+        &mut self,
+        share_id: &[u8; 16],
+        st: &mut ShareState,
+        index: usize,
+        progress: &dyn ProgressSink,
+        cancel: &Cancel,
+    ) -> Result<()> {
+        // (1) Revoke at once.
+        let g = st
+            .grants
+            .iter_mut()
+            .find(|g| g.relationship == index && !g.revoked)
+            .ok_or(ClientError::InvalidInput(
+                "no active grant for that relationship",
+            ))?;
+        self.relay
+            .revoke_token(&mut st.owner, share_id, &g.token.relay_hash())
+            .await?;
+        g.revoked = true;
+        // (2) New epoch: fresh epoch key, fresh content key and blob id for every blob; upload.
+        let old_epoch = st.epoch.number;
+        st.epoch = st.epoch.next(&mut OsRng)?;
+        let m = self.upload_epoch(share_id, st, progress, cancel).await?;
+        // (3) Deliver the new epoch key to every remaining grantee.
+        let update = EpochUpdate {
+            share_id: *share_id,
+            epoch: st.epoch.number,
+            epoch_key: st.epoch.key.clone(),
+            manifest_version: m.version,
+        }
+        .to_bytes();
+        let remaining: Vec<usize> = st
+            .grants
+            .iter()
+            .filter(|g| !g.revoked)
+            .map(|g| g.relationship)
+            .collect();
+        for ri in remaining {
+            self.send(ri, MessageKind::EpochUpdate, &update).await?;
+        }
+        // (4) Compare-and-swap the manifest.
+        self.swap_manifest(share_id, st, &m).await?;
+        progress.report(Progress {
+            stage: Stage::Rekeying,
+            done: 1,
+            total: 1,
+        });
+        // (5) Delete the old epoch's blobs.
+        self.relay
+            .delete_epoch(&mut st.owner, share_id, old_epoch)
+            .await?;
+        Ok(())
+    }
+
+    /// Sign-then-seal to the doctor of relationship `index`.
+    async fn send(&mut self, index: usize, kind: MessageKind, body: &[u8]) -> Result<()> {
+        let r = self
+            .relationships
+            .get_mut(index)
+            .ok_or(ClientError::InvalidInput("unknown relationship"))?;
+        r.send_seq += 1;
+        let sealed = message::seal(
+            &self.identity,
+            &self.card,
+            &r.rel.peer_card,
+            &r.rel.id,
+            r.send_seq,
+            kind,
+            body,
+            &mut OsRng,
+        )?;
+        self.relay.append(&r.peer, sealed).await
+    }
+
+    /// Downloads the share's relay-signed audit log, verifies that it extends the pinned head
+    /// and that its head is signed by the pinned relay key, pins the new head, and returns
+    /// readable events. A truncated, forked or re-signed log is an error.
+    pub async fn access_log(&mut self, share_id: &[u8; 16]) -> Result<Vec<AccessEvent>> {
+        let key = self
+            .relay_audit_key
+            .ok_or(ClientError::InvalidInput("no share created yet"))?;
+        let st = self
+            .shares
+            .get_mut(share_id)
+            .ok_or(ClientError::InvalidInput("unknown share"))?;
+        let log = self.relay.audit_log(&mut st.owner, share_id, 1).await?;
+        let entries = log
+            .entries
+            .iter()
+            .map(|e| {
+                Ok(audit::Entry {
+                    seq: e.seq,
+                    prev_hash: unb64(&e.prev_hash, "audit prev hash")?,
+                    time: e.time,
+                    kind: e.kind,
+                    body: data_encoding::BASE64URL_NOPAD
+                        .decode(e.body.as_bytes())
+                        .map_err(|_| ClientError::BadResponse { what: "audit body" })?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let head = audit::verify_extends(ChainKind::Relay, share_id, st.audit_pin, &entries)?;
+        let signed = Head {
+            seq: log.head.seq,
+            hash: unb64(&log.head.entry_hash, "audit head")?,
+        };
+        if signed != head {
+            return Err(ClientError::Tampered(carekey_core::Error::AuditChain {
+                seq: log.head.seq,
+                reason: "signed head does not match the entries",
+            }));
+        }
+        signed.verify(
+            ChainKind::Relay,
+            share_id,
+            &key,
+            &unb64(&log.head.signature, "audit head signature")?,
+        )?;
+        st.audit_pin = head;
+        let mut events = Vec::new();
+        for e in &entries {
+            let what = if e.kind == 1 {
+                let r = FetchReceipt::from_bytes(&e.body)?;
+                // The relay cannot invent fetches: every one carries the reader's signature.
+                r.verify()?;
+                let who = st
+                    .grants
+                    .iter()
+                    .find(|g| g.reader_key == r.reader_key)
+                    .and_then(|g| self.relationships.get(g.relationship))
+                    .map_or_else(
+                        || "unknown reader".to_owned(),
+                        |x| x.rel.peer_card.body.name.clone(),
+                    );
+                events.push(AccessEvent {
+                    time: e.time,
+                    who,
+                    what: AccessKind::Fetched {
+                        object: r.object_id,
+                    },
+                });
+                continue;
+            } else {
+                AccessKind::Relay(e.kind)
+            };
+            events.push(AccessEvent {
+                time: e.time,
+                who: "relay".into(),
+                what,
+            });
+        }
+        Ok(events)
+    }
+
+    /// Grants of a share that are still active: (relationship index, expiry).
+    pub fn active_grants(&self, share_id: &[u8; 16]) -> Vec<(usize, u64)> {
+        self.shares.get(share_id).map_or_else(Vec::new, |s| {
+            s.grants
+                .iter()
+                .filter(|g| !g.revoked)
+                .map(|g| (g.relationship, g.expires_at))
+                .collect()
+        })
+    }
+}
+
+/// Summarises fetch events per reader: "Dr. X fetched 12 objects".
+pub fn summarize(events: &[AccessEvent]) -> Vec<(String, usize)> {
+    let mut out: Vec<(String, usize)> = Vec::new();
+    for e in events {
+        if let AccessKind::Fetched { .. } = e.what {
+            match out.iter_mut().find(|(w, _)| *w == e.who) {
+                Some((_, n)) => *n += 1,
+                None => out.push((e.who.clone(), 1)),
+            }
+        }
+    }
+    out
+}

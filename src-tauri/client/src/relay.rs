@@ -1,0 +1,613 @@
+//! HTTP client of the relay API (docs/relay.md, docs/relay-formats.md).
+//!
+//! Timeouts on every request; idempotent reads are retried with backoff on transport errors
+//! and 5xx; owner writes are signed with a fresh counter per attempt, so a retry is never a
+//! replay. Status codes map to [`ClientError`] variants the UI understands.
+
+use std::time::Duration;
+
+use carekey_core::capability::{FetchReceipt, sign_owner_write};
+use carekey_core::keys::{PublicKey, ReadToken, SigningSecret};
+use carekey_relay_api as api;
+use data_encoding::{BASE64URL_NOPAD, HEXLOWER};
+use rand_core::OsRng;
+use reqwest::{Method, StatusCode};
+use sha2::{Digest, Sha256};
+
+use crate::error::{ClientError, Result};
+use crate::progress::{Cancel, Progress, ProgressSink, Stage};
+
+/// Blobs above this size go through the chunked upload API.
+pub const CHUNKED_UPLOAD_THRESHOLD: usize = 1024 * 1024;
+/// Part size of chunked uploads.
+pub const UPLOAD_PART: usize = 1024 * 1024;
+const RETRIES: u32 = 3;
+
+/// Unpadded base64url, as the relay API uses for binary fields.
+pub fn b64(b: &[u8]) -> String {
+    BASE64URL_NOPAD.encode(b)
+}
+
+/// Decodes a fixed-size base64url field of a relay answer.
+pub fn unb64<const N: usize>(s: &str, what: &'static str) -> Result<[u8; N]> {
+    BASE64URL_NOPAD
+        .decode(s.as_bytes())
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or(ClientError::BadResponse { what })
+}
+
+/// Lowercase hex of a 16-byte id.
+pub fn hex_id(id: &[u8; 16]) -> String {
+    HEXLOWER.encode(id)
+}
+
+/// Parses a 16-byte hex id of a relay answer.
+pub fn parse_id(s: &str, what: &'static str) -> Result<[u8; 16]> {
+    HEXLOWER
+        .decode(s.as_bytes())
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or(ClientError::BadResponse { what })
+}
+
+/// The owner capability of one share: its pseudonymous key and write counter.
+#[derive(Debug)]
+pub struct OwnerCap {
+    key: SigningSecret,
+    counter: u64,
+}
+
+impl OwnerCap {
+    /// A fresh owner key (shares of one patient are unlinkable by key).
+    pub fn generate() -> Self {
+        Self {
+            key: SigningSecret::random(&mut OsRng),
+            counter: 0,
+        }
+    }
+    /// The public key registered with the share.
+    pub fn public(&self) -> PublicKey {
+        self.key.public()
+    }
+    fn next(&mut self) -> u64 {
+        self.counter += 1;
+        self.counter
+    }
+}
+
+/// A reader's capability: read token plus the reader key that signs receipts.
+#[derive(Debug)]
+pub struct ReaderCap<'a> {
+    /// Bearer token.
+    pub token: &'a ReadToken,
+    /// Per-relationship reader key.
+    pub reader: &'a SigningSecret,
+    /// Share id.
+    pub share_id: [u8; 16],
+}
+
+/// Where a relationship mailbox receives messages: what a pairing message's opaque return
+/// address holds (`id [16] || write token [32]`); the relay is the one of the pairing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MailboxAddress {
+    /// Mailbox id.
+    pub id: [u8; 16],
+    /// Write capability.
+    pub write_token: [u8; 32],
+}
+
+impl MailboxAddress {
+    /// Encoded form.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        [&self.id[..], &self.write_token[..]].concat()
+    }
+    /// Decodes what a peer sent.
+    pub fn from_bytes(b: &[u8]) -> Result<Self> {
+        if b.len() != 48 {
+            return Err(ClientError::Tampered(carekey_core::Error::Malformed {
+                what: "mailbox address",
+                reason: "wrong length",
+            }));
+        }
+        let mut id = [0u8; 16];
+        let mut write_token = [0u8; 32];
+        id.copy_from_slice(&b[..16]);
+        write_token.copy_from_slice(&b[16..]);
+        Ok(Self { id, write_token })
+    }
+}
+
+/// A mailbox this device owns: address plus read capability.
+#[derive(Debug, Clone)]
+pub struct OwnMailbox {
+    /// Where peers write.
+    pub address: MailboxAddress,
+    /// Read capability.
+    pub read_token: [u8; 32],
+    /// Highest message sequence already processed.
+    pub cursor: u64,
+}
+
+/// The relay client.
+#[derive(Debug, Clone)]
+pub struct Relay {
+    http: reqwest::Client,
+    base: String,
+}
+
+impl Relay {
+    /// A client for the relay at `base_url` (`https://host[:port]`; `http://` for loopback).
+    pub fn new(base_url: &str) -> Result<Self> {
+        let base = base_url.trim_end_matches('/').to_owned();
+        if !(base.starts_with("https://") || base.starts_with("http://")) {
+            return Err(ClientError::InvalidInput("relay URL must be http(s)://"));
+        }
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(5))
+            .timeout(Duration::from_secs(120))
+            .build()
+            .map_err(|_| ClientError::InvalidInput("HTTP client could not be built"))?;
+        Ok(Self { http, base })
+    }
+
+    /// The base URL (also the origin owner writes are signed for).
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: Vec<(&'static str, String)>,
+        body: Option<Vec<u8>>,
+        timeout: Option<Duration>,
+    ) -> Result<reqwest::Response> {
+        let mut rb = self.http.request(method, format!("{}{}", self.base, path));
+        for (k, v) in headers {
+            rb = rb.header(k, v);
+        }
+        if let Some(t) = timeout {
+            rb = rb.timeout(t);
+        }
+        if let Some(b) = body {
+            rb = rb.body(b);
+        }
+        let resp = rb.send().await.map_err(|e| {
+            if e.is_timeout() {
+                ClientError::Timeout
+            } else {
+                ClientError::RelayUnreachable
+            }
+        })?;
+        check_status(resp).await
+    }
+
+    /// A read with retries (transport errors and 5xx; backoff 200, 400, 800 ms).
+    async fn get_retrying(
+        &self,
+        path: &str,
+        headers: impl Fn() -> Vec<(&'static str, String)>,
+        timeout: Option<Duration>,
+    ) -> Result<reqwest::Response> {
+        let mut attempt = 0;
+        loop {
+            match self.send(Method::GET, path, headers(), None, timeout).await {
+                Err(
+                    ClientError::RelayUnreachable
+                    | ClientError::Timeout
+                    | ClientError::RelayFailure { .. },
+                ) if attempt < RETRIES => {
+                    tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// An owner write: signed over method, path, origin, body hash and a fresh counter.
+    async fn owner(
+        &self,
+        cap: &mut OwnerCap,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+        json: bool,
+    ) -> Result<reqwest::Response> {
+        let counter = cap.next();
+        let sig = sign_owner_write(&cap.key, method.as_str(), path, &self.base, &body, counter);
+        let mut headers = vec![
+            (api::HEADER_COUNTER, counter.to_string()),
+            (api::HEADER_SIGNATURE, b64(&sig)),
+        ];
+        if json {
+            headers.push(("content-type", "application/json".into()));
+        }
+        self.send(method, path, headers, Some(body), None).await
+    }
+
+    async fn json<T: serde::de::DeserializeOwned>(
+        resp: reqwest::Response,
+        what: &'static str,
+    ) -> Result<T> {
+        resp.json()
+            .await
+            .map_err(|_| ClientError::BadResponse { what })
+    }
+
+    async fn bytes(resp: reqwest::Response, what: &'static str) -> Result<Vec<u8>> {
+        resp.bytes()
+            .await
+            .map(|b| b.to_vec())
+            .map_err(|_| ClientError::BadResponse { what })
+    }
+
+    /// The relay's audit-head key.
+    pub async fn well_known(&self) -> Result<PublicKey> {
+        let r = self
+            .get_retrying("/.well-known/carekey-relay", Vec::new, None)
+            .await?;
+        let wk: api::WellKnown = Self::json(r, "well-known").await?;
+        PublicKey::from_bytes(unb64(&wk.audit_key, "relay audit key")?).map_err(Into::into)
+    }
+
+    /// Creates a share owned by `cap`; returns its id.
+    pub async fn create_share(&self, cap: &mut OwnerCap, expires_at: u64) -> Result<[u8; 16]> {
+        let body = serde_json::to_vec(&api::CreateShareRequest {
+            owner_key: b64(cap.public().as_bytes()),
+            expires_at,
+        })
+        .map_err(|_| ClientError::InvalidInput("share request"))?;
+        let r = self
+            .owner(cap, Method::POST, "/v1/shares", body, true)
+            .await?;
+        let c: api::CreateShareResponse = Self::json(r, "create share").await?;
+        parse_id(&c.share_id, "share id")
+    }
+
+    /// Uploads one blob of `epoch` (chunked above [`CHUNKED_UPLOAD_THRESHOLD`]), reporting
+    /// bytes through `progress` on top of `done`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn put_blob(
+        &self,
+        cap: &mut OwnerCap,
+        share: &[u8; 16],
+        blob: &[u8; 16],
+        epoch: u32,
+        data: &[u8],
+        progress: &dyn ProgressSink,
+        cancel: &Cancel,
+        (done, total): (u64, u64),
+    ) -> Result<()> {
+        let (s, b) = (hex_id(share), hex_id(blob));
+        if data.len() <= CHUNKED_UPLOAD_THRESHOLD {
+            let path = format!("/v1/shares/{s}/blobs/{b}?epoch={epoch}");
+            self.owner(cap, Method::PUT, &path, data.to_vec(), false)
+                .await?;
+            progress.report(Progress {
+                stage: Stage::Uploading,
+                done: done + data.len() as u64,
+                total,
+            });
+            return Ok(());
+        }
+        let path = format!("/v1/shares/{s}/uploads?blob={b}&epoch={epoch}");
+        let r = self
+            .owner(cap, Method::POST, &path, Vec::new(), false)
+            .await?;
+        let up: api::UploadOpened = Self::json(r, "upload").await?;
+        let mut sent = 0u64;
+        let mut n = 0u32;
+        for part in data.chunks(UPLOAD_PART) {
+            cancel.check()?;
+            let path = format!("/v1/shares/{s}/uploads/{}/chunks/{n}", up.upload_id);
+            self.owner(cap, Method::PUT, &path, part.to_vec(), false)
+                .await?;
+            sent += part.len() as u64;
+            n += 1;
+            progress.report(Progress {
+                stage: Stage::Uploading,
+                done: done + sent,
+                total,
+            });
+        }
+        let commit = serde_json::to_vec(&api::UploadCommit {
+            chunks: n,
+            sha256: b64(&Sha256::digest(data)),
+        })
+        .map_err(|_| ClientError::InvalidInput("upload commit"))?;
+        let path = format!("/v1/shares/{s}/uploads/{}/commit", up.upload_id);
+        self.owner(cap, Method::POST, &path, commit, true).await?;
+        Ok(())
+    }
+
+    /// Compare-and-swap of the sealed manifest from version `prev` to `version`.
+    pub async fn put_manifest(
+        &self,
+        cap: &mut OwnerCap,
+        share: &[u8; 16],
+        version: u64,
+        prev: u64,
+        sealed: Vec<u8>,
+    ) -> Result<()> {
+        let path = format!(
+            "/v1/shares/{}/manifest?version={version}&prev={prev}",
+            hex_id(share)
+        );
+        self.owner(cap, Method::PUT, &path, sealed, false).await?;
+        Ok(())
+    }
+
+    /// Registers a grantee's root read token.
+    pub async fn register_token(
+        &self,
+        cap: &mut OwnerCap,
+        share: &[u8; 16],
+        reg: &api::RootTokenRegistration,
+    ) -> Result<()> {
+        let body =
+            serde_json::to_vec(reg).map_err(|_| ClientError::InvalidInput("registration"))?;
+        let path = format!("/v1/shares/{}/tokens", hex_id(share));
+        self.owner(cap, Method::POST, &path, body, true).await?;
+        Ok(())
+    }
+
+    /// Revokes a token and its delegated subtree at once.
+    pub async fn revoke_token(
+        &self,
+        cap: &mut OwnerCap,
+        share: &[u8; 16],
+        token_hash: &[u8; 32],
+    ) -> Result<()> {
+        let path = format!(
+            "/v1/shares/{}/tokens/{}",
+            hex_id(share),
+            HEXLOWER.encode(token_hash)
+        );
+        self.owner(cap, Method::DELETE, &path, Vec::new(), false)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes every blob of an old epoch.
+    pub async fn delete_epoch(
+        &self,
+        cap: &mut OwnerCap,
+        share: &[u8; 16],
+        epoch: u32,
+    ) -> Result<()> {
+        let path = format!("/v1/shares/{}/epochs/{epoch}", hex_id(share));
+        self.owner(cap, Method::DELETE, &path, Vec::new(), false)
+            .await?;
+        Ok(())
+    }
+
+    /// The share's audit log from sequence `from` (owner read, signed like a write).
+    pub async fn audit_log(
+        &self,
+        cap: &mut OwnerCap,
+        share: &[u8; 16],
+        from: u64,
+    ) -> Result<api::AuditLog> {
+        let path = format!("/v1/shares/{}/audit?from={from}", hex_id(share));
+        let r = self
+            .owner(cap, Method::GET, &path, Vec::new(), false)
+            .await?;
+        Self::json(r, "audit log").await
+    }
+
+    fn reader_headers(
+        cap: &ReaderCap<'_>,
+        object_id: &str,
+        now: u64,
+    ) -> Vec<(&'static str, String)> {
+        let receipt = FetchReceipt::sign(cap.reader, cap.share_id, object_id, now, &mut OsRng);
+        vec![
+            (
+                "authorization",
+                format!("Bearer {}", b64(cap.token.expose_secret())),
+            ),
+            (
+                api::HEADER_RECEIPT,
+                b64(&carekey_core::wire::Wire::to_bytes(&receipt)),
+            ),
+        ]
+    }
+
+    /// The sealed manifest and its version (each attempt carries a fresh signed receipt).
+    pub async fn get_manifest(&self, cap: &ReaderCap<'_>, now: u64) -> Result<(u64, Vec<u8>)> {
+        let path = format!("/v1/shares/{}/manifest", hex_id(&cap.share_id));
+        let r = self
+            .get_retrying(
+                &path,
+                || Self::reader_headers(cap, api::MANIFEST_OBJECT_ID, now),
+                None,
+            )
+            .await?;
+        let version = r
+            .headers()
+            .get(api::HEADER_MANIFEST_VERSION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse().ok())
+            .ok_or(ClientError::BadResponse {
+                what: "manifest version",
+            })?;
+        Ok((version, Self::bytes(r, "manifest").await?))
+    }
+
+    /// One blob.
+    pub async fn get_blob(
+        &self,
+        cap: &ReaderCap<'_>,
+        blob: &[u8; 16],
+        now: u64,
+    ) -> Result<Vec<u8>> {
+        let b = hex_id(blob);
+        let path = format!("/v1/shares/{}/blobs/{b}", hex_id(&cap.share_id));
+        let r = self
+            .get_retrying(&path, || Self::reader_headers(cap, &b, now), None)
+            .await?;
+        Self::bytes(r, "blob").await
+    }
+
+    /// Opens a single-use pairing mailbox: (id, read token, expiry).
+    pub async fn open_pairing(&self) -> Result<([u8; 16], [u8; 32], u64)> {
+        let r = self
+            .send(Method::POST, "/v1/pairing", Vec::new(), None, None)
+            .await?;
+        let p: api::PairingOpened = Self::json(r, "pairing").await?;
+        Ok((
+            parse_id(&p.mailbox_id, "pairing id")?,
+            unb64(&p.read_token, "pairing token")?,
+            p.expires_at,
+        ))
+    }
+
+    /// Puts the doctor's reply into a pairing mailbox.
+    pub async fn reply_pairing(&self, id: &[u8; 16], reply: Vec<u8>) -> Result<()> {
+        let path = format!("/v1/pairing/{}", hex_id(id));
+        self.send(Method::PUT, &path, Vec::new(), Some(reply), None)
+            .await?;
+        Ok(())
+    }
+
+    /// Long-polls a pairing mailbox for up to `wait` seconds.
+    pub async fn read_pairing(
+        &self,
+        id: &[u8; 16],
+        token: &[u8; 32],
+        wait: u64,
+    ) -> Result<Option<Vec<u8>>> {
+        let path = format!("/v1/pairing/{}?wait={wait}", hex_id(id));
+        let auth = format!("Bearer {}", b64(token));
+        let r = self
+            .send(
+                Method::GET,
+                &path,
+                vec![("authorization", auth)],
+                None,
+                Some(Duration::from_secs(wait + 30)),
+            )
+            .await?;
+        if r.status() == StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        Ok(Some(Self::bytes(r, "pairing reply").await?))
+    }
+
+    /// Opens a relationship mailbox.
+    pub async fn open_mailbox(&self) -> Result<OwnMailbox> {
+        let r = self
+            .send(Method::POST, "/v1/mailboxes", Vec::new(), None, None)
+            .await?;
+        let m: api::MailboxOpened = Self::json(r, "mailbox").await?;
+        Ok(OwnMailbox {
+            address: MailboxAddress {
+                id: parse_id(&m.mailbox_id, "mailbox id")?,
+                write_token: unb64(&m.write_token, "mailbox write token")?,
+            },
+            read_token: unb64(&m.read_token, "mailbox read token")?,
+            cursor: 0,
+        })
+    }
+
+    /// Appends a sealed message to a peer's mailbox.
+    pub async fn append(&self, to: &MailboxAddress, sealed: Vec<u8>) -> Result<()> {
+        let path = format!("/v1/mailboxes/{}/messages", hex_id(&to.id));
+        let auth = format!("Bearer {}", b64(&to.write_token));
+        self.send(
+            Method::POST,
+            &path,
+            vec![("authorization", auth)],
+            Some(sealed),
+            None,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Messages after the mailbox's cursor, waiting up to `wait` seconds for the first.
+    pub async fn fetch(&self, mb: &OwnMailbox, wait: u64) -> Result<Vec<(u64, Vec<u8>)>> {
+        let path = format!(
+            "/v1/mailboxes/{}/messages?after={}&wait={wait}",
+            hex_id(&mb.address.id),
+            mb.cursor
+        );
+        let auth = format!("Bearer {}", b64(&mb.read_token));
+        let r = self
+            .get_retrying(
+                &path,
+                || vec![("authorization", auth.clone())],
+                Some(Duration::from_secs(wait + 30)),
+            )
+            .await?;
+        let m: api::MailboxMessages = Self::json(r, "mailbox messages").await?;
+        m.messages
+            .into_iter()
+            .map(|msg| {
+                BASE64URL_NOPAD
+                    .decode(msg.body.as_bytes())
+                    .map(|b| (msg.seq, b))
+                    .map_err(|_| ClientError::BadResponse {
+                        what: "mailbox message",
+                    })
+            })
+            .collect()
+    }
+
+    /// Deletes processed messages up to `through`.
+    pub async fn delete_through(&self, mb: &OwnMailbox, through: u64) -> Result<()> {
+        let path = format!(
+            "/v1/mailboxes/{}/messages?through={through}",
+            hex_id(&mb.address.id)
+        );
+        let auth = format!("Bearer {}", b64(&mb.read_token));
+        self.send(
+            Method::DELETE,
+            &path,
+            vec![("authorization", auth)],
+            None,
+            None,
+        )
+        .await?;
+        Ok(())
+    }
+}
+
+/// Maps an HTTP status to a client error (bodies of 4xx carry a stable code; 5xx nothing).
+async fn check_status(resp: reqwest::Response) -> Result<reqwest::Response> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    let retry_after = resp
+        .headers()
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1);
+    if status.is_server_error() {
+        return Err(ClientError::RelayFailure {
+            status: status.as_u16(),
+        });
+    }
+    let code = resp
+        .json::<api::ErrorBody>()
+        .await
+        .map(|b| b.error)
+        .unwrap_or_else(|_| "unknown".into());
+    Err(match status {
+        StatusCode::GONE => ClientError::AccessEnded,
+        StatusCode::NOT_FOUND => ClientError::NotFound,
+        StatusCode::CONFLICT => ClientError::Conflict { code },
+        StatusCode::TOO_MANY_REQUESTS => ClientError::RateLimited {
+            retry_after_secs: retry_after,
+        },
+        s => ClientError::Refused {
+            status: s.as_u16(),
+            code,
+        },
+    })
+}
