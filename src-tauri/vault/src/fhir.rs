@@ -706,3 +706,56 @@ pub fn route_by_patient(files: &[NdjsonFile]) -> Result<RoutedExport> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn routes_by_subject_patient_and_urn() {
+        let lines = [
+            json!({"resourceType": "Patient", "id": "p1"}),
+            json!({"resourceType": "Condition", "id": "c1", "subject": {"reference": "Patient/p1"}}),
+            json!({"resourceType": "AllergyIntolerance", "id": "a1", "patient": {"reference": "urn:uuid:p2"}}),
+            json!({"resourceType": "Organization", "id": "o1"}),
+        ];
+        let data = lines
+            .iter()
+            .map(|l| serde_json::to_string(l).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n");
+        let r = route_by_patient(&[NdjsonFile {
+            name: "x.ndjson".into(),
+            data: data.into_bytes(),
+        }])
+        .unwrap_or_default();
+        assert_eq!(r.unrouted, 1);
+        assert_eq!(r.patients.len(), 2);
+        let p1 = String::from_utf8_lossy(&r.patients["p1"][0].data).into_owned();
+        assert!(p1.starts_with("{\"id\":\"p1\"") || p1.contains("\"resourceType\":\"Patient\""));
+        assert_eq!(p1.lines().count(), 2);
+    }
+
+    #[test]
+    fn summaries_of_common_types() {
+        let obs = json!({"resourceType": "Observation", "id": "o",
+            "category": [{"coding": [{"code": "vital-signs"}]}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": "85354-9", "display": "Blood pressure"}]},
+            "effectivePeriod": {"start": "2020-01-02"},
+            "component": [{"code": {"text": "systolic"}, "valueQuantity": {"value": 120, "unit": "mmHg"}}],
+            "performer": [{"display": "Dr. A"}]});
+        let e = extract(&obs);
+        assert_eq!(e.category, Category::Vitals);
+        assert_eq!(e.title, "Blood pressure");
+        assert_eq!(e.date.as_deref(), Some("2020-01-02"));
+        assert_eq!(e.author.as_deref(), Some("Dr. A"));
+        assert!(
+            e.key_values
+                .iter()
+                .any(|kv| kv.key == "systolic" && kv.value == "120 mmHg")
+        );
+        let pat = json!({"resourceType": "Patient", "id": "p", "name": [{"given": ["Ann"], "family": "Lee"}]});
+        assert_eq!(extract(&pat).title, "Ann Lee");
+    }
+}

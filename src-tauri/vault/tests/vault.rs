@@ -453,6 +453,13 @@ fn recovery_phrase_backup_restore() {
         Vault::restore_backup(&dest, phrase.expose_words(), &b1.blob, 2, "p2", &opts()),
         Err(VaultError::Backup(_))
     ));
+    // Unknown blob version.
+    let mut t = b2.blob.clone();
+    t[0] = 2;
+    assert!(matches!(
+        Vault::restore_backup(&dest, phrase.expose_words(), &t, 0, "p2", &opts()),
+        Err(VaultError::Backup(_))
+    ));
     // Tampered blob.
     let mut t = b2.blob.clone();
     let n = t.len();
@@ -567,6 +574,8 @@ fn canary_scan_synthetic() {
     v.delete_record(&del).unwrap();
     v.add_record(note).unwrap();
     v.search("knee", 10).unwrap();
+    // While open (WAL and shm present) and after close (checkpointed).
+    assert_no_canaries(dir.path(), &canaries);
     drop(v);
     assert_no_canaries(dir.path(), &canaries);
 }
