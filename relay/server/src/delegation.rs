@@ -421,3 +421,71 @@ pub async fn notices(
         .collect::<Result<Vec<_>>>()?;
     Ok(Json(NoticeList { notices }))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::token::Receipt;
+
+    fn ids(n: u8) -> Vec<[u8; 16]> {
+        (0..n).map(|i| [i; 16]).collect()
+    }
+
+    fn enc(categories: u32, records: &[[u8; 16]]) -> Vec<u8> {
+        let mut s = categories.to_be_bytes().to_vec();
+        s.extend_from_slice(&(records.len() as u16).to_be_bytes());
+        for r in records {
+            s.extend_from_slice(r);
+        }
+        s
+    }
+
+    #[test]
+    fn scope_within_rules() {
+        let p = Scope::parse(&enc(0b101, &ids(3))).expect("parent");
+        assert!(Scope::parse(&enc(0b001, &ids(2))).expect("c").within(&p));
+        assert!(Scope::parse(&enc(0, &[])).expect("c").within(&p));
+        assert!(!Scope::parse(&enc(0b010, &[])).expect("c").within(&p));
+        assert!(!Scope::parse(&enc(0b001, &[[9; 16]])).expect("c").within(&p));
+    }
+
+    #[test]
+    fn scope_rejects_unsorted_duplicates_and_trailing() {
+        assert!(Scope::parse(&enc(1, &[[2; 16], [1; 16]])).is_err());
+        assert!(Scope::parse(&enc(1, &[[1; 16], [1; 16]])).is_err());
+        let mut s = enc(1, &[]);
+        s.push(0);
+        assert!(Scope::parse(&s).is_err());
+        assert!(Scope::parse(&[0, 0, 0]).is_err());
+    }
+
+    /// Parsers never panic on arbitrary bytes (truncations of a valid link and random noise).
+    #[test]
+    fn parsers_never_panic() {
+        let mut link = vec![LINK_VERSION];
+        link.extend_from_slice(&[7; 16 + 32 + 32 + 32]);
+        link.extend_from_slice(&enc(3, &ids(2)));
+        link.extend_from_slice(&[0; 9]);
+        link.extend_from_slice(&[1; 64]);
+        assert!(Link::parse(link.clone()).is_ok());
+        for n in 0..link.len() {
+            assert!(Link::parse(link[..n].to_vec()).is_err());
+            let _ = Receipt::parse(link[..n].to_vec());
+            let _ = Scope::parse(&link[..n]);
+        }
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        for len in 0..2000usize {
+            let bytes: Vec<u8> = (0..len % 300)
+                .map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x & 0xff) as u8
+                })
+                .collect();
+            let _ = Link::parse(bytes.clone());
+            let _ = Receipt::parse(bytes.clone());
+            let _ = Scope::parse(&bytes);
+        }
+    }
+}

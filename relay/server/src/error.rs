@@ -159,3 +159,32 @@ impl IntoResponse for RelayError {
         resp
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::to_bytes;
+
+    #[tokio::test]
+    async fn server_errors_reveal_nothing() {
+        let resp = RelayError::Storage("sqlite: disk I/O error at /secret/path share 00ff".into())
+            .into_response();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        let body = to_bytes(resp.into_body(), 1 << 16).await.expect("body");
+        assert_eq!(
+            &body[..],
+            br#"{"error":"internal","message":"internal error"}"#
+        );
+    }
+
+    #[tokio::test]
+    async fn too_many_carries_retry_after() {
+        let resp = RelayError::TooMany {
+            retry_after: 7,
+            message: "slow down",
+        }
+        .into_response();
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "7");
+    }
+}

@@ -255,6 +255,13 @@ fn sigkill_during_uploads_loses_nothing_acknowledged() {
             }
         }
         relay = Some(r);
+        if (iter + 1) % 50 == 0 {
+            let _ = writeln!(
+                std::io::stderr(),
+                "durability: {} of {iters} iterations done",
+                iter + 1
+            );
+        }
     }
     let _ = writeln!(
         std::io::stderr(),
@@ -543,7 +550,7 @@ fn serves_tls_with_cert_and_key() {
     let port = free_port();
     let log = dir.path().join("relay.log");
     let logf = std::fs::File::create(&log).unwrap();
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_carekey-relay"))
+    let mut child = std::process::Command::new(common::process::relay_bin())
         .args(["--listen", &format!("127.0.0.1:{port}"), "--data"])
         .arg(dir.path().join("data"))
         .arg("--tls-cert")

@@ -1262,3 +1262,33 @@ async fn postgres_two_instances_in_process() {
     assert_eq!(body["cursor"], 1);
     assert!(started.elapsed() < Duration::from_secs(5));
 }
+
+/// A request running longer than the request timeout answers 408 (here a long-poll).
+#[tokio::test]
+async fn request_timeout_408() {
+    let mut c = test_config();
+    c.request_timeout = Duration::from_millis(500);
+    let h = Backend::Sqlite.harness_with(c).await.unwrap();
+    let j = h
+        .send(
+            Request::builder()
+                .method("POST")
+                .uri("/v1/mailboxes")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await
+        .json();
+    let req = Request::builder()
+        .uri(format!(
+            "/v1/mailboxes/{}/messages?wait=5",
+            j["mailbox_id"].as_str().unwrap()
+        ))
+        .header(
+            "authorization",
+            format!("Bearer {}", j["read_token"].as_str().unwrap()),
+        )
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(h.send(req).await.status, StatusCode::REQUEST_TIMEOUT);
+}

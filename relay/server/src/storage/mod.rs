@@ -1,6 +1,6 @@
 //! One storage trait, two backends (DESIGN.md "Relay storage").
 //!
-//! Every operation runs as one database transaction through [`Storage::transact`]: the domain
+//! Every operation runs as one database transaction through `<dyn Storage>::transact`: the domain
 //! modules (share, token, delegation, mailbox, audit) write their logic once against the small
 //! [`Tx`] interface, and each backend runs it in a committed transaction on a blocking thread.
 //! A handler answers 2xx only after the commit returned, so a 2xx means durable (SQLite WAL

@@ -19,6 +19,14 @@ pub struct Relay {
     pub log: PathBuf,
 }
 
+/// The relay binary: `CAREKEY_RELAY_BIN` if set (the soak script runs a copy so rebuilds
+/// cannot swap it mid-run), else the one cargo built for this test.
+pub fn relay_bin() -> PathBuf {
+    std::env::var_os("CAREKEY_RELAY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_carekey-relay")))
+}
+
 /// A free loopback port.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -37,7 +45,7 @@ impl Relay {
             .append(true)
             .open(log)
             .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_carekey-relay"))
+        let child = Command::new(relay_bin())
             .args(["--listen", &addr.to_string(), "--origin", PROC_ORIGIN])
             .args([
                 "--ip-rate",
