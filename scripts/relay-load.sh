@@ -32,6 +32,7 @@ eval "$("$bin/examples/relay_load" seed "$origin" 127.0.0.1:$relay_port)"
 
 # nginx: loopback only, static 4 KiB file.
 mkdir -p "$work/www"
+chmod 755 "$work" "$work/www"
 head -c 4096 /dev/zero | tr '\0' 'Z' >"$work/www/blob"
 cat >"$work/nginx.conf" <<CONF
 worker_processes 2;
@@ -48,10 +49,21 @@ CONF
 mkdir -p "$work/tmp"
 nginx -c "$work/nginx.conf"
 
-rps() { awk '/Requests\/sec/ {print $2}'; }
-relay_rps=$(wrk -t2 -c64 -d"${secs}s" -H "Authorization: Bearer $TOKEN" -H "Carekey-Receipt: $RECEIPT" \
-  "$origin$BLOB_PATH" | tee /dev/stderr | rps)
-nginx_rps=$(wrk -t2 -c64 -d"${secs}s" "http://127.0.0.1:$nginx_port/blob" | tee /dev/stderr | rps)
+# Only 2xx answers count: a run with any error answer fails the script.
+run_wrk() {
+  local out=$1
+  shift
+  wrk -t2 -c64 -d"${secs}s" "$@" >"$out"
+  cat "$out" >&2
+  if grep -q "Non-2xx" "$out"; then
+    echo "error answers during $*" >&2
+    exit 1
+  fi
+  awk '/Requests\/sec/ {print $2}' "$out"
+}
+relay_rps=$(run_wrk "$work/wrk-relay.txt" -H "Authorization: Bearer $TOKEN" -H "Carekey-Receipt: $RECEIPT" \
+  "$origin$BLOB_PATH")
+nginx_rps=$(run_wrk "$work/wrk-nginx.txt" "http://127.0.0.1:$nginx_port/blob")
 "$bin/examples/relay_load" put "$origin" 127.0.0.1:$relay_port 16 "$secs"
 rss=$(awk '/VmHWM/ {print $2, $3}' "/proc/$relay_pid/status")
 echo "RESULT relay_get4k_rps $relay_rps"
