@@ -8,7 +8,7 @@ use carekey_core::audit::{self, ChainKind, Entry, Head};
 use carekey_core::envelope::{
     self, ChunkHeader, ChunkOpener, ChunkSealer, Context, DEFAULT_CHUNK_SIZE, Envelope, ObjectKind,
 };
-use carekey_core::keys::{Card, ContentKey, PublicKey, Role, RootSecret};
+use carekey_core::keys::{Card, ContentKey, PublicKey, Role, RootSecret, SigningSecret};
 use carekey_core::label;
 use carekey_core::wire::Wire;
 use rand_core::{OsRng, RngCore};
@@ -422,6 +422,15 @@ impl Vault {
             .sign(label::RECORD_SIG, &record_signing_bytes(resource)))
     }
 
+    /// The owner (write-capability) key of this vault's backup object on the relay, for key
+    /// generation `generation` (`KDF_BACKUP_OWNER`): the client signs backup uploads with it.
+    pub fn backup_owner_key(&mut self, generation: u32) -> Result<SigningSecret> {
+        self.touch()?;
+        let st = self.state.as_ref().ok_or(VaultError::Locked)?;
+        let seed = st.keys.root.derive(label::KDF_BACKUP_OWNER, generation);
+        Ok(SigningSecret::from_seed(seed.expose_secret()))
+    }
+
     /// The vault file path.
     pub fn path(&self) -> &Path {
         &self.path
@@ -436,7 +445,7 @@ impl Vault {
         self.touch()?;
         let st = self.state.as_mut().ok_or(VaultError::Locked)?;
         let tx = self.conn.transaction()?;
-        let (id, _, _) = put_record(&tx, &st.keys, resource, Prov::Device, None)?;
+        let (id, _, _) = put_record(&tx, &st.keys, resource, Prov::Device)?;
         audit_append(
             &tx,
             &st.keys,
@@ -466,7 +475,6 @@ impl Vault {
             &st.keys,
             resource,
             Prov::Card(Box::new(author.clone()), *signature),
-            None,
         )?;
         audit_append(
             &tx,
@@ -656,8 +664,8 @@ impl Vault {
                 Some((tag, s)) => Prov::Shared(*tag, s.clone()),
                 None => Prov::Imported(source_label.clone()),
             };
-            let (_, replaced, atts) = put_record(&tx, &st.keys, item.resource, prov, None)
-                .map_err(|e| match e {
+            let (_, replaced, atts) =
+                put_record(&tx, &st.keys, item.resource, prov).map_err(|e| match e {
                     VaultError::InvalidArgument(r) => VaultError::Import {
                         at: item.at.clone(),
                         reason: r.to_owned(),
@@ -924,7 +932,6 @@ fn put_record(
     keys: &VaultKeys,
     mut resource: Value,
     prov: Prov,
-    _reserved: Option<()>,
 ) -> Result<(RecordId, bool, usize)> {
     fhir::check_resource(&resource).map_err(VaultError::InvalidArgument)?;
     if resource.get("id").and_then(Value::as_str).is_none() {

@@ -423,6 +423,7 @@ fn recovery_phrase_backup_restore() {
         "data": data_encoding::BASE64.encode(b"attached words")});
     let id = v.add_record(doc.clone()).unwrap();
     let pk = v.signing_public().unwrap();
+    let owner = v.backup_owner_key(0).unwrap().public();
     let b1 = v.backup().unwrap();
     v.add_record(observation("later", 2)).unwrap();
     let b2 = v.backup().unwrap();
@@ -477,6 +478,8 @@ fn recovery_phrase_backup_restore() {
     )
     .unwrap();
     assert_eq!(r.signing_public().unwrap(), pk, "identity re-created");
+    assert_eq!(r.backup_owner_key(0).unwrap().public(), owner);
+    assert_ne!(r.backup_owner_key(1).unwrap().public(), owner);
     assert_eq!(r.get_record(&id).unwrap().resource, doc);
     assert_eq!(r.list().unwrap().records.len(), 2);
     r.verify_audit().unwrap();
