@@ -162,6 +162,9 @@ fn configure(conn: &Connection) -> Result<()> {
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "secure_delete", "ON")?;
     conn.pragma_update(None, "cache_size", -32_000)?;
+    // Imports commit durably to the WAL (fsync at commit); copying the WAL back into the main
+    // file is deferred to `lock()`/`checkpoint()`/close, or done once the WAL passes ~64 MiB.
+    conn.pragma_update(None, "wal_autocheckpoint", 16_384)?;
     conn.busy_timeout(Duration::from_secs(5))?;
     Ok(())
 }
@@ -307,9 +310,19 @@ impl Vault {
         self.rewrap(new_passphrase, self.kdf.params, false)
     }
 
-    /// Locks: every key is dropped and zeroized, the search index is discarded.
+    /// Locks: every key is dropped and zeroized, the search index is discarded, and the WAL
+    /// is checkpointed into the main file.
     pub fn lock(&mut self) {
         self.state = None;
+        let _ = self.checkpoint();
+    }
+
+    /// Copies the write-ahead log into the main file and truncates it (the app may call this
+    /// when idle; `lock()` and closing do it too).
+    pub fn checkpoint(&mut self) -> Result<()> {
+        self.conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()))?;
+        Ok(())
     }
 
     /// Whether the vault is unlocked (also applies the idle timeout).
