@@ -954,10 +954,16 @@ fn put_record(
             o.insert("id".into(), Value::String(hex(&r)));
         }
     }
+    // Records received through a share are namespaced by the share, so two patients'
+    // `Patient/1` never collide in a doctor's vault.
+    let namespace = match &prov {
+        Prov::Shared(tag, _) => format!("share:{}/", hex(tag)),
+        _ => String::new(),
+    };
     let rid = RecordId(
         keys.bi_records.mac(
             format!(
-                "{}/{}",
+                "{namespace}{}/{}",
                 resource["resourceType"].as_str().unwrap_or(""),
                 resource["id"].as_str().unwrap_or("")
             )

@@ -539,9 +539,23 @@ fn doctor_share_purge_by_source_and_expiry() {
             ..
         }
     )));
-    assert_eq!(v.purge_expired(2000).unwrap(), 20);
-    assert_eq!(v.record_count().unwrap(), 31);
-    assert_eq!(v.purge_source(&[2; 16]).unwrap(), 30);
+    // Same Type/id from two shares (and own data) never collide.
+    v.import_ndjson(
+        &[synthetic_ndjson("same", 2)],
+        &share(1, 1000),
+        &mut ImportControl::default(),
+    )
+    .unwrap();
+    v.import_ndjson(
+        &[synthetic_ndjson("same", 2)],
+        &share(2, 5000),
+        &mut ImportControl::default(),
+    )
+    .unwrap();
+    assert_eq!(v.record_count().unwrap(), 55);
+    assert_eq!(v.purge_expired(2000).unwrap(), 22);
+    assert_eq!(v.record_count().unwrap(), 33);
+    assert_eq!(v.purge_source(&[2; 16]).unwrap(), 32);
     assert_eq!(v.record_count().unwrap(), 1);
     let terms: i64 = Connection::open(v.path())
         .unwrap()
