@@ -120,3 +120,39 @@ pub enum VaultError {
 
 /// Result alias of the vault.
 pub type Result<T, E = VaultError> = core::result::Result<T, E>;
+
+impl VaultError {
+    /// Stable machine-readable code for the UI (app commands map errors to these).
+    pub fn code(&self) -> &'static str {
+        match self {
+            VaultError::Locked => "locked",
+            VaultError::WrongPassphrase => "wrong_passphrase",
+            VaultError::WrongPhrase => "wrong_phrase",
+            VaultError::InvalidPhrase => "invalid_phrase",
+            VaultError::NewerSchema { .. } => "newer_schema",
+            VaultError::BadHeader(_) => "bad_header",
+            VaultError::Tampered { .. } => "tampered",
+            VaultError::NotFound { .. } => "not_found",
+            VaultError::Import { .. } => "import_failed",
+            VaultError::Cancelled => "cancelled",
+            VaultError::BadSignature => "bad_signature",
+            VaultError::AuditBroken { .. } => "audit_broken",
+            VaultError::Backup(_) => "backup_rejected",
+            VaultError::InvalidArgument(_) => "invalid_argument",
+            VaultError::Core(_) => "protocol",
+            VaultError::Storage(_) => "storage",
+            VaultError::Io(_) => "io",
+        }
+    }
+}
+
+impl serde::Serialize for VaultError {
+    /// `{ "code": …, "message": … }` for app commands (messages carry no patient data).
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let mut st = s.serialize_struct("VaultError", 2)?;
+        st.serialize_field("code", self.code())?;
+        st.serialize_field("message", &self.to_string())?;
+        st.end()
+    }
+}

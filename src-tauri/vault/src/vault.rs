@@ -37,6 +37,15 @@ struct IndexEntry {
     hay: String,
 }
 
+impl Drop for IndexEntry {
+    /// The search text holds every searchable word of the record: wipe it when the index is
+    /// dropped (lock, idle eviction, writes).
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.hay);
+        zeroize::Zeroize::zeroize(&mut self.summary.title);
+    }
+}
+
 struct Unlocked {
     keys: VaultKeys,
     index: Option<(Vec<IndexEntry>, Vec<RecordId>)>,

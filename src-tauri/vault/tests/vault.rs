@@ -19,10 +19,12 @@ fn create_lock_unlock_wrong_passphrase() {
     let id = v.add_record(observation("o1", 1)).unwrap();
     v.lock();
     assert!(matches!(v.get_record(&id), Err(VaultError::Locked)));
-    assert!(matches!(
-        v.unlock("wrong"),
-        Err(VaultError::WrongPassphrase)
-    ));
+    let e = v.unlock("wrong").unwrap_err();
+    assert!(matches!(e, VaultError::WrongPassphrase));
+    assert_eq!(
+        serde_json::to_value(&e).unwrap(),
+        json!({"code": "wrong_passphrase", "message": "wrong passphrase"})
+    );
     v.unlock(PASS).unwrap();
     assert_eq!(v.get_record(&id).unwrap().summary.fhir_id, "o1");
     drop(v);
