@@ -313,8 +313,10 @@ impl Patient {
         })
     }
 
-    /// Waits (long-polling, no busy loop) up to `wait_secs` for the doctor's reply and checks
-    /// it. A bad reply kills the session (the relay mailbox takes one reply): start again.
+    /// Waits (long-polling, no busy loop) up to `wait_secs` for a valid doctor's reply. An
+    /// invalid reply (wrong secret, borrowed card, garbage) is dropped and the wait goes on; if
+    /// only invalid replies came, the last error is returned at the deadline. The first valid
+    /// reply closes the pairing here and at the relay.
     pub async fn wait_for_doctor(
         &self,
         session: &mut PairingSession,
@@ -322,22 +324,34 @@ impl Patient {
         cancel: &Cancel,
     ) -> Result<DoctorAtTheDoor> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait_secs);
-        let reply = loop {
+        let mut last_error = None;
+        let pending = loop {
             cancel.check()?;
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
-                return Err(ClientError::NoAnswer);
+                return Err(last_error.unwrap_or(ClientError::NoAnswer));
             }
             let wait = left.as_secs().clamp(1, 25);
-            if let Some(r) = self
+            let Some(reply) = self
                 .relay
                 .read_pairing(&session.mailbox, &session.token, wait)
                 .await?
-            {
-                break r;
+            else {
+                continue;
+            };
+            match session.pairing.accept_reply(&reply, now()) {
+                Ok(p) => break p,
+                Err(
+                    e @ (carekey_core::Error::Expired { .. } | carekey_core::Error::PairingClosed),
+                ) => {
+                    return Err(e.into());
+                }
+                Err(e) => last_error = Some(ClientError::Tampered(e)),
             }
         };
-        let pending = session.pairing.accept_reply(&reply, now())?;
+        self.relay
+            .close_pairing(&session.mailbox, &session.token)
+            .await?;
         let out = DoctorAtTheDoor {
             card: pending.doctor_card.clone(),
             check_code: pending.check_code(),

@@ -473,14 +473,16 @@ impl Relay {
         Ok(())
     }
 
-    /// Long-polls a pairing mailbox for up to `wait` seconds.
+    /// Long-polls a pairing mailbox for up to `wait` seconds. The mailbox stays open
+    /// (`close=false`): an invalid reply must not lock the real doctor out; the patient closes
+    /// it with [`Relay::close_pairing`] once a reply verified.
     pub async fn read_pairing(
         &self,
         id: &[u8; 16],
         token: &[u8; 32],
         wait: u64,
     ) -> Result<Option<Vec<u8>>> {
-        let path = format!("/v1/pairing/{}?wait={wait}", hex_id(id));
+        let path = format!("/v1/pairing/{}?wait={wait}&close=false", hex_id(id));
         let auth = format!("Bearer {}", b64(token));
         let r = self
             .send(
@@ -495,6 +497,21 @@ impl Relay {
             return Ok(None);
         }
         Ok(Some(Self::bytes(r, "pairing reply").await?))
+    }
+
+    /// Closes a pairing mailbox (no further reply is accepted).
+    pub async fn close_pairing(&self, id: &[u8; 16], token: &[u8; 32]) -> Result<()> {
+        let path = format!("/v1/pairing/{}", hex_id(id));
+        let auth = format!("Bearer {}", b64(token));
+        self.send(
+            Method::DELETE,
+            &path,
+            vec![("authorization", auth)],
+            None,
+            None,
+        )
+        .await?;
+        Ok(())
     }
 
     /// Opens a relationship mailbox.

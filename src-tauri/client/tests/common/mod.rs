@@ -1,0 +1,190 @@
+//! Test harness shared by the end-to-end tests: a real relay process, identities, share items.
+#![allow(dead_code)]
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use carekey_client::patient::ShareItem;
+use carekey_core::grant::Category;
+use carekey_core::keys::{DeviceIdentity, Role, RootSecret};
+use rand_core::OsRng;
+use zeroize::Zeroizing;
+
+/// A relay process on a free loopback port; killed on drop.
+pub struct RelayProcess {
+    child: Child,
+    /// Base URL (also the origin the relay was started with).
+    pub url: String,
+    /// The relay's data directory (its SQLite file), for the tests that play its operator.
+    pub data: tempfile::TempDir,
+}
+
+impl Drop for RelayProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn relay_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("CAREKEY_RELAY_BIN") {
+        return PathBuf::from(p);
+    }
+    let target = std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"));
+    let p = target.join("debug/carekey-relay");
+    assert!(
+        p.is_file(),
+        "relay binary not found at {} (run `cargo build -p carekey-relay` or set CAREKEY_RELAY_BIN)",
+        p.display()
+    );
+    p
+}
+
+pub fn start_relay() -> RelayProcess {
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let data = tempfile::tempdir().expect("temp dir");
+    let child = Command::new(relay_bin())
+        .args([
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--origin",
+            &url,
+            "--data",
+        ])
+        .arg(data.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("relay starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "relay did not start listening");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    RelayProcess { child, url, data }
+}
+
+pub fn in_a_day() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock after 1970")
+        .as_secs()
+        + 86_400
+}
+
+pub fn identity(name: &str, role: Role) -> (DeviceIdentity, carekey_core::keys::Card) {
+    let id = DeviceIdentity::from_root(&RootSecret::random(&mut OsRng));
+    let card = id
+        .card(
+            name,
+            role,
+            (role == Role::Doctor).then_some("GMC-7"),
+            1_800_000_000,
+        )
+        .expect("card");
+    (id, card)
+}
+
+pub fn category_of(resource_type: &str) -> Category {
+    match resource_type {
+        "AllergyIntolerance" => Category::Allergies,
+        "Condition" => Category::Conditions,
+        "MedicationStatement" | "MedicationRequest" | "Medication" => Category::Medications,
+        "Immunization" => Category::Immunizations,
+        "Procedure" => Category::Procedures,
+        "Observation" | "DiagnosticReport" => Category::Observations,
+        "Patient" => Category::Demographics,
+        _ => Category::Other,
+    }
+}
+
+/// The HL7 IPS example's resources when the fixtures are there, else a few hand-made ones;
+/// plus one attachment of `attachment_bytes` (above 1 MiB it takes the chunked upload path).
+pub fn share_items(attachment_bytes: usize) -> Vec<ShareItem> {
+    let dir = std::env::var_os("CAREKEY_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"));
+    let mut items = Vec::new();
+    match std::fs::read(dir.join("fhir/ips-bundle-01.json")) {
+        Ok(b) => {
+            let bundle: serde_json::Value = serde_json::from_slice(&b).expect("IPS bundle is JSON");
+            for (i, e) in bundle["entry"]
+                .as_array()
+                .expect("entries")
+                .iter()
+                .enumerate()
+            {
+                let r = &e["resource"];
+                let t = r["resourceType"].as_str().unwrap_or("Unknown");
+                items.push(ShareItem {
+                    record_id: [i as u8 + 1; 16],
+                    category: category_of(t),
+                    title: t.to_owned(),
+                    data: Zeroizing::new(serde_json::to_vec(r).expect("re-encodes")),
+                    attachment: false,
+                });
+            }
+        }
+        Err(_) => {
+            println!(
+                "fixtures not found at {}: using hand-made resources",
+                dir.display()
+            );
+            for i in 0..5u8 {
+                items.push(ShareItem {
+                    record_id: [i + 1; 16],
+                    category: Category::Conditions,
+                    title: format!("Condition {i}"),
+                    data: Zeroizing::new(
+                        format!(r#"{{"resourceType":"Condition","id":"c{i}"}}"#).into_bytes(),
+                    ),
+                    attachment: false,
+                });
+            }
+        }
+    }
+    let pdf: Vec<u8> = (0..attachment_bytes)
+        .map(|i| (i % 251) as u8)
+        .collect();
+    items.push(ShareItem {
+        record_id: [0xee; 16],
+        category: Category::Documents,
+        title: "discharge-letter.pdf".into(),
+        data: Zeroizing::new(pdf),
+        attachment: true,
+    });
+    items
+}
+
+/// Pairs a new doctor with `patient` on `share`: scan, codes compared, confirm, grant.
+/// Returns (doctor, link index at the doctor, relationship index at the patient).
+pub async fn pair(
+    patient: &mut carekey_client::patient::Patient,
+    share: &[u8; 16],
+    name: &str,
+) -> (carekey_client::doctor::Doctor, usize, usize) {
+    let cancel = carekey_client::progress::Cancel::new();
+    let (did, dcard) = identity(name, Role::Doctor);
+    let mut doctor = carekey_client::doctor::Doctor::new(did, dcard);
+    let mut session = patient.start_pairing(share).await.expect("pairing opens");
+    let scan = doctor.scan(&session.qr_text()).await.expect("doctor scans");
+    let door = patient
+        .wait_for_doctor(&mut session, 10, &cancel)
+        .await
+        .expect("reply arrives");
+    assert_eq!(door.check_code, scan.check_code());
+    let rel = patient.confirm(session).await.expect("confirm");
+    let link = doctor
+        .wait_for_grant(scan, 10, &cancel)
+        .await
+        .expect("grant arrives");
+    (doctor, link, rel)
+}
