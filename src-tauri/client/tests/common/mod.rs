@@ -151,9 +151,7 @@ pub fn share_items(attachment_bytes: usize) -> Vec<ShareItem> {
             }
         }
     }
-    let pdf: Vec<u8> = (0..attachment_bytes)
-        .map(|i| (i % 251) as u8)
-        .collect();
+    let pdf: Vec<u8> = (0..attachment_bytes).map(|i| (i % 251) as u8).collect();
     items.push(ShareItem {
         record_id: [0xee; 16],
         category: Category::Documents,
