@@ -40,8 +40,12 @@ pub const QR_VERSION: u8 = 1;
 pub const PAIRING_MSG_VERSION: u8 = 1;
 /// URI scheme of the QR text (matched case-insensitively).
 pub const QR_SCHEME: &str = "CAREKEY:";
-/// Longest relay URL (without scheme) a QR may carry: keeps the QR at version ≤ 7, ECC M.
+/// Longest relay host+path (without scheme) a QR may carry: keeps the binary payload within
+/// its [`MAX_QR_BINARY_LEN`] budget. Hosts up to [`QR_V7_URL_LEN`] characters keep the QR at
+/// version ≤ 7 (ECC M, alphanumeric); longer ones grow it to version 8.
 pub const MAX_QR_URL_LEN: usize = 49;
+/// Longest relay host+path that still fits QR version 7 at ECC M (178 alphanumeric characters).
+pub const QR_V7_URL_LEN: usize = 35;
 /// Binary budget of the QR payload.
 pub const MAX_QR_BINARY_LEN: usize = 120;
 

@@ -253,6 +253,30 @@ fn qr_payload_fits_version_7_alphanumeric() {
         QrPayload::parse(&text.to_ascii_lowercase()).expect("lowercase parses"),
         *p.qr()
     );
+    // The longest host that still fits version 7, and the longest the budget allows.
+    for (len, max_version) in [
+        (carekey_core::pairing::QR_V7_URL_LEN, 7),
+        (carekey_core::pairing::MAX_QR_URL_LEN, 8),
+    ] {
+        let url = format!("https://{}", "r".repeat(len));
+        let p = PatientPairing::start(&url, [3; 16], 0, &mut OsRng).expect("valid URL");
+        assert!(p.qr().to_bytes().len() <= carekey_core::pairing::MAX_QR_BINARY_LEN);
+        let code = qrcode::QrCode::with_error_correction_level(
+            p.qr().to_text().as_bytes(),
+            qrcode::EcLevel::M,
+        )
+        .expect("encodes");
+        assert!(
+            matches!(code.version(), qrcode::Version::Normal(v) if v <= max_version),
+            "{len}-char host: {:?}",
+            code.version()
+        );
+    }
+    let too_long = format!(
+        "https://{}",
+        "r".repeat(carekey_core::pairing::MAX_QR_URL_LEN + 1)
+    );
+    assert!(PatientPairing::start(&too_long, [3; 16], 0, &mut OsRng).is_err());
     println!(
         "QR: {} binary bytes, {} chars, version {:?}",
         p.qr().to_bytes().len(),
