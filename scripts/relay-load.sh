@@ -28,7 +28,8 @@ RUST_LOG=warn "$bin/carekey-relay" --listen 127.0.0.1:$relay_port --origin "$ori
   --ip-rate 1e9 --ip-burst 1e9 --token-rate 1e9 --token-burst 1e9 --concurrency 1024 2>"$work/relay.log" &
 relay_pid=$!
 for _ in $(seq 1 100); do curl -fsS "$origin/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
-eval "$("$bin/examples/relay_load" seed "$origin" 127.0.0.1:$relay_port)"
+"$bin/examples/relay_load" seed "$origin" 127.0.0.1:$relay_port "$work/seed.env"
+. "$work/seed.env"
 
 # nginx: loopback only, static 4 KiB file.
 mkdir -p "$work/www"

@@ -1,5 +1,6 @@
 //! Load helper for `scripts/relay-load.sh` (a test client, so it may hold keys):
-//!   relay_load seed ORIGIN ADDR          -> prints `PATH=… TOKEN=… RECEIPT=…` for wrk
+//!   relay_load seed ORIGIN ADDR FILE     -> writes `BLOB_PATH=… TOKEN=… RECEIPT=…` to FILE for wrk
+//!                                           (a file, not stdout: the token stays out of logs)
 //!   relay_load put ORIGIN ADDR CONNS SECS -> 64 KiB PUT throughput, prints `PUTS_PER_SEC=…`
 //! Talks HTTP/1.1 over std TCP to 127.0.0.1 only.
 #![allow(clippy::print_stdout, clippy::unwrap_used, clippy::expect_used)]
@@ -157,9 +158,16 @@ fn main() {
             let mut m = b"carekey/v1/fetch-receipt\0".to_vec();
             m.extend_from_slice(&r);
             r.extend_from_slice(&reader.sign(&m).to_bytes());
-            println!("BLOB_PATH=/v1/shares/{}/blobs/{blob}", o.share_hex);
-            println!("TOKEN={}", B64.encode(&token));
-            println!("RECEIPT={}", B64.encode(&r));
+            let env = format!(
+                "BLOB_PATH=/v1/shares/{}/blobs/{blob}\nTOKEN={}\nRECEIPT={}\n",
+                o.share_hex,
+                B64.encode(&token),
+                B64.encode(&r)
+            );
+            let file = args
+                .get(4)
+                .expect("usage: relay_load seed ORIGIN ADDR FILE");
+            std::fs::write(file, env).expect("seed file writable");
         }
         "put" => {
             let conns: usize = args[4].parse().unwrap();
