@@ -37,6 +37,11 @@ pub fn unb64<const N: usize>(s: &str, what: &'static str) -> Result<[u8; N]> {
         .ok_or(ClientError::BadResponse { what })
 }
 
+/// `Authorization: Bearer <base64url(token)>` for a capability token.
+fn bearer(token: &[u8; 32]) -> (&'static str, String) {
+    ("authorization", format!("Bearer {}", b64(token)))
+}
+
 /// Lowercase hex of a 16-byte id.
 pub fn hex_id(id: &[u8; 16]) -> String {
     HEXLOWER.encode(id)
@@ -405,10 +410,7 @@ impl Relay {
     ) -> Vec<(&'static str, String)> {
         let receipt = FetchReceipt::sign(cap.reader, cap.share_id, object_id, now, &mut OsRng);
         vec![
-            (
-                "authorization",
-                format!("Bearer {}", b64(cap.token.expose_secret())),
-            ),
+            bearer(cap.token.expose_secret()),
             (
                 api::HEADER_RECEIPT,
                 b64(&carekey_core::wire::Wire::to_bytes(&receipt)),
@@ -483,12 +485,11 @@ impl Relay {
         wait: u64,
     ) -> Result<Option<Vec<u8>>> {
         let path = format!("/v1/pairing/{}?wait={wait}&close=false", hex_id(id));
-        let auth = format!("Bearer {}", b64(token));
         let r = self
             .send(
                 Method::GET,
                 &path,
-                vec![("authorization", auth)],
+                vec![bearer(token)],
                 None,
                 Some(Duration::from_secs(wait + 30)),
             )
@@ -502,15 +503,8 @@ impl Relay {
     /// Closes a pairing mailbox (no further reply is accepted).
     pub async fn close_pairing(&self, id: &[u8; 16], token: &[u8; 32]) -> Result<()> {
         let path = format!("/v1/pairing/{}", hex_id(id));
-        let auth = format!("Bearer {}", b64(token));
-        self.send(
-            Method::DELETE,
-            &path,
-            vec![("authorization", auth)],
-            None,
-            None,
-        )
-        .await?;
+        self.send(Method::DELETE, &path, vec![bearer(token)], None, None)
+            .await?;
         Ok(())
     }
 
@@ -533,11 +527,10 @@ impl Relay {
     /// Appends a sealed message to a peer's mailbox.
     pub async fn append(&self, to: &MailboxAddress, sealed: Vec<u8>) -> Result<()> {
         let path = format!("/v1/mailboxes/{}/messages", hex_id(&to.id));
-        let auth = format!("Bearer {}", b64(&to.write_token));
         self.send(
             Method::POST,
             &path,
-            vec![("authorization", auth)],
+            vec![bearer(&to.write_token)],
             Some(sealed),
             None,
         )
@@ -552,11 +545,10 @@ impl Relay {
             hex_id(&mb.address.id),
             mb.cursor
         );
-        let auth = format!("Bearer {}", b64(&mb.read_token));
         let r = self
             .get_retrying(
                 &path,
-                || vec![("authorization", auth.clone())],
+                || vec![bearer(&mb.read_token)],
                 Some(Duration::from_secs(wait + 30)),
             )
             .await?;
@@ -580,11 +572,10 @@ impl Relay {
             "/v1/mailboxes/{}/messages?through={through}",
             hex_id(&mb.address.id)
         );
-        let auth = format!("Bearer {}", b64(&mb.read_token));
         self.send(
             Method::DELETE,
             &path,
-            vec![("authorization", auth)],
+            vec![bearer(&mb.read_token)],
             None,
             None,
         )
