@@ -3,8 +3,12 @@
 //! back", "Revocation = key rotation").
 
 use carekey_core::epoch::EpochUpdate;
-use carekey_core::grant::{Category, Grant};
-use carekey_core::keys::{Card, DeviceIdentity, SigningSecret};
+use carekey_core::forward::{
+    Access, ColleagueInvite, DelegatedAccess, DelegationNotice, ForwardAnswer, ForwardRequest,
+    Introduction,
+};
+use carekey_core::grant::{Category, DelegationLink, Grant, Policy, Scope};
+use carekey_core::keys::{Card, DeviceIdentity, ReadToken, SigningSecret};
 use carekey_core::manifest::{BlobFormat, Manifest, ManifestGuard};
 use carekey_core::message::{self, MessageKind, ReplayGuard};
 use carekey_core::pairing::{CheckCode, DoctorPairing, QrPayload, Relationship};
@@ -52,15 +56,46 @@ pub struct SharedRecord {
 #[derive(Debug)]
 struct PatientLink {
     relay: Relay,
+    /// Relationship id, the patient's card (verifies manifests) and where notes go.
     rel: Relationship,
-    peer: MailboxAddress,
+    /// Where notes go; `None` for a delegated link (no relationship with the patient).
+    peer: Option<MailboxAddress>,
+    /// Whose messages (epoch updates) this link accepts when not the patient: the delegating
+    /// doctor of a delegated link.
+    upstream: Option<Card>,
     grant: Grant,
+    /// Root-first delegation chain ending at this doctor (empty for a patient's grant).
+    chain: Vec<DelegationLink>,
+    /// Relay hash of the root token the chain starts from (own token for a patient's grant).
+    root_token_hash: [u8; 32],
     reader: SigningSecret,
     inbox: OwnMailbox,
     guard: ReplayGuard,
     send_seq: u64,
     manifests: ManifestGuard,
     ended: bool,
+    /// Colleagues this doctor delegated to: they get the epoch updates it receives.
+    children: Vec<Downstream>,
+    /// Answers to this doctor's forward requests: (request hash, approved).
+    answers: Vec<([u8; 32], bool)>,
+}
+
+/// A colleague this doctor delegated to.
+#[derive(Debug)]
+struct Downstream {
+    card: Card,
+    relationship_id: [u8; 16],
+    address: MailboxAddress,
+    send_seq: u64,
+}
+
+/// An invite this doctor (as the colleague) handed out and waits on.
+#[derive(Debug)]
+struct PendingInvite {
+    relay: Relay,
+    inbox: OwnMailbox,
+    reader: SigningSecret,
+    invite: ColleagueInvite,
 }
 
 /// The doctor's services.
@@ -69,6 +104,7 @@ pub struct Doctor {
     identity: DeviceIdentity,
     card: Card,
     links: Vec<PatientLink>,
+    invites: Vec<Option<PendingInvite>>,
 }
 
 fn now() -> u64 {
@@ -85,6 +121,7 @@ impl Doctor {
             identity,
             card,
             links: Vec::new(),
+            invites: Vec::new(),
         }
     }
 
@@ -152,7 +189,10 @@ impl Doctor {
             .await?;
         self.links.push(PatientLink {
             relay: session.relay,
-            peer,
+            peer: Some(peer),
+            upstream: None,
+            chain: Vec::new(),
+            root_token_hash: out.grant.grant.read_token.relay_hash(),
             grant: out.grant.grant,
             reader: session.reader,
             inbox: session.inbox,
@@ -160,6 +200,8 @@ impl Doctor {
             send_seq: 0,
             manifests: ManifestGuard::default(),
             ended: false,
+            children: Vec::new(),
+            answers: Vec::new(),
             rel: out.relationship,
         });
         Ok(self.links.len() - 1)
@@ -177,7 +219,8 @@ impl Doctor {
             .map(|l| (l.grant.share_id, l.grant.expires_at))
     }
 
-    /// Processes waiting relationship messages (epoch updates) of link `index`.
+    /// Processes waiting relationship messages of link `index`: epoch updates (passed on to
+    /// the colleagues this doctor delegated to) and answers to forward requests.
     pub async fn sync(&mut self, index: usize, wait_secs: u64) -> Result<()> {
         let l = self
             .links
@@ -185,12 +228,14 @@ impl Doctor {
             .ok_or(ClientError::InvalidInput("unknown patient"))?;
         let msgs = l.relay.fetch(&l.inbox, wait_secs).await?;
         let mut first_error = None;
+        let mut updates = Vec::new();
         for (seq, sealed) in msgs {
             l.inbox.cursor = seq;
+            let from = l.upstream.as_ref().unwrap_or(&l.rel.peer_card);
             let m = match message::open(
                 &self.identity,
                 &self.card,
-                &l.rel.peer_card,
+                from,
                 &l.rel.id,
                 &mut l.guard,
                 &sealed,
@@ -201,18 +246,58 @@ impl Doctor {
                     continue;
                 }
             };
-            if m.kind == MessageKind::EpochUpdate {
-                let u = EpochUpdate::from_bytes(&m.body)?;
-                if u.share_id != l.grant.share_id {
-                    continue;
+            match m.kind {
+                MessageKind::EpochUpdate => {
+                    let u = match EpochUpdate::from_bytes(&m.body) {
+                        Ok(u) => u,
+                        Err(e) => {
+                            first_error.get_or_insert(e.into());
+                            continue;
+                        }
+                    };
+                    if u.share_id != l.grant.share_id {
+                        continue;
+                    }
+                    if let Err(e) = u.check_after(l.grant.epoch) {
+                        first_error.get_or_insert(e.into());
+                        continue;
+                    }
+                    l.grant.epoch = u.epoch;
+                    l.grant.epoch_key = u.epoch_key.clone();
+                    updates.push(m.body);
                 }
-                u.check_after(l.grant.epoch)?;
-                l.grant.epoch = u.epoch;
-                l.grant.epoch_key = u.epoch_key;
+                // Only the patient answers forward requests.
+                MessageKind::ForwardAnswer if l.upstream.is_none() => {
+                    match ForwardAnswer::from_bytes(&m.body) {
+                        Ok(a) => l.answers.push((a.request_hash, a.approved)),
+                        Err(e) => {
+                            first_error.get_or_insert(e.into());
+                        }
+                    }
+                }
+                _ => {}
             }
         }
         if l.inbox.cursor > 0 {
             l.relay.delete_through(&l.inbox, l.inbox.cursor).await?;
+        }
+        // Pass re-keys down the delegation tree: a colleague whose token was revoked gets
+        // the key but can no longer fetch anything with it.
+        for body in updates {
+            for c in &mut l.children {
+                c.send_seq += 1;
+                let sealed = message::seal(
+                    &self.identity,
+                    &self.card,
+                    &c.card,
+                    &c.relationship_id,
+                    c.send_seq,
+                    MessageKind::EpochUpdate,
+                    &body,
+                    &mut OsRng,
+                )?;
+                l.relay.append(&c.address, sealed).await?;
+            }
         }
         first_error.map_or(Ok(()), Err)
     }
@@ -311,6 +396,9 @@ impl Doctor {
             .links
             .get_mut(index)
             .ok_or(ClientError::InvalidInput("unknown patient"))?;
+        let peer = l.peer.as_ref().ok_or(ClientError::NotAllowed(
+            "a delegated colleague has no channel to the patient",
+        ))?;
         let body = note::encode(self.identity.signing(), resource)?;
         l.send_seq += 1;
         let sealed = message::seal(
@@ -323,6 +411,378 @@ impl Doctor {
             &body,
             &mut OsRng,
         )?;
-        l.relay.append(&l.peer, sealed).await
+        l.relay.append(peer, sealed).await
+    }
+}
+
+/// What a doctor may do with a link's share: policy and remaining delegation depth.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ForwardRights {
+    /// The patient's forwarding policy.
+    pub policy: Policy,
+    /// Delegation levels left below this doctor (0 unless `Allowed`).
+    pub depth: u8,
+}
+
+// Forwarding to a colleague (DESIGN.md "Forwarding to a colleague"; core `forward` module).
+impl Doctor {
+    /// The relay URL of link `index` (a colleague opens its invite mailbox there).
+    pub fn relay_url(&self, index: usize) -> Option<&str> {
+        self.links.get(index).map(|l| l.relay.base())
+    }
+
+    /// What the patient allows this doctor to do with link `index`'s share.
+    pub fn forward_rights(&self, index: usize) -> Option<ForwardRights> {
+        self.links.get(index).map(|l| ForwardRights {
+            policy: l.grant.policy,
+            depth: l.grant.delegation_depth,
+        })
+    }
+
+    /// As the colleague: opens a mailbox on `relay_url` (the forwarding doctor's relay),
+    /// makes a fresh reader key and signs an invite valid for `valid_secs`. Hand the invite
+    /// (`Wire::to_bytes`) to the forwarding doctor; then [`Doctor::accept_introduction`] with
+    /// the returned handle.
+    pub async fn invite(
+        &mut self,
+        relay_url: &str,
+        valid_secs: u64,
+    ) -> Result<(usize, ColleagueInvite)> {
+        let relay = Relay::new(relay_url)?;
+        let inbox = relay.open_mailbox().await?;
+        let reader = SigningSecret::random(&mut OsRng);
+        let mut relationship_id = [0u8; 16];
+        rand_core::RngCore::fill_bytes(&mut OsRng, &mut relationship_id);
+        let invite = ColleagueInvite::sign(
+            &self.identity,
+            &self.card,
+            reader.public(),
+            inbox.address.to_bytes(),
+            relationship_id,
+            now().saturating_add(valid_secs),
+        )?;
+        self.invites.push(Some(PendingInvite {
+            relay,
+            inbox,
+            reader,
+            invite: invite.clone(),
+        }));
+        Ok((self.invites.len() - 1, invite))
+    }
+
+    /// Policy `ask`: asks the patient of link `index` to grant the colleague of `invite`
+    /// (`scope` defaults to this doctor's). Returns the request hash; the answer arrives with
+    /// [`Doctor::sync`] and is read with [`Doctor::forward_answer`].
+    pub async fn request_forward(
+        &mut self,
+        index: usize,
+        invite: &ColleagueInvite,
+        scope: Option<Scope>,
+        reason: &str,
+    ) -> Result<[u8; 32]> {
+        let l = self
+            .links
+            .get_mut(index)
+            .ok_or(ClientError::InvalidInput("unknown patient"))?;
+        if l.grant.policy == Policy::Never {
+            return Err(ClientError::NotAllowed(
+                "the patient does not allow forwarding these records",
+            ));
+        }
+        let peer = l.peer.as_ref().ok_or(ClientError::NotAllowed(
+            "a delegated colleague has no channel to the patient",
+        ))?;
+        invite.verify(now())?;
+        let scope = scope.unwrap_or_else(|| l.grant.scope.clone());
+        if !scope.is_within(&l.grant.scope) {
+            return Err(ClientError::InvalidInput(
+                "the colleague's scope is wider than yours",
+            ));
+        }
+        let req = ForwardRequest {
+            share_id: l.grant.share_id,
+            invite: invite.clone(),
+            scope,
+            reason: reason.to_owned(),
+        };
+        let hash = req.hash();
+        l.send_seq += 1;
+        let sealed = message::seal(
+            &self.identity,
+            &self.card,
+            &l.rel.peer_card,
+            &l.rel.id,
+            l.send_seq,
+            MessageKind::ForwardRequest,
+            &req.to_bytes(),
+            &mut OsRng,
+        )?;
+        l.relay.append(peer, sealed).await?;
+        Ok(hash)
+    }
+
+    /// The patient's answer to forward request `request_hash` of link `index`, once synced.
+    pub fn forward_answer(&self, index: usize, request_hash: &[u8; 32]) -> Option<bool> {
+        self.links.get(index).and_then(|l| {
+            l.answers
+                .iter()
+                .find(|(h, _)| h == request_hash)
+                .map(|(_, a)| *a)
+        })
+    }
+
+    /// Policy `allowed`: delegates link `index`'s share to the colleague of `invite` (scope
+    /// and expiry default to this doctor's and can only narrow). Registers the link at the
+    /// relay with a notice sealed to the patient naming the colleague, then introduces the
+    /// colleague. Never hands on this doctor's own token.
+    pub async fn delegate(
+        &mut self,
+        index: usize,
+        invite: &ColleagueInvite,
+        scope: Option<Scope>,
+        expires_at: Option<u64>,
+    ) -> Result<()> {
+        let l = self
+            .links
+            .get_mut(index)
+            .ok_or(ClientError::InvalidInput("unknown patient"))?;
+        if l.grant.policy != Policy::Allowed || l.grant.delegation_depth == 0 {
+            return Err(ClientError::NotAllowed(
+                "the patient does not allow delegating these records",
+            ));
+        }
+        let t = now();
+        if l.ended || t > l.grant.expires_at {
+            return Err(ClientError::AccessEnded);
+        }
+        invite.verify(t)?;
+        let scope = scope.unwrap_or_else(|| l.grant.scope.clone());
+        if !scope.is_within(&l.grant.scope) {
+            return Err(ClientError::InvalidInput(
+                "the colleague's scope is wider than yours",
+            ));
+        }
+        let expires = expires_at.map_or(l.grant.expires_at, |e| e.min(l.grant.expires_at));
+        let token = ReadToken::random(&mut OsRng);
+        let mut chain = l.chain.clone();
+        chain.push(DelegationLink::sign(
+            &l.reader,
+            l.grant.share_id,
+            invite.reader_key,
+            &token,
+            scope,
+            expires,
+            l.grant.delegation_depth - 1,
+        ));
+        let notice = DelegationNotice {
+            sender: self.card.clone(),
+            invite: invite.clone(),
+            root_token_hash: l.root_token_hash,
+            chain: chain.clone(),
+        };
+        // Notices are first contact with the patient from (possibly) a stranger: sealed under
+        // relationship id = share id, opened with `open_introduction`.
+        let sealed_notice = message::seal(
+            &self.identity,
+            &self.card,
+            &l.rel.peer_card,
+            &l.grant.share_id,
+            1,
+            MessageKind::Notice,
+            &notice.to_bytes(),
+            &mut OsRng,
+        )?;
+        l.relay
+            .register_delegation(
+                &l.grant.share_id,
+                &l.root_token_hash,
+                &chain,
+                Some(&sealed_notice),
+            )
+            .await?;
+        let intro = Introduction {
+            sender: self.card.clone(),
+            patient: l.rel.peer_card.clone(),
+            reply_address: Vec::new(),
+            access: Access::Delegated(DelegatedAccess {
+                share_id: l.grant.share_id,
+                relay_url: l.grant.relay_url.clone(),
+                epoch: l.grant.epoch,
+                epoch_key: l.grant.epoch_key.clone(),
+                read_token: token,
+                root_token_hash: l.root_token_hash,
+                chain,
+            }),
+        };
+        let address = MailboxAddress::from_bytes(&invite.address)?;
+        let sealed = message::seal(
+            &self.identity,
+            &self.card,
+            &invite.card,
+            &invite.relationship_id,
+            1,
+            MessageKind::Grant,
+            &intro.to_bytes(),
+            &mut OsRng,
+        )?;
+        l.relay.append(&address, sealed).await?;
+        l.children.push(Downstream {
+            card: invite.card.clone(),
+            relationship_id: invite.relationship_id,
+            address,
+            send_seq: 1,
+        });
+        Ok(())
+    }
+
+    /// As the colleague: waits (long-poll) for the introduction on invite `handle` — a
+    /// patient's grant (policy `ask`) or a doctor's delegation (policy `allowed`) — verifies
+    /// it and remembers the patient. Returns the new link index.
+    pub async fn accept_introduction(
+        &mut self,
+        handle: usize,
+        wait_secs: u64,
+        cancel: &Cancel,
+    ) -> Result<usize> {
+        let mut p = self
+            .invites
+            .get_mut(handle)
+            .and_then(Option::take)
+            .ok_or(ClientError::InvalidInput("unknown invite"))?;
+        let r = self.accept_inner(&mut p, wait_secs, cancel).await;
+        match r {
+            Ok(link) => Ok(link),
+            Err(e) => {
+                // Keep waiting possible after a timeout or a rejected message.
+                if let Some(slot) = self.invites.get_mut(handle) {
+                    *slot = Some(p);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    async fn accept_inner(
+        &mut self,
+        p: &mut PendingInvite,
+        wait_secs: u64,
+        cancel: &Cancel,
+    ) -> Result<usize> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait_secs);
+        let mut last_error = None;
+        loop {
+            cancel.check()?;
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(last_error.unwrap_or(ClientError::NoAnswer));
+            }
+            let msgs = p.relay.fetch(&p.inbox, left.as_secs().clamp(1, 25)).await?;
+            for (seq, sealed) in msgs {
+                p.inbox.cursor = seq;
+                match self.open_introduction(p, &sealed) {
+                    Ok(link) => {
+                        let l = self.links.get(link).ok_or(ClientError::NoAnswer)?;
+                        l.relay.delete_through(&l.inbox, seq).await?;
+                        return Ok(link);
+                    }
+                    // A forged or misaddressed introduction is dropped; keep waiting.
+                    Err(e) => last_error = Some(e),
+                }
+            }
+        }
+    }
+
+    fn open_introduction(&mut self, p: &PendingInvite, sealed: &[u8]) -> Result<usize> {
+        let (sender, m) = message::open_introduction(
+            &self.identity,
+            &self.card,
+            &p.invite.relationship_id,
+            sealed,
+        )?;
+        if m.kind != MessageKind::Grant {
+            return Err(ClientError::Tampered(carekey_core::Error::Malformed {
+                what: "introduction",
+                reason: "not a grant",
+            }));
+        }
+        let intro = Introduction::from_bytes(&m.body)?;
+        if intro.sender != sender {
+            return Err(ClientError::Tampered(carekey_core::Error::WrongRecipient));
+        }
+        intro.patient.verify()?;
+        let t = now();
+        let me = p.reader.public();
+        let (grant, chain, root_token_hash, upstream, peer) = match intro.access {
+            Access::Direct(g) => {
+                // Policy ask: the patient itself sends it and signs the grant to us.
+                if sender != intro.patient {
+                    return Err(ClientError::Tampered(carekey_core::Error::WrongRecipient));
+                }
+                g.verify_at(&intro.patient.body.signing_key, t)?;
+                if g.grant.grantee != self.card.hash() || g.grant.reader_key != me {
+                    return Err(ClientError::Tampered(carekey_core::Error::WrongRecipient));
+                }
+                let peer = MailboxAddress::from_bytes(&intro.reply_address)?;
+                let root = g.grant.read_token.relay_hash();
+                (g.grant, Vec::new(), root, None, Some(peer))
+            }
+            Access::Delegated(d) => {
+                d.verify(&me, t)?;
+                let own = d.own_link().cloned().ok_or(ClientError::Tampered(
+                    carekey_core::Error::Delegation {
+                        index: 0,
+                        reason: "empty chain",
+                    },
+                ))?;
+                let grant = Grant {
+                    share_id: d.share_id,
+                    relay_url: d.relay_url,
+                    epoch: d.epoch,
+                    epoch_key: d.epoch_key,
+                    read_token: d.read_token,
+                    policy: if own.depth > 0 {
+                        Policy::Allowed
+                    } else {
+                        Policy::Never
+                    },
+                    scope: own.scope,
+                    expires_at: own.expires_at,
+                    grantee: self.card.hash(),
+                    reader_key: me,
+                    delegation_depth: own.depth,
+                    issued_at: t,
+                };
+                (grant, d.chain, d.root_token_hash, Some(sender), None)
+            }
+        };
+        if grant.relay_url != p.relay.base() {
+            return Err(ClientError::Tampered(carekey_core::Error::Malformed {
+                what: "introduction",
+                reason: "names another relay",
+            }));
+        }
+        self.links.push(PatientLink {
+            relay: p.relay.clone(),
+            rel: Relationship {
+                id: p.invite.relationship_id,
+                peer_card: intro.patient,
+                peer_address: intro.reply_address,
+            },
+            peer,
+            upstream,
+            grant,
+            chain,
+            root_token_hash,
+            reader: SigningSecret::from_seed(p.reader.expose_secret()),
+            inbox: p.inbox.clone(),
+            // The introduction was sequence 1 of its sender.
+            guard: ReplayGuard::from_highest(m.seq),
+            send_seq: 0,
+            manifests: ManifestGuard::default(),
+            ended: false,
+            children: Vec::new(),
+            answers: Vec::new(),
+        });
+        Ok(self.links.len() - 1)
     }
 }

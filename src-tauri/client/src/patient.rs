@@ -7,7 +7,10 @@ use std::collections::HashMap;
 use carekey_core::audit::{self, ChainKind, Head};
 use carekey_core::capability::FetchReceipt;
 use carekey_core::epoch::{Epoch, EpochUpdate};
-use carekey_core::grant::{Category, Grant, Policy, Scope};
+use carekey_core::forward::{
+    Access, DelegationNotice, ForwardAnswer, ForwardRequest, Introduction,
+};
+use carekey_core::grant::{Category, DelegationRoot, Grant, Policy, Scope};
 use carekey_core::keys::{Card, DeviceIdentity, PublicKey, ReadToken};
 use carekey_core::manifest::{Manifest, ManifestEntry};
 use carekey_core::message::{self, MessageKind, ReplayGuard};
@@ -53,8 +56,26 @@ struct GrantRecord {
     relationship: usize,
     reader_key: PublicKey,
     token: ReadToken,
+    scope: Scope,
+    depth: u8,
     expires_at: u64,
     revoked: bool,
+}
+
+/// A delegation the patient learnt of from a relay notice (verified against its own grants).
+#[derive(Debug, Clone)]
+struct DelegationRecord {
+    /// Who delegated (card of the parent).
+    parent: Card,
+    /// The colleague (from its signed invite).
+    colleague: Card,
+    /// The colleague's reader key (names it in the access log).
+    child_key: PublicKey,
+    /// The relationship whose root grant the chain hangs from.
+    root_relationship: usize,
+    /// Depth in the tree (1 = delegated by the root grantee).
+    level: usize,
+    expires_at: u64,
 }
 
 #[derive(Debug)]
@@ -65,6 +86,8 @@ struct ShareState {
     options: ShareOptions,
     items: Vec<ShareItem>,
     grants: Vec<GrantRecord>,
+    delegations: Vec<DelegationRecord>,
+    notice_cursor: u64,
     audit_pin: Head,
 }
 
@@ -138,6 +161,50 @@ pub struct Patient {
     relay_audit_key: Option<PublicKey>,
     shares: HashMap<[u8; 16], ShareState>,
     relationships: Vec<PatientRelationship>,
+    forward_requests: Vec<Option<PendingForward>>,
+}
+
+#[derive(Debug)]
+struct PendingForward {
+    from: usize,
+    request: ForwardRequest,
+}
+
+/// A doctor's request to forward a share to a colleague (policy `ask`), as the patient's
+/// screen shows it.
+#[derive(Debug, Clone)]
+pub struct ForwardRequestView {
+    /// Handle for [`Patient::answer_forward`].
+    pub id: usize,
+    /// Relationship of the asking doctor.
+    pub from: usize,
+    /// The asking doctor's card name.
+    pub from_name: String,
+    /// The colleague's card (signature checked; name as the colleague states it).
+    pub colleague: Card,
+    /// Whether a clinic attested the colleague's card.
+    pub colleague_attested: bool,
+    /// The share.
+    pub share_id: [u8; 16],
+    /// What the colleague would see.
+    pub scope: Scope,
+    /// The doctor's reason.
+    pub reason: String,
+}
+
+/// A delegation in a share's tree, as the patient sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DelegationView {
+    /// Who delegated.
+    pub by: String,
+    /// To whom.
+    pub colleague: String,
+    /// Relationship of the root grantee the chain hangs from (revoking it revokes this).
+    pub root_relationship: usize,
+    /// 1 = delegated by the doctor the patient paired with, 2 = one further down.
+    pub level: usize,
+    /// Until when.
+    pub expires_at: u64,
 }
 
 fn now() -> u64 {
@@ -157,6 +224,7 @@ impl Patient {
             relay_audit_key: None,
             shares: HashMap::new(),
             relationships: Vec::new(),
+            forward_requests: Vec::new(),
         }
     }
 
@@ -194,6 +262,8 @@ impl Patient {
             options,
             items,
             grants: Vec::new(),
+            delegations: Vec::new(),
+            notice_cursor: 0,
             audit_pin: Head::EMPTY,
         };
         let m = self
@@ -423,6 +493,8 @@ impl Patient {
             relationship: index,
             reader_key,
             token,
+            scope: grant.grant.scope.clone(),
+            depth,
             expires_at: grant.grant.expires_at,
             revoked: false,
         });
@@ -453,6 +525,7 @@ impl Patient {
             .ok_or(ClientError::InvalidInput("unknown relationship"))?;
         let msgs = self.relay.fetch(&r.inbox, wait_secs).await?;
         let mut notes = Vec::new();
+        let mut requests = Vec::new();
         let mut first_error = None;
         for (seq, sealed) in msgs {
             r.inbox.cursor = seq;
@@ -472,6 +545,14 @@ impl Patient {
                         }
                     }
                 }
+                Ok(m) if m.kind == MessageKind::ForwardRequest => {
+                    match ForwardRequest::from_bytes(&m.body) {
+                        Ok(req) => requests.push(req),
+                        Err(e) => {
+                            first_error.get_or_insert(ClientError::Tampered(e));
+                        }
+                    }
+                }
                 Ok(_) => {}
                 // A forged, replayed or re-addressed message is dropped, never stored; the
                 // first such error is reported after the good ones are returned.
@@ -483,7 +564,19 @@ impl Patient {
         if r.inbox.cursor > 0 {
             self.relay.delete_through(&r.inbox, r.inbox.cursor).await?;
         }
-        match (notes.is_empty(), first_error) {
+        let got_requests = !requests.is_empty();
+        for request in requests {
+            match self.check_forward(index, &request) {
+                Ok(()) => self.forward_requests.push(Some(PendingForward {
+                    from: index,
+                    request,
+                })),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        match (notes.is_empty() && !got_requests, first_error) {
             (true, Some(e)) => Err(e),
             _ => Ok(notes),
         }
@@ -642,10 +735,14 @@ impl Patient {
                     .iter()
                     .find(|g| g.reader_key == r.reader_key)
                     .and_then(|g| self.relationships.get(g.relationship))
-                    .map_or_else(
-                        || "unknown reader".to_owned(),
-                        |x| x.rel.peer_card.body.name.clone(),
-                    );
+                    .map(|x| x.rel.peer_card.body.name.clone())
+                    .or_else(|| {
+                        st.delegations
+                            .iter()
+                            .find(|d| d.child_key == r.reader_key)
+                            .map(|d| d.colleague.body.name.clone())
+                    })
+                    .unwrap_or_else(|| "unknown reader".to_owned());
                 events.push(AccessEvent {
                     time: e.time,
                     who,
@@ -676,6 +773,279 @@ impl Patient {
                 .collect()
         })
     }
+}
+
+// Forwarding to a colleague (DESIGN.md "Forwarding to a colleague").
+impl Patient {
+    /// A forward request is only queued for the patient if the asking doctor holds an active
+    /// grant on that share, the share's policy is not `never`, the scope stays within the
+    /// doctor's, and the colleague's invite is signed by the colleague's card.
+    fn check_forward(&self, from: usize, req: &ForwardRequest) -> Result<()> {
+        let st = self
+            .shares
+            .get(&req.share_id)
+            .ok_or(ClientError::NotAllowed(
+                "forward request for an unknown share",
+            ))?;
+        if st.options.policy == Policy::Never {
+            return Err(ClientError::NotAllowed(
+                "forwarding is not allowed for this share",
+            ));
+        }
+        let g = st
+            .grants
+            .iter()
+            .find(|g| g.relationship == from && !g.revoked)
+            .ok_or(ClientError::NotAllowed(
+                "the asking doctor holds no active grant on this share",
+            ))?;
+        if !req.scope.is_within(&g.scope) {
+            return Err(ClientError::NotAllowed(
+                "the forward request widens the doctor's scope",
+            ));
+        }
+        req.invite.verify(now())?;
+        Ok(())
+    }
+
+    /// Forward requests waiting for the patient's decision.
+    pub fn forward_requests(&self) -> Vec<ForwardRequestView> {
+        self.forward_requests
+            .iter()
+            .enumerate()
+            .filter_map(|(id, p)| {
+                let p = p.as_ref()?;
+                Some(ForwardRequestView {
+                    id,
+                    from: p.from,
+                    from_name: self
+                        .relationships
+                        .get(p.from)
+                        .map(|r| r.rel.peer_card.body.name.clone())
+                        .unwrap_or_default(),
+                    colleague: p.request.invite.card.clone(),
+                    colleague_attested: p.request.invite.card.attestation.is_some(),
+                    share_id: p.request.share_id,
+                    scope: p.request.scope.clone(),
+                    reason: p.request.reason.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// Approves or declines forward request `id`. Approving registers a read token for the
+    /// colleague's reader key, signs a grant to the colleague's card and sends it (with the
+    /// patient's card and a mailbox for notes) to the colleague's invite mailbox: the colleague
+    /// becomes a relationship of its own (returned). The asking doctor gets the answer either
+    /// way.
+    pub async fn answer_forward(&mut self, id: usize, approve: bool) -> Result<Option<usize>> {
+        let pf = self
+            .forward_requests
+            .get_mut(id)
+            .and_then(Option::take)
+            .ok_or(ClientError::InvalidInput("unknown forward request"))?;
+        let answer = ForwardAnswer {
+            request_hash: pf.request.hash(),
+            approved: approve,
+        }
+        .to_bytes();
+        if !approve {
+            self.send(pf.from, MessageKind::ForwardAnswer, &answer)
+                .await?;
+            return Ok(None);
+        }
+        // Re-check: the doctor may have been revoked since the request arrived.
+        self.check_forward(pf.from, &pf.request)?;
+        let req = pf.request;
+        let inv = &req.invite;
+        let address = MailboxAddress::from_bytes(&inv.address)?;
+        let inbox = self.relay.open_mailbox().await?;
+        let st = self
+            .shares
+            .get_mut(&req.share_id)
+            .ok_or(ClientError::InvalidInput("unknown share"))?;
+        let token = ReadToken::random(&mut OsRng);
+        self.relay
+            .register_token(
+                &mut st.owner,
+                &req.share_id,
+                &api::RootTokenRegistration {
+                    token_hash: b64(&token.relay_hash()),
+                    reader_key: b64(inv.reader_key.as_bytes()),
+                    scope: b64(&req.scope.to_bytes()),
+                    expires_at: st.options.expires_at,
+                    depth: 0,
+                },
+            )
+            .await?;
+        let grant = Grant {
+            share_id: req.share_id,
+            relay_url: self.relay.base().to_owned(),
+            epoch: st.epoch.number,
+            epoch_key: st.epoch.key.clone(),
+            read_token: token.clone(),
+            // A colleague the patient granted may ask in turn, but not delegate.
+            policy: Policy::Ask,
+            scope: req.scope.clone(),
+            expires_at: st.options.expires_at,
+            grantee: inv.card.hash(),
+            reader_key: inv.reader_key,
+            delegation_depth: 0,
+            issued_at: now(),
+        }
+        .sign(self.identity.signing());
+        let intro = Introduction {
+            sender: self.card.clone(),
+            patient: self.card.clone(),
+            reply_address: inbox.address.to_bytes(),
+            access: Access::Direct(grant),
+        };
+        let sealed = message::seal(
+            &self.identity,
+            &self.card,
+            &inv.card,
+            &inv.relationship_id,
+            1,
+            MessageKind::Grant,
+            &intro.to_bytes(),
+            &mut OsRng,
+        )?;
+        self.relay.append(&address, sealed).await?;
+        let index = self.relationships.len();
+        st.grants.push(GrantRecord {
+            relationship: index,
+            reader_key: inv.reader_key,
+            token,
+            scope: req.scope.clone(),
+            depth: 0,
+            expires_at: st.options.expires_at,
+            revoked: false,
+        });
+        self.relationships.push(PatientRelationship {
+            rel: Relationship {
+                id: inv.relationship_id,
+                peer_card: inv.card.clone(),
+                peer_address: inv.address.clone(),
+            },
+            peer: address,
+            inbox,
+            send_seq: 1,
+            guard: ReplayGuard::default(),
+            paired_at: now(),
+        });
+        self.send(pf.from, MessageKind::ForwardAnswer, &answer)
+            .await?;
+        Ok(Some(index))
+    }
+
+    /// Reads the share's new delegation notices from the relay, verifies each against the
+    /// patient's own grants (the chain from the root registration, the delegating doctor's
+    /// signature, the colleague's signed invite), and returns the whole known tree. A notice
+    /// that fails is reported as an error after the good ones are kept: the relay may have
+    /// registered a delegation the patient cannot account for, which the UI must show.
+    pub async fn delegations(&mut self, share_id: &[u8; 16]) -> Result<Vec<DelegationView>> {
+        let st = self
+            .shares
+            .get_mut(share_id)
+            .ok_or(ClientError::InvalidInput("unknown share"))?;
+        let notices = self
+            .relay
+            .notices(&mut st.owner, share_id, st.notice_cursor)
+            .await?;
+        let mut first_error = None;
+        for (seq, sealed) in notices {
+            st.notice_cursor = st.notice_cursor.max(seq);
+            match verify_notice(
+                &self.identity,
+                &self.card,
+                share_id,
+                st,
+                &self.relationships,
+                &sealed,
+            ) {
+                Ok(d) => st.delegations.push(d),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        Ok(st
+            .delegations
+            .iter()
+            .map(|d| DelegationView {
+                by: d.parent.body.name.clone(),
+                colleague: d.colleague.body.name.clone(),
+                root_relationship: d.root_relationship,
+                level: d.level,
+                expires_at: d.expires_at,
+            })
+            .collect())
+    }
+}
+
+fn verify_notice(
+    me: &DeviceIdentity,
+    my_card: &Card,
+    share_id: &[u8; 16],
+    st: &ShareState,
+    relationships: &[PatientRelationship],
+    sealed: &[u8],
+) -> Result<DelegationRecord> {
+    let (sender, m) = message::open_introduction(me, my_card, share_id, sealed)?;
+    if m.kind != MessageKind::Notice {
+        return Err(ClientError::Tampered(carekey_core::Error::Malformed {
+            what: "delegation notice",
+            reason: "not a notice",
+        }));
+    }
+    let n = DelegationNotice::from_bytes(&m.body)?;
+    if n.sender != sender {
+        return Err(ClientError::Tampered(carekey_core::Error::WrongRecipient));
+    }
+    let g = st
+        .grants
+        .iter()
+        .find(|g| g.token.relay_hash() == n.root_token_hash)
+        .ok_or(ClientError::Tampered(carekey_core::Error::Delegation {
+            index: 0,
+            reason: "root is not one of the patient's grants",
+        }))?;
+    let root = DelegationRoot {
+        reader_key: g.reader_key,
+        scope: g.scope.clone(),
+        expires_at: g.expires_at,
+        depth: g.depth,
+    };
+    n.verify(share_id, &root, now())?;
+    // The notice's signer must be who holds the parent key: the root grantee for the first
+    // level, an earlier (verified) colleague further down.
+    let last = n.chain.len() - 1;
+    let parent_key = n.chain[last].parent_key;
+    let parent_card = if last == 0 {
+        relationships.get(g.relationship).map(|r| &r.rel.peer_card)
+    } else {
+        st.delegations
+            .iter()
+            .find(|d| d.child_key == parent_key)
+            .map(|d| &d.colleague)
+    };
+    if parent_card.map(Card::hash) != Some(sender.hash()) {
+        return Err(ClientError::Tampered(carekey_core::Error::Delegation {
+            index: last,
+            reason: "notice not signed by the delegating parent",
+        }));
+    }
+    Ok(DelegationRecord {
+        parent: sender,
+        colleague: n.invite.card.clone(),
+        child_key: n.invite.reader_key,
+        root_relationship: g.relationship,
+        level: n.chain.len(),
+        expires_at: n.chain[last].expires_at,
+    })
 }
 
 /// Summarises fetch events per reader: "Dr. X fetched 12 objects".

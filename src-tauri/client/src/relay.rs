@@ -376,6 +376,60 @@ impl Relay {
         Ok(())
     }
 
+    /// Registers a delegated read token: the chain is the authority (each link signed by its
+    /// parent, checked by the relay), the notice is sealed to the patient. No owner key.
+    pub async fn register_delegation(
+        &self,
+        share: &[u8; 16],
+        root_token_hash: &[u8; 32],
+        chain: &[carekey_core::grant::DelegationLink],
+        notice: Option<&[u8]>,
+    ) -> Result<()> {
+        let reg = api::DelegationRegistration {
+            root_token_hash: b64(root_token_hash),
+            chain: chain
+                .iter()
+                .map(|l| b64(&carekey_core::wire::Wire::to_bytes(l)))
+                .collect(),
+            notice: notice.map(b64),
+        };
+        let body =
+            serde_json::to_vec(&reg).map_err(|_| ClientError::InvalidInput("registration"))?;
+        let path = format!("/v1/shares/{}/delegations", hex_id(share));
+        self.send(
+            Method::POST,
+            &path,
+            vec![("content-type", "application/json".into())],
+            Some(body),
+            None,
+        )
+        .await?;
+        Ok(())
+    }
+
+    /// Delegation notices stored for the owner after sequence `after`: (seq, sealed bytes).
+    pub async fn notices(
+        &self,
+        cap: &mut OwnerCap,
+        share: &[u8; 16],
+        after: u64,
+    ) -> Result<Vec<(u64, Vec<u8>)>> {
+        let path = format!("/v1/shares/{}/notices?after={after}", hex_id(share));
+        let r = self
+            .owner(cap, Method::GET, &path, Vec::new(), false)
+            .await?;
+        let list: api::NoticeList = Self::json(r, "notices").await?;
+        list.notices
+            .into_iter()
+            .map(|n| {
+                let body = data_encoding::BASE64URL_NOPAD
+                    .decode(n.body.as_bytes())
+                    .map_err(|_| ClientError::BadResponse { what: "notice" })?;
+                Ok((n.seq, body))
+            })
+            .collect()
+    }
+
     /// Deletes every blob of an old epoch.
     pub async fn delete_epoch(
         &self,

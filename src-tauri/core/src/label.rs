@@ -33,6 +33,8 @@ pub const AUDIT_HEAD_SIG: &str = "carekey/v1/audit-head";
 pub const RELAY_AUDIT_HEAD_SIG: &str = "carekey/v1/relay-audit-head";
 /// Author's signature over a FHIR resource (provenance).
 pub const RECORD_SIG: &str = "carekey/v1/record";
+/// A colleague's signature of its forwarding invite (card, reader key, mailbox).
+pub const FORWARD_INVITE_SIG: &str = "carekey/v1/forward-invite";
 
 // ---- hashes ----
 /// Hash of a local audit chain entry.
@@ -108,6 +110,7 @@ mod tests {
         AUDIT_HEAD_SIG,
         RELAY_AUDIT_HEAD_SIG,
         RECORD_SIG,
+        FORWARD_INVITE_SIG,
         AUDIT_ENTRY_HASH,
         RELAY_AUDIT_ENTRY_HASH,
         READ_TOKEN_HASH,

@@ -6,6 +6,7 @@
 //! - [`envelope`]: context-bound XChaCha20-Poly1305 sealing, chunked streams.
 //! - [`pairing`]: the QR payload and the check-up key schedule.
 //! - [`grant`], [`epoch`], [`manifest`]: what a patient shares, with whom, under which keys.
+//! - [`forward`]: colleague invites, forward requests, introductions, delegation notices.
 //! - [`message`]: sign-then-seal relationship messages with a replay guard.
 //! - [`audit`]: hash-chained signed event logs.
 //! - [`capability`]: owner-write signatures and fetch receipts the relay checks.
@@ -18,6 +19,7 @@ pub mod capability;
 pub mod envelope;
 pub mod epoch;
 pub mod error;
+pub mod forward;
 pub mod grant;
 pub mod keys;
 pub mod label;

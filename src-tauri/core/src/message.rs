@@ -164,7 +164,64 @@ pub fn open(
     sealed: &[u8],
 ) -> Result<Message> {
     let pt = unseal(me, relationship_id, sealed)?;
-    let mut r = Reader::new(&pt, "message");
+    let (part, sig, fields) = parse(&pt)?;
+    // The signature is checked first: only then do its fields mean anything.
+    sender
+        .body
+        .signing_key
+        .verify(label::MESSAGE_SIG, part, &sig, "message")?;
+    fields.check_addressing(sender, my_card, relationship_id)?;
+    guard.check(fields.message.seq)?;
+    guard.highest = fields.message.seq;
+    Ok(fields.message)
+}
+
+/// Opens the first message of a relationship whose sender the recipient does not know yet
+/// (DESIGN.md "Forwarding to a colleague": the patient's grant to a colleague, a doctor's
+/// delegation, a delegation notice to the patient). The body starts with the sender's card;
+/// the card's self-signature, then the message signature under that card's key, then the
+/// addressing are checked before anything else is read. Returns the sender's card; the
+/// caller decides whether that card is one it will trust (it is only proven self-consistent).
+pub fn open_introduction(
+    me: &DeviceIdentity,
+    my_card: &Card,
+    relationship_id: &[u8; 16],
+    sealed: &[u8],
+) -> Result<(Card, Message)> {
+    let pt = unseal(me, relationship_id, sealed)?;
+    let (part, sig, fields) = parse(&pt)?;
+    let mut r = Reader::new(&fields.message.body, "introduction");
+    let sender: Card = r.obj()?;
+    sender.verify()?;
+    sender
+        .body
+        .signing_key
+        .verify(label::MESSAGE_SIG, part, &sig, "message")?;
+    fields.check_addressing(&sender, my_card, relationship_id)?;
+    Ok((sender, fields.message))
+}
+
+struct Fields {
+    from: [u8; 32],
+    to: [u8; 32],
+    message: Message,
+}
+
+impl Fields {
+    fn check_addressing(&self, sender: &Card, me: &Card, relationship_id: &[u8; 16]) -> Result<()> {
+        if self.from != sender.hash()
+            || self.to != me.hash()
+            || self.message.relationship_id != *relationship_id
+        {
+            return Err(Error::WrongRecipient);
+        }
+        Ok(())
+    }
+}
+
+/// Splits the plaintext into the signed part, its signature and the part's fields.
+fn parse(pt: &[u8]) -> Result<(&[u8], [u8; 64], Fields)> {
+    let mut r = Reader::new(pt, "message");
     let part = r.bytes32()?;
     let sig: [u8; 64] = r.array()?;
     r.finish()?;
@@ -172,27 +229,25 @@ pub fn open(
     p.version(MESSAGE_VERSION)?;
     let from: [u8; 32] = p.array()?;
     let to: [u8; 32] = p.array()?;
-    let rel: [u8; 16] = p.array()?;
+    let relationship_id: [u8; 16] = p.array()?;
     let seq = p.u64()?;
     let kind = MessageKind::from_u8(p.u8()?).ok_or_else(|| p.malformed("unknown kind"))?;
     let body = p.bytes32()?.to_vec();
     p.finish()?;
-    // The signature is checked first: only then do its fields mean anything.
-    sender
-        .body
-        .signing_key
-        .verify(label::MESSAGE_SIG, part, &sig, "message")?;
-    if from != sender.hash() || to != my_card.hash() || rel != *relationship_id {
-        return Err(Error::WrongRecipient);
-    }
-    guard.check(seq)?;
-    guard.highest = seq;
-    Ok(Message {
-        relationship_id: rel,
-        seq,
-        kind,
-        body,
-    })
+    Ok((
+        part,
+        sig,
+        Fields {
+            from,
+            to,
+            message: Message {
+                relationship_id,
+                seq,
+                kind,
+                body,
+            },
+        },
+    ))
 }
 
 /// Decrypts the outer layer: `bytes32(signed part) || signature`.
