@@ -786,3 +786,14 @@ impl Doctor {
         Ok(self.links.len() - 1)
     }
 }
+
+impl Doctor {
+    /// Marks every link whose grant expired at `now` as ended (no fetch is tried again).
+    pub(crate) fn end_expired_links(&mut self, now: u64) {
+        for l in &mut self.links {
+            if now > l.grant.expires_at {
+                l.ended = true;
+            }
+        }
+    }
+}

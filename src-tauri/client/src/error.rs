@@ -67,6 +67,9 @@ pub enum ClientError {
     /// The caller passed something unusable (bad QR text, unknown share).
     #[error("invalid input: {0}")]
     InvalidInput(&'static str),
+    /// The local vault refused or failed (locked, tampered row, disk); its own code says which.
+    #[error("vault: {0}")]
+    Vault(#[from] carekey_vault::VaultError),
 }
 
 impl ClientError {
@@ -87,6 +90,7 @@ impl ClientError {
             ClientError::Cancelled => "cancelled",
             ClientError::NotAllowed(_) => "not_allowed",
             ClientError::InvalidInput(_) => "invalid_input",
+            ClientError::Vault(e) => e.code(),
         }
     }
 }

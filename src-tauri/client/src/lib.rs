@@ -4,6 +4,7 @@
 //! - [`patient`]: share for a check-up, pair, confirm, notes inbox, access log, revoke.
 //! - [`doctor`]: scan, receive the grant, fetch and verify, follow re-keys, write notes.
 //! - [`note`]: signed FHIR resources travelling back to the patient.
+//! - [`store`]: the doctor's vault copy of shared records, purged on revoke and expiry.
 //! - [`progress`]: progress callbacks and cancellation for long work.
 //!
 //! Every error is a [`ClientError`] with a stable [`ClientError::code`] for the UI.
@@ -15,5 +16,6 @@ pub mod note;
 pub mod patient;
 pub mod progress;
 pub mod relay;
+pub mod store;
 
 pub use error::{ClientError, Result};

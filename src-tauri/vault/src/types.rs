@@ -204,6 +204,21 @@ pub struct ImportReport {
     pub by_type: BTreeMap<String, usize>,
 }
 
+/// Why a share's records left the doctor's vault.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PurgeReason {
+    /// Not recorded.
+    #[default]
+    Unknown,
+    /// The relay answered 410: the patient revoked access (or the token expired there).
+    Revoked,
+    /// The share's expiry passed on this device's clock.
+    Expired,
+    /// Replaced by a newer copy of the same share.
+    Replaced,
+}
+
 /// Events of the local audit chain.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
@@ -261,6 +276,9 @@ pub enum AuditEvent {
         share_id: String,
         /// Records removed.
         records: usize,
+        /// Why (entries written before this field existed read as `unknown`).
+        #[serde(default)]
+        reason: PurgeReason,
     },
     /// Passphrase changed (root re-wrapped).
     PassphraseChanged,

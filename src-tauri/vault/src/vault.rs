@@ -743,8 +743,9 @@ impl Vault {
 
     // ------------------------------------------------------------------ shares (doctor app)
 
-    /// Removes every record received through a share (revoked or expired). Returns how many.
-    pub fn purge_source(&mut self, share_id: &[u8; 16]) -> Result<usize> {
+    /// Removes every record received through a share (revoked or expired), logging `reason`.
+    /// Returns how many.
+    pub fn purge_source(&mut self, share_id: &[u8; 16], reason: PurgeReason) -> Result<usize> {
         self.touch()?;
         let st = self.state.as_mut().ok_or(VaultError::Locked)?;
         let tag = st.keys.bi_sources.mac(share_id);
@@ -758,6 +759,7 @@ impl Vault {
             &AuditEvent::Purged {
                 share_id: hex(share_id),
                 records: n,
+                reason,
             },
         )?;
         tx.commit()?;
@@ -792,7 +794,7 @@ impl Vault {
         }
         let mut n = 0;
         for id in expired {
-            n += self.purge_source(&id)?;
+            n += self.purge_source(&id, PurgeReason::Expired)?;
         }
         Ok(n)
     }

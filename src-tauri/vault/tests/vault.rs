@@ -557,7 +557,7 @@ fn doctor_share_purge_by_source_and_expiry() {
     assert_eq!(v.record_count().unwrap(), 55);
     assert_eq!(v.purge_expired(2000).unwrap(), 22);
     assert_eq!(v.record_count().unwrap(), 33);
-    assert_eq!(v.purge_source(&[2; 16]).unwrap(), 32);
+    assert_eq!(v.purge_source(&[2; 16], PurgeReason::Revoked).unwrap(), 32);
     assert_eq!(v.record_count().unwrap(), 1);
     let terms: i64 = Connection::open(v.path())
         .unwrap()

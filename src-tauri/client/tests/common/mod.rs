@@ -57,6 +57,9 @@ pub fn start_relay() -> RelayProcess {
             &format!("127.0.0.1:{port}"),
             "--origin",
             &url,
+            // Expiry tests watch the relay sweep; a one-second sweep costs nothing here.
+            "--sweep-secs",
+            "1",
             "--data",
         ])
         .arg(data.path())
