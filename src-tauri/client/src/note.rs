@@ -85,3 +85,9 @@ fn check_resource(v: &Value) -> Result<()> {
         )),
     }
 }
+
+/// Accepts a verified note into the patient's vault; the author's signature stays with the
+/// record as its provenance (the vault checks it again before storing).
+pub fn accept(vault: &mut carekey_vault::Vault, note: &Note) -> Result<carekey_vault::RecordId> {
+    Ok(vault.accept_signed_record(note.resource.clone(), &note.author, &note.signature)?)
+}

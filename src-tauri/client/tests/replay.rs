@@ -1,0 +1,199 @@
+//! A hostile relay operator replays and injects relationship messages (edits the relay's
+//! SQLite while it runs): a replayed note, a replayed introduction (an old grant), and a
+//! forward request forged by a stranger are all rejected, and nothing of them is stored.
+
+mod common;
+
+use carekey_client::ClientError;
+use carekey_client::doctor::Doctor;
+use carekey_client::note;
+use carekey_client::patient::{Patient, ShareOptions};
+use carekey_client::progress::{Cancel, NoProgress};
+use carekey_client::relay::Relay;
+use carekey_core::forward::{ColleagueInvite, ForwardRequest};
+use carekey_core::grant::{Policy, Scope};
+use carekey_core::keys::{Role, SigningSecret};
+use carekey_core::message::{self, MessageKind};
+use carekey_core::wire::Wire;
+use carekey_vault::{CreateOptions, KdfParams, Vault};
+use common::{identity, in_a_day, pair, share_items, start_relay};
+use rand_core::OsRng;
+
+type Row = (Vec<u8>, i64, i64, Vec<u8>);
+
+fn db(relay: &common::RelayProcess) -> rusqlite::Connection {
+    rusqlite::Connection::open(relay.data.path().join("relay.sqlite3")).expect("relay db")
+}
+
+fn rows(relay: &common::RelayProcess) -> Vec<Row> {
+    let c = db(relay);
+    let mut s = c
+        .prepare("SELECT mailbox_id, seq, time, body FROM messages ORDER BY mailbox_id, seq")
+        .expect("query");
+    s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+        .expect("rows")
+        .collect::<rusqlite::Result<_>>()
+        .expect("rows")
+}
+
+/// Puts `body` back into `mailbox` past every message it has (so the relay serves it anew).
+fn reinsert(relay: &common::RelayProcess, mailbox: &[u8], time: i64, body: &[u8]) {
+    let c = db(relay);
+    let next: i64 = c
+        .query_row(
+            "SELECT coalesce(max(seq), 0) + 100 FROM messages WHERE mailbox_id = ?1",
+            [mailbox],
+            |r| r.get(0),
+        )
+        .expect("next seq");
+    c.execute(
+        "INSERT INTO messages (mailbox_id, seq, time, body) VALUES (?1, ?2, ?3, ?4)",
+        rusqlite::params![mailbox, next, time, body],
+    )
+    .expect("replay");
+    // The mailbox's own counter may lag behind: keep later appends working.
+    let _ = c.execute(
+        "UPDATE mailboxes SET next_seq = ?1 + 1 WHERE mailbox_id = ?2",
+        rusqlite::params![next, mailbox],
+    );
+}
+
+async fn share(url: &str, policy: Policy, depth: u8) -> (Patient, [u8; 16]) {
+    let (pid, pcard) = identity("Pat Example", Role::Patient);
+    let mut patient = Patient::new(pid, pcard, Relay::new(url).expect("URL"));
+    let id = patient
+        .create_share(
+            share_items(1000),
+            ShareOptions {
+                expires_at: in_a_day(),
+                policy,
+                delegation_depth: depth,
+            },
+            &NoProgress,
+            &Cancel::new(),
+        )
+        .await
+        .expect("share");
+    (patient, id)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_note_is_rejected_and_not_stored_twice() {
+    let relay = start_relay();
+    let (mut patient, sid) = share(&relay.url, Policy::Ask, 0).await;
+    let (mut doctor, link, rel) = pair(&mut patient, &sid, "Dr. Ada Quinn").await;
+    let resource = serde_json::json!({"resourceType": "Observation", "id": "bp-1",
+        "status": "final", "code": {"text": "Blood pressure"}, "valueString": "120/80"});
+    doctor.send_note(link, &resource).await.expect("note");
+    let before = rows(&relay);
+    assert_eq!(before.len(), 1, "only the note is waiting");
+    let (mailbox, _, time, body) = before[0].clone();
+
+    let dir = tempfile::tempdir().expect("dir");
+    let opts = CreateOptions {
+        kdf: KdfParams {
+            m_kib: 8 * 1024,
+            t: 1,
+            p: 1,
+        },
+    };
+    let (mut vault, _) =
+        Vault::create(&dir.path().join("p.vault"), "pass phrase", &opts).expect("vault");
+    let notes = patient.inbox(rel, 5).await.expect("inbox");
+    assert_eq!(notes.len(), 1);
+    note::accept(&mut vault, &notes[0]).expect("accepted with its signature");
+    assert_eq!(vault.record_count().expect("count"), 1);
+
+    reinsert(&relay, &mailbox, time, &body);
+    match patient.inbox(rel, 0).await {
+        Err(ClientError::Tampered(carekey_core::Error::Replay { .. })) => {}
+        other => panic!("a replayed note must be rejected, got {other:?}"),
+    }
+    assert_eq!(vault.record_count().expect("count"), 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replayed_introduction_is_rejected() {
+    let relay = start_relay();
+    let cancel = Cancel::new();
+    let (mut patient, sid) = share(&relay.url, Policy::Allowed, 1).await;
+    let (mut ada, link, _) = pair(&mut patient, &sid, "Dr. Ada Quinn").await;
+    let (cid, ccard) = identity("Dr. Cole Reyes", Role::Doctor);
+    let mut cole = Doctor::new(cid, ccard);
+    let (handle, invite) = cole.invite(&relay.url, 300).await.expect("invite");
+    ada.delegate(link, &invite, None, None)
+        .await
+        .expect("delegates");
+    let waiting = rows(&relay);
+    assert_eq!(waiting.len(), 1, "only the introduction is waiting");
+    let (mailbox, _, time, body) = waiting[0].clone();
+    let clink = cole
+        .accept_introduction(handle, 10, &cancel)
+        .await
+        .expect("accepted");
+    // The old grant comes again on the same channel: a replay, not a new grant.
+    reinsert(&relay, &mailbox, time, &body);
+    match cole.sync(clink, 0).await {
+        Err(ClientError::Tampered(carekey_core::Error::Replay { .. })) => {}
+        other => panic!("a replayed introduction must be rejected, got {other:?}"),
+    }
+    cole.fetch(clink, &NoProgress, &cancel)
+        .await
+        .expect("the link still works");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_request_forged_by_a_stranger_is_dropped() {
+    let relay = start_relay();
+    let (mut patient, sid) = share(&relay.url, Policy::Ask, 0).await;
+    let (_ada, _, rel) = pair(&mut patient, &sid, "Dr. Ada Quinn").await;
+    // A stranger (not paired) forges a request naming its own accomplice, signs it with its
+    // own card and injects it into every mailbox on the relay.
+    let (mid, mcard) = identity("Dr. Ada Quinn", Role::Doctor);
+    let (xid, xcard) = identity("Dr. Accomplice", Role::Doctor);
+    let invite = ColleagueInvite::sign(
+        &xid,
+        &xcard,
+        SigningSecret::random(&mut OsRng).public(),
+        vec![1; 48],
+        [2; 16],
+        in_a_day(),
+    )
+    .expect("invite");
+    let req = ForwardRequest {
+        share_id: sid,
+        invite,
+        scope: Scope::all(),
+        reason: "urgent".into(),
+    };
+    let forged = message::seal(
+        &mid,
+        &mcard,
+        patient.card(),
+        &[0; 16],
+        1,
+        MessageKind::ForwardRequest,
+        &req.to_bytes(),
+        &mut OsRng,
+    )
+    .expect("seal");
+    let c = db(&relay);
+    let mut s = c.prepare("SELECT mailbox_id FROM mailboxes").expect("q");
+    let boxes: Vec<Vec<u8>> = s
+        .query_map([], |r| r.get(0))
+        .expect("rows")
+        .collect::<rusqlite::Result<_>>()
+        .expect("rows");
+    assert!(!boxes.is_empty());
+    for b in &boxes {
+        reinsert(&relay, b, 0, &forged);
+    }
+    assert!(
+        patient.inbox(rel, 0).await.is_err(),
+        "the forgery is reported"
+    );
+    assert!(
+        patient.forward_requests().is_empty(),
+        "nothing reaches the patient's screen"
+    );
+}
