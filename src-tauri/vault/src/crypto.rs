@@ -27,6 +27,8 @@ pub mod vlabel {
     pub const TABLE_TERMS: &str = "terms";
     /// Share sources table.
     pub const TABLE_SOURCES: &str = "sources";
+    /// App state table.
+    pub const TABLE_APP_STATE: &str = "app_state";
 }
 
 /// Argon2id cost parameters, stored in the vault header so they can be raised later.
@@ -186,6 +188,7 @@ pub(crate) struct VaultKeys {
     pub bi_records: BlindKey,
     pub bi_terms: BlindKey,
     pub bi_sources: BlindKey,
+    pub bi_state: BlindKey,
     pub identity: DeviceIdentity,
 }
 
@@ -197,6 +200,7 @@ impl VaultKeys {
             bi_records: BlindKey::derive(&root, vlabel::TABLE_RECORDS),
             bi_terms: BlindKey::derive(&root, vlabel::TABLE_TERMS),
             bi_sources: BlindKey::derive(&root, vlabel::TABLE_SOURCES),
+            bi_state: BlindKey::derive(&root, vlabel::TABLE_APP_STATE),
             identity: DeviceIdentity::from_root(&root),
             root,
         }

@@ -5,7 +5,10 @@ use rusqlite::Connection;
 use crate::error::{Result, VaultError};
 
 /// Migrations in order; migration `i` (1-based) brings the schema to version `i`.
-const MIGRATIONS: &[&str] = &[include_str!("../migrations/0001_init.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("../migrations/0001_init.sql"),
+    include_str!("../migrations/0002_app_state.sql"),
+];
 
 /// The schema version this build writes.
 pub const SCHEMA_VERSION: u32 = MIGRATIONS.len() as u32;

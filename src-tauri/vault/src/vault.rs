@@ -125,6 +125,7 @@ const T_ATT_KEY: u8 = b'K';
 const T_ATT_META: u8 = b'M';
 const T_SOURCE: u8 = b'S';
 const T_AUDIT: u8 = b'A';
+const T_STATE: u8 = b'P';
 
 /// The bytes a record signature covers (with label `RECORD_SIG`): the resource's canonical
 /// JSON (serde_json serialization of the parsed value, attachments inlined).
@@ -797,6 +798,64 @@ impl Vault {
             n += self.purge_source(&id, PurgeReason::Expired)?;
         }
         Ok(n)
+    }
+
+    // ------------------------------------------------------------------ app state
+
+    /// Stores the app's state value `name` (shares, grants, relationships, pins), replacing
+    /// the previous one, in one durable transaction. `name` is MAC-hashed; `value` is sealed.
+    pub fn put_state(&mut self, name: &str, value: &[u8]) -> Result<()> {
+        self.touch()?;
+        let st = self.state.as_ref().ok_or(VaultError::Locked)?;
+        let tag = st.keys.bi_state.mac(name.as_bytes());
+        let sealed = seal_bytes(
+            &st.keys.vault,
+            ObjectKind::VaultValue,
+            &tagged(T_STATE, &tag),
+            value,
+        );
+        self.conn.execute(
+            "INSERT INTO app_state(tag, value) VALUES (?1, ?2)
+             ON CONFLICT(tag) DO UPDATE SET value = excluded.value",
+            params![&tag[..], sealed],
+        )?;
+        Ok(())
+    }
+
+    /// The app's state value `name`, if stored. A value that does not open under this
+    /// name is reported as tampered.
+    pub fn get_state(&mut self, name: &str) -> Result<Option<Zeroizing<Vec<u8>>>> {
+        self.touch()?;
+        let st = self.state.as_ref().ok_or(VaultError::Locked)?;
+        let tag = st.keys.bi_state.mac(name.as_bytes());
+        let blob: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT value FROM app_state WHERE tag = ?1",
+                [&tag[..]],
+                |r| r.get(0),
+            )
+            .optional()?;
+        blob.map(|b| {
+            open_bytes(
+                &st.keys.vault,
+                ObjectKind::VaultValue,
+                &tagged(T_STATE, &tag),
+                &b,
+            )
+            .map_err(|_| tampered("app state", &tag))
+        })
+        .transpose()
+    }
+
+    /// Deletes the app's state value `name` (no error if absent).
+    pub fn delete_state(&mut self, name: &str) -> Result<()> {
+        self.touch()?;
+        let st = self.state.as_ref().ok_or(VaultError::Locked)?;
+        let tag = st.keys.bi_state.mac(name.as_bytes());
+        self.conn
+            .execute("DELETE FROM app_state WHERE tag = ?1", [&tag[..]])?;
+        Ok(())
     }
 
     // ------------------------------------------------------------------ audit

@@ -617,3 +617,60 @@ pub fn assert_no_canaries(dir: &std::path::Path, canaries: &[&str]) {
     }
     assert!(scanned > 0);
 }
+
+#[test]
+fn app_state_is_sealed_bound_to_its_name_and_migrates_from_schema_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.sqlite");
+    let (mut v, _) = Vault::create(&path, PASS, &opts()).unwrap();
+    assert!(v.get_state("patient").unwrap().is_none());
+    v.put_state("patient", b"canary-state-7731 shares and grants")
+        .unwrap();
+    v.put_state("doctor", b"other").unwrap();
+    v.put_state("patient", b"canary-state-7731 v2").unwrap();
+    assert_eq!(
+        v.get_state("patient").unwrap().unwrap().as_slice(),
+        b"canary-state-7731 v2"
+    );
+    v.lock();
+    assert!(matches!(v.get_state("patient"), Err(VaultError::Locked)));
+    v.unlock(PASS).unwrap();
+    drop(v);
+    // Nothing of it in clear on disk.
+    let raw = std::fs::read(&path).unwrap();
+    assert!(!raw.windows(17).any(|w| w == b"canary-state-7731"));
+    // Moving one sealed value under another name is caught.
+    let c = Connection::open(&path).unwrap();
+    let rows: Vec<(Vec<u8>, Vec<u8>)> = c
+        .prepare("SELECT tag, value FROM app_state")
+        .unwrap()
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+        .unwrap()
+        .collect::<rusqlite::Result<_>>()
+        .unwrap();
+    assert_eq!(rows.len(), 2);
+    c.execute(
+        "UPDATE app_state SET value = ?1 WHERE tag = ?2",
+        rusqlite::params![rows[1].1, rows[0].0],
+    )
+    .unwrap();
+    let mut v = Vault::open(&path).unwrap();
+    v.unlock(PASS).unwrap();
+    let moved = ["patient", "doctor"]
+        .iter()
+        .filter(|n| matches!(v.get_state(n), Err(VaultError::Tampered { .. })))
+        .count();
+    assert_eq!(moved, 1);
+    v.delete_state("patient").unwrap();
+    v.delete_state("doctor").unwrap();
+    drop(v);
+    // A schema-1 file (no app_state table) is migrated on open.
+    let c = Connection::open(&path).unwrap();
+    c.execute_batch("DROP TABLE app_state; PRAGMA user_version = 1;")
+        .unwrap();
+    drop(c);
+    let mut v = Vault::open(&path).unwrap();
+    v.unlock(PASS).unwrap();
+    v.put_state("patient", b"x").unwrap();
+    assert_eq!(v.get_state("patient").unwrap().unwrap().as_slice(), b"x");
+}
