@@ -2,6 +2,8 @@
 //! records, follow re-keys, write notes back (DESIGN.md "Check-up pairing", "Doctor writes
 //! back", "Revocation = key rotation").
 
+mod state;
+
 use carekey_core::epoch::EpochUpdate;
 use carekey_core::forward::{
     Access, ColleagueInvite, DelegatedAccess, DelegationNotice, ForwardAnswer, ForwardRequest,

@@ -14,6 +14,7 @@ pub mod doctor;
 pub mod error;
 pub mod note;
 pub mod patient;
+mod persist;
 pub mod progress;
 pub mod relay;
 pub mod store;

@@ -2,6 +2,8 @@
 //! what, revoke by rotating keys (DESIGN.md "Check-up pairing", "Revocation = key rotation",
 //! "Audit").
 
+mod state;
+
 use std::collections::HashMap;
 
 use carekey_core::audit::{self, ChainKind, Head};
@@ -85,6 +87,8 @@ struct ShareState {
     manifest_version: u64,
     options: ShareOptions,
     items: Vec<ShareItem>,
+    /// Whether `items` were saved to the vault (they never change after the share is made).
+    items_saved: bool,
     grants: Vec<GrantRecord>,
     delegations: Vec<DelegationRecord>,
     notice_cursor: u64,
@@ -261,6 +265,7 @@ impl Patient {
             manifest_version: 0,
             options,
             items,
+            items_saved: false,
             grants: Vec::new(),
             delegations: Vec::new(),
             notice_cursor: 0,

@@ -79,6 +79,17 @@ impl OwnerCap {
         self.counter += 1;
         self.counter
     }
+    /// The key and counter, for saving (crate::persist).
+    pub(crate) fn parts(&self) -> (&SigningSecret, u64) {
+        (&self.key, self.counter)
+    }
+    /// Resumes a saved capability; the counter never goes below `floor` (see crate::persist).
+    pub(crate) fn resume(key: SigningSecret, counter: u64, floor: u64) -> Self {
+        Self {
+            key,
+            counter: counter.max(floor),
+        }
+    }
 }
 
 /// A reader's capability: read token plus the reader key that signs receipts.

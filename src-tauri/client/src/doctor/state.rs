@@ -1,0 +1,196 @@
+//! The doctor's saved state (crate::persist has the conventions).
+
+use carekey_core::forward::ColleagueInvite;
+use carekey_core::grant::{DelegationLink, Grant};
+use carekey_core::keys::{Card, DeviceIdentity};
+use carekey_core::manifest::ManifestGuard;
+use carekey_core::message::ReplayGuard;
+use carekey_core::pairing::Relationship;
+use carekey_core::wire::{Reader, Writer, read_opt, write_opt};
+use carekey_vault::Vault;
+use zeroize::Zeroizing;
+
+use super::{Doctor, Downstream, PatientLink, PendingInvite};
+use crate::error::Result;
+use crate::persist::{
+    STATE_VERSION, count, read_address, read_mailbox, read_secret, write_address, write_mailbox,
+    write_secret,
+};
+use crate::relay::Relay;
+
+/// Vault state name of the doctor's state.
+const MAIN: &str = "carekey/doctor/v1";
+
+fn write_chain(w: &mut Writer, chain: &[DelegationLink]) {
+    w.u32(count(chain.len()));
+    for l in chain {
+        w.obj(l);
+    }
+}
+
+fn read_chain(r: &mut Reader<'_>) -> Result<Vec<DelegationLink>> {
+    let n = r.u32()?;
+    if n as usize > carekey_core::forward::MAX_CHAIN {
+        return Err(r.malformed("delegation chain too long").into());
+    }
+    let mut v = Vec::new();
+    for _ in 0..n {
+        v.push(r.obj()?);
+    }
+    Ok(v)
+}
+
+impl Doctor {
+    /// Saves the doctor's state (links to patients, pending invites) into `vault`. Call
+    /// after every state-changing call.
+    pub fn save_to(&self, vault: &mut Vault) -> Result<()> {
+        vault.put_state(MAIN, &self.encode_state())?;
+        Ok(())
+    }
+
+    /// Loads the saved state from `vault`, or `None` when nothing was saved yet.
+    pub fn load_from(
+        vault: &mut Vault,
+        identity: DeviceIdentity,
+        card: Card,
+    ) -> Result<Option<Self>> {
+        let Some(b) = vault.get_state(MAIN)? else {
+            return Ok(None);
+        };
+        let mut d = Self::new(identity, card);
+        d.decode_state(&b)?;
+        Ok(Some(d))
+    }
+
+    fn encode_state(&self) -> Zeroizing<Vec<u8>> {
+        let mut w = Writer::new();
+        w.u8(STATE_VERSION);
+        w.u32(count(self.links.len()));
+        for l in &self.links {
+            w.str16(l.relay.base());
+            w.raw(&l.rel.id);
+            w.obj(&l.rel.peer_card);
+            w.bytes16(&l.rel.peer_address);
+            match &l.peer {
+                Some(a) => {
+                    w.u8(1);
+                    write_address(&mut w, a);
+                }
+                None => w.u8(0),
+            }
+            write_opt(&mut w, &l.upstream);
+            w.obj(&l.grant);
+            write_chain(&mut w, &l.chain);
+            w.raw(&l.root_token_hash);
+            write_secret(&mut w, &l.reader);
+            write_mailbox(&mut w, &l.inbox);
+            w.u64(l.guard.highest());
+            w.u64(l.send_seq);
+            w.u64(l.manifests.newest());
+            w.u8(u8::from(l.ended));
+            w.u32(count(l.children.len()));
+            for c in &l.children {
+                w.obj(&c.card);
+                w.raw(&c.relationship_id);
+                write_address(&mut w, &c.address);
+                w.u64(c.send_seq);
+            }
+            w.u32(count(l.answers.len()));
+            for (h, a) in &l.answers {
+                w.raw(h);
+                w.u8(u8::from(*a));
+            }
+        }
+        w.u32(count(self.invites.len()));
+        for slot in &self.invites {
+            match slot {
+                None => w.u8(0),
+                Some(p) => {
+                    w.u8(1);
+                    w.str16(p.relay.base());
+                    write_mailbox(&mut w, &p.inbox);
+                    write_secret(&mut w, &p.reader);
+                    w.obj(&p.invite);
+                }
+            }
+        }
+        Zeroizing::new(w.into_bytes())
+    }
+
+    fn decode_state(&mut self, b: &[u8]) -> Result<()> {
+        let mut r = Reader::new(b, "saved doctor state");
+        r.version(STATE_VERSION)?;
+        let mut links = Vec::new();
+        for _ in 0..r.u32()? {
+            let relay = Relay::new(&r.str16()?)?;
+            let rel = Relationship {
+                id: r.array()?,
+                peer_card: r.obj()?,
+                peer_address: r.bytes16()?.to_vec(),
+            };
+            let peer = if r.bool()? {
+                Some(read_address(&mut r)?)
+            } else {
+                None
+            };
+            let upstream = read_opt::<Card>(&mut r)?;
+            let grant: Grant = r.obj()?;
+            let chain = read_chain(&mut r)?;
+            let root_token_hash = r.array()?;
+            let reader = read_secret(&mut r)?;
+            let inbox = read_mailbox(&mut r)?;
+            let guard = ReplayGuard::from_highest(r.u64()?);
+            let send_seq = r.u64()?;
+            let manifests = ManifestGuard::from_newest(r.u64()?);
+            let ended = r.bool()?;
+            let mut children = Vec::new();
+            for _ in 0..r.u32()? {
+                children.push(Downstream {
+                    card: r.obj()?,
+                    relationship_id: r.array()?,
+                    address: read_address(&mut r)?,
+                    send_seq: r.u64()?,
+                });
+            }
+            let mut answers = Vec::new();
+            for _ in 0..r.u32()? {
+                answers.push((r.array()?, r.bool()?));
+            }
+            links.push(PatientLink {
+                relay,
+                rel,
+                peer,
+                upstream,
+                grant,
+                chain,
+                root_token_hash,
+                reader,
+                inbox,
+                guard,
+                send_seq,
+                manifests,
+                ended,
+                children,
+                answers,
+            });
+        }
+        let mut invites = Vec::new();
+        for _ in 0..r.u32()? {
+            if r.bool()? {
+                let relay = Relay::new(&r.str16()?)?;
+                invites.push(Some(PendingInvite {
+                    relay,
+                    inbox: read_mailbox(&mut r)?,
+                    reader: read_secret(&mut r)?,
+                    invite: r.obj::<ColleagueInvite>()?,
+                }));
+            } else {
+                invites.push(None);
+            }
+        }
+        r.finish()?;
+        self.links = links;
+        self.invites = invites;
+        Ok(())
+    }
+}

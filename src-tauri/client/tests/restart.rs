@@ -1,0 +1,203 @@
+//! Both apps restart mid-relationship: the state saved in each device's vault brings back
+//! shares, grants, relationships, cursors, replay guards and the audit pin, and every flow
+//! goes on (fetch, note, access log extending the pinned head, revoke, forwarding).
+
+mod common;
+
+use carekey_client::doctor::Doctor;
+use carekey_client::patient::{Patient, ShareOptions, summarize};
+use carekey_client::progress::{Cancel, NoProgress};
+use carekey_client::relay::Relay;
+use carekey_core::grant::Policy;
+use carekey_core::keys::{DeviceIdentity, Role, RootSecret};
+use carekey_vault::{CreateOptions, KdfParams, Vault};
+use common::{in_a_day, share_items, start_relay};
+use rand_core::OsRng;
+
+fn vault(dir: &tempfile::TempDir, name: &str) -> Vault {
+    let opts = CreateOptions {
+        kdf: KdfParams {
+            m_kib: 8 * 1024,
+            t: 1,
+            p: 1,
+        },
+    };
+    Vault::create(&dir.path().join(name), "pass phrase", &opts)
+        .expect("vault")
+        .0
+}
+
+/// The same device identity every time the app starts (the apps derive it from the root).
+struct Device {
+    root: RootSecret,
+    name: &'static str,
+    role: Role,
+}
+
+impl Device {
+    fn new(name: &'static str, role: Role) -> Self {
+        Self {
+            root: RootSecret::random(&mut OsRng),
+            name,
+            role,
+        }
+    }
+    fn identity(&self) -> (DeviceIdentity, carekey_core::keys::Card) {
+        let id = DeviceIdentity::from_root(&self.root);
+        let card = id.card(self.name, self.role, None, 1).expect("card");
+        (id, card)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_apps_restart_and_every_flow_goes_on() {
+    let relay = start_relay();
+    let dir = tempfile::tempdir().expect("dir");
+    let mut pv = vault(&dir, "patient.vault");
+    let mut dv = vault(&dir, "doctor.vault");
+    let cancel = Cancel::new();
+    let pat = Device::new("Pat Example", Role::Patient);
+    let doc = Device::new("Dr. Ada Quinn", Role::Doctor);
+    let items = share_items(1_500_000);
+
+    // First run: share, pair, fetch, one access-log read (pins a head).
+    let (share, rel, link) = {
+        let (pid, pcard) = pat.identity();
+        let mut patient = Patient::new(pid, pcard, Relay::new(&relay.url).expect("URL"));
+        let share = patient
+            .create_share(
+                items.clone(),
+                ShareOptions {
+                    expires_at: in_a_day(),
+                    policy: Policy::Allowed,
+                    delegation_depth: 1,
+                },
+                &NoProgress,
+                &cancel,
+            )
+            .await
+            .expect("share");
+        let (did, dcard) = doc.identity();
+        let mut doctor = Doctor::new(did, dcard);
+        let mut session = patient.start_pairing(&share).await.expect("pairing");
+        let scan = doctor.scan(&session.qr_text()).await.expect("scan");
+        patient
+            .wait_for_doctor(&mut session, 10, &cancel)
+            .await
+            .expect("reply");
+        let rel = patient.confirm(session).await.expect("confirm");
+        let link = doctor
+            .wait_for_grant(scan, 10, &cancel)
+            .await
+            .expect("grant");
+        doctor
+            .fetch(link, &NoProgress, &cancel)
+            .await
+            .expect("fetch");
+        patient.access_log(&share).await.expect("log");
+        patient.save_to(&mut pv).expect("patient saves");
+        doctor.save_to(&mut dv).expect("doctor saves");
+        (share, rel, link)
+    };
+
+    // Both apps restart.
+    let (pid, pcard) = pat.identity();
+    let mut patient = Patient::load_from(&mut pv, pid, pcard, Relay::new(&relay.url).expect("URL"))
+        .expect("patient loads")
+        .expect("patient state saved");
+    let (did, dcard) = doc.identity();
+    let mut doctor = Doctor::load_from(&mut dv, did, dcard)
+        .expect("doctor loads")
+        .expect("doctor state saved");
+    assert_eq!(
+        patient.relationship(rel).expect("remembered").0.body.name,
+        "Dr. Ada Quinn"
+    );
+    assert_eq!(
+        doctor.patient(link).expect("remembered").body.name,
+        "Pat Example"
+    );
+    let got = doctor
+        .fetch(link, &NoProgress, &cancel)
+        .await
+        .expect("fetch after restart");
+    assert_eq!(got.len(), items.len());
+    doctor
+        .send_note(
+            link,
+            &serde_json::json!({"resourceType": "Observation", "status": "final",
+                "code": {"text": "after restart"}}),
+        )
+        .await
+        .expect("note");
+    assert_eq!(patient.inbox(rel, 5).await.expect("inbox").len(), 1);
+    // The log still extends the head pinned before the restart, and names the doctor.
+    let log = patient
+        .access_log(&share)
+        .await
+        .expect("log extends the pin");
+    assert!(summarize(&log).iter().any(|(w, _)| w == "Dr. Ada Quinn"));
+    patient.save_to(&mut pv).expect("save");
+
+    // A state saved a few writes late still writes: reload the patient from the saved state
+    // after more owner writes happened (the access log read is one), then revoke.
+    patient
+        .access_log(&share)
+        .await
+        .expect("another owner read");
+    let (pid, pcard) = pat.identity();
+    let mut patient = Patient::load_from(&mut pv, pid, pcard, Relay::new(&relay.url).expect("URL"))
+        .expect("loads")
+        .expect("saved");
+    patient
+        .revoke(&share, rel, &NoProgress, &cancel)
+        .await
+        .expect("revoke with a resumed owner counter");
+    patient.save_to(&mut pv).expect("save");
+    assert_eq!(
+        doctor
+            .fetch(link, &NoProgress, &cancel)
+            .await
+            .expect_err("revoked")
+            .code(),
+        "access_ended"
+    );
+    // The saved state is sealed: nothing of the doctor's card name in clear in either file.
+    drop(pv);
+    drop(dv);
+    for f in ["patient.vault", "doctor.vault"] {
+        let raw = std::fs::read(dir.path().join(f)).expect("vault file");
+        for needle in [&b"Dr. Ada Quinn"[..], b"Pat Example"] {
+            assert!(
+                !raw.windows(needle.len()).any(|w| w == needle),
+                "a card name is in clear in {f}"
+            );
+        }
+    }
+}
+
+#[tokio::test]
+async fn corrupt_saved_state_is_a_clear_error() {
+    let dir = tempfile::tempdir().expect("dir");
+    let mut pv = vault(&dir, "p.vault");
+    let pat = Device::new("Pat Example", Role::Patient);
+    for junk in [&b""[..], b"\x01", b"\x02garbage", &[1u8; 300]] {
+        pv.put_state("carekey/patient/v1", junk).expect("put");
+        let (pid, pcard) = pat.identity();
+        let e = Patient::load_from(
+            &mut pv,
+            pid,
+            pcard,
+            Relay::new("http://127.0.0.1:9").expect("URL"),
+        )
+        .expect_err("junk refused");
+        assert!(matches!(e.code(), "tampered" | "invalid_input"), "{e}");
+    }
+    let mut dvv = vault(&dir, "d.vault");
+    let doc = Device::new("Dr. Ada Quinn", Role::Doctor);
+    for junk in [&b""[..], b"\x01\x00\x00\x00\x05", &[1u8; 300]] {
+        dvv.put_state("carekey/doctor/v1", junk).expect("put");
+        let (did, dcard) = doc.identity();
+        assert!(Doctor::load_from(&mut dvv, did, dcard).is_err());
+    }
+}
