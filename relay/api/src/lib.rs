@@ -16,6 +16,11 @@ pub const HEADER_SIGNATURE: &str = "carekey-signature";
 pub const HEADER_RECEIPT: &str = "carekey-receipt";
 /// Response header carrying the manifest version on `GET .../manifest`.
 pub const HEADER_MANIFEST_VERSION: &str = "carekey-manifest-version";
+/// Header naming the Ed25519 owner key (base64url, 32 bytes) a backup slot is bound to; required
+/// on the first write to a slot, optional (but checked) afterwards.
+pub const HEADER_OWNER_KEY: &str = "carekey-owner-key";
+/// Response header carrying the backup version on `GET /v1/backups/{backup_id}`.
+pub const HEADER_BACKUP_VERSION: &str = "carekey-backup-version";
 /// Receipt `object_id` used when the manifest (not a blob) is fetched.
 pub const MANIFEST_OBJECT_ID: &str = "manifest";
 
@@ -68,6 +73,17 @@ pub struct UploadCommit {
     /// Number of chunks uploaded (indices `0..chunks`).
     pub chunks: u32,
     /// SHA-256 of the concatenated chunks (base64url); the relay refuses a mismatch.
+    pub sha256: String,
+}
+
+/// Answer to `PUT /v1/backups/{backup_id}?version=V`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct BackupStored {
+    /// The backup version now stored.
+    pub version: u64,
+    /// Size of the stored backup in bytes.
+    pub size: u64,
+    /// SHA-256 of the stored bytes (base64url).
     pub sha256: String,
 }
 

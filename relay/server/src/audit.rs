@@ -82,6 +82,74 @@ pub fn head_message(share_id: &[u8; 16], seq: u64, entry_hash: &[u8; 32]) -> Vec
     m
 }
 
+/// A share's chain head, loaded once and advanced in memory by one or more appends in the
+/// same transaction (the fetch group commit appends many entries of one share at once). The
+/// caller must already hold the share row lock (see [`share::lock_share`]).
+#[derive(Debug)]
+pub struct Chain {
+    share_id: [u8; 16],
+    seq: u64,
+    head: [u8; 32],
+    dirty: bool,
+}
+
+impl Chain {
+    /// Loads the current head of `share_id`.
+    pub fn load(tx: &mut dyn Tx, share_id: &[u8; 16]) -> Result<Self> {
+        let row = tx
+            .query_opt(
+                "SELECT audit_seq, audit_head FROM shares WHERE share_id = $1",
+                &[share_id.into()],
+            )?
+            .ok_or(RelayError::NotFound("no such share"))?;
+        Ok(Self {
+            share_id: *share_id,
+            seq: from_db(row[0].int()?)?,
+            head: row[1].array()?,
+            dirty: false,
+        })
+    }
+
+    /// Inserts the next entry and returns its sequence number; [`Chain::store`] must follow.
+    pub fn push(&mut self, tx: &mut dyn Tx, now: u64, kind: Kind, body: &[u8]) -> Result<u64> {
+        let seq = self.seq + 1;
+        let prev = self.head;
+        let h = entry_hash(&self.share_id, seq, &prev, now, kind as u8, body)?;
+        tx.exec(
+            "INSERT INTO audit (share_id, seq, prev_hash, time, kind, body, entry_hash) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+            &[
+                (&self.share_id).into(),
+                encoding::to_db("seq", seq)?.into(),
+                (&prev).into(),
+                encoding::to_db("time", now)?.into(),
+                Value::Int(i64::from(kind as u8)),
+                body.into(),
+                (&h).into(),
+            ],
+        )?;
+        self.seq = seq;
+        self.head = h;
+        self.dirty = true;
+        Ok(seq)
+    }
+
+    /// Writes the new head back to the share row (nothing if no entry was pushed).
+    pub fn store(&self, tx: &mut dyn Tx) -> Result<()> {
+        if self.dirty {
+            tx.exec(
+                "UPDATE shares SET audit_seq = $2, audit_head = $3 WHERE share_id = $1",
+                &[
+                    (&self.share_id).into(),
+                    encoding::to_db("seq", self.seq)?.into(),
+                    (&self.head).into(),
+                ],
+            )?;
+        }
+        Ok(())
+    }
+}
+
 /// Appends one entry. The caller must already hold the share row lock (see
 /// [`share::lock_share`]) in the same transaction.
 pub fn append(
@@ -91,35 +159,9 @@ pub fn append(
     kind: Kind,
     body: &[u8],
 ) -> Result<u64> {
-    let row = tx
-        .query_opt(
-            "SELECT audit_seq, audit_head FROM shares WHERE share_id = $1",
-            &[share_id.into()],
-        )?
-        .ok_or(RelayError::NotFound("no such share"))?;
-    let seq = from_db(row[0].int()?)? + 1;
-    let prev: [u8; 32] = row[1].array()?;
-    let time = now;
-    let h = entry_hash(share_id, seq, &prev, time, kind as u8, body)?;
-    let seq_db = encoding::to_db("seq", seq)?;
-    let time_db = encoding::to_db("time", time)?;
-    tx.exec(
-        "INSERT INTO audit (share_id, seq, prev_hash, time, kind, body, entry_hash) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        &[
-            share_id.into(),
-            seq_db.into(),
-            (&prev).into(),
-            time_db.into(),
-            Value::Int(i64::from(kind as u8)),
-            body.into(),
-            (&h).into(),
-        ],
-    )?;
-    tx.exec(
-        "UPDATE shares SET audit_seq = $2, audit_head = $3 WHERE share_id = $1",
-        &[share_id.into(), seq_db.into(), (&h).into()],
-    )?;
+    let mut chain = Chain::load(tx, share_id)?;
+    let seq = chain.push(tx, now, kind, body)?;
+    chain.store(tx)?;
     Ok(seq)
 }
 

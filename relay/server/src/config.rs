@@ -11,6 +11,12 @@ pub struct Config {
     pub max_body_bytes: usize,
     /// Largest blob (single PUT or committed chunked upload) in bytes (413 beyond).
     pub max_blob_bytes: u64,
+    /// Largest backup (`PUT /v1/backups/{id}`, one request body) in bytes (413 beyond). This
+    /// route's body limit, independent of `max_body_bytes`.
+    pub max_backup_bytes: u64,
+    /// Largest distance, in seconds, between a fetch receipt's signed time and the relay clock
+    /// (400 `receipt_time` beyond).
+    pub receipt_max_skew_secs: u64,
     /// Storage quota per share in bytes (429 beyond).
     pub share_quota_bytes: u64,
     /// Longest share lifetime accepted at creation, in seconds.
@@ -54,6 +60,8 @@ impl Config {
             origin: origin.into(),
             max_body_bytes: 8 << 20,
             max_blob_bytes: 64 << 20,
+            max_backup_bytes: 64 << 20,
+            receipt_max_skew_secs: 600,
             share_quota_bytes: 1 << 30,
             max_share_ttl_secs: 400 * 86_400,
             request_timeout: Duration::from_secs(60),

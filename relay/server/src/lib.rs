@@ -6,11 +6,13 @@
 //! socket with header timeouts and graceful shutdown.
 
 pub mod audit;
+pub mod backup;
 pub mod clock;
 pub mod config;
 pub mod delegation;
 pub mod encoding;
 pub mod error;
+pub mod fetchlog;
 pub mod limits;
 pub mod mailbox;
 pub mod metrics;
@@ -38,6 +40,7 @@ use tower_http::timeout::TimeoutLayer;
 pub use clock::Clock;
 pub use config::Config;
 pub use error::{RelayError, Result};
+use fetchlog::FetchLog;
 use limits::RateLimiter;
 use mailbox::MailboxNotifier;
 use metrics::Metrics;
@@ -52,6 +55,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The relay's audit-head signing key (generated on first start, kept in the database).
     pub audit_key: Arc<SigningKey>,
+    /// Group commit of fetch audit entries (one writer task per instance).
+    pub fetch_log: FetchLog,
     /// Long-poll wake-ups.
     pub notifier: Arc<MailboxNotifier>,
     /// Rate limiter.
@@ -63,12 +68,14 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// Loads (or creates) the audit key and starts cross-instance mailbox notifications.
+    /// Loads (or creates) the audit key, starts the fetch-log writer and cross-instance
+    /// mailbox notifications. Must run inside a tokio runtime.
     pub async fn new(storage: Arc<dyn Storage>, config: Config) -> Result<Self> {
         let audit_key = audit::load_or_create_key(storage.as_ref()).await?;
         let notifier = Arc::new(MailboxNotifier::default());
         storage.listen_mailboxes(Arc::clone(&notifier));
         Ok(Self {
+            fetch_log: FetchLog::spawn(Arc::clone(&storage)),
             storage,
             config: Arc::new(config),
             audit_key: Arc::new(audit_key),
@@ -160,6 +167,16 @@ pub fn app(state: AppState) -> Router {
             post(delegation::register),
         )
         .route("/v1/shares/{share_id}/audit", get(audit::read_log))
+        .route(
+            "/v1/backups/{backup_id}",
+            put(backup::put)
+                // Backups have their own body limit (this inner layer overrides the global one).
+                .layer(DefaultBodyLimit::max(
+                    usize::try_from(c.max_backup_bytes).unwrap_or(usize::MAX),
+                ))
+                .get(backup::get)
+                .delete(backup::delete),
+        )
         .route("/v1/shares/{share_id}/notices", get(delegation::notices))
         .route("/v1/pairing", post(mailbox::open_pairing))
         .route(

@@ -36,6 +36,13 @@ struct Args {
     /// Largest blob in bytes (chunked uploads).
     #[arg(long, env = "CAREKEY_RELAY_MAX_BLOB_BYTES", default_value_t = 64 << 20)]
     max_blob_bytes: u64,
+    /// Largest backup in bytes (body limit of `PUT /v1/backups/{id}`, independent of
+    /// --max-body-bytes).
+    #[arg(long, env = "CAREKEY_RELAY_MAX_BACKUP_BYTES", default_value_t = 64 << 20)]
+    max_backup_bytes: u64,
+    /// Largest distance in seconds between a fetch receipt's time and the relay clock.
+    #[arg(long, env = "CAREKEY_RELAY_RECEIPT_SKEW_SECS", default_value_t = 600)]
+    receipt_skew_secs: u64,
     /// Storage quota per share in bytes.
     #[arg(long, env = "CAREKEY_RELAY_SHARE_QUOTA_BYTES", default_value_t = 1 << 30)]
     share_quota_bytes: u64,
@@ -107,6 +114,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     );
     config.max_body_bytes = args.max_body_bytes;
     config.max_blob_bytes = args.max_blob_bytes;
+    config.max_backup_bytes = args.max_backup_bytes;
+    config.receipt_max_skew_secs = args.receipt_skew_secs;
     config.share_quota_bytes = args.share_quota_bytes;
     config.request_timeout = Duration::from_secs(args.request_timeout_secs);
     config.header_timeout = Duration::from_secs(args.header_timeout_secs);

@@ -22,6 +22,7 @@ use utoipa::openapi::{ResponseBuilder, ResponsesBuilder};
         api::UploadOpened,
         api::UploadCommit,
         api::ManifestSwapped,
+        api::BackupStored,
         api::EpochDeleted,
         api::RootTokenRegistration,
         api::DelegationRegistration,
@@ -143,6 +144,24 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
         "/v1/shares/{share_id}/notices",
         "owner",
         "?after=N -> 200 NoticeList",
+    ),
+    (
+        "PUT",
+        "/v1/backups/{backup_id}",
+        "owner (first write self-certifying: Carekey-Owner-Key)",
+        "store backup (?version=V > stored, raw bytes) -> 201 created / 200 replaced BackupStored, 409 stale_version / counter_replayed, 403 owner_key_mismatch, 413",
+    ),
+    (
+        "GET",
+        "/v1/backups/{backup_id}",
+        "owner",
+        "newest backup -> 200 bytes + Carekey-Backup-Version, 404 unknown slot",
+    ),
+    (
+        "DELETE",
+        "/v1/backups/{backup_id}",
+        "owner",
+        "delete backup bytes -> 204 (slot key, counter and version are kept)",
     ),
     (
         "POST",

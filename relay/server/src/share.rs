@@ -25,6 +25,7 @@ use crate::audit::{self, Kind};
 use crate::config::Config;
 use crate::encoding::{self, b64, from_db, hex, parse_id, put_str16, to_db};
 use crate::error::{RelayError, Result};
+use crate::fetchlog::{Fetched, Logged};
 use crate::storage::{Tx, Value};
 use crate::token::ReadRequest;
 
@@ -100,6 +101,11 @@ impl OwnerWrite {
             counter,
             signature: Signature::from_bytes(&sig),
         })
+    }
+
+    /// The counter of the request.
+    pub fn counter(&self) -> u64 {
+        self.counter
     }
 
     /// Verifies the signature under `owner_key` with `verify_strict`.
@@ -663,41 +669,69 @@ pub async fn put_manifest(
     Ok(Json(ManifestSwapped { version: q.version }))
 }
 
+/// Reads the manifest (version, bytes) of a share whose reader was authorized.
+fn read_manifest(tx: &mut dyn Tx, share_id: &[u8; 16]) -> Result<(u64, Vec<u8>)> {
+    let row = tx
+        .query_opt(
+            "SELECT manifest_version, manifest FROM shares WHERE share_id = $1",
+            &[share_id.into()],
+        )?
+        .ok_or(RelayError::NotFound("no such share"))?;
+    if row[1].is_null() {
+        return Err(RelayError::NotFound("no manifest yet"));
+    }
+    let mut it = row.into_iter();
+    let v = it
+        .next()
+        .ok_or_else(|| RelayError::Storage("short row".into()))?
+        .int()?;
+    let m = it
+        .next()
+        .ok_or_else(|| RelayError::Storage("short row".into()))?
+        .into_bytes()?;
+    Ok((from_db(v)?, m))
+}
+
 /// `GET /v1/shares/{share_id}/manifest` (read token + fetch receipt).
+///
+/// Like blobs: checked and read in a read-only transaction, then logged through the fetch
+/// group commit. If the manifest was swapped between the read and the append (nothing was
+/// logged), the read is redone in one write transaction that reads and logs together.
 pub async fn get_manifest(
     State(state): State<AppState>,
     Path(share_hex): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response> {
     let share_id = parse_id("share id", &share_hex)?;
-    let read = ReadRequest::from_headers(&headers)?;
+    let read = ReadRequest::from_headers(&headers, state.config.receipt_max_skew_secs)?;
     let now = state.clock.now();
-    let (version, manifest) = state
+    let retry = read.clone();
+    let (read, (version, manifest)) = state
         .storage
-        .transact(move |tx| {
+        .read(move |tx| {
             read.authorize(tx, &share_id, MANIFEST_OBJECT_ID, now)?;
-            let row = tx
-                .query_opt(
-                    "SELECT manifest_version, manifest FROM shares WHERE share_id = $1",
-                    &[(&share_id).into()],
-                )?
-                .ok_or(RelayError::NotFound("no such share"))?;
-            if row[1].is_null() {
-                return Err(RelayError::NotFound("no manifest yet"));
-            }
-            read.log_fetch(tx, &share_id, now)?;
-            let mut it = row.into_iter();
-            let v = it
-                .next()
-                .ok_or_else(|| RelayError::Storage("short row".into()))?
-                .int()?;
-            let m = it
-                .next()
-                .ok_or_else(|| RelayError::Storage("short row".into()))?
-                .into_bytes()?;
-            Ok((v, m))
+            let vm = read_manifest(tx, &share_id)?;
+            Ok((read, vm))
         })
         .await?;
+    let logged = state
+        .fetch_log
+        .append(read.into_entry(share_id, Fetched::Manifest(version), now))
+        .await?;
+    let (version, manifest) = match logged {
+        Logged::Committed => (version, manifest),
+        Logged::Stale => {
+            state
+                .storage
+                .transact(move |tx| {
+                    retry.authorize(tx, &share_id, MANIFEST_OBJECT_ID, now)?;
+                    let vm = read_manifest(tx, &share_id)?;
+                    retry.log_fetch(tx, &share_id, now)?;
+                    Ok(vm)
+                })
+                .await?
+        }
+    };
     state.metrics.fetches.inc();
     let mut resp = octets(manifest);
     resp.headers_mut().insert(
@@ -708,6 +742,10 @@ pub async fn get_manifest(
 }
 
 /// `GET /v1/shares/{share_id}/blobs/{blob_id}` (read token + fetch receipt).
+///
+/// The token and receipt are checked and the blob read in a read-only transaction (reads run
+/// in parallel); the blob is answered only after the fetch's audit entry was committed by the
+/// group commit ([`crate::fetchlog`]), which re-checks token and blob under the share lock.
 pub async fn get_blob(
     State(state): State<AppState>,
     Path((share_hex, blob_hex)): Path<(String, String)>,
@@ -715,11 +753,11 @@ pub async fn get_blob(
 ) -> Result<Response> {
     let share_id = parse_id("share id", &share_hex)?;
     let blob_id = parse_id("blob id", &blob_hex)?;
-    let read = ReadRequest::from_headers(&headers)?;
+    let read = ReadRequest::from_headers(&headers, state.config.receipt_max_skew_secs)?;
     let now = state.clock.now();
-    let data = state
+    let (read, data) = state
         .storage
-        .transact(move |tx| {
+        .read(move |tx| {
             read.authorize(tx, &share_id, &blob_hex, now)?;
             let row = tx
                 .query_opt(
@@ -727,13 +765,23 @@ pub async fn get_blob(
                     &[(&share_id).into(), (&blob_id).into()],
                 )?
                 .ok_or(RelayError::NotFound("no such blob"))?;
-            read.log_fetch(tx, &share_id, now)?;
-            row.into_iter()
+            let data = row
+                .into_iter()
                 .next()
                 .ok_or_else(|| RelayError::Storage("short row".into()))?
-                .into_bytes()
+                .into_bytes()?;
+            Ok((read, data))
         })
         .await?;
+    match state
+        .fetch_log
+        .append(read.into_entry(share_id, Fetched::Blob(blob_id), now))
+        .await?
+    {
+        Logged::Committed => {}
+        // Only manifests can be stale (blob ids never change their bytes).
+        Logged::Stale => return Err(RelayError::Storage("blob fetch reported stale".into())),
+    }
     state.metrics.fetches.inc();
     Ok(octets(data))
 }

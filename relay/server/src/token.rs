@@ -19,6 +19,7 @@ use crate::audit::{self, Kind};
 use crate::delegation::Scope;
 use crate::encoding::{self, Reader, from_db, parse_hex, parse_id, to_db};
 use crate::error::{RelayError, Result};
+use crate::fetchlog::{FetchEntry, Fetched};
 use crate::share::{self, OwnerWrite};
 use crate::storage::Tx;
 
@@ -71,6 +72,7 @@ pub struct Receipt {
     share_id: [u8; 16],
     object_id: String,
     reader_key: [u8; 32],
+    time: u64,
     signed_len: usize,
     signature: [u8; 64],
 }
@@ -88,7 +90,7 @@ impl Receipt {
         let share_id = r.array::<16>()?;
         let object_id = r.str16()?.to_owned();
         let reader_key = r.array::<32>()?;
-        let _time = r.u64()?;
+        let time = r.u64()?;
         let _nonce = r.array::<16>()?;
         let signed_len = bytes.len() - r.remaining();
         let signature = r.array::<64>()?;
@@ -97,6 +99,7 @@ impl Receipt {
             share_id,
             object_id,
             reader_key,
+            time,
             signed_len,
             signature,
             bytes,
@@ -121,11 +124,13 @@ impl Receipt {
 pub struct ReadRequest {
     token_hash: [u8; 32],
     receipt: Receipt,
+    max_skew: u64,
 }
 
 impl ReadRequest {
-    /// Reads `Authorization` and `Carekey-Receipt`.
-    pub fn from_headers(headers: &HeaderMap) -> Result<Self> {
+    /// Reads `Authorization` and `Carekey-Receipt`; the receipt's time may be at most
+    /// `max_skew` seconds away from the relay clock.
+    pub fn from_headers(headers: &HeaderMap, max_skew: u64) -> Result<Self> {
         let token_hash = bearer_hash(headers)?;
         let r = headers
             .get(HEADER_RECEIPT)
@@ -138,11 +143,13 @@ impl ReadRequest {
         Ok(Self {
             token_hash,
             receipt,
+            max_skew,
         })
     }
 
-    /// Locks the share and checks the token (401 unknown, 410 revoked/expired) and the
-    /// receipt (reader key of the token, this share, this object, valid signature).
+    /// Locks the share (in a write transaction; a read-only one just reads it) and checks the
+    /// token (401 unknown, 410 revoked/expired) and the receipt (reader key of the token, this
+    /// share, this object, valid signature, signed time within the allowed skew of `now`).
     pub fn authorize(
         &self,
         tx: &mut dyn Tx,
@@ -176,7 +183,28 @@ impl ReadRequest {
                 "fetch receipt names another share or object",
             ));
         }
-        rc.verify()
+        rc.verify()?;
+        if rc.time.abs_diff(now) > self.max_skew {
+            return Err(RelayError::bad(
+                "receipt_time",
+                format!(
+                    "fetch receipt time is more than {} s away from the relay clock (check the device clock and sign a fresh receipt)",
+                    self.max_skew
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The audit entry of this fetch for the group commit ([`crate::fetchlog`]).
+    pub fn into_entry(self, share_id: [u8; 16], object: Fetched, now: u64) -> FetchEntry {
+        FetchEntry {
+            share_id,
+            token_hash: self.token_hash,
+            object,
+            receipt: self.receipt.bytes,
+            now,
+        }
     }
 
     /// Appends the fetch (with its receipt) to the share's audit chain.

@@ -53,6 +53,10 @@ both_backends!(
     relationship_mailbox_long_poll,
     share_expiry_410,
     operations_endpoints,
+    concurrent_fetches_all_audited,
+    fetch_log_rechecks_under_lock,
+    receipt_time_window,
+    backup_slots,
 );
 
 async fn blob_roundtrip_and_audit_chain(h: Harness) {
@@ -1096,8 +1100,480 @@ async fn operations_endpoints(h: Harness) {
     let doc = r.json();
     assert!(doc["paths"]["/v1/shares/{share_id}/blobs/{blob_id}"]["get"].is_object());
     assert!(doc["components"]["schemas"]["RootTokenRegistration"].is_object());
+    assert!(doc["paths"]["/v1/backups/{backup_id}"]["put"].is_object());
+    assert!(doc["components"]["schemas"]["BackupStored"].is_object());
     let wk = h.get("/.well-known/carekey-relay").await.json();
     assert_eq!(unb64(wk["audit_key"].as_str().unwrap()).len(), 32);
+}
+
+/// Many concurrent fetches (two shares, interleaved) are all answered 200 and all appear, with
+/// their exact receipts, in each share's audit chain, which stays a valid hash chain under a
+/// valid signed head (group commit must not drop, duplicate or misorder entries).
+async fn concurrent_fetches_all_audited(h: Harness) {
+    const PER_SHARE: usize = 120;
+    let shares = [h.create_share().await, h.create_share().await];
+    let mut reads = Vec::new();
+    for o in &shares {
+        let (token, reader) = h.register_token(o, &scope(1, &[]), now() + 3600, 0).await;
+        let blob = rand::<16>();
+        assert_eq!(
+            h.put_blob(o, &blob, 1, b"blob bytes").await.status,
+            StatusCode::CREATED
+        );
+        reads.push((o.share_hex.clone(), o.share_id, token, reader, blob));
+    }
+    let mut tasks = Vec::new();
+    let mut sent: Vec<Vec<String>> = vec![Vec::new(), Vec::new()];
+    for i in 0..PER_SHARE * 2 {
+        let s = i % 2;
+        let (share_hex, share_id, token, reader, blob) = &reads[s];
+        let rc = receipt(reader, share_id, &hex(blob));
+        sent[s].push(rc.clone());
+        let req = Request::builder()
+            .uri(format!("/v1/shares/{share_hex}/blobs/{}", hex(blob)))
+            .header("authorization", format!("Bearer {}", b64(token)))
+            .header("carekey-receipt", rc)
+            .body(Body::empty())
+            .unwrap();
+        let app = h.app.clone();
+        tasks.push(tokio::spawn(async move {
+            use tower::ServiceExt;
+            let r = app.oneshot(req).await.unwrap();
+            let st = r.status();
+            let body = http_body_util::BodyExt::collect(r.into_body())
+                .await
+                .unwrap()
+                .to_bytes();
+            (st, body)
+        }));
+    }
+    for t in tasks {
+        let (st, body) = t.await.unwrap();
+        assert_eq!(st, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(&body[..], b"blob bytes");
+    }
+    let wk = h.get("/.well-known/carekey-relay").await.json();
+    let relay_key =
+        VerifyingKey::from_bytes(&unb64(wk["audit_key"].as_str().unwrap()).try_into().unwrap())
+            .unwrap();
+    for (s, o) in shares.iter().enumerate() {
+        let r = h
+            .owner(
+                o,
+                "GET",
+                &format!("/v1/shares/{}/audit?from=1", o.share_hex),
+                vec![],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let log = r.json();
+        let entries = log["entries"].as_array().unwrap();
+        assert_eq!(entries.len(), 2 + PER_SHARE);
+        let mut prev = vec![0u8; 32];
+        let mut fetched = Vec::new();
+        for (i, e) in entries.iter().enumerate() {
+            let seq = e["seq"].as_u64().unwrap();
+            assert_eq!(seq, i as u64 + 1);
+            assert_eq!(unb64(e["prev_hash"].as_str().unwrap()), prev);
+            let kind = e["kind"].as_u64().unwrap() as u8;
+            let body = unb64(e["body"].as_str().unwrap());
+            let hsh = entry_hash(
+                &o.share_id,
+                seq,
+                &prev,
+                e["time"].as_u64().unwrap(),
+                kind,
+                &body,
+            );
+            assert_eq!(unb64(e["entry_hash"].as_str().unwrap()), hsh);
+            prev = hsh;
+            if kind == 1 {
+                fetched.push(b64(&body));
+            }
+        }
+        let mut want = sent[s].clone();
+        want.sort();
+        fetched.sort();
+        assert_eq!(fetched, want, "every fetch logged exactly once");
+        let head = &log["head"];
+        let seq = head["seq"].as_u64().unwrap();
+        assert_eq!(seq, entries.len() as u64);
+        let mut m = b"carekey/v1/relay-audit-head\0".to_vec();
+        m.extend_from_slice(&o.share_id);
+        m.extend_from_slice(&seq.to_be_bytes());
+        m.extend_from_slice(&prev);
+        let sig = Signature::from_bytes(
+            &unb64(head["signature"].as_str().unwrap())
+                .try_into()
+                .unwrap(),
+        );
+        relay_key.verify(&m, &sig).unwrap();
+    }
+}
+
+/// The group-commit batch re-checks under the share lock what may have changed since a
+/// fetch's read: a revoked token, a deleted blob, a swapped manifest (nothing is logged).
+async fn fetch_log_rechecks_under_lock(h: Harness) {
+    use carekey_relay::fetchlog::{FetchEntry, Fetched, Logged, append_batch};
+    let o = h.create_share().await;
+    let (token, _reader) = h.register_token(&o, &scope(1, &[]), now() + 3600, 0).await;
+    let (revoked, _) = h.register_token(&o, &scope(1, &[]), now() + 3600, 0).await;
+    let r = h
+        .owner(
+            &o,
+            "DELETE",
+            &format!(
+                "/v1/shares/{}/tokens/{}",
+                o.share_hex,
+                hex(&token_hash(&revoked))
+            ),
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let blob = rand::<16>();
+    h.put_blob(&o, &blob, 1, b"x").await;
+    let r = h
+        .owner(
+            &o,
+            "PUT",
+            &format!("/v1/shares/{}/manifest?version=2&prev=0", o.share_hex),
+            b"m".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let entry = |t: &[u8; 32], object| FetchEntry {
+        share_id: o.share_id,
+        token_hash: token_hash(t),
+        object,
+        receipt: b"receipt".to_vec(),
+        now: now(),
+    };
+    let entries = vec![
+        entry(&token, Fetched::Blob(blob)),
+        entry(&token, Fetched::Blob(rand::<16>())),
+        entry(&revoked, Fetched::Blob(blob)),
+        entry(&rand::<32>(), Fetched::Blob(blob)),
+        entry(&token, Fetched::Manifest(1)),
+        entry(&token, Fetched::Manifest(2)),
+        FetchEntry {
+            share_id: rand::<16>(),
+            ..entry(&token, Fetched::Blob(blob))
+        },
+    ];
+    let out = h
+        .state
+        .storage
+        .transact(move |tx| {
+            Ok(append_batch(tx, &entries)?
+                .into_iter()
+                .map(|r| r.map_err(|e| e.status()))
+                .collect::<Vec<_>>())
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        out,
+        vec![
+            Ok(Logged::Committed),
+            Err(StatusCode::NOT_FOUND),
+            Err(StatusCode::GONE),
+            Err(StatusCode::UNAUTHORIZED),
+            Ok(Logged::Stale),
+            Ok(Logged::Committed),
+            Err(StatusCode::NOT_FOUND),
+        ]
+    );
+    // Exactly the two committed fetches were appended, after the earlier events.
+    let r = h
+        .owner(
+            &o,
+            "GET",
+            &format!("/v1/shares/{}/audit", o.share_hex),
+            vec![],
+        )
+        .await;
+    let kinds: Vec<u64> = r.json()["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_u64().unwrap())
+        .collect();
+    assert_eq!(kinds, vec![5, 2, 2, 3, 6, 1, 1]);
+}
+
+/// A receipt whose signed time is far from the relay clock: 400 `receipt_time`, nothing logged.
+async fn receipt_time_window(h: Harness) {
+    let o = h.create_share().await;
+    let (token, reader) = h.register_token(&o, &scope(1, &[]), now() + 3600, 0).await;
+    let blob = rand::<16>();
+    h.put_blob(&o, &blob, 1, b"x").await;
+    let skew = h.state.config.receipt_max_skew_secs;
+    let get = |time: u64| {
+        Request::builder()
+            .uri(format!("/v1/shares/{}/blobs/{}", o.share_hex, hex(&blob)))
+            .header("authorization", format!("Bearer {}", b64(&token)))
+            .header(
+                "carekey-receipt",
+                receipt_at(&reader, &o.share_id, &hex(&blob), time),
+            )
+            .body(Body::empty())
+            .unwrap()
+    };
+    for t in [now() - skew - 60, now() + skew + 60, 0] {
+        let r = h.send(get(t)).await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+        assert_eq!(r.json()["error"], "receipt_time");
+    }
+    // Within the window (either side): served.
+    for t in [now() - skew + 60, now() + skew - 60] {
+        assert_eq!(h.send(get(t)).await.status, StatusCode::OK);
+    }
+    let r = h
+        .owner(
+            &o,
+            "GET",
+            &format!("/v1/shares/{}/audit", o.share_hex),
+            vec![],
+        )
+        .await;
+    let kinds: Vec<u64> = r.json()["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_u64().unwrap())
+        .collect();
+    assert_eq!(kinds, vec![5, 2, 1, 1]);
+}
+
+/// A backup owner request; `with_key` adds `Carekey-Owner-Key` naming `named`.
+fn backup_request(
+    k: &ed25519_dalek::SigningKey,
+    named: Option<&ed25519_dalek::SigningKey>,
+    method: &str,
+    pq: &str,
+    body: Vec<u8>,
+    counter: u64,
+) -> Request<Body> {
+    let mut req = Harness::owner_request(k, method, pq, body, counter);
+    if let Some(n) = named {
+        req.headers_mut().insert(
+            "carekey-owner-key",
+            b64(n.verifying_key().as_bytes()).parse().unwrap(),
+        );
+    }
+    req
+}
+
+/// Backup slots: creation binds the owner key, versions only go up, every request is a
+/// counter-checked owner request, abuse cases are refused, the sweeper leaves backups alone.
+async fn backup_slots(h: Harness) {
+    let k = key();
+    let id = hex(&rand::<16>());
+    let put = |v: u64| format!("/v1/backups/{id}?version={v}");
+    let path = format!("/v1/backups/{id}");
+    // Unknown slot: 404 on GET; first write without the key header: 400.
+    let r = h
+        .send(backup_request(&k, None, "GET", &path, vec![], 1))
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
+    let r = h
+        .send(backup_request(&k, None, "PUT", &put(1), b"b1".to_vec(), 1))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.json()["error"], "owner_key_required");
+    // The first write must be signed by the key it names.
+    let r = h
+        .send(backup_request(
+            &key(),
+            Some(&k),
+            "PUT",
+            &put(1),
+            b"b1".to_vec(),
+            1,
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let first = || backup_request(&k, Some(&k), "PUT", &put(1), b"backup one".to_vec(), 1);
+    let r = h.send(first()).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    assert_eq!(r.json()["version"], 1);
+    assert_eq!(r.json()["size"], 10);
+    assert_eq!(r.json()["sha256"], b64(&Sha256::digest(b"backup one")));
+    let r = h
+        .send(backup_request(&k, None, "GET", &path, vec![], 2))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.body, b"backup one");
+    assert_eq!(r.headers["carekey-backup-version"], "1");
+    // Replayed write (same counter): 409 counter_replayed, nothing changes.
+    let r = h.send(first()).await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(r.json()["error"], "counter_replayed");
+    // Same or lower version: 409 stale_version; version 0: 400.
+    let r = h
+        .send(backup_request(
+            &k,
+            None,
+            "PUT",
+            &put(1),
+            b"again".to_vec(),
+            3,
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(r.json()["error"], "stale_version");
+    let r = h
+        .send(backup_request(
+            &k,
+            None,
+            "PUT",
+            &put(0),
+            b"zero".to_vec(),
+            4,
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // A newer version replaces it; an older one afterwards cannot.
+    let r = h
+        .send(backup_request(
+            &k,
+            Some(&k),
+            "PUT",
+            &put(3),
+            b"backup three".to_vec(),
+            5,
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["version"], 3);
+    let r = h
+        .send(backup_request(
+            &k,
+            None,
+            "PUT",
+            &put(2),
+            b"backup two".to_vec(),
+            6,
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    assert_eq!(r.json()["error"], "stale_version");
+    // Version travels in the signed query: changing it breaks the signature.
+    let mut req = backup_request(&k, None, "PUT", &put(9), b"x".to_vec(), 7);
+    *req.uri_mut() = put(10).parse().unwrap();
+    assert_eq!(h.send(req).await.status, StatusCode::UNAUTHORIZED);
+    // Another key: 403 when it names itself, 401 otherwise; reads too.
+    let evil = key();
+    let r = h
+        .send(backup_request(
+            &evil,
+            Some(&evil),
+            "PUT",
+            &put(50),
+            b"evil".to_vec(),
+            100,
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    assert_eq!(r.json()["error"], "owner_key_mismatch");
+    let r = h
+        .send(backup_request(
+            &evil,
+            None,
+            "PUT",
+            &put(50),
+            b"evil".to_vec(),
+            101,
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    let r = h
+        .send(backup_request(&evil, None, "GET", &path, vec![], 102))
+        .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    // A replayed read is refused too.
+    let r = h
+        .send(backup_request(&k, None, "GET", &path, vec![], 2))
+        .await;
+    assert_eq!(r.status, StatusCode::CONFLICT);
+    // Malformed ids and headers: 400.
+    for bad in ["xyz", "00112233445566778899AABBCCDDEEFF", "0011"] {
+        let pq = format!("/v1/backups/{bad}?version=5");
+        let r = h
+            .send(backup_request(&k, Some(&k), "PUT", &pq, b"x".to_vec(), 200))
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
+    }
+    let mut req = backup_request(&k, None, "PUT", &put(5), b"x".to_vec(), 201);
+    req.headers_mut()
+        .insert("carekey-owner-key", "not base64!".parse().unwrap());
+    assert_eq!(h.send(req).await.status, StatusCode::BAD_REQUEST);
+    let r = h
+        .send(backup_request(
+            &k,
+            None,
+            "PUT",
+            &format!("{path}?version=abc"),
+            b"x".to_vec(),
+            202,
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    // Backups may be larger than the general body limit, up to their own limit.
+    let max_body = h.state.config.max_body_bytes;
+    let max_backup = h.state.config.max_backup_bytes as usize;
+    assert!(max_backup > max_body + 1000);
+    let big: Vec<u8> = (0..max_body + 1000).map(|i| (i % 251) as u8).collect();
+    let r = h
+        .send(backup_request(&k, None, "PUT", &put(4), big.clone(), 203))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let r = h
+        .send(backup_request(
+            &k,
+            None,
+            "PUT",
+            &put(5),
+            vec![0; max_backup + 1],
+            204,
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    // Backups do not expire.
+    h.state.clock.advance(800 * 86_400);
+    sweeper::sweep_once(&h.state).await.unwrap();
+    let r = h
+        .send(backup_request(&k, None, "GET", &path, vec![], 205))
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.body, big);
+    assert_eq!(r.headers["carekey-backup-version"], "4");
+    // Delete: 404 afterwards; the old writes still cannot be replayed; a newer one refills.
+    let r = h
+        .send(backup_request(&k, None, "DELETE", &path, vec![], 206))
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text());
+    let r = h
+        .send(backup_request(&k, None, "GET", &path, vec![], 207))
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(h.send(first()).await.status, StatusCode::CONFLICT);
+    let r = h
+        .send(backup_request(
+            &k,
+            None,
+            "PUT",
+            &put(6),
+            b"six".to_vec(),
+            208,
+        ))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let r = h
+        .send(backup_request(&k, None, "GET", &path, vec![], 209))
+        .await;
+    assert_eq!(r.body, b"six");
 }
 
 /// Per-IP rate limit: 429 with Retry-After (SQLite only: the limiter is in memory).

@@ -1,6 +1,7 @@
 //! One storage trait, two backends (DESIGN.md "Relay storage").
 //!
-//! Every operation runs as one database transaction through `<dyn Storage>::transact`: the domain
+//! Every operation runs as one database transaction through `<dyn Storage>::transact` (or
+//! `<dyn Storage>::read` for read-only work that may run in parallel): the domain
 //! modules (share, token, delegation, mailbox, audit) write their logic once against the small
 //! [`Tx`] interface, and each backend runs it in a committed transaction on a blocking thread.
 //! A handler answers 2xx only after the commit returned, so a 2xx means durable (SQLite WAL
@@ -127,6 +128,9 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     /// Runs `f` in one transaction on a blocking thread: committed if it returns `Ok`,
     /// rolled back otherwise.
     async fn transact_erased(&self, f: TxFn) -> Result<Box<dyn Any + Send>>;
+    /// Runs `f` in a read-only transaction (one consistent snapshot; writes fail) on a
+    /// blocking thread. Reads run in parallel with each other and with write transactions.
+    async fn read_erased(&self, f: TxFn) -> Result<Box<dyn Any + Send>>;
     /// Starts forwarding mailbox notifications of other instances to `notifier`.
     fn listen_mailboxes(&self, notifier: Arc<MailboxNotifier>);
     /// Short backend name for logs and metrics.
@@ -142,6 +146,22 @@ impl dyn Storage {
     {
         let out = self
             .transact_erased(Box::new(move |tx| {
+                f(tx).map(|v| Box::new(v) as Box<dyn Any + Send>)
+            }))
+            .await?;
+        out.downcast::<T>()
+            .map(|b| *b)
+            .map_err(|_| RelayError::Storage("transaction result type mismatch".into()))
+    }
+
+    /// Runs `f` in one read-only transaction and returns its value.
+    pub async fn read<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut dyn Tx) -> Result<T> + Send + 'static,
+    {
+        let out = self
+            .read_erased(Box::new(move |tx| {
                 f(tx).map(|v| Box::new(v) as Box<dyn Any + Send>)
             }))
             .await?;
@@ -194,6 +214,10 @@ CREATE TABLE IF NOT EXISTS mailboxes (
   mailbox_id BLOB PRIMARY KEY, read_hash BLOB NOT NULL, write_hash BLOB NOT NULL,
   expires_at BIGINT NOT NULL, next_seq BIGINT NOT NULL, count BIGINT NOT NULL);
 CREATE INDEX IF NOT EXISTS mailboxes_expiry ON mailboxes (expires_at);
+CREATE TABLE IF NOT EXISTS backups (
+  backup_id BLOB PRIMARY KEY, owner_key BLOB NOT NULL, counter BIGINT NOT NULL,
+  version BIGINT NOT NULL, size BIGINT NOT NULL, sha256 BLOB NOT NULL, data BLOB NOT NULL,
+  deleted BIGINT NOT NULL, created_at BIGINT NOT NULL, updated_at BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS messages (
   mailbox_id BLOB NOT NULL, seq BIGINT NOT NULL, time BIGINT NOT NULL, body BLOB NOT NULL,
   PRIMARY KEY (mailbox_id, seq));

@@ -122,6 +122,7 @@ fn pg_row(r: &tokio_postgres::Row) -> Result<Row> {
 struct PgTx<'a> {
     tx: deadpool_postgres::Transaction<'a>,
     handle: Handle,
+    read_only: bool,
 }
 
 impl Tx for PgTx<'_> {
@@ -145,7 +146,8 @@ impl Tx for PgTx<'_> {
     }
 
     fn lock_clause(&self) -> &'static str {
-        " FOR UPDATE"
+        // Row locks are not allowed (nor needed) in a read-only transaction.
+        if self.read_only { "" } else { " FOR UPDATE" }
     }
 
     fn notify_mailbox(&mut self, mailbox_id: &[u8]) -> Result<()> {
@@ -162,31 +164,11 @@ impl Tx for PgTx<'_> {
 #[async_trait::async_trait]
 impl Storage for PgStorage {
     async fn transact_erased(&self, f: TxFn) -> Result<Box<dyn Any + Send>> {
-        let pool = self.pool.clone();
-        let handle = Handle::current();
-        tokio::task::spawn_blocking(move || {
-            let mut client = handle
-                .block_on(pool.get())
-                .map_err(|e| RelayError::Storage(format!("pool: {e}")))?;
-            let tx = handle.block_on(client.transaction())?;
-            let mut w = PgTx {
-                tx,
-                handle: handle.clone(),
-            };
-            match f(&mut w) {
-                Ok(v) => {
-                    handle.block_on(w.tx.commit())?;
-                    Ok(v)
-                }
-                Err(e) => {
-                    // Rollback errors are irrelevant: the connection drops the transaction.
-                    let _ = handle.block_on(w.tx.rollback());
-                    Err(e)
-                }
-            }
-        })
-        .await
-        .map_err(|e| RelayError::Storage(format!("blocking task failed: {e}")))?
+        run(self.pool.clone(), false, f).await
+    }
+
+    async fn read_erased(&self, f: TxFn) -> Result<Box<dyn Any + Send>> {
+        run(self.pool.clone(), true, f).await
     }
 
     fn listen_mailboxes(&self, notifier: Arc<MailboxNotifier>) {
@@ -204,6 +186,36 @@ impl Storage for PgStorage {
     fn backend(&self) -> &'static str {
         "postgres"
     }
+}
+
+/// Runs `f` in a transaction on a pooled connection on a blocking thread: committed if it
+/// returns `Ok`, rolled back otherwise.
+async fn run(pool: Pool, read_only: bool, f: TxFn) -> Result<Box<dyn Any + Send>> {
+    let handle = Handle::current();
+    tokio::task::spawn_blocking(move || {
+        let mut client = handle
+            .block_on(pool.get())
+            .map_err(|e| RelayError::Storage(format!("pool: {e}")))?;
+        let tx = handle.block_on(client.build_transaction().read_only(read_only).start())?;
+        let mut w = PgTx {
+            tx,
+            handle: handle.clone(),
+            read_only,
+        };
+        match f(&mut w) {
+            Ok(v) => {
+                handle.block_on(w.tx.commit())?;
+                Ok(v)
+            }
+            Err(e) => {
+                // Rollback errors are irrelevant: the connection drops the transaction.
+                let _ = handle.block_on(w.tx.rollback());
+                Err(e)
+            }
+        }
+    })
+    .await
+    .map_err(|e| RelayError::Storage(format!("blocking task failed: {e}")))?
 }
 
 async fn listen_once(config: &tokio_postgres::Config, notifier: &MailboxNotifier) -> Result<()> {

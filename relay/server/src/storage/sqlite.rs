@@ -1,10 +1,14 @@
-//! SQLite backend: one connection in WAL mode with `synchronous=FULL`, used from blocking
-//! threads; every transaction is `BEGIN IMMEDIATE` (DESIGN.md "Relay storage": the embedded
-//! default, one command and no setup).
+//! SQLite backend: one write connection in WAL mode with `synchronous=FULL`, used from blocking
+//! threads, where every transaction is `BEGIN IMMEDIATE`; plus a small pool of read-only
+//! connections (`query_only`) for read transactions, which WAL lets run in parallel with each
+//! other and with the writer (DESIGN.md "Relay storage": the embedded default, one command and
+//! no setup).
 
 use std::any::Any;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
+
+use tokio::sync::Semaphore;
 
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ToSql, TransactionBehavior};
@@ -15,11 +19,16 @@ use crate::mailbox::MailboxNotifier;
 
 /// File name of the database inside `--data DIR`.
 pub const DB_FILE: &str = "relay.sqlite3";
+/// Read-only connections (read transactions run on these, in parallel).
+pub const READERS: usize = 4;
 
 /// The SQLite backend.
 #[derive(Debug, Clone)]
 pub struct SqliteStorage {
+    path: Arc<std::path::PathBuf>,
     conn: Arc<Mutex<Connection>>,
+    readers: Arc<Mutex<Vec<Connection>>>,
+    reader_permits: Arc<Semaphore>,
 }
 
 impl SqliteStorage {
@@ -32,10 +41,26 @@ impl SqliteStorage {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "busy_timeout", 5000)?;
         conn.execute_batch(SCHEMA)?;
+        let path = dir.join(DB_FILE);
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            readers.push(open_reader(&path)?);
+        }
         Ok(Self {
+            path: Arc::new(path),
             conn: Arc::new(Mutex::new(conn)),
+            readers: Arc::new(Mutex::new(readers)),
+            reader_permits: Arc::new(Semaphore::new(READERS)),
         })
     }
+}
+
+/// A read-only connection for the reader pool.
+fn open_reader(path: &Path) -> Result<Connection> {
+    let r = Connection::open(path)?;
+    r.pragma_update(None, "busy_timeout", 5000)?;
+    r.pragma_update(None, "query_only", true)?;
+    Ok(r)
 }
 
 impl ToSql for Value {
@@ -51,6 +76,29 @@ impl ToSql for Value {
 
 struct SqliteTx<'a> {
     tx: &'a rusqlite::Transaction<'a>,
+}
+
+/// Runs `f` in a transaction on `conn`: committed if it returns `Ok`, rolled back otherwise.
+fn run_tx(
+    conn: &mut Connection,
+    behavior: TransactionBehavior,
+    f: TxFn,
+) -> Result<Box<dyn Any + Send>> {
+    let tx = conn.transaction_with_behavior(behavior)?;
+    let out = {
+        let mut w = SqliteTx { tx: &tx };
+        f(&mut w)
+    };
+    match out {
+        Ok(v) => {
+            tx.commit()?;
+            Ok(v)
+        }
+        Err(e) => {
+            tx.rollback()?;
+            Err(e)
+        }
+    }
 }
 
 /// Rewrites `$n` placeholders to SQLite's `?n`.
@@ -106,21 +154,32 @@ impl Storage for SqliteStorage {
             // A panic inside a transaction body unwinds through `Transaction::drop`, which
             // rolls back, so a poisoned connection is still consistent.
             let mut guard = conn.lock().unwrap_or_else(|p| p.into_inner());
-            let tx = guard.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let out = {
-                let mut w = SqliteTx { tx: &tx };
-                f(&mut w)
+            run_tx(&mut guard, TransactionBehavior::Immediate, f)
+        })
+        .await
+        .map_err(|e| RelayError::Storage(format!("blocking task failed: {e}")))?
+    }
+
+    async fn read_erased(&self, f: TxFn) -> Result<Box<dyn Any + Send>> {
+        // The permit guarantees a free connection in the pool while it is held.
+        let permit = Arc::clone(&self.reader_permits)
+            .acquire_owned()
+            .await
+            .map_err(|_| RelayError::Storage("reader pool closed".into()))?;
+        let readers = Arc::clone(&self.readers);
+        let path = Arc::clone(&self.path);
+        tokio::task::spawn_blocking(move || {
+            let taken = readers.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            // None only if a panicking body took a connection down with it: open a new one.
+            let mut conn = match taken {
+                Some(c) => c,
+                None => open_reader(&path)?,
             };
-            match out {
-                Ok(v) => {
-                    tx.commit()?;
-                    Ok(v)
-                }
-                Err(e) => {
-                    tx.rollback()?;
-                    Err(e)
-                }
-            }
+            // A deferred transaction: one consistent WAL snapshot for the whole body.
+            let out = run_tx(&mut conn, TransactionBehavior::Deferred, f);
+            readers.lock().unwrap_or_else(|p| p.into_inner()).push(conn);
+            drop(permit);
+            out
         })
         .await
         .map_err(|e| RelayError::Storage(format!("blocking task failed: {e}")))?

@@ -96,11 +96,16 @@ pub fn scope(categories: u32, records: &[[u8; 16]]) -> Vec<u8> {
 
 /// relay-formats.md "Fetch receipt".
 pub fn receipt(reader: &SigningKey, share_id: &[u8; 16], object_id: &str) -> String {
+    receipt_at(reader, share_id, object_id, now())
+}
+
+/// A fetch receipt signed with the given time.
+pub fn receipt_at(reader: &SigningKey, share_id: &[u8; 16], object_id: &str, time: u64) -> String {
     let mut r = vec![1u8];
     r.extend_from_slice(share_id);
     str16(&mut r, object_id);
     r.extend_from_slice(reader.verifying_key().as_bytes());
-    r.extend_from_slice(&now().to_be_bytes());
+    r.extend_from_slice(&time.to_be_bytes());
     r.extend_from_slice(&rand::<16>());
     let mut m = b"carekey/v1/fetch-receipt\0".to_vec();
     m.extend_from_slice(&r);
@@ -214,6 +219,7 @@ pub fn test_config() -> Config {
     let mut c = Config::new(ORIGIN);
     c.max_body_bytes = 1 << 20;
     c.max_blob_bytes = 4 << 20;
+    c.max_backup_bytes = 3 << 20;
     c
 }
 
