@@ -3,6 +3,7 @@
 //! - [`relay`]: the HTTP client of the relay (timeouts, retries, typed errors, progress).
 //! - [`patient`]: share for a check-up, pair, confirm, notes inbox, access log, revoke.
 //! - [`doctor`]: scan, receive the grant, fetch and verify, follow re-keys, write notes.
+//! - [`backup`]: encrypted vault backup to the relay, restore from the 24-word phrase.
 //! - [`note`]: signed FHIR resources travelling back to the patient.
 //! - [`store`]: the doctor's vault copy of shared records, purged on revoke and expiry.
 //! - [`progress`]: progress callbacks and cancellation for long work.
@@ -10,6 +11,7 @@
 //! Every error is a [`ClientError`] with a stable [`ClientError::code`] for the UI.
 #![forbid(unsafe_code)]
 
+pub mod backup;
 pub mod doctor;
 pub mod error;
 pub mod note;

@@ -232,16 +232,71 @@ impl Relay {
         body: Vec<u8>,
         json: bool,
     ) -> Result<reqwest::Response> {
+        let extra = if json {
+            vec![("content-type", "application/json".into())]
+        } else {
+            Vec::new()
+        };
+        self.owner_with(cap, method, path, body, extra).await
+    }
+
+    async fn owner_with(
+        &self,
+        cap: &mut OwnerCap,
+        method: Method,
+        path: &str,
+        body: Vec<u8>,
+        extra: Vec<(&'static str, String)>,
+    ) -> Result<reqwest::Response> {
         let counter = cap.next();
         let sig = sign_owner_write(&cap.key, method.as_str(), path, &self.base, &body, counter);
         let mut headers = vec![
             (api::HEADER_COUNTER, counter.to_string()),
             (api::HEADER_SIGNATURE, b64(&sig)),
         ];
-        if json {
-            headers.push(("content-type", "application/json".into()));
-        }
+        headers.extend(extra);
         self.send(method, path, headers, Some(body), None).await
+    }
+
+    /// Stores backup `version` in the backup slot `id` (bound to `cap`'s key at the first
+    /// write; the relay refuses a version not above the stored one with 409).
+    pub async fn put_backup(
+        &self,
+        cap: &mut OwnerCap,
+        id: &[u8; 16],
+        version: u64,
+        blob: Vec<u8>,
+    ) -> Result<()> {
+        let path = format!("/v1/backups/{}?version={version}", hex_id(id));
+        let key = vec![(api::HEADER_OWNER_KEY, b64(cap.public().as_bytes()))];
+        self.owner_with(cap, Method::PUT, &path, blob, key).await?;
+        Ok(())
+    }
+
+    /// The newest backup in slot `id` and its version; `None` if the slot is empty.
+    pub async fn get_backup(
+        &self,
+        cap: &mut OwnerCap,
+        id: &[u8; 16],
+    ) -> Result<Option<(u64, Vec<u8>)>> {
+        let path = format!("/v1/backups/{}", hex_id(id));
+        let r = match self
+            .owner_with(cap, Method::GET, &path, Vec::new(), Vec::new())
+            .await
+        {
+            Ok(r) => r,
+            Err(ClientError::NotFound) => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        let version = r
+            .headers()
+            .get(api::HEADER_BACKUP_VERSION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .ok_or(ClientError::BadResponse {
+                what: "backup version",
+            })?;
+        Ok(Some((version, Self::bytes(r, "backup").await?)))
     }
 
     async fn json<T: serde::de::DeserializeOwned>(

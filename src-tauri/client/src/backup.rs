@@ -1,0 +1,78 @@
+//! Encrypted vault backup to the relay and restore on a fresh device from the 24-word phrase
+//! (DESIGN.md "Recovery and backup").
+//!
+//! The backup slot id and its owner (write) key both derive from the root secret
+//! (`carekey_vault::backup_id`, `KDF_BACKUP_OWNER`, key generation 0), so the phrase alone
+//! finds and opens the backup on a new phone; the passphrase never leaves the device. The
+//! relay keeps only the newest version and refuses a lower one, and restore refuses a blob
+//! older than the version the relay reports, so a stale backup cannot bring back revoked
+//! grantees. The slot's write counter starts from the clock (crate::persist), because a new
+//! device cannot know the last counter used.
+
+use std::path::Path;
+
+use carekey_core::keys::SigningSecret;
+use carekey_core::label;
+use carekey_vault::{CreateOptions, RecoveryPhrase, Vault, backup_id};
+
+use crate::error::{ClientError, Result};
+use crate::persist::now_micros;
+use crate::progress::{Cancel, Progress, ProgressSink, Stage};
+use crate::relay::{OwnerCap, Relay};
+
+/// Key generation of the backup keys in use.
+const GENERATION: u32 = 0;
+
+/// Makes a backup of `vault` and stores it on `relay`. Returns the backup version.
+pub async fn backup_to_relay(
+    vault: &mut Vault,
+    relay: &Relay,
+    progress: &dyn ProgressSink,
+    cancel: &Cancel,
+) -> Result<u64> {
+    cancel.check()?;
+    let key = vault.backup_owner_key(GENERATION)?;
+    let b = vault.backup()?;
+    let mut cap = OwnerCap::resume(key, 0, now_micros());
+    cancel.check()?;
+    let size = b.blob.len() as u64;
+    relay.put_backup(&mut cap, &b.id, b.version, b.blob).await?;
+    progress.report(Progress {
+        stage: Stage::Uploading,
+        done: size,
+        total: size,
+    });
+    Ok(b.version)
+}
+
+/// On a fresh device: finds the backup the phrase points at on `relay`, checks it is the
+/// newest the relay has, and restores it into a new vault at `path` protected by
+/// `new_passphrase` (returned unlocked). A wrong phrase finds nothing (`not_found`).
+pub async fn restore_from_relay(
+    relay: &Relay,
+    phrase: &str,
+    path: &Path,
+    new_passphrase: &str,
+    opts: &CreateOptions,
+) -> Result<Vault> {
+    let root = RecoveryPhrase::parse(phrase)?.root()?;
+    let id = backup_id(&root, GENERATION);
+    let seed = root.derive(label::KDF_BACKUP_OWNER, GENERATION);
+    let mut cap = OwnerCap::resume(
+        SigningSecret::from_seed(seed.expose_secret()),
+        0,
+        now_micros(),
+    );
+    let (version, blob) = relay
+        .get_backup(&mut cap, &id)
+        .await?
+        .ok_or(ClientError::NotFound)?;
+    Ok(Vault::restore_backup(
+        path,
+        phrase,
+        &blob,
+        version,
+        new_passphrase,
+        opts,
+    )?)
+}
