@@ -32,6 +32,10 @@ pub async fn ask_yes_no(question: &str) -> Result<bool> {
     .await
     .map_err(|_| CliError::Input("could not read the answer".into()))?
     .map_err(|e| CliError::Input(format!("could not read the answer: {}", e.kind())))?;
+    if !std::io::stdin().is_terminal() {
+        // The answer came from a pipe and echoed nothing: end the question's line.
+        eprintln!();
+    }
     let a = line.trim().to_ascii_lowercase();
     Ok(a == "y" || a == "yes")
 }
