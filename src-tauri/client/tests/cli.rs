@@ -423,3 +423,127 @@ fn identity_file_is_created_private_and_reused() {
     let err = assert_clean_failure(&scan(), "input", 8);
     assert!(!err.contains("not a phrase at all"), "{err}");
 }
+
+/// Spawns `patient share` on a hand-made bundle and returns it with the receiver of its stdout
+/// lines, once its `QR:` line is out.
+fn patient_until_qr(relay_url: &str, bundle: &Path, extra: &[&str]) -> (Child, String) {
+    let mut child = carekey()
+        .args(["patient", "share", "--no-qr-art", "--relay", relay_url])
+        .arg("--bundle")
+        .arg(bundle)
+        .args(extra)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("patient starts");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let qr = loop {
+        let line = lines
+            .next()
+            .expect("a QR: line before end of output")
+            .expect("stdout reads");
+        if let Some(q) = line.strip_prefix("QR: ") {
+            break q.to_owned();
+        }
+    };
+    // Keep draining stdout so the child never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    (child, qr)
+}
+
+fn small_bundle(dir: &Path) -> PathBuf {
+    let p = dir.join("small.json");
+    std::fs::write(
+        &p,
+        br#"{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"Condition","id":"c1"}},{"resource":{"resourceType":"DocumentReference","id":"d1","content":[{"attachment":{"contentType":"application/pdf","title":"letter","data":"JVBERi0xLjQK"}}]}}]}"#,
+    )
+    .expect("written");
+    p
+}
+
+fn child_stderr(child: &mut Child) -> String {
+    let mut s = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = e.read_to_string(&mut s);
+    }
+    s
+}
+
+#[test]
+fn mismatching_codes_grant_nothing() {
+    let relay = start_relay();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (mut patient, qr) = patient_until_qr(&relay.url, &small_bundle(tmp.path()), &[]);
+    // The patient answers "n" once the doctor has scanned.
+    let mut doctor = carekey();
+    doctor.args(["doctor", "scan", &qr, "--wait", "4"]);
+    let d = std::thread::spawn(move || run(doctor, 60));
+    {
+        use std::io::Write;
+        let mut stdin = patient.stdin.take().expect("stdin");
+        stdin.write_all(b"n\n").expect("answer");
+    }
+    let status = wait_with_deadline(&mut patient, 60);
+    let p_err = child_stderr(&mut patient);
+    assert_eq!(status.code(), Some(7), "{p_err}");
+    assert!(p_err.contains("Do the codes match? [y/N]"), "{p_err}");
+    assert!(p_err.contains("error[declined]"), "{p_err}");
+    // The doctor never gets a grant.
+    let d = d.join().expect("doctor thread");
+    assert!(tagged(&text(&d.stdout), "CHECK: ").is_some());
+    assert_clean_failure(&d, "no_answer", 4);
+}
+
+#[cfg(unix)]
+#[test]
+fn ctrl_c_cancels_cleanly() {
+    let relay = start_relay();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let (mut patient, _qr) = patient_until_qr(&relay.url, &small_bundle(tmp.path()), &["--yes"]);
+    // Waiting for the doctor (a long poll in flight): SIGINT, as Ctrl-C sends.
+    std::thread::sleep(Duration::from_millis(300));
+    let killed = Command::new("kill")
+        .args(["-INT", &patient.id().to_string()])
+        .status()
+        .expect("kill runs");
+    assert!(killed.success());
+    let status = wait_with_deadline(&mut patient, 20);
+    let err = child_stderr(&mut patient);
+    assert_eq!(status.code(), Some(130), "{err}");
+    assert!(err.contains("error[cancelled]: cancelled"), "{err}");
+    assert!(!err.contains("panicked"), "{err}");
+}
+
+#[test]
+fn a_url_that_is_not_a_relay_is_a_clear_error() {
+    // Something answers HTTP, but it is not a Carekey relay.
+    let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+    let url = format!(
+        "http://127.0.0.1:{}",
+        listener.local_addr().expect("addr").port()
+    );
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 4096];
+            let _ = std::io::Read::read(&mut s, &mut buf);
+            let _ = std::io::Write::write_all(
+                &mut s,
+                b"HTTP/1.1 404 Not Found\r\ncontent-type: text/html\r\ncontent-length: 9\r\nconnection: close\r\n\r\n<p>no</p>",
+            );
+        }
+    });
+    let tmp = tempfile::tempdir().expect("tmp");
+    let mut c = carekey();
+    c.args(["patient", "share", "--yes", "--relay", &url])
+        .arg("--bundle")
+        .arg(small_bundle(tmp.path()));
+    let err = assert_clean_failure(&run(c, 60), "not_a_relay", 3);
+    assert!(err.contains("does not answer as a Carekey relay"), "{err}");
+    assert!(err.contains("hint:"), "{err}");
+    // The doctor checks the QR's relay the same way.
+    let mut c = carekey();
+    c.args(["doctor", "scan", &qr_for(&url, now() + 600)]);
+    assert_clean_failure(&run(c, 60), "not_a_relay", 3);
+}

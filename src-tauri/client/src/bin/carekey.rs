@@ -50,7 +50,8 @@ Exit codes:
   0    success
   1    other failure
   2    usage: bad command line or argument value (also error[invalid_input])
-  3    the relay is unreachable, timed out, failed or answered malformed
+  3    the relay is unreachable, timed out, failed or answered malformed, or the
+       URL is not a Carekey relay (error[not_a_relay])
   4    nobody answered within --wait (error[no_answer])
   5    verification failed: bad or expired QR, tampered or forged data (error[tampered])
   6    the relay refused: access ended, not found, conflict, not allowed

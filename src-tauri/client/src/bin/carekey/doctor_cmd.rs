@@ -7,11 +7,12 @@ use std::path::{Path, PathBuf};
 use carekey_client::ClientError;
 use carekey_client::doctor::{Doctor, SharedRecord};
 use carekey_client::progress::Cancel;
+use carekey_client::relay::Relay;
 use carekey_core::keys::Role;
 use carekey_core::pairing::QrPayload;
 use serde_json::Value;
 
-use crate::error::{CliError, Result};
+use crate::error::{CliError, Result, probe_relay};
 use crate::identity::{identity, now};
 use crate::term::ProgressLine;
 
@@ -144,6 +145,9 @@ pub async fn scan(a: ScanArgs, cancel: &Cancel) -> Result<()> {
     )?;
     let mut doctor = Doctor::new(id, card);
     eprintln!("answering the QR through {}", qr.relay_url);
+    // An expired QR is refused before any network use.
+    qr.check_fresh(now()).map_err(ClientError::from)?;
+    probe_relay(&Relay::new(&qr.relay_url)?).await?;
     let session = doctor.scan(payload).await?;
     let check = session.check_code().to_string();
     println!("CHECK: {check}");

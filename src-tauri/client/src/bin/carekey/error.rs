@@ -41,6 +41,9 @@ pub enum CliError {
     Input(String),
     /// The patient answered that the codes do not match.
     Declined,
+    /// The URL answers, but not as a Carekey relay (its well-known document is missing or
+    /// malformed).
+    NotARelay(String, ClientError),
 }
 
 impl From<ClientError> for CliError {
@@ -50,13 +53,15 @@ impl From<ClientError> for CliError {
 }
 
 impl CliError {
-    /// Stable code: the client's [`ClientError::code`] or one of `usage`, `input`, `declined`.
+    /// Stable code: the client's [`ClientError::code`] or one of `usage`, `input`, `declined`,
+    /// `not_a_relay`.
     pub fn code(&self) -> &'static str {
         match self {
             CliError::Client(e) => e.code(),
             CliError::Usage(_) => "usage",
             CliError::Input(_) => "input",
             CliError::Declined => "declined",
+            CliError::NotARelay(..) => "not_a_relay",
         }
     }
 
@@ -66,6 +71,7 @@ impl CliError {
             CliError::Usage(_) => exit::USAGE,
             CliError::Input(_) => exit::INPUT,
             CliError::Declined => exit::DECLINED,
+            CliError::NotARelay(..) => exit::RELAY,
             CliError::Client(e) => match e.code() {
                 "relay_unreachable" | "timeout" | "relay_failure" | "rate_limited"
                 | "bad_response" => exit::RELAY,
@@ -99,6 +105,9 @@ impl CliError {
             CliError::Client(ClientError::AccessEnded) => {
                 Some("the patient revoked access or the share expired")
             }
+            CliError::NotARelay(..) => {
+                Some("check the relay URL: it must be a Carekey relay's base URL")
+            }
             _ => None,
         }
     }
@@ -109,6 +118,9 @@ impl std::fmt::Display for CliError {
         match self {
             CliError::Client(e) => write!(f, "{e}"),
             CliError::Usage(m) | CliError::Input(m) => f.write_str(m),
+            CliError::NotARelay(url, e) => {
+                write!(f, "{url} does not answer as a Carekey relay ({e})")
+            }
             CliError::Declined => f.write_str(
                 "the check codes do not match: nothing was shared; start again with a new QR",
             ),
@@ -118,3 +130,18 @@ impl std::fmt::Display for CliError {
 
 /// Result alias of the tool.
 pub type Result<T, E = CliError> = core::result::Result<T, E>;
+
+/// Asks the relay for its well-known document; a URL that answers but not as a relay is
+/// [`CliError::NotARelay`] rather than a puzzling `not_found`.
+pub async fn probe_relay(relay: &carekey_client::relay::Relay) -> Result<()> {
+    match relay.well_known().await {
+        Ok(_) => Ok(()),
+        Err(
+            e @ (ClientError::NotFound
+            | ClientError::BadResponse { .. }
+            | ClientError::Refused { .. }
+            | ClientError::Tampered(_)),
+        ) => Err(CliError::NotARelay(relay.base().to_owned(), e)),
+        Err(e) => Err(e.into()),
+    }
+}

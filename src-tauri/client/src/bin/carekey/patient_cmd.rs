@@ -9,7 +9,7 @@ use carekey_client::relay::Relay;
 use carekey_core::grant::Policy;
 use carekey_core::keys::Role;
 
-use crate::error::{CliError, Result};
+use crate::error::{CliError, Result, probe_relay};
 use crate::identity::{identity, now};
 use crate::records::{self, Selection};
 use crate::term::{ProgressLine, ask_yes_no, qr_art};
@@ -61,6 +61,7 @@ pub async fn share(a: ShareArgs, cancel: &Cancel) -> Result<()> {
     let bytes: u64 = loaded.items.iter().map(|i| i.data.len() as u64).sum();
     let (id, card) = identity(a.identity.as_deref(), &a.name, Role::Patient, None)?;
     let relay = Relay::new(&a.relay)?;
+    probe_relay(&relay).await?;
     let mut patient = Patient::new(id, card, relay);
     eprintln!(
         "sharing {} record(s) and {} attachment(s), {bytes} bytes ({} left out by --records)",
