@@ -547,3 +547,115 @@ fn a_url_that_is_not_a_relay_is_a_clear_error() {
     c.args(["doctor", "scan", &qr_for(&url, now() + 600)]);
     assert_clean_failure(&run(c, 60), "not_a_relay", 3);
 }
+
+#[test]
+fn synthea_export_documents_travel_as_attachments() {
+    let dir = fixtures_dir().join("synthea-10");
+    let docs_file = dir.join("DocumentReference.000.ndjson");
+    if !docs_file.is_file() {
+        assert!(
+            std::env::var_os("CAREKEY_REQUIRE_FIXTURES").is_none_or(|v| v != "1"),
+            "fixture {} is missing and CAREKEY_REQUIRE_FIXTURES=1",
+            docs_file.display()
+        );
+        println!("skipping: fixture {} not found", docs_file.display());
+        return;
+    }
+    // Every inline attachment of the export, decoded.
+    let mut known = std::collections::HashSet::new();
+    for line in std::fs::read_to_string(&docs_file).expect("reads").lines() {
+        let v: serde_json::Value = serde_json::from_str(line).expect("NDJSON line");
+        for c in v["content"].as_array().into_iter().flatten() {
+            if let Some(d) = c["attachment"]["data"].as_str() {
+                known.insert(data_encoding::BASE64.decode(d.as_bytes()).expect("base64"));
+            }
+        }
+    }
+    let relay = start_relay();
+    let tmp = tempfile::tempdir().expect("tmp");
+    let out_dir = tmp.path().join("out");
+    let mut patient = carekey()
+        .args([
+            "patient",
+            "share",
+            "--no-qr-art",
+            "--yes",
+            "--relay",
+            &relay.url,
+        ])
+        .arg("--ndjson-dir")
+        .arg(&dir)
+        .args(["--patient-index", "1", "--records", "documents"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("patient starts");
+    let mut lines = BufReader::new(patient.stdout.take().expect("stdout")).lines();
+    let qr = loop {
+        let line = lines.next().expect("QR: line").expect("reads");
+        if let Some(q) = line.strip_prefix("QR: ") {
+            break q.to_owned();
+        }
+    };
+    let mut doctor = carekey();
+    doctor
+        .args(["doctor", "scan", &qr, "--wait", "60", "--out"])
+        .arg(&out_dir);
+    let d = run(doctor, 120);
+    let d_out = text(&d.stdout);
+    assert!(d.status.success(), "{d_out}\n{}", text(&d.stderr));
+    let status = wait_with_deadline(&mut patient, 60);
+    let p_err = child_stderr(&mut patient);
+    assert!(status.success(), "{p_err}");
+    assert!(
+        p_err.contains("export holds 13 patient(s); sharing patient 1"),
+        "{p_err}"
+    );
+
+    let received = tagged(&d_out, "RECEIVED: ").expect("RECEIVED line");
+    let records = std::fs::read_dir(&out_dir)
+        .expect("out")
+        .filter(|e| {
+            e.as_ref()
+                .expect("entry")
+                .path()
+                .extension()
+                .is_some_and(|x| x == "json")
+        })
+        .count();
+    let attachments: Vec<PathBuf> = std::fs::read_dir(out_dir.join("attachments"))
+        .expect("attachments dir")
+        .map(|e| e.expect("entry").path())
+        .collect();
+    assert!(records > 0 && !attachments.is_empty());
+    assert!(
+        received.starts_with(&format!(
+            "{records} records, {} attachments",
+            attachments.len()
+        )),
+        "{received}"
+    );
+    assert!(p_err.contains(&format!(
+        "sharing {records} record(s) and {} attachment(s)",
+        attachments.len()
+    )));
+    for a in &attachments {
+        let bytes = std::fs::read(a).expect("reads");
+        assert!(
+            known.contains(&bytes),
+            "{} is an attachment of the export",
+            a.display()
+        );
+    }
+    // The records themselves no longer carry the inline data.
+    for e in std::fs::read_dir(&out_dir).expect("out") {
+        let p = e.expect("entry").path();
+        if p.extension().is_some_and(|x| x == "json") {
+            let v: serde_json::Value =
+                serde_json::from_slice(&std::fs::read(&p).expect("reads")).expect("JSON");
+            assert_eq!(v["resourceType"], "DocumentReference");
+            assert!(v["content"][0]["attachment"].get("data").is_none());
+        }
+    }
+}
