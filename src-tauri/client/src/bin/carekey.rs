@@ -7,6 +7,34 @@
 //! printed carries a key, a token or record contents.
 #![forbid(unsafe_code)]
 
+/// `println!` that never panics: a closed stdout (`carekey … | head`) is ignored.
+macro_rules! outln {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stdout().lock(), $($t)*);
+    }};
+}
+
+/// `eprintln!` that never panics.
+macro_rules! errln {
+    () => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock());
+    }};
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = writeln!(std::io::stderr().lock(), $($t)*);
+    }};
+}
+
+/// `eprint!` that never panics.
+macro_rules! err {
+    ($($t:tt)*) => {{
+        use std::io::Write as _;
+        let _ = write!(std::io::stderr().lock(), $($t)*);
+    }};
+}
+
 #[path = "carekey/doctor_cmd.rs"]
 mod doctor_cmd;
 #[path = "carekey/error.rs"]
@@ -258,12 +286,12 @@ async fn run(cli: Cli, cancel: Cancel) -> Result<(), CliError> {
 }
 
 fn report(e: &CliError, json: bool) -> ExitCode {
-    eprintln!("error[{}]: {e}", e.code());
+    errln!("error[{}]: {e}", e.code());
     if let Some(h) = e.hint() {
-        eprintln!("hint: {h}");
+        errln!("hint: {h}");
     }
     if json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({"ok": false, "code": e.code(), "message": e.to_string()})
         );
@@ -291,7 +319,7 @@ fn main() -> ExitCode {
             }
             let text = e.render().to_string();
             let text = text.trim_start_matches("error: ").trim_end();
-            eprintln!("error[usage]: {text}");
+            errln!("error[usage]: {text}");
             return ExitCode::from(exit::USAGE);
         }
     };

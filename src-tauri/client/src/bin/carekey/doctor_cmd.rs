@@ -144,14 +144,14 @@ pub async fn scan(a: ScanArgs, cancel: &Cancel) -> Result<()> {
         a.licence.as_deref(),
     )?;
     let mut doctor = Doctor::new(id, card);
-    eprintln!("answering the QR through {}", qr.relay_url);
+    errln!("answering the QR through {}", qr.relay_url);
     // An expired QR is refused before any network use.
     qr.check_fresh(now()).map_err(ClientError::from)?;
     probe_relay(&Relay::new(&qr.relay_url)?).await?;
     let session = doctor.scan(payload).await?;
     let check = session.check_code().to_string();
-    println!("CHECK: {check}");
-    eprintln!(
+    outln!("CHECK: {check}");
+    errln!(
         "compare this code with the patient's screen; waiting up to {} s for the patient to confirm",
         a.wait
     );
@@ -160,7 +160,7 @@ pub async fn scan(a: ScanArgs, cancel: &Cancel) -> Result<()> {
         .patient(link)
         .map(|c| c.body.name.clone())
         .unwrap_or_default();
-    println!("PATIENT: {patient_name}");
+    outln!("PATIENT: {patient_name}");
     let expires_at = doctor.share_of(link).map_or(0, |(_, e)| e);
     let progress = ProgressLine::new();
     let got = doctor.fetch(link, &progress, cancel).await;
@@ -169,14 +169,14 @@ pub async fn scan(a: ScanArgs, cancel: &Cancel) -> Result<()> {
     let attachments = got.iter().filter(|r| r.attachment).count();
     let records = got.len() - attachments;
     let bytes: u64 = got.iter().map(|r| r.data.len() as u64).sum();
-    println!(
+    outln!(
         "RECEIVED: {records} records, {attachments} attachments, {bytes} bytes (verified, access until {expires_at})"
     );
     let mut written = 0;
     if let Some(d) = &a.out {
         written = write_out(d, &got)?;
-        println!("WROTE: {written} files to {}", d.display());
-        eprintln!(
+        outln!("WROTE: {written} files to {}", d.display());
+        errln!(
             "warning: {} now holds decrypted health records in PLAINTEXT (files mode 0600); \
              delete them when you no longer need them (access ends at {expires_at})",
             d.display()
@@ -191,11 +191,11 @@ pub async fn scan(a: ScanArgs, cancel: &Cancel) -> Result<()> {
             .and_then(Value::as_str)
             .unwrap_or("?")
             .to_owned();
-        println!("NOTE SENT: {ty}");
+        outln!("NOTE SENT: {ty}");
         note_type = Some(ty);
     }
     if a.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "ok": true,

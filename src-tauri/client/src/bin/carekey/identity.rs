@@ -89,8 +89,6 @@ fn create(p: &Path) -> Result<RootSecret> {
     f.write_all(text.as_bytes())
         .and_then(|()| f.sync_all())
         .map_err(|e| CliError::Input(format!("identity file {shown}: {}", e.kind())))?;
-    eprintln!(
-        "created a new identity in {shown} (its 24-word recovery phrase; keep the file secret)"
-    );
+    errln!("created a new identity in {shown} (its 24-word recovery phrase; keep the file secret)");
     Ok(root)
 }

@@ -40,7 +40,7 @@ pub async fn share(a: ShareArgs, cancel: &Cancel) -> Result<()> {
         (Some(b), None) => records::from_bundle(b, &a.selection)?,
         (None, Some(d)) => {
             let (l, n) = records::from_ndjson_dir(d, a.patient_index, &a.selection)?;
-            eprintln!(
+            errln!(
                 "export holds {n} patient(s); sharing patient {}",
                 a.patient_index
             );
@@ -63,9 +63,11 @@ pub async fn share(a: ShareArgs, cancel: &Cancel) -> Result<()> {
     let relay = Relay::new(&a.relay)?;
     probe_relay(&relay).await?;
     let mut patient = Patient::new(id, card, relay);
-    eprintln!(
+    errln!(
         "sharing {} record(s) and {} attachment(s), {bytes} bytes ({} left out by --records)",
-        loaded.records, loaded.attachments, loaded.skipped
+        loaded.records,
+        loaded.attachments,
+        loaded.skipped
     );
     let progress = ProgressLine::new();
     let expires_at = now().saturating_add(a.expires_in);
@@ -85,13 +87,13 @@ pub async fn share(a: ShareArgs, cancel: &Cancel) -> Result<()> {
     let share = share?;
     let mut session = patient.start_pairing(&share).await?;
     let qr = session.qr_text();
-    println!("QR: {qr}");
+    outln!("QR: {qr}");
     if !a.no_qr_art
         && let Some(art) = qr_art(&qr)
     {
-        eprintln!("{art}");
+        errln!("{art}");
     }
-    eprintln!(
+    errln!(
         "show this QR to the doctor (or give them the QR: line); waiting up to {} s",
         a.wait
     );
@@ -99,24 +101,24 @@ pub async fn share(a: ShareArgs, cancel: &Cancel) -> Result<()> {
         .wait_for_doctor(&mut session, a.wait, cancel)
         .await?;
     let doctor_name = door.card.body.name.clone();
-    println!("DOCTOR: {doctor_name}");
+    outln!("DOCTOR: {doctor_name}");
     match &door.card.attestation {
-        Some(att) => eprintln!("card attested by {}", att.clinic_name),
+        Some(att) => errln!("card attested by {}", att.clinic_name),
         None => {
-            eprintln!("self-asserted card: \"the device you paired with\", not a verified doctor")
+            errln!("self-asserted card: \"the device you paired with\", not a verified doctor")
         }
     }
     let check = door.check_code.to_string();
-    println!("CHECK: {check}");
+    outln!("CHECK: {check}");
     if !a.yes && !ask_yes_no("Do the codes match?").await? {
         return Err(CliError::Declined);
     }
     let rel = patient.confirm(session).await?;
-    println!("CONFIRMED: access for {doctor_name} until {expires_at} (unix time)");
+    outln!("CONFIRMED: access for {doctor_name} until {expires_at} (unix time)");
 
     let mut notes = Vec::new();
     if a.inbox_wait > 0 {
-        eprintln!("waiting up to {} s for notes from the doctor", a.inbox_wait);
+        errln!("waiting up to {} s for notes from the doctor", a.inbox_wait);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(a.inbox_wait);
         loop {
             cancel.check()?;
@@ -133,7 +135,7 @@ pub async fn share(a: ShareArgs, cancel: &Cancel) -> Result<()> {
                     .unwrap_or("?")
                     .to_owned();
                 let author = n.author.body.name.clone();
-                println!("NOTE: from {author} (signature valid): {ty}");
+                outln!("NOTE: from {author} (signature valid): {ty}");
                 notes.push(serde_json::json!({"author": author, "resourceType": ty}));
             }
             if !notes.is_empty() {
@@ -141,11 +143,11 @@ pub async fn share(a: ShareArgs, cancel: &Cancel) -> Result<()> {
             }
         }
         if notes.is_empty() {
-            eprintln!("no note arrived");
+            errln!("no note arrived");
         }
     }
     if a.json {
-        println!(
+        outln!(
             "{}",
             serde_json::json!({
                 "ok": true,

@@ -23,7 +23,7 @@ pub fn qr_art(text: &str) -> Option<String> {
 /// Asks `question` on stderr and reads one line of stdin; only `y`/`yes` is a yes. End of
 /// input is a no.
 pub async fn ask_yes_no(question: &str) -> Result<bool> {
-    eprint!("{question} [y/N] ");
+    err!("{question} [y/N] ");
     let _ = std::io::stderr().flush();
     let line = tokio::task::spawn_blocking(|| {
         let mut s = String::new();
@@ -34,7 +34,7 @@ pub async fn ask_yes_no(question: &str) -> Result<bool> {
     .map_err(|e| CliError::Input(format!("could not read the answer: {}", e.kind())))?;
     if !std::io::stdin().is_terminal() {
         // The answer came from a pipe and echoed nothing: end the question's line.
-        eprintln!();
+        errln!();
     }
     let a = line.trim().to_ascii_lowercase();
     Ok(a == "y" || a == "yes")
@@ -70,7 +70,7 @@ impl ProgressLine {
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(p) = last.take() {
             if self.tty {
-                eprintln!();
+                errln!();
             } else {
                 print_line(&p, "\n");
             }
@@ -88,7 +88,7 @@ fn print_line(p: &Progress, end: &str) {
         .unwrap_or(100)
         .min(100);
     let start = if end.is_empty() { "\r" } else { "" };
-    eprint!(
+    err!(
         "{start}{}: {}/{}{unit} ({pct}%){end}",
         stage_name(p.stage),
         p.done,
@@ -102,7 +102,7 @@ impl ProgressSink for ProgressLine {
         let changed = last.is_some_and(|l| l.stage != p.stage);
         if self.tty {
             if changed {
-                eprintln!();
+                errln!();
             }
             print_line(&p, "");
         } else if changed && let Some(l) = last.as_ref() {
