@@ -189,3 +189,10 @@ pub async fn pair(
         .expect("grant arrives");
     (doctor, link, rel)
 }
+
+/// `$CAREKEY_FIXTURES`, else `/work/shared/fixtures` as seen from this crate.
+pub fn fixtures_dir() -> PathBuf {
+    std::env::var_os("CAREKEY_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"))
+}

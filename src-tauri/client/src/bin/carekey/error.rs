@@ -1,0 +1,147 @@
+//! The CLI's error: the client's errors plus the few the tool adds (usage, files, declined),
+//! each with a stable code (printed as `error[<code>]: <message>`) and an exit code.
+//!
+//! Messages never carry keys, tokens or record contents: file errors name the file and a
+//! position, never the text found there.
+
+use carekey_client::ClientError;
+
+/// Exit codes (also in `carekey --help` and docs/cli.md).
+pub mod exit {
+    /// Success.
+    pub const OK: u8 = 0;
+    /// Any other failure.
+    pub const OTHER: u8 = 1;
+    /// Bad command line or argument value.
+    pub const USAGE: u8 = 2;
+    /// The relay could not be reached, timed out, failed or answered malformed.
+    pub const RELAY: u8 = 3;
+    /// Nobody answered in time (doctor scan, patient confirmation).
+    pub const NO_ANSWER: u8 = 4;
+    /// Verification failed: bad or expired QR, tampered data, forged signature.
+    pub const VERIFICATION: u8 = 5;
+    /// The relay refused: access ended (revoked or expired), not found, conflict, not allowed.
+    pub const REFUSED: u8 = 6;
+    /// The patient said the check codes do not match.
+    pub const DECLINED: u8 = 7;
+    /// A local file could not be read or written, or its contents are unusable.
+    pub const INPUT: u8 = 8;
+    /// Cancelled (Ctrl-C).
+    pub const CANCELLED: u8 = 130;
+}
+
+/// Everything the tool can fail with.
+#[derive(Debug)]
+pub enum CliError {
+    /// A flow of the client failed.
+    Client(ClientError),
+    /// A bad argument value (clap catches the rest).
+    Usage(String),
+    /// A local file is unreadable, unwritable or unusable.
+    Input(String),
+    /// The patient answered that the codes do not match.
+    Declined,
+    /// The URL answers, but not as a Carekey relay (its well-known document is missing or
+    /// malformed).
+    NotARelay(String, ClientError),
+}
+
+impl From<ClientError> for CliError {
+    fn from(e: ClientError) -> Self {
+        CliError::Client(e)
+    }
+}
+
+impl CliError {
+    /// Stable code: the client's [`ClientError::code`] or one of `usage`, `input`, `declined`,
+    /// `not_a_relay`.
+    pub fn code(&self) -> &'static str {
+        match self {
+            CliError::Client(e) => e.code(),
+            CliError::Usage(_) => "usage",
+            CliError::Input(_) => "input",
+            CliError::Declined => "declined",
+            CliError::NotARelay(..) => "not_a_relay",
+        }
+    }
+
+    /// The process exit code.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            CliError::Usage(_) => exit::USAGE,
+            CliError::Input(_) => exit::INPUT,
+            CliError::Declined => exit::DECLINED,
+            CliError::NotARelay(..) => exit::RELAY,
+            CliError::Client(e) => match e.code() {
+                "relay_unreachable" | "timeout" | "relay_failure" | "rate_limited"
+                | "bad_response" => exit::RELAY,
+                "no_answer" => exit::NO_ANSWER,
+                "tampered" => exit::VERIFICATION,
+                "access_ended" | "not_found" | "conflict" | "refused" | "not_allowed" => {
+                    exit::REFUSED
+                }
+                "invalid_input" => exit::USAGE,
+                "cancelled" => exit::CANCELLED,
+                _ => exit::OTHER,
+            },
+        }
+    }
+
+    /// A hint line for the common cases, printed after the error.
+    pub fn hint(&self) -> Option<&'static str> {
+        match self {
+            CliError::Client(ClientError::Tampered(carekey_core::Error::Expired { .. })) => {
+                Some("the pairing QR has expired: ask the patient to show a new one")
+            }
+            CliError::Client(ClientError::Tampered(carekey_core::Error::PairingClosed)) => {
+                Some("this QR was already answered: ask the patient to show a new one")
+            }
+            CliError::Client(ClientError::RelayUnreachable) => {
+                Some("check the --relay URL (or the URL in the QR) and that the relay is running")
+            }
+            CliError::Client(ClientError::NoAnswer) => {
+                Some("nobody answered within --wait seconds; start again")
+            }
+            CliError::Client(ClientError::AccessEnded) => {
+                Some("the patient revoked access or the share expired")
+            }
+            CliError::NotARelay(..) => {
+                Some("check the relay URL: it must be a Carekey relay's base URL")
+            }
+            _ => None,
+        }
+    }
+}
+
+impl std::fmt::Display for CliError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            CliError::Client(e) => write!(f, "{e}"),
+            CliError::Usage(m) | CliError::Input(m) => f.write_str(m),
+            CliError::NotARelay(url, e) => {
+                write!(f, "{url} does not answer as a Carekey relay ({e})")
+            }
+            CliError::Declined => f.write_str(
+                "the check codes do not match: nothing was shared; start again with a new QR",
+            ),
+        }
+    }
+}
+
+/// Result alias of the tool.
+pub type Result<T, E = CliError> = core::result::Result<T, E>;
+
+/// Asks the relay for its well-known document; a URL that answers but not as a relay is
+/// [`CliError::NotARelay`] rather than a puzzling `not_found`.
+pub async fn probe_relay(relay: &carekey_client::relay::Relay) -> Result<()> {
+    match relay.well_known().await {
+        Ok(_) => Ok(()),
+        Err(
+            e @ (ClientError::NotFound
+            | ClientError::BadResponse { .. }
+            | ClientError::Refused { .. }
+            | ClientError::Tampered(_)),
+        ) => Err(CliError::NotARelay(relay.base().to_owned(), e)),
+        Err(e) => Err(e.into()),
+    }
+}
