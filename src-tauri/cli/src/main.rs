@@ -35,17 +35,11 @@ macro_rules! err {
     }};
 }
 
-#[path = "carekey/doctor_cmd.rs"]
 mod doctor_cmd;
-#[path = "carekey/error.rs"]
 mod error;
-#[path = "carekey/identity.rs"]
 mod identity;
-#[path = "carekey/patient_cmd.rs"]
 mod patient_cmd;
-#[path = "carekey/records.rs"]
 mod records;
-#[path = "carekey/term.rs"]
 mod term;
 
 use std::path::PathBuf;

@@ -2,6 +2,8 @@
 //! patient share → `QR:` line → doctor scan → same `CHECK:` on both → records written →
 //! note back; plus the failure cases (garbage QR, unreachable relay, expired QR, bad input).
 
+// The client's relay-process harness, shared rather than copied.
+#[path = "../../client/tests/common/mod.rs"]
 mod common;
 
 use std::io::{BufRead, BufReader, Read};
