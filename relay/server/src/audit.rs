@@ -118,16 +118,24 @@ impl Chain {
         Ok(self.seq)
     }
 
-    /// Inserts one entry per `(time, body)`, in order, with multi-row INSERTs of at most
-    /// [`INSERT_ROWS`] rows (few distinct statements to prepare; few round trips on
-    /// PostgreSQL). [`Chain::store`] must follow.
+    /// Inserts one entry per `(time, body)`, in order, with multi-row INSERTs of
+    /// [`INSERT_ROWS`], 4 or 1 rows (three distinct statements to keep prepared; few round
+    /// trips on PostgreSQL). [`Chain::store`] must follow.
     pub fn push_many(
         &mut self,
         tx: &mut dyn Tx,
         kind: Kind,
         entries: &[(u64, &[u8])],
     ) -> Result<()> {
-        for chunk in entries.chunks(INSERT_ROWS) {
+        let mut rest = entries;
+        while !rest.is_empty() {
+            // Statements of 16, 4 or 1 rows only: three distinct statements to keep prepared.
+            let n = [INSERT_ROWS, 4, 1]
+                .into_iter()
+                .find(|&n| n <= rest.len())
+                .unwrap_or(1);
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
             let mut sql = String::from(
                 "INSERT INTO audit (share_id, seq, prev_hash, time, kind, body, entry_hash) VALUES ",
             );
