@@ -113,6 +113,7 @@ async fn commit(storage: &dyn Storage, jobs: Vec<Job>) {
         jobs.into_iter().map(|j| (j.entry, j.done)).unzip();
     let entries = Arc::new(entries);
     let batch = Arc::clone(&entries);
+    let started = std::time::Instant::now();
     let out = storage
         .transact_log(Box::new(move |tx| {
             append_batch(tx, &batch).map(|v| Box::new(v) as Box<dyn Any + Send>)
@@ -123,6 +124,13 @@ async fn commit(storage: &dyn Storage, jobs: Vec<Job>) {
                 .map(|b| *b)
                 .map_err(|_| RelayError::Storage("batch result type mismatch".into()))
         });
+    // Sizes and timings only: never ids, tokens or receipts.
+    tracing::debug!(
+        entries = entries.len(),
+        ms = started.elapsed().as_secs_f64() * 1000.0,
+        ok = out.is_ok(),
+        "fetch log batch"
+    );
     match out {
         Ok(results) => {
             for (w, r) in waiters.into_iter().zip(results) {
