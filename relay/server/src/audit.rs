@@ -25,6 +25,8 @@ pub const ENTRY_LABEL: &[u8] = b"carekey/v1/relay-audit-entry";
 pub const HEAD_LABEL: &[u8] = b"carekey/v1/relay-audit-head";
 /// `relay_meta` row holding the relay's audit signing key seed.
 pub const KEY_META_NAME: &str = "audit_signing_key";
+/// Most rows in one audit INSERT statement.
+pub const INSERT_ROWS: usize = 16;
 /// Most entries returned by one audit read.
 pub const PAGE_SIZE: i64 = 1000;
 
@@ -112,26 +114,66 @@ impl Chain {
 
     /// Inserts the next entry and returns its sequence number; [`Chain::store`] must follow.
     pub fn push(&mut self, tx: &mut dyn Tx, now: u64, kind: Kind, body: &[u8]) -> Result<u64> {
-        let seq = self.seq + 1;
-        let prev = self.head;
-        let h = entry_hash(&self.share_id, seq, &prev, now, kind as u8, body)?;
-        tx.exec(
-            "INSERT INTO audit (share_id, seq, prev_hash, time, kind, body, entry_hash) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-            &[
-                (&self.share_id).into(),
-                encoding::to_db("seq", seq)?.into(),
-                (&prev).into(),
-                encoding::to_db("time", now)?.into(),
-                Value::Int(i64::from(kind as u8)),
-                body.into(),
-                (&h).into(),
-            ],
-        )?;
-        self.seq = seq;
-        self.head = h;
-        self.dirty = true;
-        Ok(seq)
+        self.push_many(tx, kind, &[(now, body)])?;
+        Ok(self.seq)
+    }
+
+    /// Inserts one entry per `(time, body)`, in order, with multi-row INSERTs of
+    /// [`INSERT_ROWS`], 4 or 1 rows (three distinct statements to keep prepared; few round
+    /// trips on PostgreSQL). [`Chain::store`] must follow.
+    pub fn push_many(
+        &mut self,
+        tx: &mut dyn Tx,
+        kind: Kind,
+        entries: &[(u64, &[u8])],
+    ) -> Result<()> {
+        let mut rest = entries;
+        while !rest.is_empty() {
+            // Statements of 16, 4 or 1 rows only: three distinct statements to keep prepared.
+            let n = [INSERT_ROWS, 4, 1]
+                .into_iter()
+                .find(|&n| n <= rest.len())
+                .unwrap_or(1);
+            let (chunk, tail) = rest.split_at(n);
+            rest = tail;
+            let mut sql = String::from(
+                "INSERT INTO audit (share_id, seq, prev_hash, time, kind, body, entry_hash) VALUES ",
+            );
+            let mut params = Vec::with_capacity(chunk.len() * 7);
+            for (i, (time, body)) in chunk.iter().enumerate() {
+                let seq = self.seq + 1;
+                let prev = self.head;
+                let h = entry_hash(&self.share_id, seq, &prev, *time, kind as u8, body)?;
+                if i > 0 {
+                    sql.push_str(", ");
+                }
+                let b = i * 7;
+                sql.push_str(&format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7
+                ));
+                params.extend([
+                    (&self.share_id).into(),
+                    encoding::to_db("seq", seq)?.into(),
+                    (&prev).into(),
+                    encoding::to_db("time", *time)?.into(),
+                    Value::Int(i64::from(kind as u8)),
+                    (*body).into(),
+                    (&h).into(),
+                ]);
+                self.seq = seq;
+                self.head = h;
+                self.dirty = true;
+            }
+            tx.exec(&sql, &params)?;
+        }
+        Ok(())
     }
 
     /// Writes the new head back to the share row (nothing if no entry was pushed).

@@ -15,6 +15,7 @@
 //! manifest version unchanged. If the batch transaction fails as a whole, every entry is
 //! retried in a transaction of its own, so one bad entry cannot fail the others.
 
+use std::any::Any;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -112,7 +113,24 @@ async fn commit(storage: &dyn Storage, jobs: Vec<Job>) {
         jobs.into_iter().map(|j| (j.entry, j.done)).unzip();
     let entries = Arc::new(entries);
     let batch = Arc::clone(&entries);
-    let out = storage.transact(move |tx| append_batch(tx, &batch)).await;
+    let started = std::time::Instant::now();
+    let out = storage
+        .transact_log(Box::new(move |tx| {
+            append_batch(tx, &batch).map(|v| Box::new(v) as Box<dyn Any + Send>)
+        }))
+        .await
+        .and_then(|b| {
+            b.downcast::<Vec<Result<Logged>>>()
+                .map(|b| *b)
+                .map_err(|_| RelayError::Storage("batch result type mismatch".into()))
+        });
+    // Sizes and timings only: never ids, tokens or receipts.
+    tracing::debug!(
+        entries = entries.len(),
+        ms = started.elapsed().as_secs_f64() * 1000.0,
+        ok = out.is_ok(),
+        "fetch log batch"
+    );
     match out {
         Ok(results) => {
             for (w, r) in waiters.into_iter().zip(results) {
@@ -201,6 +219,7 @@ fn append_share(
     let mut tokens: HashMap<[u8; 32], Option<(i64, u64)>> = HashMap::new();
     let mut blobs: HashMap<[u8; 16], bool> = HashMap::new();
     let mut results = Vec::with_capacity(idx.len());
+    let mut logged: Vec<(u64, &[u8])> = Vec::with_capacity(idx.len());
     for &k in idx {
         let e = &entries[k];
         let r = check(
@@ -211,15 +230,12 @@ fn append_share(
             &mut tokens,
             &mut blobs,
         )?;
-        let r = match r {
-            Ok(Logged::Committed) => {
-                chain.push(tx, e.now, Kind::Fetch, &e.receipt)?;
-                Ok(Logged::Committed)
-            }
-            other => other,
-        };
+        if r.as_ref().is_ok_and(|l| *l == Logged::Committed) {
+            logged.push((e.now, &e.receipt));
+        }
         results.push(r);
     }
+    chain.push_many(tx, Kind::Fetch, &logged)?;
     chain.store(tx)?;
     Ok(results)
 }

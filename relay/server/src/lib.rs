@@ -91,7 +91,7 @@ impl AppState {
 async fn healthz(State(state): State<AppState>) -> Response {
     let ok = state
         .storage
-        .transact(|tx| tx.query("SELECT 1", &[]).map(|_| ()))
+        .read(|tx| tx.query("SELECT 1", &[]).map(|_| ()))
         .await
         .is_ok();
     if ok {

@@ -131,6 +131,12 @@ pub trait Storage: Send + Sync + std::fmt::Debug + 'static {
     /// Runs `f` in a read-only transaction (one consistent snapshot; writes fail) on a
     /// blocking thread. Reads run in parallel with each other and with write transactions.
     async fn read_erased(&self, f: TxFn) -> Result<Box<dyn Any + Send>>;
+    /// Like `transact_erased`, for the fetch-log writer task (one at a time per instance).
+    /// PostgreSQL runs it on a connection of its own, so the writer never queues behind reads
+    /// for a pooled connection; SQLite has one write connection anyway.
+    async fn transact_log(&self, f: TxFn) -> Result<Box<dyn Any + Send>> {
+        self.transact_erased(f).await
+    }
     /// Starts forwarding mailbox notifications of other instances to `notifier`.
     fn listen_mailboxes(&self, notifier: Arc<MailboxNotifier>);
     /// Short backend name for logs and metrics.

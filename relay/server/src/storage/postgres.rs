@@ -31,6 +31,8 @@ const SCHEMA_LOCK_KEY: i64 = 0x6361_7265_6b65_7931;
 #[derive(Debug, Clone)]
 pub struct PgStorage {
     pool: Pool,
+    /// One connection reserved for the fetch-log writer.
+    log_pool: Pool,
     config: tokio_postgres::Config,
 }
 
@@ -68,6 +70,17 @@ impl PgStorage {
             .max_size(POOL_SIZE)
             .build()
             .map_err(|e| RelayError::Storage(format!("pool: {e}")))?;
+        let log_mgr = Manager::from_config(
+            config.clone(),
+            NoTls,
+            ManagerConfig {
+                recycling_method: RecyclingMethod::Fast,
+            },
+        );
+        let log_pool = Pool::builder(log_mgr)
+            .max_size(1)
+            .build()
+            .map_err(|e| RelayError::Storage(format!("pool: {e}")))?;
         let mut client = pool
             .get()
             .await
@@ -77,7 +90,11 @@ impl PgStorage {
             .await?;
         tx.batch_execute(&SCHEMA.replace("BLOB", "BYTEA")).await?;
         tx.commit().await?;
-        Ok(Self { pool, config })
+        Ok(Self {
+            pool,
+            log_pool,
+            config,
+        })
     }
 }
 
@@ -169,6 +186,10 @@ impl Storage for PgStorage {
 
     async fn read_erased(&self, f: TxFn) -> Result<Box<dyn Any + Send>> {
         run(self.pool.clone(), true, f).await
+    }
+
+    async fn transact_log(&self, f: TxFn) -> Result<Box<dyn Any + Send>> {
+        run(self.log_pool.clone(), false, f).await
     }
 
     fn listen_mailboxes(&self, notifier: Arc<MailboxNotifier>) {

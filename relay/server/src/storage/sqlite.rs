@@ -19,6 +19,9 @@ use crate::mailbox::MailboxNotifier;
 
 /// File name of the database inside `--data DIR`.
 pub const DB_FILE: &str = "relay.sqlite3";
+/// Prepared statements kept per connection (rusqlite's default of 16 is fewer than the
+/// relay's distinct statements, which made hot statements be re-prepared).
+const STATEMENT_CACHE: usize = 128;
 /// Read-only connections (read transactions run on these, in parallel).
 pub const READERS: usize = 4;
 
@@ -41,6 +44,7 @@ impl SqliteStorage {
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "busy_timeout", 5000)?;
         conn.execute_batch(SCHEMA)?;
+        conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let path = dir.join(DB_FILE);
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
@@ -60,6 +64,7 @@ fn open_reader(path: &Path) -> Result<Connection> {
     let r = Connection::open(path)?;
     r.pragma_update(None, "busy_timeout", 5000)?;
     r.pragma_update(None, "query_only", true)?;
+    r.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     Ok(r)
 }
 
