@@ -15,5 +15,7 @@ pub mod note;
 pub mod patient;
 pub mod progress;
 pub mod relay;
+#[cfg(feature = "test-export")]
+pub mod test_export;
 
 pub use error::{ClientError, Result};
