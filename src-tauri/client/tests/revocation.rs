@@ -175,12 +175,12 @@ fn opens_with<K: SealingKey>(
                         return true;
                     }
                 }
-                if let Some(ck) = chunked_key {
-                    if kind == ObjectKind::Attachment {
-                        *attempts += 1;
-                        if envelope::open_chunked(ck, &ctx, &v.value).is_ok() {
-                            return true;
-                        }
+                if let Some(ck) = chunked_key
+                    && kind == ObjectKind::Attachment
+                {
+                    *attempts += 1;
+                    if envelope::open_chunked(ck, &ctx, &v.value).is_ok() {
+                        return true;
                     }
                 }
             }

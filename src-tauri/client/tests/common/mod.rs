@@ -57,6 +57,8 @@ pub struct RelayOptions {
     /// Capture the relay's stdout and stderr to `relay.stdout` / `relay.stderr` in this
     /// directory (else they go to /dev/null).
     pub log_dir: Option<PathBuf>,
+    /// The relay binary (else [`relay_bin`]).
+    pub bin: Option<PathBuf>,
 }
 
 pub fn start_relay_with(opts: &RelayOptions) -> RelayProcess {
@@ -73,7 +75,7 @@ pub fn start_relay_with(opts: &RelayOptions) -> RelayProcess {
         ),
         None => (Stdio::null(), Stdio::null()),
     };
-    let child = Command::new(relay_bin())
+    let child = Command::new(opts.bin.clone().unwrap_or_else(relay_bin))
         .args([
             "--listen",
             &format!("127.0.0.1:{port}"),
