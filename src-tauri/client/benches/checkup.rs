@@ -26,7 +26,7 @@ use std::time::Instant;
 
 use carekey_client::doctor::Doctor;
 use carekey_client::patient::{Patient, ShareItem, ShareOptions};
-use carekey_client::progress::{Cancel, NoProgress};
+use carekey_client::progress::{Cancel, NoProgress, Progress, Stage};
 use carekey_client::relay::Relay;
 use carekey_core::grant::{Category, Policy};
 use carekey_core::keys::Role;
@@ -73,9 +73,12 @@ fn relay_options() -> RelayOptions {
         "release relay not found at {} (cargo build --release -p carekey-relay)",
         bin.display()
     );
+    // CAREKEY_BENCH_DEFAULT_LIMITS=1 keeps the relay's default rate limits (to see them bite).
+    let default_limits = std::env::var("CAREKEY_BENCH_DEFAULT_LIMITS").as_deref() == Ok("1");
     RelayOptions {
         env: RATE_ENV
             .iter()
+            .filter(|_| !default_limits)
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
         log_dir: None,
@@ -327,13 +330,28 @@ async fn main() {
             let (mut patient, share) = new_share(&relay, &items).await;
             let (_, _, _, rel_a) = checkup(&mut patient, &share, &items, "Dr. A").await;
             let (_, mut b, link_b, _) = checkup(&mut patient, &share, &items, "Dr. B").await;
+            // Where the time goes: when sealing ended and the upload ended, from progress.
+            let marks = std::sync::Mutex::new((0.0f64, 0.0f64));
             let t = Instant::now();
+            let sink = |p: Progress| {
+                let mut m = marks.lock().unwrap();
+                match p.stage {
+                    Stage::Sealing => m.0 = t.elapsed().as_secs_f64(),
+                    Stage::Uploading => m.1 = t.elapsed().as_secs_f64(),
+                    _ => {}
+                }
+            };
             patient
-                .revoke(&share, rel_a, &NoProgress, &cancel)
+                .revoke(&share, rel_a, &sink, &cancel)
                 .await
                 .expect("revoke");
             let s = t.elapsed().as_secs_f64();
-            println!("  revoke 100 MiB run {i}: {s:.3} s");
+            let (sealed, uploaded) = *marks.lock().unwrap();
+            println!(
+                "  revoke 100 MiB run {i}: {s:.3} s (token revoke + sealing {sealed:.3} s, upload {:.3} s, deliver + swap + delete {:.3} s)",
+                uploaded - sealed,
+                s - uploaded
+            );
             times.push(s);
             let got = b
                 .fetch(link_b, &NoProgress, &cancel)
