@@ -799,3 +799,23 @@ impl Doctor {
         }
     }
 }
+
+#[cfg(feature = "test-export")]
+impl Doctor {
+    /// Copies of every key and token link `index` holds. Exists only for the revocation proof
+    /// (`tests/revocation.rs`, feature `test-export`, never in an app build).
+    pub fn held_secrets_for_test(&self, index: usize) -> Option<crate::test_export::HeldSecrets> {
+        let l = self.links.get(index)?;
+        Some(crate::test_export::HeldSecrets {
+            share_id: l.grant.share_id,
+            epoch: l.grant.epoch,
+            epoch_key: l.grant.epoch_key.clone(),
+            read_token: l.grant.read_token.clone(),
+            reader: SigningSecret::from_seed(l.reader.expose_secret()),
+            patient_key: l.rel.peer_card.body.signing_key,
+            relationship_id: l.rel.id,
+            inbox_read_token: l.inbox.read_token,
+            peer_write_token: l.peer.as_ref().map(|p| p.write_token),
+        })
+    }
+}

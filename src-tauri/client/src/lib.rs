@@ -20,5 +20,7 @@ mod persist;
 pub mod progress;
 pub mod relay;
 pub mod store;
+#[cfg(feature = "test-export")]
+pub mod test_export;
 
 pub use error::{ClientError, Result};

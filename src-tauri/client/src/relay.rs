@@ -22,6 +22,16 @@ pub const CHUNKED_UPLOAD_THRESHOLD: usize = 1024 * 1024;
 /// Part size of chunked uploads.
 pub const UPLOAD_PART: usize = 1024 * 1024;
 const RETRIES: u32 = 3;
+/// How many times one request waits out a 429 before giving up: a share of thousands of
+/// records meets the relay's per-IP and per-token rate limits.
+const RATE_LIMIT_RETRIES: u32 = 10;
+/// Longest `Retry-After` waited out, in seconds. Rate limits answer about a second; a longer
+/// one (storage quota: an hour, full mailbox: a minute) goes to the caller at once.
+const MAX_RETRY_AFTER: u64 = 5;
+
+async fn wait_out(retry_after_secs: u64) {
+    tokio::time::sleep(Duration::from_secs(retry_after_secs.max(1))).await;
+}
 
 /// Unpadded base64url, as the relay API uses for binary fields.
 pub fn b64(b: &[u8]) -> String {
@@ -208,6 +218,7 @@ impl Relay {
         timeout: Option<Duration>,
     ) -> Result<reqwest::Response> {
         let mut attempt = 0;
+        let mut limited = 0;
         loop {
             match self.send(Method::GET, path, headers(), None, timeout).await {
                 Err(
@@ -217,6 +228,12 @@ impl Relay {
                 ) if attempt < RETRIES => {
                     tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
                     attempt += 1;
+                }
+                Err(ClientError::RateLimited { retry_after_secs })
+                    if limited < RATE_LIMIT_RETRIES && retry_after_secs <= MAX_RETRY_AFTER =>
+                {
+                    wait_out(retry_after_secs).await;
+                    limited += 1;
                 }
                 other => return other,
             }
@@ -248,14 +265,30 @@ impl Relay {
         body: Vec<u8>,
         extra: Vec<(&'static str, String)>,
     ) -> Result<reqwest::Response> {
-        let counter = cap.next();
-        let sig = sign_owner_write(&cap.key, method.as_str(), path, &self.base, &body, counter);
-        let mut headers = vec![
-            (api::HEADER_COUNTER, counter.to_string()),
-            (api::HEADER_SIGNATURE, b64(&sig)),
-        ];
-        headers.extend(extra);
-        self.send(method, path, headers, Some(body), None).await
+        // A rate-limit 429 is answered before the write is processed (a quota 429 rolls it
+        // back): retrying with a fresh counter and signature is not a replay.
+        let mut limited = 0;
+        loop {
+            let counter = cap.next();
+            let sig = sign_owner_write(&cap.key, method.as_str(), path, &self.base, &body, counter);
+            let mut headers = vec![
+                (api::HEADER_COUNTER, counter.to_string()),
+                (api::HEADER_SIGNATURE, b64(&sig)),
+            ];
+            headers.extend(extra.iter().cloned());
+            match self
+                .send(method.clone(), path, headers, Some(body.clone()), None)
+                .await
+            {
+                Err(ClientError::RateLimited { retry_after_secs })
+                    if limited < RATE_LIMIT_RETRIES && retry_after_secs <= MAX_RETRY_AFTER =>
+                {
+                    wait_out(retry_after_secs).await;
+                    limited += 1;
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Stores backup `version` in the backup slot `id` (bound to `cap`'s key at the first

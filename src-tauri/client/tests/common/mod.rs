@@ -45,13 +45,37 @@ pub fn relay_bin() -> PathBuf {
 }
 
 pub fn start_relay() -> RelayProcess {
+    start_relay_with(&RelayOptions::default())
+}
+
+/// How to start a relay beyond the defaults.
+#[derive(Debug, Default, Clone)]
+pub struct RelayOptions {
+    /// Extra environment of the relay process (its flags are also environment variables,
+    /// e.g. `CAREKEY_RELAY_TOKEN_RATE`).
+    pub env: Vec<(String, String)>,
+    /// Capture the relay's stdout and stderr to `relay.stdout` / `relay.stderr` in this
+    /// directory (else they go to /dev/null).
+    pub log_dir: Option<PathBuf>,
+    /// The relay binary (else [`relay_bin`]).
+    pub bin: Option<PathBuf>,
+}
+
+pub fn start_relay_with(opts: &RelayOptions) -> RelayProcess {
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port();
     let url = format!("http://127.0.0.1:{port}");
     let data = tempfile::tempdir().expect("temp dir");
-    let child = Command::new(relay_bin())
+    let (stdout, stderr) = match &opts.log_dir {
+        Some(d) => (
+            Stdio::from(std::fs::File::create(d.join("relay.stdout")).expect("stdout file")),
+            Stdio::from(std::fs::File::create(d.join("relay.stderr")).expect("stderr file")),
+        ),
+        None => (Stdio::null(), Stdio::null()),
+    };
+    let child = Command::new(opts.bin.clone().unwrap_or_else(relay_bin))
         .args([
             "--listen",
             &format!("127.0.0.1:{port}"),
@@ -63,8 +87,9 @@ pub fn start_relay() -> RelayProcess {
             "--data",
         ])
         .arg(data.path())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        .envs(opts.env.iter().map(|(k, v)| (k, v)))
+        .stdout(stdout)
+        .stderr(stderr)
         .spawn()
         .expect("relay starts");
     let deadline = Instant::now() + Duration::from_secs(20);
