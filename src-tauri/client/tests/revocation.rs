@@ -442,3 +442,102 @@ async fn revoked_doctor_keys_open_nothing_of_the_new_epoch() {
         }
     }
 }
+
+/// The delegated colleague under a revoked doctor: policy `allowed`, A delegates to C; the
+/// patient revokes A. C's token was revoked with A's subtree, and every key C held (its
+/// token, reader key, epoch and content keys) reads nothing, live or from a copy of the
+/// relay's storage; the remaining doctor B still reads the new epoch.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delegated_colleague_of_a_revoked_doctor_opens_nothing() {
+    let relay = start_relay();
+    let client = Relay::new(&relay.url).expect("url");
+    let (pid, pcard) = identity("Pat Revoke", Role::Patient);
+    let mut patient = Patient::new(pid, pcard, client.clone());
+    let items = share_items(4 * 1024);
+    let n = items.len();
+    let cancel = Cancel::new();
+    let share = patient
+        .create_share(
+            items,
+            ShareOptions {
+                expires_at: in_a_day(),
+                policy: Policy::Allowed,
+                delegation_depth: 1,
+            },
+            &NoProgress,
+            &cancel,
+        )
+        .await
+        .expect("share");
+    let (mut a, link_a, rel_a) = pair(&mut patient, &share, "Dr. Ada Revoked").await;
+    let (mut b, link_b, _) = pair(&mut patient, &share, "Dr. Ben Stays").await;
+    let (cid, ccard) = identity("Dr. Cole Delegated", Role::Doctor);
+    let mut c = Doctor::new(cid, ccard);
+    let (handle, invite) = c.invite(&relay.url, 300).await.expect("invite");
+    a.delegate(link_a, &invite, None, None)
+        .await
+        .expect("A delegates to C");
+    let link_c = c
+        .accept_introduction(handle, 10, &cancel)
+        .await
+        .expect("C accepts");
+    assert_eq!(
+        c.fetch(link_c, &NoProgress, &cancel)
+            .await
+            .expect("C reads")
+            .len(),
+        n
+    );
+    let held_c = c.held_secrets_for_test(link_c).expect("link");
+    let mut c_ring = KeyRing::default();
+    c_ring.collect(&client, &held_c).await;
+
+    patient
+        .revoke(&share, rel_a, &NoProgress, &cancel)
+        .await
+        .expect("revoke A (and C below)");
+    assert_eq!(
+        b.fetch(link_b, &NoProgress, &cancel)
+            .await
+            .expect("B follows")
+            .len(),
+        n
+    );
+    let held_b = b.held_secrets_for_test(link_b).expect("link");
+    let mut b_ring = KeyRing::default();
+    let m2 = b_ring.collect(&client, &held_b).await;
+
+    // (a) Live: C's app ends, C's token gets 410 for the manifest and every new blob.
+    assert!(matches!(
+        c.fetch(link_c, &NoProgress, &cancel).await,
+        Err(ClientError::AccessEnded)
+    ));
+    let cap = ReaderCap {
+        token: &held_c.read_token,
+        reader: &held_c.reader,
+        share_id: share,
+    };
+    assert!(matches!(
+        client.get_manifest(&cap, now()).await,
+        Err(ClientError::AccessEnded)
+    ));
+    for e in &m2.entries {
+        assert!(matches!(
+            client.get_blob(&cap, &e.blob_id, now()).await,
+            Err(ClientError::AccessEnded)
+        ));
+    }
+
+    // (b) A copy of the relay's storage: B's keys open the new epoch, C's keys nothing.
+    let copy = tempfile::tempdir().expect("temp dir");
+    copy_data_dir(relay.data.path(), copy.path());
+    let values = stored_values(&copy.path().join("relay.sqlite3"));
+    let (b_opened, _) = count_opened(&values, &b_ring, &share);
+    assert_eq!(b_opened.iter().filter(|t| *t == "blobs").count(), n);
+    let (c_opened, attempts) = count_opened(&values, &c_ring, &share);
+    assert!(attempts > 1_000, "the scan really tried ({attempts})");
+    assert!(
+        c_opened.is_empty(),
+        "the delegated colleague's keys opened stored rows: {c_opened:?}"
+    );
+}
