@@ -27,10 +27,11 @@ use std::time::Instant;
 use carekey_client::doctor::Doctor;
 use carekey_client::patient::{Patient, ShareItem, ShareOptions};
 use carekey_client::progress::{Cancel, NoProgress, Progress, Stage};
-use carekey_client::relay::Relay;
+use carekey_client::relay::{ReaderCap, Relay};
 use carekey_core::grant::{Category, Policy};
 use carekey_core::keys::Role;
-use carekey_core::manifest::ManifestEntry;
+use carekey_core::keys::SigningSecret;
+use carekey_core::manifest::{Manifest, ManifestEntry};
 use common::{RelayOptions, category_of, identity, in_a_day, start_relay_with};
 use rand_core::{OsRng, RngCore};
 use zeroize::Zeroizing;
@@ -241,6 +242,62 @@ async fn checkup(
     (s, doctor, link, rel)
 }
 
+/// Informational: the same fetch (manifest + every blob, verified and opened) with `lanes`
+/// sequential request streams in parallel, from the doctor's held secrets: what concurrency
+/// alone would buy the doctor's `fetch`.
+async fn fetch_in_lanes(url: &str, doctor: &Doctor, link: usize, lanes: usize, n: usize) -> f64 {
+    let h = doctor.held_secrets_for_test(link).unwrap();
+    let relay = Relay::new(url).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let t = Instant::now();
+    let cap = ReaderCap {
+        token: &h.read_token,
+        reader: &h.reader,
+        share_id: h.share_id,
+    };
+    let (_, sealed) = relay.get_manifest(&cap, now).await.unwrap();
+    let m = Manifest::open(&sealed, &h.share_id, h.epoch, &h.epoch_key, &h.patient_key).unwrap();
+    let mut set = tokio::task::JoinSet::new();
+    for lane in 0..lanes {
+        let entries: Vec<ManifestEntry> = m
+            .entries
+            .iter()
+            .skip(lane)
+            .step_by(lanes)
+            .cloned()
+            .collect();
+        let (relay, token, seed, share_id, epoch) = (
+            relay.clone(),
+            h.read_token.clone(),
+            *h.reader.expose_secret(),
+            h.share_id,
+            m.epoch,
+        );
+        set.spawn(async move {
+            let reader = SigningSecret::from_seed(&seed);
+            let cap = ReaderCap {
+                token: &token,
+                reader: &reader,
+                share_id,
+            };
+            for e in &entries {
+                let blob = relay.get_blob(&cap, &e.blob_id, now).await.unwrap();
+                e.open_blob(epoch, &blob).unwrap();
+            }
+            entries.len()
+        });
+    }
+    let mut got = 0;
+    while let Some(r) = set.join_next().await {
+        got += r.unwrap();
+    }
+    assert_eq!(got, n);
+    t.elapsed().as_secs_f64()
+}
+
 /// Seal + open of the same attachments in-process (the crypto floor of the flow).
 fn crypto_only(items: &[ShareItem]) -> f64 {
     let t = Instant::now();
@@ -283,6 +340,11 @@ async fn main() {
                 let (s, ..) = checkup(&mut patient, &share, &items, &format!("Dr. S{i}")).await;
                 println!("  checkup synthea run {i}: {s:.3} s");
                 times.push(s);
+            }
+            let (_, doctor, link, _) = checkup(&mut patient, &share, &items, "Dr. Lanes").await;
+            for lanes in [1, 4, 16] {
+                let s = fetch_in_lanes(&relay.url, &doctor, link, lanes, items.len()).await;
+                println!("  info: fetch only, {lanes} request lane(s): {s:.3} s");
             }
             results.push(format!(
                 "RESULT checkup_largest_synthea_s {:.3}",
