@@ -67,10 +67,12 @@ impl Config {
             request_timeout: Duration::from_secs(60),
             header_timeout: Duration::from_secs(10),
             concurrency_limit: 512,
-            ip_rate_per_sec: 200.0,
-            ip_burst: 400.0,
-            token_rate_per_sec: 50.0,
-            token_burst: 200.0,
+            // A whole check-up (the largest Synthea patient is ~4,200 blobs) fits in one burst;
+            // the sustained rates still bound a scraper.
+            ip_rate_per_sec: 1000.0,
+            ip_burst: 6000.0,
+            token_rate_per_sec: 500.0,
+            token_burst: 6000.0,
             pairing_ttl_secs: 600,
             mailbox_ttl_secs: 400 * 86_400,
             mailbox_max_messages: 1000,

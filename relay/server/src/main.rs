@@ -56,16 +56,16 @@ struct Args {
     #[arg(long, env = "CAREKEY_RELAY_CONCURRENCY", default_value_t = 512)]
     concurrency: usize,
     /// Per-IP requests per second.
-    #[arg(long, env = "CAREKEY_RELAY_IP_RATE", default_value_t = 200.0)]
+    #[arg(long, env = "CAREKEY_RELAY_IP_RATE", default_value_t = 1000.0)]
     ip_rate: f64,
     /// Per-IP burst.
-    #[arg(long, env = "CAREKEY_RELAY_IP_BURST", default_value_t = 400.0)]
+    #[arg(long, env = "CAREKEY_RELAY_IP_BURST", default_value_t = 6000.0)]
     ip_burst: f64,
     /// Per-token requests per second.
-    #[arg(long, env = "CAREKEY_RELAY_TOKEN_RATE", default_value_t = 50.0)]
+    #[arg(long, env = "CAREKEY_RELAY_TOKEN_RATE", default_value_t = 500.0)]
     token_rate: f64,
     /// Per-token burst.
-    #[arg(long, env = "CAREKEY_RELAY_TOKEN_BURST", default_value_t = 200.0)]
+    #[arg(long, env = "CAREKEY_RELAY_TOKEN_BURST", default_value_t = 6000.0)]
     token_burst: f64,
     /// TLS certificate chain (PEM); with `--tls-key`, serve HTTPS directly.
     #[arg(long, env = "CAREKEY_RELAY_TLS_CERT", requires = "tls_key")]
