@@ -45,18 +45,30 @@ pub fn relay_bin() -> PathBuf {
 }
 
 pub fn start_relay() -> RelayProcess {
+    start_relay_at(None)
+}
+
+/// A relay that signs owner writes over `origin` rather than its own address: the origin the
+/// clients use when they talk to it through a proxy (`tests/common/proxy.rs`). `url` is still
+/// the relay's own address.
+pub fn start_relay_with_origin(origin: &str) -> RelayProcess {
+    start_relay_at(Some(origin))
+}
+
+fn start_relay_at(origin: Option<&str>) -> RelayProcess {
     let port = TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .expect("free port")
         .port();
     let url = format!("http://127.0.0.1:{port}");
+    let origin = origin.unwrap_or(&url).to_owned();
     let data = tempfile::tempdir().expect("temp dir");
     let child = Command::new(relay_bin())
         .args([
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--origin",
-            &url,
+            &origin,
             // Expiry tests watch the relay sweep; a one-second sweep costs nothing here.
             "--sweep-secs",
             "1",
