@@ -232,7 +232,9 @@ impl Doctor {
         let mut first_error = None;
         let mut updates = Vec::new();
         for (seq, sealed) in msgs {
-            l.inbox.cursor = seq;
+            // Never backwards: a relay (or network) that reorders a batch must not make the
+            // next fetch deliver again what was processed (a false replay alarm).
+            l.inbox.cursor = l.inbox.cursor.max(seq);
             let from = l.upstream.as_ref().unwrap_or(&l.rel.peer_card);
             let m = match message::open(
                 &self.identity,
@@ -680,7 +682,7 @@ impl Doctor {
             }
             let msgs = p.relay.fetch(&p.inbox, left.as_secs().clamp(1, 25)).await?;
             for (seq, sealed) in msgs {
-                p.inbox.cursor = seq;
+                p.inbox.cursor = p.inbox.cursor.max(seq);
                 match self.open_introduction(p, &sealed) {
                     Ok(link) => {
                         let l = self.links.get(link).ok_or(ClientError::NoAnswer)?;

@@ -533,7 +533,8 @@ impl Patient {
         let mut requests = Vec::new();
         let mut first_error = None;
         for (seq, sealed) in msgs {
-            r.inbox.cursor = seq;
+            // Never backwards, whatever order the relay delivers in (see Doctor::sync).
+            r.inbox.cursor = r.inbox.cursor.max(seq);
             match message::open(
                 &self.identity,
                 &self.card,

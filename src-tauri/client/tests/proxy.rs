@@ -149,14 +149,25 @@ async fn blob_of_another_share_or_an_old_epoch_is_rejected() {
     let (in_a, in_b) = (uploaded_blobs(&proxy, &a, 1), uploaded_blobs(&proxy, &b, 1));
     assert_eq!(in_a.len(), in_b.len());
     for ((path, _), (_, other)) in in_a.iter().zip(&in_b) {
-        proxy.add(Rule::exact("other share", "GET", path, ok_body(other.clone())));
+        proxy.add(Rule::exact(
+            "other share",
+            "GET",
+            path,
+            ok_body(other.clone()),
+        ));
     }
     let err = doctor
         .sync_to_vault(link, &mut v, &NoProgress, &cancel)
         .await
         .expect_err("a blob of another share is refused");
     assert_eq!(err.code(), "tampered", "{err:?}");
-    assert!(matches!(err, ClientError::Tampered(_)));
+    assert!(
+        matches!(
+            err,
+            ClientError::Tampered(carekey_core::Error::HashMismatch)
+        ),
+        "{err:?}"
+    );
     assert!(proxy.fired("other share") >= 1);
     assert_eq!(v.record_count().expect("count"), stored, "old copy kept");
     proxy.clear();
@@ -174,13 +185,25 @@ async fn blob_of_another_share_or_an_old_epoch_is_rejected() {
     let (old, new) = (uploaded_blobs(&proxy, &a, 1), uploaded_blobs(&proxy, &a, 2));
     assert_eq!(old.len(), new.len());
     for ((path, _), (_, stale)) in new.iter().zip(&old) {
-        proxy.add(Rule::exact("old epoch", "GET", path, ok_body(stale.clone())));
+        proxy.add(Rule::exact(
+            "old epoch",
+            "GET",
+            path,
+            ok_body(stale.clone()),
+        ));
     }
     let err = doctor
         .sync_to_vault(link, &mut v, &NoProgress, &cancel)
         .await
         .expect_err("an old epoch's blob is refused");
     assert_eq!(err.code(), "tampered", "{err:?}");
+    assert!(
+        matches!(
+            err,
+            ClientError::Tampered(carekey_core::Error::HashMismatch)
+        ),
+        "{err:?}"
+    );
     assert!(proxy.fired("old epoch") >= 1);
     assert_eq!(v.record_count().expect("count"), stored, "old copy kept");
     proxy.clear();
@@ -215,13 +238,27 @@ async fn older_manifest_is_rejected() {
     let v2 = proxy.find("GET", &manifest).pop().expect("v2 recorded");
     assert_eq!(v2.header(api::HEADER_MANIFEST_VERSION), Some("2"));
 
-    // The network serves the version-1 manifest again, verbatim (signed by the patient).
-    proxy.add(Rule::exact("old manifest", "GET", &manifest, replay_of(&v1)));
+    // The network serves the version-1 manifest again, verbatim (signed by the patient). Every
+    // version bump is a re-key, so the old manifest does not even open under the epoch-2 key
+    // (the no-rollback guard behind it is never reached).
+    proxy.add(Rule::exact(
+        "old manifest",
+        "GET",
+        &manifest,
+        replay_of(&v1),
+    ));
     let err = stays
         .sync_to_vault(link, &mut v, &NoProgress, &cancel)
         .await
         .expect_err("rollback refused");
     assert_eq!(err.code(), "tampered", "{err:?}");
+    assert!(
+        matches!(
+            err,
+            ClientError::Tampered(carekey_core::Error::Decrypt { .. })
+        ),
+        "{err:?}"
+    );
     assert!(proxy.fired("old manifest") >= 1);
     assert_eq!(v.record_count().expect("count"), stored);
     // Also with its version header claiming to be new.
@@ -247,6 +284,13 @@ async fn older_manifest_is_rejected() {
         .await
         .expect_err("the header is not what counts");
     assert_eq!(err.code(), "tampered", "{err:?}");
+    assert!(
+        matches!(
+            err,
+            ClientError::Tampered(carekey_core::Error::Decrypt { .. })
+        ),
+        "{err:?}"
+    );
     assert!(proxy.fired("old manifest, new header") >= 1);
     proxy.clear();
     stays
@@ -288,6 +332,13 @@ async fn swapped_pairing_reply_is_rejected_and_the_real_doctor_still_pairs() {
         .await
         .expect_err("only attackers answered");
     assert_eq!(err.code(), "tampered", "{err:?}");
+    assert!(
+        matches!(
+            err,
+            ClientError::Tampered(carekey_core::Error::Decrypt { .. })
+        ),
+        "{err:?}"
+    );
     assert_eq!(proxy.fired("mallory"), 1);
     assert_eq!(proxy.fired("earlier"), 1);
 
@@ -304,10 +355,7 @@ async fn swapped_pairing_reply_is_rejected_and_the_real_doctor_still_pairs() {
     assert_eq!(door.card, dcard);
     assert_eq!(door.check_code, scan.check_code());
     patient.confirm(session).await.expect("confirm");
-    let link = real
-        .wait_for_grant(scan, 10, &cancel)
-        .await
-        .expect("grant");
+    let link = real.wait_for_grant(scan, 10, &cancel).await.expect("grant");
     real.fetch(link, &NoProgress, &cancel)
         .await
         .expect("the real doctor reads");
@@ -322,13 +370,46 @@ async fn swapped_pairing_reply_is_rejected_and_the_real_doctor_still_pairs() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn swapped_grant_is_rejected_and_nothing_is_linked() {
+    let (_relay, proxy, mut patient, a) = setup(Policy::Never, 0).await;
+    let cancel = Cancel::new();
+    // An earlier doctor's genuine confirmation (patient card + grant), as it was delivered.
+    let mark = proxy.mark();
+    let _ = pair(&mut patient, &a, "Dr. Earlier").await;
+    let earlier = delivery(&proxy.since(mark));
+    let (did, dcard) = identity("Dr. Real", Role::Doctor);
+    let mut real = Doctor::new(did, dcard);
+    let mut session = patient.start_pairing(&a).await.expect("QR");
+    let scan = real.scan(&session.qr_text()).await.expect("scan");
+    patient
+        .wait_for_doctor(&mut session, 10, &cancel)
+        .await
+        .expect("reply");
+    patient.confirm(session).await.expect("confirm");
+    // The doctor's mailbox read is answered with the other doctor's grant.
+    proxy.add(Rule::new("other grant", "GET", "/messages?", replay_of(&earlier)).times(1));
+    let err = real
+        .wait_for_grant(scan, 10, &cancel)
+        .await
+        .expect_err("another doctor's grant is refused");
+    assert_eq!(err.code(), "tampered", "{err:?}");
+    assert_eq!(proxy.fired("other grant"), 1);
+    assert!(real.patient(0).is_none(), "nothing linked");
+}
+
 // 4. Truncated and forked audit logs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn truncated_or_forked_audit_log_is_rejected_and_the_pin_holds() {
     let (_relay, proxy, mut patient, a) = setup(Policy::Never, 0).await;
     let cancel = Cancel::new();
     let b = patient
-        .create_share(share_items(0), options(Policy::Never, 0), &NoProgress, &cancel)
+        .create_share(
+            share_items(0),
+            options(Policy::Never, 0),
+            &NoProgress,
+            &cancel,
+        )
         .await
         .expect("share b");
     patient.access_log(&b).await.expect("b's log");
@@ -338,12 +419,21 @@ async fn truncated_or_forked_audit_log_is_rejected_and_the_pin_holds() {
         .pop()
         .expect("b's log recorded");
     let (mut doctor, link, _) = pair(&mut patient, &a, "Dr. Watched").await;
-    doctor.fetch(link, &NoProgress, &cancel).await.expect("fetch");
+    doctor
+        .fetch(link, &NoProgress, &cancel)
+        .await
+        .expect("fetch");
     patient.access_log(&a).await.expect("first log");
     let older = proxy.find("GET", &audit_a).pop().expect("recorded");
-    doctor.fetch(link, &NoProgress, &cancel).await.expect("fetch");
+    doctor
+        .fetch(link, &NoProgress, &cancel)
+        .await
+        .expect("fetch");
     let pinned = patient.access_log(&a).await.expect("pinned log");
-    doctor.fetch(link, &NoProgress, &cancel).await.expect("fetch");
+    doctor
+        .fetch(link, &NoProgress, &cancel)
+        .await
+        .expect("fetch");
 
     let tampered = |name: &'static str, action: Action| {
         proxy.add(Rule::new(name, "GET", &audit_a, action).times(1));
@@ -353,7 +443,10 @@ async fn truncated_or_forked_audit_log_is_rejected_and_the_pin_holds() {
     let n = tampered("older log", replay_of(&older));
     let err = patient.access_log(&a).await.expect_err(n);
     assert!(
-        matches!(err, ClientError::Tampered(carekey_core::Error::AuditChain { .. })),
+        matches!(
+            err,
+            ClientError::Tampered(carekey_core::Error::AuditChain { .. })
+        ),
         "{err:?}"
     );
     // (b) Today's log with its last entries dropped, head kept.
@@ -368,6 +461,13 @@ async fn truncated_or_forked_audit_log_is_rejected_and_the_pin_holds() {
     );
     let err = patient.access_log(&a).await.expect_err(n);
     assert_eq!(err.code(), "tampered", "{err:?}");
+    assert!(
+        matches!(
+            err,
+            ClientError::Tampered(carekey_core::Error::AuditChain { .. })
+        ),
+        "{err:?}"
+    );
     // (c) Truncated below the pin, head rewritten to an older genuinely signed one.
     let old_log: api::AuditLog = serde_json::from_slice(&older.body).expect("log");
     let n = tampered(
@@ -381,13 +481,23 @@ async fn truncated_or_forked_audit_log_is_rejected_and_the_pin_holds() {
     );
     let err = patient.access_log(&a).await.expect_err(n);
     assert!(
-        matches!(err, ClientError::Tampered(carekey_core::Error::AuditChain { .. })),
+        matches!(
+            err,
+            ClientError::Tampered(carekey_core::Error::AuditChain { .. })
+        ),
         "{err:?}"
     );
     // (d) A fork: another share's log, signed by the same relay.
     let n = tampered("forked", replay_of(&log_b));
     let err = patient.access_log(&a).await.expect_err(n);
     assert_eq!(err.code(), "tampered", "{err:?}");
+    assert!(
+        matches!(
+            err,
+            ClientError::Tampered(carekey_core::Error::AuditChain { .. })
+        ),
+        "{err:?}"
+    );
     for n in [
         "older log",
         "truncated",
@@ -517,12 +627,22 @@ async fn duplicated_owner_writes_are_refused_by_the_counter() {
     let (_relay, proxy) = proxy::start().await;
     let cancel = Cancel::new();
     let dup = Action::Duplicate(Duration::ZERO);
-    proxy.add(Rule::new("manifest twice", "PUT", "/manifest?", dup.clone()));
+    proxy.add(Rule::new(
+        "manifest twice",
+        "PUT",
+        "/manifest?",
+        dup.clone(),
+    ));
     proxy.add(Rule::new("token twice", "POST", "/tokens", dup));
     let (pid, pcard) = identity("Pat Proxy", Role::Patient);
     let mut patient = Patient::new(pid, pcard, Relay::new(&proxy.url).expect("URL"));
     let a = patient
-        .create_share(share_items(5_000), options(Policy::Never, 0), &NoProgress, &cancel)
+        .create_share(
+            share_items(5_000),
+            options(Policy::Never, 0),
+            &NoProgress,
+            &cancel,
+        )
         .await
         .expect("share");
     let (mut doctor, link, _) = pair(&mut patient, &a, "Dr. Once").await;
@@ -541,7 +661,11 @@ async fn duplicated_owner_writes_are_refused_by_the_counter() {
     proxy.clear();
     // The relay acted once: one token registration (2), one manifest swap (6).
     let log = patient.access_log(&a).await.expect("log");
-    let count = |k: u8| log.iter().filter(|e| e.what == AccessKind::Relay(k)).count();
+    let count = |k: u8| {
+        log.iter()
+            .filter(|e| e.what == AccessKind::Relay(k))
+            .count()
+    };
     assert_eq!(count(2), 1);
     assert_eq!(count(6), 1);
 }
@@ -568,7 +692,10 @@ async fn duplicated_message_is_dropped_by_the_replay_guard() {
     let notes = patient.inbox(rel, 5).await.expect("inbox");
     assert_eq!(notes.len(), 1);
     note::accept(&mut v, &notes[0]).expect("accepted");
-    let err = patient.inbox(rel, 5).await.expect_err("the copy is refused");
+    let err = patient
+        .inbox(rel, 5)
+        .await
+        .expect_err("the copy is refused");
     assert!(is_replay(&err), "{err:?}");
     assert_eq!(proxy.fired("note twice"), 1);
     let d = proxy.duplicates("note twice");
@@ -584,7 +711,15 @@ async fn dropped_reads_are_retried() {
     let (mut doctor, link, _) = pair(&mut patient, &a, "Dr. Patient").await;
     let n = share_items(0).len();
     let s = share_path(&a);
-    proxy.add(Rule::new("drop manifest", "GET", &format!("{s}/manifest"), Action::Drop).times(1));
+    proxy.add(
+        Rule::new(
+            "drop manifest",
+            "GET",
+            &format!("{s}/manifest"),
+            Action::Drop,
+        )
+        .times(1),
+    );
     proxy.add(Rule::new("502 blob", "GET", &format!("{s}/blobs/"), Action::Fail(502)).times(1));
     proxy.add(
         Rule::new(
@@ -616,7 +751,15 @@ async fn dropped_writes_fail_clearly_and_leave_no_partial_state() {
     let err = create(&mut patient).await.expect_err("dropped");
     assert_eq!(err.code(), "relay_unreachable", "{err:?}");
     // The relay creates the share, the answer is lost.
-    proxy.add(Rule::exact("lose create answer", "POST", "/v1/shares", Action::DropResponse).times(1));
+    proxy.add(
+        Rule::exact(
+            "lose create answer",
+            "POST",
+            "/v1/shares",
+            Action::DropResponse,
+        )
+        .times(1),
+    );
     let err = create(&mut patient).await.expect_err("answer lost");
     assert_eq!(err.code(), "relay_unreachable", "{err:?}");
     // The manifest upload fails with a 502 (after the blobs went up).
@@ -687,7 +830,9 @@ async fn create(p: &mut Patient) -> Result<[u8; 16], ClientError> {
     .await
 }
 
-// 8. Reordered epoch updates.
+// 8. Reordered epoch updates. Relationship messages carry the sender's sequence number under
+// its signature, so the receiver's replay guard refuses the older update before its epoch is
+// even compared (`EpochUpdate::check_after` is the second line, for updates that pass it).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn reordered_epoch_updates_keep_the_newer() {
     let (_relay, proxy, mut patient, a) = setup(Policy::Never, 0).await;
@@ -714,6 +859,13 @@ async fn reordered_epoch_updates_keep_the_newer() {
     );
     let err = stays.sync(link, 0).await.expect_err("the older is refused");
     assert_eq!(err.code(), "tampered", "{err:?}");
+    assert!(
+        matches!(
+            err,
+            ClientError::Tampered(carekey_core::Error::Replay { highest: 2, got: 1 })
+        ),
+        "{err:?}"
+    );
     assert_eq!(proxy.fired("reversed"), 1);
     // The newer won: with no further message getting through, epoch 3 reads.
     proxy.add(Rule::new(
