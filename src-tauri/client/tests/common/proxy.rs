@@ -56,6 +56,9 @@ impl Exchange {
     }
 }
 
+/// A rewrite of a relay answer's body.
+pub type BodyEdit = Arc<dyn Fn(&[u8]) -> Vec<u8> + Send + Sync>;
+
 /// What a rule does with a matching request.
 #[derive(Clone)]
 pub enum Action {
@@ -69,7 +72,7 @@ pub enum Action {
         body: Vec<u8>,
     },
     /// Forward, then replace the relay's (2xx) body by `f(body)`.
-    Rewrite(Arc<dyn Fn(&[u8]) -> Vec<u8> + Send + Sync>),
+    Rewrite(BodyEdit),
     /// Close the connection without forwarding or answering.
     Drop,
     /// Forward (the relay acts on it), then close the connection without answering.
