@@ -830,6 +830,58 @@ async fn create(p: &mut Patient) -> Result<[u8; 16], ClientError> {
     .await
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interrupted_revoke_leaves_a_consistent_share_and_can_be_finished() {
+    let (_relay, proxy, mut patient, a) = setup(Policy::Never, 0).await;
+    let cancel = Cancel::new();
+    let (mut stays, link, _) = pair(&mut patient, &a, "Dr. Stays").await;
+    let (mut leaves, gone, rel) = pair(&mut patient, &a, "Dr. Leaves").await;
+    // The token is revoked, then an upload of the new epoch is dropped.
+    proxy.add(Rule::new("drop re-key upload", "PUT", "/blobs/", Action::Drop).times(1));
+    let err = patient
+        .revoke(&a, rel, &NoProgress, &cancel)
+        .await
+        .expect_err("interrupted");
+    assert_eq!(err.code(), "relay_unreachable", "{err:?}");
+    assert_eq!(proxy.fired("drop re-key upload"), 1);
+    assert_eq!(
+        leaves
+            .fetch(gone, &NoProgress, &cancel)
+            .await
+            .expect_err("revoked at once")
+            .code(),
+        "access_ended"
+    );
+    // Meanwhile the share stays whole: the remaining doctor reads, a new doctor pairs and
+    // reads (its grant carries the published epoch's key, not the unfinished one).
+    stays
+        .fetch(link, &NoProgress, &cancel)
+        .await
+        .expect("still reads");
+    let (mut late, late_link, _) = pair(&mut patient, &a, "Dr. Late").await;
+    late.fetch(late_link, &NoProgress, &cancel)
+        .await
+        .expect("a grant made meanwhile reads");
+    // Calling revoke again finishes the re-key; everyone remaining follows it.
+    patient
+        .revoke(&a, rel, &NoProgress, &cancel)
+        .await
+        .expect("finished");
+    for (d, l) in [(&mut stays, link), (&mut late, late_link)] {
+        d.fetch(l, &NoProgress, &cancel)
+            .await
+            .expect("follows the re-key");
+    }
+    assert_eq!(
+        leaves
+            .fetch(gone, &NoProgress, &cancel)
+            .await
+            .expect_err("still revoked")
+            .code(),
+        "access_ended"
+    );
+}
+
 // 8. Reordered epoch updates. Relationship messages carry the sender's sequence number under
 // its signature, so the receiver's replay guard refuses the older update before its epoch is
 // even compared (`EpochUpdate::check_after` is the second line, for updates that pass it).
