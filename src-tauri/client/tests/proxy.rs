@@ -371,13 +371,38 @@ async fn swapped_pairing_reply_is_rejected_and_the_real_doctor_still_pairs() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn swapped_grant_is_rejected_and_nothing_is_linked() {
+async fn swapped_grant_is_rejected_and_the_real_grant_still_arrives() {
     let (_relay, proxy, mut patient, a) = setup(Policy::Never, 0).await;
     let cancel = Cancel::new();
     // An earlier doctor's genuine confirmation (patient card + grant), as it was delivered.
     let mark = proxy.mark();
     let _ = pair(&mut patient, &a, "Dr. Earlier").await;
     let earlier = delivery(&proxy.since(mark));
+    let earlier_append = proxy
+        .since(mark)
+        .into_iter()
+        .find(|e| e.method == "POST" && e.path.ends_with("/messages"))
+        .expect("the confirmation's append recorded")
+        .req_body;
+
+    // A doctor whose pairing the patient never confirms gets only the other doctor's grant.
+    let (sid, scard) = identity("Dr. Stranded", Role::Doctor);
+    let mut stranded = Doctor::new(sid, scard);
+    let sscan = stranded
+        .scan(&patient.start_pairing(&a).await.expect("QR").qr_text())
+        .await
+        .expect("scan");
+    proxy.add(Rule::new("other grant", "GET", "/messages?", replay_of(&earlier)).times(1));
+    let err = stranded
+        .wait_for_grant(sscan, 2, &cancel)
+        .await
+        .expect_err("another doctor's grant is refused");
+    assert_eq!(err.code(), "tampered", "{err:?}");
+    assert_eq!(proxy.fired("other grant"), 1);
+    assert!(stranded.patient(0).is_none(), "nothing linked");
+
+    // The real doctor: the network writes the other grant into its mailbox (with the write
+    // capability it saw go by) just ahead of the patient's own.
     let (did, dcard) = identity("Dr. Real", Role::Doctor);
     let mut real = Doctor::new(did, dcard);
     let mut session = patient.start_pairing(&a).await.expect("QR");
@@ -386,16 +411,32 @@ async fn swapped_grant_is_rejected_and_nothing_is_linked() {
         .wait_for_doctor(&mut session, 10, &cancel)
         .await
         .expect("reply");
+    proxy.add(
+        Rule::new(
+            "other grant again",
+            "POST",
+            "/messages",
+            Action::InjectBefore(earlier_append),
+        )
+        .times(1),
+    );
     patient.confirm(session).await.expect("confirm");
-    // The doctor's mailbox read is answered with the other doctor's grant.
-    proxy.add(Rule::new("other grant", "GET", "/messages?", replay_of(&earlier)).times(1));
-    let err = real
+    let injected = proxy.duplicates("other grant again");
+    assert_eq!(injected.len(), 1);
+    assert_eq!(
+        injected[0].status, 201,
+        "the relay stored the injection first"
+    );
+    let link = real
         .wait_for_grant(scan, 10, &cancel)
         .await
-        .expect_err("another doctor's grant is refused");
-    assert_eq!(err.code(), "tampered", "{err:?}");
-    assert_eq!(proxy.fired("other grant"), 1);
-    assert!(real.patient(0).is_none(), "nothing linked");
+        .expect("the patient's grant still arrives");
+    assert_eq!(proxy.fired("other grant again"), 1);
+    assert_eq!(real.patient(link).expect("linked").body.name, "Pat Proxy");
+    assert!(real.patient(link + 1).is_none(), "one link only");
+    real.fetch(link, &NoProgress, &cancel)
+        .await
+        .expect("the real doctor reads");
 }
 
 // 4. Truncated and forked audit logs.

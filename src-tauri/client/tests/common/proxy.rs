@@ -85,6 +85,9 @@ pub enum Action {
     Duplicate(Duration),
     /// Wait, then forward.
     Delay(Duration),
+    /// First send the same request (same headers: the same capability) with this body to the
+    /// relay, then forward the original: an injection ahead of a genuine write.
+    InjectBefore(Vec<u8>),
 }
 
 impl std::fmt::Debug for Action {
@@ -97,6 +100,7 @@ impl std::fmt::Debug for Action {
             Action::Fail(_) => "Fail",
             Action::Duplicate(_) => "Duplicate",
             Action::Delay(_) => "Delay",
+            Action::InjectBefore(_) => "InjectBefore",
         };
         f.write_str(s)
     }
@@ -440,6 +444,13 @@ async fn handle(s: Arc<Shared>, req: Request<Incoming>) -> Answer {
         }
         Some(Action::Delay(d)) => {
             tokio::time::sleep(d).await;
+            Some(forward(&s, &method, &path, &req_headers, &req_body).await)
+        }
+        Some(Action::InjectBefore(body)) => {
+            let i = forward(&s, &method, &path, &req_headers, &body).await;
+            let mut injected = ex.clone();
+            injected.req_body = body;
+            record_duplicate(&s, &injected, i);
             Some(forward(&s, &method, &path, &req_headers, &req_body).await)
         }
     };
