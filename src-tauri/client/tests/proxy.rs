@@ -213,6 +213,75 @@ async fn blob_of_another_share_or_an_old_epoch_is_rejected() {
         .expect("honest again");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn truncated_answers_are_rejected() {
+    let (_relay, proxy, mut patient, a) = setup(Policy::Never, 0).await;
+    let cancel = Cancel::new();
+    let (mut doctor, link, rel) = pair(&mut patient, &a, "Dr. Cut").await;
+    let dir = tempfile::tempdir().expect("dir");
+    let mut v = vault(&dir, "doctor.vault");
+    doctor
+        .sync_to_vault(link, &mut v, &NoProgress, &cancel)
+        .await
+        .expect("honest copy");
+    let stored = v.record_count().expect("count");
+    let half: proxy::BodyEdit = Arc::new(|b: &[u8]| b[..b.len() / 2].to_vec());
+    let s = share_path(&a);
+    // Every blob (the chunked attachment too), then the manifest, cut in half.
+    for (name, fragment) in [
+        ("half blobs", format!("{s}/blobs/")),
+        ("half manifest", format!("{s}/manifest")),
+    ] {
+        proxy.add(Rule::new(
+            name,
+            "GET",
+            &fragment,
+            Action::Rewrite(half.clone()),
+        ));
+        let err = doctor
+            .sync_to_vault(link, &mut v, &NoProgress, &cancel)
+            .await
+            .expect_err(name);
+        assert_eq!(err.code(), "tampered", "{name}: {err:?}");
+        assert!(proxy.fired(name) >= 1, "{name}");
+        assert_eq!(v.record_count().expect("count"), stored, "{name}");
+        proxy.clear();
+    }
+    // A cut audit log or mailbox answer is not even JSON.
+    proxy.add(
+        Rule::new(
+            "half log",
+            "GET",
+            &format!("{s}/audit"),
+            Action::Rewrite(half.clone()),
+        )
+        .times(1),
+    );
+    let err = patient.access_log(&a).await.expect_err("half log");
+    assert_eq!(err.code(), "bad_response", "{err:?}");
+    assert_eq!(proxy.fired("half log"), 1);
+    patient
+        .access_log(&a)
+        .await
+        .expect("the honest log verifies");
+    doctor
+        .send_note(
+            link,
+            &serde_json::json!({"resourceType": "Observation", "id": "x"}),
+        )
+        .await
+        .expect("note");
+    proxy.add(Rule::new("half messages", "GET", "/messages?", Action::Rewrite(half)).times(1));
+    let err = patient.inbox(rel, 5).await.expect_err("half messages");
+    assert_eq!(err.code(), "bad_response", "{err:?}");
+    assert_eq!(proxy.fired("half messages"), 1);
+    assert_eq!(
+        patient.inbox(rel, 5).await.expect("inbox").len(),
+        1,
+        "the note still arrives once"
+    );
+}
+
 // 2. An older manifest.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn older_manifest_is_rejected() {
