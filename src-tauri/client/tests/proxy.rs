@@ -990,6 +990,33 @@ async fn interrupted_revoke_leaves_a_consistent_share_and_can_be_finished() {
             .code(),
         "access_ended"
     );
+    // Later in the re-key: the new epoch's key already went to the remaining doctors when
+    // the manifest swap fails. Revoking again finishes it under yet another epoch.
+    let (_, _, second) = pair(&mut patient, &a, "Dr. Second").await;
+    proxy.add(
+        Rule::new(
+            "502 re-key manifest",
+            "PUT",
+            "/manifest?",
+            Action::Fail(502),
+        )
+        .times(1),
+    );
+    let err = patient
+        .revoke(&a, second, &NoProgress, &cancel)
+        .await
+        .expect_err("interrupted");
+    assert_eq!(err.code(), "relay_failure", "{err:?}");
+    assert_eq!(proxy.fired("502 re-key manifest"), 1);
+    patient
+        .revoke(&a, second, &NoProgress, &cancel)
+        .await
+        .expect("finished");
+    for (d, l) in [(&mut stays, link), (&mut late, late_link)] {
+        d.fetch(l, &NoProgress, &cancel)
+            .await
+            .expect("follows the finished re-key");
+    }
 }
 
 // 8. Reordered epoch updates. Relationship messages carry the sender's sequence number under
