@@ -82,8 +82,8 @@ fn relay_options() -> RelayOptions {
             .filter(|_| !default_limits)
             .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
             .collect(),
-        log_dir: None,
         bin: Some(bin),
+        ..RelayOptions::default()
     }
 }
 

@@ -159,6 +159,8 @@ impl Doctor {
 
     /// Waits (long-poll) for the patient's confirmation; verifies the patient's card, its
     /// transcript signature and the grant, and remembers the patient. Returns the link index.
+    /// Invalid messages are dropped and the wait goes on (the last error is returned at the
+    /// deadline if nothing valid came).
     pub async fn wait_for_grant(
         &mut self,
         mut session: ScanSession,
@@ -166,28 +168,28 @@ impl Doctor {
         cancel: &Cancel,
     ) -> Result<usize> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait_secs);
-        let (seq, bytes) = loop {
+        // An invalid message (forged, replayed from another pairing, misaddressed) is dropped
+        // and the wait goes on, so whoever can write to the mailbox cannot spend the pairing;
+        // if only invalid messages came, the last error is returned at the deadline.
+        let mut last_error = None;
+        let out = 'wait: loop {
             cancel.check()?;
             let left = deadline.saturating_duration_since(std::time::Instant::now());
             if left.is_zero() {
-                return Err(ClientError::NoAnswer);
+                return Err(last_error.unwrap_or(ClientError::NoAnswer));
             }
-            let mut msgs = session
+            let msgs = session
                 .relay
                 .fetch(&session.inbox, left.as_secs().clamp(1, 25))
                 .await?;
-            if !msgs.is_empty() {
-                break msgs.swap_remove(0);
+            for (seq, bytes) in msgs {
+                session.inbox.cursor = session.inbox.cursor.max(seq);
+                match self.check_confirmation(&session, &bytes) {
+                    Ok(out) => break 'wait out,
+                    Err(e) => last_error = Some(e),
+                }
             }
         };
-        session.inbox.cursor = seq;
-        let out = session.pairing.receive_confirmation(&bytes)?;
-        let g = &out.grant.grant;
-        if g.grantee != self.card.hash() || g.reader_key != session.reader.public() {
-            return Err(ClientError::Tampered(carekey_core::Error::WrongRecipient));
-        }
-        out.grant
-            .verify_at(&out.relationship.peer_card.body.signing_key, now())?;
         let peer = MailboxAddress::from_bytes(&out.relationship.peer_address)?;
         session
             .relay
@@ -213,6 +215,23 @@ impl Doctor {
         Ok(self.links.len() - 1)
     }
 
+    /// Opens and checks the patient's confirmation of `session`: card, transcript signature,
+    /// grant signature and validity, addressed to this card and this session's reader key.
+    fn check_confirmation(
+        &self,
+        session: &ScanSession,
+        bytes: &[u8],
+    ) -> Result<carekey_core::pairing::DoctorOutcome> {
+        let out = session.pairing.receive_confirmation(bytes)?;
+        let g = &out.grant.grant;
+        if g.grantee != self.card.hash() || g.reader_key != session.reader.public() {
+            return Err(ClientError::Tampered(carekey_core::Error::WrongRecipient));
+        }
+        out.grant
+            .verify_at(&out.relationship.peer_card.body.signing_key, now())?;
+        Ok(out)
+    }
+
     /// The patient's card of link `index`.
     pub fn patient(&self, index: usize) -> Option<&Card> {
         self.links.get(index).map(|l| &l.rel.peer_card)
@@ -236,7 +255,9 @@ impl Doctor {
         let mut first_error = None;
         let mut updates = Vec::new();
         for (seq, sealed) in msgs {
-            l.inbox.cursor = seq;
+            // Never backwards: a relay (or network) that reorders a batch must not make the
+            // next fetch deliver again what was processed (a false replay alarm).
+            l.inbox.cursor = l.inbox.cursor.max(seq);
             let from = l.upstream.as_ref().unwrap_or(&l.rel.peer_card);
             let m = match message::open(
                 &self.identity,
@@ -694,7 +715,7 @@ impl Doctor {
             }
             let msgs = p.relay.fetch(&p.inbox, left.as_secs().clamp(1, 25)).await?;
             for (seq, sealed) in msgs {
-                p.inbox.cursor = seq;
+                p.inbox.cursor = p.inbox.cursor.max(seq);
                 match self.open_introduction(p, &sealed) {
                     Ok(link) => {
                         let l = self.links.get(link).ok_or(ClientError::NoAnswer)?;

@@ -533,7 +533,8 @@ impl Patient {
         let mut requests = Vec::new();
         let mut first_error = None;
         for (seq, sealed) in msgs {
-            r.inbox.cursor = seq;
+            // Never backwards, whatever order the relay delivers in (see Doctor::sync).
+            r.inbox.cursor = r.inbox.cursor.max(seq);
             match message::open(
                 &self.identity,
                 &self.card,
@@ -590,7 +591,8 @@ impl Patient {
     /// Revokes the grant of relationship `index` on `share_id`, in the design brief's order:
     /// revoke the token (and its delegated subtree), new epoch with fresh content keys,
     /// upload, deliver the new epoch key to the remaining grantees, swap the manifest, delete
-    /// the old epoch.
+    /// the old epoch. If it fails part-way (the token is revoked but the re-key did not
+    /// finish), calling it again for the same relationship finishes the re-key.
     pub async fn revoke(
         &mut self,
         share_id: &[u8; 16],
@@ -617,22 +619,37 @@ impl Patient {
         progress: &dyn ProgressSink,
         cancel: &Cancel,
     ) -> Result<()> {
-        // (1) Revoke at once.
+        // (1) Revoke at once. A grant already revoked means an earlier revoke was interrupted
+        // (network, relay) after this step: calling again finishes the re-key.
         let g = st
             .grants
             .iter_mut()
-            .find(|g| g.relationship == index && !g.revoked)
-            .ok_or(ClientError::InvalidInput(
-                "no active grant for that relationship",
-            ))?;
-        self.relay
-            .revoke_token(&mut st.owner, share_id, &g.token.relay_hash())
-            .await?;
-        g.revoked = true;
+            .filter(|g| g.relationship == index)
+            .min_by_key(|g| g.revoked)
+            .ok_or(ClientError::InvalidInput("no grant for that relationship"))?;
+        if !g.revoked {
+            self.relay
+                .revoke_token(&mut st.owner, share_id, &g.token.relay_hash())
+                .await?;
+            g.revoked = true;
+        }
         // (2) New epoch: fresh epoch key, fresh content key and blob id for every blob; upload.
         let old_epoch = st.epoch.number;
+        let published = Epoch {
+            number: old_epoch,
+            key: st.epoch.key.clone(),
+        };
         st.epoch = st.epoch.next(&mut OsRng)?;
-        let m = self.upload_epoch(share_id, st, progress, cancel).await?;
+        let m = match self.upload_epoch(share_id, st, progress, cancel).await {
+            Ok(m) => m,
+            Err(e) => {
+                // The new key never left the device: go back to the published epoch, so
+                // grants made meanwhile carry the key the relay's manifest opens with. Blobs
+                // already uploaded under the new number go with that epoch's deletion later.
+                st.epoch = published;
+                return Err(e);
+            }
+        };
         // (3) Deliver the new epoch key to every remaining grantee.
         let update = EpochUpdate {
             share_id: *share_id,

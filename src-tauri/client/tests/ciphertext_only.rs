@@ -203,7 +203,7 @@ async fn relay_files_and_logs_hold_no_plaintext_names_keys_or_tokens() {
     let relay = start_relay_with(&RelayOptions {
         env: vec![("RUST_LOG".into(), "debug".into())],
         log_dir: Some(logs.path().to_owned()),
-        bin: None,
+        ..RelayOptions::default()
     });
     let mut needles = Vec::new();
 

@@ -592,8 +592,9 @@ impl DoctorPairing {
     }
 
     /// Opens the patient's confirmation: verifies the patient's card, its transcript signature
-    /// and the grant signature.
-    pub fn receive_confirmation(self, bytes: &[u8]) -> Result<DoctorOutcome> {
+    /// and the grant signature. A failure leaves the state as it was, so a forged or misrouted
+    /// message does not spend the pairing.
+    pub fn receive_confirmation(&self, bytes: &[u8]) -> Result<DoctorOutcome> {
         let mut r = Reader::new(bytes, "pairing confirmation");
         r.version(PAIRING_MSG_VERSION)?;
         let sealed = r.rest();

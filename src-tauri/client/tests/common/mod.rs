@@ -48,6 +48,16 @@ pub fn start_relay() -> RelayProcess {
     start_relay_with(&RelayOptions::default())
 }
 
+/// A relay that signs owner writes over `origin` rather than its own address: the origin the
+/// clients use when they talk to it through a proxy (`tests/common/proxy.rs`). `url` is still
+/// the relay's own address.
+pub fn start_relay_with_origin(origin: &str) -> RelayProcess {
+    start_relay_with(&RelayOptions {
+        origin: Some(origin.to_owned()),
+        ..RelayOptions::default()
+    })
+}
+
 /// How to start a relay beyond the defaults.
 #[derive(Debug, Default, Clone)]
 pub struct RelayOptions {
@@ -59,6 +69,8 @@ pub struct RelayOptions {
     pub log_dir: Option<PathBuf>,
     /// The relay binary (else [`relay_bin`]).
     pub bin: Option<PathBuf>,
+    /// The origin owner writes are signed over (else the relay's own URL).
+    pub origin: Option<String>,
 }
 
 pub fn start_relay_with(opts: &RelayOptions) -> RelayProcess {
@@ -67,6 +79,7 @@ pub fn start_relay_with(opts: &RelayOptions) -> RelayProcess {
         .expect("free port")
         .port();
     let url = format!("http://127.0.0.1:{port}");
+    let origin = opts.origin.clone().unwrap_or_else(|| url.clone());
     let data = tempfile::tempdir().expect("temp dir");
     let (stdout, stderr) = match &opts.log_dir {
         Some(d) => (
@@ -80,7 +93,7 @@ pub fn start_relay_with(opts: &RelayOptions) -> RelayProcess {
             "--listen",
             &format!("127.0.0.1:{port}"),
             "--origin",
-            &url,
+            &origin,
             // Expiry tests watch the relay sweep; a one-second sweep costs nothing here.
             "--sweep-secs",
             "1",
