@@ -57,6 +57,7 @@ both_backends!(
     fetch_log_rechecks_under_lock,
     receipt_time_window,
     backup_slots,
+    manifest_reads_during_swaps,
 );
 
 async fn blob_roundtrip_and_audit_chain(h: Harness) {
@@ -1574,6 +1575,93 @@ async fn backup_slots(h: Harness) {
         .send(backup_request(&k, None, "GET", &path, vec![], 209))
         .await;
     assert_eq!(r.body, b"six");
+}
+
+/// Manifest reads racing manifest swaps (the group commit's stale-manifest path): every read
+/// answers 200 with the body of the version it names, and every read is logged exactly once.
+async fn manifest_reads_during_swaps(h: Harness) {
+    let h = std::sync::Arc::new(h);
+    let o = std::sync::Arc::new(h.create_share().await);
+    let (token, reader) = h.register_token(&o, &scope(1, &[]), now() + 3600, 0).await;
+    let r = h
+        .owner(
+            &o,
+            "PUT",
+            &format!("/v1/shares/{}/manifest?version=1&prev=0", o.share_hex),
+            b"m1".to_vec(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut readers = Vec::new();
+    for _ in 0..4 {
+        let (h, o, done, reader) = (h.clone(), o.clone(), done.clone(), reader.clone());
+        readers.push(tokio::spawn(async move {
+            let mut sent = Vec::new();
+            while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                let rc = receipt(&reader, &o.share_id, "manifest");
+                let req = Request::builder()
+                    .uri(format!("/v1/shares/{}/manifest", o.share_hex))
+                    .header("authorization", format!("Bearer {}", b64(&token)))
+                    .header("carekey-receipt", rc.clone())
+                    .body(Body::empty())
+                    .unwrap();
+                let r = h.send(req).await;
+                assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+                let v = r.headers["carekey-manifest-version"].to_str().unwrap();
+                assert_eq!(r.body, format!("m{v}").into_bytes());
+                sent.push(rc);
+            }
+            sent
+        }));
+    }
+    for v in 2..=40u64 {
+        let r = h
+            .owner(
+                &o,
+                "PUT",
+                &format!(
+                    "/v1/shares/{}/manifest?version={v}&prev={}",
+                    o.share_hex,
+                    v - 1
+                ),
+                format!("m{v}").into_bytes(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    done.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut sent = Vec::new();
+    for t in readers {
+        sent.extend(t.await.unwrap());
+    }
+    let mut logged = Vec::new();
+    let mut from = 1;
+    loop {
+        let r = h
+            .owner(
+                &o,
+                "GET",
+                &format!("/v1/shares/{}/audit?from={from}", o.share_hex),
+                vec![],
+            )
+            .await;
+        let entries = r.json()["entries"].as_array().unwrap().clone();
+        if entries.is_empty() {
+            break;
+        }
+        for e in &entries {
+            if e["kind"] == 1 {
+                logged.push(b64(&unb64(e["body"].as_str().unwrap())));
+            }
+        }
+        from = entries.last().unwrap()["seq"].as_u64().unwrap() + 1;
+    }
+    sent.sort();
+    logged.sort();
+    assert!(!sent.is_empty());
+    assert_eq!(logged, sent, "every manifest read logged exactly once");
 }
 
 /// Per-IP rate limit: 429 with Retry-After (SQLite only: the limiter is in memory).
