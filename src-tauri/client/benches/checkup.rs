@@ -20,7 +20,6 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -32,7 +31,7 @@ use carekey_core::grant::{Category, Policy};
 use carekey_core::keys::Role;
 use carekey_core::keys::SigningSecret;
 use carekey_core::manifest::{Manifest, ManifestEntry};
-use common::{RelayOptions, category_of, identity, in_a_day, start_relay_with};
+use common::{RelayOptions, identity, in_a_day, start_relay_with, synthea_largest};
 use rand_core::{OsRng, RngCore};
 use zeroize::Zeroizing;
 
@@ -92,80 +91,6 @@ fn fixtures() -> Option<PathBuf> {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"));
     p.join("synthea-10").is_dir().then_some(p)
-}
-
-fn patient_of(r: &serde_json::Value) -> Option<String> {
-    if r["resourceType"] == "Patient" {
-        return r["id"].as_str().map(str::to_owned);
-    }
-    let reference = r["subject"]["reference"]
-        .as_str()
-        .or_else(|| r["patient"]["reference"].as_str())?;
-    Some(
-        reference
-            .trim_start_matches("Patient/")
-            .trim_start_matches("urn:uuid:")
-            .to_owned(),
-    )
-}
-
-/// The largest Synthea patient (most resources) as share items: every resource a record,
-/// every `content[].attachment.data` of its DocumentReferences decoded as an attachment.
-fn synthea_largest(fx: &Path) -> (Vec<ShareItem>, usize, usize) {
-    let mut per: HashMap<String, Vec<serde_json::Value>> = HashMap::new();
-    for e in std::fs::read_dir(fx.join("synthea-10")).unwrap() {
-        let p = e.unwrap().path();
-        let name = p.file_name().unwrap().to_string_lossy().into_owned();
-        if !name.ends_with(".ndjson") || name.starts_with("log") {
-            continue;
-        }
-        for line in std::fs::read_to_string(&p).unwrap().lines() {
-            if line.trim().is_empty() {
-                continue;
-            }
-            let r: serde_json::Value = serde_json::from_str(line).unwrap();
-            if let Some(pid) = patient_of(&r) {
-                per.entry(pid).or_default().push(r);
-            }
-        }
-    }
-    let resources = per.into_values().max_by_key(Vec::len).unwrap();
-    let mut items = Vec::new();
-    let mut n = 0u64;
-    let mut id = || {
-        n += 1;
-        let mut b = [0u8; 16];
-        b[..8].copy_from_slice(&n.to_be_bytes());
-        b
-    };
-    let mut attachments = 0;
-    for r in &resources {
-        let t = r["resourceType"].as_str().unwrap_or("Unknown");
-        items.push(ShareItem {
-            record_id: id(),
-            category: category_of(t),
-            title: t.to_owned(),
-            data: Zeroizing::new(serde_json::to_vec(r).unwrap()),
-            attachment: false,
-        });
-        if t == "DocumentReference" {
-            for c in r["content"].as_array().into_iter().flatten() {
-                let a = &c["attachment"];
-                if let Some(d) = a["data"].as_str() {
-                    let bytes = data_encoding::BASE64.decode(d.as_bytes()).unwrap();
-                    items.push(ShareItem {
-                        record_id: id(),
-                        category: Category::Documents,
-                        title: a["contentType"].as_str().unwrap_or("attachment").to_owned(),
-                        data: Zeroizing::new(bytes),
-                        attachment: true,
-                    });
-                    attachments += 1;
-                }
-            }
-        }
-    }
-    (items, resources.len(), attachments)
 }
 
 /// 100 MiB of random bytes as 4 attachments of 25 MiB.

@@ -27,6 +27,9 @@ use crate::note::{self, Note};
 use crate::progress::{Cancel, Progress, ProgressSink, Stage};
 use crate::relay::{MailboxAddress, OwnMailbox, OwnerCap, Relay, b64, unb64};
 
+/// Most audit-log pages one read follows (the relay's page is 1,000 entries).
+const MAX_AUDIT_PAGES: usize = 10_000;
+
 /// One record the patient shares.
 #[derive(Debug, Clone)]
 pub struct ShareItem {
@@ -712,9 +715,33 @@ impl Patient {
             .shares
             .get_mut(share_id)
             .ok_or(ClientError::InvalidInput("unknown share"))?;
-        let log = self.relay.audit_log(&mut st.owner, share_id, 1).await?;
-        let entries = log
-            .entries
+        // The relay answers a page at a time: read on until the entries reach the signed head
+        // of the last answer (the log may grow while it is read).
+        let mut raw = Vec::new();
+        let mut from = 1;
+        let mut pages = 0;
+        let log = loop {
+            pages += 1;
+            if pages > MAX_AUDIT_PAGES {
+                return Err(ClientError::BadResponse {
+                    what: "audit log (too many pages)",
+                });
+            }
+            let page = self.relay.audit_log(&mut st.owner, share_id, from).await?;
+            let last = page.entries.last().map(|e| e.seq);
+            raw.extend(page.entries.iter().cloned());
+            match last {
+                // Each page must move forward, or a relay could keep the client reading.
+                Some(l) if l < from => {
+                    return Err(ClientError::BadResponse {
+                        what: "audit log page",
+                    });
+                }
+                Some(l) if l < page.head.seq => from = l + 1,
+                _ => break page,
+            }
+        };
+        let entries = raw
             .iter()
             .map(|e| {
                 Ok(audit::Entry {

@@ -234,3 +234,87 @@ pub fn fixtures_dir() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"))
 }
+
+fn patient_of(r: &serde_json::Value) -> Option<String> {
+    if r["resourceType"] == "Patient" {
+        return r["id"].as_str().map(str::to_owned);
+    }
+    let reference = r["subject"]["reference"]
+        .as_str()
+        .or_else(|| r["patient"]["reference"].as_str())?;
+    Some(
+        reference
+            .trim_start_matches("Patient/")
+            .trim_start_matches("urn:uuid:")
+            .to_owned(),
+    )
+}
+
+/// The largest Synthea patient (most resources) as share items: every resource a record (inline
+/// attachment data removed), every `content[].attachment.data` of its DocumentReferences
+/// decoded as an attachment.
+pub fn synthea_largest(fx: &Path) -> (Vec<ShareItem>, usize, usize) {
+    let mut per: std::collections::HashMap<String, Vec<serde_json::Value>> =
+        std::collections::HashMap::new();
+    for e in std::fs::read_dir(fx.join("synthea-10")).expect("synthea dir") {
+        let p = e.expect("dir entry").path();
+        let name = p.file_name().expect("file name").to_string_lossy().into_owned();
+        if !name.ends_with(".ndjson") || name.starts_with("log") {
+            continue;
+        }
+        for line in std::fs::read_to_string(&p).expect("ndjson reads").lines() {
+            if line.trim().is_empty() {
+                continue;
+            }
+            let r: serde_json::Value = serde_json::from_str(line).expect("ndjson line is JSON");
+            if let Some(pid) = patient_of(&r) {
+                per.entry(pid).or_default().push(r);
+            }
+        }
+    }
+    let resources = per.into_values().max_by_key(Vec::len).expect("a patient");
+    let mut items = Vec::new();
+    let mut n = 0u64;
+    let mut id = || {
+        n += 1;
+        let mut b = [0u8; 16];
+        b[..8].copy_from_slice(&n.to_be_bytes());
+        b
+    };
+    let mut attachments = 0;
+    for r in &resources {
+        let t = r["resourceType"].as_str().unwrap_or("Unknown");
+        // As the vault keeps them: the attachment bytes travel as their own chunked blob, the
+        // record without its inline base64.
+        let mut record = r.clone();
+        for c in record["content"].as_array_mut().into_iter().flatten() {
+            if let Some(a) = c["attachment"].as_object_mut() {
+                a.remove("data");
+            }
+        }
+        items.push(ShareItem {
+            record_id: id(),
+            category: category_of(t),
+            title: t.to_owned(),
+            data: Zeroizing::new(serde_json::to_vec(&record).expect("re-encodes")),
+            attachment: false,
+        });
+        if t == "DocumentReference" {
+            for c in r["content"].as_array().into_iter().flatten() {
+                let a = &c["attachment"];
+                if let Some(d) = a["data"].as_str() {
+                    let bytes = data_encoding::BASE64.decode(d.as_bytes()).expect("attachment base64");
+                    items.push(ShareItem {
+                        record_id: id(),
+                        category: Category::Documents,
+                        title: a["contentType"].as_str().unwrap_or("attachment").to_owned(),
+                        data: Zeroizing::new(bytes),
+                        attachment: true,
+                    });
+                    attachments += 1;
+                }
+            }
+        }
+    }
+    (items, resources.len(), attachments)
+}
