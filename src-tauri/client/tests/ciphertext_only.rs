@@ -337,6 +337,41 @@ async fn relay_files_and_logs_hold_no_plaintext_names_keys_or_tokens() {
             .len(),
         n
     );
+    // Forwarding (policy ask): B asks for a colleague, with a canary in the reason; the
+    // patient approves; the colleague reads.
+    let (cid, ccard) = identity("Dr. Cleo Forwardsby", Role::Doctor);
+    needles.extend(card_needles("colleague", &ccard));
+    let mut cleo = Doctor::new(cid, ccard);
+    let (handle, invite) = cleo.invite(&relay.url, 300).await.expect("invite");
+    let reason = canary("REASON");
+    needles.push(text("forward reason canary", &reason));
+    let (db, link_b, rel_b) = &mut doctors[1];
+    db.request_forward(*link_b, &invite, None, &reason)
+        .await
+        .expect("request");
+    patient.inbox(*rel_b, 5).await.expect("inbox");
+    let id = patient.forward_requests()[0].id;
+    patient
+        .answer_forward(id, true)
+        .await
+        .expect("approve")
+        .expect("colleague relationship");
+    let clink = cleo
+        .accept_introduction(handle, 10, &cancel)
+        .await
+        .expect("introduced");
+    assert_eq!(
+        cleo.fetch(clink, &NoProgress, &cancel)
+            .await
+            .expect("colleague reads")
+            .len(),
+        n
+    );
+    let held = cleo.held_secrets_for_test(clink).expect("link");
+    needles.extend(encodings(
+        "colleague read token",
+        held.read_token.expose_secret(),
+    ));
     patient.access_log(&share).await.expect("log after revoke");
 
     // Scan everything the relay wrote: data dir (incl. -wal/-shm) and its logs.

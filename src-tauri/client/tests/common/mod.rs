@@ -258,7 +258,11 @@ pub fn synthea_largest(fx: &Path) -> (Vec<ShareItem>, usize, usize) {
         std::collections::HashMap::new();
     for e in std::fs::read_dir(fx.join("synthea-10")).expect("synthea dir") {
         let p = e.expect("dir entry").path();
-        let name = p.file_name().expect("file name").to_string_lossy().into_owned();
+        let name = p
+            .file_name()
+            .expect("file name")
+            .to_string_lossy()
+            .into_owned();
         if !name.ends_with(".ndjson") || name.starts_with("log") {
             continue;
         }
@@ -303,7 +307,9 @@ pub fn synthea_largest(fx: &Path) -> (Vec<ShareItem>, usize, usize) {
             for c in r["content"].as_array().into_iter().flatten() {
                 let a = &c["attachment"];
                 if let Some(d) = a["data"].as_str() {
-                    let bytes = data_encoding::BASE64.decode(d.as_bytes()).expect("attachment base64");
+                    let bytes = data_encoding::BASE64
+                        .decode(d.as_bytes())
+                        .expect("attachment base64");
                     items.push(ShareItem {
                         record_id: id(),
                         category: Category::Documents,
