@@ -169,6 +169,7 @@ pub struct Patient {
     shares: HashMap<[u8; 16], ShareState>,
     relationships: Vec<PatientRelationship>,
     forward_requests: Vec<Option<PendingForward>>,
+    alerts: Vec<ClientError>,
 }
 
 #[derive(Debug)]
@@ -232,6 +233,7 @@ impl Patient {
             shares: HashMap::new(),
             relationships: Vec::new(),
             forward_requests: Vec::new(),
+            alerts: Vec::new(),
         }
     }
 
@@ -587,8 +589,20 @@ impl Patient {
         }
         match (notes.is_empty() && !got_requests, first_error) {
             (true, Some(e)) => Err(e),
-            _ => Ok(notes),
+            // Good messages came too: return them, and keep the rejection for the UI's alert.
+            (false, Some(e)) => {
+                self.alerts.push(e);
+                Ok(notes)
+            }
+            (_, None) => Ok(notes),
         }
+    }
+
+    /// Rejections that arrived alongside good messages (a forged, replayed or re-addressed
+    /// message in the same batch as a genuine note): the UI shows them as security alerts.
+    /// Taking them clears the list.
+    pub fn take_alerts(&mut self) -> Vec<ClientError> {
+        std::mem::take(&mut self.alerts)
     }
 
     /// Revokes the grant of relationship `index` on `share_id`, in the design brief's order:

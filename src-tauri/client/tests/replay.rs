@@ -197,3 +197,48 @@ async fn forward_request_forged_by_a_stranger_is_dropped() {
         "nothing reaches the patient's screen"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forgery_beside_a_genuine_note_raises_an_alert() {
+    let relay = start_relay();
+    let (mut patient, sid) = share(&relay.url, Policy::Ask, 0).await;
+    let (mut ada, link, rel) = pair(&mut patient, &sid, "Dr. Ada Quinn").await;
+    // A stranger's message lands in the patient's inbox, then Ada's genuine note.
+    let (mid, mcard) = identity("Dr. Ada Quinn", Role::Doctor);
+    let forged = message::seal(
+        &mid,
+        &mcard,
+        patient.card(),
+        &[0; 16],
+        1,
+        MessageKind::Note,
+        b"not a note",
+        &mut OsRng,
+    )
+    .expect("seal");
+    let c = db(&relay);
+    let boxes: Vec<Vec<u8>> = c
+        .prepare("SELECT mailbox_id FROM mailboxes")
+        .expect("q")
+        .query_map([], |r| r.get(0))
+        .expect("rows")
+        .collect::<rusqlite::Result<_>>()
+        .expect("rows");
+    for b in &boxes {
+        reinsert(&relay, b, 0, &forged);
+    }
+    ada.send_note(
+        link,
+        &serde_json::json!({"resourceType": "Observation", "status": "final",
+            "code": {"text": "genuine"}}),
+    )
+    .await
+    .expect("note");
+    assert!(patient.take_alerts().is_empty());
+    let notes = patient.inbox(rel, 5).await.expect("the genuine note comes");
+    assert_eq!(notes.len(), 1);
+    let alerts = patient.take_alerts();
+    assert_eq!(alerts.len(), 1, "the forgery is not silently dropped");
+    assert_eq!(alerts[0].code(), "tampered");
+    assert!(patient.take_alerts().is_empty(), "taking clears");
+}
