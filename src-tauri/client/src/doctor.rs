@@ -25,8 +25,12 @@ use crate::note;
 use crate::progress::{Cancel, Progress, ProgressSink, Stage};
 use crate::relay::{MailboxAddress, OwnMailbox, ReaderCap, Relay};
 
-/// Blob GETs a fetch keeps in flight.
-const FETCH_CONCURRENCY: usize = 8;
+/// Blob GETs a fetch keeps in flight for small blobs (records), and for large ones
+/// (attachments: every blob in flight is held in memory until its turn).
+const FETCH_CONCURRENCY: usize = 16;
+const FETCH_CONCURRENCY_LARGE: usize = 2;
+/// Average blob size above which a share counts as "large".
+const LARGE_BLOB: u64 = 1 << 20;
 
 /// A scan in progress: show [`ScanSession::check_code`] and wait for the grant.
 #[derive(Debug)]
@@ -398,6 +402,11 @@ impl Doctor {
         // Several GETs in flight: the relay commits their audited fetch receipts together
         // (one fsync for many), and small records stop paying one round trip each. Order is
         // kept, so progress and errors come in manifest order.
+        let lanes = if total / (entries.len().max(1) as u64) > LARGE_BLOB {
+            FETCH_CONCURRENCY_LARGE
+        } else {
+            FETCH_CONCURRENCY
+        };
         let relay = &l.relay;
         let cap = &cap;
         let mut blobs = futures_util::stream::iter(entries.into_iter().map(|e| async move {
@@ -405,7 +414,7 @@ impl Doctor {
             let blob = relay.get_blob(cap, &e.blob_id, t).await?;
             Ok::<_, ClientError>((e, blob))
         }))
-        .buffered(FETCH_CONCURRENCY);
+        .buffered(lanes);
         while let Some(r) = blobs.next().await {
             let (e, blob) = r?;
             let data = e.open_blob(m.epoch, &blob)?;
