@@ -409,12 +409,18 @@ impl Doctor {
         };
         let relay = &l.relay;
         let cap = &cap;
-        let mut blobs = futures_util::stream::iter(entries.into_iter().map(|e| async move {
-            cancel.check()?;
-            let blob = relay.get_blob(cap, &e.blob_id, t).await?;
-            Ok::<_, ClientError>((e, blob))
-        }))
-        .buffered(lanes);
+        // Built in a loop, not with a closure: a closure over `&ManifestEntry` makes the
+        // future not `Send` (higher-ranked lifetime), and the apps run this on a thread pool
+        // (tests/send_futures.rs checks).
+        let mut gets = Vec::with_capacity(entries.len());
+        for e in entries {
+            gets.push(async move {
+                cancel.check()?;
+                let blob = relay.get_blob(cap, &e.blob_id, t).await?;
+                Ok::<_, ClientError>((e, blob))
+            });
+        }
+        let mut blobs = futures_util::stream::iter(gets).buffered(lanes);
         while let Some(r) = blobs.next().await {
             let (e, blob) = r?;
             let data = e.open_blob(m.epoch, &blob)?;
