@@ -299,7 +299,19 @@ pub fn purge(tx: &mut dyn Tx, share_id: &[u8; 16], until: i64) -> Result<()> {
         "DELETE FROM upload_chunks WHERE upload_id IN (SELECT upload_id FROM uploads WHERE share_id = $1)",
         &p,
     )?;
-    for table in ["uploads", "blobs", "tokens", "audit", "notices", "shares"] {
+    tx.exec(
+        "DELETE FROM upload_chunks WHERE upload_id IN (SELECT parts_id FROM blob_parts WHERE share_id = $1)",
+        &p,
+    )?;
+    for table in [
+        "uploads",
+        "blob_parts",
+        "blobs",
+        "tokens",
+        "audit",
+        "notices",
+        "shares",
+    ] {
         tx.exec(&format!("DELETE FROM {table} WHERE share_id = $1"), &p)?;
     }
     tx.exec(
@@ -326,24 +338,8 @@ fn store_blob(
 ) -> Result<(StatusCode, BlobStored)> {
     let sha: [u8; 32] = Sha256::digest(&data).into();
     let size = data.len() as u64;
-    let existing = tx.query_opt(
-        "SELECT sha256 FROM blobs WHERE share_id = $1 AND blob_id = $2",
-        &[share_id.into(), blob_id.into()],
-    )?;
-    let stored = BlobStored {
-        size,
-        sha256: b64(&sha),
-    };
-    if let Some(row) = existing {
-        // Same bytes again (a retry after a lost answer) is fine; different bytes are not.
-        return if row[0].bytes()? == sha.as_slice() {
-            Ok((StatusCode::OK, stored))
-        } else {
-            Err(RelayError::conflict(
-                "blob_exists",
-                "a different blob already has this id",
-            ))
-        };
+    if let Some(conflict) = existing_blob(tx, share_id, blob_id, &sha, size)? {
+        return conflict;
     }
     tx.exec(
         "INSERT INTO blobs (share_id, blob_id, epoch, size, sha256, data) VALUES ($1, $2, $3, $4, $5, $6)",
@@ -356,7 +352,81 @@ fn store_blob(
             data.into(),
         ],
     )?;
-    Ok((StatusCode::CREATED, stored))
+    Ok((
+        StatusCode::CREATED,
+        BlobStored {
+            size,
+            sha256: b64(&sha),
+        },
+    ))
+}
+
+/// `Some(answer)` when a blob with this id exists: 200 for the same bytes (a retry after a
+/// lost answer), 409 for different ones.
+fn existing_blob(
+    tx: &mut dyn Tx,
+    share_id: &[u8; 16],
+    blob_id: &[u8; 16],
+    sha: &[u8; 32],
+    size: u64,
+) -> Result<Option<Result<(StatusCode, BlobStored)>>> {
+    let existing = tx.query_opt(
+        "SELECT sha256 FROM blobs WHERE share_id = $1 AND blob_id = $2",
+        &[share_id.into(), blob_id.into()],
+    )?;
+    let Some(row) = existing else {
+        return Ok(None);
+    };
+    // Same bytes again (a retry after a lost answer) is fine; different bytes are not.
+    Ok(Some(if row[0].bytes()? == sha.as_slice() {
+        Ok((
+            StatusCode::OK,
+            BlobStored {
+                size,
+                sha256: b64(sha),
+            },
+        ))
+    } else {
+        Err(RelayError::conflict(
+            "blob_exists",
+            "a different blob already has this id",
+        ))
+    }))
+}
+
+/// Reads a blob's bytes: the whole-blob row, or (chunked uploads) its parts in order.
+fn read_blob(tx: &mut dyn Tx, share_id: &[u8; 16], blob_id: &[u8; 16]) -> Result<Vec<u8>> {
+    let row = tx
+        .query_opt(
+            "SELECT b.data, p.parts_id, b.size FROM blobs b LEFT JOIN blob_parts p \
+             ON p.share_id = b.share_id AND p.blob_id = b.blob_id \
+             WHERE b.share_id = $1 AND b.blob_id = $2",
+            &[share_id.into(), blob_id.into()],
+        )?
+        .ok_or(RelayError::NotFound("no such blob"))?;
+    let mut it = row.into_iter();
+    let short = || RelayError::Storage("short row".into());
+    let data = it.next().ok_or_else(short)?;
+    let parts = it.next().ok_or_else(short)?;
+    let size: u64 = from_db(it.next().ok_or_else(short)?.int()?)?;
+    if parts.is_null() {
+        return data.into_bytes();
+    }
+    let parts_id = parts.into_bytes()?;
+    let mut out = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
+    for r in tx.query(
+        "SELECT data FROM upload_chunks WHERE upload_id = $1 ORDER BY n",
+        &[parts_id.as_slice().into()],
+    )? {
+        let part = r.into_iter().next().ok_or_else(short)?.into_bytes()?;
+        out.extend_from_slice(&part);
+    }
+    if out.len() as u64 != size {
+        return Err(RelayError::Storage(
+            "blob parts do not add up to its size".into(),
+        ));
+    }
+    Ok(out)
 }
 
 /// `PUT /v1/shares/{share_id}/blobs/{blob_id}?epoch=E` (owner write, raw bytes).
@@ -559,48 +629,84 @@ pub async fn commit_upload(
             let blob_id: [u8; 16] = blob_id
                 .try_into()
                 .map_err(|_| RelayError::Storage("bad blob id".into()))?;
-            let rows = tx.query(
-                "SELECT n, data FROM upload_chunks WHERE upload_id = $1 ORDER BY n",
+            // Hash the parts one at a time (bounded memory); the bytes stay where they are.
+            let ns = tx.query(
+                "SELECT n FROM upload_chunks WHERE upload_id = $1 ORDER BY n",
                 &[(&upload_id).into()],
             )?;
-            if rows.len() != req.chunks as usize {
+            if ns.len() != req.chunks as usize {
                 return Err(RelayError::bad(
                     "chunks_missing",
                     "chunk count does not match the uploaded chunks",
                 ));
             }
-            let mut data = Vec::with_capacity(usize::try_from(bytes).unwrap_or(0));
-            for (i, r) in rows.into_iter().enumerate() {
+            let mut hasher = Sha256::new();
+            let mut size = 0u64;
+            for (i, r) in ns.iter().enumerate() {
                 if r[0].int()? != i as i64 {
                     return Err(RelayError::bad(
                         "chunks_missing",
                         "chunks are not numbered 0..chunks",
                     ));
                 }
-                let mut it = r.into_iter();
-                let chunk = it
-                    .nth(1)
-                    .ok_or_else(|| RelayError::Storage("short row".into()))?;
-                data.extend_from_slice(&chunk.into_bytes()?);
+                let part = tx
+                    .query_opt(
+                        "SELECT data FROM upload_chunks WHERE upload_id = $1 AND n = $2",
+                        &[(&upload_id).into(), r[0].clone()],
+                    )?
+                    .ok_or_else(|| RelayError::Storage("upload chunk vanished".into()))?
+                    .into_iter()
+                    .next()
+                    .ok_or_else(|| RelayError::Storage("short row".into()))?
+                    .into_bytes()?;
+                hasher.update(&part);
+                size += part.len() as u64;
             }
-            let got: [u8; 32] = Sha256::digest(&data).into();
+            let got: [u8; 32] = hasher.finalize().into();
             if got != want {
                 return Err(RelayError::bad(
                     "hash_mismatch",
                     "SHA-256 of the chunks does not match",
                 ));
             }
-            let out = store_blob(tx, &share_id, &blob_id, epoch, data)?;
-            if out.0 != StatusCode::CREATED {
+            if size != bytes {
+                return Err(RelayError::Storage("upload size does not match its chunks".into()));
+            }
+            if existing_blob(tx, &share_id, &blob_id, &got, size)?.is_some() {
                 return Err(RelayError::conflict(
                     "blob_exists",
                     "a blob already has this id",
                 ));
             }
+            // The blob row holds no bytes; its parts stay in `upload_chunks` under the upload
+            // id and `blob_parts` points at them (no copy, no rewrite of the parts).
             tx.exec(
-                "DELETE FROM upload_chunks WHERE upload_id = $1",
-                &[(&upload_id).into()],
+                "INSERT INTO blobs (share_id, blob_id, epoch, size, sha256, data) VALUES ($1, $2, $3, $4, $5, $6)",
+                &[
+                    (&share_id).into(),
+                    (&blob_id).into(),
+                    i64::from(epoch).into(),
+                    to_db("size", size)?.into(),
+                    (&got).into(),
+                    Vec::new().into(),
+                ],
             )?;
+            tx.exec(
+                "INSERT INTO blob_parts (share_id, blob_id, epoch, parts_id) VALUES ($1, $2, $3, $4)",
+                &[
+                    (&share_id).into(),
+                    (&blob_id).into(),
+                    i64::from(epoch).into(),
+                    (&upload_id).into(),
+                ],
+            )?;
+            let out = (
+                StatusCode::CREATED,
+                BlobStored {
+                    size,
+                    sha256: b64(&got),
+                },
+            );
             tx.exec(
                 "DELETE FROM uploads WHERE upload_id = $1",
                 &[(&upload_id).into()],
@@ -759,17 +865,7 @@ pub async fn get_blob(
         .storage
         .read(move |tx| {
             read.authorize(tx, &share_id, &blob_hex, now)?;
-            let row = tx
-                .query_opt(
-                    "SELECT data FROM blobs WHERE share_id = $1 AND blob_id = $2",
-                    &[(&share_id).into(), (&blob_id).into()],
-                )?
-                .ok_or(RelayError::NotFound("no such blob"))?;
-            let data = row
-                .into_iter()
-                .next()
-                .ok_or_else(|| RelayError::Storage("short row".into()))?
-                .into_bytes()?;
+            let data = read_blob(tx, &share_id, &blob_id)?;
             Ok((read, data))
         })
         .await?;
@@ -811,6 +907,12 @@ pub async fn delete_epoch(
                 .map(|r| r[0].int())
                 .transpose()?
                 .unwrap_or(0);
+            tx.exec(
+                "DELETE FROM upload_chunks WHERE upload_id IN \
+                 (SELECT parts_id FROM blob_parts WHERE share_id = $1 AND epoch = $2)",
+                &p,
+            )?;
+            tx.exec("DELETE FROM blob_parts WHERE share_id = $1 AND epoch = $2", &p)?;
             let n = tx.exec("DELETE FROM blobs WHERE share_id = $1 AND epoch = $2", &p)?;
             let pending = tx.query(
                 "SELECT upload_id, bytes FROM uploads WHERE share_id = $1 AND epoch = $2",

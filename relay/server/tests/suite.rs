@@ -437,11 +437,38 @@ async fn chunked_upload_atomic(h: Harness) {
     let r = h.read(&o, &hex(&blob), &token, &reader).await;
     assert_eq!(r.status, StatusCode::OK);
     assert_eq!(r.body, all);
-    // The upload is gone after commit.
+    // The upload is gone after commit: its parts (now the blob's) can no longer be rewritten.
     assert_eq!(
         h.owner(&o, "POST", &cp, commit(&Sha256::digest(&all), 3))
             .await
             .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(
+        h.owner(
+            &o,
+            "PUT",
+            &format!("/v1/shares/{}/uploads/{up}/chunks/0", o.share_hex),
+            vec![9u8; 10],
+        )
+        .await
+        .status,
+        StatusCode::NOT_FOUND
+    );
+    assert_eq!(h.read(&o, &hex(&blob), &token, &reader).await.body, all);
+    // Deleting the epoch removes the parts-backed blob too.
+    let r = h
+        .owner(
+            &o,
+            "DELETE",
+            &format!("/v1/shares/{}/epochs/2", o.share_hex),
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["deleted_blobs"], 1);
+    assert_eq!(
+        h.read(&o, &hex(&blob), &token, &reader).await.status,
         StatusCode::NOT_FOUND
     );
 }

@@ -199,6 +199,10 @@ CREATE TABLE IF NOT EXISTS uploads (
 CREATE INDEX IF NOT EXISTS uploads_share ON uploads (share_id);
 CREATE TABLE IF NOT EXISTS upload_chunks (
   upload_id BLOB NOT NULL, n BIGINT NOT NULL, data BLOB NOT NULL, PRIMARY KEY (upload_id, n));
+CREATE TABLE IF NOT EXISTS blob_parts (
+  share_id BLOB NOT NULL, blob_id BLOB NOT NULL, epoch BIGINT NOT NULL, parts_id BLOB NOT NULL,
+  PRIMARY KEY (share_id, blob_id));
+CREATE INDEX IF NOT EXISTS blob_parts_epoch ON blob_parts (share_id, epoch);
 CREATE TABLE IF NOT EXISTS tokens (
   share_id BLOB NOT NULL, token_hash BLOB NOT NULL, reader_key BLOB NOT NULL,
   scope BLOB NOT NULL, expires_at BIGINT NOT NULL, depth BIGINT NOT NULL,

@@ -43,6 +43,9 @@ impl SqliteStorage {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         conn.pragma_update(None, "busy_timeout", 5000)?;
+        // Checkpoints run on their own thread (below), not inside a writer's COMMIT: a large
+        // chunk upload no longer waits for the WAL to be copied into the database file.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.execute_batch(SCHEMA)?;
         conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
         let path = dir.join(DB_FILE);
@@ -50,13 +53,41 @@ impl SqliteStorage {
         for _ in 0..READERS {
             readers.push(open_reader(&path)?);
         }
+        let conn = Arc::new(Mutex::new(conn));
+        spawn_checkpointer(&path, Arc::downgrade(&conn))?;
         Ok(Self {
             path: Arc::new(path),
-            conn: Arc::new(Mutex::new(conn)),
+            conn,
             readers: Arc::new(Mutex::new(readers)),
             reader_permits: Arc::new(Semaphore::new(READERS)),
         })
     }
+}
+
+/// How often the checkpointer copies the WAL into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+
+/// Runs `PRAGMA wal_checkpoint(PASSIVE)` on its own connection every [`CHECKPOINT_EVERY`]
+/// until the storage is dropped. Durability does not depend on it (a commit is durable once
+/// the WAL is synced); it only bounds the WAL. PASSIVE never blocks the writer or readers.
+fn spawn_checkpointer(path: &Path, alive: std::sync::Weak<Mutex<Connection>>) -> Result<()> {
+    let c = Connection::open(path)?;
+    c.pragma_update(None, "busy_timeout", 5000)?;
+    std::thread::Builder::new()
+        .name("sqlite-checkpoint".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(CHECKPOINT_EVERY);
+                if alive.strong_count() == 0 {
+                    break;
+                }
+                if let Err(e) = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::warn!(error = %e, "sqlite checkpoint failed");
+                }
+            }
+        })
+        .map_err(|e| RelayError::Storage(format!("spawn checkpointer: {e}")))?;
+    Ok(())
 }
 
 /// A read-only connection for the reader pool.
