@@ -559,15 +559,23 @@ async fn truncated_or_forked_audit_log_is_rejected_and_the_pin_holds() {
         ),
         "{err:?}"
     );
-    // (b) Today's log with its last entries dropped, head kept.
-    let n = tampered(
-        "truncated",
-        Action::Rewrite(Arc::new(|b: &[u8]| {
-            let mut l: api::AuditLog = serde_json::from_slice(b).expect("log");
-            let keep = l.entries.len() - 2;
-            l.entries.truncate(keep);
-            serde_json::to_vec(&l).expect("json")
-        })),
+    // (b) Today's log with its last entries dropped, head kept. The client reads on from the
+    // last entry it got (the relay pages its log), so the relay must keep hiding them: the
+    // follow-up page is cut too, and the entries never reach the signed head.
+    let n = "truncated";
+    proxy.add(
+        Rule::new(
+            n,
+            "GET",
+            &audit_a,
+            Action::Rewrite(Arc::new(|b: &[u8]| {
+                let mut l: api::AuditLog = serde_json::from_slice(b).expect("log");
+                let keep = l.entries.len().saturating_sub(2);
+                l.entries.truncate(keep);
+                serde_json::to_vec(&l).expect("json")
+            })),
+        )
+        .times(2),
     );
     let err = patient.access_log(&a).await.expect_err(n);
     assert_eq!(err.code(), "tampered", "{err:?}");
@@ -608,14 +616,14 @@ async fn truncated_or_forked_audit_log_is_rejected_and_the_pin_holds() {
         ),
         "{err:?}"
     );
-    for n in [
-        "older log",
-        "truncated",
-        "truncated, head rewritten",
-        "forked",
-    ] {
+    for n in ["older log", "truncated, head rewritten", "forked"] {
         assert_eq!(proxy.fired(n), 1, "{n}");
     }
+    assert_eq!(
+        proxy.fired("truncated"),
+        2,
+        "first page and the follow-up page"
+    );
     // The pin did not move: the honest log still extends it, with every fetch in it.
     let honest = patient.access_log(&a).await.expect("honest log verifies");
     let fetches = |ev: &[carekey_client::patient::AccessEvent]| {
