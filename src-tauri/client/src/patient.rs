@@ -912,14 +912,45 @@ impl Patient {
             approved: approve,
         }
         .to_bytes();
-        if !approve {
-            self.send(pf.from, MessageKind::ForwardAnswer, &answer)
-                .await?;
-            return Ok(None);
+        if approve {
+            // Re-check: the doctor may have been revoked since the request arrived (then the
+            // request is dropped with the error).
+            self.check_forward(pf.from, &pf.request)?;
         }
-        // Re-check: the doctor may have been revoked since the request arrived.
-        self.check_forward(pf.from, &pf.request)?;
-        let req = pf.request;
+        let outcome = if approve {
+            self.grant_colleague(&pf.request).await.map(Some)
+        } else {
+            self.send(pf.from, MessageKind::ForwardAnswer, &answer)
+                .await
+                .map(|()| None)
+        };
+        match outcome {
+            Ok(Some(index)) => {
+                // The colleague has its grant; the asking doctor's answer is a courtesy, and a
+                // failure to deliver it is kept as an alert rather than undoing the grant.
+                if let Err(e) = self
+                    .send(pf.from, MessageKind::ForwardAnswer, &answer)
+                    .await
+                {
+                    self.alerts.push(e);
+                }
+                Ok(Some(index))
+            }
+            Ok(None) => Ok(None),
+            Err(e) => {
+                // Nothing reached the colleague or the doctor (offline, relay refused): the
+                // request stays on the patient's screen to be answered again.
+                if let Some(slot) = self.forward_requests.get_mut(id) {
+                    *slot = Some(pf);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// Registers a token for the colleague, signs its grant and sends the introduction; only
+    /// after the introduction is delivered does the colleague become a relationship.
+    async fn grant_colleague(&mut self, req: &ForwardRequest) -> Result<usize> {
         let inv = &req.invite;
         let address = MailboxAddress::from_bytes(&inv.address)?;
         let inbox = self.relay.open_mailbox().await?;
@@ -996,9 +1027,7 @@ impl Patient {
             guard: ReplayGuard::default(),
             paired_at: now(),
         });
-        self.send(pf.from, MessageKind::ForwardAnswer, &answer)
-            .await?;
-        Ok(Some(index))
+        Ok(index)
     }
 
     /// Reads the share's new delegation notices from the relay, verifies each against the

@@ -1080,3 +1080,51 @@ async fn reordered_epoch_updates_keep_the_newer() {
     // Nothing is left over to be re-delivered.
     stays.sync(link, 0).await.expect("clean mailbox");
 }
+
+// 9. An approval that cannot reach the relay loses nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_forward_approval_keeps_the_request() {
+    let (_relay, proxy, mut patient, share) = setup(Policy::Ask, 0).await;
+    let cancel = Cancel::new();
+    let (mut ada, link, rel) = pair(&mut patient, &share, "Dr. Ada Quinn").await;
+    let (cid, ccard) = identity("Dr. Cole Reyes", Role::Doctor);
+    let mut cole = Doctor::new(cid, ccard);
+    let (handle, invite) = cole.invite(&proxy.url, 300).await.expect("invite");
+    let hash = ada
+        .request_forward(link, &invite, None, "referral")
+        .await
+        .expect("request");
+    patient.inbox(rel, 5).await.expect("inbox");
+    let id = patient.forward_requests()[0].id;
+    // The relay refuses the colleague's token registration once: nothing is granted, the
+    // request stays on the patient's screen.
+    proxy.add(Rule::new("token refused", "POST", "/tokens", Action::Fail(503)).times(1));
+    let err = patient
+        .answer_forward(id, true)
+        .await
+        .expect_err("relay failed");
+    assert_eq!(err.code(), "relay_failure");
+    assert_eq!(proxy.fired("token refused"), 1);
+    assert_eq!(patient.forward_requests().len(), 1, "the request is kept");
+    // Answered again once the relay is back: the colleague is granted exactly once.
+    let crel = patient
+        .answer_forward(id, true)
+        .await
+        .expect("approved")
+        .expect("relationship");
+    assert!(patient.forward_requests().is_empty());
+    let clink = cole
+        .accept_introduction(handle, 10, &cancel)
+        .await
+        .expect("introduced");
+    assert!(
+        !cole
+            .fetch(clink, &NoProgress, &cancel)
+            .await
+            .expect("reads")
+            .is_empty()
+    );
+    ada.sync(link, 5).await.expect("sync");
+    assert_eq!(ada.forward_answer(link, &hash), Some(true));
+    assert!(patient.relationship(crel).is_some());
+}
