@@ -22,6 +22,7 @@ use zeroize::Zeroizing;
 
 use crate::error::{ClientError, Result};
 use crate::note;
+use crate::now;
 use crate::progress::{Cancel, Progress, ProgressSink, Stage};
 use crate::relay::{MailboxAddress, OwnMailbox, ReaderCap, Relay};
 
@@ -115,13 +116,6 @@ pub struct Doctor {
     card: Card,
     links: Vec<PatientLink>,
     invites: Vec<Option<PendingInvite>>,
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 impl Doctor {

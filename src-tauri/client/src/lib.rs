@@ -24,3 +24,11 @@ pub mod store;
 pub mod test_export;
 
 pub use error::{ClientError, Result};
+
+/// Unix seconds on the device clock (0 before 1970): expiries, grant and receipt times.
+pub(crate) fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

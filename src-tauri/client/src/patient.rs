@@ -24,6 +24,7 @@ use zeroize::Zeroizing;
 
 use crate::error::{ClientError, Result};
 use crate::note::{self, Note};
+use crate::now;
 use crate::progress::{Cancel, Progress, ProgressSink, Stage};
 use crate::relay::{MailboxAddress, OwnMailbox, OwnerCap, Relay, b64, unb64};
 
@@ -213,13 +214,6 @@ pub struct DelegationView {
     pub level: usize,
     /// Until when.
     pub expires_at: u64,
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }
 
 impl Patient {

@@ -13,6 +13,7 @@ use serde_json::{Value, json};
 
 use crate::doctor::{Doctor, SharedRecord};
 use crate::error::{ClientError, Result};
+use crate::now;
 use crate::progress::{Cancel, ProgressSink};
 
 /// What one [`Doctor::sync_to_vault`] did.
@@ -42,7 +43,7 @@ fn bundle_of(records: &[SharedRecord]) -> Result<Vec<u8>> {
         let resource = if r.attachment {
             json!({
                 "resourceType": "Binary",
-                "id": hex(&r.record_id),
+                "id": crate::relay::hex_id(&r.record_id),
                 "contentType": content_type(&r.title),
                 "data": data_encoding::BASE64.encode(&r.data),
             })
@@ -72,10 +73,6 @@ fn content_type(title: &str) -> &'static str {
     } else {
         "application/octet-stream"
     }
-}
-
-fn hex(b: &[u8]) -> String {
-    data_encoding::HEXLOWER.encode(b)
 }
 
 /// Stores one verified copy of a share, replacing the previous copy (records the patient
@@ -147,15 +144,9 @@ impl Doctor {
     /// Purges every expired share from `vault` on the device's clock (works offline) and ends
     /// the matching links. Returns how many records were removed.
     pub fn purge_expired(&mut self, vault: &mut Vault) -> Result<usize> {
-        let n = vault.purge_expired(now())?;
-        self.end_expired_links(now());
+        let t = now();
+        let n = vault.purge_expired(t)?;
+        self.end_expired_links(t);
         Ok(n)
     }
-}
-
-fn now() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
 }

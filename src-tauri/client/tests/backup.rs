@@ -10,18 +10,12 @@ use carekey_client::progress::{Cancel, NoProgress};
 use carekey_client::relay::Relay;
 use carekey_core::grant::Policy;
 use carekey_core::keys::{DeviceIdentity, Role, RootSecret};
-use carekey_vault::{CreateOptions, KdfParams, RecoveryPhrase, Vault};
+use carekey_vault::{CreateOptions, RecoveryPhrase, Vault};
 use common::{in_a_day, share_items, start_relay};
 use rand_core::OsRng;
 
 fn opts() -> CreateOptions {
-    CreateOptions {
-        kdf: KdfParams {
-            m_kib: 8 * 1024,
-            t: 1,
-            p: 1,
-        },
-    }
+    common::quick_vault_options()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

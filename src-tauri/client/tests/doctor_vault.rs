@@ -13,21 +13,11 @@ use carekey_client::relay::Relay;
 use carekey_client::store::SyncOutcome;
 use carekey_core::grant::Policy;
 use carekey_core::keys::Role;
-use carekey_vault::{AuditEvent, CreateOptions, KdfParams, PurgeReason, Vault};
+use carekey_vault::{AuditEvent, PurgeReason, Vault};
 use common::{identity, in_a_day, pair, share_items, start_relay};
 
 fn doctor_vault(dir: &tempfile::TempDir) -> Vault {
-    // A cheap KDF: this test is about what is stored, not about the passphrase.
-    let opts = CreateOptions {
-        kdf: KdfParams {
-            m_kib: 8 * 1024,
-            t: 1,
-            p: 1,
-        },
-    };
-    Vault::create(&dir.path().join("doctor.vault"), "doctor passphrase", &opts)
-        .expect("vault")
-        .0
+    common::test_vault(dir, "doctor.vault")
 }
 
 fn unix_now() -> u64 {

@@ -23,22 +23,13 @@ use carekey_core::grant::Policy;
 use carekey_core::keys::Role;
 use carekey_core::pairing::QrPayload;
 use carekey_relay_api as api;
-use carekey_vault::{CreateOptions, KdfParams, Vault};
+use carekey_vault::Vault;
 use common::{identity, in_a_day, pair, share_items};
 use proxy::{Action, Proxy, Rule, ok_body, replay_of};
 
 /// A vault with a cheap KDF: these tests are about what is stored, not the passphrase.
 fn vault(dir: &tempfile::TempDir, name: &str) -> Vault {
-    let opts = CreateOptions {
-        kdf: KdfParams {
-            m_kib: 8 * 1024,
-            t: 1,
-            p: 1,
-        },
-    };
-    Vault::create(&dir.path().join(name), "pass phrase", &opts)
-        .expect("vault")
-        .0
+    common::test_vault(dir, name)
 }
 
 fn options(policy: Policy, depth: u8) -> ShareOptions {

@@ -15,7 +15,7 @@ use carekey_core::grant::{Policy, Scope};
 use carekey_core::keys::{Role, SigningSecret};
 use carekey_core::message::{self, MessageKind};
 use carekey_core::wire::Wire;
-use carekey_vault::{CreateOptions, KdfParams, Vault};
+use carekey_vault::Vault;
 use common::{identity, in_a_day, pair, share_items, start_relay};
 use rand_core::OsRng;
 
@@ -90,13 +90,7 @@ async fn replayed_note_is_rejected_and_not_stored_twice() {
     let (mailbox, _, time, body) = before[0].clone();
 
     let dir = tempfile::tempdir().expect("dir");
-    let opts = CreateOptions {
-        kdf: KdfParams {
-            m_kib: 8 * 1024,
-            t: 1,
-            p: 1,
-        },
-    };
+    let opts = common::quick_vault_options();
     let (mut vault, _) =
         Vault::create(&dir.path().join("p.vault"), "pass phrase", &opts).expect("vault");
     let notes = patient.inbox(rel, 5).await.expect("inbox");

@@ -10,21 +10,12 @@ use carekey_client::progress::{Cancel, NoProgress};
 use carekey_client::relay::Relay;
 use carekey_core::grant::Policy;
 use carekey_core::keys::{DeviceIdentity, Role, RootSecret};
-use carekey_vault::{CreateOptions, KdfParams, Vault};
+use carekey_vault::Vault;
 use common::{in_a_day, share_items, start_relay};
 use rand_core::OsRng;
 
 fn vault(dir: &tempfile::TempDir, name: &str) -> Vault {
-    let opts = CreateOptions {
-        kdf: KdfParams {
-            m_kib: 8 * 1024,
-            t: 1,
-            p: 1,
-        },
-    };
-    Vault::create(&dir.path().join(name), "pass phrase", &opts)
-        .expect("vault")
-        .0
+    common::test_vault(dir, name)
 }
 
 /// The same device identity every time the app starts (the apps derive it from the root).

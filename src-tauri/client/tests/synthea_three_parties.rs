@@ -18,7 +18,7 @@ use carekey_client::relay::Relay;
 use carekey_client::store::SyncOutcome;
 use carekey_core::grant::Policy;
 use carekey_core::keys::Role;
-use carekey_vault::{CreateOptions, KdfParams, PurgeReason, Vault};
+use carekey_vault::{PurgeReason, Vault};
 use common::{identity, in_a_day, pair, start_relay, synthea_largest};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -63,13 +63,7 @@ async fn largest_synthea_patient_through_every_flow() {
     let (mut vault, _) = Vault::create(
         &vdir.path().join("doctor.vault"),
         "doctor pass",
-        &CreateOptions {
-            kdf: KdfParams {
-                m_kib: 8 * 1024,
-                t: 1,
-                p: 1,
-            },
-        },
+        &common::quick_vault_options(),
     )
     .expect("vault");
     match doctor

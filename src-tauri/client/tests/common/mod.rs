@@ -12,6 +12,29 @@ use carekey_core::keys::{DeviceIdentity, Role, RootSecret};
 use rand_core::OsRng;
 use zeroize::Zeroizing;
 
+/// Vault options with a cheap Argon2id (8 MiB, t = 1): these tests are about what is stored,
+/// not about the passphrase.
+pub fn quick_vault_options() -> carekey_vault::CreateOptions {
+    carekey_vault::CreateOptions {
+        kdf: carekey_vault::KdfParams {
+            m_kib: 8 * 1024,
+            t: 1,
+            p: 1,
+        },
+    }
+}
+
+/// A fresh vault `name` in `dir` (passphrase "pass phrase", [`quick_vault_options`]).
+pub fn test_vault(dir: &tempfile::TempDir, name: &str) -> carekey_vault::Vault {
+    carekey_vault::Vault::create(
+        &dir.path().join(name),
+        "pass phrase",
+        &quick_vault_options(),
+    )
+    .expect("vault")
+    .0
+}
+
 /// A relay process on a free loopback port; killed on drop.
 pub struct RelayProcess {
     child: Child,
