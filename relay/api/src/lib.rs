@@ -23,6 +23,11 @@ pub const HEADER_OWNER_KEY: &str = "carekey-owner-key";
 pub const HEADER_BACKUP_VERSION: &str = "carekey-backup-version";
 /// Receipt `object_id` used when the manifest (not a blob) is fetched.
 pub const MANIFEST_OBJECT_ID: &str = "manifest";
+/// Receipt `object_id` prefix of a batch fetch (`POST /v1/shares/{share_id}/fetch`): followed
+/// by the blob ids, 32 lowercase hex characters each, no separator, in the order answered.
+pub const BATCH_OBJECT_PREFIX: &str = "blobs:";
+/// Most blob ids one batch fetch may name.
+pub const MAX_BATCH_BLOBS: usize = 256;
 
 /// Body of every 4xx/5xx answer. 5xx answers never carry details.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]

@@ -14,6 +14,8 @@ pub struct Config {
     /// Largest backup (`PUT /v1/backups/{id}`, one request body) in bytes (413 beyond). This
     /// route's body limit, independent of `max_body_bytes`.
     pub max_backup_bytes: u64,
+    /// Largest total of blob bytes one batch fetch may answer (413 beyond).
+    pub max_batch_bytes: u64,
     /// Largest distance, in seconds, between a fetch receipt's signed time and the relay clock
     /// (400 `receipt_time` beyond).
     pub receipt_max_skew_secs: u64,
@@ -61,6 +63,7 @@ impl Config {
             max_body_bytes: 8 << 20,
             max_blob_bytes: 64 << 20,
             max_backup_bytes: 64 << 20,
+            max_batch_bytes: 16 << 20,
             receipt_max_skew_secs: 600,
             share_quota_bytes: 1 << 30,
             max_share_ttl_secs: 400 * 86_400,

@@ -32,10 +32,12 @@ use crate::token::STATUS_ACTIVE;
 pub const MAX_BATCH: usize = 1024;
 
 /// The object a fetch read, re-checked when its entry is appended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Fetched {
     /// A blob (ids are never reused for other bytes, so "still stored" is enough).
     Blob([u8; 16]),
+    /// Several blobs of one batch fetch (one receipt, one entry): all must still be stored.
+    Blobs(Vec<[u8; 16]>),
     /// The manifest at this version.
     Manifest(u64),
 }
@@ -271,30 +273,44 @@ fn check(
         }
         Some(_) => {}
     }
-    match e.object {
+    match &e.object {
         Fetched::Blob(blob_id) => {
-            let stored = match blobs.get(&blob_id) {
-                Some(s) => *s,
-                None => {
-                    let s = tx
-                        .query_opt(
-                            "SELECT 1 FROM blobs WHERE share_id = $1 AND blob_id = $2",
-                            &[share_id.into(), (&blob_id).into()],
-                        )?
-                        .is_some();
-                    blobs.insert(blob_id, s);
-                    s
-                }
-            };
-            if !stored {
+            if !still_stored(tx, share_id, blob_id, blobs)? {
                 return Ok(Err(RelayError::NotFound("no such blob")));
             }
         }
+        Fetched::Blobs(ids) => {
+            for blob_id in ids {
+                if !still_stored(tx, share_id, blob_id, blobs)? {
+                    return Ok(Err(RelayError::NotFound("no such blob")));
+                }
+            }
+        }
         Fetched::Manifest(v) => {
-            if v != manifest_version {
+            if *v != manifest_version {
                 return Ok(Ok(Logged::Stale));
             }
         }
     }
     Ok(Ok(Logged::Committed))
+}
+
+/// Whether `blob_id` is still stored (memoized for the batch).
+fn still_stored(
+    tx: &mut dyn Tx,
+    share_id: &[u8; 16],
+    blob_id: &[u8; 16],
+    blobs: &mut HashMap<[u8; 16], bool>,
+) -> Result<bool> {
+    if let Some(s) = blobs.get(blob_id) {
+        return Ok(*s);
+    }
+    let s = tx
+        .query_opt(
+            "SELECT 1 FROM blobs WHERE share_id = $1 AND blob_id = $2",
+            &[share_id.into(), blob_id.into()],
+        )?
+        .is_some();
+    blobs.insert(*blob_id, s);
+    Ok(s)
 }

@@ -7,6 +7,7 @@
 
 pub mod audit;
 pub mod backup;
+pub mod batch;
 pub mod clock;
 pub mod config;
 pub mod delegation;
@@ -140,6 +141,7 @@ pub fn app(state: AppState) -> Router {
             "/v1/shares/{share_id}/blobs/{blob_id}",
             put(share::put_blob).get(share::get_blob),
         )
+        .route("/v1/shares/{share_id}/fetch", post(batch::fetch))
         .route("/v1/shares/{share_id}/uploads", post(share::open_upload))
         .route(
             "/v1/shares/{share_id}/uploads/{upload_id}/chunks/{n}",

@@ -40,6 +40,9 @@ struct Args {
     /// --max-body-bytes).
     #[arg(long, env = "CAREKEY_RELAY_MAX_BACKUP_BYTES", default_value_t = 64 << 20)]
     max_backup_bytes: u64,
+    /// Largest total of blob bytes one batch fetch answers.
+    #[arg(long, env = "CAREKEY_RELAY_MAX_BATCH_BYTES", default_value_t = 16 << 20)]
+    max_batch_bytes: u64,
     /// Largest distance in seconds between a fetch receipt's time and the relay clock.
     #[arg(long, env = "CAREKEY_RELAY_RECEIPT_SKEW_SECS", default_value_t = 600)]
     receipt_skew_secs: u64,
@@ -115,6 +118,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     config.max_body_bytes = args.max_body_bytes;
     config.max_blob_bytes = args.max_blob_bytes;
     config.max_backup_bytes = args.max_backup_bytes;
+    config.max_batch_bytes = args.max_batch_bytes;
     config.receipt_max_skew_secs = args.receipt_skew_secs;
     config.share_quota_bytes = args.share_quota_bytes;
     config.request_timeout = Duration::from_secs(args.request_timeout_secs);

@@ -81,6 +81,12 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ),
     (
         "POST",
+        "/v1/shares/{share_id}/fetch",
+        "reader (Bearer; body = batch fetch receipt)",
+        "fetch up to 256 blobs under one receipt -> 200 (u32 length || bytes) per id, 404 any blob missing, 413 over the batch limit, 410 token revoked/expired",
+    ),
+    (
+        "POST",
         "/v1/shares/{share_id}/uploads",
         "owner",
         "open chunked upload (?blob=B&epoch=E) -> 201 UploadOpened",

@@ -395,7 +395,11 @@ fn existing_blob(
 }
 
 /// Reads a blob's bytes: the whole-blob row, or (chunked uploads) its parts in order.
-fn read_blob(tx: &mut dyn Tx, share_id: &[u8; 16], blob_id: &[u8; 16]) -> Result<Vec<u8>> {
+pub(crate) fn read_blob(
+    tx: &mut dyn Tx,
+    share_id: &[u8; 16],
+    blob_id: &[u8; 16],
+) -> Result<Vec<u8>> {
     let row = tx
         .query_opt(
             "SELECT b.data, p.parts_id, b.size FROM blobs b LEFT JOIN blob_parts p \

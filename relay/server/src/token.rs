@@ -147,6 +147,29 @@ impl ReadRequest {
         })
     }
 
+    /// A batch fetch: the bearer token from `Authorization`, the receipt as the raw request
+    /// body (a batch receipt names up to [`carekey_relay_api::MAX_BATCH_BLOBS`] ids, too long
+    /// for a header that proxies pass).
+    pub fn from_body(headers: &HeaderMap, body: &[u8], max_skew: u64) -> Result<Self> {
+        let token_hash = bearer_hash(headers)?;
+        if body.is_empty() {
+            return Err(RelayError::bad(
+                "receipt_required",
+                "a batch fetch carries its fetch receipt as the request body",
+            ));
+        }
+        Ok(Self {
+            token_hash,
+            receipt: Receipt::parse(body.to_vec())?,
+            max_skew,
+        })
+    }
+
+    /// The object the receipt names.
+    pub fn object_id(&self) -> &str {
+        &self.receipt.object_id
+    }
+
     /// Locks the share (in a write transaction; a read-only one just reads it) and checks the
     /// token (401 unknown, 410 revoked/expired) and the receipt (reader key of the token, this
     /// share, this object, valid signature, signed time within the allowed skew of `now`).

@@ -58,6 +58,7 @@ both_backends!(
     receipt_time_window,
     backup_slots,
     manifest_reads_during_swaps,
+    batch_fetch,
 );
 
 async fn blob_roundtrip_and_audit_chain(h: Harness) {
@@ -1974,4 +1975,134 @@ async fn request_timeout_408() {
         .body(Body::empty())
         .unwrap();
     assert_eq!(h.send(req).await.status, StatusCode::REQUEST_TIMEOUT);
+}
+
+/// Splits a batch answer into its frames (u32 length || bytes), rejecting trailing bytes.
+fn frames(mut body: &[u8]) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    while !body.is_empty() {
+        let n = u32::from_be_bytes(body[..4].try_into().unwrap()) as usize;
+        out.push(body[4..4 + n].to_vec());
+        body = &body[4 + n..];
+    }
+    out
+}
+
+/// Audit entries of kind 1 (fetches), bodies decoded.
+async fn fetch_entries(h: &Harness, o: &Owner) -> Vec<Vec<u8>> {
+    let r = h
+        .owner(
+            o,
+            "GET",
+            &format!("/v1/shares/{}/audit?from=1", o.share_hex),
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    r.json()["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == 1)
+        .map(|e| unb64(e["body"].as_str().unwrap()))
+        .collect()
+}
+
+async fn batch_fetch(h: Harness) {
+    let o = h.create_share().await;
+    let (token, reader) = h
+        .register_token(&o, &scope(0b111, &[]), now() + 3600, 0)
+        .await;
+    let ids: Vec<[u8; 16]> = (0..5).map(|_| rand::<16>()).collect();
+    let mut data = Vec::new();
+    for (i, id) in ids.iter().enumerate() {
+        let d = vec![i as u8 + 1; 100 * (i + 1)];
+        assert_eq!(h.put_blob(&o, id, 1, &d).await.status, StatusCode::CREATED);
+        data.push(d);
+    }
+    // In the receipt's order, not the upload order.
+    let order = [3usize, 0, 4, 1, 2];
+    let asked: Vec<[u8; 16]> = order.iter().map(|&i| ids[i]).collect();
+    let object = batch_object(&asked);
+    let r = h.batch(&o, &object, &token, &reader).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let got = frames(&r.body);
+    assert_eq!(got.len(), 5);
+    for (k, &i) in order.iter().enumerate() {
+        assert_eq!(got[k], data[i]);
+    }
+    // One audit entry for the five blobs, whose body is the receipt naming them all.
+    let fetches = fetch_entries(&h, &o).await;
+    assert_eq!(fetches.len(), 1);
+    let needle = object.as_bytes();
+    assert!(fetches[0].windows(needle.len()).any(|w| w == needle));
+
+    let before = fetches.len();
+    let expect = |r: &Resp, status: StatusCode, code: &str| {
+        assert_eq!(r.status, status, "{}", r.text());
+        assert_eq!(r.json()["error"], code, "{}", r.text());
+    };
+    // A missing blob fails the whole batch; nothing is logged.
+    let r = h
+        .batch(&o, &batch_object(&[ids[0], rand::<16>()]), &token, &reader)
+        .await;
+    expect(&r, StatusCode::NOT_FOUND, "not_found");
+    // Same id twice, too many ids, not a batch object, odd length, uppercase hex.
+    let r = h
+        .batch(&o, &batch_object(&[ids[0], ids[0]]), &token, &reader)
+        .await;
+    expect(&r, StatusCode::BAD_REQUEST, "bad_batch");
+    let many: Vec<[u8; 16]> = (0..257).map(|_| rand::<16>()).collect();
+    let r = h.batch(&o, &batch_object(&many), &token, &reader).await;
+    expect(&r, StatusCode::BAD_REQUEST, "batch_too_many");
+    let r = h.batch(&o, "manifest", &token, &reader).await;
+    expect(&r, StatusCode::BAD_REQUEST, "bad_batch");
+    let r = h.batch(&o, "blobs:", &token, &reader).await;
+    expect(&r, StatusCode::BAD_REQUEST, "bad_batch");
+    let r = h.batch(&o, &format!("{object}0"), &token, &reader).await;
+    expect(&r, StatusCode::BAD_REQUEST, "bad_batch");
+    let upper = format!("blobs:{}", hex(&ids[0]).to_uppercase());
+    let r = h.batch(&o, &upper, &token, &reader).await;
+    expect(&r, StatusCode::BAD_REQUEST, "bad_id");
+    // No receipt, a receipt with trailing bytes, garbage.
+    let r = h.batch_raw(&o, Vec::new(), &token).await;
+    expect(&r, StatusCode::BAD_REQUEST, "receipt_required");
+    let mut long = unb64(&receipt(&reader, &o.share_id, &object));
+    long.push(0);
+    let r = h.batch_raw(&o, long, &token).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    let r = h.batch_raw(&o, b"{\"ids\": []}".to_vec(), &token).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    // A receipt for another share, or signed by another key: refused.
+    let r = h
+        .batch_raw(&o, unb64(&receipt(&reader, &rand::<16>(), &object)), &token)
+        .await;
+    expect(&r, StatusCode::FORBIDDEN, "receipt_object");
+    let r = h.batch(&o, &object, &token, &key()).await;
+    expect(&r, StatusCode::FORBIDDEN, "receipt_key");
+    // Over the batch byte limit (64 KiB in tests): 413, nothing read or logged.
+    let big: Vec<[u8; 16]> = (0..3).map(|_| rand::<16>()).collect();
+    for id in &big {
+        let r = h.put_blob(&o, id, 1, &vec![7u8; 30 << 10]).await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    }
+    let r = h.batch(&o, &batch_object(&big), &token, &reader).await;
+    expect(&r, StatusCode::PAYLOAD_TOO_LARGE, "too_large");
+    let r = h.batch(&o, &batch_object(&big[..2]), &token, &reader).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(fetch_entries(&h, &o).await.len(), before + 1);
+    // Revoked: 410.
+    let th = hex(&token_hash(&token));
+    let r = h
+        .owner(
+            &o,
+            "DELETE",
+            &format!("/v1/shares/{}/tokens/{th}", o.share_hex),
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    let r = h.batch(&o, &object, &token, &reader).await;
+    assert_eq!(r.status, StatusCode::GONE, "{}", r.text());
+    assert_eq!(fetch_entries(&h, &o).await.len(), before + 1);
 }

@@ -151,10 +151,10 @@ pub struct AccessEvent {
 /// Kinds of access events.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AccessKind {
-    /// Fetched the manifest or one blob.
+    /// Fetched the manifest, one blob, or a batch of blobs under one receipt.
     Fetched {
-        /// `manifest` or a blob id.
-        object: String,
+        /// `manifest` or blob ids (hex), as the reader's signed receipt names them.
+        objects: Vec<String>,
     },
     /// Other relay events (token registered/revoked, manifest swapped, epoch deleted...).
     Relay(u8),
@@ -804,7 +804,7 @@ impl Patient {
                     time: e.time,
                     who,
                     what: AccessKind::Fetched {
-                        object: r.object_id,
+                        objects: fetched_objects(&r.object_id),
                     },
                 });
                 continue;
@@ -1134,14 +1134,27 @@ fn verify_notice(
     })
 }
 
+/// The objects a receipt names: a batch receipt (relay-formats.md "Batch fetch") lists its
+/// blob ids after `blobs:`, 32 hex characters each; anything else names one object.
+fn fetched_objects(object_id: &str) -> Vec<String> {
+    match object_id.strip_prefix(carekey_relay_api::BATCH_OBJECT_PREFIX) {
+        Some(list) if !list.is_empty() && list.len() % 32 == 0 && list.is_ascii() => list
+            .as_bytes()
+            .chunks(32)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect(),
+        _ => vec![object_id.to_owned()],
+    }
+}
+
 /// Summarises fetch events per reader: "Dr. X fetched 12 objects".
 pub fn summarize(events: &[AccessEvent]) -> Vec<(String, usize)> {
     let mut out: Vec<(String, usize)> = Vec::new();
     for e in events {
-        if let AccessKind::Fetched { .. } = e.what {
+        if let AccessKind::Fetched { objects } = &e.what {
             match out.iter_mut().find(|(w, _)| *w == e.who) {
-                Some((_, n)) => *n += 1,
-                None => out.push((e.who.clone(), 1)),
+                Some((_, n)) => *n += objects.len(),
+                None => out.push((e.who.clone(), objects.len())),
             }
         }
     }

@@ -217,10 +217,27 @@ impl Relay {
         headers: impl Fn() -> Vec<(&'static str, String)>,
         timeout: Option<Duration>,
     ) -> Result<reqwest::Response> {
+        self.read_retrying(Method::GET, path, || (headers(), None), timeout)
+            .await
+    }
+
+    /// A read (changes nothing but the audit log, so safe to repeat) with retries; `request`
+    /// makes each attempt's headers and body (a fresh receipt per attempt).
+    async fn read_retrying(
+        &self,
+        method: Method,
+        path: &str,
+        request: impl Fn() -> (Vec<(&'static str, String)>, Option<Vec<u8>>),
+        timeout: Option<Duration>,
+    ) -> Result<reqwest::Response> {
         let mut attempt = 0;
         let mut limited = 0;
         loop {
-            match self.send(Method::GET, path, headers(), None, timeout).await {
+            let (headers, body) = request();
+            match self
+                .send(method.clone(), path, headers, body, timeout)
+                .await
+            {
                 Err(
                     ClientError::RelayUnreachable
                     | ClientError::Timeout
@@ -607,6 +624,49 @@ impl Relay {
         Self::bytes(r, "blob").await
     }
 
+    /// Fetches up to [`api::MAX_BATCH_BLOBS`] blobs in one request under ONE receipt naming
+    /// them all (relay-formats.md "Batch fetch": one audit entry for the batch). Answers in the
+    /// order of `blobs`; all or nothing (a missing blob is [`ClientError::NotFound`]).
+    pub async fn get_blobs(
+        &self,
+        cap: &ReaderCap<'_>,
+        blobs: &[[u8; 16]],
+        now: u64,
+    ) -> Result<Vec<Vec<u8>>> {
+        if blobs.is_empty() {
+            return Ok(Vec::new());
+        }
+        if blobs.len() > api::MAX_BATCH_BLOBS {
+            return Err(ClientError::InvalidInput("too many blobs for one batch"));
+        }
+        let mut object = String::with_capacity(api::BATCH_OBJECT_PREFIX.len() + 32 * blobs.len());
+        object.push_str(api::BATCH_OBJECT_PREFIX);
+        for b in blobs {
+            object.push_str(&hex_id(b));
+        }
+        let path = format!("/v1/shares/{}/fetch", hex_id(&cap.share_id));
+        let r = self
+            .read_retrying(
+                Method::POST,
+                &path,
+                || {
+                    let receipt =
+                        FetchReceipt::sign(cap.reader, cap.share_id, &object, now, &mut OsRng);
+                    (
+                        vec![bearer(cap.token.expose_secret())],
+                        Some(carekey_core::wire::Wire::to_bytes(&receipt)),
+                    )
+                },
+                None,
+            )
+            .await?;
+        let body = r
+            .bytes()
+            .await
+            .map_err(|_| ClientError::BadResponse { what: "batch" })?;
+        split_frames(&body, blobs.len())
+    }
+
     /// Opens a single-use pairing mailbox: (id, read token, expiry).
     pub async fn open_pairing(&self) -> Result<([u8; 16], [u8; 32], u64)> {
         let r = self
@@ -771,4 +831,58 @@ async fn check_status(resp: reqwest::Response) -> Result<reqwest::Response> {
             code,
         },
     })
+}
+
+/// Splits a batch answer into exactly `n` frames of `u32 length || bytes`; anything else
+/// (fewer, more, a length past the end, trailing bytes) is a bad answer.
+pub fn split_frames(body: &[u8], n: usize) -> Result<Vec<Vec<u8>>> {
+    let bad = || ClientError::BadResponse { what: "batch" };
+    let mut out = Vec::with_capacity(n.min(api::MAX_BATCH_BLOBS));
+    let mut rest = body;
+    while !rest.is_empty() {
+        if out.len() == n {
+            return Err(bad());
+        }
+        let (len, tail) = rest.split_first_chunk::<4>().ok_or_else(bad)?;
+        let len = usize::try_from(u32::from_be_bytes(*len)).map_err(|_| bad())?;
+        if tail.len() < len {
+            return Err(bad());
+        }
+        let (frame, tail) = tail.split_at(len);
+        out.push(frame.to_vec());
+        rest = tail;
+    }
+    if out.len() != n {
+        return Err(bad());
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_frames;
+
+    fn frame(b: &[u8]) -> Vec<u8> {
+        let mut v = (b.len() as u32).to_be_bytes().to_vec();
+        v.extend_from_slice(b);
+        v
+    }
+
+    #[test]
+    fn batch_frames_strict() {
+        let mut body = frame(b"abc");
+        body.extend(frame(b""));
+        body.extend(frame(b"z"));
+        let got = split_frames(&body, 3).expect("three frames");
+        assert_eq!(got, vec![b"abc".to_vec(), Vec::new(), b"z".to_vec()]);
+        // Fewer or more frames than asked, a length past the end, a cut length prefix.
+        assert!(split_frames(&body, 2).is_err());
+        assert!(split_frames(&body, 4).is_err());
+        assert!(split_frames(&body[..body.len() - 1], 3).is_err());
+        let mut cut = body.clone();
+        cut.extend_from_slice(&[0, 0]);
+        assert!(split_frames(&cut, 3).is_err());
+        assert!(split_frames(&[], 1).is_err());
+        assert_eq!(split_frames(&[], 0).expect("empty").len(), 0);
+    }
 }

@@ -47,7 +47,7 @@ async fn setup(policy: Policy, depth: u8) -> (common::RelayProcess, Proxy, Patie
     let mut patient = Patient::new(pid, pcard, Relay::new(&proxy.url).expect("URL"));
     let share = patient
         .create_share(
-            share_items(5_000),
+            share_items(300_000),
             options(policy, depth),
             &NoProgress,
             &Cancel::new(),
@@ -102,6 +102,31 @@ fn uploaded_blobs(proxy: &Proxy, share: &[u8; 16], epoch: u32) -> Vec<(String, V
         .collect()
 }
 
+/// Rewrites a batch answer (relay-formats.md "Batch fetch": `u32 length || bytes` per blob):
+/// every frame found in `swap` is replaced by its pair, so the swap also reaches blobs the
+/// doctor fetches in batches, not only those fetched alone with a GET.
+fn swap_frames(swap: Vec<(Vec<u8>, Vec<u8>)>) -> Action {
+    Action::Rewrite(Arc::new(move |body: &[u8]| {
+        let mut frames = Vec::new();
+        let mut rest = body;
+        while let Some((len, tail)) = rest.split_first_chunk::<4>() {
+            let (f, tail) = tail.split_at((u32::from_be_bytes(*len) as usize).min(tail.len()));
+            frames.push(f.to_vec());
+            rest = tail;
+        }
+        let mut out = Vec::with_capacity(body.len());
+        for f in frames {
+            let f = swap
+                .iter()
+                .find(|(from, _)| *from == f)
+                .map_or(f, |(_, to)| to.clone());
+            out.extend_from_slice(&(f.len() as u32).to_be_bytes());
+            out.extend_from_slice(&f);
+        }
+        out
+    }))
+}
+
 async fn rekey(patient: &mut Patient, share: &[u8; 16], rel: usize) {
     patient
         .revoke(share, rel, &NoProgress, &Cancel::new())
@@ -117,7 +142,7 @@ async fn blob_of_another_share_or_an_old_epoch_is_rejected() {
     // A second share of the same patient with the same records, under other keys.
     let b = patient
         .create_share(
-            share_items(5_000),
+            share_items(300_000),
             options(Policy::Never, 0),
             &NoProgress,
             &cancel,
@@ -147,6 +172,17 @@ async fn blob_of_another_share_or_an_old_epoch_is_rejected() {
             ok_body(other.clone()),
         ));
     }
+    let pairs = in_a
+        .iter()
+        .zip(&in_b)
+        .map(|((_, a), (_, b))| (a.clone(), b.clone()))
+        .collect();
+    proxy.add(Rule::new(
+        "other share",
+        "POST",
+        &format!("{}/fetch", share_path(&a)),
+        swap_frames(pairs),
+    ));
     let err = doctor
         .sync_to_vault(link, &mut v, &NoProgress, &cancel)
         .await
@@ -183,6 +219,17 @@ async fn blob_of_another_share_or_an_old_epoch_is_rejected() {
             ok_body(stale.clone()),
         ));
     }
+    let pairs = new
+        .iter()
+        .zip(&old)
+        .map(|((_, n), (_, o))| (n.clone(), o.clone()))
+        .collect();
+    proxy.add(Rule::new(
+        "old epoch",
+        "POST",
+        &format!("{}/fetch", share_path(&a)),
+        swap_frames(pairs),
+    ));
     let err = doctor
         .sync_to_vault(link, &mut v, &NoProgress, &cancel)
         .await
@@ -218,14 +265,17 @@ async fn truncated_answers_are_rejected() {
     let stored = v.record_count().expect("count");
     let half: proxy::BodyEdit = Arc::new(|b: &[u8]| b[..b.len() / 2].to_vec());
     let s = share_path(&a);
-    // Every blob (the chunked attachment too), then the manifest, cut in half.
-    for (name, fragment) in [
-        ("half blobs", format!("{s}/blobs/")),
-        ("half manifest", format!("{s}/manifest")),
+    // Every batch answer, every blob fetched alone (the large attachment), then the
+    // manifest, cut in half: a cut batch no longer splits into its frames (bad answer), a cut
+    // blob or manifest fails its signed hash (tampered).
+    for (name, method, fragment, code) in [
+        ("half batches", "POST", format!("{s}/fetch"), "bad_response"),
+        ("half blobs", "GET", format!("{s}/blobs/"), "tampered"),
+        ("half manifest", "GET", format!("{s}/manifest"), "tampered"),
     ] {
         proxy.add(Rule::new(
             name,
-            "GET",
+            method,
             &fragment,
             Action::Rewrite(half.clone()),
         ));
@@ -233,7 +283,7 @@ async fn truncated_answers_are_rejected() {
             .sync_to_vault(link, &mut v, &NoProgress, &cancel)
             .await
             .expect_err(name);
-        assert_eq!(err.code(), "tampered", "{name}: {err:?}");
+        assert_eq!(err.code(), code, "{name}: {err:?}");
         assert!(proxy.fired(name) >= 1, "{name}");
         assert_eq!(v.record_count().expect("count"), stored, "{name}");
         proxy.clear();
@@ -619,8 +669,12 @@ async fn truncated_or_forked_audit_log_is_rejected_and_the_pin_holds() {
     let honest = patient.access_log(&a).await.expect("honest log verifies");
     let fetches = |ev: &[carekey_client::patient::AccessEvent]| {
         ev.iter()
-            .filter(|e| matches!(e.what, AccessKind::Fetched { .. }) && e.who == "Dr. Watched")
-            .count()
+            .filter(|e| e.who == "Dr. Watched")
+            .map(|e| match &e.what {
+                AccessKind::Fetched { objects } => objects.len(),
+                AccessKind::Relay(_) => 0,
+            })
+            .sum::<usize>()
     };
     let per_fetch = share_items(0).len() + 1;
     assert_eq!(fetches(&pinned), 2 * per_fetch);
@@ -747,7 +801,7 @@ async fn duplicated_owner_writes_are_refused_by_the_counter() {
     let mut patient = Patient::new(pid, pcard, Relay::new(&proxy.url).expect("URL"));
     let a = patient
         .create_share(
-            share_items(5_000),
+            share_items(300_000),
             options(Policy::Never, 0),
             &NoProgress,
             &cancel,
@@ -829,12 +883,12 @@ async fn dropped_reads_are_retried() {
         )
         .times(1),
     );
-    proxy.add(Rule::new("502 blob", "GET", &format!("{s}/blobs/"), Action::Fail(502)).times(1));
+    proxy.add(Rule::new("502 blob", "POST", &format!("{s}/fetch"), Action::Fail(502)).times(1));
     proxy.add(
         Rule::new(
             "lose blob answer",
-            "GET",
-            &format!("{s}/blobs/"),
+            "POST",
+            &format!("{s}/fetch"),
             Action::DropResponse,
         )
         .times(1),
@@ -931,7 +985,7 @@ async fn dropped_writes_fail_clearly_and_leave_no_partial_state() {
 
 async fn create(p: &mut Patient) -> Result<[u8; 16], ClientError> {
     p.create_share(
-        share_items(5_000),
+        share_items(300_000),
         options(Policy::Ask, 0),
         &NoProgress,
         &Cancel::new(),

@@ -220,7 +220,17 @@ pub fn test_config() -> Config {
     c.max_body_bytes = 1 << 20;
     c.max_blob_bytes = 4 << 20;
     c.max_backup_bytes = 3 << 20;
+    c.max_batch_bytes = 64 << 10;
     c
+}
+
+/// relay-formats.md "Batch fetch": `blobs:` then the hex ids.
+pub fn batch_object(ids: &[[u8; 16]]) -> String {
+    let mut s = "blobs:".to_owned();
+    for id in ids {
+        s.push_str(&hex(id));
+    }
+    s
 }
 
 impl Backend {
@@ -387,6 +397,29 @@ impl Harness {
             .header("authorization", format!("Bearer {}", b64(token)))
             .header("carekey-receipt", receipt(reader, &o.share_id, object))
             .body(Body::empty())
+            .unwrap();
+        self.send(req).await
+    }
+
+    /// A batch fetch whose receipt names `object` (normally [`batch_object`]).
+    pub async fn batch(
+        &self,
+        o: &Owner,
+        object: &str,
+        token: &[u8; 32],
+        reader: &SigningKey,
+    ) -> Resp {
+        let receipt = unb64(&receipt(reader, &o.share_id, object));
+        self.batch_raw(o, receipt, token).await
+    }
+
+    /// A batch fetch with the given body.
+    pub async fn batch_raw(&self, o: &Owner, body: Vec<u8>, token: &[u8; 32]) -> Resp {
+        let req = Request::builder()
+            .method("POST")
+            .uri(format!("/v1/shares/{}/fetch", o.share_hex))
+            .header("authorization", format!("Bearer {}", b64(token)))
+            .body(Body::from(body))
             .unwrap();
         self.send(req).await
     }

@@ -1,0 +1,123 @@
+//! Batch fetch: many blobs of one share in one request, under ONE doctor-signed receipt and
+//! ONE audit entry (relay-formats.md "Batch fetch"; DESIGN.md "Audit").
+//!
+//! Why: a check-up of a real record (the largest Synthea patient is ~4,200 blobs) paid one
+//! receipt signature, one verification and one audit entry per blob; the relay's CPU per GET
+//! was the check-up's floor. The receipt of a batch names every blob id it covers, so the
+//! patient's log still says exactly which records were opened ("Dr. X fetched 256 records at
+//! 10:32"), and the relay can no more invent a fetch than before: the ids are signed.
+//!
+//! All or nothing: the blobs are answered only if every id is stored in the share (else 404,
+//! nothing logged) and their total is within `max_batch_bytes` (else 413 `too_large`,
+//! nothing logged). Answer body: for each id in the receipt's order, `u32 length || bytes`.
+
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Response};
+use carekey_relay_api::{BATCH_OBJECT_PREFIX, MAX_BATCH_BLOBS};
+
+use crate::AppState;
+use crate::encoding::{from_db, parse_id};
+use crate::error::{RelayError, Result};
+use crate::fetchlog::{Fetched, Logged};
+use crate::share::read_blob;
+use crate::token::ReadRequest;
+
+/// Parses the ids a batch receipt names: `blobs:` then 1..=[`MAX_BATCH_BLOBS`] ids of 32
+/// lowercase hex characters, no separator, no id twice.
+pub fn parse_ids(object_id: &str) -> Result<Vec<[u8; 16]>> {
+    let bad = |m: &'static str| RelayError::bad("bad_batch", m);
+    let list = object_id.strip_prefix(BATCH_OBJECT_PREFIX).ok_or_else(|| {
+        bad("a batch fetch receipt must name its blobs (object id 'blobs:' then the ids)")
+    })?;
+    if list.is_empty() || list.len() % 32 != 0 {
+        return Err(bad(
+            "a batch receipt's object id must list ids of 32 lowercase hex characters",
+        ));
+    }
+    let n = list.len() / 32;
+    if n > MAX_BATCH_BLOBS {
+        return Err(RelayError::bad(
+            "batch_too_many",
+            format!("a batch fetch names at most {MAX_BATCH_BLOBS} blobs"),
+        ));
+    }
+    let mut ids = Vec::with_capacity(n);
+    let mut seen = std::collections::HashSet::with_capacity(n);
+    for k in 0..n {
+        let part = list
+            .get(k * 32..(k + 1) * 32)
+            .ok_or_else(|| bad("a batch receipt's object id is not ASCII hex"))?;
+        let id = parse_id("batch blob id", part)?;
+        if !seen.insert(id) {
+            return Err(bad("a batch fetch names the same blob twice"));
+        }
+        ids.push(id);
+    }
+    Ok(ids)
+}
+
+/// `POST /v1/shares/{share_id}/fetch` (read token; body = the batch's fetch receipt).
+///
+/// Same checks as a single blob GET (token, receipt key, share, signed time), read in one
+/// read-only transaction, answered only after the one audit entry is committed by the group
+/// commit ([`crate::fetchlog`]), which re-checks the token and every blob under the share lock.
+pub async fn fetch(
+    State(state): State<AppState>,
+    Path(share_hex): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response> {
+    let share_id = parse_id("share id", &share_hex)?;
+    let read = ReadRequest::from_body(&headers, &body, state.config.receipt_max_skew_secs)?;
+    let ids = parse_ids(read.object_id())?;
+    let now = state.clock.now();
+    let limit = state.config.max_batch_bytes;
+    let batch = ids.clone();
+    let (read, out) = state
+        .storage
+        .read(move |tx| {
+            let object = read.object_id().to_owned();
+            read.authorize(tx, &share_id, &object, now)?;
+            // Sizes first: a batch over the limit is refused before any blob is read.
+            let mut total: u64 = 0;
+            for id in &batch {
+                let size: u64 = tx
+                    .query_opt(
+                        "SELECT size FROM blobs WHERE share_id = $1 AND blob_id = $2",
+                        &[(&share_id).into(), id.into()],
+                    )?
+                    .ok_or(RelayError::NotFound("no such blob"))
+                    .and_then(|r| from_db(r[0].int()?))?;
+                total = total.saturating_add(size);
+            }
+            if total > limit {
+                return Err(RelayError::TooLarge(
+                    "the blobs of this batch exceed the relay's batch limit; fetch fewer at once",
+                ));
+            }
+            let frames = 4 * batch.len() + usize::try_from(total).unwrap_or(0);
+            let mut out = Vec::with_capacity(frames);
+            for id in &batch {
+                let data = read_blob(tx, &share_id, id)?;
+                let len = u32::try_from(data.len())
+                    .map_err(|_| RelayError::Storage("blob longer than a frame".into()))?;
+                out.extend_from_slice(&len.to_be_bytes());
+                out.extend_from_slice(&data);
+            }
+            Ok((read, out))
+        })
+        .await?;
+    let n = ids.len() as u64;
+    match state
+        .fetch_log
+        .append(read.into_entry(share_id, Fetched::Blobs(ids), now))
+        .await?
+    {
+        Logged::Committed => {}
+        Logged::Stale => return Err(RelayError::Storage("batch fetch reported stale".into())),
+    }
+    state.metrics.fetches.add(n);
+    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], out).into_response())
+}
