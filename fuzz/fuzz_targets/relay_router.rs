@@ -65,6 +65,7 @@ enum Route {
     Mailboxes,
     Mailbox(u8),
     Messages(u8, Option<u64>, Option<u8>),
+    Fetch(u8),
     Raw(String),
 }
 
@@ -124,6 +125,7 @@ fn path(r: &Route) -> String {
             a.unwrap_or(0),
             t.map_or(0, u64::from)
         ),
+        Route::Fetch(s) => format!("/v1/shares/{}/fetch", id(*s)),
         Route::Raw(s) => format!("/{}", s.chars().filter(|c| c.is_ascii_graphic()).collect::<String>()),
     }
 }
