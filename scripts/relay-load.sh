@@ -65,8 +65,21 @@ run_wrk() {
 relay_rps=$(run_wrk "$work/wrk-relay.txt" -H "Authorization: Bearer $TOKEN" -H "Carekey-Receipt: $RECEIPT" \
   "$origin$BLOB_PATH")
 nginx_rps=$(run_wrk "$work/wrk-nginx.txt" "http://127.0.0.1:$nginx_port/blob")
+# Informational: the same 4 KiB blobs through the batch fetch (one receipt and one audit entry
+# per 64 blobs, relay-formats.md "Batch fetch"), as a doctor's client fetches small records.
+cat >"$work/batch.lua" <<LUA
+local f = assert(io.open("$BATCH_RECEIPT_FILE", "rb"))
+wrk.method = "POST"
+wrk.body = f:read("*a")
+f:close()
+wrk.headers["Authorization"] = "Bearer $TOKEN"
+wrk.headers["Content-Type"] = "application/octet-stream"
+LUA
+batch_rps=$(run_wrk "$work/wrk-batch.txt" -s "$work/batch.lua" "$origin$BATCH_PATH")
 "$bin/examples/relay_load" put "$origin" 127.0.0.1:$relay_port 16 "$secs"
 rss=$(awk '/VmHWM/ {print $2, $3}' "/proc/$relay_pid/status")
+awk -v r="$batch_rps" -v b="$BATCH_BLOBS" -v n="$nginx_rps" 'BEGIN {
+  printf "info: batch fetch %d x 4 KiB: %.0f requests/s = %.0f blobs/s = %.3f x nginx GETs\n", b, r, r * b, r * b / n }'
 echo "RESULT relay_get4k_rps $relay_rps"
 echo "RESULT nginx_get4k_rps $nginx_rps"
 echo "RESULT relay_peak_rss $rss"

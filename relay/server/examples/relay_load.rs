@@ -1,5 +1,6 @@
 //! Load helper for `scripts/relay-load.sh` (a test client, so it may hold keys):
-//!   relay_load seed ORIGIN ADDR FILE     -> writes `BLOB_PATH=… TOKEN=… RECEIPT=…` to FILE for wrk
+//!   relay_load seed ORIGIN ADDR FILE     -> writes `BLOB_PATH=… TOKEN=… RECEIPT=… BATCH_…` to FILE
+//!                                           for wrk, and a 64-blob batch receipt to FILE.batch
 //!                                           (a file, not stdout: the token stays out of logs)
 //!   relay_load put ORIGIN ADDR CONNS SECS -> 64 KiB PUT throughput, prints `PUTS_PER_SEC=…`
 //! Talks HTTP/1.1 over std TCP to 127.0.0.1 only.
@@ -116,6 +117,9 @@ impl Owner {
     }
 }
 
+/// Blobs named by the seeded batch fetch receipt.
+const BATCH: usize = 64;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     let (cmd, origin, addr) = (&args[1], &args[2], args[3].parse::<SocketAddr>().unwrap());
@@ -149,24 +153,44 @@ fn main() {
                 &data,
             );
             assert_eq!(st, 201);
-            let mut r = vec![1u8];
-            r.extend_from_slice(&o.share_id);
-            str16(&mut r, &blob);
-            r.extend_from_slice(reader.verifying_key().as_bytes());
-            r.extend_from_slice(&now().to_be_bytes());
-            r.extend_from_slice(&rand::<16>());
-            let mut m = b"carekey/v1/fetch-receipt\0".to_vec();
-            m.extend_from_slice(&r);
-            r.extend_from_slice(&reader.sign(&m).to_bytes());
-            let env = format!(
-                "BLOB_PATH=/v1/shares/{}/blobs/{blob}\nTOKEN={}\nRECEIPT={}\n",
-                o.share_hex,
-                B64.encode(&token),
-                B64.encode(&r)
-            );
+            let share_id = o.share_id.clone();
+            let receipt = |object: &str| {
+                let mut r = vec![1u8];
+                r.extend_from_slice(&share_id);
+                str16(&mut r, object);
+                r.extend_from_slice(reader.verifying_key().as_bytes());
+                r.extend_from_slice(&now().to_be_bytes());
+                r.extend_from_slice(&rand::<16>());
+                let mut m = b"carekey/v1/fetch-receipt\0".to_vec();
+                m.extend_from_slice(&r);
+                r.extend_from_slice(&reader.sign(&m).to_bytes());
+                r
+            };
+            let r = receipt(&blob);
+            // A batch fetch of BATCH more 4 KiB blobs (relay-formats.md "Batch fetch").
+            let mut object = "blobs:".to_owned();
+            for _ in 0..BATCH {
+                let b = HEXLOWER.encode(&rand::<16>());
+                let (st, _) = o.send(
+                    "PUT",
+                    &format!("/v1/shares/{}/blobs/{b}?epoch=1", o.share_hex),
+                    &data,
+                );
+                assert_eq!(st, 201);
+                object.push_str(&b);
+            }
+            let batch = receipt(&object);
             let file = args
                 .get(4)
                 .expect("usage: relay_load seed ORIGIN ADDR FILE");
+            let env = format!(
+                "BLOB_PATH=/v1/shares/{}/blobs/{blob}\nTOKEN={}\nRECEIPT={}\nBATCH_PATH=/v1/shares/{}/fetch\nBATCH_BLOBS={BATCH}\nBATCH_RECEIPT_FILE={file}.batch\n",
+                o.share_hex,
+                B64.encode(&token),
+                B64.encode(&r),
+                o.share_hex,
+            );
+            std::fs::write(format!("{file}.batch"), batch).expect("seed file writable");
             std::fs::write(file, env).expect("seed file writable");
         }
         "put" => {
