@@ -63,7 +63,7 @@ impl Config {
             max_body_bytes: 8 << 20,
             max_blob_bytes: 64 << 20,
             max_backup_bytes: 64 << 20,
-            max_batch_bytes: 16 << 20,
+            max_batch_bytes: 8 << 20,
             receipt_max_skew_secs: 600,
             share_quota_bytes: 1 << 30,
             max_share_ttl_secs: 400 * 86_400,

@@ -41,7 +41,7 @@ struct Args {
     #[arg(long, env = "CAREKEY_RELAY_MAX_BACKUP_BYTES", default_value_t = 64 << 20)]
     max_backup_bytes: u64,
     /// Largest total of blob bytes one batch fetch answers.
-    #[arg(long, env = "CAREKEY_RELAY_MAX_BATCH_BYTES", default_value_t = 16 << 20)]
+    #[arg(long, env = "CAREKEY_RELAY_MAX_BATCH_BYTES", default_value_t = 8 << 20)]
     max_batch_bytes: u64,
     /// Largest distance in seconds between a fetch receipt's time and the relay clock.
     #[arg(long, env = "CAREKEY_RELAY_RECEIPT_SKEW_SECS", default_value_t = 600)]

@@ -34,7 +34,7 @@ const FETCH_CONCURRENCY_LARGE: usize = 2;
 /// Blobs up to this size are fetched in batches (relay-formats.md "Batch fetch"); larger ones
 /// alone with a GET each.
 const BATCH_BLOB_MAX: u64 = 256 << 10;
-/// Bytes one batch asks for (well under the relay's default 16 MiB batch limit); with
+/// Bytes one batch asks for (well under the relay's default 8 MiB batch limit); with
 /// [`FETCH_CONCURRENCY`] batches in flight this bounds what is held in memory at once.
 const BATCH_BYTES: u64 = 2 << 20;
 
