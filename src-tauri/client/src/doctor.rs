@@ -10,7 +10,7 @@ use carekey_core::forward::{
     Introduction,
 };
 use carekey_core::grant::{Category, DelegationLink, Grant, Policy, Scope};
-use carekey_core::keys::{Card, DeviceIdentity, ReadToken, SigningSecret};
+use carekey_core::keys::{Card, DeviceIdentity, EpochKey, ReadToken, SigningSecret};
 use carekey_core::manifest::{BlobFormat, Manifest, ManifestGuard};
 use carekey_core::message::{self, MessageKind, ReplayGuard};
 use carekey_core::pairing::{CheckCode, DoctorPairing, QrPayload, Relationship};
@@ -94,6 +94,10 @@ struct PatientLink {
     children: Vec<Downstream>,
     /// Answers to this doctor's forward requests: (request hash, approved).
     answers: Vec<([u8; 32], bool)>,
+    /// The epoch and key before the last epoch update, until a manifest of the new epoch has
+    /// been read: a revoke interrupted after its epoch updates went out but before the
+    /// manifest swap leaves the previous epoch's manifest live, and this doctor reads on.
+    prev_epoch: Option<(u32, EpochKey)>,
 }
 
 /// A colleague this doctor delegated to.
@@ -214,6 +218,7 @@ impl Doctor {
             children: Vec::new(),
             answers: Vec::new(),
             rel: out.relationship,
+            prev_epoch: None,
         });
         Ok(self.links.len() - 1)
     }
@@ -292,6 +297,7 @@ impl Doctor {
                         first_error.get_or_insert(e.into());
                         continue;
                     }
+                    l.prev_epoch = Some((l.grant.epoch, l.grant.epoch_key.clone()));
                     l.grant.epoch = u.epoch;
                     l.grant.epoch_key = u.epoch_key.clone();
                     updates.push(m.body);
@@ -382,14 +388,30 @@ impl Doctor {
             share_id: l.grant.share_id,
         };
         let (_, sealed) = l.relay.get_manifest(&cap, t).await?;
-        let m = Manifest::open(
+        let patient_key = &l.rel.peer_card.body.signing_key;
+        let m = match Manifest::open(
             &sealed,
             &l.grant.share_id,
             l.grant.epoch,
             &l.grant.epoch_key,
-            &l.rel.peer_card.body.signing_key,
-        )?;
+            patient_key,
+        ) {
+            Ok(m) => m,
+            // The patient's re-key sent us the new epoch key but has not swapped the manifest
+            // yet (interrupted revoke, DESIGN.md "Revocation"): the previous epoch's manifest,
+            // still signed by the patient and no older than any we read (guard below), is live.
+            Err(e) => match &l.prev_epoch {
+                Some((epoch, key)) => {
+                    Manifest::open(&sealed, &l.grant.share_id, *epoch, key, patient_key)
+                        .map_err(|_| e)?
+                }
+                None => return Err(e.into()),
+            },
+        };
         l.manifests.accept(&m)?;
+        if m.epoch == l.grant.epoch {
+            l.prev_epoch = None;
+        }
         let entries: Vec<_> = m
             .entries
             .iter()
@@ -883,6 +905,7 @@ impl Doctor {
             ended: false,
             children: Vec::new(),
             answers: Vec::new(),
+            prev_epoch: None,
         });
         Ok(self.links.len() - 1)
     }

@@ -1061,6 +1061,13 @@ async fn interrupted_revoke_leaves_a_consistent_share_and_can_be_finished() {
         .expect_err("interrupted");
     assert_eq!(err.code(), "relay_failure", "{err:?}");
     assert_eq!(proxy.fired("502 re-key manifest"), 1);
+    // The remaining doctors got the new epoch's key, but the live manifest is still the
+    // previous epoch's: they read on with the previous key until the re-key is finished.
+    stays.sync(link, 0).await.expect("the epoch update arrives");
+    stays
+        .fetch(link, &NoProgress, &cancel)
+        .await
+        .expect("reads the still-live previous epoch");
     patient
         .revoke(&a, second, &NoProgress, &cancel)
         .await

@@ -2,7 +2,7 @@
 
 use carekey_core::forward::ColleagueInvite;
 use carekey_core::grant::{DelegationLink, Grant};
-use carekey_core::keys::{Card, DeviceIdentity};
+use carekey_core::keys::{Card, DeviceIdentity, EpochKey};
 use carekey_core::manifest::ManifestGuard;
 use carekey_core::message::ReplayGuard;
 use carekey_core::pairing::Relationship;
@@ -17,6 +17,10 @@ use crate::persist::{
     write_secret,
 };
 use crate::relay::Relay;
+
+/// Version of the doctor's state written now: 2 adds the previous epoch key of each link
+/// (version 1, [`STATE_VERSION`], is still read).
+const DOCTOR_STATE_VERSION: u8 = 2;
 
 /// Vault state name of the doctor's state.
 const MAIN: &str = "carekey/doctor/v1";
@@ -64,7 +68,7 @@ impl Doctor {
 
     fn encode_state(&self) -> Zeroizing<Vec<u8>> {
         let mut w = Writer::new();
-        w.u8(STATE_VERSION);
+        w.u8(DOCTOR_STATE_VERSION);
         w.u32(count(self.links.len()));
         for l in &self.links {
             w.str16(l.relay.base());
@@ -100,6 +104,14 @@ impl Doctor {
                 w.raw(h);
                 w.u8(u8::from(*a));
             }
+            match &l.prev_epoch {
+                Some((epoch, key)) => {
+                    w.u8(1);
+                    w.u32(*epoch);
+                    w.raw(key.expose_secret());
+                }
+                None => w.u8(0),
+            }
         }
         w.u32(count(self.invites.len()));
         for slot in &self.invites {
@@ -119,7 +131,10 @@ impl Doctor {
 
     fn decode_state(&mut self, b: &[u8]) -> Result<()> {
         let mut r = Reader::new(b, "saved doctor state");
-        r.version(STATE_VERSION)?;
+        let version = r.u8()?;
+        if version != STATE_VERSION && version != DOCTOR_STATE_VERSION {
+            return Err(r.malformed("unknown saved doctor state version").into());
+        }
         let mut links = Vec::new();
         for _ in 0..r.u32()? {
             let relay = Relay::new(&r.str16()?)?;
@@ -156,6 +171,14 @@ impl Doctor {
             for _ in 0..r.u32()? {
                 answers.push((r.array()?, r.bool()?));
             }
+            // Version 1 states predate the previous-epoch fallback.
+            let prev_epoch = if version >= 2 && r.bool()? {
+                let epoch = r.u32()?;
+                let key = Zeroizing::new(r.array::<32>()?);
+                Some((epoch, EpochKey::from_bytes(*key)))
+            } else {
+                None
+            };
             links.push(PatientLink {
                 relay,
                 rel,
@@ -172,6 +195,7 @@ impl Doctor {
                 ended,
                 children,
                 answers,
+                prev_epoch,
             });
         }
         let mut invites = Vec::new();
