@@ -97,6 +97,21 @@ struct ShareState {
     delegations: Vec<DelegationRecord>,
     notice_cursor: u64,
     audit_pin: Head,
+    /// Verified events of the relay log up to `log_seq` (this session; after a restart the
+    /// first read starts again from entry 1), so later reads fetch only what was appended.
+    log: Vec<LoggedEvent>,
+    log_seq: u64,
+}
+
+/// One verified relay log entry, names resolved when the log is shown (a delegation notice
+/// read later names a reader that was unknown before).
+#[derive(Debug, Clone)]
+struct LoggedEvent {
+    time: u64,
+    kind: u8,
+    /// The reader key that signed a fetch receipt.
+    reader: Option<PublicKey>,
+    objects: Vec<String>,
 }
 
 #[derive(Debug)]
@@ -269,6 +284,8 @@ impl Patient {
             delegations: Vec::new(),
             notice_cursor: 0,
             audit_pin: Head::EMPTY,
+            log: Vec::new(),
+            log_seq: 0,
         };
         let m = self
             .upload_epoch(&share_id, &mut st, progress, cancel)
@@ -712,9 +729,10 @@ impl Patient {
         self.relay.append(&r.peer, sealed).await
     }
 
-    /// Downloads the share's relay-signed audit log, verifies that it extends the pinned head
-    /// and that its head is signed by the pinned relay key, pins the new head, and returns
-    /// readable events. A truncated, forked or re-signed log is an error.
+    /// Downloads what the share's relay-signed audit log appended since the last read (all of
+    /// it on the first read), verifies that it extends the pinned head and that its head is
+    /// signed by the pinned relay key, pins the new head, and returns every readable event so
+    /// far. A truncated, forked or re-signed log is an error and changes nothing.
     pub async fn access_log(&mut self, share_id: &[u8; 16]) -> Result<Vec<AccessEvent>> {
         let key = self
             .relay_audit_key
@@ -723,10 +741,14 @@ impl Patient {
             .shares
             .get_mut(share_id)
             .ok_or(ClientError::InvalidInput("unknown share"))?;
+        // Incremental when this session already verified the log up to the pin: read from
+        // the pinned entry itself, so the overlap proves the relay still has it (a fork or a
+        // truncation below the pin fails `verify_extends`).
+        let incremental = st.log_seq > 0 && st.log_seq == st.audit_pin.seq;
+        let mut from = if incremental { st.log_seq } else { 1 };
         // The relay answers a page at a time: read on until the entries reach the signed head
         // of the last answer (the log may grow while it is read).
         let mut raw = Vec::new();
-        let mut from = 1;
         let mut pages = 0;
         let log = loop {
             pages += 1;
@@ -739,13 +761,10 @@ impl Patient {
             let last = page.entries.last().map(|e| e.seq);
             raw.extend(page.entries.iter().cloned());
             match last {
-                // Each page must move forward, or a relay could keep the client reading.
-                Some(l) if l < from => {
-                    return Err(ClientError::BadResponse {
-                        what: "audit log page",
-                    });
-                }
-                Some(l) if l < page.head.seq => from = l + 1,
+                // Each page must move forward, or a relay could keep the client reading; one
+                // that does not (an older log served again) stops the reading and fails the
+                // chain checks below, as any rolled-back log does.
+                Some(l) if l >= from && l < page.head.seq => from = l + 1,
                 _ => break page,
             }
         };
@@ -780,44 +799,66 @@ impl Patient {
             &key,
             &unb64(&log.head.signature, "audit head signature")?,
         )?;
-        st.audit_pin = head;
-        let mut events = Vec::new();
-        for e in &entries {
-            let what = if e.kind == 1 {
+        // Everything verified: only now is anything kept.
+        let known = if incremental { st.log_seq } else { 0 };
+        let mut fresh = Vec::new();
+        for e in entries.iter().filter(|e| e.seq > known) {
+            if e.kind == 1 {
                 let r = FetchReceipt::from_bytes(&e.body)?;
                 // The relay cannot invent fetches: every one carries the reader's signature.
                 r.verify()?;
-                let who = st
-                    .grants
-                    .iter()
-                    .find(|g| g.reader_key == r.reader_key)
-                    .and_then(|g| self.relationships.get(g.relationship))
-                    .map(|x| x.rel.peer_card.body.name.clone())
-                    .or_else(|| {
-                        st.delegations
-                            .iter()
-                            .find(|d| d.child_key == r.reader_key)
-                            .map(|d| d.colleague.body.name.clone())
-                    })
-                    .unwrap_or_else(|| "unknown reader".to_owned());
-                events.push(AccessEvent {
+                fresh.push(LoggedEvent {
                     time: e.time,
-                    who,
-                    what: AccessKind::Fetched {
-                        objects: fetched_objects(&r.object_id),
-                    },
+                    kind: e.kind,
+                    reader: Some(r.reader_key),
+                    objects: fetched_objects(&r.object_id),
                 });
-                continue;
             } else {
-                AccessKind::Relay(e.kind)
-            };
-            events.push(AccessEvent {
-                time: e.time,
-                who: "relay".into(),
-                what,
-            });
+                fresh.push(LoggedEvent {
+                    time: e.time,
+                    kind: e.kind,
+                    reader: None,
+                    objects: Vec::new(),
+                });
+            }
         }
-        Ok(events)
+        if !incremental {
+            st.log.clear();
+        }
+        st.log.extend(fresh);
+        st.log_seq = head.seq;
+        st.audit_pin = head;
+        let st = &*st;
+        Ok(st
+            .log
+            .iter()
+            .map(|e| match &e.reader {
+                Some(reader) => AccessEvent {
+                    time: e.time,
+                    who: st
+                        .grants
+                        .iter()
+                        .find(|g| g.reader_key == *reader)
+                        .and_then(|g| self.relationships.get(g.relationship))
+                        .map(|x| x.rel.peer_card.body.name.clone())
+                        .or_else(|| {
+                            st.delegations
+                                .iter()
+                                .find(|d| d.child_key == *reader)
+                                .map(|d| d.colleague.body.name.clone())
+                        })
+                        .unwrap_or_else(|| "unknown reader".to_owned()),
+                    what: AccessKind::Fetched {
+                        objects: e.objects.clone(),
+                    },
+                },
+                None => AccessEvent {
+                    time: e.time,
+                    who: "relay".into(),
+                    what: AccessKind::Relay(e.kind),
+                },
+            })
+            .collect())
     }
 
     /// Grants of a share that are still active: (relationship index, expiry).

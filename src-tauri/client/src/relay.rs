@@ -182,7 +182,36 @@ impl Relay {
         &self.base
     }
 
+    /// Sends a request; a rate-limit 429 with a short Retry-After is waited out and the same
+    /// request sent again (the relay answers 429 before acting on a request, or rolls it back
+    /// for a quota, so a resend is never a duplicate). Owner writes use
+    /// [`Relay::owner_with`] instead: a resend needs a fresh counter.
     async fn send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: Vec<(&'static str, String)>,
+        body: Option<Vec<u8>>,
+        timeout: Option<Duration>,
+    ) -> Result<reqwest::Response> {
+        let mut limited = 0;
+        loop {
+            match self
+                .send_once(method.clone(), path, headers.clone(), body.clone(), timeout)
+                .await
+            {
+                Err(ClientError::RateLimited { retry_after_secs })
+                    if limited < RATE_LIMIT_RETRIES && retry_after_secs <= MAX_RETRY_AFTER =>
+                {
+                    wait_out(retry_after_secs).await;
+                    limited += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn send_once(
         &self,
         method: Method,
         path: &str,
@@ -231,9 +260,9 @@ impl Relay {
         timeout: Option<Duration>,
     ) -> Result<reqwest::Response> {
         let mut attempt = 0;
-        let mut limited = 0;
         loop {
             let (headers, body) = request();
+            // `send` waits out short rate limits itself.
             match self
                 .send(method.clone(), path, headers, body, timeout)
                 .await
@@ -245,12 +274,6 @@ impl Relay {
                 ) if attempt < RETRIES => {
                     tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
                     attempt += 1;
-                }
-                Err(ClientError::RateLimited { retry_after_secs })
-                    if limited < RATE_LIMIT_RETRIES && retry_after_secs <= MAX_RETRY_AFTER =>
-                {
-                    wait_out(retry_after_secs).await;
-                    limited += 1;
                 }
                 other => return other,
             }
@@ -294,7 +317,7 @@ impl Relay {
             ];
             headers.extend(extra.iter().cloned());
             match self
-                .send(method.clone(), path, headers, Some(body.clone()), None)
+                .send_once(method.clone(), path, headers, Some(body.clone()), None)
                 .await
             {
                 Err(ClientError::RateLimited { retry_after_secs })

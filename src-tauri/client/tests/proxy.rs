@@ -679,6 +679,29 @@ async fn truncated_or_forked_audit_log_is_rejected_and_the_pin_holds() {
     let per_fetch = share_items(0).len() + 1;
     assert_eq!(fetches(&pinned), 2 * per_fetch);
     assert_eq!(fetches(&honest), 3 * per_fetch, "every fetch, none hidden");
+    // Reads after the first fetch only what was appended, starting at the pinned entry.
+    let pin_seq = proxy
+        .find("GET", &audit_a)
+        .iter()
+        .filter_map(|e| e.path.split("from=").nth(1)?.parse::<u64>().ok())
+        .max()
+        .expect("audit reads recorded");
+    assert!(pin_seq > 1, "incremental reads start at the pin, not at 1");
+    let again = patient.access_log(&a).await.expect("nothing new verifies");
+    assert_eq!(again, honest, "the same events, kept from earlier reads");
+    let last = proxy.find("GET", &audit_a).pop().expect("recorded");
+    let read_from: u64 = last
+        .path
+        .split("from=")
+        .nth(1)
+        .and_then(|f| f.parse().ok())
+        .expect("from");
+    let body: api::AuditLog = serde_json::from_slice(&last.body).expect("log");
+    assert_eq!(
+        read_from, body.head.seq,
+        "only the pinned entry was read again"
+    );
+    assert_eq!(body.entries.len(), 1);
 }
 
 // 5. Replayed relationship messages.

@@ -237,6 +237,8 @@ impl Patient {
                     delegations,
                     notice_cursor,
                     audit_pin,
+                    log: Vec::new(),
+                    log_seq: 0,
                 },
             );
         }
