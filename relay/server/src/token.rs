@@ -5,6 +5,9 @@
 //! expired tokens stay as tombstones so reads keep answering 410 (404 is kept for "no such
 //! blob"). Revoking a token revokes its whole delegated subtree in the same transaction.
 
+use std::collections::HashMap;
+use std::sync::{Mutex, OnceLock};
+
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -106,17 +109,57 @@ impl Receipt {
         })
     }
 
-    /// Verifies the receipt signature under its own `reader_key`.
-    fn verify(&self) -> Result<()> {
-        let key = VerifyingKey::from_bytes(&self.reader_key)
-            .map_err(|_| RelayError::Unauthorized("fetch receipt signature does not verify"))?;
+    /// Verifies the receipt signature under its own `reader_key` (`verify_strict`).
+    pub fn verify(&self) -> Result<()> {
         let mut m = Vec::with_capacity(FETCH_RECEIPT_LABEL.len() + 1 + self.signed_len);
         m.extend_from_slice(FETCH_RECEIPT_LABEL);
         m.push(0);
         m.extend_from_slice(&self.bytes[..self.signed_len]);
-        key.verify_strict(&m, &Signature::from_bytes(&self.signature))
-            .map_err(|_| RelayError::Unauthorized("fetch receipt signature does not verify"))
+        if verify_strict_cached(&self.reader_key, &m, &self.signature) {
+            Ok(())
+        } else {
+            Err(RelayError::Unauthorized(
+                "fetch receipt signature does not verify",
+            ))
+        }
     }
+}
+
+/// Most decompressed reader keys kept (a few hundred KiB at most).
+pub const READER_KEY_CACHE: usize = 4096;
+
+/// Decompressed reader keys by their 32-byte encoding.
+static READER_KEYS: OnceLock<Mutex<HashMap<[u8; 32], VerifyingKey>>> = OnceLock::new();
+
+/// The reader key `bytes` as a [`VerifyingKey`], or `None` if it does not decompress.
+///
+/// Decompressing an Edwards point costs a field inversion (a square root) on every request,
+/// about a fifth of the receipt check, while a doctor signs many receipts with one key. A
+/// cached key is the very value `VerifyingKey::from_bytes` returned, so `verify_strict`
+/// decides exactly as before; a key that fails to decompress is never cached, it just fails
+/// again. Only keys that matched a registered token's reader key reach this point, so the
+/// cache is filled by owners' registrations, not by arbitrary request bytes; it is still
+/// bounded (an arbitrary entry is dropped when full: a miss only costs the decompression).
+fn reader_key(bytes: &[u8; 32]) -> Option<VerifyingKey> {
+    let cache = READER_KEYS.get_or_init(|| Mutex::new(HashMap::new()));
+    if let Some(k) = cache.lock().unwrap_or_else(|p| p.into_inner()).get(bytes) {
+        return Some(*k);
+    }
+    // Decompressed outside the lock: other requests keep hitting the cache meanwhile.
+    let key = VerifyingKey::from_bytes(bytes).ok()?;
+    let mut m = cache.lock().unwrap_or_else(|p| p.into_inner());
+    if m.len() >= READER_KEY_CACHE
+        && let Some(old) = m.keys().next().copied()
+    {
+        m.remove(&old);
+    }
+    m.insert(*bytes, key);
+    Some(key)
+}
+
+/// `verify_strict` of `sig` over `msg` under `key`, with the key decompressed at most once.
+fn verify_strict_cached(key: &[u8; 32], msg: &[u8], sig: &[u8; 64]) -> bool {
+    reader_key(key).is_some_and(|k| k.verify_strict(msg, &Signature::from_bytes(sig)).is_ok())
 }
 
 /// A reader request: hashed bearer token plus fetch receipt.
@@ -419,4 +462,69 @@ pub async fn revoke(
         })
         .await?;
     Ok(Json(serde_json::json!({ "revoked": n })))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The key cache must not change a single `verify_strict` answer: every CCTV Ed25519
+    /// edge case (small-order and non-canonical keys and commitments, mixed-order points)
+    /// gets the same answer through the cache, cold and warm, as straight from the bytes.
+    #[test]
+    fn cached_keys_verify_like_fresh_ones() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures");
+        let Ok(text) = std::fs::read_to_string(dir.join("vectors/ed25519vectors.json")) else {
+            println!("skipped: fixtures not found at {}", dir.display());
+            return;
+        };
+        let vectors: Vec<serde_json::Value> = serde_json::from_str(&text).expect("valid JSON");
+        let hex = |v: &serde_json::Value| {
+            data_encoding::HEXLOWER_PERMISSIVE
+                .decode(v.as_str().expect("hex string").as_bytes())
+                .expect("hex")
+        };
+        let mut accepted = 0;
+        for v in &vectors {
+            let key: [u8; 32] = hex(&v["key"]).try_into().expect("32-byte key");
+            let sig: [u8; 64] = hex(&v["sig"]).try_into().expect("64-byte signature");
+            let msg = v["msg"].as_str().expect("msg").as_bytes();
+            let fresh = VerifyingKey::from_bytes(&key)
+                .is_ok_and(|k| k.verify_strict(msg, &Signature::from_bytes(&sig)).is_ok());
+            assert_eq!(
+                verify_strict_cached(&key, msg, &sig),
+                fresh,
+                "vector {}",
+                v["number"]
+            );
+            assert_eq!(
+                verify_strict_cached(&key, msg, &sig),
+                fresh,
+                "vector {} (warm)",
+                v["number"]
+            );
+            accepted += usize::from(fresh);
+        }
+        assert!(vectors.len() > 100, "expected the full CCTV set");
+        println!(
+            "CCTV Ed25519 via the key cache: {accepted} of {} accepted",
+            vectors.len()
+        );
+    }
+
+    /// The cache stays bounded however many distinct keys pass through it.
+    #[test]
+    fn key_cache_is_bounded() {
+        use ed25519_dalek::SigningKey;
+        for i in 0..(READER_KEY_CACHE + 10) {
+            let mut seed = [0u8; 32];
+            seed[..8].copy_from_slice(&(i as u64).to_be_bytes());
+            let vk = SigningKey::from_bytes(&seed).verifying_key();
+            assert_eq!(reader_key(vk.as_bytes()), Some(vk));
+        }
+        let n = READER_KEYS
+            .get()
+            .map(|m| m.lock().map(|m| m.len()).unwrap_or(0));
+        assert!(n.is_some_and(|n| n <= READER_KEY_CACHE));
+    }
 }
