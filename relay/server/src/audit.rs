@@ -29,6 +29,9 @@ pub const KEY_META_NAME: &str = "audit_signing_key";
 pub const INSERT_ROWS: usize = 16;
 /// Most entries returned by one audit read.
 pub const PAGE_SIZE: i64 = 1000;
+/// Most entry body bytes in one audit read (at least one entry is always answered): a batch
+/// fetch receipt is up to ~8.4 KB, so 1000 of them would make an ~11 MB answer.
+pub const PAGE_BYTES: usize = 1 << 20;
 
 /// Entry kinds (relay-formats.md "Relay audit chain").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -275,8 +278,20 @@ pub async fn read_log(
             Ok((rows, from_db(row[0].int()?)?, row[1].array::<32>()?))
         })
         .await?;
+    // Cut the page at PAGE_BYTES of bodies; the client reads on from the last entry it got.
+    let mut bytes = 0usize;
+    let mut keep = 0usize;
+    for r in &rows {
+        let n = r.get(4).map_or(Ok(0), |v| v.bytes().map(<[u8]>::len))?;
+        if keep > 0 && bytes + n > PAGE_BYTES {
+            break;
+        }
+        bytes += n;
+        keep += 1;
+    }
     let entries = rows
         .into_iter()
+        .take(keep)
         .map(|r| {
             Ok(AuditEntry {
                 seq: from_db(r[0].int()?)?,

@@ -59,6 +59,7 @@ both_backends!(
     backup_slots,
     manifest_reads_during_swaps,
     batch_fetch,
+    audit_pages_by_bytes,
 );
 
 async fn blob_roundtrip_and_audit_chain(h: Harness) {
@@ -2105,4 +2106,60 @@ async fn batch_fetch(h: Harness) {
     let r = h.batch(&o, &object, &token, &reader).await;
     assert_eq!(r.status, StatusCode::GONE, "{}", r.text());
     assert_eq!(fetch_entries(&h, &o).await.len(), before + 1);
+}
+
+/// Batch receipts are up to ~8.4 KB: an audit read answers at most `PAGE_BYTES` of entry
+/// bodies (and at least one entry), and reading on from the last entry returns the rest.
+async fn audit_pages_by_bytes(h: Harness) {
+    use carekey_relay::audit::PAGE_BYTES;
+    let o = h.create_share().await;
+    let (token, reader) = h
+        .register_token(&o, &scope(0b111, &[]), now() + 3600, 0)
+        .await;
+    let ids: Vec<[u8; 16]> = (0..256).map(|_| rand::<16>()).collect();
+    for id in &ids {
+        assert_eq!(
+            h.put_blob(&o, id, 1, b"x").await.status,
+            StatusCode::CREATED
+        );
+    }
+    let object = batch_object(&ids);
+    let fetches = PAGE_BYTES / object.len() + 8;
+    for _ in 0..fetches {
+        let r = h.batch(&o, &object, &token, &reader).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    }
+    let mut from = 1u64;
+    let mut seqs = Vec::new();
+    let mut pages = 0;
+    loop {
+        let r = h
+            .owner(
+                &o,
+                "GET",
+                &format!("/v1/shares/{}/audit?from={from}", o.share_hex),
+                vec![],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let log = r.json();
+        let entries = log["entries"].as_array().unwrap();
+        assert!(!entries.is_empty());
+        let bytes: usize = entries
+            .iter()
+            .map(|e| unb64(e["body"].as_str().unwrap()).len())
+            .sum();
+        assert!(bytes <= PAGE_BYTES, "page of {bytes} body bytes");
+        seqs.extend(entries.iter().map(|e| e["seq"].as_u64().unwrap()));
+        pages += 1;
+        let last = *seqs.last().unwrap();
+        if last == log["head"]["seq"].as_u64().unwrap() {
+            break;
+        }
+        from = last + 1;
+    }
+    assert!(pages >= 2, "more than a page of bodies");
+    // Share created + token registered + every fetch, each exactly once, in order.
+    let expect: Vec<u64> = (1..=(2 + fetches as u64)).collect();
+    assert_eq!(seqs, expect);
 }

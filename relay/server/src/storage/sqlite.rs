@@ -165,11 +165,12 @@ fn run_tx(conn: &Connection, begin: &'static str, f: TxFn) -> Result<Box<dyn Any
             Ok(v)
         }
         Err(e) => {
-            open.finished = true;
-            // Some errors (e.g. a full disk) already ended the transaction.
+            // Some errors (e.g. a full disk) already ended the transaction. A ROLLBACK that
+            // fails leaves `open` unfinished, so its drop tries once more.
             if !conn.is_autocommit() {
                 conn.prepare_cached("ROLLBACK")?.execute([])?;
             }
+            open.finished = true;
             Err(e)
         }
     }
@@ -225,8 +226,8 @@ impl Storage for SqliteStorage {
     async fn transact_erased(&self, f: TxFn) -> Result<Box<dyn Any + Send>> {
         let conn = Arc::clone(&self.conn);
         tokio::task::spawn_blocking(move || {
-            // A panic inside a transaction body unwinds through `Transaction::drop`, which
-            // rolls back, so a poisoned connection is still consistent.
+            // A panic inside a transaction body unwinds through `Open::drop`, which rolls
+            // back, so a poisoned connection is still consistent.
             let guard = conn.lock().unwrap_or_else(|p| p.into_inner());
             run_tx(&guard, "BEGIN IMMEDIATE", f)
         })
