@@ -53,6 +53,10 @@ pub struct Config {
     pub upload_ttl_secs: u64,
     /// Interval of the TTL sweeper.
     pub sweep_interval: Duration,
+    /// SHA-256 of the bearer token `GET /metrics` requires; `None`: open (a relay behind a
+    /// proxy that keeps `/metrics` internal). Metrics are counters only, but traffic volume is
+    /// still nobody else's business on a public relay.
+    pub metrics_token_hash: Option<[u8; 32]>,
 }
 
 impl Config {
@@ -84,6 +88,7 @@ impl Config {
             tombstone_secs: 30 * 86_400,
             upload_ttl_secs: 86_400,
             sweep_interval: Duration::from_secs(30),
+            metrics_token_hash: None,
         }
     }
 }

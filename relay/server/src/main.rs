@@ -70,6 +70,10 @@ struct Args {
     /// Per-token burst.
     #[arg(long, env = "CAREKEY_RELAY_TOKEN_BURST", default_value_t = 6000.0)]
     token_burst: f64,
+    /// Bearer token `GET /metrics` requires (Prometheus `authorization` / `bearer_token`);
+    /// unset: /metrics is open (keep it internal at the proxy).
+    #[arg(long, env = "CAREKEY_RELAY_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
     /// TLS certificate chain (PEM); with `--tls-key`, serve HTTPS directly.
     #[arg(long, env = "CAREKEY_RELAY_TLS_CERT", requires = "tls_key")]
     tls_cert: Option<PathBuf>,
@@ -129,6 +133,11 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     config.token_rate_per_sec = args.token_rate;
     config.token_burst = args.token_burst;
     config.sweep_interval = Duration::from_secs(args.sweep_secs.max(1));
+    config.metrics_token_hash = args
+        .metrics_token
+        .as_deref()
+        .filter(|t| !t.is_empty())
+        .map(carekey_relay::metrics::token_hash);
     let storage: Arc<dyn Storage> = match &args.database_url {
         Some(url) => Arc::new(PgStorage::open(url, None).await?),
         None => Arc::new(SqliteStorage::open(&args.data)?),

@@ -84,8 +84,34 @@ impl Metrics {
     }
 }
 
-/// `GET /metrics`.
-pub async fn serve(State(state): State<AppState>) -> Response {
+/// Domain label of the `/metrics` bearer token hash.
+pub const METRICS_TOKEN_LABEL: &[u8] = b"carekey/v1/metrics-token";
+
+/// `SHA-256("carekey/v1/metrics-token" 0x00 || token)`: what the relay keeps of the token.
+pub fn token_hash(token: &str) -> [u8; 32] {
+    use sha2::Digest;
+    let mut h = sha2::Sha256::new();
+    h.update(METRICS_TOKEN_LABEL);
+    h.update([0u8]);
+    h.update(token.as_bytes());
+    h.finalize().into()
+}
+
+/// `GET /metrics`: with a configured token, only for `Authorization: Bearer <token>` (401
+/// otherwise, compared in constant time on the hashes).
+pub async fn serve(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    if let Some(want) = &state.config.metrics_token_hash {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(|t| token_hash(t.trim()));
+        let ok = presented.is_some_and(|p| crate::token::ct_eq(&p, want));
+        if !ok {
+            return crate::error::RelayError::Unauthorized("metrics need the metrics bearer token")
+                .into_response();
+        }
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

@@ -1120,6 +1120,34 @@ async fn share_expiry_410(h: Harness) {
     );
 }
 
+/// `--metrics-token`: /metrics answers 401 without the token or with another one, 200 with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_token_required_when_configured() {
+    let mut c = test_config();
+    c.metrics_token_hash = Some(carekey_relay::metrics::token_hash("scrape-secret"));
+    let h = Backend::Sqlite.harness_with(c).await.unwrap();
+    let get = |auth: Option<&'static str>| {
+        let mut b = Request::builder().uri("/metrics");
+        if let Some(a) = auth {
+            b = b.header("authorization", a);
+        }
+        b.body(Body::empty()).unwrap()
+    };
+    for bad in [
+        None,
+        Some("Bearer other"),
+        Some("scrape-secret"),
+        Some("Bearer "),
+    ] {
+        let r = h.send(get(bad)).await;
+        assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{bad:?}");
+        assert!(!r.text().contains("carekey_relay_"), "{bad:?}");
+    }
+    let r = h.send(get(Some("Bearer scrape-secret"))).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(r.text().contains("carekey_relay_responses_total"));
+}
+
 async fn operations_endpoints(h: Harness) {
     let r = h.get("/healthz").await;
     assert_eq!(r.status, StatusCode::OK);
