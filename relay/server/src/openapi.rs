@@ -47,7 +47,12 @@ pub struct ApiDoc;
 /// Route table: method, path, auth and summary, success status (kept next to `crate::app`).
 pub const ROUTES: &[(&str, &str, &str, &str)] = &[
     ("GET", "/healthz", "none", "200 storage answers / 503"),
-    ("GET", "/metrics", "none, or Bearer with --metrics-token", "Prometheus text, 401 without the configured token"),
+    (
+        "GET",
+        "/metrics",
+        "none, or Bearer with --metrics-token",
+        "Prometheus text, 401 without the configured token",
+    ),
     ("GET", "/openapi.json", "none", "this document"),
     (
         "GET",
