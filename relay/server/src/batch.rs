@@ -13,15 +13,15 @@
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::HeaderMap;
+use axum::response::Response;
 use carekey_relay_api::{BATCH_OBJECT_PREFIX, MAX_BATCH_BLOBS};
 
 use crate::AppState;
 use crate::encoding::{from_db, parse_id};
 use crate::error::{RelayError, Result};
 use crate::fetchlog::{Fetched, Logged};
-use crate::share::read_blob;
+use crate::share::{octets, read_blob};
 use crate::token::ReadRequest;
 
 /// Parses the ids a batch receipt names: `blobs:` then 1..=[`MAX_BATCH_BLOBS`] ids of 32
@@ -74,15 +74,14 @@ pub async fn fetch(
     let ids = parse_ids(read.object_id())?;
     let now = state.clock.now();
     let limit = state.config.max_batch_bytes;
-    let batch = ids.clone();
-    let (read, out) = state
+    let (read, ids, out) = state
         .storage
         .read(move |tx| {
             let object = read.object_id().to_owned();
             read.authorize(tx, &share_id, &object, now)?;
             // Sizes first: a batch over the limit is refused before any blob is read.
             let mut total: u64 = 0;
-            for id in &batch {
+            for id in &ids {
                 let size: u64 = tx
                     .query_opt(
                         "SELECT size FROM blobs WHERE share_id = $1 AND blob_id = $2",
@@ -97,16 +96,16 @@ pub async fn fetch(
                     "the blobs of this batch exceed the relay's batch limit; fetch fewer at once",
                 ));
             }
-            let frames = 4 * batch.len() + usize::try_from(total).unwrap_or(0);
+            let frames = 4 * ids.len() + usize::try_from(total).unwrap_or(0);
             let mut out = Vec::with_capacity(frames);
-            for id in &batch {
+            for id in &ids {
                 let data = read_blob(tx, &share_id, id)?;
                 let len = u32::try_from(data.len())
                     .map_err(|_| RelayError::Storage("blob longer than a frame".into()))?;
                 out.extend_from_slice(&len.to_be_bytes());
                 out.extend_from_slice(&data);
             }
-            Ok((read, out))
+            Ok((read, ids, out))
         })
         .await?;
     let n = ids.len() as u64;
@@ -119,5 +118,5 @@ pub async fn fetch(
         Logged::Stale => return Err(RelayError::Storage("batch fetch reported stale".into())),
     }
     state.metrics.fetches.add(n);
-    Ok(([(header::CONTENT_TYPE, "application/octet-stream")], out).into_response())
+    Ok(octets(out))
 }

@@ -214,7 +214,8 @@ fn sub_bytes(tx: &mut dyn Tx, share_id: &[u8; 16], sub: i64) -> Result<()> {
     Ok(())
 }
 
-fn octets(body: Vec<u8>) -> Response {
+/// A raw-bytes answer.
+pub(crate) fn octets(body: Vec<u8>) -> Response {
     ([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response()
 }
 

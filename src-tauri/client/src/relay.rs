@@ -29,8 +29,25 @@ const RATE_LIMIT_RETRIES: u32 = 10;
 /// one (storage quota: an hour, full mailbox: a minute) goes to the caller at once.
 const MAX_RETRY_AFTER: u64 = 5;
 
-async fn wait_out(retry_after_secs: u64) {
-    tokio::time::sleep(Duration::from_secs(retry_after_secs.max(1))).await;
+/// Runs `attempt` again after each rate-limit 429 whose `Retry-After` is short (at most
+/// [`RATE_LIMIT_RETRIES`] times); anything else goes to the caller.
+async fn waiting_out_rate_limits<F, Fut>(mut attempt: F) -> Result<reqwest::Response>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<reqwest::Response>>,
+{
+    let mut limited = 0;
+    loop {
+        match attempt().await {
+            Err(ClientError::RateLimited { retry_after_secs })
+                if limited < RATE_LIMIT_RETRIES && retry_after_secs <= MAX_RETRY_AFTER =>
+            {
+                tokio::time::sleep(Duration::from_secs(retry_after_secs.max(1))).await;
+                limited += 1;
+            }
+            other => return other,
+        }
+    }
 }
 
 /// Unpadded base64url, as the relay API uses for binary fields.
@@ -194,21 +211,10 @@ impl Relay {
         body: Option<Vec<u8>>,
         timeout: Option<Duration>,
     ) -> Result<reqwest::Response> {
-        let mut limited = 0;
-        loop {
-            match self
-                .send_once(method.clone(), path, headers.clone(), body.clone(), timeout)
-                .await
-            {
-                Err(ClientError::RateLimited { retry_after_secs })
-                    if limited < RATE_LIMIT_RETRIES && retry_after_secs <= MAX_RETRY_AFTER =>
-                {
-                    wait_out(retry_after_secs).await;
-                    limited += 1;
-                }
-                other => return other,
-            }
-        }
+        waiting_out_rate_limits(|| {
+            self.send_once(method.clone(), path, headers.clone(), body.clone(), timeout)
+        })
+        .await
     }
 
     async fn send_once(
@@ -307,8 +313,7 @@ impl Relay {
     ) -> Result<reqwest::Response> {
         // A rate-limit 429 is answered before the write is processed (a quota 429 rolls it
         // back): retrying with a fresh counter and signature is not a replay.
-        let mut limited = 0;
-        loop {
+        waiting_out_rate_limits(|| {
             let counter = cap.next();
             let sig = sign_owner_write(&cap.key, method.as_str(), path, &self.base, &body, counter);
             let mut headers = vec![
@@ -316,19 +321,9 @@ impl Relay {
                 (api::HEADER_SIGNATURE, b64(&sig)),
             ];
             headers.extend(extra.iter().cloned());
-            match self
-                .send_once(method.clone(), path, headers, Some(body.clone()), None)
-                .await
-            {
-                Err(ClientError::RateLimited { retry_after_secs })
-                    if limited < RATE_LIMIT_RETRIES && retry_after_secs <= MAX_RETRY_AFTER =>
-                {
-                    wait_out(retry_after_secs).await;
-                    limited += 1;
-                }
-                other => return other,
-            }
-        }
+            self.send_once(method.clone(), path, headers, Some(body.clone()), None)
+        })
+        .await
     }
 
     /// Stores backup `version` in the backup slot `id` (bound to `cap`'s key at the first
