@@ -4,12 +4,10 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
-use carekey_client::ClientError;
 use carekey_client::doctor::{Doctor, SharedRecord};
 use carekey_client::progress::Cancel;
 use carekey_client::relay::Relay;
 use carekey_core::keys::Role;
-use carekey_core::pairing::QrPayload;
 use serde_json::Value;
 
 use crate::error::{CliError, Result, probe_relay};
@@ -128,11 +126,8 @@ fn write_out(dir: &Path, records: &[SharedRecord]) -> Result<usize> {
 pub async fn scan(a: ScanArgs, cancel: &Cancel) -> Result<()> {
     // Check everything local before answering the QR.
     let payload = a.payload.trim();
-    let qr = QrPayload::parse(payload).map_err(|_| {
-        CliError::Client(ClientError::InvalidInput(
-            "this is not a Carekey pairing QR (expected text starting with CAREKEY:)",
-        ))
-    })?;
+    // Not a QR, or an expired one: refused before any network use (the client's own errors).
+    let qr = carekey_client::doctor::parse_qr(payload)?;
     let note = a.note.as_deref().map(read_note).transpose()?;
     if let Some(d) = &a.out {
         prepare_dir(d)?;
@@ -145,8 +140,6 @@ pub async fn scan(a: ScanArgs, cancel: &Cancel) -> Result<()> {
     )?;
     let mut doctor = Doctor::new(id, card);
     errln!("answering the QR through {}", qr.relay_url);
-    // An expired QR is refused before any network use.
-    qr.check_fresh(now()).map_err(ClientError::from)?;
     probe_relay(&Relay::new(&qr.relay_url)?).await?;
     let session = doctor.scan(payload).await?;
     let check = session.check_code().to_string();

@@ -18,7 +18,7 @@ pub mod exit {
     pub const RELAY: u8 = 3;
     /// Nobody answered in time (doctor scan, patient confirmation).
     pub const NO_ANSWER: u8 = 4;
-    /// Verification failed: bad or expired QR, tampered data, forged signature.
+    /// Verification failed: expired or already used QR, tampered data, forged signature.
     pub const VERIFICATION: u8 = 5;
     /// The relay refused: access ended (revoked or expired), not found, conflict, not allowed.
     pub const REFUSED: u8 = 6;
@@ -76,7 +76,8 @@ impl CliError {
                 "relay_unreachable" | "timeout" | "relay_failure" | "rate_limited"
                 | "bad_response" => exit::RELAY,
                 "no_answer" => exit::NO_ANSWER,
-                "tampered" => exit::VERIFICATION,
+                "tampered" | "expired" | "already_used" => exit::VERIFICATION,
+                "declined" => exit::DECLINED,
                 "access_ended" | "not_found" | "conflict" | "refused" | "not_allowed" => {
                     exit::REFUSED
                 }
@@ -90,12 +91,6 @@ impl CliError {
     /// A hint line for the common cases, printed after the error.
     pub fn hint(&self) -> Option<&'static str> {
         match self {
-            CliError::Client(ClientError::Tampered(carekey_core::Error::Expired { .. })) => {
-                Some("the pairing QR has expired: ask the patient to show a new one")
-            }
-            CliError::Client(ClientError::Tampered(carekey_core::Error::PairingClosed)) => {
-                Some("this QR was already answered: ask the patient to show a new one")
-            }
             CliError::Client(ClientError::RelayUnreachable) => {
                 Some("check the --relay URL (or the URL in the QR) and that the relay is running")
             }

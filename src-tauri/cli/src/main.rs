@@ -75,7 +75,8 @@ Exit codes:
   3    the relay is unreachable, timed out, failed or answered malformed, or the
        URL is not a Carekey relay (error[not_a_relay])
   4    nobody answered within --wait (error[no_answer])
-  5    verification failed: bad or expired QR, tampered or forged data (error[tampered])
+  5    verification failed: expired QR (error[expired]), QR already used
+       (error[already_used]), tampered or forged data (error[tampered])
   6    the relay refused: access ended, not found, conflict, not allowed
   7    the patient answered that the check codes do not match (error[declined])
   8    a local file could not be read or written, or is unusable (error[input])

@@ -111,6 +111,10 @@ pub async fn share(a: ShareArgs, cancel: &Cancel) -> Result<()> {
     let check = door.check_code.to_string();
     outln!("CHECK: {check}");
     if !a.yes && !ask_yes_no("Do the codes match?").await? {
+        // Tell the doctor's screen, so it stops waiting; nothing was shared either way.
+        if let Err(e) = patient.decline(session).await {
+            errln!("the doctor could not be told ({})", e.code());
+        }
         return Err(CliError::Declined);
     }
     let rel = patient.confirm(session).await?;

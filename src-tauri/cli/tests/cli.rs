@@ -315,8 +315,8 @@ fn unreachable_relay_and_expired_qr_are_clear_errors() {
     let mut c = carekey();
     c.args(["doctor", "scan", &qr_for(&dead, now() - 60)]);
     let o = run(c, 60);
-    let err = assert_clean_failure(&o, "tampered", 5);
-    assert!(err.contains("expired"), "{err}");
+    let err = assert_clean_failure(&o, "expired", 5);
+    assert!(err.contains("ask the patient for a new one"), "{err}");
 
     // Patient: a relay nobody runs (a hand-made bundle: no fixture needed).
     let tmp = tempfile::tempdir().expect("tmp");
@@ -491,10 +491,11 @@ fn mismatching_codes_grant_nothing() {
     assert_eq!(status.code(), Some(7), "{p_err}");
     assert!(p_err.contains("Do the codes match? [y/N]"), "{p_err}");
     assert!(p_err.contains("error[declined]"), "{p_err}");
-    // The doctor never gets a grant.
+    // The doctor never gets a grant, and learns of the decline at once (not by timing out).
     let d = d.join().expect("doctor thread");
     assert!(tagged(&text(&d.stdout), "CHECK: ").is_some());
-    assert_clean_failure(&d, "no_answer", 4);
+    let err = assert_clean_failure(&d, "declined", 7);
+    assert!(err.contains("the patient declined"), "{err}");
 }
 
 #[cfg(unix)]

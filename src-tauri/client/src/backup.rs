@@ -8,12 +8,15 @@
 //! older than the version the relay reports, so a stale backup cannot bring back revoked
 //! grantees. The slot's write counter starts from the clock (crate::persist), because a new
 //! device cannot know the last counter used.
+//!
+//! No vault is held across network I/O: [`prepare`] takes the snapshot synchronously,
+//! [`upload`] sends it without the vault.
 
 use std::path::Path;
 
 use carekey_core::keys::SigningSecret;
 use carekey_core::label;
-use carekey_vault::{CreateOptions, RecoveryPhrase, Vault, backup_id};
+use carekey_vault::{Backup, CreateOptions, RecoveryPhrase, Vault, backup_id};
 
 use crate::error::{ClientError, Result};
 use crate::persist::now_micros;
@@ -23,26 +26,52 @@ use crate::relay::{OwnerCap, Relay};
 /// Key generation of the backup keys in use.
 const GENERATION: u32 = 0;
 
-/// Makes a backup of `vault` and stores it on `relay`. Returns the backup version.
-pub async fn backup_to_relay(
-    vault: &mut Vault,
+/// Takes the backup snapshot of `vault` (synchronous; the backup version goes up and the
+/// audit chain logs it) with the backup slot's owner key: upload it with [`upload`], with no
+/// vault held.
+pub fn prepare(vault: &mut Vault) -> Result<(Backup, SigningSecret)> {
+    let key = vault.backup_owner_key(GENERATION)?;
+    let backup = vault.backup()?;
+    Ok((backup, key))
+}
+
+/// Stores a backup made by [`prepare`] on `relay` (no vault involved). Returns the backup
+/// version.
+pub async fn upload(
     relay: &Relay,
+    backup: Backup,
+    owner_key: SigningSecret,
     progress: &dyn ProgressSink,
     cancel: &Cancel,
 ) -> Result<u64> {
     cancel.check()?;
-    let key = vault.backup_owner_key(GENERATION)?;
-    let b = vault.backup()?;
-    let mut cap = OwnerCap::resume(key, 0, now_micros());
-    cancel.check()?;
-    let size = b.blob.len() as u64;
-    relay.put_backup(&mut cap, &b.id, b.version, b.blob).await?;
+    let mut cap = OwnerCap::resume(owner_key, 0, now_micros());
+    let size = backup.blob.len() as u64;
+    relay
+        .put_backup(&mut cap, &backup.id, backup.version, backup.blob)
+        .await?;
     progress.report(Progress {
         stage: Stage::Uploading,
         done: size,
         total: size,
     });
-    Ok(b.version)
+    Ok(backup.version)
+}
+
+/// Makes a backup of `vault` and stores it on `relay`; returns the backup version. The
+/// snapshot is taken when this is called ([`prepare`]); the returned future does the upload
+/// ([`upload`]) and does not borrow the vault.
+pub fn backup_to_relay<'a>(
+    vault: &mut Vault,
+    relay: &'a Relay,
+    progress: &'a dyn ProgressSink,
+    cancel: &'a Cancel,
+) -> impl Future<Output = Result<u64>> + Send + use<'a> {
+    let prepared = cancel.check().and_then(|()| prepare(vault));
+    async move {
+        let (backup, key) = prepared?;
+        upload(relay, backup, key, progress, cancel).await
+    }
 }
 
 /// On a fresh device: finds the backup the phrase points at on `relay`, checks it is the

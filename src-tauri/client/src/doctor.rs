@@ -25,7 +25,7 @@ use crate::error::{ClientError, Result};
 use crate::note;
 use crate::now;
 use crate::progress::{Cancel, Progress, ProgressSink, Stage};
-use crate::relay::{MailboxAddress, OwnMailbox, ReaderCap, Relay};
+use crate::relay::{MailboxAddress, MailboxWaiter, OwnMailbox, ReaderCap, Relay};
 
 /// Requests a fetch keeps in flight: batches of small blobs, and large blobs fetched alone
 /// (attachments: every one in flight is held in memory until its turn).
@@ -39,12 +39,37 @@ const BATCH_BLOB_MAX: u64 = 256 << 10;
 const BATCH_BYTES: u64 = 2 << 20;
 
 /// A scan in progress: show [`ScanSession::check_code`] and wait for the grant.
+/// It carries everything the wait needs (relay client, mailbox, this doctor's card hash), so
+/// [`ScanSession::wait_for_confirmation`] runs without the `Doctor` (docs/architecture.md
+/// "Long waits").
 #[derive(Debug)]
 pub struct ScanSession {
     relay: Relay,
     pairing: DoctorPairing,
     inbox: OwnMailbox,
     reader: SigningSecret,
+    /// Hash of the card this doctor answered with: the grant must name it.
+    own_card: [u8; 32],
+}
+
+/// The patient's verified confirmation of a [`ScanSession`]: commit it with
+/// [`Doctor::accept_grant`].
+#[derive(Debug)]
+pub struct Confirmation {
+    outcome: carekey_core::pairing::DoctorOutcome,
+}
+
+impl Confirmation {
+    /// The patient's verified card (for the screen before the records arrive).
+    pub fn patient(&self) -> &Card {
+        &self.outcome.relationship.peer_card
+    }
+
+    /// The share id and expiry of the grant.
+    pub fn share(&self) -> ([u8; 16], u64) {
+        let g = &self.outcome.grant.grant;
+        (g.share_id, g.expires_at)
+    }
 }
 
 impl ScanSession {
@@ -52,6 +77,73 @@ impl ScanSession {
     pub fn check_code(&self) -> CheckCode {
         self.pairing.check_code()
     }
+
+    /// Waits (long-poll) up to `wait_secs` for the patient's confirmation and verifies it:
+    /// the patient's card, its transcript signature and the grant, addressed to this doctor's
+    /// card and this session's reader key (docs/protocol.md "Pairing"). Needs no `Doctor`, so
+    /// an app holding the doctor behind a lock does not hold it for the wait. Invalid messages
+    /// (forged, replayed from another pairing, misaddressed) are dropped and the wait goes on,
+    /// so whoever can write to the mailbox cannot spend the pairing; if only invalid messages
+    /// came, the last error is returned at the deadline. The patient's sealed "declined"
+    /// ([`crate::patient::Patient::decline`]) ends the wait at once with
+    /// [`ClientError::Declined`]. Nothing is deleted at the relay until
+    /// [`Doctor::accept_grant`].
+    pub async fn wait_for_confirmation(
+        &mut self,
+        wait_secs: u64,
+        cancel: &Cancel,
+    ) -> Result<Confirmation> {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait_secs);
+        let mut last_error = None;
+        loop {
+            cancel.check()?;
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(last_error.unwrap_or(ClientError::NoAnswer));
+            }
+            let msgs = self
+                .relay
+                .fetch(
+                    &self.inbox,
+                    left.as_secs().clamp(1, crate::relay::LONG_POLL_SECS),
+                )
+                .await?;
+            for (seq, bytes) in msgs {
+                self.inbox.cursor = self.inbox.cursor.max(seq);
+                match self.check_confirmation(&bytes) {
+                    Ok(outcome) => return Ok(Confirmation { outcome }),
+                    // The patient said no: stop waiting (docs/protocol.md "Pairing").
+                    Err(_) if self.pairing.receive_decline(&bytes).is_ok() => {
+                        return Err(ClientError::Declined);
+                    }
+                    Err(e) => last_error = Some(e),
+                }
+            }
+        }
+    }
+
+    /// Opens and checks the patient's confirmation: card, transcript signature, grant
+    /// signature and validity, addressed to this card and this session's reader key.
+    fn check_confirmation(&self, bytes: &[u8]) -> Result<carekey_core::pairing::DoctorOutcome> {
+        let out = self.pairing.receive_confirmation(bytes)?;
+        let g = &out.grant.grant;
+        if g.grantee != self.own_card || g.reader_key != self.reader.public() {
+            return Err(ClientError::Tampered(carekey_core::Error::WrongRecipient));
+        }
+        out.grant
+            .verify_at(&out.relationship.peer_card.body.signing_key, now())?;
+        Ok(out)
+    }
+}
+
+/// Parses scanned or pasted QR text and checks it has not expired: text that is not a
+/// pairing QR is [`ClientError::InvalidInput`], an old QR [`ClientError::Expired`] (never
+/// `tampered`: the patient only needs to show a new one).
+pub fn parse_qr(qr_text: &str) -> Result<QrPayload> {
+    let qr =
+        QrPayload::parse(qr_text).map_err(|_| ClientError::InvalidInput(crate::error::NOT_A_QR))?;
+    qr.check_fresh(now())?;
+    Ok(qr)
 }
 
 /// One record received from a patient.
@@ -140,9 +232,12 @@ impl Doctor {
 
     /// Answers a scanned QR: opens this relationship's mailbox on the patient's relay, sends
     /// the sealed reply (card, fresh reader key, mailbox address, transcript signature).
+    ///
+    /// Text that is not a QR is [`ClientError::InvalidInput`], an old QR
+    /// [`ClientError::Expired`], a QR another doctor answered already (or the patient closed)
+    /// [`ClientError::AlreadyUsed`].
     pub async fn scan(&self, qr_text: &str) -> Result<ScanSession> {
-        let qr = QrPayload::parse(qr_text)?;
-        qr.check_fresh(now())?;
+        let qr = parse_qr(qr_text)?;
         let relay = Relay::new(&qr.relay_url)?;
         let inbox = relay.open_mailbox().await?;
         let reader = SigningSecret::random(&mut OsRng);
@@ -161,42 +256,36 @@ impl Doctor {
             pairing,
             inbox,
             reader,
+            own_card: self.card.hash(),
         })
     }
 
     /// Waits (long-poll) for the patient's confirmation; verifies the patient's card, its
     /// transcript signature and the grant, and remembers the patient. Returns the link index.
-    /// Invalid messages are dropped and the wait goes on (the last error is returned at the
-    /// deadline if nothing valid came).
+    /// [`ScanSession::wait_for_confirmation`] then [`Doctor::accept_grant`], holding
+    /// `&mut self` for the whole wait (an app behind a lock uses the two steps).
     pub async fn wait_for_grant(
         &mut self,
         mut session: ScanSession,
         wait_secs: u64,
         cancel: &Cancel,
     ) -> Result<usize> {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait_secs);
-        // An invalid message (forged, replayed from another pairing, misaddressed) is dropped
-        // and the wait goes on, so whoever can write to the mailbox cannot spend the pairing;
-        // if only invalid messages came, the last error is returned at the deadline.
-        let mut last_error = None;
-        let out = 'wait: loop {
-            cancel.check()?;
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return Err(last_error.unwrap_or(ClientError::NoAnswer));
-            }
-            let msgs = session
-                .relay
-                .fetch(&session.inbox, left.as_secs().clamp(1, 25))
-                .await?;
-            for (seq, bytes) in msgs {
-                session.inbox.cursor = session.inbox.cursor.max(seq);
-                match self.check_confirmation(&session, &bytes) {
-                    Ok(out) => break 'wait out,
-                    Err(e) => last_error = Some(e),
-                }
-            }
-        };
+        let c = session.wait_for_confirmation(wait_secs, cancel).await?;
+        self.accept_grant(session, c).await
+    }
+
+    /// Commits a confirmation [`ScanSession::wait_for_confirmation`] returned: deletes the
+    /// processed messages at the relay and remembers the patient. Returns the link index
+    /// (save the doctor afterwards).
+    pub async fn accept_grant(&mut self, session: ScanSession, c: Confirmation) -> Result<usize> {
+        let out = c.outcome;
+        if out.grant.grant.reader_key != session.reader.public()
+            || out.grant.grant.grantee != self.card.hash()
+        {
+            return Err(ClientError::InvalidInput(
+                "this confirmation belongs to another scan",
+            ));
+        }
         let peer = MailboxAddress::from_bytes(&out.relationship.peer_address)?;
         session
             .relay
@@ -221,23 +310,6 @@ impl Doctor {
             prev_epoch: None,
         });
         Ok(self.links.len() - 1)
-    }
-
-    /// Opens and checks the patient's confirmation of `session`: card, transcript signature,
-    /// grant signature and validity, addressed to this card and this session's reader key.
-    fn check_confirmation(
-        &self,
-        session: &ScanSession,
-        bytes: &[u8],
-    ) -> Result<carekey_core::pairing::DoctorOutcome> {
-        let out = session.pairing.receive_confirmation(bytes)?;
-        let g = &out.grant.grant;
-        if g.grantee != self.card.hash() || g.reader_key != session.reader.public() {
-            return Err(ClientError::Tampered(carekey_core::Error::WrongRecipient));
-        }
-        out.grant
-            .verify_at(&out.relationship.peer_card.body.signing_key, now())?;
-        Ok(out)
     }
 
     /// The patient's card of link `index`.
@@ -277,7 +349,7 @@ impl Doctor {
             ) {
                 Ok(m) => m,
                 Err(e) => {
-                    first_error.get_or_insert(ClientError::Tampered(e));
+                    first_error.get_or_insert(e.into());
                     continue;
                 }
             };
@@ -783,6 +855,52 @@ impl Doctor {
                 Err(e)
             }
         }
+    }
+
+    /// As the colleague: a waiter on invite `handle`'s mailbox, so the wait for the
+    /// introduction needs no `Doctor` (docs/architecture.md "Long waits"); open what it
+    /// returns with [`Doctor::open_introduction_messages`].
+    pub fn invite_waiter(&self, handle: usize) -> Result<MailboxWaiter> {
+        let p = self
+            .invites
+            .get(handle)
+            .and_then(Option::as_ref)
+            .ok_or(ClientError::InvalidInput("unknown invite"))?;
+        Ok(MailboxWaiter::new(p.relay.clone(), p.inbox.clone()))
+    }
+
+    /// As the colleague: opens messages an [`Doctor::invite_waiter`] returned. The first valid
+    /// introduction (verified as in [`Doctor::accept_introduction`]) becomes a link, returned
+    /// as `Some(index)`, and is deleted at the relay; save the doctor afterwards. Forged or
+    /// misaddressed messages are dropped (the cursor moves past them) and `None` means: keep
+    /// waiting with a fresh waiter. Messages at or below the invite's cursor are skipped.
+    pub async fn open_introduction_messages(
+        &mut self,
+        handle: usize,
+        msgs: Vec<(u64, Vec<u8>)>,
+    ) -> Result<Option<usize>> {
+        let mut p = self
+            .invites
+            .get_mut(handle)
+            .and_then(Option::take)
+            .ok_or(ClientError::InvalidInput("unknown invite"))?;
+        let floor = p.inbox.cursor;
+        for (seq, sealed) in msgs {
+            if seq <= floor {
+                continue;
+            }
+            p.inbox.cursor = p.inbox.cursor.max(seq);
+            if let Ok(link) = self.open_introduction(&p, &sealed) {
+                let l = self.links.get(link).ok_or(ClientError::NoAnswer)?;
+                // The link exists now; a failed delete is retried by the next `sync`.
+                let _ = l.relay.delete_through(&l.inbox, seq).await;
+                return Ok(Some(link));
+            }
+        }
+        if let Some(slot) = self.invites.get_mut(handle) {
+            *slot = Some(p);
+        }
+        Ok(None)
     }
 
     async fn accept_inner(

@@ -52,9 +52,28 @@ pub enum ClientError {
         what: &'static str,
     },
     /// Data failed a cryptographic or protocol check: tampered, forged, replayed, rolled back,
-    /// or moved. Nothing of it was stored.
+    /// or moved. Nothing of it was stored. Made from a [`carekey_core::Error`] by the `From`
+    /// impl below only when the error is none of the kinds that have their own variant
+    /// (expired, already used, unreadable QR text).
     #[error("verification failed: {0}")]
-    Tampered(#[from] carekey_core::Error),
+    Tampered(carekey_core::Error),
+    /// Something's validity ended: a pairing QR older than its expiry (scanned late, or the
+    /// patient waited too long), an expired grant or delegation (core `Error::Expired`).
+    #[error("{}", expired_message(what))]
+    Expired {
+        /// Which structure expired (a fixed name, never a value).
+        what: &'static str,
+    },
+    /// The pairing QR was already answered or closed: the relay's pairing mailbox has its reply
+    /// (409) or is gone (404), or the patient's side already accepted a reply (core
+    /// `Error::PairingClosed`). docs/protocol.md "Pairing": a QR is single-use.
+    #[error("this QR was already used: ask the patient for a new one")]
+    AlreadyUsed,
+    /// The patient declined the pairing (the check codes did not match, or the patient said
+    /// no): a sealed "declined" message arrived on the pairing channel (docs/protocol.md
+    /// "Pairing").
+    #[error("the patient declined")]
+    Declined,
     /// Nobody answered within the wait (pairing reply, grant).
     #[error("nobody answered in time")]
     NoAnswer,
@@ -86,6 +105,9 @@ impl ClientError {
             ClientError::RelayFailure { .. } => "relay_failure",
             ClientError::BadResponse { .. } => "bad_response",
             ClientError::Tampered(_) => "tampered",
+            ClientError::Expired { .. } => "expired",
+            ClientError::AlreadyUsed => "already_used",
+            ClientError::Declined => "declined",
             ClientError::NoAnswer => "no_answer",
             ClientError::Cancelled => "cancelled",
             ClientError::NotAllowed(_) => "not_allowed",
@@ -94,6 +116,48 @@ impl ClientError {
         }
     }
 }
+
+/// The user-facing sentence of [`ClientError::Expired`]: a QR gets the advice the patient
+/// can act on, anything else a generic wording.
+fn expired_message(what: &str) -> String {
+    if what == QR_WHAT {
+        "this QR code has expired: ask the patient for a new one".to_owned()
+    } else {
+        format!("{what} has expired")
+    }
+}
+
+/// The name core errors give the pairing QR (`QrPayload::check_fresh` and its decoder).
+pub(crate) const QR_WHAT: &str = "pairing QR";
+/// The name the QR decoder gives its errors (`QrPayload::parse`, `Wire::WHAT`).
+const QR_PAYLOAD_WHAT: &str = "QR payload";
+
+impl From<carekey_core::Error> for ClientError {
+    /// Maps a core error by kind: expired → [`ClientError::Expired`], pairing closed →
+    /// [`ClientError::AlreadyUsed`], undecodable QR text (what the user scanned or pasted) →
+    /// [`ClientError::InvalidInput`], everything else → [`ClientError::Tampered`].
+    fn from(e: carekey_core::Error) -> Self {
+        use carekey_core::Error as E;
+        match e {
+            E::Expired { what } => ClientError::Expired { what },
+            E::PairingClosed => ClientError::AlreadyUsed,
+            E::Encoding { what }
+            | E::Truncated { what }
+            | E::TrailingBytes { what, .. }
+            | E::UnknownVersion { what, .. }
+            | E::Malformed { what, .. }
+                if what == QR_PAYLOAD_WHAT =>
+            {
+                ClientError::InvalidInput(NOT_A_QR)
+            }
+            e => ClientError::Tampered(e),
+        }
+    }
+}
+
+/// What [`ClientError::InvalidInput`] says for text that is not a pairing QR.
+pub(crate) const NOT_A_QR: &str =
+    "this is not a Carekey pairing QR (expected text starting with CAREKEY:)";
 
 /// Result alias of the client.
 pub type Result<T, E = ClientError> = core::result::Result<T, E>;

@@ -31,6 +31,36 @@ pub struct Note {
     pub author: Card,
 }
 
+/// Version byte of a stored note ([`Note::to_bytes`]).
+pub const NOTE_STORE_VERSION: u8 = 1;
+
+impl Note {
+    /// The note for storage until the patient answers it (the app seals it in its vault):
+    /// `version (1) || bytes16(author card) || bytes32(resource bytes) || signature [64]`, the
+    /// core's `wire` conventions (docs/protocol.md "Conventions"). The resource bytes are the
+    /// signed canonical bytes, so [`Note::from_bytes`] verifies the signature again.
+    pub fn to_bytes(&self) -> Result<Vec<u8>> {
+        let bytes = signing_bytes(&self.resource)?;
+        let mut w = Writer::new();
+        w.u8(NOTE_STORE_VERSION);
+        w.bytes16(&carekey_core::wire::Wire::to_bytes(&self.author));
+        w.bytes32(&bytes);
+        w.raw(&self.signature);
+        Ok(w.into_bytes())
+    }
+
+    /// Decodes a stored note: version first, trailing bytes rejected; the author's card is
+    /// checked (self-signature) and the note's record signature verified again, so a stored
+    /// note that was altered is [`ClientError::Tampered`].
+    pub fn from_bytes(b: &[u8]) -> Result<Self> {
+        let mut r = Reader::new(b, "stored note");
+        r.version(NOTE_STORE_VERSION)?;
+        let author = Card::verified(r.bytes16()?)?;
+        let body = r.rest();
+        decode(body, &author)
+    }
+}
+
 /// Encodes and signs a note body.
 pub fn encode(author: &SigningSecret, resource: &Value) -> Result<Vec<u8>> {
     check_resource(resource)?;

@@ -26,7 +26,7 @@ use crate::error::{ClientError, Result};
 use crate::note::{self, Note};
 use crate::now;
 use crate::progress::{Cancel, Progress, ProgressSink, Stage};
-use crate::relay::{MailboxAddress, OwnMailbox, OwnerCap, Relay, b64, unb64};
+use crate::relay::{MailboxAddress, MailboxWaiter, OwnMailbox, OwnerCap, Relay, b64, unb64};
 
 /// Most audit-log pages one read follows (the relay's page is 1,000 entries).
 const MAX_AUDIT_PAGES: usize = 10_000;
@@ -139,6 +139,59 @@ impl PairingSession {
     pub fn qr_text(&self) -> String {
         self.pairing.qr().to_text()
     }
+
+    /// The share this pairing grants.
+    pub fn share_id(&self) -> [u8; 16] {
+        self.share_id
+    }
+
+    /// Waits (long-polling, no busy loop) up to `wait_secs` for a valid doctor's reply,
+    /// through `relay` ([`Patient::relay`]): it needs no `Patient`, so an app holding the
+    /// patient behind a lock does not hold it for the wait (docs/architecture.md "Long
+    /// waits"). An invalid reply (wrong secret, borrowed card, garbage) is dropped and the
+    /// wait goes on; if only invalid replies came, the last error is returned at the deadline.
+    /// An expired QR is [`ClientError::Expired`] at once. The first valid reply closes the
+    /// pairing here and at the relay (docs/protocol.md "Pairing").
+    pub async fn wait_for_doctor(
+        &mut self,
+        relay: &Relay,
+        wait_secs: u64,
+        cancel: &Cancel,
+    ) -> Result<DoctorAtTheDoor> {
+        if self.pending.is_some() {
+            return Err(ClientError::AlreadyUsed);
+        }
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait_secs);
+        let mut last_error = None;
+        let pending = loop {
+            cancel.check()?;
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            if left.is_zero() {
+                return Err(last_error.unwrap_or(ClientError::NoAnswer));
+            }
+            let wait = left.as_secs().clamp(1, crate::relay::LONG_POLL_SECS);
+            let Some(reply) = relay.read_pairing(&self.mailbox, &self.token, wait).await? else {
+                continue;
+            };
+            match self.pairing.accept_reply(&reply, now()) {
+                Ok(p) => break p,
+                Err(
+                    e @ (carekey_core::Error::Expired { .. } | carekey_core::Error::PairingClosed),
+                ) => {
+                    return Err(e.into());
+                }
+                Err(e) => last_error = Some(e.into()),
+            }
+        };
+        relay.close_pairing(&self.mailbox, &self.token).await?;
+        let out = DoctorAtTheDoor {
+            card: pending.doctor_card.clone(),
+            check_code: pending.check_code(),
+            attested: pending.doctor_card.attestation.is_some(),
+        };
+        self.pending = Some(pending);
+        Ok(out)
+    }
 }
 
 /// Who answered the QR: what the patient's screen shows before confirming.
@@ -184,12 +237,14 @@ pub struct Patient {
     relay_audit_key: Option<PublicKey>,
     shares: HashMap<[u8; 16], ShareState>,
     relationships: Vec<PatientRelationship>,
-    forward_requests: Vec<Option<PendingForward>>,
+    forward_requests: Vec<PendingForward>,
     alerts: Vec<ClientError>,
 }
 
 #[derive(Debug)]
 struct PendingForward {
+    /// Stable handle (saved with the state).
+    id: ForwardRequestId,
     from: usize,
     request: ForwardRequest,
 }
@@ -198,8 +253,8 @@ struct PendingForward {
 /// screen shows it.
 #[derive(Debug, Clone)]
 pub struct ForwardRequestView {
-    /// Handle for [`Patient::answer_forward`].
-    pub id: usize,
+    /// Handle for [`Patient::answer_forward`] (stable across restarts).
+    pub id: ForwardRequestId,
     /// Relationship of the asking doctor.
     pub from: usize,
     /// The asking doctor's card name.
@@ -214,6 +269,51 @@ pub struct ForwardRequestView {
     pub scope: Scope,
     /// The doctor's reason.
     pub reason: String,
+}
+
+/// What [`Patient::open_inbox`] found in a batch of inbox messages.
+#[derive(Debug)]
+pub struct Received {
+    /// Verified notes, in mailbox order: store them, then [`Patient::ack_inbox`].
+    pub notes: Vec<Note>,
+    /// Forward requests queued for the patient's decision ([`Patient::forward_requests`]).
+    pub forward_requests: Vec<ForwardRequestId>,
+    /// The first message dropped (forged, replayed, re-addressed, a forward request the
+    /// doctor may not make): the UI shows it as a security alert.
+    pub rejected: Option<ClientError>,
+}
+
+/// Stable handle of a pending forward request: random, saved with the patient's state, so
+/// it names the same request after a restart. Hex in its text form (`Display` / `FromStr`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ForwardRequestId(pub [u8; 16]);
+
+impl ForwardRequestId {
+    fn random() -> Self {
+        let mut id = [0u8; 16];
+        rand_core::RngCore::fill_bytes(&mut OsRng, &mut id);
+        Self(id)
+    }
+}
+
+impl std::fmt::Display for ForwardRequestId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&crate::relay::hex_id(&self.0))
+    }
+}
+
+impl std::str::FromStr for ForwardRequestId {
+    type Err = ClientError;
+    fn from_str(s: &str) -> Result<Self> {
+        data_encoding::HEXLOWER_PERMISSIVE
+            .decode(s.trim().as_bytes())
+            .ok()
+            .and_then(|v| <[u8; 16]>::try_from(v).ok())
+            .map(Self)
+            .ok_or(ClientError::InvalidInput(
+                "not a forward request id (32 hex digits)",
+            ))
+    }
 }
 
 /// A delegation in a share's tree, as the patient sees it.
@@ -249,6 +349,12 @@ impl Patient {
     /// The patient's card.
     pub fn card(&self) -> &Card {
         &self.card
+    }
+
+    /// A clone of the relay client (cheap: it shares the connection pool), for the waits that
+    /// run without the patient ([`PairingSession::wait_for_doctor`]).
+    pub fn relay(&self) -> Relay {
+        self.relay.clone()
     }
 
     /// Seals and uploads a new share (epoch 1, manifest version 1).
@@ -404,52 +510,17 @@ impl Patient {
         })
     }
 
-    /// Waits (long-polling, no busy loop) up to `wait_secs` for a valid doctor's reply. An
-    /// invalid reply (wrong secret, borrowed card, garbage) is dropped and the wait goes on; if
-    /// only invalid replies came, the last error is returned at the deadline. The first valid
-    /// reply closes the pairing here and at the relay.
+    /// Waits up to `wait_secs` for a valid doctor's reply: [`PairingSession::wait_for_doctor`]
+    /// with this patient's relay (kept for callers that do not hold the patient behind a lock).
     pub async fn wait_for_doctor(
         &self,
         session: &mut PairingSession,
         wait_secs: u64,
         cancel: &Cancel,
     ) -> Result<DoctorAtTheDoor> {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait_secs);
-        let mut last_error = None;
-        let pending = loop {
-            cancel.check()?;
-            let left = deadline.saturating_duration_since(std::time::Instant::now());
-            if left.is_zero() {
-                return Err(last_error.unwrap_or(ClientError::NoAnswer));
-            }
-            let wait = left.as_secs().clamp(1, 25);
-            let Some(reply) = self
-                .relay
-                .read_pairing(&session.mailbox, &session.token, wait)
-                .await?
-            else {
-                continue;
-            };
-            match session.pairing.accept_reply(&reply, now()) {
-                Ok(p) => break p,
-                Err(
-                    e @ (carekey_core::Error::Expired { .. } | carekey_core::Error::PairingClosed),
-                ) => {
-                    return Err(e.into());
-                }
-                Err(e) => last_error = Some(ClientError::Tampered(e)),
-            }
-        };
-        self.relay
-            .close_pairing(&session.mailbox, &session.token)
-            .await?;
-        let out = DoctorAtTheDoor {
-            card: pending.doctor_card.clone(),
-            check_code: pending.check_code(),
-            attested: pending.doctor_card.attestation.is_some(),
-        };
-        session.pending = Some(pending);
-        Ok(out)
+        session
+            .wait_for_doctor(&self.relay, wait_secs, cancel)
+            .await
     }
 
     /// After the patient saw matching codes: registers the doctor's read token, signs the
@@ -530,6 +601,28 @@ impl Patient {
         Ok(index)
     }
 
+    /// The patient says no (the check codes differ, or the patient changed their mind)
+    /// instead of [`Patient::confirm`]: nothing is shared. If a doctor answered, it gets a
+    /// sealed "declined" on the pairing channel (docs/protocol.md "Pairing", decline), so its
+    /// [`crate::doctor::ScanSession::wait_for_confirmation`] ends at once with
+    /// [`ClientError::Declined`]; before any answer the pairing mailbox is closed, so the QR
+    /// is dead.
+    pub async fn decline(&mut self, mut session: PairingSession) -> Result<()> {
+        let Some(pending) = session.pending.take() else {
+            return match self
+                .relay
+                .close_pairing(&session.mailbox, &session.token)
+                .await
+            {
+                // Gone already (expired and swept): nothing can answer it.
+                Ok(()) | Err(ClientError::NotFound | ClientError::AccessEnded) => Ok(()),
+                Err(e) => Err(e),
+            };
+        };
+        let doctor_address = MailboxAddress::from_bytes(&pending.doctor_address)?;
+        self.relay.append(&doctor_address, pending.decline()).await
+    }
+
     /// The doctor's card of a relationship and when they paired.
     pub fn relationship(&self, index: usize) -> Option<(&Card, u64)> {
         self.relationships
@@ -539,16 +632,60 @@ impl Patient {
 
     /// Reads the notes the doctor of relationship `index` sent (signature verified, replays
     /// and re-addressed messages rejected); processed messages are deleted at the relay.
+    /// [`Patient::inbox_waiter`] + [`MailboxWaiter::wait`] + [`Patient::open_inbox`] +
+    /// [`Patient::ack_inbox`] in one call, holding `&mut self` for the whole wait; an app
+    /// that keeps the patient behind a lock uses the four steps instead. A rejected message
+    /// is the error when nothing good came, else it goes to [`Patient::take_alerts`].
     pub async fn inbox(&mut self, index: usize, wait_secs: u64) -> Result<Vec<Note>> {
+        let msgs = self.inbox_waiter(index)?.wait(wait_secs).await?;
+        let got = self.open_inbox(index, msgs)?;
+        self.ack_inbox(index).await?;
+        match (
+            got.notes.is_empty() && got.forward_requests.is_empty(),
+            got.rejected,
+        ) {
+            (true, Some(e)) => Err(e),
+            // Good messages came too: return them, and keep the rejection for the UI's alert.
+            (false, Some(e)) => {
+                self.alerts.push(e);
+                Ok(got.notes)
+            }
+            (_, None) => Ok(got.notes),
+        }
+    }
+
+    /// A waiter on relationship `index`'s inbox: the relay client, the mailbox and its cursor,
+    /// so the long-poll needs no `Patient` (docs/architecture.md "Long waits").
+    pub fn inbox_waiter(&self, index: usize) -> Result<MailboxWaiter> {
+        let r = self
+            .relationships
+            .get(index)
+            .ok_or(ClientError::InvalidInput("unknown relationship"))?;
+        Ok(MailboxWaiter::new(self.relay.clone(), r.inbox.clone()))
+    }
+
+    /// Opens and verifies messages a [`MailboxWaiter`] of relationship `index` returned
+    /// (docs/protocol.md "Relationship messages"): notes (the doctor's record signature
+    /// checked) and forward requests (queued for [`Patient::answer_forward`] when the doctor
+    /// may ask). Advances the cursor and the replay guard but deletes nothing at the relay:
+    /// the app stores the notes (e.g. [`Note::to_bytes`] sealed in its vault), saves the
+    /// patient, then calls [`Patient::ack_inbox`], so a crash in between loses nothing (the
+    /// messages are read again after a restart). Messages at or below the cursor (a second
+    /// waiter's copy) are skipped. A forged, replayed or re-addressed message is dropped,
+    /// never stored; the first such error is [`Received::rejected`].
+    pub fn open_inbox(&mut self, index: usize, msgs: Vec<(u64, Vec<u8>)>) -> Result<Received> {
         let r = self
             .relationships
             .get_mut(index)
             .ok_or(ClientError::InvalidInput("unknown relationship"))?;
-        let msgs = self.relay.fetch(&r.inbox, wait_secs).await?;
         let mut notes = Vec::new();
         let mut requests = Vec::new();
         let mut first_error = None;
+        let floor = r.inbox.cursor;
         for (seq, sealed) in msgs {
+            if seq <= floor {
+                continue;
+            }
             // Never backwards, whatever order the relay delivers in (see Doctor::sync).
             r.inbox.cursor = r.inbox.cursor.max(seq);
             match message::open(
@@ -571,42 +708,51 @@ impl Patient {
                     match ForwardRequest::from_bytes(&m.body) {
                         Ok(req) => requests.push(req),
                         Err(e) => {
-                            first_error.get_or_insert(ClientError::Tampered(e));
+                            first_error.get_or_insert(e.into());
                         }
                     }
                 }
                 Ok(_) => {}
-                // A forged, replayed or re-addressed message is dropped, never stored; the
-                // first such error is reported after the good ones are returned.
                 Err(e) => {
-                    first_error.get_or_insert(ClientError::Tampered(e));
+                    first_error.get_or_insert(e.into());
                 }
             }
         }
-        if r.inbox.cursor > 0 {
-            self.relay.delete_through(&r.inbox, r.inbox.cursor).await?;
-        }
-        let got_requests = !requests.is_empty();
+        let mut forward_requests = Vec::new();
         for request in requests {
             match self.check_forward(index, &request) {
-                Ok(()) => self.forward_requests.push(Some(PendingForward {
-                    from: index,
-                    request,
-                })),
+                Ok(()) => {
+                    let id = ForwardRequestId::random();
+                    self.forward_requests.push(PendingForward {
+                        id,
+                        from: index,
+                        request,
+                    });
+                    forward_requests.push(id);
+                }
                 Err(e) => {
                     first_error.get_or_insert(e);
                 }
             }
         }
-        match (notes.is_empty() && !got_requests, first_error) {
-            (true, Some(e)) => Err(e),
-            // Good messages came too: return them, and keep the rejection for the UI's alert.
-            (false, Some(e)) => {
-                self.alerts.push(e);
-                Ok(notes)
-            }
-            (_, None) => Ok(notes),
+        Ok(Received {
+            notes,
+            forward_requests,
+            rejected: first_error,
+        })
+    }
+
+    /// Deletes relationship `index`'s messages through the cursor at the relay: call once
+    /// what [`Patient::open_inbox`] returned is stored.
+    pub async fn ack_inbox(&mut self, index: usize) -> Result<()> {
+        let r = self
+            .relationships
+            .get(index)
+            .ok_or(ClientError::InvalidInput("unknown relationship"))?;
+        if r.inbox.cursor > 0 {
+            self.relay.delete_through(&r.inbox, r.inbox.cursor).await?;
         }
+        Ok(())
     }
 
     /// Rejections that arrived alongside good messages (a forged, replayed or re-addressed
@@ -906,27 +1052,23 @@ impl Patient {
         Ok(())
     }
 
-    /// Forward requests waiting for the patient's decision.
+    /// Forward requests waiting for the patient's decision, oldest first.
     pub fn forward_requests(&self) -> Vec<ForwardRequestView> {
         self.forward_requests
             .iter()
-            .enumerate()
-            .filter_map(|(id, p)| {
-                let p = p.as_ref()?;
-                Some(ForwardRequestView {
-                    id,
-                    from: p.from,
-                    from_name: self
-                        .relationships
-                        .get(p.from)
-                        .map(|r| r.rel.peer_card.body.name.clone())
-                        .unwrap_or_default(),
-                    colleague: p.request.invite.card.clone(),
-                    colleague_attested: p.request.invite.card.attestation.is_some(),
-                    share_id: p.request.share_id,
-                    scope: p.request.scope.clone(),
-                    reason: p.request.reason.clone(),
-                })
+            .map(|p| ForwardRequestView {
+                id: p.id,
+                from: p.from,
+                from_name: self
+                    .relationships
+                    .get(p.from)
+                    .map(|r| r.rel.peer_card.body.name.clone())
+                    .unwrap_or_default(),
+                colleague: p.request.invite.card.clone(),
+                colleague_attested: p.request.invite.card.attestation.is_some(),
+                share_id: p.request.share_id,
+                scope: p.request.scope.clone(),
+                reason: p.request.reason.clone(),
             })
             .collect()
     }
@@ -936,12 +1078,17 @@ impl Patient {
     /// patient's card and a mailbox for notes) to the colleague's invite mailbox: the colleague
     /// becomes a relationship of its own (returned). The asking doctor gets the answer either
     /// way.
-    pub async fn answer_forward(&mut self, id: usize, approve: bool) -> Result<Option<usize>> {
-        let pf = self
+    pub async fn answer_forward(
+        &mut self,
+        id: &ForwardRequestId,
+        approve: bool,
+    ) -> Result<Option<usize>> {
+        let at = self
             .forward_requests
-            .get_mut(id)
-            .and_then(Option::take)
+            .iter()
+            .position(|p| p.id == *id)
             .ok_or(ClientError::InvalidInput("unknown forward request"))?;
+        let pf = self.forward_requests.remove(at);
         let answer = ForwardAnswer {
             request_hash: pf.request.hash(),
             approved: approve,
@@ -975,9 +1122,8 @@ impl Patient {
             Err(e) => {
                 // Nothing reached the colleague or the doctor (offline, relay refused): the
                 // request stays on the patient's screen to be answered again.
-                if let Some(slot) = self.forward_requests.get_mut(id) {
-                    *slot = Some(pf);
-                }
+                let at = at.min(self.forward_requests.len());
+                self.forward_requests.insert(at, pf);
                 Err(e)
             }
         }

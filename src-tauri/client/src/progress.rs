@@ -62,6 +62,10 @@ impl Cancel {
     pub fn cancel(&self) {
         self.0.store(true, Ordering::SeqCst);
     }
+    /// The flag itself, for code that polls an `AtomicBool` (the vault's import control).
+    pub fn flag(&self) -> &AtomicBool {
+        &self.0
+    }
     /// Errors with [`ClientError::Cancelled`] if cancellation was requested.
     pub fn check(&self) -> Result<()> {
         if self.0.load(Ordering::SeqCst) {

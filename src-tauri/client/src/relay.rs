@@ -180,12 +180,15 @@ pub struct Relay {
 }
 
 impl Relay {
-    /// A client for the relay at `base_url` (`https://host[:port]`; `http://` for loopback).
+    /// A client for the relay at `base_url`: `https://host[:port][/path]`, or `http://` only
+    /// for a loopback host (127.0.0.0/8, `::1`, `localhost`: a relay on the same machine, as
+    /// in development and tests). Anything else — another scheme, plain HTTP to a remote host
+    /// (the relay's answers would travel unauthenticated), userinfo (`user@`), an empty host,
+    /// a query or fragment — is [`ClientError::InvalidInput`] (docs/protocol.md "Pairing":
+    /// the QR names the relay, so this also screens what a scanned QR points at).
     pub fn new(base_url: &str) -> Result<Self> {
         let base = base_url.trim_end_matches('/').to_owned();
-        if !(base.starts_with("https://") || base.starts_with("http://")) {
-            return Err(ClientError::InvalidInput("relay URL must be http(s)://"));
-        }
+        check_relay_url(&base)?;
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(120))
@@ -698,12 +701,24 @@ impl Relay {
         ))
     }
 
-    /// Puts the doctor's reply into a pairing mailbox.
+    /// Puts the doctor's reply into a pairing mailbox. The QR is single-use (docs/relay.md
+    /// `PUT /v1/pairing`): 409 (it has its reply) and 404 (closed and gone) are
+    /// [`ClientError::AlreadyUsed`], 410 is an expired QR.
     pub async fn reply_pairing(&self, id: &[u8; 16], reply: Vec<u8>) -> Result<()> {
         let path = format!("/v1/pairing/{}", hex_id(id));
-        self.send(Method::PUT, &path, Vec::new(), Some(reply), None)
-            .await?;
-        Ok(())
+        match self
+            .send(Method::PUT, &path, Vec::new(), Some(reply), None)
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(ClientError::Conflict { .. } | ClientError::NotFound) => {
+                Err(ClientError::AlreadyUsed)
+            }
+            Err(ClientError::AccessEnded) => Err(ClientError::Expired {
+                what: crate::error::QR_WHAT,
+            }),
+            Err(e) => Err(e),
+        }
     }
 
     /// Long-polls a pairing mailbox for up to `wait` seconds. The mailbox stays open
@@ -815,6 +830,105 @@ impl Relay {
     }
 }
 
+/// The rules of [`Relay::new`].
+fn check_relay_url(base: &str) -> Result<()> {
+    let (https, rest) = if let Some(r) = base.strip_prefix("https://") {
+        (true, r)
+    } else if let Some(r) = base.strip_prefix("http://") {
+        (false, r)
+    } else {
+        return Err(ClientError::InvalidInput(
+            "relay URL must start with https:// (http:// only for this machine)",
+        ));
+    };
+    let authority = rest.split('/').next().unwrap_or_default();
+    if authority.is_empty() {
+        return Err(ClientError::InvalidInput("relay URL has no host"));
+    }
+    if authority.contains('@') {
+        return Err(ClientError::InvalidInput(
+            "relay URL must not carry a user name or password",
+        ));
+    }
+    if rest.contains(['?', '#']) || !rest.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(ClientError::InvalidInput(
+            "relay URL must be plain ASCII without query or fragment",
+        ));
+    }
+    let url = reqwest::Url::parse(base)
+        .map_err(|_| ClientError::InvalidInput("relay URL does not parse"))?;
+    let host = url
+        .host_str()
+        .filter(|h| !h.is_empty())
+        .ok_or(ClientError::InvalidInput("relay URL has no host"))?;
+    if !https && !is_loopback(host) {
+        return Err(ClientError::InvalidInput(
+            "relay URL must use https:// (http:// only for this machine)",
+        ));
+    }
+    Ok(())
+}
+
+/// 127.0.0.0/8, `::1` or `localhost` (any case, with or without the final dot), as the URL
+/// parser normalised the host (`[::1]` keeps its brackets; `127.1` became `127.0.0.1`).
+fn is_loopback(host: &str) -> bool {
+    if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        return v6
+            .parse::<std::net::Ipv6Addr>()
+            .is_ok_and(|a| a.is_loopback());
+    }
+    if let Ok(v4) = host.parse::<std::net::Ipv4Addr>() {
+        return v4.is_loopback();
+    }
+    host.trim_end_matches('.').eq_ignore_ascii_case("localhost")
+}
+
+/// Waits on one mailbox without borrowing the service that owns it: a clone of the relay
+/// client plus the mailbox's address, read capability and cursor at the time it was made
+/// ([`crate::patient::Patient::inbox_waiter`]). An app holding its service behind a lock takes
+/// the lock only to make the waiter and, later, to open what it returned; the long-poll itself
+/// holds nothing (docs/architecture.md "Long waits"). Dropping the future cancels the wait.
+#[derive(Clone)]
+pub struct MailboxWaiter {
+    relay: Relay,
+    mailbox: OwnMailbox,
+}
+
+impl std::fmt::Debug for MailboxWaiter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The read token is a capability: never printed.
+        f.debug_struct("MailboxWaiter")
+            .field("relay", &self.relay.base())
+            .finish_non_exhaustive()
+    }
+}
+
+impl MailboxWaiter {
+    pub(crate) fn new(relay: Relay, mailbox: OwnMailbox) -> Self {
+        Self { relay, mailbox }
+    }
+
+    /// The sealed messages after the cursor, waiting up to `wait_secs` (at most 25 s per
+    /// request, re-asked until the wait is over) for the first; empty when none came. Raw: the
+    /// owner opens, verifies and acknowledges them.
+    pub async fn wait(&self, wait_secs: u64) -> Result<Vec<(u64, Vec<u8>)>> {
+        let deadline = std::time::Instant::now() + Duration::from_secs(wait_secs);
+        loop {
+            let left = deadline.saturating_duration_since(std::time::Instant::now());
+            let msgs = self
+                .relay
+                .fetch(&self.mailbox, left.as_secs().min(LONG_POLL_SECS))
+                .await?;
+            if !msgs.is_empty() || left.as_secs() <= LONG_POLL_SECS {
+                return Ok(msgs);
+            }
+        }
+    }
+}
+
+/// Longest single long-poll request (the relay caps `wait` at 30 s).
+pub(crate) const LONG_POLL_SECS: u64 = 25;
+
 /// Maps an HTTP status to a client error (bodies of 4xx carry a stable code; 5xx nothing).
 async fn check_status(resp: reqwest::Response) -> Result<reqwest::Response> {
     let status = resp.status();
@@ -878,7 +992,55 @@ pub fn split_frames(body: &[u8], n: usize) -> Result<Vec<Vec<u8>>> {
 
 #[cfg(test)]
 mod tests {
-    use super::split_frames;
+    use super::{Relay, split_frames};
+    use crate::ClientError;
+
+    #[test]
+    fn relay_urls_https_or_loopback_http_only() {
+        for ok in [
+            "https://relay.example.org",
+            "https://relay.example.org:8443/",
+            "https://relay.example.org/carekey",
+            "http://127.0.0.1:8080",
+            "http://127.3.4.5",
+            "http://localhost:9000/",
+            "http://LOCALHOST",
+            "http://[::1]:8080",
+        ] {
+            assert!(Relay::new(ok).is_ok(), "{ok} is accepted");
+        }
+        for bad in [
+            // Another scheme, or none.
+            "ftp://relay.example.org",
+            "relay.example.org",
+            "",
+            "HTTPS://relay.example.org",
+            // Plain HTTP to anything but this machine.
+            "http://example.org",
+            "http://10.0.0.1:8080",
+            "http://[::2]",
+            "http://localhost.example.org",
+            "http://127.0.0.1.example.org",
+            // Userinfo.
+            "https://user@relay.example.org",
+            "https://user:pw@relay.example.org",
+            "http://evil.example@127.0.0.1",
+            // Empty host.
+            "https://",
+            "http://",
+            "https:///path",
+            "http://:8080",
+            // Query, fragment, spaces.
+            "https://relay.example.org/?x=1",
+            "https://relay.example.org/#frag",
+            "https://relay example.org",
+        ] {
+            assert!(
+                matches!(Relay::new(bad), Err(ClientError::InvalidInput(_))),
+                "{bad:?} is refused"
+            );
+        }
+    }
 
     fn frame(b: &[u8]) -> Vec<u8> {
         let mut v = (b.len() as u32).to_be_bytes().to_vec();

@@ -4,7 +4,7 @@
 
 mod common;
 
-use carekey_client::backup::{backup_to_relay, restore_from_relay};
+use carekey_client::backup::{backup_to_relay, prepare, restore_from_relay, upload};
 use carekey_client::patient::{Patient, ShareOptions};
 use carekey_client::progress::{Cancel, NoProgress};
 use carekey_client::relay::Relay;
@@ -58,19 +58,38 @@ async fn backup_then_restore_on_a_fresh_device_from_the_phrase() {
     let (mut doctor, link, rel) = common::pair(&mut patient, &share, "Dr. Ada Quinn").await;
     patient.save_to(&mut vault).expect("saved");
 
-    let v1 = backup_to_relay(&mut vault, &r, &NoProgress, &Cancel::new())
-        .await
-        .expect("backup");
+    // The snapshot is taken at the call; the upload borrows no vault (an app's vault lock is
+    // free while it runs).
+    let cancel = Cancel::new();
+    let first = backup_to_relay(&mut vault, &r, &NoProgress, &cancel);
+    assert_eq!(vault.record_count().expect("vault free during upload"), 1);
+    let v1 = first.await.expect("backup");
     vault
         .add_record(
             serde_json::json!({"resourceType": "Condition", "id": "later",
             "code": {"text": "Added after the first backup"}}),
         )
         .expect("record");
-    let v2 = backup_to_relay(&mut vault, &r, &NoProgress, &Cancel::new())
+    // Snapshot first, upload after, with no vault: two snapshots, the newer one goes up first.
+    let (older, older_key) = prepare(&mut vault).expect("snapshot");
+    let (newer, newer_key) = prepare(&mut vault).expect("snapshot");
+    assert_eq!((older.version, newer.version), (v1 + 1, v1 + 2));
+    let cancelled = Cancel::new();
+    cancelled.cancel();
+    let e = upload(&r, newer.clone(), newer_key, &NoProgress, &cancelled)
+        .await
+        .expect_err("cancelled before the network");
+    assert_eq!(e.code(), "cancelled");
+    let newer_key = vault.backup_owner_key(0).expect("owner key");
+    let v2 = upload(&r, newer, newer_key, &NoProgress, &Cancel::new())
         .await
         .expect("second backup");
     assert!(v2 > v1);
+    // The relay keeps only the newest: the older snapshot is refused.
+    let e = upload(&r, older, older_key, &NoProgress, &Cancel::new())
+        .await
+        .expect_err("an older backup version is refused");
+    assert_eq!(e.code(), "conflict", "{e}");
     let n = vault.record_count().expect("count");
     drop(vault);
     drop(patient);

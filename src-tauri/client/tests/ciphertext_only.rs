@@ -352,7 +352,7 @@ async fn relay_files_and_logs_hold_no_plaintext_names_keys_or_tokens() {
     patient.inbox(*rel_b, 5).await.expect("inbox");
     let id = patient.forward_requests()[0].id;
     patient
-        .answer_forward(id, true)
+        .answer_forward(&id, true)
         .await
         .expect("approve")
         .expect("colleague relationship");

@@ -90,7 +90,7 @@ async fn ask_policy_request_approve_and_decline() {
     assert_eq!(reqs[0].scope, docs);
     assert_eq!(reqs[0].reason, "Second opinion on the letter");
     let crel = patient
-        .answer_forward(reqs[0].id, true)
+        .answer_forward(&reqs[0].id, true)
         .await
         .expect("approve")
         .expect("new relationship");
@@ -146,7 +146,7 @@ async fn ask_policy_request_approve_and_decline() {
     patient.inbox(rel, 5).await.expect("inbox");
     let id = patient.forward_requests()[0].id;
     assert_eq!(
-        patient.answer_forward(id, false).await.expect("decline"),
+        patient.answer_forward(&id, false).await.expect("decline"),
         None
     );
     ada.sync(link, 5).await.expect("sync");

@@ -1175,7 +1175,7 @@ async fn failed_forward_approval_keeps_the_request() {
     // request stays on the patient's screen.
     proxy.add(Rule::new("token refused", "POST", "/tokens", Action::Fail(503)).times(1));
     let err = patient
-        .answer_forward(id, true)
+        .answer_forward(&id, true)
         .await
         .expect_err("relay failed");
     assert_eq!(err.code(), "relay_failure");
@@ -1183,7 +1183,7 @@ async fn failed_forward_approval_keeps_the_request() {
     assert_eq!(patient.forward_requests().len(), 1, "the request is kept");
     // Answered again once the relay is back: the colleague is granted exactly once.
     let crel = patient
-        .answer_forward(id, true)
+        .answer_forward(&id, true)
         .await
         .expect("approved")
         .expect("relationship");

@@ -1,6 +1,8 @@
 //! Both apps restart mid-relationship: the state saved in each device's vault brings back
 //! shares, grants, relationships, cursors, replay guards and the audit pin, and every flow
-//! goes on (fetch, note, access log extending the pinned head, revoke, forwarding).
+//! goes on (fetch, note, access log extending the pinned head, revoke, forwarding). Each start
+//! takes the device identity and card from the vault (carekey-vault docs/vault.md "Device
+//! identity and card"), and each restart closes, reopens and unlocks the vault file.
 
 mod common;
 
@@ -9,35 +11,31 @@ use carekey_client::patient::{Patient, ShareOptions, summarize};
 use carekey_client::progress::{Cancel, NoProgress};
 use carekey_client::relay::Relay;
 use carekey_core::grant::Policy;
-use carekey_core::keys::{DeviceIdentity, Role, RootSecret};
+use carekey_core::keys::{Card, DeviceIdentity, Role};
 use carekey_vault::Vault;
 use common::{in_a_day, share_items, start_relay};
-use rand_core::OsRng;
 
 fn vault(dir: &tempfile::TempDir, name: &str) -> Vault {
     common::test_vault(dir, name)
 }
 
-/// The same device identity every time the app starts (the apps derive it from the root).
-struct Device {
-    root: RootSecret,
-    name: &'static str,
-    role: Role,
+/// What an app does at start: the identity and card come from the vault alone (the identity is
+/// derived from the root, the card is the one stored at the first start).
+fn from_vault(v: &mut Vault, name: &str, role: Role) -> (DeviceIdentity, Card) {
+    let id = v.device_identity().expect("identity from the vault");
+    let card = v
+        .device_card(name, role, None)
+        .expect("card from the vault");
+    (id, card)
 }
 
-impl Device {
-    fn new(name: &'static str, role: Role) -> Self {
-        Self {
-            root: RootSecret::random(&mut OsRng),
-            name,
-            role,
-        }
-    }
-    fn identity(&self) -> (DeviceIdentity, carekey_core::keys::Card) {
-        let id = DeviceIdentity::from_root(&self.root);
-        let card = id.card(self.name, self.role, None, 1).expect("card");
-        (id, card)
-    }
+/// A real restart: the vault file is closed, opened again and unlocked with the passphrase.
+fn restart(v: Vault) -> Vault {
+    let path = v.path().to_owned();
+    drop(v);
+    let mut v = Vault::open(&path).expect("vault opens");
+    v.unlock("pass phrase").expect("vault unlocks");
+    v
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,13 +45,14 @@ async fn both_apps_restart_and_every_flow_goes_on() {
     let mut pv = vault(&dir, "patient.vault");
     let mut dv = vault(&dir, "doctor.vault");
     let cancel = Cancel::new();
-    let pat = Device::new("Pat Example", Role::Patient);
-    let doc = Device::new("Dr. Ada Quinn", Role::Doctor);
+    let pat = ("Pat Example", Role::Patient);
+    let doc = ("Dr. Ada Quinn", Role::Doctor);
     let items = share_items(1_500_000);
 
     // First run: share, pair, fetch, one access-log read (pins a head).
-    let (share, rel, link) = {
-        let (pid, pcard) = pat.identity();
+    let (share, rel, link, first_cards) = {
+        let (pid, pcard) = from_vault(&mut pv, pat.0, pat.1);
+        let pcard_hash = pcard.hash();
         let mut patient = Patient::new(pid, pcard, Relay::new(&relay.url).expect("URL"));
         let share = patient
             .create_share(
@@ -68,7 +67,8 @@ async fn both_apps_restart_and_every_flow_goes_on() {
             )
             .await
             .expect("share");
-        let (did, dcard) = doc.identity();
+        let (did, dcard) = from_vault(&mut dv, doc.0, doc.1);
+        let first_cards = (pcard_hash, dcard.hash());
         let mut doctor = Doctor::new(did, dcard);
         let mut session = patient.start_pairing(&share).await.expect("pairing");
         let scan = doctor.scan(&session.qr_text()).await.expect("scan");
@@ -88,15 +88,25 @@ async fn both_apps_restart_and_every_flow_goes_on() {
         patient.access_log(&share).await.expect("log");
         patient.save_to(&mut pv).expect("patient saves");
         doctor.save_to(&mut dv).expect("doctor saves");
-        (share, rel, link)
+        (share, rel, link, first_cards)
     };
 
-    // Both apps restart.
-    let (pid, pcard) = pat.identity();
+    // Both apps restart (a second later, so a card stamped at start would differ): vault files
+    // reopened and unlocked, identity and card taken from them.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let mut pv = restart(pv);
+    let mut dv = restart(dv);
+    let (pid, pcard) = from_vault(&mut pv, pat.0, pat.1);
+    let pcard_hash = pcard.hash();
     let mut patient = Patient::load_from(&mut pv, pid, pcard, Relay::new(&relay.url).expect("URL"))
         .expect("patient loads")
         .expect("patient state saved");
-    let (did, dcard) = doc.identity();
+    let (did, dcard) = from_vault(&mut dv, doc.0, doc.1);
+    assert_eq!(
+        (pcard_hash, dcard.hash()),
+        first_cards,
+        "the cards grants and messages bind are the ones from the first start"
+    );
     let mut doctor = Doctor::load_from(&mut dv, did, dcard)
         .expect("doctor loads")
         .expect("doctor state saved");
@@ -136,7 +146,8 @@ async fn both_apps_restart_and_every_flow_goes_on() {
         .access_log(&share)
         .await
         .expect("another owner read");
-    let (pid, pcard) = pat.identity();
+    let mut pv = restart(pv);
+    let (pid, pcard) = from_vault(&mut pv, pat.0, pat.1);
     let mut patient = Patient::load_from(&mut pv, pid, pcard, Relay::new(&relay.url).expect("URL"))
         .expect("loads")
         .expect("saved");
@@ -171,10 +182,9 @@ async fn both_apps_restart_and_every_flow_goes_on() {
 async fn corrupt_saved_state_is_a_clear_error() {
     let dir = tempfile::tempdir().expect("dir");
     let mut pv = vault(&dir, "p.vault");
-    let pat = Device::new("Pat Example", Role::Patient);
     for junk in [&b""[..], b"\x01", b"\x02garbage", &[1u8; 300]] {
         pv.put_state("carekey/patient/v1", junk).expect("put");
-        let (pid, pcard) = pat.identity();
+        let (pid, pcard) = from_vault(&mut pv, "Pat Example", Role::Patient);
         let e = Patient::load_from(
             &mut pv,
             pid,
@@ -185,10 +195,9 @@ async fn corrupt_saved_state_is_a_clear_error() {
         assert!(matches!(e.code(), "tampered" | "invalid_input"), "{e}");
     }
     let mut dvv = vault(&dir, "d.vault");
-    let doc = Device::new("Dr. Ada Quinn", Role::Doctor);
     for junk in [&b""[..], b"\x01\x00\x00\x00\x05", &[1u8; 300]] {
         dvv.put_state("carekey/doctor/v1", junk).expect("put");
-        let (did, dcard) = doc.identity();
+        let (did, dcard) = from_vault(&mut dvv, "Dr. Ada Quinn", Role::Doctor);
         assert!(Doctor::load_from(&mut dvv, did, dcard).is_err());
     }
 }

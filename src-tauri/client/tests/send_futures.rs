@@ -22,8 +22,22 @@ async fn flows(p: &mut Patient, d: &mut Doctor, v: &mut Vault, r: &Relay, c: &Ca
     send(&p.inbox(0, 0));
     send(&p.revoke(&share, 0, &NoProgress, c));
     send(&p.access_log(&share));
-    send(&p.answer_forward(0, true));
+    let id = carekey_client::patient::ForwardRequestId([0; 16]);
+    send(&p.answer_forward(&id, true));
     send(&p.delegations(&share));
+    send(&p.ack_inbox(0));
+    if let Ok(w) = p.inbox_waiter(0) {
+        send(&w.wait(0));
+    }
+    if let Ok(mut s) = p.start_pairing(&share).await {
+        send(&s.wait_for_doctor(r, 0, c));
+    }
+    if let Ok(mut s) = d.scan("").await {
+        send(&s.wait_for_confirmation(0, c));
+        if let Ok(conf) = s.wait_for_confirmation(0, c).await {
+            send(&d.accept_grant(s, conf));
+        }
+    }
     send(&d.scan(""));
     send(&d.fetch(0, &NoProgress, c));
     send(&d.sync(0, 0));

@@ -59,6 +59,8 @@ pub const CHUNK_AAD: &str = "carekey/v1/chunk-aad";
 pub const KDF_PAIRING_REPLY: &str = "carekey/v1/kdf/pairing-reply";
 /// Session key, patient to doctor.
 pub const KDF_PAIRING_P2D: &str = "carekey/v1/kdf/pairing-p2d";
+/// Key that seals the patient's "declined" answer to a pairing (instead of the confirmation).
+pub const KDF_PAIRING_DECLINE: &str = "carekey/v1/kdf/pairing-decline";
 /// Short authentication string (check code).
 pub const KDF_PAIRING_CHECK: &str = "carekey/v1/kdf/pairing-check";
 /// Relationship id.
@@ -120,6 +122,7 @@ mod tests {
         CHUNK_AAD,
         KDF_PAIRING_REPLY,
         KDF_PAIRING_P2D,
+        KDF_PAIRING_DECLINE,
         KDF_PAIRING_CHECK,
         KDF_RELATIONSHIP_ID,
         KDF_MESSAGE,

@@ -285,6 +285,9 @@ impl core::fmt::Debug for CheckCode {
 /// Keys and values both sides derive once the reply is known.
 struct Schedule {
     p2d: SymmetricKey,
+    /// Seals the patient's "declined" answer: a key of its own, so `k_p2d` still seals
+    /// exactly one message (the confirmation) and the decline needs no second nonce.
+    decline: SymmetricKey,
     check: CheckCode,
     relationship_id: [u8; 16],
     t1: [u8; 32],
@@ -343,6 +346,7 @@ fn schedule(
     relationship_id.copy_from_slice(&rel[..16]);
     Schedule {
         p2d: SymmetricKey::from_bytes(k(label::KDF_PAIRING_P2D)),
+        decline: SymmetricKey::from_bytes(k(label::KDF_PAIRING_DECLINE)),
         check: CheckCode::derive(&k(label::KDF_PAIRING_CHECK)),
         relationship_id,
         t1,
@@ -504,6 +508,27 @@ impl PatientPending {
     }
 }
 
+/// Plaintext of the patient's "declined" answer (reason 0: the patient said no, e.g. the
+/// check codes differ). Other values are reserved.
+const DECLINED_PLAINTEXT: [u8; 1] = [0];
+
+impl PatientPending {
+    /// Instead of [`PatientPending::confirm`]: seals "declined" to the doctor under the
+    /// session's decline key, so the doctor's screen stops waiting at once. Only the two
+    /// parties of the session can make or open it (the key derives from `s`, `dh1`, `dh2`).
+    pub fn decline(self) -> Vec<u8> {
+        let ctx = Context::new(ObjectKind::PairingGrant, &self.pairing_id, 0);
+        let mut out = Writer::new();
+        out.u8(PAIRING_MSG_VERSION);
+        out.raw(&seal_once(
+            &self.schedule.decline,
+            &ctx,
+            &DECLINED_PLAINTEXT,
+        ));
+        out.into_bytes()
+    }
+}
+
 /// The doctor's side, from scanning to receiving the grant.
 pub struct DoctorPairing {
     schedule: Schedule,
@@ -589,6 +614,23 @@ impl DoctorPairing {
     /// The code the doctor's screen always shows.
     pub fn check_code(&self) -> CheckCode {
         self.schedule.check
+    }
+
+    /// Whether `bytes` is the patient's "declined" answer to this pairing
+    /// ([`PatientPending::decline`]); anything else is an error and changes nothing.
+    pub fn receive_decline(&self, bytes: &[u8]) -> Result<()> {
+        let mut r = Reader::new(bytes, "pairing decline");
+        r.version(PAIRING_MSG_VERSION)?;
+        let sealed = r.rest();
+        let ctx = Context::new(ObjectKind::PairingGrant, &self.pairing_id, 0);
+        let pt = open_once(&self.schedule.decline, &ctx, sealed, "pairing decline")?;
+        if pt.as_slice() != DECLINED_PLAINTEXT {
+            return Err(Error::Malformed {
+                what: "pairing decline",
+                reason: "unknown reason",
+            });
+        }
+        Ok(())
     }
 
     /// Opens the patient's confirmation: verifies the patient's card, its transcript signature
@@ -694,5 +736,58 @@ mod tests {
             DoctorPairing::respond(p1.qr(), &victim, &card, &reader, b"addr", 1, &mut OsRng)
                 .expect("ok");
         assert!(p2.accept_reply(&reply1, 1).is_err());
+    }
+
+    #[test]
+    fn decline_opens_only_as_a_decline_of_this_pairing() {
+        let doctor = DeviceIdentity::from_root(&RootSecret::random(&mut OsRng));
+        let card = doctor.card("Dr. D", Role::Doctor, None, 1).expect("card");
+        let reader = SigningSecret::random(&mut OsRng).public();
+        let pairing = || {
+            PatientPairing::start("https://r.example", [1; 16], u32::MAX, &mut OsRng).expect("ok")
+        };
+        let mut p = pairing();
+        let (d, reply) =
+            DoctorPairing::respond(p.qr(), &doctor, &card, &reader, b"addr", 1, &mut OsRng)
+                .expect("ok");
+        let declined = p.accept_reply(&reply, 1).expect("accepted").decline();
+        d.receive_decline(&declined)
+            .expect("a decline of this pairing");
+        // It is no confirmation, and another pairing's doctor cannot read it as a decline.
+        assert!(d.receive_confirmation(&declined).is_err());
+        let mut p2 = pairing();
+        let (d2, reply2) =
+            DoctorPairing::respond(p2.qr(), &doctor, &card, &reader, b"addr", 1, &mut OsRng)
+                .expect("ok");
+        assert!(d2.receive_decline(&declined).is_err());
+        let mut tampered = declined.clone();
+        let last = tampered.len() - 1;
+        tampered[last] ^= 1;
+        assert!(d.receive_decline(&tampered).is_err());
+        // A confirmation is no decline.
+        let patient = DeviceIdentity::from_root(&RootSecret::random(&mut OsRng));
+        let pcard = patient.card("Pat", Role::Patient, None, 1).expect("card");
+        let pending = p2.accept_reply(&reply2, 1).expect("accepted");
+        let grant = crate::grant::Grant {
+            share_id: [2; 16],
+            relay_url: "https://r.example".into(),
+            epoch: 1,
+            epoch_key: crate::keys::EpochKey::random(&mut OsRng),
+            read_token: crate::keys::ReadToken::random(&mut OsRng),
+            policy: crate::grant::Policy::Never,
+            scope: crate::grant::Scope::all(),
+            expires_at: u64::MAX,
+            grantee: card.hash(),
+            reader_key: reader,
+            delegation_depth: 0,
+            issued_at: 1,
+        }
+        .sign(patient.signing());
+        let (_, confirmation) = pending
+            .confirm(&patient, &pcard, &grant, b"paddr")
+            .expect("confirms");
+        assert!(d2.receive_decline(&confirmation).is_err());
+        d2.receive_confirmation(&confirmation)
+            .expect("still a confirmation");
     }
 }

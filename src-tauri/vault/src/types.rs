@@ -59,7 +59,13 @@ pub enum Origin {
     /// Accepted from a signed author (a doctor's note).
     Received,
     /// Received through a share (doctor app): removed when the share is purged or expires.
+    /// [`crate::Vault::list_source`] lists the records of one share.
     Shared {
+        /// The share id (32 lowercase hex digits), as in the grant. Summaries stored before
+        /// this field existed read as `""` (the share is still known to
+        /// [`crate::Vault::list_source`] through the `records.source` blind index).
+        #[serde(default)]
+        share_id: String,
         /// The share's label.
         label: String,
         /// Unix seconds after which the record is purged.
@@ -144,9 +150,9 @@ pub struct Listing {
     pub damaged: Vec<RecordId>,
 }
 
-/// Progress of a long operation.
+/// Progress of an import (the client has its own `progress::Progress` for network work).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub struct Progress {
+pub struct ImportProgress {
     /// Items done.
     pub done: usize,
     /// Items in total.
@@ -157,7 +163,7 @@ pub struct Progress {
 #[derive(Default)]
 pub struct ImportControl<'a> {
     /// Called every 64 items and at the end.
-    pub progress: Option<&'a mut dyn FnMut(Progress)>,
+    pub progress: Option<&'a mut dyn FnMut(ImportProgress)>,
     /// Checked between items; when set, the import rolls back and returns `Cancelled`.
     pub cancel: Option<&'a std::sync::atomic::AtomicBool>,
 }

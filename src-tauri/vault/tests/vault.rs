@@ -37,6 +37,62 @@ fn create_lock_unlock_wrong_passphrase() {
     assert!(Vault::create(&path, PASS, &opts()).is_err());
 }
 
+/// The card's hash (which grants and messages bind) survives a restart; a profile edit issues
+/// a new one (docs/vault.md "Device identity and card").
+#[test]
+fn device_card_is_stable_across_restarts_and_changes_on_profile_edit() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v.sqlite");
+    let (mut v, _) = Vault::create(&path, PASS, &opts()).unwrap();
+    assert_eq!(v.card().unwrap(), None);
+    let first = v
+        .device_card("Dr. Ada Quinn", Role::Doctor, Some("GMC-7"))
+        .unwrap();
+    assert_eq!(v.card().unwrap().as_ref(), Some(&first));
+    let identity = v.device_identity().unwrap();
+    assert_eq!(first.body.signing_key, identity.signing_public());
+    assert_eq!(first.body.dh_key, identity.dh_public());
+    drop(v);
+    // A second later (a fresh `now`), after close / reopen / unlock: the same card.
+    std::thread::sleep(Duration::from_millis(1100));
+    let mut v = Vault::open(&path).unwrap();
+    assert!(matches!(v.card(), Err(VaultError::Locked)));
+    assert!(matches!(v.device_identity(), Err(VaultError::Locked)));
+    v.unlock(PASS).unwrap();
+    let again = v
+        .device_card("Dr. Ada Quinn", Role::Doctor, Some("GMC-7"))
+        .unwrap();
+    assert_eq!(again.hash(), first.hash());
+    assert_eq!(
+        v.device_identity().unwrap().signing_public(),
+        identity.signing_public()
+    );
+    // A profile edit (name, licence or role) issues and stores a new card.
+    let renamed = v
+        .device_card("Dr. Ada Quinn-Smith", Role::Doctor, Some("GMC-7"))
+        .unwrap();
+    assert_ne!(renamed.hash(), first.hash());
+    assert_eq!(v.card().unwrap().as_ref(), Some(&renamed));
+    let relicensed = v
+        .device_card("Dr. Ada Quinn-Smith", Role::Doctor, None)
+        .unwrap();
+    assert_ne!(relicensed.hash(), renamed.hash());
+    assert_eq!(
+        v.device_card("Dr. Ada Quinn-Smith", Role::Doctor, None)
+            .unwrap()
+            .hash(),
+        relicensed.hash()
+    );
+    // The stored card is sealed app state: a value from elsewhere is refused, not used.
+    let other = DeviceIdentity::from_root(&RootSecret::random(&mut rand_core::OsRng))
+        .card("Mallory", Role::Doctor, None, 1)
+        .unwrap();
+    let mut forged = vec![1u8];
+    forged.extend_from_slice(&carekey_core::wire::Wire::to_bytes(&other));
+    v.put_state("carekey-vault/device-card", &forged).unwrap();
+    assert!(matches!(v.card(), Err(VaultError::Tampered { .. })));
+}
+
 #[test]
 fn change_passphrase_rewraps_root_only() {
     let dir = tempfile::tempdir().unwrap();
@@ -82,6 +138,54 @@ fn idle_timeout_evicts_keys() {
     assert!(matches!(v.list(), Err(VaultError::Locked)));
     v.unlock(PASS).unwrap();
     assert_eq!(v.list().unwrap().records.len(), 1);
+}
+
+/// "Lock means locked" from an app timer: a thread calling `tick()` on the shared vault locks
+/// it once idle, with no user call; the WAL is checkpointed as by `lock()`; activity defers it.
+#[test]
+fn idle_lock_from_a_timer_thread() {
+    use std::sync::{Arc, Mutex};
+    let dir = tempfile::tempdir().unwrap();
+    let (mut v, _) = new_vault(dir.path());
+    v.add_record(observation("o1", 1)).unwrap();
+    v.set_idle_timeout(Some(Duration::from_millis(300)));
+    let wal = dir.path().join("v.sqlite-wal");
+    assert!(
+        std::fs::metadata(&wal).unwrap().len() > 0,
+        "writes sit in the WAL"
+    );
+    let vault = Arc::new(Mutex::new(v));
+    let timer = {
+        let vault = Arc::clone(&vault);
+        std::thread::spawn(move || {
+            let start = std::time::Instant::now();
+            loop {
+                std::thread::sleep(Duration::from_millis(20));
+                if vault.lock().unwrap().tick() {
+                    return start.elapsed();
+                }
+                assert!(start.elapsed() < Duration::from_secs(10), "never locked");
+            }
+        })
+    };
+    // Activity within the timeout keeps it unlocked.
+    std::thread::sleep(Duration::from_millis(150));
+    assert_eq!(vault.lock().unwrap().list().unwrap().records.len(), 1);
+    let locked_after = timer.join().unwrap();
+    assert!(
+        locked_after >= Duration::from_millis(400),
+        "{locked_after:?}"
+    );
+    assert_eq!(
+        std::fs::metadata(&wal).unwrap().len(),
+        0,
+        "WAL checkpointed"
+    );
+    let mut v = vault.lock().unwrap();
+    assert!(matches!(v.list(), Err(VaultError::Locked)));
+    assert!(matches!(v.device_identity(), Err(VaultError::Locked)));
+    v.unlock(PASS).unwrap();
+    assert!(!v.tick());
 }
 
 #[test]
@@ -272,7 +376,7 @@ fn malformed_import_names_line_and_stores_nothing() {
     // Cancellation rolls back.
     let cancel = std::sync::atomic::AtomicBool::new(false);
     let mut seen = 0;
-    let mut cb = |p: Progress| {
+    let mut cb = |p: ImportProgress| {
         seen = p.done;
         if p.done >= 64 {
             cancel.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -565,6 +669,116 @@ fn doctor_share_purge_by_source_and_expiry() {
         .unwrap();
     assert_eq!(terms, 1, "index rows cascade");
     v.verify_audit().unwrap();
+}
+
+/// Doctor-side provenance: a shared record names its share (id, expiry, label); the records of
+/// one share are listed through the blind index; a copy is replaced in one transaction (a bad
+/// new copy leaves the old one in place); summaries stored before `share_id` existed still read.
+#[test]
+fn shared_records_name_their_share_and_are_replaced_atomically() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut v, _) = new_vault(dir.path());
+    let source = |id: u8, exp: u64| ShareSource {
+        share_id: [id; 16],
+        expires_at: exp,
+        label: format!("patient {id}"),
+    };
+    let opts = |id: u8, exp: u64| ImportOptions {
+        source: Some("shared by patient".into()),
+        share: Some(source(id, exp)),
+    };
+    let bundle = |prefix: &str, n: usize| {
+        let entries: Vec<_> = (0..n)
+            .map(|i| json!({"resource": observation(&format!("{prefix}-{i}"), i)}))
+            .collect();
+        serde_json::to_vec(&json!({"resourceType": "Bundle", "type": "collection",
+            "entry": entries}))
+        .unwrap()
+    };
+    let ctl = &mut ImportControl::default();
+    v.import_bundle(&bundle("a", 3), &opts(1, 1000), ctl)
+        .unwrap();
+    v.import_bundle(&bundle("b", 2), &opts(2, 5000), ctl)
+        .unwrap();
+    v.add_record(observation("own", 1)).unwrap();
+
+    let one = v.list_source(&[1; 16]).unwrap();
+    assert_eq!(one.len(), 3);
+    for r in &one {
+        assert_eq!(
+            r.origin,
+            Origin::Shared {
+                share_id: "01".repeat(16),
+                label: "patient 1".into(),
+                expires_at: 1000,
+            }
+        );
+    }
+    assert_eq!(v.list_source(&[2; 16]).unwrap().len(), 2);
+    assert!(v.list_source(&[3; 16]).unwrap().is_empty());
+    let mut sources = v.sources().unwrap();
+    sources.sort_by_key(|s| s.share_id);
+    assert_eq!(sources, vec![source(1, 1000), source(2, 5000)]);
+
+    // A new copy of share 1 replaces the old one (with a new expiry), one transaction.
+    let r = v
+        .replace_share(&bundle("a2", 4), &opts(1, 2000), ctl)
+        .unwrap();
+    assert_eq!(r.records, 4);
+    let one = v.list_source(&[1; 16]).unwrap();
+    assert_eq!(one.len(), 4);
+    assert!(one.iter().all(|r| r.fhir_id.starts_with("a2-")
+        && matches!(
+            r.origin,
+            Origin::Shared {
+                expires_at: 2000,
+                ..
+            }
+        )));
+    assert_eq!(v.record_count().unwrap(), 4 + 2 + 1);
+    let log = v.audit_log().unwrap();
+    let n = log.len();
+    assert!(matches!(
+        &log[n - 2].event,
+        AuditEvent::Purged {
+            records: 3,
+            reason: PurgeReason::Replaced,
+            ..
+        }
+    ));
+    assert!(matches!(
+        &log[n - 1].event,
+        AuditEvent::Imported { records: 4, .. }
+    ));
+
+    // A malformed new copy fails as a whole and leaves the previous copy in place.
+    let mut bad: serde_json::Value = serde_json::from_slice(&bundle("a3", 2)).unwrap();
+    bad["entry"][1]["resource"] = json!({"no": "resourceType"});
+    let e = v
+        .replace_share(&serde_json::to_vec(&bad).unwrap(), &opts(1, 3000), ctl)
+        .unwrap_err();
+    assert!(matches!(e, VaultError::Import { .. }), "{e}");
+    assert_eq!(v.list_source(&[1; 16]).unwrap().len(), 4);
+    assert!(v.sources().unwrap().contains(&source(1, 2000)));
+    // Replacing needs the share it replaces.
+    assert!(matches!(
+        v.replace_share(&bundle("x", 1), &ImportOptions::default(), ctl),
+        Err(VaultError::InvalidArgument(_))
+    ));
+    v.verify_audit().unwrap();
+
+    // Summaries written before the share id was kept read with an empty one.
+    let old: Origin =
+        serde_json::from_value(json!({"kind": "shared", "label": "patient 1", "expires_at": 1000}))
+            .unwrap();
+    assert_eq!(
+        old,
+        Origin::Shared {
+            share_id: String::new(),
+            label: "patient 1".into(),
+            expires_at: 1000,
+        }
+    );
 }
 
 /// Copying the files off the device reveals nothing: no canary string in any byte.

@@ -14,8 +14,8 @@ use carekey_vault::Vault;
 use zeroize::Zeroizing;
 
 use super::{
-    DelegationRecord, GrantRecord, Patient, PatientRelationship, PendingForward, ShareItem,
-    ShareOptions, ShareState,
+    DelegationRecord, ForwardRequestId, GrantRecord, Patient, PatientRelationship, PendingForward,
+    ShareItem, ShareOptions, ShareState,
 };
 use crate::error::{ClientError, Result};
 use crate::persist::{
@@ -23,6 +23,10 @@ use crate::persist::{
     write_mailbox, write_secret,
 };
 use crate::relay::{OwnerCap, Relay};
+
+/// Version of the patient's main state written now: 2 adds the stable id of each pending
+/// forward request (version 1, [`STATE_VERSION`], is still read; its requests get fresh ids).
+const PATIENT_STATE_VERSION: u8 = 2;
 
 /// Vault state name of the patient's main state.
 const MAIN: &str = "carekey/patient/v1";
@@ -98,7 +102,7 @@ impl Patient {
 
     fn encode_state(&self) -> Zeroizing<Vec<u8>> {
         let mut w = Writer::new();
-        w.u8(STATE_VERSION);
+        w.u8(PATIENT_STATE_VERSION);
         w.str16(self.relay.base());
         write_opt(&mut w, &self.relay_audit_key);
         // Shares in id order, so equal states encode equally.
@@ -151,9 +155,9 @@ impl Patient {
             w.u64(r.guard.highest());
             w.u64(r.paired_at);
         }
-        let pending: Vec<&PendingForward> = self.forward_requests.iter().flatten().collect();
-        w.u32(count(pending.len()));
-        for f in pending {
+        w.u32(count(self.forward_requests.len()));
+        for f in &self.forward_requests {
+            w.raw(&f.id.0);
             w.u32(count(f.from));
             w.obj(&f.request);
         }
@@ -162,7 +166,10 @@ impl Patient {
 
     fn decode_state(&mut self, b: &[u8], vault: &mut Vault) -> Result<()> {
         let mut r = Reader::new(b, "saved patient state");
-        r.version(STATE_VERSION)?;
+        let version = r.u8()?;
+        if version != STATE_VERSION && version != PATIENT_STATE_VERSION {
+            return Err(r.malformed("unknown saved patient state version").into());
+        }
         if r.str16()? != self.relay.base() {
             return Err(ClientError::InvalidInput(
                 "the saved state belongs to another relay",
@@ -259,10 +266,17 @@ impl Patient {
         }
         let mut forward_requests = Vec::new();
         for _ in 0..r.u32()? {
-            forward_requests.push(Some(PendingForward {
+            // Version 1 states predate stable ids: those requests get fresh ones.
+            let id = if version >= 2 {
+                ForwardRequestId(r.array()?)
+            } else {
+                ForwardRequestId::random()
+            };
+            forward_requests.push(PendingForward {
+                id,
                 from: r.u32()? as usize,
                 request: r.obj::<ForwardRequest>()?,
-            }));
+            });
         }
         r.finish()?;
         // Indices must point at relationships that exist.
@@ -270,7 +284,7 @@ impl Patient {
         let bad = shares.values().any(|s| {
             s.grants.iter().any(|g| g.relationship >= nrel)
                 || s.delegations.iter().any(|d| d.root_relationship >= nrel)
-        }) || forward_requests.iter().flatten().any(|f| f.from >= nrel);
+        }) || forward_requests.iter().any(|f| f.from >= nrel);
         if bad {
             return Err(ClientError::Tampered(carekey_core::Error::Malformed {
                 what: "saved patient state",

@@ -1,0 +1,640 @@
+//! The arguments the apps' commands take, as the UIs send them (JSON, stable snake_case field
+//! names, unknown fields refused), each with its [`Validate`] rule.
+//!
+//! A Tauri command deserializes its argument into one of these, calls
+//! [`Validate::validate`], then one session function. [`validate_json`] does the same from a
+//! command name and raw JSON: the fuzz target drives every command through it, and the
+//! shells' tests check that each command they register is listed in [`COMMANDS`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{AppError, Result};
+use crate::validate;
+
+/// Checks an argument before any work.
+pub trait Validate {
+    /// `Ok` when every field is within its rule; else `invalid_input` naming the field.
+    fn validate(&self) -> Result<()>;
+}
+
+/// Forwarding policy as the share screen offers it (DESIGN: never / ask me / allowed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyChoice {
+    /// The doctor cannot forward.
+    Never,
+    /// The doctor asks; the patient approves each colleague.
+    Ask,
+    /// The doctor may delegate down to `depth` levels without asking.
+    Allowed,
+}
+
+/// The categories a patient shares by (the grant's scope categories, docs/protocol.md
+/// "Scope"); [`crate::share::grant_category`] maps the vault's record categories onto them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ShareCategory {
+    /// AllergyIntolerance.
+    Allergies,
+    /// Condition.
+    Conditions,
+    /// Medication*.
+    Medications,
+    /// Immunization.
+    Immunizations,
+    /// Procedure.
+    Procedures,
+    /// Labs and vitals: Observation, DiagnosticReport.
+    Observations,
+    /// DocumentReference, Binary, Media, Composition.
+    Documents,
+    /// Encounter.
+    Encounters,
+    /// Notes doctors wrote back.
+    Notes,
+    /// The Patient resource.
+    Demographics,
+    /// Anything else.
+    Other,
+}
+
+/// `create_vault`: onboarding, a new vault.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct CreateVault {
+    /// The new passphrase.
+    pub passphrase: String,
+    /// The name on this device's card.
+    pub name: String,
+    /// Licence id (doctor app only).
+    #[serde(default)]
+    pub licence: Option<String>,
+    /// The relay this device talks to.
+    pub relay_url: String,
+}
+
+impl Validate for CreateVault {
+    fn validate(&self) -> Result<()> {
+        validate::new_passphrase(&self.passphrase)?;
+        validate::name("name", &self.name)?;
+        if let Some(l) = &self.licence {
+            validate::text("licence", l, validate::NAME_MAX_CHARS)?;
+        }
+        validate::relay_url(&self.relay_url)
+    }
+}
+
+/// `restore_vault`: onboarding from the 24-word phrase.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RestoreVault {
+    /// The 24 words, separated by spaces.
+    pub phrase: String,
+    /// The passphrase for this device.
+    pub new_passphrase: String,
+    /// The name on this device's card.
+    pub name: String,
+    /// The relay holding the backup.
+    pub relay_url: String,
+}
+
+impl Validate for RestoreVault {
+    fn validate(&self) -> Result<()> {
+        let words = self.phrase.split_whitespace().count();
+        if words != 24 || self.phrase.len() > 24 * 12 {
+            return Err(AppError::invalid_input(
+                "recovery phrase: must be the 24 words you wrote down",
+            ));
+        }
+        validate::new_passphrase(&self.new_passphrase)?;
+        validate::name("name", &self.name)?;
+        validate::relay_url(&self.relay_url)
+    }
+}
+
+/// `unlock`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Unlock {
+    /// The passphrase.
+    pub passphrase: String,
+}
+
+impl Validate for Unlock {
+    fn validate(&self) -> Result<()> {
+        validate::passphrase(&self.passphrase)
+    }
+}
+
+/// `change_passphrase`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePassphrase {
+    /// The current passphrase.
+    pub old: String,
+    /// The new one.
+    pub new: String,
+}
+
+impl Validate for ChangePassphrase {
+    fn validate(&self) -> Result<()> {
+        validate::passphrase(&self.old)?;
+        validate::new_passphrase(&self.new)
+    }
+}
+
+/// `set_relay`: the relay URL setting.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetRelay {
+    /// The URL.
+    pub relay_url: String,
+}
+
+impl Validate for SetRelay {
+    fn validate(&self) -> Result<()> {
+        validate::relay_url(&self.relay_url)
+    }
+}
+
+/// `set_auto_lock`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetAutoLock {
+    /// Seconds of inactivity before the vault locks; `None` = never.
+    pub secs: Option<u64>,
+}
+
+impl Validate for SetAutoLock {
+    fn validate(&self) -> Result<()> {
+        validate::auto_lock(self.secs)
+    }
+}
+
+/// `search`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Search {
+    /// What the user typed.
+    pub query: String,
+}
+
+impl Validate for Search {
+    fn validate(&self) -> Result<()> {
+        validate::query(&self.query)
+    }
+}
+
+/// `get_record` / `delete_record`: one vault record.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RecordRef {
+    /// The record id (64 hex).
+    pub id: String,
+}
+
+impl Validate for RecordRef {
+    fn validate(&self) -> Result<()> {
+        validate::hex_id::<32>("record", &self.id).map(drop)
+    }
+}
+
+/// `import_file`: a FHIR Bundle or NDJSON file the user picked.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ImportFile {
+    /// Absolute path from the file dialog.
+    pub path: String,
+}
+
+impl Validate for ImportFile {
+    fn validate(&self) -> Result<()> {
+        if self.path.is_empty()
+            || self.path.len() > 4096
+            || self.path.contains('\0')
+            || !std::path::Path::new(&self.path).is_absolute()
+        {
+            return Err(AppError::invalid_input("file: choose a file to import"));
+        }
+        Ok(())
+    }
+}
+
+/// A record entered by hand (the add-record form; the app builds the FHIR resource).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, tag = "kind", rename_all = "snake_case")]
+pub enum ManualRecord {
+    /// A condition / problem.
+    Condition {
+        /// What it is ("Asthma").
+        text: String,
+        /// When it started (YYYY-MM-DD), if known.
+        onset: Option<String>,
+    },
+    /// A medication taken.
+    Medication {
+        /// Name ("Salbutamol 100 µg inhaler").
+        text: String,
+        /// How it is taken ("2 puffs when needed").
+        dosage: Option<String>,
+    },
+    /// An allergy.
+    Allergy {
+        /// To what ("Penicillin").
+        text: String,
+        /// Reaction, if known.
+        reaction: Option<String>,
+    },
+    /// A vaccination.
+    Immunization {
+        /// Which vaccine.
+        text: String,
+        /// Date given (YYYY-MM-DD).
+        date: String,
+    },
+    /// A measurement (weight, blood pressure...).
+    Measurement {
+        /// What was measured ("Body weight").
+        text: String,
+        /// The value.
+        value: f64,
+        /// Its unit ("kg").
+        unit: String,
+        /// When (YYYY-MM-DD).
+        date: String,
+    },
+}
+
+/// A calendar date `YYYY-MM-DD` with a plausible year.
+fn date(field: &str, v: &str) -> Result<()> {
+    let b = v.as_bytes();
+    let digits = |r: std::ops::Range<usize>| b[r].iter().all(u8::is_ascii_digit);
+    let ok = b.len() == 10 && b[4] == b'-' && b[7] == b'-' && digits(0..4) && digits(5..7);
+    let ok = ok && digits(8..10) && {
+        let y: u32 = v[0..4].parse().unwrap_or(0);
+        let m: u32 = v[5..7].parse().unwrap_or(0);
+        let d: u32 = v[8..10].parse().unwrap_or(0);
+        (1900..=2200).contains(&y) && (1..=12).contains(&m) && (1..=31).contains(&d)
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(AppError::invalid_input(format!(
+            "{field}: must be a date such as 2026-12-01"
+        )))
+    }
+}
+
+impl Validate for ManualRecord {
+    fn validate(&self) -> Result<()> {
+        let opt = |field: &str, v: &Option<String>| match v {
+            Some(s) => validate::text(field, s, validate::NAME_MAX_CHARS),
+            None => Ok(()),
+        };
+        match self {
+            ManualRecord::Condition { text, onset } => {
+                validate::name("text", text)?;
+                onset.as_deref().map_or(Ok(()), |d| date("onset", d))
+            }
+            ManualRecord::Medication { text, dosage } => {
+                validate::name("text", text)?;
+                opt("dosage", dosage)
+            }
+            ManualRecord::Allergy { text, reaction } => {
+                validate::name("text", text)?;
+                opt("reaction", reaction)
+            }
+            ManualRecord::Immunization { text, date: d } => {
+                validate::name("text", text)?;
+                date("date", d)
+            }
+            ManualRecord::Measurement {
+                text,
+                value,
+                unit,
+                date: d,
+            } => {
+                validate::name("text", text)?;
+                if !value.is_finite() || value.abs() > 1e9 {
+                    return Err(AppError::invalid_input("value: must be a number"));
+                }
+                validate::text("unit", unit, 32)?;
+                date("date", d)
+            }
+        }
+    }
+}
+
+/// `start_share`: what to share, until when, and the forwarding policy.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct StartShare {
+    /// Whole categories.
+    #[serde(default)]
+    pub categories: Vec<ShareCategory>,
+    /// Single records (vault record ids, 64 hex), in addition to the categories.
+    #[serde(default)]
+    pub records: Vec<String>,
+    /// Seconds from now until access ends.
+    pub expires_in_secs: u64,
+    /// Forwarding policy.
+    pub policy: PolicyChoice,
+    /// Delegation depth under `allowed` (0 otherwise).
+    #[serde(default)]
+    pub depth: u8,
+}
+
+impl Validate for StartShare {
+    fn validate(&self) -> Result<()> {
+        if self.categories.is_empty() && self.records.is_empty() {
+            return Err(AppError::invalid_input(
+                "selection: choose at least one category or record",
+            ));
+        }
+        if self.categories.len() + self.records.len() > validate::SHARE_MAX_SELECTED {
+            return Err(AppError::invalid_input("selection: too many records"));
+        }
+        for r in &self.records {
+            validate::hex_id::<32>("record", r)?;
+        }
+        validate::share_duration(self.expires_in_secs)?;
+        validate::delegation_depth(self.policy == PolicyChoice::Allowed, self.depth)
+    }
+}
+
+/// An id the app handed out (share, relationship, pairing, scan, note, request), 32 hex.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct IdRef {
+    /// The id.
+    pub id: String,
+}
+
+impl Validate for IdRef {
+    fn validate(&self) -> Result<()> {
+        validate::hex_id::<16>("id", &self.id).map(drop)
+    }
+}
+
+/// `wait_for_doctor` / `wait_for_grant`: a long-poll on a pairing or a scan.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Wait {
+    /// The pairing or scan id.
+    pub id: String,
+    /// Seconds to wait at most.
+    pub wait_secs: u64,
+}
+
+impl Validate for Wait {
+    fn validate(&self) -> Result<()> {
+        validate::hex_id::<16>("id", &self.id)?;
+        validate::wait_secs(self.wait_secs)
+    }
+}
+
+/// `answer_doctor` (confirm or reject after comparing codes), `answer_forward`,
+/// `answer_note` (accept into the vault or dismiss).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Answer {
+    /// The pairing, request or note id.
+    pub id: String,
+    /// Yes or no.
+    pub accept: bool,
+}
+
+impl Validate for Answer {
+    fn validate(&self) -> Result<()> {
+        validate::hex_id::<16>("id", &self.id).map(drop)
+    }
+}
+
+/// `revoke`: one grantee of one share.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Revoke {
+    /// The share (32 hex).
+    pub share: String,
+    /// The relationship of the doctor to revoke (32 hex).
+    pub relationship: String,
+}
+
+impl Validate for Revoke {
+    fn validate(&self) -> Result<()> {
+        validate::hex_id::<16>("share", &self.share)?;
+        validate::hex_id::<16>("relationship", &self.relationship).map(drop)
+    }
+}
+
+/// `scan_text`: a QR code's text (pasted, or decoded by the shell's scanner).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScanText {
+    /// The text.
+    pub text: String,
+}
+
+impl Validate for ScanText {
+    fn validate(&self) -> Result<()> {
+        if self.text.trim().is_empty() || self.text.len() > 8192 {
+            return Err(AppError::invalid_input(
+                "code: paste the text of the patient's QR code",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// `send_note`: a FHIR resource the doctor wrote, for one patient.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SendNote {
+    /// The patient link (32 hex).
+    pub patient: String,
+    /// The resource.
+    pub resource: serde_json::Value,
+}
+
+impl Validate for SendNote {
+    fn validate(&self) -> Result<()> {
+        validate::hex_id::<16>("patient", &self.patient)?;
+        validate::note_resource(&self.resource)
+    }
+}
+
+/// Commands with no argument.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoArgs {}
+
+impl Validate for NoArgs {
+    fn validate(&self) -> Result<()> {
+        Ok(())
+    }
+}
+
+/// Every command of both apps and the argument type it takes.
+pub const COMMANDS: &[(&str, &str)] = &[
+    ("app_status", "NoArgs"),
+    ("create_vault", "CreateVault"),
+    ("restore_vault", "RestoreVault"),
+    ("unlock", "Unlock"),
+    ("lock", "NoArgs"),
+    ("change_passphrase", "ChangePassphrase"),
+    ("set_relay", "SetRelay"),
+    ("check_relay", "SetRelay"),
+    ("set_auto_lock", "SetAutoLock"),
+    ("timeline", "NoArgs"),
+    ("search", "Search"),
+    ("get_record", "RecordRef"),
+    ("delete_record", "RecordRef"),
+    ("add_record", "ManualRecord"),
+    ("import_file", "ImportFile"),
+    ("start_share", "StartShare"),
+    ("wait_for_doctor", "Wait"),
+    ("answer_doctor", "Answer"),
+    ("shares", "NoArgs"),
+    ("access_log", "IdRef"),
+    ("revoke", "Revoke"),
+    ("check_inbox", "NoArgs"),
+    ("answer_note", "Answer"),
+    ("answer_forward", "Answer"),
+    ("backup_now", "NoArgs"),
+    ("scan_text", "ScanText"),
+    ("wait_for_grant", "Wait"),
+    ("patients", "NoArgs"),
+    ("chart", "IdRef"),
+    ("refresh_patient", "IdRef"),
+    ("send_note", "SendNote"),
+    ("cancel", "IdRef"),
+];
+
+fn parse<T: for<'de> Deserialize<'de> + Validate>(args: &serde_json::Value) -> Result<T> {
+    // serde's message can quote the input: say only that the arguments do not fit.
+    let v: T = serde_json::from_value(args.clone()).map_err(|_| {
+        AppError::invalid_input("arguments: missing, extra or wrongly typed fields")
+    })?;
+    v.validate()?;
+    Ok(v)
+}
+
+/// Deserializes and validates the arguments of `command` (as a shell receives them). Unknown
+/// commands are `invalid_input`.
+pub fn validate_json(command: &str, args: &serde_json::Value) -> Result<()> {
+    let ty = COMMANDS
+        .iter()
+        .find(|(c, _)| *c == command)
+        .map(|(_, t)| *t)
+        .ok_or_else(|| AppError::invalid_input("command: unknown"))?;
+    match ty {
+        "NoArgs" => parse::<NoArgs>(args).map(drop),
+        "CreateVault" => parse::<CreateVault>(args).map(drop),
+        "RestoreVault" => parse::<RestoreVault>(args).map(drop),
+        "Unlock" => parse::<Unlock>(args).map(drop),
+        "ChangePassphrase" => parse::<ChangePassphrase>(args).map(drop),
+        "SetRelay" => parse::<SetRelay>(args).map(drop),
+        "SetAutoLock" => parse::<SetAutoLock>(args).map(drop),
+        "Search" => parse::<Search>(args).map(drop),
+        "RecordRef" => parse::<RecordRef>(args).map(drop),
+        "ManualRecord" => parse::<ManualRecord>(args).map(drop),
+        "ImportFile" => parse::<ImportFile>(args).map(drop),
+        "StartShare" => parse::<StartShare>(args).map(drop),
+        "Wait" => parse::<Wait>(args).map(drop),
+        "Answer" => parse::<Answer>(args).map(drop),
+        "IdRef" => parse::<IdRef>(args).map(drop),
+        "Revoke" => parse::<Revoke>(args).map(drop),
+        "ScanText" => parse::<ScanText>(args).map(drop),
+        "SendNote" => parse::<SendNote>(args).map(drop),
+        _ => Err(AppError::internal()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn every_listed_type_is_dispatched() {
+        for (cmd, _) in COMMANDS {
+            let e = validate_json(cmd, &json!({"__nope": 1})).err();
+            // Either refused as bad arguments, or NoArgs refusing the extra field: never the
+            // `internal` fallthrough of an unlisted type.
+            assert_eq!(e.map(|e| e.code).as_deref(), Some("invalid_input"), "{cmd}");
+        }
+        assert_eq!(
+            validate_json("rm_rf", &json!({}))
+                .expect_err("unknown")
+                .code,
+            "invalid_input"
+        );
+    }
+
+    #[test]
+    fn start_share_rules() {
+        let ok = json!({"categories": ["conditions", "allergies"], "expires_in_secs": 86400,
+            "policy": "allowed", "depth": 1});
+        assert!(validate_json("start_share", &ok).is_ok());
+        for bad in [
+            json!({"expires_in_secs": 86400, "policy": "never"}),
+            json!({"categories": ["secrets"], "expires_in_secs": 86400, "policy": "never"}),
+            json!({"categories": ["conditions"], "expires_in_secs": 10, "policy": "never"}),
+            json!({"categories": ["conditions"], "expires_in_secs": 86400, "policy": "never",
+                "depth": 2}),
+            json!({"records": ["ZZ"], "expires_in_secs": 86400, "policy": "ask"}),
+            json!({"categories": ["conditions"], "expires_in_secs": -1, "policy": "ask"}),
+        ] {
+            assert_eq!(
+                validate_json("start_share", &bad)
+                    .expect_err("refused")
+                    .code,
+                "invalid_input",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn manual_records() {
+        let ok = json!({"kind": "measurement", "text": "Body weight", "value": 71.5,
+            "unit": "kg", "date": "2026-11-30"});
+        assert!(validate_json("add_record", &ok).is_ok());
+        for bad in [
+            json!({"kind": "measurement", "text": "Body weight", "value": 71.5, "unit": "kg",
+                "date": "30/11/2026"}),
+            json!({"kind": "immunization", "text": "Flu", "date": "2026-13-01"}),
+            json!({"kind": "condition", "text": ""}),
+            json!({"kind": "surgery", "text": "x"}),
+        ] {
+            assert_eq!(
+                validate_json("add_record", &bad).expect_err("refused").code,
+                "invalid_input",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn round_trips() {
+        let s = StartShare {
+            categories: vec![ShareCategory::Observations],
+            records: vec!["ab".repeat(32)],
+            expires_in_secs: 3600,
+            policy: PolicyChoice::Ask,
+            depth: 0,
+        };
+        let v = serde_json::to_value(&s).expect("serializes");
+        assert_eq!(v["policy"], "ask");
+        assert_eq!(v["categories"][0], "observations");
+        let back: StartShare = serde_json::from_value(v).expect("parses");
+        assert_eq!(back.records, s.records);
+        let m = ManualRecord::Allergy {
+            text: "Penicillin".into(),
+            reaction: None,
+        };
+        let v = serde_json::to_value(&m).expect("serializes");
+        assert_eq!(v["kind"], "allergy");
+        assert!(serde_json::from_value::<ManualRecord>(v).is_ok());
+    }
+}

@@ -1,0 +1,527 @@
+//! The doctor app's session: scan, wait for the grant, fetch into the vault, chart, notes,
+//! access ended and purge.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use carekey_client::ClientError;
+use carekey_client::doctor::{Doctor, ScanSession};
+use carekey_core::keys::{Card, Role};
+use carekey_vault::{AuditEvent, CreateOptions, PurgeReason, Record, Vault};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
+
+use super::patient::day;
+use super::settings::{self, SETTINGS, Settings};
+use super::{AppConfig, VaultCell, derived_id, hex, locked, now};
+use crate::display::{self, ChartSummary, TimelineRow};
+use crate::error::{AppError, Result};
+use crate::events::{AppEvent, EventSink, Operations, Throttled};
+use crate::ipc::{self, Validate};
+use crate::qr;
+
+/// Label of the patient-link ids the doctor app hands out.
+const LINK_ID_LABEL: &[u8] = b"carekey-app/patient-link-id/v1\0";
+/// State name of the doctor's patient list.
+const LINKS: &str = "carekey/app/doctor/links/v1";
+
+/// A scan waiting for the patient's confirmation.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ScanView {
+    /// The scan id (hex) to wait on.
+    pub scan: String,
+    /// The check code to show, large.
+    pub check_code: String,
+}
+
+/// One patient who shared with this doctor, as the Patients screen lists them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PatientLinkView {
+    /// The link id (hex).
+    pub id: String,
+    /// The patient's card name.
+    pub name: String,
+    /// "the device you paired with on …".
+    pub trust: String,
+    /// The share (hex).
+    pub share: String,
+    /// Until when access lasts.
+    pub expires_at: u64,
+    /// `active`, `expired` or `ended` (revoked, purged from this device).
+    pub status: String,
+    /// Records of this share held on this device.
+    pub records: usize,
+    /// When they were last fetched (unix seconds).
+    pub fetched_at: Option<u64>,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct LinksState {
+    version: u32,
+    links: Vec<PatientLinkView>,
+}
+
+/// The doctor app's state.
+#[derive(Debug, Clone)]
+pub struct DoctorApp {
+    config: AppConfig,
+    vault: VaultCell,
+    doctor: Arc<AsyncMutex<Option<Doctor>>>,
+    scans: Arc<Mutex<HashMap<String, Option<ScanSession>>>>,
+    events: Arc<dyn EventSink>,
+    ops: Operations,
+}
+
+fn no_vault() -> AppError {
+    AppError::new("no_vault", "there is no vault on this device yet")
+}
+
+fn link_id(patient: &Card, share: &[u8; 16]) -> String {
+    hex(&derived_id(LINK_ID_LABEL, &[&patient.hash(), share]))
+}
+
+fn find_link(d: &Doctor, id: &str) -> Option<usize> {
+    let mut i = 0;
+    while let (Some(card), Some((share, _))) = (d.patient(i), d.share_of(i)) {
+        if link_id(card, &share) == id {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
+impl DoctorApp {
+    /// The app over `config`, reporting to `events`.
+    pub fn new(config: AppConfig, events: Arc<dyn EventSink>) -> Self {
+        Self {
+            config,
+            vault: VaultCell::default(),
+            doctor: Arc::new(AsyncMutex::new(None)),
+            scans: Arc::new(Mutex::new(HashMap::new())),
+            events,
+            ops: Operations::default(),
+        }
+    }
+
+    /// The long operations in flight.
+    pub fn operations(&self) -> &Operations {
+        &self.ops
+    }
+
+    /// Creates the doctor's vault and clinician card; returns the 24 words.
+    pub async fn create_vault(&self, args: ipc::CreateVault) -> Result<String> {
+        args.validate()?;
+        if self.config.vault_path.exists() {
+            return Err(AppError::new(
+                "vault_exists",
+                "this device already has a vault: unlock it",
+            ));
+        }
+        let path = self.config.vault_path.clone();
+        let kdf = self.config.kdf;
+        let (vault, words) = tokio::task::spawn_blocking(move || {
+            let (mut v, phrase) = Vault::create(&path, &args.passphrase, &CreateOptions { kdf })?;
+            let s = Settings::new(args.name, args.licence, args.relay_url);
+            settings::save(&mut v, SETTINGS, &s)?;
+            v.device_card(&s.name, Role::Doctor, s.licence.as_deref())?;
+            v.log_event(&AuditEvent::Created)?;
+            Ok::<_, AppError>((v, phrase.expose_words().to_owned()))
+        })
+        .await
+        .map_err(|_| AppError::internal())??;
+        self.vault.set(Some(vault)).await?;
+        self.load_service().await?;
+        Ok(words)
+    }
+
+    /// Unlocks and loads the doctor's state; purges what expired while the app was closed.
+    pub async fn unlock(&self, args: ipc::Unlock) -> Result<()> {
+        args.validate()?;
+        if !self.config.vault_path.exists() {
+            return Err(no_vault());
+        }
+        let path = self.config.vault_path.clone();
+        let vault = tokio::task::spawn_blocking(move || {
+            let mut v = Vault::open(&path)?;
+            v.unlock(&args.passphrase)?;
+            Ok::<_, AppError>(v)
+        })
+        .await
+        .map_err(|_| AppError::internal())??;
+        self.vault.set(Some(vault)).await?;
+        self.load_service().await?;
+        self.purge_expired().await.map(drop)
+    }
+
+    async fn load_service(&self) -> Result<()> {
+        let mut g = self.doctor.lock().await;
+        let d = self
+            .vault
+            .run(|v| {
+                let s: Settings = settings::load(v, SETTINGS)?.ok_or_else(no_vault)?;
+                if let Some(secs) = s.auto_lock_secs {
+                    v.set_idle_timeout(Some(std::time::Duration::from_secs(secs)));
+                }
+                let card = v.device_card(&s.name, Role::Doctor, s.licence.as_deref())?;
+                let identity = v.device_identity()?;
+                let loaded = Doctor::load_from(v, identity, card.clone())?;
+                Ok(match loaded {
+                    Some(d) => d,
+                    None => Doctor::new(v.device_identity()?, card),
+                })
+            })
+            .await?;
+        *g = Some(d);
+        Ok(())
+    }
+
+    /// Locks now: vault keys and the doctor's identity, keys and tokens dropped (zeroized).
+    pub async fn lock(&self) {
+        let mut g = self.doctor.lock().await;
+        *g = None;
+        if let Ok(mut s) = self.scans.lock() {
+            s.clear();
+        }
+        let _ = self
+            .vault
+            .run(|v| {
+                v.lock();
+                Ok(())
+            })
+            .await;
+        self.events.emit(AppEvent::Locked);
+    }
+
+    /// Background tick: idle auto-lock, then the expiry purge.
+    pub async fn tick(&self) -> bool {
+        let was_open = self.doctor.lock().await.is_some();
+        if was_open && !self.vault.is_unlocked().await {
+            self.lock().await;
+            return true;
+        }
+        if was_open {
+            let _ = self.purge_expired().await;
+        }
+        false
+    }
+
+    /// How this device appears to patients (its card).
+    pub async fn card(&self) -> Result<Card> {
+        let g = self.doctor.lock().await;
+        let _ = g.as_ref().ok_or_else(locked)?;
+        drop(g);
+        self.vault.run(|v| v.card()?.ok_or_else(no_vault)).await
+    }
+
+    // ------------------------------------------------------------------ scan
+
+    /// Answers a scanned or pasted code: a Carekey QR starts the pairing and returns the
+    /// check code to show; SMART Health Links and Cards are recognised and refused plainly
+    /// until their handler exists.
+    pub async fn scan_text(&self, args: ipc::ScanText) -> Result<ScanView> {
+        args.validate()?;
+        let text = qr::classify(&args.text)?.into_carekey()?;
+        let session = {
+            let g = self.doctor.lock().await;
+            let d = g.as_ref().ok_or_else(locked)?;
+            d.scan(&text).await?
+        };
+        let view = ScanView {
+            scan: hex(&random_id()),
+            check_code: session.check_code().to_string(),
+        };
+        self.scans
+            .lock()
+            .map_err(|_| AppError::internal())?
+            .insert(view.scan.clone(), Some(session));
+        Ok(view)
+    }
+
+    /// Waits for the patient's confirmation holding no lock of the service, then stores the
+    /// grant. Returns the patient link id.
+    pub async fn wait_for_grant(&self, args: ipc::Wait) -> Result<String> {
+        args.validate()?;
+        let mut session = {
+            let mut m = self.scans.lock().map_err(|_| AppError::internal())?;
+            match m.get_mut(&args.id) {
+                Some(slot) => slot.take().ok_or_else(|| {
+                    AppError::new("busy", "this scan is already waiting for the patient")
+                })?,
+                None => return Err(AppError::not_found("the scan")),
+            }
+        };
+        let op = self.ops.start();
+        let got = session
+            .wait_for_confirmation(args.wait_secs, &op.cancel)
+            .await;
+        let confirmation = match got {
+            Ok(c) => c,
+            Err(e) => {
+                let mut m = self.scans.lock().map_err(|_| AppError::internal())?;
+                if matches!(e, ClientError::NoAnswer) {
+                    m.insert(args.id, Some(session));
+                } else {
+                    m.remove(&args.id);
+                }
+                return Err(e.into());
+            }
+        };
+        if let Ok(mut m) = self.scans.lock() {
+            m.remove(&args.id);
+        }
+        let mut g = self.service().await?;
+        let d = g.as_mut().ok_or_else(locked)?;
+        let index = d.accept_grant(session, confirmation).await?;
+        let card = d.patient(index).cloned().ok_or_else(AppError::internal)?;
+        let (share, expires_at) = d.share_of(index).ok_or_else(AppError::internal)?;
+        let view = PatientLinkView {
+            id: link_id(&card, &share),
+            name: card.body.name.clone(),
+            trust: match &card.attestation {
+                Some(a) => format!("card attested by {}", a.clinic_name),
+                None => format!("the device you paired with on {}", day(now())),
+            },
+            share: hex(&share),
+            expires_at,
+            status: "active".to_owned(),
+            records: 0,
+            fetched_at: None,
+        };
+        let id = view.id.clone();
+        let g = self
+            .commit(g, move |v| {
+                let mut st: LinksState = settings::load(v, LINKS)?.unwrap_or_default();
+                st.version = settings::APP_STATE_VERSION;
+                st.links.retain(|l| l.id != view.id);
+                st.links.push(view);
+                settings::save(v, LINKS, &st)
+            })
+            .await?;
+        drop(g);
+        Ok(id)
+    }
+
+    // ------------------------------------------------------------------ records
+
+    /// Fetches and verifies a patient's share, then stores it in one short vault transaction
+    /// (the records of the previous copy are replaced). On "access ended" the share's records
+    /// are purged from this device and the link says so.
+    pub async fn refresh_patient(&self, args: ipc::IdRef) -> Result<PatientLinkView> {
+        args.validate()?;
+        let op = self.ops.start();
+        let sink = Throttled::new(op.id.clone(), self.events.clone());
+        let mut g = self.service().await?;
+        let d = g.as_mut().ok_or_else(locked)?;
+        let index = find_link(d, &args.id).ok_or_else(|| AppError::not_found("that patient"))?;
+        let card = d.patient(index).cloned().ok_or_else(AppError::internal)?;
+        let (share, expires_at) = d.share_of(index).ok_or_else(AppError::internal)?;
+        let fetched = d.fetch(index, &sink, &op.cancel).await;
+        let id = args.id.clone();
+        let (g, view) = match fetched {
+            Ok(records) => {
+                self.commit_with(g, move |v| {
+                    let (n, _) =
+                        carekey_client::store::store_share(v, &card, share, expires_at, &records)?;
+                    update_link(v, &id, |l| {
+                        l.records = n;
+                        l.fetched_at = Some(now());
+                        l.status = "active".to_owned();
+                    })
+                })
+                .await?
+            }
+            Err(ClientError::AccessEnded) => {
+                let (g, view) = self
+                    .commit_with(g, move |v| {
+                        let purged = v.purge_source(&share, PurgeReason::Revoked)?;
+                        let view = update_link(v, &id, |l| {
+                            l.status = "ended".to_owned();
+                            l.records = 0;
+                        })?;
+                        Ok((view, purged))
+                    })
+                    .await
+                    .map(|(g, (view, purged))| {
+                        self.events.emit(AppEvent::AccessEnded {
+                            patient: args.id.clone(),
+                            purged,
+                        });
+                        (g, view)
+                    })?;
+                (g, view)
+            }
+            Err(e) => return Err(e.into()),
+        };
+        drop(g);
+        Ok(view)
+    }
+
+    /// Everyone who shared with this doctor, with status now.
+    pub async fn patients(&self) -> Result<Vec<PatientLinkView>> {
+        let mut st: LinksState = self
+            .vault
+            .run(|v| Ok(settings::load(v, LINKS)?.unwrap_or_default()))
+            .await?;
+        let t = now();
+        for l in &mut st.links {
+            if l.status == "active" && l.expires_at <= t {
+                l.status = "expired".to_owned();
+            }
+        }
+        Ok(st.links)
+    }
+
+    /// The records of one patient's share held on this device, as rows and chart summary.
+    pub async fn chart(&self, args: ipc::IdRef) -> Result<(Vec<TimelineRow>, ChartSummary)> {
+        args.validate()?;
+        let link = self
+            .patients()
+            .await?
+            .into_iter()
+            .find(|l| l.id == args.id)
+            .ok_or_else(|| AppError::not_found("that patient"))?;
+        if link.status != "active" {
+            return Err(AppError::new(
+                "access_ended",
+                "access to this patient's records has ended; they were removed from this device",
+            ));
+        }
+        let share_hex = link.share.clone();
+        self.vault
+            .run(move |v| {
+                let summaries: Vec<_> = v
+                    .list()?
+                    .records
+                    .into_iter()
+                    .filter(|r| in_share(&r.origin, &share_hex))
+                    .collect();
+                let mut records: Vec<Record> = Vec::with_capacity(summaries.len());
+                for s in &summaries {
+                    records.push(v.get_record(&s.id)?);
+                }
+                Ok((
+                    display::timeline_rows(&summaries),
+                    display::chart_summary(&records),
+                ))
+            })
+            .await
+    }
+
+    /// Signs a FHIR resource and sends it to the patient as a note.
+    pub async fn send_note(&self, args: ipc::SendNote) -> Result<()> {
+        args.validate()?;
+        let mut g = self.service().await?;
+        let d = g.as_mut().ok_or_else(locked)?;
+        let index =
+            find_link(d, &args.patient).ok_or_else(|| AppError::not_found("that patient"))?;
+        d.send_note(index, &args.resource).await?;
+        let g = self.commit(g, |_| Ok(())).await?;
+        drop(g);
+        Ok(())
+    }
+
+    /// Purges every share whose expiry passed on this device's clock. Returns the count.
+    pub async fn purge_expired(&self) -> Result<usize> {
+        let mut g = self.service().await?;
+        let (g2, n) = {
+            let cell = self.vault.clone();
+            tokio::task::spawn_blocking(move || {
+                let r = cell
+                    .0
+                    .lock()
+                    .map_err(|_| AppError::internal())
+                    .and_then(|mut v| {
+                        let v = v.as_mut().ok_or_else(locked)?;
+                        let d = g.as_mut().ok_or_else(locked)?;
+                        let n = d.purge_expired(v)?;
+                        d.save_to(v)?;
+                        Ok(n)
+                    });
+                r.map(|n| (g, n))
+            })
+            .await
+            .map_err(|_| AppError::internal())??
+        };
+        drop(g2);
+        Ok(n)
+    }
+
+    // ------------------------------------------------------------------ internals
+
+    async fn service(&self) -> Result<OwnedMutexGuard<Option<Doctor>>> {
+        let g = self.doctor.clone().lock_owned().await;
+        if g.is_none() {
+            return Err(locked());
+        }
+        Ok(g)
+    }
+
+    async fn commit<F>(
+        &self,
+        g: OwnedMutexGuard<Option<Doctor>>,
+        also: F,
+    ) -> Result<OwnedMutexGuard<Option<Doctor>>>
+    where
+        F: FnOnce(&mut Vault) -> Result<()> + Send + 'static,
+    {
+        self.commit_with(g, also).await.map(|(g, ())| g)
+    }
+
+    /// Saves the doctor's state and runs `also` in the same blocking call.
+    async fn commit_with<T, F>(
+        &self,
+        mut g: OwnedMutexGuard<Option<Doctor>>,
+        also: F,
+    ) -> Result<(OwnedMutexGuard<Option<Doctor>>, T)>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Vault) -> Result<T> + Send + 'static,
+    {
+        let cell = self.vault.clone();
+        tokio::task::spawn_blocking(move || {
+            let r = cell
+                .0
+                .lock()
+                .map_err(|_| AppError::internal())
+                .and_then(|mut v| {
+                    let v = v.as_mut().ok_or_else(locked)?;
+                    if let Some(d) = g.as_mut() {
+                        d.save_to(v)?;
+                    }
+                    also(v)
+                });
+            r.map(|t| (g, t))
+        })
+        .await
+        .map_err(|_| AppError::internal())?
+    }
+}
+
+fn update_link(
+    v: &mut Vault,
+    id: &str,
+    f: impl FnOnce(&mut PatientLinkView),
+) -> Result<PatientLinkView> {
+    let mut st: LinksState = settings::load(v, LINKS)?.unwrap_or_default();
+    let l = st
+        .links
+        .iter_mut()
+        .find(|l| l.id == id)
+        .ok_or_else(|| AppError::not_found("that patient"))?;
+    f(l);
+    let out = l.clone();
+    settings::save(v, LINKS, &st)?;
+    Ok(out)
+}
+
+/// Whether a stored record came through share `share_hex`.
+fn in_share(origin: &carekey_vault::Origin, share_hex: &str) -> bool {
+    matches!(origin, carekey_vault::Origin::Shared { share_id, .. } if share_id == share_hex)
+}
+
+fn random_id() -> [u8; 16] {
+    let mut id = [0u8; 16];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut id);
+    id
+}

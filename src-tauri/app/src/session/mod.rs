@@ -1,0 +1,130 @@
+//! The patient and doctor sessions: every command of an app is one method here, and every
+//! method that changes state is the client flow plus its save into the vault (crash-safe: a
+//! process killed after a method returns loses nothing it reported).
+//!
+//! ## Locks (docs/architecture.md "App layer")
+//! - The vault is synchronous (SQLite): it sits in a `std::sync::Mutex` and every use runs on
+//!   a blocking thread ([`tokio::task::spawn_blocking`]); it is never held across an await.
+//! - The client service (`Patient` / `Doctor`) sits in a `tokio::sync::Mutex`, taken for a
+//!   flow and its save. Long waits (a doctor's reply, a grant, the inbox) run on a relay
+//!   handle and a pairing/scan object outside that lock, then take it only for the short
+//!   commit, so every other command answers during a wait.
+//! - Lock order: service, then vault. Nothing takes them the other way round.
+//!
+//! ## Lock means locked
+//! [`PatientApp::lock`] / [`DoctorApp::lock`] lock the vault (its keys zeroized) and drop the
+//! service (identity, epoch keys, tokens and share items, all zeroizing types); unlocking
+//! loads them again from the vault. The idle timer runs from [`crate::background`].
+
+mod doctor;
+mod patient;
+mod settings;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use carekey_vault::{KdfParams, Vault};
+use sha2::{Digest, Sha256};
+
+use crate::error::{AppError, Result};
+
+pub use doctor::{DoctorApp, PatientLinkView, ScanView};
+pub use patient::{
+    DoctorAtTheDoorView, GranteeView, InboxNoteView, PatientApp, ShareStarted, ShareView,
+};
+pub use settings::Settings;
+
+/// Where an app keeps its files, and the vault's key-derivation cost.
+#[derive(Debug, Clone)]
+pub struct AppConfig {
+    /// The vault file.
+    pub vault_path: PathBuf,
+    /// Argon2id cost for new vaults (tests use a cheap one).
+    pub kdf: KdfParams,
+}
+
+impl AppConfig {
+    /// The default configuration for a data directory (`<dir>/carekey.vault`).
+    pub fn in_dir(dir: &Path) -> Self {
+        Self {
+            vault_path: dir.join("carekey.vault"),
+            kdf: KdfParams::default(),
+        }
+    }
+}
+
+/// The vault of an app, usable from async code.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct VaultCell(Arc<Mutex<Option<Vault>>>);
+
+impl VaultCell {
+    /// Runs `f` on the vault on a blocking thread. `locked` when no vault is open.
+    pub(crate) async fn run<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Vault) -> Result<T> + Send + 'static,
+    {
+        let cell = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut g = cell.lock().map_err(|_| AppError::internal())?;
+            let v = g.as_mut().ok_or_else(locked)?;
+            f(v)
+        })
+        .await
+        .map_err(|_| AppError::internal())?
+    }
+
+    /// Replaces the open vault (on a blocking thread: dropping a vault closes SQLite).
+    pub(crate) async fn set(&self, v: Option<Vault>) -> Result<()> {
+        let cell = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut g = cell.lock().map_err(|_| AppError::internal())?;
+            *g = v;
+            Ok(())
+        })
+        .await
+        .map_err(|_| AppError::internal())?
+    }
+
+    /// Whether a vault is open and unlocked (checks the idle timeout too).
+    pub(crate) async fn is_unlocked(&self) -> bool {
+        self.run(|v| Ok(v.is_unlocked())).await.unwrap_or(false)
+    }
+}
+
+/// The error of a command that needs the unlocked vault.
+pub(crate) fn locked() -> AppError {
+    AppError::new(
+        "locked",
+        "the vault is locked: unlock it with your passphrase",
+    )
+}
+
+/// Lower-case hex of an id.
+pub(crate) fn hex(b: &[u8]) -> String {
+    data_encoding::HEXLOWER.encode(b)
+}
+
+/// A 16-byte id derived under `label` from `parts`: the stable ids the IPC hands out for
+/// relationships and patient links (the client indexes them by position, which is not stable
+/// across a restart that reorders nothing but is not meant for other processes either).
+pub(crate) fn derived_id(label: &[u8], parts: &[&[u8]]) -> [u8; 16] {
+    let mut h = Sha256::new();
+    h.update(label);
+    for p in parts {
+        h.update((p.len() as u64).to_be_bytes());
+        h.update(p);
+    }
+    let d = h.finalize();
+    let mut out = [0u8; 16];
+    out.copy_from_slice(&d[..16]);
+    out
+}
+
+/// Unix seconds now.
+pub(crate) fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

@@ -1,0 +1,1010 @@
+//! The patient app's session: onboarding, records, share at check-up, access, inbox.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use carekey_client::note::Note;
+use carekey_client::patient::{ForwardRequestId, PairingSession, Patient, ShareOptions};
+use carekey_client::relay::Relay;
+use carekey_core::grant::Policy;
+use carekey_core::keys::{Card, Role};
+use carekey_vault::{
+    AuditEvent, CreateOptions, ImportControl, ImportOptions, ImportReport, NdjsonFile, RecordId,
+    Vault,
+};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
+
+use super::settings::{self, SETTINGS, Settings};
+use super::{AppConfig, VaultCell, derived_id, hex, locked, now};
+use crate::display::{self, TimelineRow};
+use crate::error::{AppError, Result};
+use crate::events::{AppEvent, EventSink, Operations, Throttled};
+use crate::ipc::{self, PolicyChoice, ShareCategory, Validate};
+use crate::qr;
+use crate::share::{self, Selection};
+use crate::validate;
+
+/// Label of the relationship ids the patient app hands out (see [`super::derived_id`]).
+const RELATIONSHIP_ID_LABEL: &[u8] = b"carekey-app/relationship-id/v1\0";
+/// State name of the shares this device made.
+const SHARES: &str = "carekey/app/patient/shares/v1";
+/// State name of the notes received and not yet answered.
+const INBOX: &str = "carekey/app/patient/inbox/v1";
+/// Most search results shown.
+const SEARCH_LIMIT: usize = 500;
+
+/// A share this device made, as the Access screen lists it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShareView {
+    /// Share id (hex).
+    pub id: String,
+    /// When it was made (unix seconds).
+    pub created_at: u64,
+    /// Until when access lasts.
+    pub expires_at: u64,
+    /// Forwarding policy.
+    pub policy: PolicyChoice,
+    /// Delegation depth under `allowed`.
+    pub depth: u8,
+    /// Categories present in it.
+    pub categories: Vec<ShareCategory>,
+    /// FHIR records in it.
+    pub records: usize,
+    /// Attachments in it.
+    pub attachments: usize,
+    /// Everyone who was granted access, active or not.
+    #[serde(default)]
+    pub grantees: Vec<GranteeView>,
+}
+
+/// One grantee of a share.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GranteeView {
+    /// The relationship id (hex), for revoke.
+    pub relationship: String,
+    /// The name their card states.
+    pub name: String,
+    /// Honest trust wording ("the device you paired with on …" unless attested).
+    pub trust: String,
+    /// `active`, `expired` or `revoked`.
+    pub status: String,
+    /// Until when.
+    pub expires_at: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct SharesState {
+    version: u32,
+    shares: Vec<ShareView>,
+}
+
+/// A note kept sealed in the vault until the patient accepts or dismisses it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct StoredNote {
+    id: String,
+    relationship: String,
+    received_at: u64,
+    /// `carekey_client::note::Note::to_bytes`, base64.
+    note: String,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+struct InboxState {
+    version: u32,
+    notes: Vec<StoredNote>,
+}
+
+/// What the Inbox lists for one note.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct InboxNoteView {
+    /// Note id (hex) for `answer_note`.
+    pub id: String,
+    /// Author's card name.
+    pub author: String,
+    /// "signature valid, from the device you paired with on …".
+    pub signature: String,
+    /// FHIR resource type.
+    pub resource_type: String,
+    /// A title for the list.
+    pub title: String,
+    /// When it arrived (unix seconds).
+    pub received_at: u64,
+    /// The resource (for the detail view).
+    pub resource: serde_json::Value,
+}
+
+/// What `start_share` returns: the QR to show full screen.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ShareStarted {
+    /// The share (hex).
+    pub share: String,
+    /// The pairing to wait on (hex).
+    pub pairing: String,
+    /// The QR as SVG.
+    pub qr_svg: String,
+    /// The QR text (for "copy code").
+    pub qr_text: String,
+    /// When the QR stops working (unix seconds).
+    pub qr_expires_at: u64,
+    /// Until when access lasts.
+    pub expires_at: u64,
+    /// FHIR records shared.
+    pub records: usize,
+    /// Attachments shared.
+    pub attachments: usize,
+    /// Categories present.
+    pub categories: Vec<ShareCategory>,
+}
+
+/// The doctor who scanned, as the confirm screen shows them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DoctorAtTheDoorView {
+    /// The pairing (hex).
+    pub pairing: String,
+    /// The name their card states.
+    pub name: String,
+    /// Their licence id as stated.
+    pub licence: Option<String>,
+    /// The check code, `123-4567`.
+    pub check_code: String,
+    /// Whether a clinic attested the card.
+    pub attested: bool,
+    /// Honest wording of that.
+    pub trust: String,
+}
+
+/// A pairing in progress: its session while nobody waits on it.
+#[derive(Debug)]
+enum PairingSlot {
+    Waiting(Box<PairingSession>),
+    /// Taken by a running wait.
+    Busy,
+    /// Answered: the doctor's card is known, the patient compares codes.
+    Answered(Box<PairingSession>, Box<Card>),
+}
+
+/// The patient app's state.
+#[derive(Debug, Clone)]
+pub struct PatientApp {
+    config: AppConfig,
+    vault: VaultCell,
+    patient: Arc<AsyncMutex<Option<Patient>>>,
+    pairings: Arc<Mutex<HashMap<String, PairingSlot>>>,
+    events: Arc<dyn EventSink>,
+    ops: Operations,
+}
+
+impl std::fmt::Debug for dyn EventSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EventSink")
+    }
+}
+
+fn trust_wording(card: &Card, paired_at: Option<u64>) -> String {
+    match (&card.attestation, paired_at) {
+        (Some(a), _) => format!("card attested by {}", a.clinic_name),
+        (None, Some(t)) => format!("the device you paired with on {}", day(t)),
+        (None, None) => "the device that scanned your QR (self-asserted card)".to_owned(),
+    }
+}
+
+/// `YYYY-MM-DD` (UTC) of a unix time, for wording; the UI formats dates itself.
+pub(crate) fn day(t: u64) -> String {
+    // Civil-from-days (Howard Hinnant's algorithm), to avoid a date crate for one label.
+    let days = (t / 86_400) as i64;
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let y = yoe + era * 400;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = if m <= 2 { y + 1 } else { y };
+    format!("{y:04}-{m:02}-{d:02}")
+}
+
+fn no_vault() -> AppError {
+    AppError::new("no_vault", "there is no vault on this device yet")
+}
+
+impl PatientApp {
+    /// The app over `config`, reporting to `events`.
+    pub fn new(config: AppConfig, events: Arc<dyn EventSink>) -> Self {
+        Self {
+            config,
+            vault: VaultCell::default(),
+            patient: Arc::new(AsyncMutex::new(None)),
+            pairings: Arc::new(Mutex::new(HashMap::new())),
+            events,
+            ops: Operations::default(),
+        }
+    }
+
+    /// Reports an event to the shell (background work uses it).
+    pub fn emit(&self, event: AppEvent) {
+        self.events.emit(event);
+    }
+
+    /// The long operations in flight (cancel by id).
+    pub fn operations(&self) -> &Operations {
+        &self.ops
+    }
+
+    /// Whether a vault file exists.
+    pub fn vault_exists(&self) -> bool {
+        self.config.vault_path.exists()
+    }
+
+    /// Whether the vault is open and unlocked.
+    pub async fn is_unlocked(&self) -> bool {
+        self.vault.is_unlocked().await
+    }
+
+    // ------------------------------------------------------------------ onboarding
+
+    /// Creates the vault, the device card and the settings; returns the 24 words to show once.
+    pub async fn create_vault(&self, args: ipc::CreateVault) -> Result<String> {
+        args.validate()?;
+        if self.vault_exists() {
+            return Err(AppError::new(
+                "vault_exists",
+                "this device already has a vault: unlock it or restore",
+            ));
+        }
+        let path = self.config.vault_path.clone();
+        let kdf = self.config.kdf;
+        let (vault, words) = tokio::task::spawn_blocking(move || {
+            let (mut v, phrase) = Vault::create(&path, &args.passphrase, &CreateOptions { kdf })?;
+            let s = Settings::new(args.name, None, args.relay_url);
+            settings::save(&mut v, SETTINGS, &s)?;
+            v.device_card(&s.name, Role::Patient, None)?;
+            v.log_event(&AuditEvent::Created)?;
+            Ok::<_, AppError>((v, phrase.expose_words().to_owned()))
+        })
+        .await
+        .map_err(|_| AppError::internal())??;
+        self.vault.set(Some(vault)).await?;
+        self.load_service().await?;
+        Ok(words)
+    }
+
+    /// Unlocks the vault with the passphrase and loads the patient's state.
+    pub async fn unlock(&self, args: ipc::Unlock) -> Result<()> {
+        args.validate()?;
+        if !self.vault_exists() {
+            return Err(no_vault());
+        }
+        let path = self.config.vault_path.clone();
+        let vault = tokio::task::spawn_blocking(move || {
+            let mut v = Vault::open(&path)?;
+            v.unlock(&args.passphrase)?;
+            Ok::<_, AppError>(v)
+        })
+        .await
+        .map_err(|_| AppError::internal())??;
+        self.vault.set(Some(vault)).await?;
+        self.load_service().await
+    }
+
+    async fn load_service(&self) -> Result<()> {
+        let mut g = self.patient.lock().await;
+        let p = self
+            .vault
+            .run(|v| {
+                let s: Settings = settings::load(v, SETTINGS)?.ok_or_else(no_vault)?;
+                if let Some(secs) = s.auto_lock_secs {
+                    v.set_idle_timeout(Some(std::time::Duration::from_secs(secs)));
+                }
+                let card = v.device_card(&s.name, Role::Patient, None)?;
+                let relay = Relay::new(&s.relay_url)?;
+                let identity = v.device_identity()?;
+                let loaded = Patient::load_from(v, identity, card.clone(), relay.clone())?;
+                Ok(match loaded {
+                    Some(p) => p,
+                    None => Patient::new(v.device_identity()?, card, relay),
+                })
+            })
+            .await?;
+        *g = Some(p);
+        Ok(())
+    }
+
+    /// Locks now: the vault's keys and the patient's identity, keys and tokens are dropped
+    /// (zeroized); pairings in progress are abandoned.
+    pub async fn lock(&self) {
+        let mut g = self.patient.lock().await;
+        *g = None;
+        if let Ok(mut p) = self.pairings.lock() {
+            p.clear();
+        }
+        let _ = self
+            .vault
+            .run(|v| {
+                v.lock();
+                Ok(())
+            })
+            .await;
+        self.events.emit(AppEvent::Locked);
+    }
+
+    /// Called by the background timer: locks everything when the vault's idle timeout has
+    /// passed. Returns whether it locked.
+    pub async fn tick(&self) -> bool {
+        let was_open = self.patient.lock().await.is_some();
+        if was_open && !self.vault.is_unlocked().await {
+            self.lock().await;
+            return true;
+        }
+        false
+    }
+
+    /// The current settings.
+    pub async fn settings(&self) -> Result<Settings> {
+        self.vault
+            .run(|v| settings::load(v, SETTINGS)?.ok_or_else(no_vault))
+            .await
+    }
+
+    /// Changes the auto-lock delay.
+    pub async fn set_auto_lock(&self, args: ipc::SetAutoLock) -> Result<()> {
+        args.validate()?;
+        self.vault
+            .run(move |v| {
+                let mut s: Settings = settings::load(v, SETTINGS)?.ok_or_else(no_vault)?;
+                s.auto_lock_secs = args.secs;
+                v.set_idle_timeout(args.secs.map(std::time::Duration::from_secs));
+                settings::save(v, SETTINGS, &s)
+            })
+            .await
+    }
+
+    // ------------------------------------------------------------------ records
+
+    /// Every record as a timeline row, newest first.
+    pub async fn timeline(&self) -> Result<Vec<TimelineRow>> {
+        self.vault
+            .run(|v| Ok(display::timeline_rows(&v.list()?.records)))
+            .await
+    }
+
+    /// Search as the user types.
+    pub async fn search(&self, args: ipc::Search) -> Result<Vec<TimelineRow>> {
+        args.validate()?;
+        self.vault
+            .run(move |v| {
+                if args.query.trim().is_empty() {
+                    return Ok(display::timeline_rows(&v.list()?.records));
+                }
+                Ok(display::timeline_rows(
+                    &v.search(&args.query, SEARCH_LIMIT)?,
+                ))
+            })
+            .await
+    }
+
+    /// One record with its resource and provenance.
+    pub async fn record(&self, args: ipc::RecordRef) -> Result<carekey_vault::Record> {
+        args.validate()?;
+        let id: RecordId = args
+            .id
+            .parse()
+            .map_err(|_| AppError::invalid_input("record: not a record id"))?;
+        self.vault.run(move |v| Ok(v.get_record(&id)?)).await
+    }
+
+    /// Adds a record entered by hand (signed by this device) and returns its id.
+    pub async fn add_record(&self, args: ipc::ManualRecord) -> Result<String> {
+        args.validate()?;
+        let resource = manual_resource(&args);
+        self.vault
+            .run(move |v| {
+                let id = v.add_record(resource)?;
+                v.log_event(&AuditEvent::RecordAdded { record: id })?;
+                Ok(id.to_string())
+            })
+            .await
+    }
+
+    /// Imports a FHIR Bundle or NDJSON file in one transaction (all or nothing), reporting
+    /// progress under `op` and cancellable with it.
+    pub async fn import_file(&self, args: ipc::ImportFile) -> Result<ImportReport> {
+        args.validate()?;
+        let op = self.ops.start();
+        let sink = Throttled::new(op.id.clone(), self.events.clone());
+        let cancel = op.cancel.clone();
+        let path = std::path::PathBuf::from(&args.path);
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "import".to_owned());
+        let report = self
+            .vault
+            .run(move |v| {
+                let meta = std::fs::metadata(&path)
+                    .map_err(|_| AppError::invalid_input("file: cannot be read"))?;
+                if !meta.is_file() || meta.len() > validate::IMPORT_MAX_BYTES {
+                    return Err(AppError::invalid_input(
+                        "file: must be a FHIR file of at most 512 MiB",
+                    ));
+                }
+                let bytes = zeroize::Zeroizing::new(
+                    std::fs::read(&path)
+                        .map_err(|_| AppError::invalid_input("file: cannot be read"))?,
+                );
+                let kind = validate::import_file(&bytes)?;
+                let mut progress = |p: carekey_vault::ImportProgress| {
+                    sink.report_raw("importing", p.done as u64, p.total as u64);
+                };
+                let mut ctl = ImportControl {
+                    progress: Some(&mut progress),
+                    cancel: Some(cancel.flag()),
+                };
+                let opts = ImportOptions {
+                    source: Some(name.clone()),
+                    share: None,
+                };
+                let report = match kind {
+                    validate::ImportKind::Bundle => v.import_bundle(&bytes, &opts, &mut ctl)?,
+                    validate::ImportKind::Ndjson => v.import_ndjson(
+                        &[NdjsonFile {
+                            name: name.clone(),
+                            data: bytes.to_vec(),
+                        }],
+                        &opts,
+                        &mut ctl,
+                    )?,
+                };
+                Ok(report)
+            })
+            .await?;
+        drop(op);
+        Ok(report)
+    }
+
+    // ------------------------------------------------------------------ share at check-up
+
+    /// Seals the chosen records into a new share, opens a pairing and returns the QR.
+    pub async fn start_share(&self, args: ipc::StartShare) -> Result<ShareStarted> {
+        args.validate()?;
+        let mut sel = Selection {
+            categories: args
+                .categories
+                .iter()
+                .map(|c| share::category_of(*c))
+                .collect(),
+            ..Selection::default()
+        };
+        for r in &args.records {
+            sel.records.insert(
+                r.parse()
+                    .map_err(|_| AppError::invalid_input("record: not a record id"))?,
+            );
+        }
+        let op = self.ops.start();
+        let sink = Throttled::new(op.id.clone(), self.events.clone());
+        let mut g = self.service().await?;
+        let items = self
+            .vault
+            .run(move |v| share::items_from_vault(v, &sel))
+            .await?;
+        let expires_at = now().saturating_add(args.expires_in_secs);
+        let policy = match args.policy {
+            PolicyChoice::Never => Policy::Never,
+            PolicyChoice::Ask => Policy::Ask,
+            PolicyChoice::Allowed => Policy::Allowed,
+        };
+        let p = g.as_mut().ok_or_else(locked)?;
+        let (records, attachments) = (items.records, items.attachments);
+        let categories: Vec<ShareCategory> = items
+            .categories
+            .iter()
+            .map(|c| share::share_category(*c))
+            .collect();
+        let share_id = p
+            .create_share(
+                items.items,
+                ShareOptions {
+                    expires_at,
+                    policy,
+                    delegation_depth: args.depth,
+                },
+                &sink,
+                &op.cancel,
+            )
+            .await?;
+        let session = p.start_pairing(&share_id).await?;
+        let view = ShareView {
+            id: hex(&share_id),
+            created_at: now(),
+            expires_at,
+            policy: args.policy,
+            depth: args.depth,
+            categories: categories.clone(),
+            records,
+            attachments,
+            grantees: Vec::new(),
+        };
+        let g = self
+            .commit(g, move |v| {
+                let mut st: SharesState = settings::load(v, SHARES)?.unwrap_or_default();
+                st.version = settings::APP_STATE_VERSION;
+                st.shares.push(view);
+                settings::save(v, SHARES, &st)
+            })
+            .await?;
+        drop(g);
+        let qr_text = session.qr_text();
+        let svg = qr::render_svg(&qr_text, "QR code to show the doctor")?;
+        let pairing = hex(&random_id());
+        let qr_expires_at = carekey_core::pairing::QrPayload::parse(&qr_text)
+            .map(|q| u64::from(q.expires_at))
+            .unwrap_or(expires_at);
+        self.pairings
+            .lock()
+            .map_err(|_| AppError::internal())?
+            .insert(pairing.clone(), PairingSlot::Waiting(Box::new(session)));
+        Ok(ShareStarted {
+            share: hex(&share_id),
+            pairing,
+            qr_svg: svg.svg,
+            qr_text,
+            qr_expires_at,
+            expires_at,
+            records,
+            attachments,
+            categories,
+        })
+    }
+
+    /// Waits up to `wait_secs` for the doctor's scan, holding no lock of the service: every
+    /// other command answers meanwhile.
+    pub async fn wait_for_doctor(&self, args: ipc::Wait) -> Result<DoctorAtTheDoorView> {
+        args.validate()?;
+        let mut session = {
+            let mut m = self.pairings.lock().map_err(|_| AppError::internal())?;
+            match m.insert(args.id.clone(), PairingSlot::Busy) {
+                Some(PairingSlot::Waiting(s)) => *s,
+                Some(other) => {
+                    m.insert(args.id.clone(), other);
+                    return Err(AppError::new(
+                        "busy",
+                        "this QR is already being waited on or was answered",
+                    ));
+                }
+                None => {
+                    m.remove(&args.id);
+                    return Err(AppError::not_found("the pairing"));
+                }
+            }
+        };
+        let relay = self
+            .patient
+            .lock()
+            .await
+            .as_ref()
+            .map(Patient::relay)
+            .ok_or_else(locked)?;
+        let op = self.ops.start();
+        let got = session
+            .wait_for_doctor(&relay, args.wait_secs, &op.cancel)
+            .await;
+        let mut m = self.pairings.lock().map_err(|_| AppError::internal())?;
+        match got {
+            Ok(door) => {
+                m.insert(
+                    args.id.clone(),
+                    PairingSlot::Answered(Box::new(session), Box::new(door.card.clone())),
+                );
+                Ok(DoctorAtTheDoorView {
+                    pairing: args.id,
+                    name: door.card.body.name.clone(),
+                    licence: door.card.body.licence_id.clone(),
+                    check_code: door.check_code.to_string(),
+                    attested: door.attested,
+                    trust: trust_wording(&door.card, None),
+                })
+            }
+            Err(e) => {
+                // Nobody answered yet: the QR stays valid for another wait. Anything else
+                // (expired, closed) ends the pairing.
+                if matches!(e, carekey_client::ClientError::NoAnswer) {
+                    m.insert(args.id, PairingSlot::Waiting(Box::new(session)));
+                } else {
+                    m.remove(&args.id);
+                }
+                Err(e.into())
+            }
+        }
+    }
+
+    /// After comparing check codes: confirm (the doctor gets the grant) or reject (the doctor
+    /// is told the patient declined). Returns the relationship id on confirm.
+    pub async fn answer_doctor(&self, args: ipc::Answer) -> Result<Option<String>> {
+        args.validate()?;
+        let slot = self
+            .pairings
+            .lock()
+            .map_err(|_| AppError::internal())?
+            .remove(&args.id);
+        let Some(PairingSlot::Answered(session, card)) = slot else {
+            return Err(AppError::not_found("a doctor's answer to this QR"));
+        };
+        let (session, card) = (*session, *card);
+        let share_id = session.share_id();
+        let mut g = self.service().await?;
+        let p = g.as_mut().ok_or_else(locked)?;
+        if !args.accept {
+            // DECLINE-PENDING: tell the doctor at once once the client can.
+            drop(session);
+            return Ok(None);
+        }
+        let index = p.confirm(session).await?;
+        let paired_at = p.relationship(index).map(|(_, t)| t).unwrap_or_else(now);
+        let rel = relationship_id(&card, paired_at);
+        let expires = p
+            .active_grants(&share_id)
+            .into_iter()
+            .find(|(i, _)| *i == index)
+            .map(|(_, e)| e)
+            .unwrap_or(0);
+        let grantee = GranteeView {
+            relationship: hex(&rel),
+            name: card.body.name.clone(),
+            trust: trust_wording(&card, Some(paired_at)),
+            status: "active".to_owned(),
+            expires_at: expires,
+        };
+        let share_hex = hex(&share_id);
+        let name = card.body.name.clone();
+        let g = self
+            .commit(g, move |v| {
+                let mut st: SharesState = settings::load(v, SHARES)?.unwrap_or_default();
+                let records = st
+                    .shares
+                    .iter_mut()
+                    .find(|s| s.id == share_hex)
+                    .map(|s| {
+                        s.grantees.push(grantee);
+                        s.records
+                    })
+                    .unwrap_or(0);
+                settings::save(v, SHARES, &st)?;
+                v.log_event(&AuditEvent::Shared {
+                    share_id: share_hex,
+                    grantee: name,
+                    records,
+                })?;
+                Ok(())
+            })
+            .await?;
+        drop(g);
+        Ok(Some(hex(&rel)))
+    }
+
+    // ------------------------------------------------------------------ access
+
+    /// Every share with its grantees and their status now.
+    pub async fn shares(&self) -> Result<Vec<ShareView>> {
+        let mut st: SharesState = self
+            .vault
+            .run(|v| Ok(settings::load(v, SHARES)?.unwrap_or_default()))
+            .await?;
+        let t = now();
+        for s in &mut st.shares {
+            for g in &mut s.grantees {
+                if g.status == "active" && g.expires_at <= t {
+                    g.status = "expired".to_owned();
+                }
+            }
+        }
+        Ok(st.shares)
+    }
+
+    /// Revokes one grantee of one share (token revoked at once, then a re-key; docs/protocol.md
+    /// "Revocation"). They keep what they already fetched; new versions are under a new key
+    /// they do not have.
+    pub async fn revoke(&self, args: ipc::Revoke) -> Result<()> {
+        args.validate()?;
+        let share_id: [u8; 16] = validate::hex_id("share", &args.share)?;
+        let op = self.ops.start();
+        let sink = Throttled::new(op.id.clone(), self.events.clone());
+        let mut g = self.service().await?;
+        let p = g.as_mut().ok_or_else(locked)?;
+        let index = find_relationship(p, &args.relationship)
+            .ok_or_else(|| AppError::not_found("that doctor"))?;
+        let name = p
+            .relationship(index)
+            .map(|(c, _)| c.body.name.clone())
+            .unwrap_or_default();
+        p.revoke(&share_id, index, &sink, &op.cancel).await?;
+        let (share_hex, rel) = (args.share, args.relationship);
+        let g = self
+            .commit(g, move |v| {
+                let mut st: SharesState = settings::load(v, SHARES)?.unwrap_or_default();
+                if let Some(s) = st.shares.iter_mut().find(|s| s.id == share_hex) {
+                    for gr in s.grantees.iter_mut().filter(|g| g.relationship == rel) {
+                        gr.status = "revoked".to_owned();
+                    }
+                }
+                settings::save(v, SHARES, &st)?;
+                v.log_event(&AuditEvent::Revoked {
+                    share_id: share_hex,
+                    grantee: name,
+                })?;
+                Ok(())
+            })
+            .await?;
+        drop(g);
+        Ok(())
+    }
+
+    /// The verified access log of a share in words ("Dr. X fetched 12 records").
+    pub async fn access_log(&self, args: ipc::IdRef) -> Result<Vec<(String, usize)>> {
+        args.validate()?;
+        let share_id: [u8; 16] = validate::hex_id("share", &args.id)?;
+        let mut g = self.service().await?;
+        let p = g.as_mut().ok_or_else(locked)?;
+        let events = p.access_log(&share_id).await?;
+        let out = carekey_client::patient::summarize(&events);
+        let g = self.commit(g, |_| Ok(())).await?;
+        drop(g);
+        Ok(out)
+    }
+
+    // ------------------------------------------------------------------ inbox
+
+    /// Polls every relationship's mailbox once (up to `wait_secs` for the first), keeps each
+    /// verified note sealed in the vault, and only then deletes it at the relay: a crash
+    /// between receive and accept loses nothing. Returns the notes waiting.
+    pub async fn check_inbox(&self, wait_secs: u64) -> Result<Vec<InboxNoteView>> {
+        let waiters = {
+            let g = self.patient.lock().await;
+            let p = g.as_ref().ok_or_else(locked)?;
+            let mut w = Vec::new();
+            let mut i = 0;
+            while let Some((card, paired_at)) = p.relationship(i) {
+                w.push((i, relationship_id(card, paired_at), p.inbox_waiter(i)?));
+                i += 1;
+            }
+            w
+        };
+        for (n, (index, rel, waiter)) in waiters.into_iter().enumerate() {
+            // Only the first mailbox long-polls; the rest are read as they are.
+            let wait = if n == 0 { wait_secs } else { 0 };
+            let msgs = waiter.wait(wait).await?;
+            if msgs.is_empty() {
+                continue;
+            }
+            let mut g = self.service().await?;
+            let p = g.as_mut().ok_or_else(locked)?;
+            let received = p.open_inbox(index, msgs)?;
+            let mut stored = Vec::new();
+            for note in &received.notes {
+                let bytes = note.to_bytes()?;
+                stored.push(StoredNote {
+                    id: hex(&random_id()),
+                    relationship: hex(&rel),
+                    received_at: now(),
+                    note: data_encoding::BASE64.encode(&bytes),
+                });
+            }
+            let requests = p.forward_requests().len();
+            // Save notes and the advanced cursor first, then acknowledge at the relay.
+            let mut g = self
+                .commit(g, move |v| {
+                    let mut st: InboxState = settings::load(v, INBOX)?.unwrap_or_default();
+                    st.version = settings::APP_STATE_VERSION;
+                    st.notes.extend(stored);
+                    settings::save(v, INBOX, &st)
+                })
+                .await?;
+            let p = g.as_mut().ok_or_else(locked)?;
+            p.ack_inbox(index).await?;
+            let g = self.commit(g, |_| Ok(())).await?;
+            drop(g);
+            let notes = self.inbox().await?.len();
+            self.events.emit(AppEvent::InboxChanged {
+                notes,
+                forward_requests: requests,
+            });
+            if let Some(e) = received.rejected {
+                let e = AppError::from(e);
+                self.events.emit(AppEvent::Problem {
+                    code: e.code,
+                    message: e.message,
+                });
+            }
+        }
+        self.inbox().await
+    }
+
+    /// The notes waiting in the vault (signatures re-verified as they are read).
+    pub async fn inbox(&self) -> Result<Vec<InboxNoteView>> {
+        let st: InboxState = self
+            .vault
+            .run(|v| Ok(settings::load(v, INBOX)?.unwrap_or_default()))
+            .await?;
+        let mut out = Vec::new();
+        for s in st.notes {
+            let note = decode_note(&s.note)?;
+            let ty = note
+                .resource
+                .get("resourceType")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("Resource")
+                .to_owned();
+            let title = note
+                .resource
+                .pointer("/code/text")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or(&ty)
+                .to_owned();
+            out.push(InboxNoteView {
+                id: s.id,
+                author: note.author.body.name.clone(),
+                signature: format!(
+                    "signature valid, from {}",
+                    trust_wording(&note.author, Some(s.received_at))
+                ),
+                resource_type: ty,
+                title,
+                received_at: s.received_at,
+                resource: note.resource,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Accepts a note into the vault (kept with its signature) or dismisses it.
+    pub async fn answer_note(&self, args: ipc::Answer) -> Result<()> {
+        args.validate()?;
+        self.vault
+            .run(move |v| {
+                let mut st: InboxState = settings::load(v, INBOX)?.unwrap_or_default();
+                let at = st
+                    .notes
+                    .iter()
+                    .position(|n| n.id == args.id)
+                    .ok_or_else(|| AppError::not_found("the note"))?;
+                if args.accept {
+                    let note = decode_note(&st.notes[at].note)?;
+                    let record = carekey_client::note::accept(v, &note)?;
+                    v.log_event(&AuditEvent::NoteAccepted {
+                        record,
+                        author: note.author.body.name.clone(),
+                    })?;
+                }
+                st.notes.remove(at);
+                settings::save(v, INBOX, &st)
+            })
+            .await
+    }
+
+    /// Approves or declines a doctor's request to forward to a colleague.
+    pub async fn answer_forward(&self, args: ipc::Answer) -> Result<()> {
+        args.validate()?;
+        let id = ForwardRequestId(validate::hex_id("request", &args.id)?);
+        let mut g = self.service().await?;
+        let p = g.as_mut().ok_or_else(locked)?;
+        p.answer_forward(&id, args.accept).await?;
+        let g = self.commit(g, |_| Ok(())).await?;
+        drop(g);
+        Ok(())
+    }
+
+    // ------------------------------------------------------------------ internals
+
+    /// The service, locked for one flow.
+    async fn service(&self) -> Result<OwnedMutexGuard<Option<Patient>>> {
+        let g = self.patient.clone().lock_owned().await;
+        if g.is_none() {
+            return Err(locked());
+        }
+        Ok(g)
+    }
+
+    /// Saves the patient's state and runs `also` in the same blocking call, then hands the
+    /// service back.
+    async fn commit<F>(
+        &self,
+        mut g: OwnedMutexGuard<Option<Patient>>,
+        also: F,
+    ) -> Result<OwnedMutexGuard<Option<Patient>>>
+    where
+        F: FnOnce(&mut Vault) -> Result<()> + Send + 'static,
+    {
+        let cell = self.vault.clone();
+        tokio::task::spawn_blocking(move || {
+            let r = cell
+                .0
+                .lock()
+                .map_err(|_| AppError::internal())
+                .and_then(|mut v| {
+                    let v = v.as_mut().ok_or_else(locked)?;
+                    if let Some(p) = g.as_mut() {
+                        p.save_to(v)?;
+                    }
+                    also(v)
+                });
+            r.map(|()| g)
+        })
+        .await
+        .map_err(|_| AppError::internal())?
+    }
+}
+
+fn decode_note(b64: &str) -> Result<Note> {
+    let bytes = data_encoding::BASE64
+        .decode(b64.as_bytes())
+        .map_err(|_| AppError::new("tampered", "a stored note cannot be read"))?;
+    Ok(Note::from_bytes(&bytes)?)
+}
+
+fn random_id() -> [u8; 16] {
+    let mut id = [0u8; 16];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut id);
+    id
+}
+
+fn relationship_id(card: &Card, paired_at: u64) -> [u8; 16] {
+    derived_id(
+        RELATIONSHIP_ID_LABEL,
+        &[&card.hash(), &paired_at.to_be_bytes()],
+    )
+}
+
+fn find_relationship(p: &Patient, id: &str) -> Option<usize> {
+    let mut i = 0;
+    while let Some((card, at)) = p.relationship(i) {
+        if hex(&relationship_id(card, at)) == id {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
+/// The FHIR R4 resource of a hand-entered record (the form's fields, nothing invented).
+fn manual_resource(r: &ipc::ManualRecord) -> serde_json::Value {
+    use serde_json::json;
+    match r {
+        ipc::ManualRecord::Condition { text, onset } => {
+            let mut v = json!({"resourceType": "Condition", "code": {"text": text},
+                "clinicalStatus": {"coding": [{"system":
+                    "http://terminology.hl7.org/CodeSystem/condition-clinical", "code": "active"}]}});
+            if let Some(d) = onset {
+                v["onsetDateTime"] = json!(d);
+            }
+            v
+        }
+        ipc::ManualRecord::Medication { text, dosage } => {
+            let mut v = json!({"resourceType": "MedicationStatement", "status": "active",
+                "medicationCodeableConcept": {"text": text}});
+            if let Some(d) = dosage {
+                v["dosage"] = json!([{"text": d}]);
+            }
+            v
+        }
+        ipc::ManualRecord::Allergy { text, reaction } => {
+            let mut v = json!({"resourceType": "AllergyIntolerance", "code": {"text": text}});
+            if let Some(x) = reaction {
+                v["reaction"] = json!([{"manifestation": [{"text": x}]}]);
+            }
+            v
+        }
+        ipc::ManualRecord::Immunization { text, date } => json!({
+            "resourceType": "Immunization", "status": "completed",
+            "vaccineCode": {"text": text}, "occurrenceDateTime": date}),
+        ipc::ManualRecord::Measurement {
+            text,
+            value,
+            unit,
+            date,
+        } => json!({"resourceType": "Observation", "status": "final",
+            "code": {"text": text}, "effectiveDateTime": date,
+            "valueQuantity": {"value": value, "unit": unit}}),
+    }
+}

@@ -1,0 +1,386 @@
+//! A headless walk through both apps' screens, command by command, against a real relay
+//! process: onboarding → import the largest Synthea patient → share chosen categories →
+//! doctor scans → same check code → confirm → chart rows and counts → note back → patient
+//! accepts → revoke → doctor sees access ended and its copy purged. Also: a long wait does
+//! not block the other commands, and lock means locked.
+//!
+//! Needs the relay binary (`cargo build -p carekey-relay`) and `$CAREKEY_FIXTURES`; without
+//! them the tests say they were skipped, unless `CAREKEY_REQUIRE_FIXTURES` is set (CI), where
+//! a skip is a failure.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use carekey_app::events::NoEvents;
+use carekey_app::ipc::{self, PolicyChoice, ShareCategory};
+use carekey_app::session::{AppConfig, DoctorApp, PatientApp};
+use carekey_vault::KdfParams;
+
+struct Relay {
+    child: Child,
+    url: String,
+    _data: tempfile::TempDir,
+}
+
+impl Drop for Relay {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn required() -> bool {
+    std::env::var_os("CAREKEY_REQUIRE_FIXTURES").is_some()
+}
+
+fn skip(why: &str) {
+    assert!(!required(), "CAREKEY_REQUIRE_FIXTURES is set but {why}");
+    eprintln!("skipped: {why}");
+}
+
+fn fixtures() -> Option<PathBuf> {
+    let p = std::env::var_os("CAREKEY_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"));
+    p.join("synthea-10").is_dir().then_some(p)
+}
+
+fn start_relay() -> Option<Relay> {
+    let bin = std::env::var_os("CAREKEY_RELAY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
+                .join("debug/carekey-relay")
+        });
+    if !bin.is_file() {
+        skip("the relay binary is not built (cargo build -p carekey-relay)");
+        return None;
+    }
+    let port = TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port();
+    let url = format!("http://127.0.0.1:{port}");
+    let data = tempfile::tempdir().expect("temp dir");
+    let child = Command::new(bin)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--origin", &url])
+        .args(["--sweep-secs", "1", "--data"])
+        .arg(data.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("relay starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "relay did not start listening");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some(Relay {
+        child,
+        url,
+        _data: data,
+    })
+}
+
+fn config(dir: &Path, name: &str) -> AppConfig {
+    AppConfig {
+        vault_path: dir.join(name),
+        // Cheap Argon2id: these tests are about the flows, not the passphrase cost.
+        kdf: KdfParams {
+            m_kib: 8 * 1024,
+            t: 1,
+            p: 1,
+        },
+    }
+}
+
+/// The largest Synthea patient's resources as one NDJSON file (what a patient's export
+/// download would be), and its resource count.
+fn largest_synthea_patient(fixtures: &Path, out: &Path) -> usize {
+    let dir = fixtures.join("synthea-10");
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(&dir).expect("synthea dir") {
+        let p = e.expect("entry").path();
+        let name = p.file_name().expect("name").to_string_lossy().into_owned();
+        if name.ends_with(".ndjson") && !name.starts_with("log") {
+            files.push(carekey_vault::NdjsonFile {
+                name,
+                data: std::fs::read(&p).expect("read"),
+            });
+        }
+    }
+    let routed = carekey_vault::route_by_patient(&files).expect("routes");
+    let (_, biggest) = routed
+        .patients
+        .into_iter()
+        .max_by_key(|(_, fs)| fs.iter().map(|f| f.data.len()).sum::<usize>())
+        .expect("a patient");
+    let mut all = Vec::new();
+    let mut n = 0;
+    for f in biggest {
+        for line in f
+            .data
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.trim_ascii().is_empty())
+        {
+            all.extend_from_slice(line);
+            all.push(b'\n');
+            n += 1;
+        }
+    }
+    std::fs::write(out, all).expect("write ndjson");
+    n
+}
+
+const PASS: &str = "correct horse battery staple";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn both_apps_walk_every_screen() {
+    let Some(fx) = fixtures() else {
+        return skip("CAREKEY_FIXTURES (synthea-10) not found");
+    };
+    let Some(relay) = start_relay() else { return };
+    let dir = tempfile::tempdir().expect("dir");
+    let patient = PatientApp::new(config(dir.path(), "patient.vault"), Arc::new(NoEvents));
+    let doctor = DoctorApp::new(config(dir.path(), "doctor.vault"), Arc::new(NoEvents));
+
+    // Onboarding.
+    let words = patient
+        .create_vault(ipc::CreateVault {
+            passphrase: PASS.into(),
+            name: "Pat Example".into(),
+            licence: None,
+            relay_url: relay.url.clone(),
+        })
+        .await
+        .expect("patient vault");
+    assert_eq!(words.split_whitespace().count(), 24);
+    doctor
+        .create_vault(ipc::CreateVault {
+            passphrase: PASS.into(),
+            name: "Dr. Ada Quinn".into(),
+            licence: Some("GMC-7".into()),
+            relay_url: relay.url.clone(),
+        })
+        .await
+        .expect("doctor vault");
+
+    // Import the largest Synthea patient.
+    let file = dir.path().join("export.ndjson");
+    let resources = largest_synthea_patient(&fx, &file);
+    let report = patient
+        .import_file(ipc::ImportFile {
+            path: file.to_string_lossy().into_owned(),
+        })
+        .await
+        .expect("import");
+    assert_eq!(report.records, resources);
+    let rows = patient.timeline().await.expect("timeline");
+    assert_eq!(rows.len(), resources);
+
+    // Share chosen categories.
+    let chosen = [
+        ShareCategory::Conditions,
+        ShareCategory::Allergies,
+        ShareCategory::Medications,
+        ShareCategory::Immunizations,
+    ];
+    let started = patient
+        .start_share(ipc::StartShare {
+            categories: chosen.to_vec(),
+            records: Vec::new(),
+            expires_in_secs: 86_400,
+            policy: PolicyChoice::Ask,
+            depth: 0,
+        })
+        .await
+        .expect("share");
+    assert!(started.records > 0);
+    assert!(started.qr_svg.starts_with("<svg") || started.qr_svg.contains("<svg"));
+
+    // The doctor scans; both screens show the same code; the patient confirms.
+    let scan = doctor
+        .scan_text(ipc::ScanText {
+            text: started.qr_text.to_lowercase(),
+        })
+        .await
+        .expect("scan");
+    let door = patient
+        .wait_for_doctor(ipc::Wait {
+            id: started.pairing.clone(),
+            wait_secs: 20,
+        })
+        .await
+        .expect("doctor at the door");
+    assert_eq!(door.check_code, scan.check_code);
+    assert_eq!(door.name, "Dr. Ada Quinn");
+    assert!(door.trust.contains("self-asserted"), "{}", door.trust);
+    let rel = patient
+        .answer_doctor(ipc::Answer {
+            id: started.pairing.clone(),
+            accept: true,
+        })
+        .await
+        .expect("confirm")
+        .expect("relationship");
+    let link = doctor
+        .wait_for_grant(ipc::Wait {
+            id: scan.scan.clone(),
+            wait_secs: 20,
+        })
+        .await
+        .expect("grant");
+
+    // The doctor fetches; the chart holds exactly what was shared.
+    let view = doctor
+        .refresh_patient(ipc::IdRef { id: link.clone() })
+        .await
+        .expect("fetch");
+    assert_eq!(view.status, "active");
+    assert_eq!(view.records, started.records);
+    let (chart_rows, summary) = doctor
+        .chart(ipc::IdRef { id: link.clone() })
+        .await
+        .expect("chart");
+    assert_eq!(chart_rows.len(), started.records);
+    let patients = doctor.patients().await.expect("patients");
+    assert_eq!(patients.len(), 1);
+    assert_eq!(patients[0].name, "Pat Example");
+    let _ = summary;
+
+    // A note back; the patient keeps it until accepting, then it is a signed record.
+    doctor
+        .send_note(ipc::SendNote {
+            patient: link.clone(),
+            resource: serde_json::json!({"resourceType": "Observation", "status": "final",
+            "code": {"text": "Blood pressure checked"},
+            "component": [
+                {"code": {"text": "Systolic"}, "valueQuantity": {"value": 121, "unit": "mm[Hg]"}},
+                {"code": {"text": "Diastolic"}, "valueQuantity": {"value": 79, "unit": "mm[Hg]"}}
+            ]}),
+        })
+        .await
+        .expect("note");
+    let mut inbox = Vec::new();
+    for _ in 0..10 {
+        inbox = patient.check_inbox(2).await.expect("inbox");
+        if !inbox.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(inbox.len(), 1, "the note arrived");
+    assert_eq!(inbox[0].author, "Dr. Ada Quinn");
+    assert!(inbox[0].signature.starts_with("signature valid"));
+    // Kept in the vault: a restart (lock + unlock) still lists it.
+    patient.lock().await;
+    assert_eq!(patient.timeline().await.expect_err("locked").code, "locked");
+    patient
+        .unlock(ipc::Unlock {
+            passphrase: PASS.into(),
+        })
+        .await
+        .expect("unlock");
+    let inbox = patient.inbox().await.expect("inbox after restart");
+    assert_eq!(inbox.len(), 1);
+    patient
+        .answer_note(ipc::Answer {
+            id: inbox[0].id.clone(),
+            accept: true,
+        })
+        .await
+        .expect("accept");
+    assert!(patient.inbox().await.expect("inbox").is_empty());
+    let rows = patient.timeline().await.expect("timeline");
+    assert_eq!(rows.len(), resources + 1);
+
+    // The Access screen lists the doctor; revoke.
+    let shares = patient.shares().await.expect("shares");
+    assert_eq!(shares.len(), 1);
+    assert_eq!(shares[0].grantees.len(), 1);
+    assert_eq!(shares[0].grantees[0].relationship, rel);
+    assert_eq!(shares[0].grantees[0].status, "active");
+    patient
+        .revoke(ipc::Revoke {
+            share: started.share.clone(),
+            relationship: rel.clone(),
+        })
+        .await
+        .expect("revoke");
+    assert_eq!(
+        patient.shares().await.expect("shares")[0].grantees[0].status,
+        "revoked"
+    );
+
+    // The doctor learns access ended; its copy is purged.
+    let ended = doctor
+        .refresh_patient(ipc::IdRef { id: link.clone() })
+        .await
+        .expect("refresh after revoke");
+    assert_eq!(ended.status, "ended");
+    assert_eq!(ended.records, 0);
+    assert_eq!(
+        doctor
+            .chart(ipc::IdRef { id: link })
+            .await
+            .expect_err("ended")
+            .code,
+        "access_ended"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_wait_does_not_block_other_commands() {
+    let Some(relay) = start_relay() else { return };
+    let dir = tempfile::tempdir().expect("dir");
+    let patient = PatientApp::new(config(dir.path(), "p.vault"), Arc::new(NoEvents));
+    patient
+        .create_vault(ipc::CreateVault {
+            passphrase: PASS.into(),
+            name: "Pat Example".into(),
+            licence: None,
+            relay_url: relay.url.clone(),
+        })
+        .await
+        .expect("vault");
+    patient
+        .add_record(ipc::ManualRecord::Allergy {
+            text: "Penicillin".into(),
+            reaction: Some("rash".into()),
+        })
+        .await
+        .expect("record");
+    let started = patient
+        .start_share(ipc::StartShare {
+            categories: vec![ShareCategory::Allergies],
+            records: Vec::new(),
+            expires_in_secs: 3600,
+            policy: PolicyChoice::Never,
+            depth: 0,
+        })
+        .await
+        .expect("share");
+    let waiting = {
+        let p = patient.clone();
+        let id = started.pairing.clone();
+        tokio::spawn(async move { p.wait_for_doctor(ipc::Wait { id, wait_secs: 30 }).await })
+    };
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t = Instant::now();
+    let rows = patient.timeline().await.expect("timeline during the wait");
+    let shares = patient.shares().await.expect("shares during the wait");
+    let took = t.elapsed();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(shares.len(), 1);
+    // A lock check, not a timing goal: a blocked command would wait out the 30 s poll.
+    assert!(
+        took < Duration::from_secs(5),
+        "other commands waited {took:?}"
+    );
+    assert!(!waiting.is_finished(), "the wait goes on");
+    waiting.abort();
+}
