@@ -384,3 +384,203 @@ async fn a_long_wait_does_not_block_other_commands() {
     assert!(!waiting.is_finished(), "the wait goes on");
     waiting.abort();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn error_paths_lose_nothing() {
+    let dir = tempfile::tempdir().expect("dir");
+    let patient = PatientApp::new(config(dir.path(), "p.vault"), Arc::new(NoEvents));
+    // Bad arguments are refused before any work: no vault file appears.
+    let e = patient
+        .create_vault(ipc::CreateVault {
+            passphrase: "short".into(),
+            name: "Pat".into(),
+            licence: None,
+            relay_url: "http://relay.example.org".into(),
+        })
+        .await
+        .expect_err("weak passphrase");
+    assert_eq!(e.code, "invalid_input");
+    assert!(!patient.vault_exists());
+    let e = patient
+        .unlock(ipc::Unlock {
+            passphrase: PASS.into(),
+        })
+        .await
+        .expect_err("no vault yet");
+    assert_eq!(e.code, "no_vault");
+    patient
+        .create_vault(ipc::CreateVault {
+            passphrase: PASS.into(),
+            name: "Pat Example".into(),
+            licence: None,
+            relay_url: "https://relay.example.org".into(),
+        })
+        .await
+        .expect("vault");
+    patient
+        .add_record(ipc::ManualRecord::Condition {
+            text: "Asthma".into(),
+            onset: Some("2019-04-01".into()),
+        })
+        .await
+        .expect("record");
+
+    // A malformed import changes nothing.
+    let bad = dir.path().join("bad.json");
+    std::fs::write(
+        &bad,
+        b"{\"resourceType\": \"Bundle\", \"entry\": [{\"resource\": 7}]}",
+    )
+    .expect("write");
+    let e = patient
+        .import_file(ipc::ImportFile {
+            path: bad.to_string_lossy().into_owned(),
+        })
+        .await
+        .expect_err("malformed");
+    assert_ne!(e.code, "internal");
+    let pdf = dir.path().join("scan.pdf");
+    std::fs::write(&pdf, b"%PDF-1.7 not FHIR").expect("write");
+    let e = patient
+        .import_file(ipc::ImportFile {
+            path: pdf.to_string_lossy().into_owned(),
+        })
+        .await
+        .expect_err("not FHIR");
+    assert_eq!(e.code, "invalid_input");
+    assert_eq!(patient.timeline().await.expect("timeline").len(), 1);
+
+    // A wrong passphrase after a lock: refused, and the vault still opens with the right one.
+    patient.lock().await;
+    let e = patient
+        .unlock(ipc::Unlock {
+            passphrase: "not the passphrase".into(),
+        })
+        .await
+        .expect_err("wrong passphrase");
+    assert_eq!(e.code, "wrong_passphrase");
+    assert!(!e.message.contains("not the passphrase"));
+    patient
+        .unlock(ipc::Unlock {
+            passphrase: PASS.into(),
+        })
+        .await
+        .expect("right passphrase");
+    let rows = patient.timeline().await.expect("timeline");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].title, "Asthma");
+    // An old QR (or any text that is not a Carekey code) reads as what it is.
+    let doctor = DoctorApp::new(config(dir.path(), "d.vault"), Arc::new(NoEvents));
+    doctor
+        .create_vault(ipc::CreateVault {
+            passphrase: PASS.into(),
+            name: "Dr. Ada Quinn".into(),
+            licence: None,
+            relay_url: "https://relay.example.org".into(),
+        })
+        .await
+        .expect("doctor vault");
+    let e = doctor
+        .scan_text(ipc::ScanText {
+            text: "shlink:/eyJ1cmwiOiJodHRwczovL2V4YW1wbGUub3JnIn0".into(),
+        })
+        .await
+        .expect_err("SHL not yet");
+    assert_eq!(e.code, "not_supported");
+    let e = doctor
+        .scan_text(ipc::ScanText {
+            text: "https://example.org/hello".into(),
+        })
+        .await
+        .expect_err("not a code");
+    assert_eq!(e.code, "not_supported");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejecting_the_code_tells_the_doctor_and_a_used_qr_says_so() {
+    let Some(relay) = start_relay() else { return };
+    let dir = tempfile::tempdir().expect("dir");
+    let patient = PatientApp::new(config(dir.path(), "p.vault"), Arc::new(NoEvents));
+    let doctor = DoctorApp::new(config(dir.path(), "d.vault"), Arc::new(NoEvents));
+    let second = DoctorApp::new(config(dir.path(), "d2.vault"), Arc::new(NoEvents));
+    for (app, name) in [(&doctor, "Dr. Ada Quinn"), (&second, "Dr. Bo Lind")] {
+        app.create_vault(ipc::CreateVault {
+            passphrase: PASS.into(),
+            name: name.into(),
+            licence: None,
+            relay_url: relay.url.clone(),
+        })
+        .await
+        .expect("doctor vault");
+    }
+    patient
+        .create_vault(ipc::CreateVault {
+            passphrase: PASS.into(),
+            name: "Pat Example".into(),
+            licence: None,
+            relay_url: relay.url.clone(),
+        })
+        .await
+        .expect("vault");
+    patient
+        .add_record(ipc::ManualRecord::Medication {
+            text: "Salbutamol inhaler".into(),
+            dosage: None,
+        })
+        .await
+        .expect("record");
+    let started = patient
+        .start_share(ipc::StartShare {
+            categories: vec![ShareCategory::Medications],
+            records: Vec::new(),
+            expires_in_secs: 3600,
+            policy: PolicyChoice::Never,
+            depth: 0,
+        })
+        .await
+        .expect("share");
+    let scan = doctor
+        .scan_text(ipc::ScanText {
+            text: started.qr_text.clone(),
+        })
+        .await
+        .expect("scan");
+    patient
+        .wait_for_doctor(ipc::Wait {
+            id: started.pairing.clone(),
+            wait_secs: 20,
+        })
+        .await
+        .expect("doctor at the door");
+    // A second device scanning the same QR after the first answer.
+    let e = second
+        .scan_text(ipc::ScanText {
+            text: started.qr_text.clone(),
+        })
+        .await
+        .expect_err("QR already used");
+    assert_eq!(e.code, "already_used", "{e:?}");
+    // The patient rejects (codes did not match): the doctor hears it well before its wait.
+    patient
+        .answer_doctor(ipc::Answer {
+            id: started.pairing.clone(),
+            accept: false,
+        })
+        .await
+        .expect("reject");
+    let t = Instant::now();
+    let e = doctor
+        .wait_for_grant(ipc::Wait {
+            id: scan.scan,
+            wait_secs: 60,
+        })
+        .await
+        .expect_err("declined");
+    assert_eq!(e.code, "declined");
+    assert!(t.elapsed() < Duration::from_secs(30));
+    assert!(
+        patient.shares().await.expect("shares")[0]
+            .grantees
+            .is_empty()
+    );
+}

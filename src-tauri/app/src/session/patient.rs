@@ -637,8 +637,8 @@ impl PatientApp {
         let mut g = self.service().await?;
         let p = g.as_mut().ok_or_else(locked)?;
         if !args.accept {
-            // DECLINE-PENDING: tell the doctor at once once the client can.
-            drop(session);
+            // The doctor's app is told at once ("the patient declined"), not left to time out.
+            p.decline(session).await?;
             return Ok(None);
         }
         let index = p.confirm(session).await?;
