@@ -670,9 +670,10 @@ impl Patient {
     /// may ask). Advances the cursor and the replay guard but deletes nothing at the relay:
     /// the app stores the notes (e.g. [`Note::to_bytes`] sealed in its vault), saves the
     /// patient, then calls [`Patient::ack_inbox`], so a crash in between loses nothing (the
-    /// messages are read again after a restart). Messages at or below the cursor (a second
-    /// waiter's copy) are skipped. A forged, replayed or re-addressed message is dropped,
-    /// never stored; the first such error is [`Received::rejected`].
+    /// messages are read again after a restart). A forged, replayed or re-addressed message
+    /// is dropped, never stored; the first such error is [`Received::rejected`]. A message
+    /// opened already (a relay serving it again, or a second waiter's copy of the same batch)
+    /// is a replay: run one waiter per relationship at a time.
     pub fn open_inbox(&mut self, index: usize, msgs: Vec<(u64, Vec<u8>)>) -> Result<Received> {
         let r = self
             .relationships
@@ -681,11 +682,7 @@ impl Patient {
         let mut notes = Vec::new();
         let mut requests = Vec::new();
         let mut first_error = None;
-        let floor = r.inbox.cursor;
         for (seq, sealed) in msgs {
-            if seq <= floor {
-                continue;
-            }
             // Never backwards, whatever order the relay delivers in (see Doctor::sync).
             r.inbox.cursor = r.inbox.cursor.max(seq);
             match message::open(

@@ -303,9 +303,10 @@ async fn inbox_loses_nothing_before_the_ack() {
         .expect("wait");
     let got = patient.open_inbox(rel, msgs.clone()).expect("opens");
     assert_eq!(got.notes.len(), 1);
-    // The same batch opened again (a second waiter's copy) is skipped, not a replay alarm.
+    // The same batch opened again (a relay serving it again) is a replay, never a second note.
     let again = patient.open_inbox(rel, msgs).expect("opens");
-    assert!(again.notes.is_empty() && again.rejected.is_none());
+    assert!(again.notes.is_empty());
+    assert_eq!(again.rejected.expect("replay").code(), "tampered");
     // The app dies before storing the note and acknowledging: nothing is lost.
     drop(patient);
     let (pid, pcard) = pat.identity();

@@ -75,7 +75,9 @@ async fn largest_synthea_patient_through_every_flow() {
             records,
             attachments: a,
         } => {
-            assert_eq!(records, items.len());
+            // Each attachment goes back into its DocumentReference's empty slot (the doctor's
+            // vault keeps the link), so the stored records are the FHIR resources.
+            assert_eq!(records, resources);
             assert_eq!(a, attachments);
         }
         other => panic!("stored expected, got {other:?}"),
@@ -135,7 +137,7 @@ async fn largest_synthea_patient_through_every_flow() {
             .await
             .expect("purges"),
         SyncOutcome::Ended {
-            purged: items.len(),
+            purged: resources,
             reason: PurgeReason::Revoked
         }
     );
