@@ -17,6 +17,10 @@ use serde::{Deserialize, Serialize};
 /// - `no_vault` / `vault_exists`: onboarding in the wrong state.
 /// - `busy`: a long operation of the same kind is already running.
 /// - `not_supported`: a QR or file kind this build cannot open yet.
+/// - `no_qr`, `image_unreadable`, `image_too_large`: a picture given to the QR decoder had no
+///   code, was not a PNG/JPEG, or was over the size limits ([`crate::qr`]).
+/// - `locked`: the command needs the unlocked vault.
+/// - `declined`, `already_used`, `expired`: the other side's answer, from the client.
 /// - `internal`: a background task failed in a way the user cannot act on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{message} ({code})")]

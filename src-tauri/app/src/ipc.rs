@@ -220,6 +220,24 @@ impl Validate for ImportFile {
     }
 }
 
+/// `export_bundle`: where to write the FHIR Bundle (a path from the save dialog).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportFile {
+    /// Absolute path.
+    pub path: String,
+}
+
+impl Validate for ExportFile {
+    fn validate(&self) -> Result<()> {
+        ImportFile {
+            path: self.path.clone(),
+        }
+        .validate()
+        .map_err(|_| AppError::invalid_input("file: choose where to save the export"))
+    }
+}
+
 /// A record entered by hand (the add-record form; the app builds the FHIR resource).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, tag = "kind", rename_all = "snake_case")]
@@ -501,6 +519,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("answer_note", "Answer"),
     ("answer_forward", "Answer"),
     ("backup_now", "NoArgs"),
+    ("export_bundle", "ExportFile"),
     ("scan_text", "ScanText"),
     ("wait_for_grant", "Wait"),
     ("patients", "NoArgs"),
@@ -539,6 +558,7 @@ pub fn validate_json(command: &str, args: &serde_json::Value) -> Result<()> {
         "RecordRef" => parse::<RecordRef>(args).map(drop),
         "ManualRecord" => parse::<ManualRecord>(args).map(drop),
         "ImportFile" => parse::<ImportFile>(args).map(drop),
+        "ExportFile" => parse::<ExportFile>(args).map(drop),
         "StartShare" => parse::<StartShare>(args).map(drop),
         "Wait" => parse::<Wait>(args).map(drop),
         "Answer" => parse::<Answer>(args).map(drop),

@@ -6,8 +6,8 @@
 //!   alphanumeric segment, which keeps a real pairing payload at version ≤ 7 (45 modules).
 //! - [`decode_image`] (PNG/JPEG bytes) and [`decode_luma`] (8-bit grayscale frames): every QR
 //!   text found. rxing with TryHarder and AlsoInverted, then one retry on a contrast-stretched
-//!   copy. CPU-bound (about 2 ms for a 720p frame holding a code, about 25 ms for one without):
-//!   async callers run them on a blocking thread.
+//!   copy. CPU-bound (about 2 ms for a 720p frame holding a code, 25–40 ms for one without,
+//!   as every pass runs): async callers run them on a blocking thread.
 //! - [`classify`]: scanned text → [`ScannedPayload`] (Carekey pairing, SMART Health Link,
 //!   SMART Health Card), or `not_supported`.
 //!

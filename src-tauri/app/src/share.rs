@@ -3,7 +3,7 @@
 //! categories.
 //!
 //! ## Categories
-//! The vault groups records for the UI by [`VaultCategory`] (12 values: it tells vitals from
+//! The vault groups records for the UI by [`RecordGroup`] (12 values: it tells vitals from
 //! other observations and people from other resources); a grant's scope is a set of
 //! [`Category`] bits (11 values, docs/protocol.md "Scope"). [`grant_category`] is the only
 //! place that maps one onto the other; a record a doctor wrote back (origin `received`) is
@@ -21,7 +21,7 @@ use std::collections::HashSet;
 
 use carekey_client::patient::ShareItem;
 use carekey_core::grant::Category;
-use carekey_vault::fhir::Category as VaultCategory;
+use carekey_vault::fhir::RecordGroup;
 use carekey_vault::{Origin, RecordId, RecordSummary, Vault};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
@@ -39,16 +39,16 @@ pub fn grant_category(summary: &RecordSummary) -> Category {
         return Category::Notes;
     }
     match summary.category {
-        VaultCategory::Patient => Category::Demographics,
-        VaultCategory::Condition => Category::Conditions,
-        VaultCategory::Allergy => Category::Allergies,
-        VaultCategory::Medication => Category::Medications,
-        VaultCategory::Immunization => Category::Immunizations,
-        VaultCategory::Observation | VaultCategory::Vitals => Category::Observations,
-        VaultCategory::Procedure => Category::Procedures,
-        VaultCategory::Encounter => Category::Encounters,
-        VaultCategory::Document => Category::Documents,
-        VaultCategory::Directory | VaultCategory::Other => Category::Other,
+        RecordGroup::Patient => Category::Demographics,
+        RecordGroup::Condition => Category::Conditions,
+        RecordGroup::Allergy => Category::Allergies,
+        RecordGroup::Medication => Category::Medications,
+        RecordGroup::Immunization => Category::Immunizations,
+        RecordGroup::Observation | RecordGroup::Vitals => Category::Observations,
+        RecordGroup::Procedure => Category::Procedures,
+        RecordGroup::Encounter => Category::Encounters,
+        RecordGroup::Document => Category::Documents,
+        RecordGroup::Directory | RecordGroup::Other => Category::Other,
     }
 }
 

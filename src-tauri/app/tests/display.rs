@@ -16,8 +16,8 @@ use carekey_app::display::{
     vitals_series,
 };
 use carekey_vault::{
-    Category, CreateOptions, ImportControl, ImportOptions, ImportReport, KdfParams, NdjsonFile,
-    Origin, Record, RecordId, RecordSummary, SignatureStatus, Vault, route_by_patient,
+    CreateOptions, ImportControl, ImportOptions, ImportReport, KdfParams, NdjsonFile, Origin,
+    Record, RecordGroup, RecordId, RecordSummary, SignatureStatus, Vault, route_by_patient,
 };
 use serde_json::{Value, json};
 
@@ -431,7 +431,7 @@ fn synthea_files(fx: &Path) -> Vec<NdjsonFile> {
 }
 
 fn assert_category_counts(summaries: &[RecordSummary]) {
-    let mut tally: BTreeMap<Category, usize> = BTreeMap::new();
+    let mut tally: BTreeMap<RecordGroup, usize> = BTreeMap::new();
     for s in summaries {
         *tally.entry(s.category).or_default() += 1;
     }
@@ -866,21 +866,21 @@ fn unknown_resource_types_show_generically() {
         .iter()
         .find(|r| r.fhir_type == "Basic")
         .expect("Basic row");
-    assert_eq!(basic.category, Category::Other);
+    assert_eq!(basic.category, RecordGroup::Other);
     assert_eq!(basic.title, "Advance directive note");
     let made_up = rows
         .iter()
         .find(|r| r.fhir_type == "MadeUpThing")
         .expect("unknown type row");
     assert_eq!(made_up.title, "MadeUpThing", "no title: the type name");
-    assert_eq!(made_up.category, Category::Other);
+    assert_eq!(made_up.category, RecordGroup::Other);
     let counts = category_counts(&summaries);
     let other = counts
         .iter()
-        .find(|c| c.category == Category::Other)
+        .find(|c| c.category == RecordGroup::Other)
         .expect("other");
     assert_eq!(other.count, 2);
-    assert_eq!(counts.last().map(|c| c.category), Some(Category::Other));
+    assert_eq!(counts.last().map(|c| c.category), Some(RecordGroup::Other));
     let chart = chart_summary(&records);
     assert_eq!(
         chart.problems.len(),
@@ -896,7 +896,7 @@ fn summary(n: u8, date: Option<&str>, origin: Origin, signature: SignatureStatus
         id: RecordId([n; 32]),
         fhir_type: "Observation".into(),
         fhir_id: format!("o{n}"),
-        category: Category::Observation,
+        category: RecordGroup::Observation,
         title: format!("row {n}"),
         date: date.map(str::to_owned),
         key_values: Vec::new(),
@@ -1048,7 +1048,7 @@ fn provenance_labels() {
 #[test]
 fn rows_serialize_with_stable_snake_case_fields() {
     let mut s = summary(9, Some("2020-01-01"), imported(), SignatureStatus::Unsigned);
-    s.category = Category::Condition;
+    s.category = RecordGroup::Condition;
     s.key_values.push(carekey_vault::KeyValue {
         key: "clinical status".into(),
         value: "active".into(),

@@ -316,6 +316,23 @@ async fn both_apps_walk_every_screen() {
         "revoked"
     );
 
+    // Grants and revokes are backed up on their own, a few seconds after the last change
+    // (the upload of a 3,489-record vault takes a while in a debug build: poll for it).
+    let deadline = Instant::now() + carekey_app::session::AUTO_BACKUP_DELAY * 8;
+    while patient
+        .settings()
+        .await
+        .expect("settings")
+        .last_backup_at
+        .is_none()
+    {
+        assert!(
+            Instant::now() < deadline,
+            "no automatic backup after the grant and revoke"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
     // The doctor learns access ended; its copy is purged.
     let ended = doctor
         .refresh_patient(ipc::IdRef { id: link.clone() })
@@ -582,5 +599,268 @@ async fn rejecting_the_code_tells_the_doctor_and_a_used_qr_says_so() {
         patient.shares().await.expect("shares")[0]
             .grantees
             .is_empty()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn settings_backup_restore_and_relay_check() {
+    let Some(relay) = start_relay() else { return };
+    let dir = tempfile::tempdir().expect("dir");
+    let patient = PatientApp::new(config(dir.path(), "p.vault"), Arc::new(NoEvents));
+    let words = patient
+        .create_vault(ipc::CreateVault {
+            passphrase: PASS.into(),
+            name: "Pat Example".into(),
+            licence: None,
+            relay_url: relay.url.clone(),
+        })
+        .await
+        .expect("vault");
+    let check = patient
+        .check_relay(ipc::SetRelay {
+            relay_url: relay.url.clone(),
+        })
+        .await
+        .expect("check");
+    assert!(check.reachable, "{}", check.message);
+    let dead = patient
+        .check_relay(ipc::SetRelay {
+            relay_url: "http://127.0.0.1:9".into(),
+        })
+        .await
+        .expect("check answers");
+    assert!(!dead.reachable);
+    for text in ["Asthma", "Hay fever"] {
+        patient
+            .add_record(ipc::ManualRecord::Condition {
+                text: text.into(),
+                onset: None,
+            })
+            .await
+            .expect("record");
+    }
+    assert_eq!(
+        patient.settings().await.expect("settings").last_backup_at,
+        None
+    );
+    let status = patient.backup_now().await.expect("backup");
+    assert!(status.version >= 1);
+    assert_eq!(
+        patient.settings().await.expect("settings").last_backup_at,
+        Some(status.at)
+    );
+    // The passphrase changes; the old one no longer opens the vault.
+    patient
+        .change_passphrase(ipc::ChangePassphrase {
+            old: PASS.into(),
+            new: "another long passphrase 42".into(),
+        })
+        .await
+        .expect("changed");
+    patient.lock().await;
+    assert_eq!(
+        patient
+            .unlock(ipc::Unlock {
+                passphrase: PASS.into()
+            })
+            .await
+            .expect_err("old passphrase")
+            .code,
+        "wrong_passphrase"
+    );
+    // A new device: the 24 words and the relay bring the records back.
+    let other = tempfile::tempdir().expect("dir");
+    let restored = PatientApp::new(config(other.path(), "p.vault"), Arc::new(NoEvents));
+    let mut wrong: Vec<&str> = words.split_whitespace().collect();
+    wrong.swap(0, 1);
+    let e = restored
+        .restore_vault(ipc::RestoreVault {
+            phrase: wrong.join(" "),
+            new_passphrase: "new device passphrase 7".into(),
+            name: "Pat Example".into(),
+            relay_url: relay.url.clone(),
+        })
+        .await
+        .expect_err("wrong words");
+    assert!(
+        ["invalid_phrase", "not_found", "invalid_input"].contains(&e.code.as_str()),
+        "{e:?}"
+    );
+    restored
+        .restore_vault(ipc::RestoreVault {
+            phrase: words,
+            new_passphrase: "new device passphrase 7".into(),
+            name: "Pat Example".into(),
+            relay_url: relay.url.clone(),
+        })
+        .await
+        .expect("restore");
+    let rows = restored.timeline().await.expect("timeline");
+    let mut titles: Vec<_> = rows.iter().map(|r| r.title.clone()).collect();
+    titles.sort();
+    assert_eq!(titles, ["Asthma", "Hay fever"]);
+    assert_eq!(
+        restored.settings().await.expect("settings").relay_url,
+        relay.url
+    );
+}
+
+/// The child half of [`a_note_survives_sigkill_between_receive_and_accept`]: unlocks the
+/// patient app in `$CAREKEY_SIGKILL_CHILD`, receives the inbox, says so, and waits to be
+/// killed. Run only by that test (`--ignored --exact`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the child process of a_note_survives_sigkill_between_receive_and_accept"]
+async fn sigkill_child() {
+    let Some(dir) = std::env::var_os("CAREKEY_SIGKILL_CHILD") else {
+        return;
+    };
+    let patient = PatientApp::new(config(Path::new(&dir), "p.vault"), Arc::new(NoEvents));
+    patient
+        .unlock(ipc::Unlock {
+            passphrase: PASS.into(),
+        })
+        .await
+        .expect("child unlocks");
+    let mut got = Vec::new();
+    for _ in 0..10 {
+        got = patient.check_inbox(2).await.expect("child inbox");
+        if !got.is_empty() {
+            break;
+        }
+    }
+    println!("RECEIVED {}", got.len());
+    tokio::time::sleep(Duration::from_secs(120)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_note_survives_sigkill_between_receive_and_accept() {
+    use std::io::BufRead;
+    let Some(relay) = start_relay() else { return };
+    let dir = tempfile::tempdir().expect("dir");
+    let link = {
+        let patient = PatientApp::new(config(dir.path(), "p.vault"), Arc::new(NoEvents));
+        let doctor = DoctorApp::new(config(dir.path(), "d.vault"), Arc::new(NoEvents));
+        for (name, is_doctor) in [("Pat Example", false), ("Dr. Ada Quinn", true)] {
+            let args = ipc::CreateVault {
+                passphrase: PASS.into(),
+                name: name.into(),
+                licence: None,
+                relay_url: relay.url.clone(),
+            };
+            if is_doctor {
+                doctor.create_vault(args).await.expect("doctor vault");
+            } else {
+                patient.create_vault(args).await.expect("patient vault");
+            }
+        }
+        patient
+            .add_record(ipc::ManualRecord::Allergy {
+                text: "Penicillin".into(),
+                reaction: None,
+            })
+            .await
+            .expect("record");
+        let started = patient
+            .start_share(ipc::StartShare {
+                categories: vec![ShareCategory::Allergies],
+                records: Vec::new(),
+                expires_in_secs: 3600,
+                policy: PolicyChoice::Never,
+                depth: 0,
+            })
+            .await
+            .expect("share");
+        let scan = doctor
+            .scan_text(ipc::ScanText {
+                text: started.qr_text.clone(),
+            })
+            .await
+            .expect("scan");
+        patient
+            .wait_for_doctor(ipc::Wait {
+                id: started.pairing.clone(),
+                wait_secs: 20,
+            })
+            .await
+            .expect("door");
+        patient
+            .answer_doctor(ipc::Answer {
+                id: started.pairing,
+                accept: true,
+            })
+            .await
+            .expect("confirm");
+        let link = doctor
+            .wait_for_grant(ipc::Wait {
+                id: scan.scan,
+                wait_secs: 20,
+            })
+            .await
+            .expect("grant");
+        doctor
+            .send_note(ipc::SendNote {
+                patient: link.clone(),
+                resource: serde_json::json!({"resourceType": "Observation", "status": "final",
+                    "code": {"text": "Peak flow"},
+                    "valueQuantity": {"value": 480, "unit": "L/min"}}),
+            })
+            .await
+            .expect("note");
+        patient.lock().await;
+        link
+    };
+    let _ = link;
+
+    // The patient app process receives the note (the relay's copy is then deleted) and is
+    // killed before anyone answers it.
+    let mut child = Command::new(std::env::current_exe().expect("test binary"))
+        .args(["sigkill_child", "--exact", "--ignored", "--nocapture"])
+        .env("CAREKEY_SIGKILL_CHILD", dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("child starts");
+    let stdout = child.stdout.take().expect("piped");
+    let mut received = None;
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.expect("child output");
+        if let Some(n) = line.strip_prefix("RECEIVED ") {
+            received = Some(n.trim().to_owned());
+            break;
+        }
+    }
+    // SIGKILL: no destructor, no lock, no save runs in the child after this.
+    child.kill().expect("SIGKILL");
+    let _ = child.wait();
+    assert_eq!(
+        received.as_deref(),
+        Some("1"),
+        "the child received the note"
+    );
+
+    let patient = PatientApp::new(config(dir.path(), "p.vault"), Arc::new(NoEvents));
+    patient
+        .unlock(ipc::Unlock {
+            passphrase: PASS.into(),
+        })
+        .await
+        .expect("unlock after the kill");
+    // Nothing is left at the relay to read again: the note is only in the vault.
+    assert!(patient.check_inbox(1).await.expect("inbox").len() == 1);
+    let inbox = patient.inbox().await.expect("inbox");
+    assert_eq!(inbox.len(), 1);
+    assert_eq!(inbox[0].author, "Dr. Ada Quinn");
+    assert!(inbox[0].signature.starts_with("signature valid"));
+    patient
+        .answer_note(ipc::Answer {
+            id: inbox[0].id.clone(),
+            accept: true,
+        })
+        .await
+        .expect("accept");
+    let rows = patient.timeline().await.expect("timeline");
+    assert!(
+        rows.iter().any(|r| r.title == "Peak flow"),
+        "accepted into the vault"
     );
 }

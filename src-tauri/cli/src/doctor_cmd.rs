@@ -150,13 +150,13 @@ pub async fn scan(a: ScanArgs, cancel: &Cancel) -> Result<()> {
     );
     let link = doctor.wait_for_grant(session, a.wait, cancel).await?;
     let patient_name = doctor
-        .patient(link)
+        .patient(&link)
         .map(|c| c.body.name.clone())
         .unwrap_or_default();
     outln!("PATIENT: {patient_name}");
-    let expires_at = doctor.share_of(link).map_or(0, |(_, e)| e);
+    let expires_at = doctor.share_of(&link).map_or(0, |s| s.expires_at);
     let progress = ProgressLine::new();
-    let got = doctor.fetch(link, &progress, cancel).await;
+    let got = doctor.fetch(&link, &progress, cancel).await;
     progress.finish();
     let got = got?;
     let attachments = got.iter().filter(|r| r.attachment).count();
@@ -178,7 +178,7 @@ pub async fn scan(a: ScanArgs, cancel: &Cancel) -> Result<()> {
     drop(got);
     let mut note_type = None;
     if let Some(n) = &note {
-        doctor.send_note(link, n).await?;
+        doctor.send_note(&link, n).await?;
         let ty = n
             .get("resourceType")
             .and_then(Value::as_str)

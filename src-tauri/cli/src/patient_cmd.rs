@@ -130,7 +130,7 @@ pub async fn share(a: ShareArgs, cancel: &Cancel) -> Result<()> {
             if left.is_zero() {
                 break;
             }
-            let got = patient.inbox(rel, left.as_secs().clamp(1, 25)).await?;
+            let got = patient.inbox(&rel, left.as_secs().clamp(1, 25)).await?;
             for n in &got {
                 let ty = n
                     .resource

@@ -110,7 +110,10 @@ fn hundred_mib() -> Vec<ShareItem> {
         .collect()
 }
 
-async fn new_share(relay: &common::RelayProcess, items: &[ShareItem]) -> (Patient, [u8; 16]) {
+async fn new_share(
+    relay: &common::RelayProcess,
+    items: &[ShareItem],
+) -> (Patient, carekey_client::ShareId) {
     let (pid, pcard) = identity("Pat Bench", Role::Patient);
     let mut patient = Patient::new(pid, pcard, Relay::new(&relay.url).unwrap());
     let share = patient
@@ -133,10 +136,15 @@ async fn new_share(relay: &common::RelayProcess, items: &[ShareItem]) -> (Patien
 /// relationship index).
 async fn checkup(
     patient: &mut Patient,
-    share: &[u8; 16],
+    share: &carekey_client::ShareId,
     items: &[ShareItem],
     name: &str,
-) -> (f64, Doctor, usize, usize) {
+) -> (
+    f64,
+    Doctor,
+    carekey_client::LinkId,
+    carekey_client::RelationshipId,
+) {
     let cancel = Cancel::new();
     let (did, dcard) = identity(name, Role::Doctor);
     let mut doctor = Doctor::new(did, dcard);
@@ -155,7 +163,7 @@ async fn checkup(
         .await
         .expect("grant");
     let got = doctor
-        .fetch(link, &NoProgress, &cancel)
+        .fetch(&link, &NoProgress, &cancel)
         .await
         .expect("fetch");
     let s = t.elapsed().as_secs_f64();
@@ -170,8 +178,14 @@ async fn checkup(
 /// Informational baseline: the same fetch (manifest + every blob, verified and opened) with one
 /// audited GET per blob (no batch fetch) in `lanes` sequential request streams in parallel,
 /// from the doctor's held secrets.
-async fn fetch_in_lanes(url: &str, doctor: &Doctor, link: usize, lanes: usize, n: usize) -> f64 {
-    let h = doctor.held_secrets_for_test(link).unwrap();
+async fn fetch_in_lanes(
+    url: &str,
+    doctor: &Doctor,
+    link: carekey_client::LinkId,
+    lanes: usize,
+    n: usize,
+) -> f64 {
+    let h = doctor.held_secrets_for_test(&link).unwrap();
     let relay = Relay::new(url).unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -184,7 +198,14 @@ async fn fetch_in_lanes(url: &str, doctor: &Doctor, link: usize, lanes: usize, n
         share_id: h.share_id,
     };
     let (_, sealed) = relay.get_manifest(&cap, now).await.unwrap();
-    let m = Manifest::open(&sealed, &h.share_id, h.epoch, &h.epoch_key, &h.patient_key).unwrap();
+    let m = Manifest::open(
+        &sealed,
+        h.share_id.as_bytes(),
+        h.epoch,
+        &h.epoch_key,
+        &h.patient_key,
+    )
+    .unwrap();
     let mut set = tokio::task::JoinSet::new();
     for lane in 0..lanes {
         let entries: Vec<ManifestEntry> = m
@@ -209,7 +230,10 @@ async fn fetch_in_lanes(url: &str, doctor: &Doctor, link: usize, lanes: usize, n
                 share_id,
             };
             for e in &entries {
-                let blob = relay.get_blob(&cap, &e.blob_id, now).await.unwrap();
+                let blob = relay
+                    .get_blob(&cap, &carekey_client::BlobId(e.blob_id), now)
+                    .await
+                    .unwrap();
                 e.open_blob(epoch, &blob).unwrap();
             }
             entries.len()
@@ -334,7 +358,7 @@ async fn main() {
                 }
             };
             patient
-                .revoke(&share, rel_a, &sink, &cancel)
+                .revoke(&share, &rel_a, &sink, &cancel)
                 .await
                 .expect("revoke");
             let s = t.elapsed().as_secs_f64();
@@ -346,7 +370,7 @@ async fn main() {
             );
             times.push(s);
             let got = b
-                .fetch(link_b, &NoProgress, &cancel)
+                .fetch(&link_b, &NoProgress, &cancel)
                 .await
                 .expect("B follows");
             assert_eq!(got.len(), items.len());

@@ -4,6 +4,8 @@
 
 mod state;
 
+use std::collections::BTreeMap;
+
 use carekey_core::epoch::EpochUpdate;
 use carekey_core::forward::{
     Access, ColleagueInvite, DelegatedAccess, DelegationNotice, ForwardAnswer, ForwardRequest,
@@ -22,6 +24,7 @@ use serde_json::Value;
 use zeroize::Zeroizing;
 
 use crate::error::{ClientError, Result};
+use crate::ids::{BlobId, InviteId, LinkId, PairingId, ShareId};
 use crate::note;
 use crate::now;
 use crate::progress::{Cancel, Progress, ProgressSink, Stage};
@@ -66,10 +69,47 @@ impl Confirmation {
     }
 
     /// The share id and expiry of the grant.
-    pub fn share(&self) -> ([u8; 16], u64) {
+    pub fn share(&self) -> LinkShare {
         let g = &self.outcome.grant.grant;
-        (g.share_id, g.expires_at)
+        LinkShare {
+            share_id: ShareId(g.share_id),
+            expires_at: g.expires_at,
+        }
     }
+}
+
+/// The share a link reads ([`Doctor::share_of`], [`Confirmation::share`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LinkShare {
+    /// The share (tags the records stored from it).
+    pub share_id: ShareId,
+    /// The grant's expiry, Unix seconds: the stored records are purged after it.
+    pub expires_at: u64,
+}
+
+/// One of the doctor's links to a patient ([`Doctor::links`]).
+#[derive(Debug, Clone)]
+pub struct LinkView {
+    /// Its stable id (the handle of [`Doctor::fetch`], [`Doctor::send_note`], ...).
+    pub id: LinkId,
+    /// The patient's card.
+    pub patient: Card,
+    /// The share and the grant's expiry.
+    pub share: LinkShare,
+    /// Whether access ended (revoked, expired): no fetch is tried again.
+    pub ended: bool,
+    /// Whether it came by delegation from another doctor (no channel to the patient).
+    pub delegated: bool,
+}
+
+/// An invite made by [`Doctor::invite`]: hand `invite` (`Wire::to_bytes`) to the forwarding
+/// doctor, then wait on `id`.
+#[derive(Debug, Clone)]
+pub struct Invitation {
+    /// Handle of [`Doctor::accept_introduction`] and [`Doctor::invite_waiter`].
+    pub id: InviteId,
+    /// The signed invite.
+    pub invite: ColleagueInvite,
 }
 
 impl ScanSession {
@@ -215,8 +255,11 @@ struct PendingInvite {
 pub struct Doctor {
     identity: DeviceIdentity,
     card: Card,
-    links: Vec<PatientLink>,
-    invites: Vec<Option<PendingInvite>>,
+    /// Keyed by the relationship id each link's messages are bound to (docs/protocol.md
+    /// "Relationship messages"): stable across restarts and across other links ending.
+    links: BTreeMap<LinkId, PatientLink>,
+    /// Keyed by the invite's relationship id.
+    invites: BTreeMap<InviteId, PendingInvite>,
 }
 
 impl Doctor {
@@ -225,8 +268,8 @@ impl Doctor {
         Self {
             identity,
             card,
-            links: Vec::new(),
-            invites: Vec::new(),
+            links: BTreeMap::new(),
+            invites: BTreeMap::new(),
         }
     }
 
@@ -250,7 +293,9 @@ impl Doctor {
             now(),
             &mut OsRng,
         )?;
-        relay.reply_pairing(&qr.pairing_id, reply).await?;
+        relay
+            .reply_pairing(&PairingId(qr.pairing_id), reply)
+            .await?;
         Ok(ScanSession {
             relay,
             pairing,
@@ -261,7 +306,7 @@ impl Doctor {
     }
 
     /// Waits (long-poll) for the patient's confirmation; verifies the patient's card, its
-    /// transcript signature and the grant, and remembers the patient. Returns the link index.
+    /// transcript signature and the grant, and remembers the patient. Returns the link id.
     /// [`ScanSession::wait_for_confirmation`] then [`Doctor::accept_grant`], holding
     /// `&mut self` for the whole wait (an app behind a lock uses the two steps).
     pub async fn wait_for_grant(
@@ -269,15 +314,15 @@ impl Doctor {
         mut session: ScanSession,
         wait_secs: u64,
         cancel: &Cancel,
-    ) -> Result<usize> {
+    ) -> Result<LinkId> {
         let c = session.wait_for_confirmation(wait_secs, cancel).await?;
         self.accept_grant(session, c).await
     }
 
     /// Commits a confirmation [`ScanSession::wait_for_confirmation`] returned: deletes the
-    /// processed messages at the relay and remembers the patient. Returns the link index
-    /// (save the doctor afterwards).
-    pub async fn accept_grant(&mut self, session: ScanSession, c: Confirmation) -> Result<usize> {
+    /// processed messages at the relay and remembers the patient. Returns the link id, the
+    /// pairing's relationship id (save the doctor afterwards).
+    pub async fn accept_grant(&mut self, session: ScanSession, c: Confirmation) -> Result<LinkId> {
         let out = c.outcome;
         if out.grant.grant.reader_key != session.reader.public()
             || out.grant.grant.grantee != self.card.hash()
@@ -287,49 +332,80 @@ impl Doctor {
             ));
         }
         let peer = MailboxAddress::from_bytes(&out.relationship.peer_address)?;
+        let id = LinkId(out.relationship.id);
+        if self.links.contains_key(&id) {
+            // Derived from both sides' fresh ephemeral keys: a repeat means a broken pairing.
+            return Err(ClientError::Tampered(carekey_core::Error::Malformed {
+                what: "pairing",
+                reason: "relationship id already in use",
+            }));
+        }
         session
             .relay
             .delete_through(&session.inbox, session.inbox.cursor)
             .await?;
-        self.links.push(PatientLink {
-            relay: session.relay,
-            peer: Some(peer),
-            upstream: None,
-            chain: Vec::new(),
-            root_token_hash: out.grant.grant.read_token.relay_hash(),
-            grant: out.grant.grant,
-            reader: session.reader,
-            inbox: session.inbox,
-            guard: ReplayGuard::default(),
-            send_seq: 0,
-            manifests: ManifestGuard::default(),
-            ended: false,
-            children: Vec::new(),
-            answers: Vec::new(),
-            rel: out.relationship,
-            prev_epoch: None,
-        });
-        Ok(self.links.len() - 1)
+        self.links.insert(
+            id,
+            PatientLink {
+                relay: session.relay,
+                peer: Some(peer),
+                upstream: None,
+                chain: Vec::new(),
+                root_token_hash: out.grant.grant.read_token.relay_hash(),
+                grant: out.grant.grant,
+                reader: session.reader,
+                inbox: session.inbox,
+                guard: ReplayGuard::default(),
+                send_seq: 0,
+                manifests: ManifestGuard::default(),
+                ended: false,
+                children: Vec::new(),
+                answers: Vec::new(),
+                rel: out.relationship,
+                prev_epoch: None,
+            },
+        );
+        Ok(id)
     }
 
-    /// The patient's card of link `index`.
-    pub fn patient(&self, index: usize) -> Option<&Card> {
-        self.links.get(index).map(|l| &l.rel.peer_card)
+    /// The patient's card of link `id`.
+    pub fn patient(&self, id: &LinkId) -> Option<&Card> {
+        self.links.get(id).map(|l| &l.rel.peer_card)
     }
 
-    /// The share id and expiry of link `index` (to tag and purge stored records).
-    pub fn share_of(&self, index: usize) -> Option<([u8; 16], u64)> {
-        self.links
-            .get(index)
-            .map(|l| (l.grant.share_id, l.grant.expires_at))
+    /// The share id and expiry of link `id` (to tag and purge stored records).
+    pub fn share_of(&self, id: &LinkId) -> Option<LinkShare> {
+        self.links.get(id).map(PatientLink::share)
     }
 
-    /// Processes waiting relationship messages of link `index`: epoch updates (passed on to
+    /// Every link, oldest grant first (ties by id).
+    pub fn links(&self) -> Vec<LinkView> {
+        let mut v: Vec<(u64, LinkView)> = self
+            .links
+            .iter()
+            .map(|(id, l)| {
+                (
+                    l.grant.issued_at,
+                    LinkView {
+                        id: *id,
+                        patient: l.rel.peer_card.clone(),
+                        share: l.share(),
+                        ended: l.ended,
+                        delegated: l.peer.is_none(),
+                    },
+                )
+            })
+            .collect();
+        v.sort_by_key(|(at, l)| (*at, l.id));
+        v.into_iter().map(|(_, l)| l).collect()
+    }
+
+    /// Processes waiting relationship messages of link `id`: epoch updates (passed on to
     /// the colleagues this doctor delegated to) and answers to forward requests.
-    pub async fn sync(&mut self, index: usize, wait_secs: u64) -> Result<()> {
+    pub async fn sync(&mut self, id: &LinkId, wait_secs: u64) -> Result<()> {
         let l = self
             .links
-            .get_mut(index)
+            .get_mut(id)
             .ok_or(ClientError::InvalidInput("unknown patient"))?;
         let msgs = l.relay.fetch(&l.inbox, wait_secs).await?;
         let mut first_error = None;
@@ -410,26 +486,26 @@ impl Doctor {
         first_error.map_or(Ok(()), Err)
     }
 
-    /// Fetches the manifest and every blob of link `index`, verifying the patient's signature,
+    /// Fetches the manifest and every blob of link `id`, verifying the patient's signature,
     /// the manifest version (no rollback) and each blob's signed hash. A 410 ends the link
     /// (the caller purges what it stored from this share); a 404 from a re-key race syncs the
     /// new epoch key and retries once.
     pub async fn fetch(
         &mut self,
-        index: usize,
+        id: &LinkId,
         progress: &dyn ProgressSink,
         cancel: &Cancel,
     ) -> Result<Vec<SharedRecord>> {
         let mut retried = false;
         loop {
-            match self.fetch_once(index, progress, cancel).await {
+            match self.fetch_once(id, progress, cancel).await {
                 Err(ClientError::NotFound | ClientError::Tampered(_)) if !retried => {
                     // A re-key may have swapped the manifest under us: take the new key, retry.
                     retried = true;
-                    self.sync(index, 0).await?;
+                    self.sync(id, 0).await?;
                 }
                 Err(ClientError::AccessEnded) => {
-                    if let Some(l) = self.links.get_mut(index) {
+                    if let Some(l) = self.links.get_mut(id) {
                         l.ended = true;
                     }
                     return Err(ClientError::AccessEnded);
@@ -441,13 +517,13 @@ impl Doctor {
 
     async fn fetch_once(
         &mut self,
-        index: usize,
+        id: &LinkId,
         progress: &dyn ProgressSink,
         cancel: &Cancel,
     ) -> Result<Vec<SharedRecord>> {
         let l = self
             .links
-            .get_mut(index)
+            .get_mut(id)
             .ok_or(ClientError::InvalidInput("unknown patient"))?;
         let t = now();
         if l.ended || t > l.grant.expires_at {
@@ -457,7 +533,7 @@ impl Doctor {
         let cap = ReaderCap {
             token: &l.grant.read_token,
             reader: &l.reader,
-            share_id: l.grant.share_id,
+            share_id: ShareId(l.grant.share_id),
         };
         let (_, sealed) = l.relay.get_manifest(&cap, t).await?;
         let patient_key = &l.rel.peer_card.body.signing_key;
@@ -548,7 +624,7 @@ impl Doctor {
             let mut ids = Vec::with_capacity(idx.len());
             for &i in &idx {
                 if let Some(e) = entries.get(i) {
-                    ids.push(e.blob_id);
+                    ids.push(BlobId(e.blob_id));
                 }
             }
             gets.push(async move {
@@ -566,10 +642,13 @@ impl Doctor {
         }
         let mut gets = Vec::with_capacity(large.len());
         for i in large {
-            let id = entries.get(i).map(|e| e.blob_id).unwrap_or_default();
+            let blob_id = entries
+                .get(i)
+                .map(|e| BlobId(e.blob_id))
+                .unwrap_or_default();
             gets.push(async move {
                 cancel.check()?;
-                let blob = relay.get_blob(cap, &id, t).await?;
+                let blob = relay.get_blob(cap, &blob_id, t).await?;
                 Ok::<_, ClientError>((i, blob))
             });
         }
@@ -585,11 +664,11 @@ impl Doctor {
     }
 
     /// Signs a FHIR resource (note, observation, medication) and sends it to the patient of
-    /// link `index` through the relationship mailbox.
-    pub async fn send_note(&mut self, index: usize, resource: &Value) -> Result<()> {
+    /// link `id` through the relationship mailbox (docs/protocol.md "Relationship messages").
+    pub async fn send_note(&mut self, id: &LinkId, resource: &Value) -> Result<()> {
         let l = self
             .links
-            .get_mut(index)
+            .get_mut(id)
             .ok_or(ClientError::InvalidInput("unknown patient"))?;
         let peer = l.peer.as_ref().ok_or(ClientError::NotAllowed(
             "a delegated colleague has no channel to the patient",
@@ -621,14 +700,14 @@ pub struct ForwardRights {
 
 // Forwarding to a colleague (DESIGN.md "Forwarding to a colleague"; core `forward` module).
 impl Doctor {
-    /// The relay URL of link `index` (a colleague opens its invite mailbox there).
-    pub fn relay_url(&self, index: usize) -> Option<&str> {
-        self.links.get(index).map(|l| l.relay.base())
+    /// The relay URL of link `id` (a colleague opens its invite mailbox there).
+    pub fn relay_url(&self, id: &LinkId) -> Option<&str> {
+        self.links.get(id).map(|l| l.relay.base())
     }
 
-    /// What the patient allows this doctor to do with link `index`'s share.
-    pub fn forward_rights(&self, index: usize) -> Option<ForwardRights> {
-        self.links.get(index).map(|l| ForwardRights {
+    /// What the patient allows this doctor to do with link `id`'s share.
+    pub fn forward_rights(&self, id: &LinkId) -> Option<ForwardRights> {
+        self.links.get(id).map(|l| ForwardRights {
             policy: l.grant.policy,
             depth: l.grant.delegation_depth,
         })
@@ -637,12 +716,8 @@ impl Doctor {
     /// As the colleague: opens a mailbox on `relay_url` (the forwarding doctor's relay),
     /// makes a fresh reader key and signs an invite valid for `valid_secs`. Hand the invite
     /// (`Wire::to_bytes`) to the forwarding doctor; then [`Doctor::accept_introduction`] with
-    /// the returned handle.
-    pub async fn invite(
-        &mut self,
-        relay_url: &str,
-        valid_secs: u64,
-    ) -> Result<(usize, ColleagueInvite)> {
+    /// the returned id (docs/protocol.md "Forwarding").
+    pub async fn invite(&mut self, relay_url: &str, valid_secs: u64) -> Result<Invitation> {
         let relay = Relay::new(relay_url)?;
         let inbox = relay.open_mailbox().await?;
         let reader = SigningSecret::random(&mut OsRng);
@@ -656,28 +731,32 @@ impl Doctor {
             relationship_id,
             now().saturating_add(valid_secs),
         )?;
-        self.invites.push(Some(PendingInvite {
-            relay,
-            inbox,
-            reader,
-            invite: invite.clone(),
-        }));
-        Ok((self.invites.len() - 1, invite))
+        let id = InviteId(relationship_id);
+        self.invites.insert(
+            id,
+            PendingInvite {
+                relay,
+                inbox,
+                reader,
+                invite: invite.clone(),
+            },
+        );
+        Ok(Invitation { id, invite })
     }
 
-    /// Policy `ask`: asks the patient of link `index` to grant the colleague of `invite`
+    /// Policy `ask`: asks the patient of link `id` to grant the colleague of `invite`
     /// (`scope` defaults to this doctor's). Returns the request hash; the answer arrives with
     /// [`Doctor::sync`] and is read with [`Doctor::forward_answer`].
     pub async fn request_forward(
         &mut self,
-        index: usize,
+        id: &LinkId,
         invite: &ColleagueInvite,
         scope: Option<Scope>,
         reason: &str,
     ) -> Result<[u8; 32]> {
         let l = self
             .links
-            .get_mut(index)
+            .get_mut(id)
             .ok_or(ClientError::InvalidInput("unknown patient"))?;
         if l.grant.policy == Policy::Never {
             return Err(ClientError::NotAllowed(
@@ -716,9 +795,9 @@ impl Doctor {
         Ok(hash)
     }
 
-    /// The patient's answer to forward request `request_hash` of link `index`, once synced.
-    pub fn forward_answer(&self, index: usize, request_hash: &[u8; 32]) -> Option<bool> {
-        self.links.get(index).and_then(|l| {
+    /// The patient's answer to forward request `request_hash` of link `id`, once synced.
+    pub fn forward_answer(&self, id: &LinkId, request_hash: &[u8; 32]) -> Option<bool> {
+        self.links.get(id).and_then(|l| {
             l.answers
                 .iter()
                 .find(|(h, _)| h == request_hash)
@@ -726,20 +805,20 @@ impl Doctor {
         })
     }
 
-    /// Policy `allowed`: delegates link `index`'s share to the colleague of `invite` (scope
+    /// Policy `allowed`: delegates link `id`'s share to the colleague of `invite` (scope
     /// and expiry default to this doctor's and can only narrow). Registers the link at the
     /// relay with a notice sealed to the patient naming the colleague, then introduces the
     /// colleague. Never hands on this doctor's own token.
     pub async fn delegate(
         &mut self,
-        index: usize,
+        id: &LinkId,
         invite: &ColleagueInvite,
         scope: Option<Scope>,
         expires_at: Option<u64>,
     ) -> Result<()> {
         let l = self
             .links
-            .get_mut(index)
+            .get_mut(id)
             .ok_or(ClientError::InvalidInput("unknown patient"))?;
         if l.grant.policy != Policy::Allowed || l.grant.delegation_depth == 0 {
             return Err(ClientError::NotAllowed(
@@ -789,7 +868,7 @@ impl Doctor {
         )?;
         l.relay
             .register_delegation(
-                &l.grant.share_id,
+                &ShareId(l.grant.share_id),
                 &l.root_token_hash,
                 &chain,
                 Some(&sealed_notice),
@@ -830,59 +909,54 @@ impl Doctor {
         Ok(())
     }
 
-    /// As the colleague: waits (long-poll) for the introduction on invite `handle` — a
+    /// As the colleague: waits (long-poll) for the introduction on invite `id` — a
     /// patient's grant (policy `ask`) or a doctor's delegation (policy `allowed`) — verifies
-    /// it and remembers the patient. Returns the new link index.
+    /// it and remembers the patient. Returns the new link's id.
     pub async fn accept_introduction(
         &mut self,
-        handle: usize,
+        id: &InviteId,
         wait_secs: u64,
         cancel: &Cancel,
-    ) -> Result<usize> {
+    ) -> Result<LinkId> {
         let mut p = self
             .invites
-            .get_mut(handle)
-            .and_then(Option::take)
+            .remove(id)
             .ok_or(ClientError::InvalidInput("unknown invite"))?;
         let r = self.accept_inner(&mut p, wait_secs, cancel).await;
         match r {
             Ok(link) => Ok(link),
             Err(e) => {
                 // Keep waiting possible after a timeout or a rejected message.
-                if let Some(slot) = self.invites.get_mut(handle) {
-                    *slot = Some(p);
-                }
+                self.invites.insert(*id, p);
                 Err(e)
             }
         }
     }
 
-    /// As the colleague: a waiter on invite `handle`'s mailbox, so the wait for the
+    /// As the colleague: a waiter on invite `id`'s mailbox, so the wait for the
     /// introduction needs no `Doctor` (docs/architecture.md "Long waits"); open what it
     /// returns with [`Doctor::open_introduction_messages`].
-    pub fn invite_waiter(&self, handle: usize) -> Result<MailboxWaiter> {
+    pub fn invite_waiter(&self, id: &InviteId) -> Result<MailboxWaiter> {
         let p = self
             .invites
-            .get(handle)
-            .and_then(Option::as_ref)
+            .get(id)
             .ok_or(ClientError::InvalidInput("unknown invite"))?;
         Ok(MailboxWaiter::new(p.relay.clone(), p.inbox.clone()))
     }
 
     /// As the colleague: opens messages an [`Doctor::invite_waiter`] returned. The first valid
     /// introduction (verified as in [`Doctor::accept_introduction`]) becomes a link, returned
-    /// as `Some(index)`, and is deleted at the relay; save the doctor afterwards. Forged or
+    /// as `Some(id)`, and is deleted at the relay; save the doctor afterwards. Forged or
     /// misaddressed messages are dropped (the cursor moves past them) and `None` means: keep
     /// waiting with a fresh waiter. Messages at or below the invite's cursor are skipped.
     pub async fn open_introduction_messages(
         &mut self,
-        handle: usize,
+        id: &InviteId,
         msgs: Vec<(u64, Vec<u8>)>,
-    ) -> Result<Option<usize>> {
+    ) -> Result<Option<LinkId>> {
         let mut p = self
             .invites
-            .get_mut(handle)
-            .and_then(Option::take)
+            .remove(id)
             .ok_or(ClientError::InvalidInput("unknown invite"))?;
         let floor = p.inbox.cursor;
         for (seq, sealed) in msgs {
@@ -891,15 +965,13 @@ impl Doctor {
             }
             p.inbox.cursor = p.inbox.cursor.max(seq);
             if let Ok(link) = self.open_introduction(&p, &sealed) {
-                let l = self.links.get(link).ok_or(ClientError::NoAnswer)?;
+                let l = self.links.get(&link).ok_or(ClientError::NoAnswer)?;
                 // The link exists now; a failed delete is retried by the next `sync`.
                 let _ = l.relay.delete_through(&l.inbox, seq).await;
                 return Ok(Some(link));
             }
         }
-        if let Some(slot) = self.invites.get_mut(handle) {
-            *slot = Some(p);
-        }
+        self.invites.insert(*id, p);
         Ok(None)
     }
 
@@ -908,7 +980,7 @@ impl Doctor {
         p: &mut PendingInvite,
         wait_secs: u64,
         cancel: &Cancel,
-    ) -> Result<usize> {
+    ) -> Result<LinkId> {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait_secs);
         let mut last_error = None;
         loop {
@@ -922,7 +994,7 @@ impl Doctor {
                 p.inbox.cursor = p.inbox.cursor.max(seq);
                 match self.open_introduction(p, &sealed) {
                     Ok(link) => {
-                        let l = self.links.get(link).ok_or(ClientError::NoAnswer)?;
+                        let l = self.links.get(&link).ok_or(ClientError::NoAnswer)?;
                         l.relay.delete_through(&l.inbox, seq).await?;
                         return Ok(link);
                     }
@@ -933,7 +1005,7 @@ impl Doctor {
         }
     }
 
-    fn open_introduction(&mut self, p: &PendingInvite, sealed: &[u8]) -> Result<usize> {
+    fn open_introduction(&mut self, p: &PendingInvite, sealed: &[u8]) -> Result<LinkId> {
         let (sender, m) = message::open_introduction(
             &self.identity,
             &self.card,
@@ -1002,37 +1074,56 @@ impl Doctor {
                 reason: "names another relay",
             }));
         }
-        self.links.push(PatientLink {
-            relay: p.relay.clone(),
-            rel: Relationship {
-                id: p.invite.relationship_id,
-                peer_card: intro.patient,
-                peer_address: intro.reply_address,
+        let id = LinkId(p.invite.relationship_id);
+        if self.links.contains_key(&id) {
+            return Err(ClientError::Tampered(carekey_core::Error::Malformed {
+                what: "introduction",
+                reason: "relationship id already in use",
+            }));
+        }
+        self.links.insert(
+            id,
+            PatientLink {
+                relay: p.relay.clone(),
+                rel: Relationship {
+                    id: p.invite.relationship_id,
+                    peer_card: intro.patient,
+                    peer_address: intro.reply_address,
+                },
+                peer,
+                upstream,
+                grant,
+                chain,
+                root_token_hash,
+                reader: SigningSecret::from_seed(p.reader.expose_secret()),
+                inbox: p.inbox.clone(),
+                // The introduction was sequence 1 of its sender.
+                guard: ReplayGuard::from_highest(m.seq),
+                send_seq: 0,
+                manifests: ManifestGuard::default(),
+                ended: false,
+                children: Vec::new(),
+                answers: Vec::new(),
+                prev_epoch: None,
             },
-            peer,
-            upstream,
-            grant,
-            chain,
-            root_token_hash,
-            reader: SigningSecret::from_seed(p.reader.expose_secret()),
-            inbox: p.inbox.clone(),
-            // The introduction was sequence 1 of its sender.
-            guard: ReplayGuard::from_highest(m.seq),
-            send_seq: 0,
-            manifests: ManifestGuard::default(),
-            ended: false,
-            children: Vec::new(),
-            answers: Vec::new(),
-            prev_epoch: None,
-        });
-        Ok(self.links.len() - 1)
+        );
+        Ok(id)
+    }
+}
+
+impl PatientLink {
+    fn share(&self) -> LinkShare {
+        LinkShare {
+            share_id: ShareId(self.grant.share_id),
+            expires_at: self.grant.expires_at,
+        }
     }
 }
 
 impl Doctor {
     /// Marks every link whose grant expired at `now` as ended (no fetch is tried again).
     pub(crate) fn end_expired_links(&mut self, now: u64) {
-        for l in &mut self.links {
+        for l in self.links.values_mut() {
             if now > l.grant.expires_at {
                 l.ended = true;
             }
@@ -1042,12 +1133,12 @@ impl Doctor {
 
 #[cfg(feature = "test-export")]
 impl Doctor {
-    /// Copies of every key and token link `index` holds. Exists only for the revocation proof
+    /// Copies of every key and token link `id` holds. Exists only for the revocation proof
     /// (`tests/revocation.rs`, feature `test-export`, never in an app build).
-    pub fn held_secrets_for_test(&self, index: usize) -> Option<crate::test_export::HeldSecrets> {
-        let l = self.links.get(index)?;
+    pub fn held_secrets_for_test(&self, id: &LinkId) -> Option<crate::test_export::HeldSecrets> {
+        let l = self.links.get(id)?;
         Some(crate::test_export::HeldSecrets {
-            share_id: l.grant.share_id,
+            share_id: ShareId(l.grant.share_id),
             epoch: l.grant.epoch,
             epoch_key: l.grant.epoch_key.clone(),
             read_token: l.grant.read_token.clone(),

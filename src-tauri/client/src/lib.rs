@@ -7,6 +7,8 @@
 //! - [`note`]: signed FHIR resources travelling back to the patient.
 //! - [`store`]: the doctor's vault copy of shared records, purged on revoke and expiry.
 //! - [`progress`]: progress callbacks and cancellation for long work.
+//! - [`ids`]: the typed ids of the API (shares, blobs, mailboxes, pairings, relationships,
+//!   patient links, invites, forward requests), hex in their text form.
 //!
 //! Every error is a [`ClientError`] with a stable [`ClientError::code`] for the UI.
 #![forbid(unsafe_code)]
@@ -14,6 +16,7 @@
 pub mod backup;
 pub mod doctor;
 pub mod error;
+pub mod ids;
 pub mod note;
 pub mod patient;
 mod persist;
@@ -24,6 +27,9 @@ pub mod store;
 pub mod test_export;
 
 pub use error::{ClientError, Result};
+pub use ids::{
+    BlobId, ForwardRequestId, InviteId, LinkId, MailboxId, PairingId, RelationshipId, ShareId,
+};
 
 /// Unix seconds on the device clock (0 before 1970): expiries, grant and receipt times.
 pub(crate) fn now() -> u64 {

@@ -4,7 +4,7 @@
 
 mod state;
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use carekey_core::audit::{self, ChainKind, Head};
 use carekey_core::capability::FetchReceipt;
@@ -23,6 +23,8 @@ use rand_core::OsRng;
 use zeroize::Zeroizing;
 
 use crate::error::{ClientError, Result};
+pub use crate::ids::ForwardRequestId;
+use crate::ids::{PairingId, RelationshipId, ShareId};
 use crate::note::{self, Note};
 use crate::now;
 use crate::progress::{Cancel, Progress, ProgressSink, Stage};
@@ -59,7 +61,7 @@ pub struct ShareOptions {
 
 #[derive(Debug)]
 struct GrantRecord {
-    relationship: usize,
+    relationship: RelationshipId,
     reader_key: PublicKey,
     token: ReadToken,
     scope: Scope,
@@ -78,7 +80,7 @@ struct DelegationRecord {
     /// The colleague's reader key (names it in the access log).
     child_key: PublicKey,
     /// The relationship whose root grant the chain hangs from.
-    root_relationship: usize,
+    root_relationship: RelationshipId,
     /// Depth in the tree (1 = delegated by the root grantee).
     level: usize,
     expires_at: u64,
@@ -127,9 +129,9 @@ struct PatientRelationship {
 /// A pairing in progress: show [`PairingSession::qr_text`] as a QR code.
 #[derive(Debug)]
 pub struct PairingSession {
-    share_id: [u8; 16],
+    share_id: ShareId,
     pairing: PatientPairing,
-    mailbox: [u8; 16],
+    mailbox: PairingId,
     token: [u8; 32],
     pending: Option<PatientPending>,
 }
@@ -141,7 +143,7 @@ impl PairingSession {
     }
 
     /// The share this pairing grants.
-    pub fn share_id(&self) -> [u8; 16] {
+    pub fn share_id(&self) -> ShareId {
         self.share_id
     }
 
@@ -235,8 +237,10 @@ pub struct Patient {
     card: Card,
     relay: Relay,
     relay_audit_key: Option<PublicKey>,
-    shares: HashMap<[u8; 16], ShareState>,
-    relationships: Vec<PatientRelationship>,
+    shares: HashMap<ShareId, ShareState>,
+    /// Keyed by the core relationship's own id (docs/protocol.md "Pairing"), so a handle
+    /// names the same doctor after any other relationship comes or goes, and after a restart.
+    relationships: BTreeMap<RelationshipId, PatientRelationship>,
     forward_requests: Vec<PendingForward>,
     alerts: Vec<ClientError>,
 }
@@ -245,7 +249,7 @@ pub struct Patient {
 struct PendingForward {
     /// Stable handle (saved with the state).
     id: ForwardRequestId,
-    from: usize,
+    from: RelationshipId,
     request: ForwardRequest,
 }
 
@@ -256,7 +260,7 @@ pub struct ForwardRequestView {
     /// Handle for [`Patient::answer_forward`] (stable across restarts).
     pub id: ForwardRequestId,
     /// Relationship of the asking doctor.
-    pub from: usize,
+    pub from: RelationshipId,
     /// The asking doctor's card name.
     pub from_name: String,
     /// The colleague's card (signature checked; name as the colleague states it).
@@ -264,7 +268,7 @@ pub struct ForwardRequestView {
     /// Whether a clinic attested the colleague's card.
     pub colleague_attested: bool,
     /// The share.
-    pub share_id: [u8; 16],
+    pub share_id: ShareId,
     /// What the colleague would see.
     pub scope: Scope,
     /// The doctor's reason.
@@ -283,39 +287,6 @@ pub struct Received {
     pub rejected: Option<ClientError>,
 }
 
-/// Stable handle of a pending forward request: random, saved with the patient's state, so
-/// it names the same request after a restart. Hex in its text form (`Display` / `FromStr`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct ForwardRequestId(pub [u8; 16]);
-
-impl ForwardRequestId {
-    fn random() -> Self {
-        let mut id = [0u8; 16];
-        rand_core::RngCore::fill_bytes(&mut OsRng, &mut id);
-        Self(id)
-    }
-}
-
-impl std::fmt::Display for ForwardRequestId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&crate::relay::hex_id(&self.0))
-    }
-}
-
-impl std::str::FromStr for ForwardRequestId {
-    type Err = ClientError;
-    fn from_str(s: &str) -> Result<Self> {
-        data_encoding::HEXLOWER_PERMISSIVE
-            .decode(s.trim().as_bytes())
-            .ok()
-            .and_then(|v| <[u8; 16]>::try_from(v).ok())
-            .map(Self)
-            .ok_or(ClientError::InvalidInput(
-                "not a forward request id (32 hex digits)",
-            ))
-    }
-}
-
 /// A delegation in a share's tree, as the patient sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DelegationView {
@@ -324,11 +295,41 @@ pub struct DelegationView {
     /// To whom.
     pub colleague: String,
     /// Relationship of the root grantee the chain hangs from (revoking it revokes this).
-    pub root_relationship: usize,
+    pub root_relationship: RelationshipId,
     /// 1 = delegated by the doctor the patient paired with, 2 = one further down.
     pub level: usize,
     /// Until when.
     pub expires_at: u64,
+}
+
+/// One of the patient's relationships, as [`Patient::relationship`] and
+/// [`Patient::relationships`] show it.
+#[derive(Debug, Clone)]
+pub struct RelationshipView {
+    /// Its stable id (the handle of [`Patient::inbox_waiter`], [`Patient::revoke`], ...).
+    pub id: RelationshipId,
+    /// The doctor's (or colleague's) card.
+    pub card: Card,
+    /// When they paired (or the colleague was granted), Unix seconds on this device.
+    pub paired_at: u64,
+}
+
+/// An active grant of a share ([`Patient::active_grants`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrantView {
+    /// The relationship holding it.
+    pub relationship: RelationshipId,
+    /// Until when, Unix seconds.
+    pub expires_at: u64,
+}
+
+/// Fetch events of one reader in words: "Dr. X fetched 12 objects" ([`summarize`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReaderSummary {
+    /// The reader's card name (or "unknown reader").
+    pub who: String,
+    /// How many objects (manifest reads and blobs) it fetched.
+    pub fetched: usize,
 }
 
 impl Patient {
@@ -340,7 +341,7 @@ impl Patient {
             relay,
             relay_audit_key: None,
             shares: HashMap::new(),
-            relationships: Vec::new(),
+            relationships: BTreeMap::new(),
             forward_requests: Vec::new(),
             alerts: Vec::new(),
         }
@@ -364,7 +365,7 @@ impl Patient {
         options: ShareOptions,
         progress: &dyn ProgressSink,
         cancel: &Cancel,
-    ) -> Result<[u8; 16]> {
+    ) -> Result<ShareId> {
         if options.policy != Policy::Allowed && options.delegation_depth != 0 {
             return Err(ClientError::InvalidInput(
                 "delegation depth needs policy allowed",
@@ -405,7 +406,7 @@ impl Patient {
     /// the blobs; returns the next manifest (not yet swapped in).
     async fn upload_epoch(
         &self,
-        share_id: &[u8; 16],
+        share_id: &ShareId,
         st: &mut ShareState,
         progress: &dyn ProgressSink,
         cancel: &Cancel,
@@ -451,7 +452,7 @@ impl Patient {
                 .put_blob(
                     &mut st.owner,
                     share_id,
-                    &e.blob_id,
+                    &crate::ids::BlobId(e.blob_id),
                     epoch,
                     blob,
                     progress,
@@ -462,7 +463,7 @@ impl Patient {
             done += blob.len() as u64;
         }
         Ok(Manifest {
-            share_id: *share_id,
+            share_id: share_id.to_bytes(),
             version: st.manifest_version + 1,
             epoch,
             issued_at: now(),
@@ -473,7 +474,7 @@ impl Patient {
     /// Signs, seals and compare-and-swaps `m` in as the share's manifest.
     async fn swap_manifest(
         &self,
-        share_id: &[u8; 16],
+        share_id: &ShareId,
         st: &mut ShareState,
         m: &Manifest,
     ) -> Result<()> {
@@ -492,20 +493,20 @@ impl Patient {
     }
 
     /// Opens a pairing mailbox for `share_id` and makes the QR.
-    pub async fn start_pairing(&mut self, share_id: &[u8; 16]) -> Result<PairingSession> {
+    pub async fn start_pairing(&mut self, share_id: &ShareId) -> Result<PairingSession> {
         if !self.shares.contains_key(share_id) {
             return Err(ClientError::InvalidInput("unknown share"));
         }
-        let (mailbox, token, expires_at) = self.relay.open_pairing().await?;
-        let expires = u32::try_from(expires_at).map_err(|_| ClientError::BadResponse {
+        let opened = self.relay.open_pairing().await?;
+        let expires = u32::try_from(opened.expires_at).map_err(|_| ClientError::BadResponse {
             what: "pairing expiry",
         })?;
-        let pairing = PatientPairing::start(self.relay.base(), mailbox, expires, &mut OsRng)?;
+        let pairing = PatientPairing::start(self.relay.base(), opened.id.0, expires, &mut OsRng)?;
         Ok(PairingSession {
             share_id: *share_id,
             pairing,
-            mailbox,
-            token,
+            mailbox: opened.id,
+            token: opened.token,
             pending: None,
         })
     }
@@ -524,9 +525,9 @@ impl Patient {
     }
 
     /// After the patient saw matching codes: registers the doctor's read token, signs the
-    /// grant and sends it with the patient's card over the pairing channel. Returns the
-    /// relationship index.
-    pub async fn confirm(&mut self, mut session: PairingSession) -> Result<usize> {
+    /// grant and sends it with the patient's card over the pairing channel. Returns the new
+    /// relationship's id (the core relationship's own, docs/protocol.md "Pairing").
+    pub async fn confirm(&mut self, mut session: PairingSession) -> Result<RelationshipId> {
         let pending = session
             .pending
             .take()
@@ -558,7 +559,7 @@ impl Patient {
             )
             .await?;
         let grant = Grant {
-            share_id: session.share_id,
+            share_id: session.share_id.to_bytes(),
             relay_url: self.relay.base().to_owned(),
             epoch: st.epoch.number,
             epoch_key: st.epoch.key.clone(),
@@ -579,10 +580,17 @@ impl Patient {
             &grant,
             &inbox.address.to_bytes(),
         )?;
+        let id = RelationshipId(rel.id);
+        if self.relationships.contains_key(&id) {
+            // Derived from both sides' fresh ephemeral keys: a repeat means a broken pairing.
+            return Err(ClientError::Tampered(carekey_core::Error::Malformed {
+                what: "pairing",
+                reason: "relationship id already in use",
+            }));
+        }
         self.relay.append(&doctor_address, confirmation).await?;
-        let index = self.relationships.len();
         st.grants.push(GrantRecord {
-            relationship: index,
+            relationship: id,
             reader_key,
             token,
             scope: grant.grant.scope.clone(),
@@ -590,15 +598,18 @@ impl Patient {
             expires_at: grant.grant.expires_at,
             revoked: false,
         });
-        self.relationships.push(PatientRelationship {
-            rel,
-            peer: doctor_address,
-            inbox,
-            send_seq: 0,
-            guard: ReplayGuard::default(),
-            paired_at: now(),
-        });
-        Ok(index)
+        self.relationships.insert(
+            id,
+            PatientRelationship {
+                rel,
+                peer: doctor_address,
+                inbox,
+                send_seq: 0,
+                guard: ReplayGuard::default(),
+                paired_at: now(),
+            },
+        );
+        Ok(id)
     }
 
     /// The patient says no (the check codes differ, or the patient changed their mind)
@@ -623,23 +634,38 @@ impl Patient {
         self.relay.append(&doctor_address, pending.decline()).await
     }
 
-    /// The doctor's card of a relationship and when they paired.
-    pub fn relationship(&self, index: usize) -> Option<(&Card, u64)> {
-        self.relationships
-            .get(index)
-            .map(|r| (&r.rel.peer_card, r.paired_at))
+    /// Relationship `id`: the doctor's card and when they paired.
+    pub fn relationship(&self, id: &RelationshipId) -> Option<RelationshipView> {
+        self.relationships.get(id).map(|r| view_of(*id, r))
     }
 
-    /// Reads the notes the doctor of relationship `index` sent (signature verified, replays
+    /// Every relationship, oldest pairing first (ties by id).
+    pub fn relationships(&self) -> Vec<RelationshipView> {
+        let mut v: Vec<RelationshipView> = self
+            .relationships
+            .iter()
+            .map(|(id, r)| view_of(*id, r))
+            .collect();
+        v.sort_by_key(|r| (r.paired_at, r.id));
+        v
+    }
+
+    fn rel(&self, id: &RelationshipId) -> Result<&PatientRelationship> {
+        self.relationships
+            .get(id)
+            .ok_or(ClientError::InvalidInput("unknown relationship"))
+    }
+
+    /// Reads the notes the doctor of relationship `id` sent (signature verified, replays
     /// and re-addressed messages rejected); processed messages are deleted at the relay.
     /// [`Patient::inbox_waiter`] + [`MailboxWaiter::wait`] + [`Patient::open_inbox`] +
     /// [`Patient::ack_inbox`] in one call, holding `&mut self` for the whole wait; an app
     /// that keeps the patient behind a lock uses the four steps instead. A rejected message
     /// is the error when nothing good came, else it goes to [`Patient::take_alerts`].
-    pub async fn inbox(&mut self, index: usize, wait_secs: u64) -> Result<Vec<Note>> {
-        let msgs = self.inbox_waiter(index)?.wait(wait_secs).await?;
-        let got = self.open_inbox(index, msgs)?;
-        self.ack_inbox(index).await?;
+    pub async fn inbox(&mut self, id: &RelationshipId, wait_secs: u64) -> Result<Vec<Note>> {
+        let msgs = self.inbox_waiter(id)?.wait(wait_secs).await?;
+        let got = self.open_inbox(id, msgs)?;
+        self.ack_inbox(id).await?;
         match (
             got.notes.is_empty() && got.forward_requests.is_empty(),
             got.rejected,
@@ -654,17 +680,14 @@ impl Patient {
         }
     }
 
-    /// A waiter on relationship `index`'s inbox: the relay client, the mailbox and its cursor,
+    /// A waiter on relationship `id`'s inbox: the relay client, the mailbox and its cursor,
     /// so the long-poll needs no `Patient` (docs/architecture.md "Long waits").
-    pub fn inbox_waiter(&self, index: usize) -> Result<MailboxWaiter> {
-        let r = self
-            .relationships
-            .get(index)
-            .ok_or(ClientError::InvalidInput("unknown relationship"))?;
+    pub fn inbox_waiter(&self, id: &RelationshipId) -> Result<MailboxWaiter> {
+        let r = self.rel(id)?;
         Ok(MailboxWaiter::new(self.relay.clone(), r.inbox.clone()))
     }
 
-    /// Opens and verifies messages a [`MailboxWaiter`] of relationship `index` returned
+    /// Opens and verifies messages a [`MailboxWaiter`] of relationship `id` returned
     /// (docs/protocol.md "Relationship messages"): notes (the doctor's record signature
     /// checked) and forward requests (queued for [`Patient::answer_forward`] when the doctor
     /// may ask). Advances the cursor and the replay guard but deletes nothing at the relay:
@@ -674,10 +697,14 @@ impl Patient {
     /// is dropped, never stored; the first such error is [`Received::rejected`]. A message
     /// opened already (a relay serving it again, or a second waiter's copy of the same batch)
     /// is a replay: run one waiter per relationship at a time.
-    pub fn open_inbox(&mut self, index: usize, msgs: Vec<(u64, Vec<u8>)>) -> Result<Received> {
+    pub fn open_inbox(
+        &mut self,
+        id: &RelationshipId,
+        msgs: Vec<(u64, Vec<u8>)>,
+    ) -> Result<Received> {
         let r = self
             .relationships
-            .get_mut(index)
+            .get_mut(id)
             .ok_or(ClientError::InvalidInput("unknown relationship"))?;
         let mut notes = Vec::new();
         let mut requests = Vec::new();
@@ -717,15 +744,15 @@ impl Patient {
         }
         let mut forward_requests = Vec::new();
         for request in requests {
-            match self.check_forward(index, &request) {
+            match self.check_forward(id, &request) {
                 Ok(()) => {
-                    let id = ForwardRequestId::random();
+                    let handle = ForwardRequestId::random();
                     self.forward_requests.push(PendingForward {
-                        id,
-                        from: index,
+                        id: handle,
+                        from: *id,
                         request,
                     });
-                    forward_requests.push(id);
+                    forward_requests.push(handle);
                 }
                 Err(e) => {
                     first_error.get_or_insert(e);
@@ -739,13 +766,10 @@ impl Patient {
         })
     }
 
-    /// Deletes relationship `index`'s messages through the cursor at the relay: call once
+    /// Deletes relationship `id`'s messages through the cursor at the relay: call once
     /// what [`Patient::open_inbox`] returned is stored.
-    pub async fn ack_inbox(&mut self, index: usize) -> Result<()> {
-        let r = self
-            .relationships
-            .get(index)
-            .ok_or(ClientError::InvalidInput("unknown relationship"))?;
+    pub async fn ack_inbox(&mut self, id: &RelationshipId) -> Result<()> {
+        let r = self.rel(id)?;
         if r.inbox.cursor > 0 {
             self.relay.delete_through(&r.inbox, r.inbox.cursor).await?;
         }
@@ -759,15 +783,15 @@ impl Patient {
         std::mem::take(&mut self.alerts)
     }
 
-    /// Revokes the grant of relationship `index` on `share_id`, in the design brief's order:
+    /// Revokes the grant of relationship `id` on `share_id`, in the design brief's order:
     /// revoke the token (and its delegated subtree), new epoch with fresh content keys,
     /// upload, deliver the new epoch key to the remaining grantees, swap the manifest, delete
     /// the old epoch. If it fails part-way (the token is revoked but the re-key did not
     /// finish), calling it again for the same relationship finishes the re-key.
     pub async fn revoke(
         &mut self,
-        share_id: &[u8; 16],
-        index: usize,
+        share_id: &ShareId,
+        id: &RelationshipId,
         progress: &dyn ProgressSink,
         cancel: &Cancel,
     ) -> Result<()> {
@@ -776,7 +800,7 @@ impl Patient {
             .remove(share_id)
             .ok_or(ClientError::InvalidInput("unknown share"))?;
         let r = self
-            .revoke_inner(share_id, &mut st, index, progress, cancel)
+            .revoke_inner(share_id, &mut st, id, progress, cancel)
             .await;
         self.shares.insert(*share_id, st);
         r
@@ -784,9 +808,9 @@ impl Patient {
 
     async fn revoke_inner(
         &mut self,
-        share_id: &[u8; 16],
+        share_id: &ShareId,
         st: &mut ShareState,
-        index: usize,
+        id: &RelationshipId,
         progress: &dyn ProgressSink,
         cancel: &Cancel,
     ) -> Result<()> {
@@ -795,7 +819,7 @@ impl Patient {
         let g = st
             .grants
             .iter_mut()
-            .filter(|g| g.relationship == index)
+            .filter(|g| g.relationship == *id)
             .min_by_key(|g| g.revoked)
             .ok_or(ClientError::InvalidInput("no grant for that relationship"))?;
         if !g.revoked {
@@ -823,20 +847,20 @@ impl Patient {
         };
         // (3) Deliver the new epoch key to every remaining grantee.
         let update = EpochUpdate {
-            share_id: *share_id,
+            share_id: share_id.to_bytes(),
             epoch: st.epoch.number,
             epoch_key: st.epoch.key.clone(),
             manifest_version: m.version,
         }
         .to_bytes();
-        let remaining: Vec<usize> = st
+        let remaining: Vec<RelationshipId> = st
             .grants
             .iter()
             .filter(|g| !g.revoked)
             .map(|g| g.relationship)
             .collect();
         for ri in remaining {
-            self.send(ri, MessageKind::EpochUpdate, &update).await?;
+            self.send(&ri, MessageKind::EpochUpdate, &update).await?;
         }
         // (4) Compare-and-swap the manifest.
         self.swap_manifest(share_id, st, &m).await?;
@@ -852,11 +876,12 @@ impl Patient {
         Ok(())
     }
 
-    /// Sign-then-seal to the doctor of relationship `index`.
-    async fn send(&mut self, index: usize, kind: MessageKind, body: &[u8]) -> Result<()> {
+    /// Sign-then-seal to the doctor of relationship `id` (docs/protocol.md "Relationship
+    /// messages").
+    async fn send(&mut self, id: &RelationshipId, kind: MessageKind, body: &[u8]) -> Result<()> {
         let r = self
             .relationships
-            .get_mut(index)
+            .get_mut(id)
             .ok_or(ClientError::InvalidInput("unknown relationship"))?;
         r.send_seq += 1;
         let sealed = message::seal(
@@ -876,7 +901,7 @@ impl Patient {
     /// it on the first read), verifies that it extends the pinned head and that its head is
     /// signed by the pinned relay key, pins the new head, and returns every readable event so
     /// far. A truncated, forked or re-signed log is an error and changes nothing.
-    pub async fn access_log(&mut self, share_id: &[u8; 16]) -> Result<Vec<AccessEvent>> {
+    pub async fn access_log(&mut self, share_id: &ShareId) -> Result<Vec<AccessEvent>> {
         let key = self
             .relay_audit_key
             .ok_or(ClientError::InvalidInput("no share created yet"))?;
@@ -925,7 +950,12 @@ impl Patient {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let head = audit::verify_extends(ChainKind::Relay, share_id, st.audit_pin, &entries)?;
+        let head = audit::verify_extends(
+            ChainKind::Relay,
+            share_id.as_bytes(),
+            st.audit_pin,
+            &entries,
+        )?;
         let signed = Head {
             seq: log.head.seq,
             hash: unb64(&log.head.entry_hash, "audit head")?,
@@ -938,7 +968,7 @@ impl Patient {
         }
         signed.verify(
             ChainKind::Relay,
-            share_id,
+            share_id.as_bytes(),
             &key,
             &unb64(&log.head.signature, "audit head signature")?,
         )?;
@@ -982,7 +1012,7 @@ impl Patient {
                         .grants
                         .iter()
                         .find(|g| g.reader_key == *reader)
-                        .and_then(|g| self.relationships.get(g.relationship))
+                        .and_then(|g| self.relationships.get(&g.relationship))
                         .map(|x| x.rel.peer_card.body.name.clone())
                         .or_else(|| {
                             st.delegations
@@ -1004,13 +1034,16 @@ impl Patient {
             .collect())
     }
 
-    /// Grants of a share that are still active: (relationship index, expiry).
-    pub fn active_grants(&self, share_id: &[u8; 16]) -> Vec<(usize, u64)> {
+    /// Grants of a share that are still active: who holds each, until when.
+    pub fn active_grants(&self, share_id: &ShareId) -> Vec<GrantView> {
         self.shares.get(share_id).map_or_else(Vec::new, |s| {
             s.grants
                 .iter()
                 .filter(|g| !g.revoked)
-                .map(|g| (g.relationship, g.expires_at))
+                .map(|g| GrantView {
+                    relationship: g.relationship,
+                    expires_at: g.expires_at,
+                })
                 .collect()
         })
     }
@@ -1021,10 +1054,10 @@ impl Patient {
     /// A forward request is only queued for the patient if the asking doctor holds an active
     /// grant on that share, the share's policy is not `never`, the scope stays within the
     /// doctor's, and the colleague's invite is signed by the colleague's card.
-    fn check_forward(&self, from: usize, req: &ForwardRequest) -> Result<()> {
+    fn check_forward(&self, from: &RelationshipId, req: &ForwardRequest) -> Result<()> {
         let st = self
             .shares
-            .get(&req.share_id)
+            .get(&ShareId(req.share_id))
             .ok_or(ClientError::NotAllowed(
                 "forward request for an unknown share",
             ))?;
@@ -1036,7 +1069,7 @@ impl Patient {
         let g = st
             .grants
             .iter()
-            .find(|g| g.relationship == from && !g.revoked)
+            .find(|g| g.relationship == *from && !g.revoked)
             .ok_or(ClientError::NotAllowed(
                 "the asking doctor holds no active grant on this share",
             ))?;
@@ -1058,12 +1091,12 @@ impl Patient {
                 from: p.from,
                 from_name: self
                     .relationships
-                    .get(p.from)
+                    .get(&p.from)
                     .map(|r| r.rel.peer_card.body.name.clone())
                     .unwrap_or_default(),
                 colleague: p.request.invite.card.clone(),
                 colleague_attested: p.request.invite.card.attestation.is_some(),
-                share_id: p.request.share_id,
+                share_id: ShareId(p.request.share_id),
                 scope: p.request.scope.clone(),
                 reason: p.request.reason.clone(),
             })
@@ -1073,13 +1106,13 @@ impl Patient {
     /// Approves or declines forward request `id`. Approving registers a read token for the
     /// colleague's reader key, signs a grant to the colleague's card and sends it (with the
     /// patient's card and a mailbox for notes) to the colleague's invite mailbox: the colleague
-    /// becomes a relationship of its own (returned). The asking doctor gets the answer either
-    /// way.
+    /// becomes a relationship of its own (its id returned). The asking doctor gets the answer
+    /// either way.
     pub async fn answer_forward(
         &mut self,
         id: &ForwardRequestId,
         approve: bool,
-    ) -> Result<Option<usize>> {
+    ) -> Result<Option<RelationshipId>> {
         let at = self
             .forward_requests
             .iter()
@@ -1094,26 +1127,26 @@ impl Patient {
         if approve {
             // Re-check: the doctor may have been revoked since the request arrived (then the
             // request is dropped with the error).
-            self.check_forward(pf.from, &pf.request)?;
+            self.check_forward(&pf.from, &pf.request)?;
         }
         let outcome = if approve {
             self.grant_colleague(&pf.request).await.map(Some)
         } else {
-            self.send(pf.from, MessageKind::ForwardAnswer, &answer)
+            self.send(&pf.from, MessageKind::ForwardAnswer, &answer)
                 .await
                 .map(|()| None)
         };
         match outcome {
-            Ok(Some(index)) => {
+            Ok(Some(colleague)) => {
                 // The colleague has its grant; the asking doctor's answer is a courtesy, and a
                 // failure to deliver it is kept as an alert rather than undoing the grant.
                 if let Err(e) = self
-                    .send(pf.from, MessageKind::ForwardAnswer, &answer)
+                    .send(&pf.from, MessageKind::ForwardAnswer, &answer)
                     .await
                 {
                     self.alerts.push(e);
                 }
-                Ok(Some(index))
+                Ok(Some(colleague))
             }
             Ok(None) => Ok(None),
             Err(e) => {
@@ -1128,19 +1161,28 @@ impl Patient {
 
     /// Registers a token for the colleague, signs its grant and sends the introduction; only
     /// after the introduction is delivered does the colleague become a relationship.
-    async fn grant_colleague(&mut self, req: &ForwardRequest) -> Result<usize> {
+    async fn grant_colleague(&mut self, req: &ForwardRequest) -> Result<RelationshipId> {
         let inv = &req.invite;
         let address = MailboxAddress::from_bytes(&inv.address)?;
+        // The colleague chose the relationship id (its invite, docs/protocol.md "Forwarding"):
+        // one already in use here would alias another relationship's messages.
+        let id = RelationshipId(inv.relationship_id);
+        if self.relationships.contains_key(&id) {
+            return Err(ClientError::NotAllowed(
+                "the colleague's invite reuses a relationship id",
+            ));
+        }
+        let share_id = ShareId(req.share_id);
         let inbox = self.relay.open_mailbox().await?;
         let st = self
             .shares
-            .get_mut(&req.share_id)
+            .get_mut(&share_id)
             .ok_or(ClientError::InvalidInput("unknown share"))?;
         let token = ReadToken::random(&mut OsRng);
         self.relay
             .register_token(
                 &mut st.owner,
-                &req.share_id,
+                &share_id,
                 &api::RootTokenRegistration {
                     token_hash: b64(&token.relay_hash()),
                     reader_key: b64(inv.reader_key.as_bytes()),
@@ -1183,9 +1225,8 @@ impl Patient {
             &mut OsRng,
         )?;
         self.relay.append(&address, sealed).await?;
-        let index = self.relationships.len();
         st.grants.push(GrantRecord {
-            relationship: index,
+            relationship: id,
             reader_key: inv.reader_key,
             token,
             scope: req.scope.clone(),
@@ -1193,19 +1234,22 @@ impl Patient {
             expires_at: st.options.expires_at,
             revoked: false,
         });
-        self.relationships.push(PatientRelationship {
-            rel: Relationship {
-                id: inv.relationship_id,
-                peer_card: inv.card.clone(),
-                peer_address: inv.address.clone(),
+        self.relationships.insert(
+            id,
+            PatientRelationship {
+                rel: Relationship {
+                    id: inv.relationship_id,
+                    peer_card: inv.card.clone(),
+                    peer_address: inv.address.clone(),
+                },
+                peer: address,
+                inbox,
+                send_seq: 1,
+                guard: ReplayGuard::default(),
+                paired_at: now(),
             },
-            peer: address,
-            inbox,
-            send_seq: 1,
-            guard: ReplayGuard::default(),
-            paired_at: now(),
-        });
-        Ok(index)
+        );
+        Ok(id)
     }
 
     /// Reads the share's new delegation notices from the relay, verifies each against the
@@ -1213,7 +1257,7 @@ impl Patient {
     /// signature, the colleague's signed invite), and returns the whole known tree. A notice
     /// that fails is reported as an error after the good ones are kept: the relay may have
     /// registered a delegation the patient cannot account for, which the UI must show.
-    pub async fn delegations(&mut self, share_id: &[u8; 16]) -> Result<Vec<DelegationView>> {
+    pub async fn delegations(&mut self, share_id: &ShareId) -> Result<Vec<DelegationView>> {
         let st = self
             .shares
             .get_mut(share_id)
@@ -1259,12 +1303,12 @@ impl Patient {
 fn verify_notice(
     me: &DeviceIdentity,
     my_card: &Card,
-    share_id: &[u8; 16],
+    share_id: &ShareId,
     st: &ShareState,
-    relationships: &[PatientRelationship],
+    relationships: &BTreeMap<RelationshipId, PatientRelationship>,
     sealed: &[u8],
 ) -> Result<DelegationRecord> {
-    let (sender, m) = message::open_introduction(me, my_card, share_id, sealed)?;
+    let (sender, m) = message::open_introduction(me, my_card, share_id.as_bytes(), sealed)?;
     if m.kind != MessageKind::Notice {
         return Err(ClientError::Tampered(carekey_core::Error::Malformed {
             what: "delegation notice",
@@ -1289,13 +1333,13 @@ fn verify_notice(
         expires_at: g.expires_at,
         depth: g.depth,
     };
-    n.verify(share_id, &root, now())?;
+    n.verify(share_id.as_bytes(), &root, now())?;
     // The notice's signer must be who holds the parent key: the root grantee for the first
     // level, an earlier (verified) colleague further down.
     let last = n.chain.len() - 1;
     let parent_key = n.chain[last].parent_key;
     let parent_card = if last == 0 {
-        relationships.get(g.relationship).map(|r| &r.rel.peer_card)
+        relationships.get(&g.relationship).map(|r| &r.rel.peer_card)
     } else {
         st.delegations
             .iter()
@@ -1331,16 +1375,27 @@ fn fetched_objects(object_id: &str) -> Vec<String> {
     }
 }
 
-/// Summarises fetch events per reader: "Dr. X fetched 12 objects".
-pub fn summarize(events: &[AccessEvent]) -> Vec<(String, usize)> {
-    let mut out: Vec<(String, usize)> = Vec::new();
+/// Summarises fetch events per reader: "Dr. X fetched 12 objects", in order of first fetch.
+pub fn summarize(events: &[AccessEvent]) -> Vec<ReaderSummary> {
+    let mut out: Vec<ReaderSummary> = Vec::new();
     for e in events {
         if let AccessKind::Fetched { objects } = &e.what {
-            match out.iter_mut().find(|(w, _)| *w == e.who) {
-                Some((_, n)) => *n += objects.len(),
-                None => out.push((e.who.clone(), objects.len())),
+            match out.iter_mut().find(|s| s.who == e.who) {
+                Some(s) => s.fetched += objects.len(),
+                None => out.push(ReaderSummary {
+                    who: e.who.clone(),
+                    fetched: objects.len(),
+                }),
             }
         }
     }
     out
+}
+
+fn view_of(id: RelationshipId, r: &PatientRelationship) -> RelationshipView {
+    RelationshipView {
+        id,
+        card: r.rel.peer_card.clone(),
+        paired_at: r.paired_at,
+    }
 }

@@ -15,6 +15,7 @@ use reqwest::{Method, StatusCode};
 use sha2::{Digest, Sha256};
 
 use crate::error::{ClientError, Result};
+use crate::ids::{BlobId, MailboxId, PairingId, ShareId};
 use crate::progress::{Cancel, Progress, ProgressSink, Stage};
 
 /// Blobs above this size go through the chunked upload API.
@@ -127,7 +128,7 @@ pub struct ReaderCap<'a> {
     /// Per-relationship reader key.
     pub reader: &'a SigningSecret,
     /// Share id.
-    pub share_id: [u8; 16],
+    pub share_id: ShareId,
 }
 
 /// Where a relationship mailbox receives messages: what a pairing message's opaque return
@@ -135,7 +136,7 @@ pub struct ReaderCap<'a> {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MailboxAddress {
     /// Mailbox id.
-    pub id: [u8; 16],
+    pub id: MailboxId,
     /// Write capability.
     pub write_token: [u8; 32],
 }
@@ -143,7 +144,7 @@ pub struct MailboxAddress {
 impl MailboxAddress {
     /// Encoded form.
     pub fn to_bytes(&self) -> Vec<u8> {
-        [&self.id[..], &self.write_token[..]].concat()
+        [&self.id.0[..], &self.write_token[..]].concat()
     }
     /// Decodes what a peer sent.
     pub fn from_bytes(b: &[u8]) -> Result<Self> {
@@ -157,7 +158,10 @@ impl MailboxAddress {
         let mut write_token = [0u8; 32];
         id.copy_from_slice(&b[..16]);
         write_token.copy_from_slice(&b[16..]);
-        Ok(Self { id, write_token })
+        Ok(Self {
+            id: MailboxId(id),
+            write_token,
+        })
     }
 }
 
@@ -170,6 +174,25 @@ pub struct OwnMailbox {
     pub read_token: [u8; 32],
     /// Highest message sequence already processed.
     pub cursor: u64,
+}
+
+/// A pairing mailbox just opened ([`Relay::open_pairing`]).
+pub struct PairingMailbox {
+    /// Its id (the QR carries it; not secret).
+    pub id: PairingId,
+    /// Read capability (secret: whoever holds it reads the doctor's reply).
+    pub token: [u8; 32],
+    /// Until when the relay keeps it, Unix seconds.
+    pub expires_at: u64,
+}
+
+impl std::fmt::Debug for PairingMailbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PairingMailbox")
+            .field("id", &self.id)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The relay client.
@@ -396,7 +419,7 @@ impl Relay {
     }
 
     /// Creates a share owned by `cap`; returns its id.
-    pub async fn create_share(&self, cap: &mut OwnerCap, expires_at: u64) -> Result<[u8; 16]> {
+    pub async fn create_share(&self, cap: &mut OwnerCap, expires_at: u64) -> Result<ShareId> {
         let body = serde_json::to_vec(&api::CreateShareRequest {
             owner_key: b64(cap.public().as_bytes()),
             expires_at,
@@ -406,7 +429,7 @@ impl Relay {
             .owner(cap, Method::POST, "/v1/shares", body, true)
             .await?;
         let c: api::CreateShareResponse = Self::json(r, "create share").await?;
-        parse_id(&c.share_id, "share id")
+        parse_id(&c.share_id, "share id").map(ShareId)
     }
 
     /// Uploads one blob of `epoch` (chunked above [`CHUNKED_UPLOAD_THRESHOLD`]), reporting
@@ -415,15 +438,15 @@ impl Relay {
     pub async fn put_blob(
         &self,
         cap: &mut OwnerCap,
-        share: &[u8; 16],
-        blob: &[u8; 16],
+        share: &ShareId,
+        blob: &BlobId,
         epoch: u32,
         data: &[u8],
         progress: &dyn ProgressSink,
         cancel: &Cancel,
         (done, total): (u64, u64),
     ) -> Result<()> {
-        let (s, b) = (hex_id(share), hex_id(blob));
+        let (s, b) = (share.to_string(), blob.to_string());
         if data.len() <= CHUNKED_UPLOAD_THRESHOLD {
             let path = format!("/v1/shares/{s}/blobs/{b}?epoch={epoch}");
             self.owner(cap, Method::PUT, &path, data.to_vec(), false)
@@ -469,14 +492,14 @@ impl Relay {
     pub async fn put_manifest(
         &self,
         cap: &mut OwnerCap,
-        share: &[u8; 16],
+        share: &ShareId,
         version: u64,
         prev: u64,
         sealed: Vec<u8>,
     ) -> Result<()> {
         let path = format!(
             "/v1/shares/{}/manifest?version={version}&prev={prev}",
-            hex_id(share)
+            share
         );
         self.owner(cap, Method::PUT, &path, sealed, false).await?;
         Ok(())
@@ -486,12 +509,12 @@ impl Relay {
     pub async fn register_token(
         &self,
         cap: &mut OwnerCap,
-        share: &[u8; 16],
+        share: &ShareId,
         reg: &api::RootTokenRegistration,
     ) -> Result<()> {
         let body =
             serde_json::to_vec(reg).map_err(|_| ClientError::InvalidInput("registration"))?;
-        let path = format!("/v1/shares/{}/tokens", hex_id(share));
+        let path = format!("/v1/shares/{}/tokens", share);
         self.owner(cap, Method::POST, &path, body, true).await?;
         Ok(())
     }
@@ -500,12 +523,12 @@ impl Relay {
     pub async fn revoke_token(
         &self,
         cap: &mut OwnerCap,
-        share: &[u8; 16],
+        share: &ShareId,
         token_hash: &[u8; 32],
     ) -> Result<()> {
         let path = format!(
             "/v1/shares/{}/tokens/{}",
-            hex_id(share),
+            share,
             HEXLOWER.encode(token_hash)
         );
         self.owner(cap, Method::DELETE, &path, Vec::new(), false)
@@ -517,7 +540,7 @@ impl Relay {
     /// parent, checked by the relay), the notice is sealed to the patient. No owner key.
     pub async fn register_delegation(
         &self,
-        share: &[u8; 16],
+        share: &ShareId,
         root_token_hash: &[u8; 32],
         chain: &[carekey_core::grant::DelegationLink],
         notice: Option<&[u8]>,
@@ -532,7 +555,7 @@ impl Relay {
         };
         let body =
             serde_json::to_vec(&reg).map_err(|_| ClientError::InvalidInput("registration"))?;
-        let path = format!("/v1/shares/{}/delegations", hex_id(share));
+        let path = format!("/v1/shares/{}/delegations", share);
         self.send(
             Method::POST,
             &path,
@@ -548,10 +571,10 @@ impl Relay {
     pub async fn notices(
         &self,
         cap: &mut OwnerCap,
-        share: &[u8; 16],
+        share: &ShareId,
         after: u64,
     ) -> Result<Vec<(u64, Vec<u8>)>> {
-        let path = format!("/v1/shares/{}/notices?after={after}", hex_id(share));
+        let path = format!("/v1/shares/{}/notices?after={after}", share);
         let r = self
             .owner(cap, Method::GET, &path, Vec::new(), false)
             .await?;
@@ -571,10 +594,10 @@ impl Relay {
     pub async fn delete_epoch(
         &self,
         cap: &mut OwnerCap,
-        share: &[u8; 16],
+        share: &ShareId,
         epoch: u32,
     ) -> Result<()> {
-        let path = format!("/v1/shares/{}/epochs/{epoch}", hex_id(share));
+        let path = format!("/v1/shares/{}/epochs/{epoch}", share);
         self.owner(cap, Method::DELETE, &path, Vec::new(), false)
             .await?;
         Ok(())
@@ -584,10 +607,10 @@ impl Relay {
     pub async fn audit_log(
         &self,
         cap: &mut OwnerCap,
-        share: &[u8; 16],
+        share: &ShareId,
         from: u64,
     ) -> Result<api::AuditLog> {
-        let path = format!("/v1/shares/{}/audit?from={from}", hex_id(share));
+        let path = format!("/v1/shares/{}/audit?from={from}", share);
         let r = self
             .owner(cap, Method::GET, &path, Vec::new(), false)
             .await?;
@@ -599,7 +622,7 @@ impl Relay {
         object_id: &str,
         now: u64,
     ) -> Vec<(&'static str, String)> {
-        let receipt = FetchReceipt::sign(cap.reader, cap.share_id, object_id, now, &mut OsRng);
+        let receipt = FetchReceipt::sign(cap.reader, cap.share_id.0, object_id, now, &mut OsRng);
         vec![
             bearer(cap.token.expose_secret()),
             (
@@ -611,7 +634,7 @@ impl Relay {
 
     /// The sealed manifest and its version (each attempt carries a fresh signed receipt).
     pub async fn get_manifest(&self, cap: &ReaderCap<'_>, now: u64) -> Result<(u64, Vec<u8>)> {
-        let path = format!("/v1/shares/{}/manifest", hex_id(&cap.share_id));
+        let path = format!("/v1/shares/{}/manifest", cap.share_id);
         let r = self
             .get_retrying(
                 &path,
@@ -631,14 +654,9 @@ impl Relay {
     }
 
     /// One blob.
-    pub async fn get_blob(
-        &self,
-        cap: &ReaderCap<'_>,
-        blob: &[u8; 16],
-        now: u64,
-    ) -> Result<Vec<u8>> {
-        let b = hex_id(blob);
-        let path = format!("/v1/shares/{}/blobs/{b}", hex_id(&cap.share_id));
+    pub async fn get_blob(&self, cap: &ReaderCap<'_>, blob: &BlobId, now: u64) -> Result<Vec<u8>> {
+        let b = blob.to_string();
+        let path = format!("/v1/shares/{}/blobs/{b}", cap.share_id);
         let r = self
             .get_retrying(&path, || Self::reader_headers(cap, &b, now), None)
             .await?;
@@ -651,7 +669,7 @@ impl Relay {
     pub async fn get_blobs(
         &self,
         cap: &ReaderCap<'_>,
-        blobs: &[[u8; 16]],
+        blobs: &[BlobId],
         now: u64,
     ) -> Result<Vec<Vec<u8>>> {
         if blobs.is_empty() {
@@ -663,16 +681,16 @@ impl Relay {
         let mut object = String::with_capacity(api::BATCH_OBJECT_PREFIX.len() + 32 * blobs.len());
         object.push_str(api::BATCH_OBJECT_PREFIX);
         for b in blobs {
-            object.push_str(&hex_id(b));
+            object.push_str(&b.to_string());
         }
-        let path = format!("/v1/shares/{}/fetch", hex_id(&cap.share_id));
+        let path = format!("/v1/shares/{}/fetch", cap.share_id);
         let r = self
             .read_retrying(
                 Method::POST,
                 &path,
                 || {
                     let receipt =
-                        FetchReceipt::sign(cap.reader, cap.share_id, &object, now, &mut OsRng);
+                        FetchReceipt::sign(cap.reader, cap.share_id.0, &object, now, &mut OsRng);
                     (
                         vec![bearer(cap.token.expose_secret())],
                         Some(carekey_core::wire::Wire::to_bytes(&receipt)),
@@ -688,24 +706,24 @@ impl Relay {
         split_frames(&body, blobs.len())
     }
 
-    /// Opens a single-use pairing mailbox: (id, read token, expiry).
-    pub async fn open_pairing(&self) -> Result<([u8; 16], [u8; 32], u64)> {
+    /// Opens a single-use pairing mailbox (docs/protocol.md "Pairing": the QR names it).
+    pub async fn open_pairing(&self) -> Result<PairingMailbox> {
         let r = self
             .send(Method::POST, "/v1/pairing", Vec::new(), None, None)
             .await?;
         let p: api::PairingOpened = Self::json(r, "pairing").await?;
-        Ok((
-            parse_id(&p.mailbox_id, "pairing id")?,
-            unb64(&p.read_token, "pairing token")?,
-            p.expires_at,
-        ))
+        Ok(PairingMailbox {
+            id: PairingId(parse_id(&p.mailbox_id, "pairing id")?),
+            token: unb64(&p.read_token, "pairing token")?,
+            expires_at: p.expires_at,
+        })
     }
 
     /// Puts the doctor's reply into a pairing mailbox. The QR is single-use (docs/relay.md
     /// `PUT /v1/pairing`): 409 (it has its reply) and 404 (closed and gone) are
     /// [`ClientError::AlreadyUsed`], 410 is an expired QR.
-    pub async fn reply_pairing(&self, id: &[u8; 16], reply: Vec<u8>) -> Result<()> {
-        let path = format!("/v1/pairing/{}", hex_id(id));
+    pub async fn reply_pairing(&self, id: &PairingId, reply: Vec<u8>) -> Result<()> {
+        let path = format!("/v1/pairing/{id}");
         match self
             .send(Method::PUT, &path, Vec::new(), Some(reply), None)
             .await
@@ -726,11 +744,11 @@ impl Relay {
     /// it with [`Relay::close_pairing`] once a reply verified.
     pub async fn read_pairing(
         &self,
-        id: &[u8; 16],
+        id: &PairingId,
         token: &[u8; 32],
         wait: u64,
     ) -> Result<Option<Vec<u8>>> {
-        let path = format!("/v1/pairing/{}?wait={wait}&close=false", hex_id(id));
+        let path = format!("/v1/pairing/{id}?wait={wait}&close=false");
         let r = self
             .send(
                 Method::GET,
@@ -747,8 +765,8 @@ impl Relay {
     }
 
     /// Closes a pairing mailbox (no further reply is accepted).
-    pub async fn close_pairing(&self, id: &[u8; 16], token: &[u8; 32]) -> Result<()> {
-        let path = format!("/v1/pairing/{}", hex_id(id));
+    pub async fn close_pairing(&self, id: &PairingId, token: &[u8; 32]) -> Result<()> {
+        let path = format!("/v1/pairing/{id}");
         self.send(Method::DELETE, &path, vec![bearer(token)], None, None)
             .await?;
         Ok(())
@@ -762,7 +780,7 @@ impl Relay {
         let m: api::MailboxOpened = Self::json(r, "mailbox").await?;
         Ok(OwnMailbox {
             address: MailboxAddress {
-                id: parse_id(&m.mailbox_id, "mailbox id")?,
+                id: MailboxId(parse_id(&m.mailbox_id, "mailbox id")?),
                 write_token: unb64(&m.write_token, "mailbox write token")?,
             },
             read_token: unb64(&m.read_token, "mailbox read token")?,
@@ -772,7 +790,7 @@ impl Relay {
 
     /// Appends a sealed message to a peer's mailbox.
     pub async fn append(&self, to: &MailboxAddress, sealed: Vec<u8>) -> Result<()> {
-        let path = format!("/v1/mailboxes/{}/messages", hex_id(&to.id));
+        let path = format!("/v1/mailboxes/{}/messages", to.id);
         self.send(
             Method::POST,
             &path,
@@ -788,8 +806,7 @@ impl Relay {
     pub async fn fetch(&self, mb: &OwnMailbox, wait: u64) -> Result<Vec<(u64, Vec<u8>)>> {
         let path = format!(
             "/v1/mailboxes/{}/messages?after={}&wait={wait}",
-            hex_id(&mb.address.id),
-            mb.cursor
+            mb.address.id, mb.cursor
         );
         let r = self
             .get_retrying(
@@ -814,10 +831,7 @@ impl Relay {
 
     /// Deletes processed messages up to `through`.
     pub async fn delete_through(&self, mb: &OwnMailbox, through: u64) -> Result<()> {
-        let path = format!(
-            "/v1/mailboxes/{}/messages?through={through}",
-            hex_id(&mb.address.id)
-        );
+        let path = format!("/v1/mailboxes/{}/messages?through={through}", mb.address.id);
         self.send(
             Method::DELETE,
             &path,

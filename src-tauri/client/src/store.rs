@@ -17,8 +17,9 @@ use carekey_core::keys::Card;
 use carekey_vault::{ImportControl, ImportOptions, PurgeReason, ShareSource, Vault};
 use serde_json::{Value, json};
 
-use crate::doctor::{Doctor, SharedRecord};
+use crate::doctor::{Doctor, LinkShare, SharedRecord};
 use crate::error::{ClientError, Result};
+use crate::ids::{LinkId, ShareId};
 use crate::now;
 use crate::progress::{Cancel, ProgressSink};
 
@@ -39,6 +40,15 @@ pub enum SyncOutcome {
         /// Why.
         reason: PurgeReason,
     },
+}
+
+/// What [`store_share`] put in the vault.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StoredCounts {
+    /// FHIR resources stored.
+    pub records: usize,
+    /// Attachments stored.
+    pub attachments: usize,
 }
 
 /// Builds the Bundle the vault imports, in manifest order. A shared attachment follows the
@@ -130,24 +140,27 @@ fn content_type(title: &str) -> &'static str {
 pub fn store_share(
     vault: &mut Vault,
     patient: &Card,
-    share_id: [u8; 16],
+    share_id: ShareId,
     expires_at: u64,
     records: &[SharedRecord],
-) -> Result<(usize, usize)> {
+) -> Result<StoredCounts> {
     let bundle = bundle_of(records)?;
     let report = vault.replace_share(
         &bundle,
         &ImportOptions {
             source: Some("shared by patient".into()),
             share: Some(ShareSource {
-                share_id,
+                share_id: share_id.to_bytes(),
                 expires_at,
                 label: patient.body.name.clone(),
             }),
         },
         &mut ImportControl::default(),
     )?;
-    Ok((report.records, report.attachments))
+    Ok(StoredCounts {
+        records: report.records,
+        attachments: report.attachments,
+    })
 }
 
 /// A share fetched and verified by [`Doctor::fetch_share`] (no vault involved yet), or the
@@ -159,7 +172,7 @@ pub enum FetchedShare {
         /// The patient's card (its name labels the stored records); boxed, it is large.
         patient: Box<Card>,
         /// The share id (tags the stored records).
-        share_id: [u8; 16],
+        share_id: ShareId,
         /// The grant's expiry (Unix seconds): the stored records are purged after it.
         expires_at: u64,
         /// The records, in manifest order.
@@ -168,7 +181,7 @@ pub enum FetchedShare {
     /// The relay said access ended (410) or the grant expired: the share's records go.
     Ended {
         /// The share id.
-        share_id: [u8; 16],
+        share_id: ShareId,
         /// Why: `Expired` on the device's clock, else `Revoked`.
         reason: PurgeReason,
     },
@@ -185,15 +198,14 @@ impl FetchedShare {
                 expires_at,
                 records,
             } => {
-                let (records, attachments) =
-                    store_share(vault, &patient, share_id, expires_at, &records)?;
+                let n = store_share(vault, &patient, share_id, expires_at, &records)?;
                 Ok(SyncOutcome::Stored {
-                    records,
-                    attachments,
+                    records: n.records,
+                    attachments: n.attachments,
                 })
             }
             FetchedShare::Ended { share_id, reason } => {
-                let purged = vault.purge_source(&share_id, reason)?;
+                let purged = vault.purge_source(share_id.as_bytes(), reason)?;
                 Ok(SyncOutcome::Ended { purged, reason })
             }
         }
@@ -201,24 +213,27 @@ impl FetchedShare {
 }
 
 impl Doctor {
-    /// Fetches and verifies link `index`'s share without touching any vault (the app holds
+    /// Fetches and verifies link `id`'s share without touching any vault (the app holds
     /// no vault lock across the network); store the result with [`FetchedShare::store`].
     /// Access ended (410, or the grant's expiry passed) is not an error here but
     /// [`FetchedShare::Ended`].
     pub async fn fetch_share(
         &mut self,
-        index: usize,
+        id: &LinkId,
         progress: &dyn ProgressSink,
         cancel: &Cancel,
     ) -> Result<FetchedShare> {
-        let (share_id, expires_at) = self
-            .share_of(index)
+        let LinkShare {
+            share_id,
+            expires_at,
+        } = self
+            .share_of(id)
             .ok_or(ClientError::InvalidInput("unknown patient"))?;
         let patient = self
-            .patient(index)
+            .patient(id)
             .cloned()
             .ok_or(ClientError::InvalidInput("unknown patient"))?;
-        match self.fetch(index, progress, cancel).await {
+        match self.fetch(id, progress, cancel).await {
             Ok(records) => Ok(FetchedShare::Records {
                 patient: Box::new(patient),
                 share_id,
@@ -237,21 +252,19 @@ impl Doctor {
         }
     }
 
-    /// Fetches link `index`'s share, verifies it and stores it in `vault` tagged with the
+    /// Fetches link `id`'s share, verifies it and stores it in `vault` tagged with the
     /// grant's expiry; when the relay says access ended (410) or the grant expired, purges
     /// that share's records instead and logs why. Shorthand for [`Doctor::fetch_share`] then
     /// [`FetchedShare::store`]; the vault is only used after the fetch, but the borrow lasts
     /// the whole call, so an app that shares its vault behind a lock calls the two itself.
     pub async fn sync_to_vault(
         &mut self,
-        index: usize,
+        id: &LinkId,
         vault: &mut Vault,
         progress: &dyn ProgressSink,
         cancel: &Cancel,
     ) -> Result<SyncOutcome> {
-        self.fetch_share(index, progress, cancel)
-            .await?
-            .store(vault)
+        self.fetch_share(id, progress, cancel).await?.store(vault)
     }
 
     /// Purges every expired share from `vault` on the device's clock (works offline) and ends

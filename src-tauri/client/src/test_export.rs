@@ -11,7 +11,7 @@ use carekey_core::keys::{EpochKey, PublicKey, ReadToken, SigningSecret};
 #[derive(Debug)]
 pub struct HeldSecrets {
     /// The share.
-    pub share_id: [u8; 16],
+    pub share_id: crate::ids::ShareId,
     /// Epoch the link holds the key of.
     pub epoch: u32,
     /// That epoch's manifest key.

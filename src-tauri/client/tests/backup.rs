@@ -114,26 +114,31 @@ async fn backup_then_restore_on_a_fresh_device_from_the_phrase() {
         .expect("state loads")
         .expect("state was in the backup");
     assert_eq!(
-        patient.relationship(rel).expect("remembered").0.body.name,
+        patient
+            .relationship(&rel)
+            .expect("remembered")
+            .card
+            .body
+            .name,
         "Dr. Ada Quinn"
     );
     // The restored patient still talks to the doctor, and can revoke.
     doctor
         .send_note(
-            link,
+            &link,
             &serde_json::json!({"resourceType": "Observation", "status": "final",
                 "code": {"text": "after restore"}}),
         )
         .await
         .expect("note");
-    assert_eq!(patient.inbox(rel, 5).await.expect("inbox").len(), 1);
+    assert_eq!(patient.inbox(&rel, 5).await.expect("inbox").len(), 1);
     patient
-        .revoke(&share, rel, &NoProgress, &Cancel::new())
+        .revoke(&share, &rel, &NoProgress, &Cancel::new())
         .await
         .expect("revoke from the restored phone");
     assert_eq!(
         doctor
-            .fetch(link, &NoProgress, &Cancel::new())
+            .fetch(&link, &NoProgress, &Cancel::new())
             .await
             .expect_err("revoked")
             .code(),

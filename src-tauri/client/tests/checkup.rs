@@ -73,7 +73,7 @@ async fn checkup_share_scan_note_log_and_revoke() {
             .await
             .expect("grant arrives");
         assert_eq!(
-            doctor.patient(link).expect("linked").body.name,
+            doctor.patient(&link).expect("linked").body.name,
             "Pat Example"
         );
         doctors.push((doctor, link, rel));
@@ -84,7 +84,7 @@ async fn checkup_share_scan_note_log_and_revoke() {
         let seen = Mutex::new(0u64);
         let got = doctor
             .fetch(
-                *link,
+                link,
                 &|p: Progress| *seen.lock().expect("lock") = p.done,
                 &cancel,
             )
@@ -107,19 +107,19 @@ async fn checkup_share_scan_note_log_and_revoke() {
         "valueString": "120/80 mmHg"
     });
     let (da, link_a, rel_a) = &mut doctors[0];
-    da.send_note(*link_a, &note).await.expect("note sent");
-    let notes = patient.inbox(*rel_a, 5).await.expect("inbox");
+    da.send_note(link_a, &note).await.expect("note sent");
+    let notes = patient.inbox(rel_a, 5).await.expect("inbox");
     assert_eq!(notes.len(), 1);
     assert_eq!(notes[0].resource, note);
     assert_eq!(notes[0].author.body.name, "Dr. Ada Quinn");
     // Reading again yields nothing new (deleted after read, replay guard holds).
-    assert!(patient.inbox(*rel_a, 0).await.expect("inbox").is_empty());
+    assert!(patient.inbox(rel_a, 0).await.expect("inbox").is_empty());
 
     // The access log: verified chain, readable per doctor.
     let events = patient.access_log(&share).await.expect("log verifies");
     let per = summarize(&events);
     for name in ["Dr. Ada Quinn", "Dr. Ben Stone"] {
-        let n = per.iter().find(|(w, _)| w == name).map(|(_, n)| *n);
+        let n = per.iter().find(|s| s.who == name).map(|s| s.fetched);
         assert_eq!(
             n,
             Some(n_items + 1),
@@ -135,17 +135,17 @@ async fn checkup_share_scan_note_log_and_revoke() {
     // Revoke doctor A: token first, then a new epoch for the others.
     let rel_a = doctors[0].2;
     patient
-        .revoke(&share, rel_a, &NoProgress, &cancel)
+        .revoke(&share, &rel_a, &NoProgress, &cancel)
         .await
         .expect("revoke");
     let (da, link_a, _) = &mut doctors[0];
-    match da.fetch(*link_a, &NoProgress, &cancel).await {
+    match da.fetch(link_a, &NoProgress, &cancel).await {
         Err(ClientError::AccessEnded) => {}
         other => panic!("revoked doctor must get AccessEnded, got {other:?}"),
     }
     let (db, link_b, _) = &mut doctors[1];
     let again = db
-        .fetch(*link_b, &NoProgress, &cancel)
+        .fetch(link_b, &NoProgress, &cancel)
         .await
         .expect("remaining doctor follows the re-key");
     assert_eq!(again.len(), n_items);

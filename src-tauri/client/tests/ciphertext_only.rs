@@ -282,13 +282,13 @@ async fn relay_files_and_logs_hold_no_plaintext_names_keys_or_tokens() {
             .expect("grant");
         assert_eq!(
             doctor
-                .fetch(link, &NoProgress, &cancel)
+                .fetch(&link, &NoProgress, &cancel)
                 .await
                 .expect("fetch")
                 .len(),
             n
         );
-        let held = doctor.held_secrets_for_test(link).expect("link");
+        let held = doctor.held_secrets_for_test(&link).expect("link");
         needles.extend(encodings(
             &format!("{name} read token"),
             held.read_token.expose_secret(),
@@ -315,9 +315,9 @@ async fn relay_files_and_logs_hold_no_plaintext_names_keys_or_tokens() {
     needles.push(text("note canary", &note_canary));
     let note = serde_json::json!({"resourceType": "Observation", "status": "final", "valueString": note_canary});
     let (da, link_a, rel_a) = &mut doctors[0];
-    da.send_note(*link_a, &note).await.expect("note");
+    da.send_note(link_a, &note).await.expect("note");
     let rel_a = *rel_a;
-    let notes = patient.inbox(rel_a, 5).await.expect("inbox");
+    let notes = patient.inbox(&rel_a, 5).await.expect("inbox");
     assert_eq!(notes[0].resource, note);
     let per = summarize(&patient.access_log(&share).await.expect("log"));
     assert_eq!(
@@ -326,12 +326,12 @@ async fn relay_files_and_logs_hold_no_plaintext_names_keys_or_tokens() {
         "both doctors appear by name in the patient's log"
     );
     patient
-        .revoke(&share, rel_a, &NoProgress, &cancel)
+        .revoke(&share, &rel_a, &NoProgress, &cancel)
         .await
         .expect("revoke");
     let (db, link_b, _) = &mut doctors[1];
     assert_eq!(
-        db.fetch(*link_b, &NoProgress, &cancel)
+        db.fetch(link_b, &NoProgress, &cancel)
             .await
             .expect("B follows")
             .len(),
@@ -342,14 +342,15 @@ async fn relay_files_and_logs_hold_no_plaintext_names_keys_or_tokens() {
     let (cid, ccard) = identity("Dr. Cleo Forwardsby", Role::Doctor);
     needles.extend(card_needles("colleague", &ccard));
     let mut cleo = Doctor::new(cid, ccard);
-    let (handle, invite) = cleo.invite(&relay.url, 300).await.expect("invite");
+    let carekey_client::doctor::Invitation { id: handle, invite } =
+        cleo.invite(&relay.url, 300).await.expect("invite");
     let reason = canary("REASON");
     needles.push(text("forward reason canary", &reason));
     let (db, link_b, rel_b) = &mut doctors[1];
-    db.request_forward(*link_b, &invite, None, &reason)
+    db.request_forward(link_b, &invite, None, &reason)
         .await
         .expect("request");
-    patient.inbox(*rel_b, 5).await.expect("inbox");
+    patient.inbox(rel_b, 5).await.expect("inbox");
     let id = patient.forward_requests()[0].id;
     patient
         .answer_forward(&id, true)
@@ -357,17 +358,17 @@ async fn relay_files_and_logs_hold_no_plaintext_names_keys_or_tokens() {
         .expect("approve")
         .expect("colleague relationship");
     let clink = cleo
-        .accept_introduction(handle, 10, &cancel)
+        .accept_introduction(&handle, 10, &cancel)
         .await
         .expect("introduced");
     assert_eq!(
-        cleo.fetch(clink, &NoProgress, &cancel)
+        cleo.fetch(&clink, &NoProgress, &cancel)
             .await
             .expect("colleague reads")
             .len(),
         n
     );
-    let held = cleo.held_secrets_for_test(clink).expect("link");
+    let held = cleo.held_secrets_for_test(&clink).expect("link");
     needles.extend(encodings(
         "colleague read token",
         held.read_token.expose_secret(),

@@ -29,7 +29,7 @@ fn unix_now() -> u64 {
         .as_secs()
 }
 
-async fn share(relay: &str, expires_at: u64) -> (Patient, [u8; 16], usize) {
+async fn share(relay: &str, expires_at: u64) -> (Patient, carekey_client::ShareId, usize) {
     let (pid, pcard) = identity("Pat Example", Role::Patient);
     let mut patient = Patient::new(pid, pcard, Relay::new(relay).expect("URL"));
     let items = share_items(300_000);
@@ -71,7 +71,7 @@ async fn stored_then_purged_on_revoke_with_reason() {
     let (mut doctor, link, rel) = pair(&mut patient, &sid, "Dr. Ada Quinn").await;
 
     let out = doctor
-        .sync_to_vault(link, &mut vault, &NoProgress, &cancel)
+        .sync_to_vault(&link, &mut vault, &NoProgress, &cancel)
         .await
         .expect("stored");
     assert_eq!(
@@ -84,7 +84,7 @@ async fn stored_then_purged_on_revoke_with_reason() {
     assert_eq!(vault.record_count().expect("count"), n);
     // A second sync replaces the copy rather than doubling it.
     doctor
-        .sync_to_vault(link, &mut vault, &NoProgress, &cancel)
+        .sync_to_vault(&link, &mut vault, &NoProgress, &cancel)
         .await
         .expect("stored again");
     assert_eq!(vault.record_count().expect("count"), n);
@@ -92,11 +92,11 @@ async fn stored_then_purged_on_revoke_with_reason() {
     assert_eq!(hits.len(), 1, "the attachment is stored as a Binary");
 
     patient
-        .revoke(&sid, rel, &NoProgress, &cancel)
+        .revoke(&sid, &rel, &NoProgress, &cancel)
         .await
         .expect("revoke");
     let out = doctor
-        .sync_to_vault(link, &mut vault, &NoProgress, &cancel)
+        .sync_to_vault(&link, &mut vault, &NoProgress, &cancel)
         .await
         .expect("purges");
     assert_eq!(
@@ -120,7 +120,7 @@ async fn expiry_purges_on_the_device_and_the_relay_sweeps() {
     let (mut patient, sid, n) = share(&relay.url, expires).await;
     let (mut doctor, link, _) = pair(&mut patient, &sid, "Dr. Ada Quinn").await;
     doctor
-        .sync_to_vault(link, &mut vault, &NoProgress, &cancel)
+        .sync_to_vault(&link, &mut vault, &NoProgress, &cancel)
         .await
         .expect("stored");
     assert_eq!(vault.record_count().expect("count"), n);
@@ -134,10 +134,10 @@ async fn expiry_purges_on_the_device_and_the_relay_sweeps() {
     assert_eq!(doctor.purge_expired(&mut vault).expect("purge"), n);
     assert_eq!(vault.record_count().expect("count"), 0);
     assert_eq!(purges(&mut vault).last(), Some(&PurgeReason::Expired));
-    let _ = Doctor::patient(&doctor, link).expect("link is remembered");
+    let _ = Doctor::patient(&doctor, &link).expect("link is remembered");
     assert_eq!(
         doctor
-            .fetch(link, &NoProgress, &cancel)
+            .fetch(&link, &NoProgress, &cancel)
             .await
             .expect_err("ended")
             .code(),
@@ -225,7 +225,7 @@ async fn fetch_without_vault_then_store_keeps_share_and_attachment_links() {
 
     // Network first, no vault in sight; then one short vault transaction.
     let fetched = doctor
-        .fetch_share(link, &NoProgress, &cancel)
+        .fetch_share(&link, &NoProgress, &cancel)
         .await
         .expect("fetched");
     assert!(matches!(&fetched, FetchedShare::Records { records, .. } if records.len() == 4));
@@ -238,8 +238,10 @@ async fn fetch_without_vault_then_store_keeps_share_and_attachment_links() {
             attachments: 2
         }
     );
-    let share_hex = data_encoding::HEXLOWER.encode(&sid);
-    let listed = vault.list_source(&sid).expect("records of the share");
+    let share_hex = sid.to_string();
+    let listed = vault
+        .list_source(sid.as_bytes())
+        .expect("records of the share");
     assert_eq!(listed.len(), 3);
     for r in &listed {
         assert_eq!(
@@ -289,22 +291,22 @@ async fn fetch_without_vault_then_store_keeps_share_and_attachment_links() {
 
     // A second copy replaces the first in one transaction (logged as replaced).
     doctor
-        .fetch_share(link, &NoProgress, &cancel)
+        .fetch_share(&link, &NoProgress, &cancel)
         .await
         .expect("fetched again")
         .store(&mut vault)
         .expect("stored again");
-    assert_eq!(vault.list_source(&sid).expect("list").len(), 3);
+    assert_eq!(vault.list_source(sid.as_bytes()).expect("list").len(), 3);
     assert_eq!(vault.record_count().expect("count"), 3);
     assert_eq!(purges(&mut vault).last(), Some(&PurgeReason::Replaced));
 
     // Revoked: the fetch says so without a vault, the store purges.
     patient
-        .revoke(&sid, rel, &NoProgress, &cancel)
+        .revoke(&sid, &rel, &NoProgress, &cancel)
         .await
         .expect("revoke");
     let ended = doctor
-        .fetch_share(link, &NoProgress, &cancel)
+        .fetch_share(&link, &NoProgress, &cancel)
         .await
         .expect("ended is an outcome");
     assert!(matches!(
@@ -321,6 +323,6 @@ async fn fetch_without_vault_then_store_keeps_share_and_attachment_links() {
             reason: PurgeReason::Revoked
         }
     );
-    assert!(vault.list_source(&sid).expect("list").is_empty());
+    assert!(vault.list_source(sid.as_bytes()).expect("list").is_empty());
     assert_eq!(purges(&mut vault).last(), Some(&PurgeReason::Revoked));
 }

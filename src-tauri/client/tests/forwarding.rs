@@ -20,7 +20,11 @@ async fn patient_with_share(
     url: &str,
     policy: Policy,
     depth: u8,
-) -> (Patient, [u8; 16], Vec<carekey_client::patient::ShareItem>) {
+) -> (
+    Patient,
+    carekey_client::ShareId,
+    Vec<carekey_client::patient::ShareItem>,
+) {
     let (pid, pcard) = identity("Pat Example", Role::Patient);
     let mut patient = Patient::new(pid, pcard, Relay::new(url).expect("relay URL"));
     let items = share_items(200_000);
@@ -51,12 +55,12 @@ async fn ask_policy_request_approve_and_decline() {
     let cancel = Cancel::new();
     let (mut patient, share, items) = patient_with_share(&relay.url, Policy::Ask, 0).await;
     let (mut ada, link, rel) = pair(&mut patient, &share, "Dr. Ada Quinn").await;
-    assert_eq!(ada.forward_rights(link).expect("link").policy, Policy::Ask);
+    assert_eq!(ada.forward_rights(&link).expect("link").policy, Policy::Ask);
 
     // The colleague hands Ada a signed invite; Ada asks for documents only.
     let mut cole = colleague("Dr. Cole Reyes");
-    let (handle, invite) = cole
-        .invite(ada.relay_url(link).expect("link"), 300)
+    let carekey_client::doctor::Invitation { id: handle, invite } = cole
+        .invite(ada.relay_url(&link).expect("link"), 300)
         .await
         .expect("invite");
     // A borrowed card: Cole's name with a reader key of Ada's choosing is refused by Ada's
@@ -66,14 +70,14 @@ async fn ask_policy_request_approve_and_decline() {
         ..invite.clone()
     };
     let err = ada
-        .request_forward(link, &borrowed, None, "second opinion")
+        .request_forward(&link, &borrowed, None, "second opinion")
         .await
         .expect_err("borrowed card refused");
     assert_eq!(err.code(), "tampered");
     let docs = Scope::new(&[Category::Documents], vec![]).expect("scope");
     let hash = ada
         .request_forward(
-            link,
+            &link,
             &invite,
             Some(docs.clone()),
             "Second opinion on the letter",
@@ -82,7 +86,7 @@ async fn ask_policy_request_approve_and_decline() {
         .expect("request sent");
 
     // The patient sees who asks, for whom, what and why.
-    patient.inbox(rel, 5).await.expect("inbox");
+    patient.inbox(&rel, 5).await.expect("inbox");
     let reqs = patient.forward_requests();
     assert_eq!(reqs.len(), 1);
     assert_eq!(reqs[0].from_name, "Dr. Ada Quinn");
@@ -98,15 +102,15 @@ async fn ask_policy_request_approve_and_decline() {
 
     // Cole receives the patient's own grant and reads exactly the documents.
     let clink = cole
-        .accept_introduction(handle, 10, &cancel)
+        .accept_introduction(&handle, 10, &cancel)
         .await
         .expect("introduction verifies");
     assert_eq!(
-        cole.patient(clink).expect("linked").body.name,
+        cole.patient(&clink).expect("linked").body.name,
         "Pat Example"
     );
     let got = cole
-        .fetch(clink, &NoProgress, &cancel)
+        .fetch(&clink, &NoProgress, &cancel)
         .await
         .expect("colleague fetches");
     let want: Vec<_> = items
@@ -116,43 +120,46 @@ async fn ask_policy_request_approve_and_decline() {
     assert_eq!(got.len(), want.len());
     assert_eq!(got[0].data.as_slice(), want[0].data.as_slice());
     // Ada learns the answer.
-    ada.sync(link, 5).await.expect("sync");
-    assert_eq!(ada.forward_answer(link, &hash), Some(true));
+    ada.sync(&link, 5).await.expect("sync");
+    assert_eq!(ada.forward_answer(&link, &hash), Some(true));
 
     // The colleague is a relationship of the patient's own: notes flow, the log names him.
     let note = serde_json::json!({"resourceType": "Observation", "status": "final",
         "code": {"text": "Second opinion"}, "valueString": "agree"});
-    cole.send_note(clink, &note).await.expect("note");
-    let notes = patient.inbox(crel, 5).await.expect("colleague's note");
+    cole.send_note(&clink, &note).await.expect("note");
+    let notes = patient.inbox(&crel, 5).await.expect("colleague's note");
     assert_eq!(notes.len(), 1);
     assert_eq!(notes[0].author.body.name, "Dr. Cole Reyes");
     let log = patient.access_log(&share).await.expect("log verifies");
     assert!(
         summarize(&log)
             .iter()
-            .any(|(who, n)| who == "Dr. Cole Reyes" && *n >= 2)
+            .any(|s| s.who == "Dr. Cole Reyes" && s.fetched >= 2)
     );
 
     // Declined: the asking doctor hears "no", the colleague gets nothing.
     let mut dana = colleague("Dr. Dana Voss");
-    let (dh, dinv) = dana
-        .invite(ada.relay_url(link).expect("link"), 300)
+    let carekey_client::doctor::Invitation {
+        id: dh,
+        invite: dinv,
+    } = dana
+        .invite(ada.relay_url(&link).expect("link"), 300)
         .await
         .expect("invite");
     let hash2 = ada
-        .request_forward(link, &dinv, None, "referral")
+        .request_forward(&link, &dinv, None, "referral")
         .await
         .expect("request sent");
-    patient.inbox(rel, 5).await.expect("inbox");
+    patient.inbox(&rel, 5).await.expect("inbox");
     let id = patient.forward_requests()[0].id;
     assert_eq!(
         patient.answer_forward(&id, false).await.expect("decline"),
         None
     );
-    ada.sync(link, 5).await.expect("sync");
-    assert_eq!(ada.forward_answer(link, &hash2), Some(false));
+    ada.sync(&link, 5).await.expect("sync");
+    assert_eq!(ada.forward_answer(&link, &hash2), Some(false));
     let err = dana
-        .accept_introduction(dh, 1, &cancel)
+        .accept_introduction(&dh, 1, &cancel)
         .await
         .expect_err("nothing arrives");
     assert_eq!(err.code(), "no_answer");
@@ -167,19 +174,19 @@ async fn allowed_policy_delegates_with_notice_rekey_and_cascade() {
     let (mut ben, blink, rel_b) = pair(&mut patient, &share, "Dr. Ben Stone").await;
 
     let mut cole = colleague("Dr. Cole Reyes");
-    let (handle, invite) = cole
-        .invite(ada.relay_url(link).expect("link"), 300)
+    let carekey_client::doctor::Invitation { id: handle, invite } = cole
+        .invite(ada.relay_url(&link).expect("link"), 300)
         .await
         .expect("invite");
-    ada.delegate(link, &invite, None, None)
+    ada.delegate(&link, &invite, None, None)
         .await
         .expect("delegation registers");
     let clink = cole
-        .accept_introduction(handle, 10, &cancel)
+        .accept_introduction(&handle, 10, &cancel)
         .await
         .expect("delegated introduction verifies");
     assert_eq!(
-        cole.fetch(clink, &NoProgress, &cancel)
+        cole.fetch(&clink, &NoProgress, &cancel)
             .await
             .expect("colleague fetches")
             .len(),
@@ -187,19 +194,22 @@ async fn allowed_policy_delegates_with_notice_rekey_and_cascade() {
     );
     // Depth 1 was used up: Cole cannot delegate further, and has no channel to the patient.
     let mut eve = colleague("Dr. Eve Marsh");
-    let (_, einv) = eve
-        .invite(cole.relay_url(clink).expect("link"), 300)
+    let carekey_client::doctor::Invitation {
+        id: _,
+        invite: einv,
+    } = eve
+        .invite(cole.relay_url(&clink).expect("link"), 300)
         .await
         .expect("invite");
     assert_eq!(
-        cole.delegate(clink, &einv, None, None)
+        cole.delegate(&clink, &einv, None, None)
             .await
             .expect_err("depth exhausted")
             .code(),
         "not_allowed"
     );
     assert_eq!(
-        cole.send_note(clink, &serde_json::json!({"resourceType": "Observation"}))
+        cole.send_note(&clink, &serde_json::json!({"resourceType": "Observation"}))
             .await
             .expect_err("no patient channel")
             .code(),
@@ -213,35 +223,35 @@ async fn allowed_policy_delegates_with_notice_rekey_and_cascade() {
     assert_eq!(tree[0].colleague, "Dr. Cole Reyes");
     assert_eq!(tree[0].root_relationship, rel_a);
     let log = patient.access_log(&share).await.expect("log verifies");
-    assert!(summarize(&log).iter().any(|(w, _)| w == "Dr. Cole Reyes"));
+    assert!(summarize(&log).iter().any(|s| s.who == "Dr. Cole Reyes"));
 
     // Revoking Ben re-keys: Ada gets the new key and passes it down to Cole.
     patient
-        .revoke(&share, rel_b, &NoProgress, &cancel)
+        .revoke(&share, &rel_b, &NoProgress, &cancel)
         .await
         .expect("revoke Ben");
     assert!(matches!(
-        ben.fetch(blink, &NoProgress, &cancel).await,
+        ben.fetch(&blink, &NoProgress, &cancel).await,
         Err(ClientError::AccessEnded)
     ));
-    ada.fetch(link, &NoProgress, &cancel)
+    ada.fetch(&link, &NoProgress, &cancel)
         .await
         .expect("Ada follows the re-key");
-    cole.fetch(clink, &NoProgress, &cancel)
+    cole.fetch(&clink, &NoProgress, &cancel)
         .await
         .expect("Cole follows the re-key passed down by Ada");
 
     // Revoking Ada revokes everything below her.
     patient
-        .revoke(&share, rel_a, &NoProgress, &cancel)
+        .revoke(&share, &rel_a, &NoProgress, &cancel)
         .await
         .expect("revoke Ada");
     assert!(matches!(
-        ada.fetch(link, &NoProgress, &cancel).await,
+        ada.fetch(&link, &NoProgress, &cancel).await,
         Err(ClientError::AccessEnded)
     ));
     assert!(matches!(
-        cole.fetch(clink, &NoProgress, &cancel).await,
+        cole.fetch(&clink, &NoProgress, &cancel).await,
         Err(ClientError::AccessEnded)
     ));
 }
@@ -252,20 +262,20 @@ async fn never_policy_is_refused_before_anything_is_sent() {
     let (mut patient, share, _) = patient_with_share(&relay.url, Policy::Never, 0).await;
     let (mut ada, link, rel) = pair(&mut patient, &share, "Dr. Ada Quinn").await;
     let mut cole = colleague("Dr. Cole Reyes");
-    let (_, invite) = cole
-        .invite(ada.relay_url(link).expect("link"), 300)
+    let carekey_client::doctor::Invitation { id: _, invite } = cole
+        .invite(ada.relay_url(&link).expect("link"), 300)
         .await
         .expect("invite");
     for r in [
-        ada.request_forward(link, &invite, None, "please")
+        ada.request_forward(&link, &invite, None, "please")
             .await
             .map(|_| ()),
-        ada.delegate(link, &invite, None, None).await,
+        ada.delegate(&link, &invite, None, None).await,
     ] {
         assert_eq!(r.expect_err("refused").code(), "not_allowed");
     }
     // Nothing reached the patient, nothing was registered.
-    assert!(patient.inbox(rel, 0).await.expect("inbox").is_empty());
+    assert!(patient.inbox(&rel, 0).await.expect("inbox").is_empty());
     assert!(patient.forward_requests().is_empty());
     assert!(
         patient

@@ -20,7 +20,12 @@ fn db(relay: &common::RelayProcess) -> rusqlite::Connection {
     c
 }
 
-async fn setup() -> (common::RelayProcess, Patient, [u8; 16], usize) {
+async fn setup() -> (
+    common::RelayProcess,
+    Patient,
+    carekey_client::ShareId,
+    usize,
+) {
     let relay = start_relay();
     let (pid, pcard) = identity("Pat Hostile", Role::Patient);
     let mut patient = Patient::new(pid, pcard, Relay::new(&relay.url).expect("url"));
@@ -47,7 +52,7 @@ async fn swapped_blobs_are_rejected() {
     let (mut doctor, link, _) = pair(&mut patient, &share, "Dr. Careful").await;
     assert_eq!(
         doctor
-            .fetch(link, &NoProgress, &Cancel::new())
+            .fetch(&link, &NoProgress, &Cancel::new())
             .await
             .expect("clean fetch")
             .len(),
@@ -58,7 +63,7 @@ async fn swapped_blobs_are_rejected() {
     let rows: Vec<(Vec<u8>, Vec<u8>)> = c
         .prepare("SELECT blob_id, data FROM blobs WHERE share_id = ?1 ORDER BY blob_id LIMIT 2")
         .expect("prepare")
-        .query_map([share.to_vec()], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_map([share.as_bytes().to_vec()], |r| Ok((r.get(0)?, r.get(1)?)))
         .expect("query")
         .collect::<Result<_, _>>()
         .expect("rows");
@@ -66,11 +71,11 @@ async fn swapped_blobs_are_rejected() {
     for (i, (id, _)) in rows.iter().enumerate() {
         c.execute(
             "UPDATE blobs SET data = ?1 WHERE share_id = ?2 AND blob_id = ?3",
-            rusqlite::params![rows[1 - i].1, share.to_vec(), id],
+            rusqlite::params![rows[1 - i].1, share.as_bytes().to_vec(), id],
         )
         .expect("swap");
     }
-    match doctor.fetch(link, &NoProgress, &Cancel::new()).await {
+    match doctor.fetch(&link, &NoProgress, &Cancel::new()).await {
         Err(ClientError::Tampered(_)) => {}
         other => panic!(
             "swapped blobs must be detected, got {:?}",
@@ -85,32 +90,32 @@ async fn rolled_back_manifest_is_rejected() {
     let (mut stays, link, _) = pair(&mut patient, &share, "Dr. Stays").await;
     let (_, _, gone_rel) = pair(&mut patient, &share, "Dr. Leaves").await;
     stays
-        .fetch(link, &NoProgress, &Cancel::new())
+        .fetch(&link, &NoProgress, &Cancel::new())
         .await
         .expect("clean fetch");
     let c = db(&relay);
     let (old_manifest, old_version): (Vec<u8>, i64) = c
         .query_row(
             "SELECT manifest, manifest_version FROM shares WHERE share_id = ?1",
-            [share.to_vec()],
+            [share.as_bytes().to_vec()],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .expect("manifest row");
     patient
-        .revoke(&share, gone_rel, &NoProgress, &Cancel::new())
+        .revoke(&share, &gone_rel, &NoProgress, &Cancel::new())
         .await
         .expect("revoke");
     stays
-        .fetch(link, &NoProgress, &Cancel::new())
+        .fetch(&link, &NoProgress, &Cancel::new())
         .await
         .expect("follows the re-key");
     // The operator serves the old manifest again (and could keep the old blobs around).
     c.execute(
         "UPDATE shares SET manifest = ?1, manifest_version = ?2 WHERE share_id = ?3",
-        rusqlite::params![old_manifest, old_version, share.to_vec()],
+        rusqlite::params![old_manifest, old_version, share.as_bytes().to_vec()],
     )
     .expect("roll back");
-    match stays.fetch(link, &NoProgress, &Cancel::new()).await {
+    match stays.fetch(&link, &NoProgress, &Cancel::new()).await {
         Err(ClientError::Tampered(_)) => {}
         other => panic!(
             "a rolled-back manifest must be rejected, got {:?}",
@@ -124,7 +129,7 @@ async fn truncated_or_rewritten_audit_log_raises_an_alert() {
     let (relay, mut patient, share, _) = setup().await;
     let (mut doctor, link, _) = pair(&mut patient, &share, "Dr. Watched").await;
     doctor
-        .fetch(link, &NoProgress, &Cancel::new())
+        .fetch(&link, &NoProgress, &Cancel::new())
         .await
         .expect("fetch");
     let events = patient.access_log(&share).await.expect("log verifies");
@@ -134,18 +139,18 @@ async fn truncated_or_rewritten_audit_log_raises_an_alert() {
     let (seq, head): (i64, Vec<u8>) = c
         .query_row(
             "SELECT seq, entry_hash FROM audit WHERE share_id = ?1 ORDER BY seq DESC LIMIT 1 OFFSET 3",
-            [share.to_vec()],
+            [share.as_bytes().to_vec()],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .expect("an older entry");
     c.execute(
         "DELETE FROM audit WHERE share_id = ?1 AND seq > ?2",
-        rusqlite::params![share.to_vec(), seq],
+        rusqlite::params![share.as_bytes().to_vec(), seq],
     )
     .expect("truncate");
     c.execute(
         "UPDATE shares SET audit_seq = ?1, audit_head = ?2 WHERE share_id = ?3",
-        rusqlite::params![seq, head, share.to_vec()],
+        rusqlite::params![seq, head, share.as_bytes().to_vec()],
     )
     .expect("rewind head");
     match patient.access_log(&share).await {
@@ -155,7 +160,7 @@ async fn truncated_or_rewritten_audit_log_raises_an_alert() {
     // Rewriting an entry's body (a fetch turned into something else) breaks the chain too.
     c.execute(
         "UPDATE audit SET body = X'00' WHERE share_id = ?1 AND seq = 2",
-        [share.to_vec()],
+        [share.as_bytes().to_vec()],
     )
     .expect("rewrite");
     assert!(patient.access_log(&share).await.is_err());
@@ -169,7 +174,7 @@ async fn garbage_pairing_reply_does_not_lock_out_the_doctor() {
     // Whoever saw the mailbox id answers first with junk.
     Relay::new(&relay.url)
         .expect("url")
-        .reply_pairing(&qr.pairing_id, vec![1; 200])
+        .reply_pairing(&carekey_client::PairingId(qr.pairing_id), vec![1; 200])
         .await
         .expect("the relay takes any bytes");
     let cancel = Cancel::new();

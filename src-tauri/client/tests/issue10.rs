@@ -49,7 +49,11 @@ impl Device {
     }
 }
 
-async fn patient_with_share(dev: &Device, url: &str, policy: Policy) -> (Patient, [u8; 16]) {
+async fn patient_with_share(
+    dev: &Device,
+    url: &str,
+    policy: Policy,
+) -> (Patient, carekey_client::ShareId) {
     let (pid, pcard) = dev.identity();
     let mut patient = Patient::new(pid, pcard, Relay::new(url).expect("relay URL"));
     let share = patient
@@ -159,8 +163,8 @@ async fn notes_are_storable_and_reverified() {
     let (mut patient, share) = patient_with_share(&pat, &relay.url, Policy::Never).await;
     let (mut doctor, link, rel) = pair(&mut patient, &share, "Dr. Ada Quinn").await;
     let resource = serde_json::json!({"resourceType": "Observation", "id": "bp", "value": 120});
-    doctor.send_note(link, &resource).await.expect("note sent");
-    let notes = patient.inbox(rel, 10).await.expect("inbox");
+    doctor.send_note(&link, &resource).await.expect("note sent");
+    let notes = patient.inbox(&rel, 10).await.expect("inbox");
     assert_eq!(notes.len(), 1);
 
     let stored = notes[0].to_bytes().expect("encodes");
@@ -210,26 +214,26 @@ async fn forward_request_id_survives_a_restart() {
     let mut cole_doctor = cole.doctor();
     let mut ids = Vec::new();
     for reason in ["first opinion", "second opinion"] {
-        let (_, invite) = cole_doctor
-            .invite(ada.relay_url(link).expect("link"), 300)
+        let carekey_client::doctor::Invitation { id: _, invite } = cole_doctor
+            .invite(ada.relay_url(&link).expect("link"), 300)
             .await
             .expect("invite");
         let hash = ada
-            .request_forward(link, &invite, None, reason)
+            .request_forward(&link, &invite, None, reason)
             .await
             .expect("request sent");
         ids.push(hash);
     }
     let msgs = patient
-        .inbox_waiter(rel)
+        .inbox_waiter(&rel)
         .expect("waiter")
         .wait(10)
         .await
         .expect("wait");
-    let got = patient.open_inbox(rel, msgs).expect("opens");
+    let got = patient.open_inbox(&rel, msgs).expect("opens");
     assert!(got.rejected.is_none());
     assert_eq!(got.forward_requests.len(), 2);
-    patient.ack_inbox(rel).await.expect("ack");
+    patient.ack_inbox(&rel).await.expect("ack");
     let before = patient.forward_requests();
     assert_eq!(
         before.iter().map(|r| r.id).collect::<Vec<_>>(),
@@ -274,9 +278,9 @@ async fn forward_request_id_survives_a_restart() {
         .await
         .expect_err("gone");
     assert_eq!(err.code(), "invalid_input");
-    ada.sync(link, 5).await.expect("sync");
-    assert_eq!(ada.forward_answer(link, &ids[1]), Some(false));
-    assert_eq!(ada.forward_answer(link, &ids[0]), None);
+    ada.sync(&link, 5).await.expect("sync");
+    assert_eq!(ada.forward_answer(&link, &ids[1]), Some(false));
+    assert_eq!(ada.forward_answer(&link, &ids[0]), None);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -290,21 +294,21 @@ async fn inbox_loses_nothing_before_the_ack() {
     patient.save_to(&mut pv).expect("saves");
     doctor
         .send_note(
-            link,
+            &link,
             &serde_json::json!({"resourceType": "Observation", "id": "o1"}),
         )
         .await
         .expect("note");
     let msgs = patient
-        .inbox_waiter(rel)
+        .inbox_waiter(&rel)
         .expect("waiter")
         .wait(10)
         .await
         .expect("wait");
-    let got = patient.open_inbox(rel, msgs.clone()).expect("opens");
+    let got = patient.open_inbox(&rel, msgs.clone()).expect("opens");
     assert_eq!(got.notes.len(), 1);
     // The same batch opened again (a relay serving it again) is a replay, never a second note.
-    let again = patient.open_inbox(rel, msgs).expect("opens");
+    let again = patient.open_inbox(&rel, msgs).expect("opens");
     assert!(again.notes.is_empty());
     assert_eq!(again.rejected.expect("replay").code(), "tampered");
     // The app dies before storing the note and acknowledging: nothing is lost.
@@ -314,18 +318,18 @@ async fn inbox_loses_nothing_before_the_ack() {
         .expect("loads")
         .expect("saved");
     let msgs = patient
-        .inbox_waiter(rel)
+        .inbox_waiter(&rel)
         .expect("waiter")
         .wait(10)
         .await
         .expect("wait");
-    let got = patient.open_inbox(rel, msgs).expect("opens");
+    let got = patient.open_inbox(&rel, msgs).expect("opens");
     assert_eq!(got.notes.len(), 1, "the note is delivered again");
     assert_eq!(got.notes[0].resource["id"], "o1");
-    patient.ack_inbox(rel).await.expect("ack");
+    patient.ack_inbox(&rel).await.expect("ack");
     patient.save_to(&mut pv).expect("saves");
     let rest = patient
-        .inbox_waiter(rel)
+        .inbox_waiter(&rel)
         .expect("waiter")
         .wait(0)
         .await

@@ -40,7 +40,7 @@ fn options() -> ShareOptions {
     }
 }
 
-async fn patient_with_share(url: &str) -> (Patient, [u8; 16]) {
+async fn patient_with_share(url: &str) -> (Patient, carekey_client::ShareId) {
     let (pid, pcard) = identity("Pat Example", Role::Patient);
     let mut patient = Patient::new(pid, pcard, Relay::new(url).expect("relay URL"));
     let share = patient
@@ -65,7 +65,7 @@ async fn inbox_wait_does_not_hold_the_patient() {
     let p = Arc::clone(&patient);
     let waiting = tokio::spawn(async move {
         // The lock only to build the waiter.
-        let waiter = p.lock().await.inbox_waiter(rel).expect("waiter");
+        let waiter = p.lock().await.inbox_waiter(&rel).expect("waiter");
         waiter.wait(30).await
     });
     let_it_wait().await;
@@ -74,7 +74,7 @@ async fn inbox_wait_does_not_hold_the_patient() {
     // Another command on the same mutex answers while the wait goes on.
     let got = tokio::time::timeout(LOCK_DEADLINE, async {
         let mut p = patient.lock().await;
-        assert!(p.relationship(rel).is_some());
+        assert!(p.relationship(&rel).is_some());
         p.create_share(tiny_items(), options(), &NoProgress, &Cancel::new())
             .await
     })
@@ -86,7 +86,7 @@ async fn inbox_wait_does_not_hold_the_patient() {
     // A note ends the wait; opening it takes the lock briefly, acknowledging deletes it.
     doctor
         .send_note(
-            link,
+            &link,
             &serde_json::json!({"resourceType": "Observation", "id": "bp"}),
         )
         .await
@@ -98,12 +98,12 @@ async fn inbox_wait_does_not_hold_the_patient() {
         .expect("wait");
     assert_eq!(msgs.len(), 1);
     let mut p = patient.lock().await;
-    let got = p.open_inbox(rel, msgs).expect("opens");
+    let got = p.open_inbox(&rel, msgs).expect("opens");
     assert!(got.rejected.is_none());
     assert_eq!(got.notes.len(), 1);
     assert_eq!(got.notes[0].resource["id"], "bp");
-    p.ack_inbox(rel).await.expect("ack");
-    let again = p.inbox_waiter(rel).expect("waiter").wait(0).await;
+    p.ack_inbox(&rel).await.expect("ack");
+    let again = p.inbox_waiter(&rel).expect("waiter").wait(0).await;
     assert!(
         again.expect("wait").is_empty(),
         "acknowledged messages are gone"
@@ -171,7 +171,7 @@ async fn scan_wait_does_not_hold_the_doctor() {
     assert!(!waiting.is_finished(), "the wait is on");
     let ok = tokio::time::timeout(LOCK_DEADLINE, async {
         let d = doctor.lock().await;
-        d.patient(0).is_none()
+        d.patient(&carekey_client::LinkId::default()).is_none()
     })
     .await
     .expect("the lock is free during the scan wait");
@@ -190,11 +190,11 @@ async fn scan_wait_does_not_hold_the_doctor() {
         .expect("task");
     let confirmation = confirmation.expect("confirmation");
     assert_eq!(confirmation.patient().body.name, "Pat Example");
-    assert_eq!(confirmation.share().0, share);
+    assert_eq!(confirmation.share().share_id, share);
     let mut d = doctor.lock().await;
     let link = d.accept_grant(scan, confirmation).await.expect("commit");
     let records = d
-        .fetch(link, &NoProgress, &Cancel::new())
+        .fetch(&link, &NoProgress, &Cancel::new())
         .await
         .expect("fetch");
     assert_eq!(records.len(), 1);
@@ -221,31 +221,34 @@ async fn introduction_wait_does_not_hold_the_colleague() {
     let (mut ada, link, rel) = pair(&mut patient, &share, "Dr. Ada Quinn").await;
     let (cid, ccard) = identity("Dr. Cole Reyes", Role::Doctor);
     let cole = Arc::new(Mutex::new(Doctor::new(cid, ccard)));
-    let (handle, invite) = cole
+    let carekey_client::doctor::Invitation { id: handle, invite } = cole
         .lock()
         .await
-        .invite(ada.relay_url(link).expect("link"), 300)
+        .invite(ada.relay_url(&link).expect("link"), 300)
         .await
         .expect("invite");
 
     let c = Arc::clone(&cole);
     let waiting = tokio::spawn(async move {
-        let waiter = c.lock().await.invite_waiter(handle).expect("waiter");
+        let waiter = c.lock().await.invite_waiter(&handle).expect("waiter");
         waiter.wait(30).await
     });
     let_it_wait().await;
     let ok = tokio::time::timeout(LOCK_DEADLINE, async {
-        cole.lock().await.patient(0).is_none()
+        cole.lock()
+            .await
+            .patient(&carekey_client::LinkId::default())
+            .is_none()
     })
     .await
     .expect("the lock is free during the introduction wait");
     assert!(ok);
     assert!(!waiting.is_finished(), "the wait is still on");
 
-    ada.request_forward(link, &invite, None, "second opinion")
+    ada.request_forward(&link, &invite, None, "second opinion")
         .await
         .expect("request");
-    patient.inbox(rel, 10).await.expect("inbox");
+    patient.inbox(&rel, 10).await.expect("inbox");
     let id = patient.forward_requests()[0].id;
     patient
         .answer_forward(&id, true)
@@ -259,15 +262,15 @@ async fn introduction_wait_does_not_hold_the_colleague() {
         .expect("wait");
     let mut c = cole.lock().await;
     let clink = c
-        .open_introduction_messages(handle, msgs)
+        .open_introduction_messages(&handle, msgs)
         .await
         .expect("opens")
         .expect("a link");
     let records = c
-        .fetch(clink, &NoProgress, &Cancel::new())
+        .fetch(&clink, &NoProgress, &Cancel::new())
         .await
         .expect("fetch");
     assert_eq!(records.len(), 1);
     // The invite is spent.
-    assert!(c.invite_waiter(handle).is_err());
+    assert!(c.invite_waiter(&handle).is_err());
 }

@@ -41,7 +41,15 @@ fn options(policy: Policy, depth: u8) -> ShareOptions {
 }
 
 /// Relay behind a proxy, and a patient (talking to the proxy) with one share.
-async fn setup(policy: Policy, depth: u8) -> (common::RelayProcess, Proxy, Patient, [u8; 16]) {
+async fn setup(
+    policy: Policy,
+    depth: u8,
+) -> (
+    common::RelayProcess,
+    Proxy,
+    Patient,
+    carekey_client::ShareId,
+) {
     let (relay, proxy) = proxy::start().await;
     let (pid, pcard) = identity("Pat Proxy", Role::Patient);
     let mut patient = Patient::new(pid, pcard, Relay::new(&proxy.url).expect("URL"));
@@ -57,8 +65,8 @@ async fn setup(policy: Policy, depth: u8) -> (common::RelayProcess, Proxy, Patie
     (relay, proxy, patient, share)
 }
 
-fn share_path(share: &[u8; 16]) -> String {
-    format!("/v1/shares/{}", hex_id(share))
+fn share_path(share: &carekey_client::ShareId) -> String {
+    format!("/v1/shares/{}", share)
 }
 
 /// `/v1/mailboxes/{id}/messages` of a recorded mailbox request.
@@ -90,7 +98,11 @@ fn is_replay(e: &ClientError) -> bool {
 
 /// Sealed blobs the patient uploaded to `share` in `epoch`, in upload (= manifest) order:
 /// (blob path as doctors GET it, sealed bytes).
-fn uploaded_blobs(proxy: &Proxy, share: &[u8; 16], epoch: u32) -> Vec<(String, Vec<u8>)> {
+fn uploaded_blobs(
+    proxy: &Proxy,
+    share: &carekey_client::ShareId,
+    epoch: u32,
+) -> Vec<(String, Vec<u8>)> {
     proxy
         .find("PUT", &format!("{}/blobs/", share_path(share)))
         .into_iter()
@@ -127,7 +139,11 @@ fn swap_frames(swap: Vec<(Vec<u8>, Vec<u8>)>) -> Action {
     }))
 }
 
-async fn rekey(patient: &mut Patient, share: &[u8; 16], rel: usize) {
+async fn rekey(
+    patient: &mut Patient,
+    share: &carekey_client::ShareId,
+    rel: &carekey_client::RelationshipId,
+) {
     patient
         .revoke(share, rel, &NoProgress, &Cancel::new())
         .await
@@ -154,7 +170,7 @@ async fn blob_of_another_share_or_an_old_epoch_is_rejected() {
     let dir = tempfile::tempdir().expect("dir");
     let mut v = vault(&dir, "doctor.vault");
     let first = doctor
-        .sync_to_vault(link, &mut v, &NoProgress, &cancel)
+        .sync_to_vault(&link, &mut v, &NoProgress, &cancel)
         .await
         .expect("honest copy");
     assert!(matches!(first, SyncOutcome::Stored { .. }));
@@ -184,7 +200,7 @@ async fn blob_of_another_share_or_an_old_epoch_is_rejected() {
         swap_frames(pairs),
     ));
     let err = doctor
-        .sync_to_vault(link, &mut v, &NoProgress, &cancel)
+        .sync_to_vault(&link, &mut v, &NoProgress, &cancel)
         .await
         .expect_err("a blob of another share is refused");
     assert_eq!(err.code(), "tampered", "{err:?}");
@@ -201,10 +217,10 @@ async fn blob_of_another_share_or_an_old_epoch_is_rejected() {
 
     // A re-key: epoch 2 under fresh ids and keys; the old epoch is deleted at the relay, but
     // the network kept a copy and serves epoch 1's blob of the same record.
-    rekey(&mut patient, &a, leaves).await;
+    rekey(&mut patient, &a, &leaves).await;
     assert!(matches!(
         doctor
-            .sync_to_vault(link, &mut v, &NoProgress, &cancel)
+            .sync_to_vault(&link, &mut v, &NoProgress, &cancel)
             .await
             .expect("follows the re-key"),
         SyncOutcome::Stored { .. }
@@ -231,7 +247,7 @@ async fn blob_of_another_share_or_an_old_epoch_is_rejected() {
         swap_frames(pairs),
     ));
     let err = doctor
-        .sync_to_vault(link, &mut v, &NoProgress, &cancel)
+        .sync_to_vault(&link, &mut v, &NoProgress, &cancel)
         .await
         .expect_err("an old epoch's blob is refused");
     assert_eq!(err.code(), "tampered", "{err:?}");
@@ -246,7 +262,7 @@ async fn blob_of_another_share_or_an_old_epoch_is_rejected() {
     assert_eq!(v.record_count().expect("count"), stored, "old copy kept");
     proxy.clear();
     doctor
-        .sync_to_vault(link, &mut v, &NoProgress, &cancel)
+        .sync_to_vault(&link, &mut v, &NoProgress, &cancel)
         .await
         .expect("honest again");
 }
@@ -259,7 +275,7 @@ async fn truncated_answers_are_rejected() {
     let dir = tempfile::tempdir().expect("dir");
     let mut v = vault(&dir, "doctor.vault");
     doctor
-        .sync_to_vault(link, &mut v, &NoProgress, &cancel)
+        .sync_to_vault(&link, &mut v, &NoProgress, &cancel)
         .await
         .expect("honest copy");
     let stored = v.record_count().expect("count");
@@ -280,7 +296,7 @@ async fn truncated_answers_are_rejected() {
             Action::Rewrite(half.clone()),
         ));
         let err = doctor
-            .sync_to_vault(link, &mut v, &NoProgress, &cancel)
+            .sync_to_vault(&link, &mut v, &NoProgress, &cancel)
             .await
             .expect_err(name);
         assert_eq!(err.code(), code, "{name}: {err:?}");
@@ -307,17 +323,17 @@ async fn truncated_answers_are_rejected() {
         .expect("the honest log verifies");
     doctor
         .send_note(
-            link,
+            &link,
             &serde_json::json!({"resourceType": "Observation", "id": "x"}),
         )
         .await
         .expect("note");
     proxy.add(Rule::new("half messages", "GET", "/messages?", Action::Rewrite(half)).times(1));
-    let err = patient.inbox(rel, 5).await.expect_err("half messages");
+    let err = patient.inbox(&rel, 5).await.expect_err("half messages");
     assert_eq!(err.code(), "bad_response", "{err:?}");
     assert_eq!(proxy.fired("half messages"), 1);
     assert_eq!(
-        patient.inbox(rel, 5).await.expect("inbox").len(),
+        patient.inbox(&rel, 5).await.expect("inbox").len(),
         1,
         "the note still arrives once"
     );
@@ -333,15 +349,15 @@ async fn older_manifest_is_rejected() {
     let dir = tempfile::tempdir().expect("dir");
     let mut v = vault(&dir, "doctor.vault");
     stays
-        .sync_to_vault(link, &mut v, &NoProgress, &cancel)
+        .sync_to_vault(&link, &mut v, &NoProgress, &cancel)
         .await
         .expect("v1");
     let manifest = format!("{}/manifest", share_path(&a));
     let v1 = proxy.find("GET", &manifest).pop().expect("v1 recorded");
     assert_eq!(v1.header(api::HEADER_MANIFEST_VERSION), Some("1"));
-    rekey(&mut patient, &a, leaves).await;
+    rekey(&mut patient, &a, &leaves).await;
     stays
-        .sync_to_vault(link, &mut v, &NoProgress, &cancel)
+        .sync_to_vault(&link, &mut v, &NoProgress, &cancel)
         .await
         .expect("v2");
     let stored = v.record_count().expect("count");
@@ -358,7 +374,7 @@ async fn older_manifest_is_rejected() {
         replay_of(&v1),
     ));
     let err = stays
-        .sync_to_vault(link, &mut v, &NoProgress, &cancel)
+        .sync_to_vault(&link, &mut v, &NoProgress, &cancel)
         .await
         .expect_err("rollback refused");
     assert_eq!(err.code(), "tampered", "{err:?}");
@@ -390,7 +406,7 @@ async fn older_manifest_is_rejected() {
         },
     ));
     let err = stays
-        .fetch(link, &NoProgress, &cancel)
+        .fetch(&link, &NoProgress, &cancel)
         .await
         .expect_err("the header is not what counts");
     assert_eq!(err.code(), "tampered", "{err:?}");
@@ -404,7 +420,7 @@ async fn older_manifest_is_rejected() {
     assert!(proxy.fired("old manifest, new header") >= 1);
     proxy.clear();
     stays
-        .sync_to_vault(link, &mut v, &NoProgress, &cancel)
+        .sync_to_vault(&link, &mut v, &NoProgress, &cancel)
         .await
         .expect("honest again");
     assert_eq!(v.record_count().expect("count"), stored);
@@ -466,7 +482,7 @@ async fn swapped_pairing_reply_is_rejected_and_the_real_doctor_still_pairs() {
     assert_eq!(door.check_code, scan.check_code());
     patient.confirm(session).await.expect("confirm");
     let link = real.wait_for_grant(scan, 10, &cancel).await.expect("grant");
-    real.fetch(link, &NoProgress, &cancel)
+    real.fetch(&link, &NoProgress, &cancel)
         .await
         .expect("the real doctor reads");
     // Mallory got nothing.
@@ -509,7 +525,7 @@ async fn swapped_grant_is_rejected_and_the_real_grant_still_arrives() {
         .expect_err("another doctor's grant is refused");
     assert_eq!(err.code(), "tampered", "{err:?}");
     assert_eq!(proxy.fired("other grant"), 1);
-    assert!(stranded.patient(0).is_none(), "nothing linked");
+    assert!(stranded.links().is_empty(), "nothing linked");
 
     // The real doctor: the network writes the other grant into its mailbox (with the write
     // capability it saw go by) just ahead of the patient's own.
@@ -542,9 +558,9 @@ async fn swapped_grant_is_rejected_and_the_real_grant_still_arrives() {
         .await
         .expect("the patient's grant still arrives");
     assert_eq!(proxy.fired("other grant again"), 1);
-    assert_eq!(real.patient(link).expect("linked").body.name, "Pat Proxy");
-    assert!(real.patient(link + 1).is_none(), "one link only");
-    real.fetch(link, &NoProgress, &cancel)
+    assert_eq!(real.patient(&link).expect("linked").body.name, "Pat Proxy");
+    assert_eq!(real.links().len(), 1, "one link only");
+    real.fetch(&link, &NoProgress, &cancel)
         .await
         .expect("the real doctor reads");
 }
@@ -571,18 +587,18 @@ async fn truncated_or_forked_audit_log_is_rejected_and_the_pin_holds() {
         .expect("b's log recorded");
     let (mut doctor, link, _) = pair(&mut patient, &a, "Dr. Watched").await;
     doctor
-        .fetch(link, &NoProgress, &cancel)
+        .fetch(&link, &NoProgress, &cancel)
         .await
         .expect("fetch");
     patient.access_log(&a).await.expect("first log");
     let older = proxy.find("GET", &audit_a).pop().expect("recorded");
     doctor
-        .fetch(link, &NoProgress, &cancel)
+        .fetch(&link, &NoProgress, &cancel)
         .await
         .expect("fetch");
     let pinned = patient.access_log(&a).await.expect("pinned log");
     doctor
-        .fetch(link, &NoProgress, &cancel)
+        .fetch(&link, &NoProgress, &cancel)
         .await
         .expect("fetch");
 
@@ -711,11 +727,11 @@ async fn replayed_note_is_rejected_and_not_stored_twice() {
     let (mut doctor, link, rel) = pair(&mut patient, &a, "Dr. Ada Quinn").await;
     let resource = serde_json::json!({"resourceType": "Observation", "id": "bp-1",
         "status": "final", "code": {"text": "Blood pressure"}, "valueString": "120/80"});
-    doctor.send_note(link, &resource).await.expect("note");
+    doctor.send_note(&link, &resource).await.expect("note");
     let dir = tempfile::tempdir().expect("dir");
     let mut v = vault(&dir, "patient.vault");
     let mark = proxy.mark();
-    let notes = patient.inbox(rel, 5).await.expect("inbox");
+    let notes = patient.inbox(&rel, 5).await.expect("inbox");
     assert_eq!(notes.len(), 1);
     note::accept(&mut v, &notes[0]).expect("accepted");
     assert_eq!(v.record_count().expect("count"), 1);
@@ -730,14 +746,14 @@ async fn replayed_note_is_rejected_and_not_stored_twice() {
         )
         .times(1),
     );
-    let err = patient.inbox(rel, 0).await.expect_err("replay refused");
+    let err = patient.inbox(&rel, 0).await.expect_err("replay refused");
     assert!(is_replay(&err), "{err:?}");
     assert_eq!(err.code(), "tampered");
     assert_eq!(proxy.fired("old note"), 1);
     assert_eq!(v.record_count().expect("count"), 1, "not stored twice");
     // The channel still works for the next genuine note.
-    doctor.send_note(link, &resource).await.expect("note 2");
-    assert_eq!(patient.inbox(rel, 5).await.expect("inbox").len(), 1);
+    doctor.send_note(&link, &resource).await.expect("note 2");
+    assert_eq!(patient.inbox(&rel, 5).await.expect("inbox").len(), 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -747,13 +763,14 @@ async fn replayed_grant_introduction_is_rejected() {
     let (mut ada, link, _) = pair(&mut patient, &a, "Dr. Ada Quinn").await;
     let (cid, ccard) = identity("Dr. Cole Reyes", Role::Doctor);
     let mut cole = Doctor::new(cid, ccard);
-    let (handle, invite) = cole.invite(&proxy.url, 300).await.expect("invite");
-    ada.delegate(link, &invite, None, None)
+    let carekey_client::doctor::Invitation { id: handle, invite } =
+        cole.invite(&proxy.url, 300).await.expect("invite");
+    ada.delegate(&link, &invite, None, None)
         .await
         .expect("delegates");
     let mark = proxy.mark();
     let clink = cole
-        .accept_introduction(handle, 10, &cancel)
+        .accept_introduction(&handle, 10, &cancel)
         .await
         .expect("accepted");
     let delivered = delivery(&proxy.since(mark));
@@ -766,11 +783,11 @@ async fn replayed_grant_introduction_is_rejected() {
         )
         .times(1),
     );
-    let err = cole.sync(clink, 0).await.expect_err("replay refused");
+    let err = cole.sync(&clink, 0).await.expect_err("replay refused");
     assert!(is_replay(&err), "{err:?}");
     assert_eq!(proxy.fired("old grant"), 1);
-    assert!(cole.patient(clink + 1).is_none(), "no second link");
-    cole.fetch(clink, &NoProgress, &cancel)
+    assert_eq!(cole.links().len(), 1, "no second link");
+    cole.fetch(&clink, &NoProgress, &cancel)
         .await
         .expect("the link still works");
 }
@@ -781,12 +798,12 @@ async fn replayed_epoch_update_is_rejected() {
     let cancel = Cancel::new();
     let (mut stays, link, _) = pair(&mut patient, &a, "Dr. Stays").await;
     let (_, _, leaves) = pair(&mut patient, &a, "Dr. Leaves").await;
-    rekey(&mut patient, &a, leaves).await;
+    rekey(&mut patient, &a, &leaves).await;
     let mark = proxy.mark();
-    stays.sync(link, 5).await.expect("epoch 2 arrives");
+    stays.sync(&link, 5).await.expect("epoch 2 arrives");
     let delivered = delivery(&proxy.since(mark));
     stays
-        .fetch(link, &NoProgress, &cancel)
+        .fetch(&link, &NoProgress, &cancel)
         .await
         .expect("epoch 2 reads");
     proxy.add(
@@ -798,11 +815,11 @@ async fn replayed_epoch_update_is_rejected() {
         )
         .times(1),
     );
-    let err = stays.sync(link, 0).await.expect_err("replay refused");
+    let err = stays.sync(&link, 0).await.expect_err("replay refused");
     assert!(is_replay(&err), "{err:?}");
     assert_eq!(proxy.fired("old update"), 1);
     stays
-        .fetch(link, &NoProgress, &cancel)
+        .fetch(&link, &NoProgress, &cancel)
         .await
         .expect("still on epoch 2");
 }
@@ -833,7 +850,7 @@ async fn duplicated_owner_writes_are_refused_by_the_counter() {
         .expect("share");
     let (mut doctor, link, _) = pair(&mut patient, &a, "Dr. Once").await;
     doctor
-        .fetch(link, &NoProgress, &cancel)
+        .fetch(&link, &NoProgress, &cancel)
         .await
         .expect("reads");
     for name in ["manifest twice", "token twice"] {
@@ -872,14 +889,14 @@ async fn duplicated_message_is_dropped_by_the_replay_guard() {
     );
     let resource = serde_json::json!({"resourceType": "Observation", "id": "t-1",
         "status": "final", "code": {"text": "Temperature"}, "valueString": "37.1 C"});
-    doctor.send_note(link, &resource).await.expect("note");
+    doctor.send_note(&link, &resource).await.expect("note");
     let dir = tempfile::tempdir().expect("dir");
     let mut v = vault(&dir, "patient.vault");
-    let notes = patient.inbox(rel, 5).await.expect("inbox");
+    let notes = patient.inbox(&rel, 5).await.expect("inbox");
     assert_eq!(notes.len(), 1);
     note::accept(&mut v, &notes[0]).expect("accepted");
     let err = patient
-        .inbox(rel, 5)
+        .inbox(&rel, 5)
         .await
         .expect_err("the copy is refused");
     assert!(is_replay(&err), "{err:?}");
@@ -917,7 +934,7 @@ async fn dropped_reads_are_retried() {
         .times(1),
     );
     let got = doctor
-        .fetch(link, &NoProgress, &Cancel::new())
+        .fetch(&link, &NoProgress, &Cancel::new())
         .await
         .expect("retries succeed");
     assert_eq!(got.len(), n);
@@ -970,7 +987,9 @@ async fn dropped_writes_fail_clearly_and_leave_no_partial_state() {
             .body,
     )
     .expect("create answer");
-    let half = carekey_client::relay::parse_id(&created.share_id, "id").expect("id");
+    let half = carekey_client::ShareId(
+        carekey_client::relay::parse_id(&created.share_id, "id").expect("id"),
+    );
     assert_eq!(
         patient
             .start_pairing(&half)
@@ -988,7 +1007,7 @@ async fn dropped_writes_fail_clearly_and_leave_no_partial_state() {
     let a = create(&mut patient).await.expect("share");
     let (mut doctor, link, rel) = pair(&mut patient, &a, "Dr. Ada Quinn").await;
     doctor
-        .fetch(link, &NoProgress, &cancel)
+        .fetch(&link, &NoProgress, &cancel)
         .await
         .expect("reads");
     // A dropped note: a clear error, nothing arrives, sending again works once.
@@ -996,17 +1015,17 @@ async fn dropped_writes_fail_clearly_and_leave_no_partial_state() {
     let resource = serde_json::json!({"resourceType": "Observation", "id": "n-1",
         "status": "final", "code": {"text": "Pulse"}, "valueString": "60"});
     let err = doctor
-        .send_note(link, &resource)
+        .send_note(&link, &resource)
         .await
         .expect_err("dropped");
     assert_eq!(err.code(), "relay_unreachable", "{err:?}");
     assert_eq!(proxy.fired("drop note"), 1);
-    assert!(patient.inbox(rel, 0).await.expect("inbox").is_empty());
-    doctor.send_note(link, &resource).await.expect("again");
-    assert_eq!(patient.inbox(rel, 5).await.expect("inbox").len(), 1);
+    assert!(patient.inbox(&rel, 0).await.expect("inbox").is_empty());
+    doctor.send_note(&link, &resource).await.expect("again");
+    assert_eq!(patient.inbox(&rel, 5).await.expect("inbox").len(), 1);
 }
 
-async fn create(p: &mut Patient) -> Result<[u8; 16], ClientError> {
+async fn create(p: &mut Patient) -> Result<carekey_client::ShareId, ClientError> {
     p.create_share(
         share_items(300_000),
         options(Policy::Ask, 0),
@@ -1025,14 +1044,14 @@ async fn interrupted_revoke_leaves_a_consistent_share_and_can_be_finished() {
     // The token is revoked, then an upload of the new epoch is dropped.
     proxy.add(Rule::new("drop re-key upload", "PUT", "/blobs/", Action::Drop).times(1));
     let err = patient
-        .revoke(&a, rel, &NoProgress, &cancel)
+        .revoke(&a, &rel, &NoProgress, &cancel)
         .await
         .expect_err("interrupted");
     assert_eq!(err.code(), "relay_unreachable", "{err:?}");
     assert_eq!(proxy.fired("drop re-key upload"), 1);
     assert_eq!(
         leaves
-            .fetch(gone, &NoProgress, &cancel)
+            .fetch(&gone, &NoProgress, &cancel)
             .await
             .expect_err("revoked at once")
             .code(),
@@ -1041,26 +1060,26 @@ async fn interrupted_revoke_leaves_a_consistent_share_and_can_be_finished() {
     // Meanwhile the share stays whole: the remaining doctor reads, a new doctor pairs and
     // reads (its grant carries the published epoch's key, not the unfinished one).
     stays
-        .fetch(link, &NoProgress, &cancel)
+        .fetch(&link, &NoProgress, &cancel)
         .await
         .expect("still reads");
     let (mut late, late_link, _) = pair(&mut patient, &a, "Dr. Late").await;
-    late.fetch(late_link, &NoProgress, &cancel)
+    late.fetch(&late_link, &NoProgress, &cancel)
         .await
         .expect("a grant made meanwhile reads");
     // Calling revoke again finishes the re-key; everyone remaining follows it.
     patient
-        .revoke(&a, rel, &NoProgress, &cancel)
+        .revoke(&a, &rel, &NoProgress, &cancel)
         .await
         .expect("finished");
     for (d, l) in [(&mut stays, link), (&mut late, late_link)] {
-        d.fetch(l, &NoProgress, &cancel)
+        d.fetch(&l, &NoProgress, &cancel)
             .await
             .expect("follows the re-key");
     }
     assert_eq!(
         leaves
-            .fetch(gone, &NoProgress, &cancel)
+            .fetch(&gone, &NoProgress, &cancel)
             .await
             .expect_err("still revoked")
             .code(),
@@ -1079,24 +1098,27 @@ async fn interrupted_revoke_leaves_a_consistent_share_and_can_be_finished() {
         .times(1),
     );
     let err = patient
-        .revoke(&a, second, &NoProgress, &cancel)
+        .revoke(&a, &second, &NoProgress, &cancel)
         .await
         .expect_err("interrupted");
     assert_eq!(err.code(), "relay_failure", "{err:?}");
     assert_eq!(proxy.fired("502 re-key manifest"), 1);
     // The remaining doctors got the new epoch's key, but the live manifest is still the
     // previous epoch's: they read on with the previous key until the re-key is finished.
-    stays.sync(link, 0).await.expect("the epoch update arrives");
     stays
-        .fetch(link, &NoProgress, &cancel)
+        .sync(&link, 0)
+        .await
+        .expect("the epoch update arrives");
+    stays
+        .fetch(&link, &NoProgress, &cancel)
         .await
         .expect("reads the still-live previous epoch");
     patient
-        .revoke(&a, second, &NoProgress, &cancel)
+        .revoke(&a, &second, &NoProgress, &cancel)
         .await
         .expect("finished");
     for (d, l) in [(&mut stays, link), (&mut late, late_link)] {
-        d.fetch(l, &NoProgress, &cancel)
+        d.fetch(&l, &NoProgress, &cancel)
             .await
             .expect("follows the finished re-key");
     }
@@ -1112,8 +1134,8 @@ async fn reordered_epoch_updates_keep_the_newer() {
     let (mut stays, link, _) = pair(&mut patient, &a, "Dr. Stays").await;
     let (_, _, one) = pair(&mut patient, &a, "Dr. One").await;
     let (_, _, two) = pair(&mut patient, &a, "Dr. Two").await;
-    rekey(&mut patient, &a, one).await;
-    rekey(&mut patient, &a, two).await;
+    rekey(&mut patient, &a, &one).await;
+    rekey(&mut patient, &a, &two).await;
     // Epoch 2's and epoch 3's updates wait in Stays' mailbox; they arrive newest first.
     proxy.add(
         Rule::new(
@@ -1129,7 +1151,10 @@ async fn reordered_epoch_updates_keep_the_newer() {
         )
         .times(1),
     );
-    let err = stays.sync(link, 0).await.expect_err("the older is refused");
+    let err = stays
+        .sync(&link, 0)
+        .await
+        .expect_err("the older is refused");
     assert_eq!(err.code(), "tampered", "{err:?}");
     assert!(
         matches!(
@@ -1147,13 +1172,13 @@ async fn reordered_epoch_updates_keep_the_newer() {
         ok_body(br#"{"messages":[],"cursor":0}"#.to_vec()),
     ));
     let got = stays
-        .fetch(link, &NoProgress, &cancel)
+        .fetch(&link, &NoProgress, &cancel)
         .await
         .expect("epoch 3 reads");
     assert_eq!(got.len(), share_items(0).len());
     proxy.clear();
     // Nothing is left over to be re-delivered.
-    stays.sync(link, 0).await.expect("clean mailbox");
+    stays.sync(&link, 0).await.expect("clean mailbox");
 }
 
 // 9. An approval that cannot reach the relay loses nothing.
@@ -1164,12 +1189,13 @@ async fn failed_forward_approval_keeps_the_request() {
     let (mut ada, link, rel) = pair(&mut patient, &share, "Dr. Ada Quinn").await;
     let (cid, ccard) = identity("Dr. Cole Reyes", Role::Doctor);
     let mut cole = Doctor::new(cid, ccard);
-    let (handle, invite) = cole.invite(&proxy.url, 300).await.expect("invite");
+    let carekey_client::doctor::Invitation { id: handle, invite } =
+        cole.invite(&proxy.url, 300).await.expect("invite");
     let hash = ada
-        .request_forward(link, &invite, None, "referral")
+        .request_forward(&link, &invite, None, "referral")
         .await
         .expect("request");
-    patient.inbox(rel, 5).await.expect("inbox");
+    patient.inbox(&rel, 5).await.expect("inbox");
     let id = patient.forward_requests()[0].id;
     // The relay refuses the colleague's token registration once: nothing is granted, the
     // request stays on the patient's screen.
@@ -1189,17 +1215,17 @@ async fn failed_forward_approval_keeps_the_request() {
         .expect("relationship");
     assert!(patient.forward_requests().is_empty());
     let clink = cole
-        .accept_introduction(handle, 10, &cancel)
+        .accept_introduction(&handle, 10, &cancel)
         .await
         .expect("introduced");
     assert!(
         !cole
-            .fetch(clink, &NoProgress, &cancel)
+            .fetch(&clink, &NoProgress, &cancel)
             .await
             .expect("reads")
             .is_empty()
     );
-    ada.sync(link, 5).await.expect("sync");
-    assert_eq!(ada.forward_answer(link, &hash), Some(true));
-    assert!(patient.relationship(crel).is_some());
+    ada.sync(&link, 5).await.expect("sync");
+    assert_eq!(ada.forward_answer(&link, &hash), Some(true));
+    assert!(patient.relationship(&crel).is_some());
 }

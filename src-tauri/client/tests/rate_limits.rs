@@ -44,7 +44,7 @@ async fn rate_limited_share_and_fetch_complete() {
         .expect("share uploads despite 429s");
     let (mut doctor, link, _) = pair(&mut patient, &share, "Dr. Patient").await;
     let got = doctor
-        .fetch(link, &NoProgress, &Cancel::new())
+        .fetch(&link, &NoProgress, &Cancel::new())
         .await
         .expect("fetch completes despite 429s");
     assert_eq!(got.len(), items.len());

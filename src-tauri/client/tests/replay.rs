@@ -58,7 +58,7 @@ fn reinsert(relay: &common::RelayProcess, mailbox: &[u8], time: i64, body: &[u8]
     );
 }
 
-async fn share(url: &str, policy: Policy, depth: u8) -> (Patient, [u8; 16]) {
+async fn share(url: &str, policy: Policy, depth: u8) -> (Patient, carekey_client::ShareId) {
     let (pid, pcard) = identity("Pat Example", Role::Patient);
     let mut patient = Patient::new(pid, pcard, Relay::new(url).expect("URL"));
     let id = patient
@@ -84,7 +84,7 @@ async fn replayed_note_is_rejected_and_not_stored_twice() {
     let (mut doctor, link, rel) = pair(&mut patient, &sid, "Dr. Ada Quinn").await;
     let resource = serde_json::json!({"resourceType": "Observation", "id": "bp-1",
         "status": "final", "code": {"text": "Blood pressure"}, "valueString": "120/80"});
-    doctor.send_note(link, &resource).await.expect("note");
+    doctor.send_note(&link, &resource).await.expect("note");
     let before = rows(&relay);
     assert_eq!(before.len(), 1, "only the note is waiting");
     let (mailbox, _, time, body) = before[0].clone();
@@ -93,13 +93,13 @@ async fn replayed_note_is_rejected_and_not_stored_twice() {
     let opts = common::quick_vault_options();
     let (mut vault, _) =
         Vault::create(&dir.path().join("p.vault"), "pass phrase", &opts).expect("vault");
-    let notes = patient.inbox(rel, 5).await.expect("inbox");
+    let notes = patient.inbox(&rel, 5).await.expect("inbox");
     assert_eq!(notes.len(), 1);
     note::accept(&mut vault, &notes[0]).expect("accepted with its signature");
     assert_eq!(vault.record_count().expect("count"), 1);
 
     reinsert(&relay, &mailbox, time, &body);
-    match patient.inbox(rel, 0).await {
+    match patient.inbox(&rel, 0).await {
         Err(ClientError::Tampered(carekey_core::Error::Replay { .. })) => {}
         other => panic!("a replayed note must be rejected, got {other:?}"),
     }
@@ -114,24 +114,25 @@ async fn replayed_introduction_is_rejected() {
     let (mut ada, link, _) = pair(&mut patient, &sid, "Dr. Ada Quinn").await;
     let (cid, ccard) = identity("Dr. Cole Reyes", Role::Doctor);
     let mut cole = Doctor::new(cid, ccard);
-    let (handle, invite) = cole.invite(&relay.url, 300).await.expect("invite");
-    ada.delegate(link, &invite, None, None)
+    let carekey_client::doctor::Invitation { id: handle, invite } =
+        cole.invite(&relay.url, 300).await.expect("invite");
+    ada.delegate(&link, &invite, None, None)
         .await
         .expect("delegates");
     let waiting = rows(&relay);
     assert_eq!(waiting.len(), 1, "only the introduction is waiting");
     let (mailbox, _, time, body) = waiting[0].clone();
     let clink = cole
-        .accept_introduction(handle, 10, &cancel)
+        .accept_introduction(&handle, 10, &cancel)
         .await
         .expect("accepted");
     // The old grant comes again on the same channel: a replay, not a new grant.
     reinsert(&relay, &mailbox, time, &body);
-    match cole.sync(clink, 0).await {
+    match cole.sync(&clink, 0).await {
         Err(ClientError::Tampered(carekey_core::Error::Replay { .. })) => {}
         other => panic!("a replayed introduction must be rejected, got {other:?}"),
     }
-    cole.fetch(clink, &NoProgress, &cancel)
+    cole.fetch(&clink, &NoProgress, &cancel)
         .await
         .expect("the link still works");
 }
@@ -155,7 +156,7 @@ async fn forward_request_forged_by_a_stranger_is_dropped() {
     )
     .expect("invite");
     let req = ForwardRequest {
-        share_id: sid,
+        share_id: sid.to_bytes(),
         invite,
         scope: Scope::all(),
         reason: "urgent".into(),
@@ -183,7 +184,7 @@ async fn forward_request_forged_by_a_stranger_is_dropped() {
         reinsert(&relay, b, 0, &forged);
     }
     assert!(
-        patient.inbox(rel, 0).await.is_err(),
+        patient.inbox(&rel, 0).await.is_err(),
         "the forgery is reported"
     );
     assert!(
@@ -222,14 +223,17 @@ async fn forgery_beside_a_genuine_note_raises_an_alert() {
         reinsert(&relay, b, 0, &forged);
     }
     ada.send_note(
-        link,
+        &link,
         &serde_json::json!({"resourceType": "Observation", "status": "final",
             "code": {"text": "genuine"}}),
     )
     .await
     .expect("note");
     assert!(patient.take_alerts().is_empty());
-    let notes = patient.inbox(rel, 5).await.expect("the genuine note comes");
+    let notes = patient
+        .inbox(&rel, 5)
+        .await
+        .expect("the genuine note comes");
     assert_eq!(notes.len(), 1);
     let alerts = patient.take_alerts();
     assert_eq!(alerts.len(), 1, "the forgery is not silently dropped");

@@ -82,7 +82,7 @@ async fn both_apps_restart_and_every_flow_goes_on() {
             .await
             .expect("grant");
         doctor
-            .fetch(link, &NoProgress, &cancel)
+            .fetch(&link, &NoProgress, &cancel)
             .await
             .expect("fetch");
         patient.access_log(&share).await.expect("log");
@@ -111,33 +111,38 @@ async fn both_apps_restart_and_every_flow_goes_on() {
         .expect("doctor loads")
         .expect("doctor state saved");
     assert_eq!(
-        patient.relationship(rel).expect("remembered").0.body.name,
+        patient
+            .relationship(&rel)
+            .expect("remembered")
+            .card
+            .body
+            .name,
         "Dr. Ada Quinn"
     );
     assert_eq!(
-        doctor.patient(link).expect("remembered").body.name,
+        doctor.patient(&link).expect("remembered").body.name,
         "Pat Example"
     );
     let got = doctor
-        .fetch(link, &NoProgress, &cancel)
+        .fetch(&link, &NoProgress, &cancel)
         .await
         .expect("fetch after restart");
     assert_eq!(got.len(), items.len());
     doctor
         .send_note(
-            link,
+            &link,
             &serde_json::json!({"resourceType": "Observation", "status": "final",
                 "code": {"text": "after restart"}}),
         )
         .await
         .expect("note");
-    assert_eq!(patient.inbox(rel, 5).await.expect("inbox").len(), 1);
+    assert_eq!(patient.inbox(&rel, 5).await.expect("inbox").len(), 1);
     // The log still extends the head pinned before the restart, and names the doctor.
     let log = patient
         .access_log(&share)
         .await
         .expect("log extends the pin");
-    assert!(summarize(&log).iter().any(|(w, _)| w == "Dr. Ada Quinn"));
+    assert!(summarize(&log).iter().any(|s| s.who == "Dr. Ada Quinn"));
     patient.save_to(&mut pv).expect("save");
 
     // A state saved a few writes late still writes: reload the patient from the saved state
@@ -152,13 +157,13 @@ async fn both_apps_restart_and_every_flow_goes_on() {
         .expect("loads")
         .expect("saved");
     patient
-        .revoke(&share, rel, &NoProgress, &cancel)
+        .revoke(&share, &rel, &NoProgress, &cancel)
         .await
         .expect("revoke with a resumed owner counter");
     patient.save_to(&mut pv).expect("save");
     assert_eq!(
         doctor
-            .fetch(link, &NoProgress, &cancel)
+            .fetch(&link, &NoProgress, &cancel)
             .await
             .expect_err("revoked")
             .code(),

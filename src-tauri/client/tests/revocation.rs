@@ -54,8 +54,14 @@ impl KeyRing {
             share_id: h.share_id,
         };
         let (_, sealed) = relay.get_manifest(&cap, now()).await.expect("manifest");
-        let m = Manifest::open(&sealed, &h.share_id, h.epoch, &h.epoch_key, &h.patient_key)
-            .expect("holder opens its manifest");
+        let m = Manifest::open(
+            &sealed,
+            h.share_id.as_bytes(),
+            h.epoch,
+            &h.epoch_key,
+            &h.patient_key,
+        )
+        .expect("holder opens its manifest");
         self.epoch_keys.push(h.epoch_key.clone());
         self.content_keys
             .extend(m.entries.iter().map(|e| e.content_key.clone()));
@@ -190,8 +196,12 @@ fn opens_with<K: SealingKey>(
 }
 
 /// How many stored values open under any key of `ring`; (opened tables, attempts).
-fn count_opened(values: &[StoredValue], ring: &KeyRing, share_id: &[u8; 16]) -> (Vec<String>, u64) {
-    let mut extra: Vec<Vec<u8>> = vec![share_id.to_vec()];
+fn count_opened(
+    values: &[StoredValue],
+    ring: &KeyRing,
+    share_id: &carekey_client::ShareId,
+) -> (Vec<String>, u64) {
+    let mut extra: Vec<Vec<u8>> = vec![share_id.as_bytes().to_vec()];
     extra.extend(ring.relationship_ids.iter().map(|r| r.to_vec()));
     let mut opened = Vec::new();
     let mut attempts = 0;
@@ -226,9 +236,9 @@ fn doctor_with_copy(name: &str) -> (Doctor, DeviceIdentity, carekey_core::keys::
 /// Pairs an existing doctor (scan, codes, confirm, grant); returns (link, relationship).
 async fn pair_doctor(
     patient: &mut Patient,
-    share: &[u8; 16],
+    share: &carekey_client::ShareId,
     doctor: &mut Doctor,
-) -> (usize, usize) {
+) -> (carekey_client::LinkId, carekey_client::RelationshipId) {
     let cancel = Cancel::new();
     let mut session = patient.start_pairing(share).await.expect("pairing");
     let scan = doctor.scan(&session.qr_text()).await.expect("scan");
@@ -278,63 +288,63 @@ async fn revoked_doctor_keys_open_nothing_of_the_new_epoch() {
     // Epoch 1: A fetches; collect everything A holds.
     let mut a_ring = KeyRing::default();
     assert_eq!(
-        a.fetch(link_a, &NoProgress, &cancel)
+        a.fetch(&link_a, &NoProgress, &cancel)
             .await
             .expect("A fetches")
             .len(),
         n
     );
-    let a1 = a.held_secrets_for_test(link_a).expect("link");
+    let a1 = a.held_secrets_for_test(&link_a).expect("link");
     a_ring.collect(&client, &a1).await;
 
     // Epoch 2 (C revoked): A follows the re-key; collect again.
     patient
-        .revoke(&share, rel_c, &NoProgress, &cancel)
+        .revoke(&share, &rel_c, &NoProgress, &cancel)
         .await
         .expect("revoke C");
     assert_eq!(
-        a.fetch(link_a, &NoProgress, &cancel)
+        a.fetch(&link_a, &NoProgress, &cancel)
             .await
             .expect("A follows")
             .len(),
         n
     );
-    let a2 = a.held_secrets_for_test(link_a).expect("link");
+    let a2 = a.held_secrets_for_test(&link_a).expect("link");
     assert_eq!(a2.epoch, 2);
     a_ring.collect(&client, &a2).await;
     assert_eq!(a_ring.epoch_keys.len(), 2);
     assert_eq!(a_ring.content_keys.len(), 2 * n);
-    let old_blob_ids: Vec<[u8; 16]> = {
+    let old_blob_ids: Vec<carekey_client::BlobId> = {
         let cap = ReaderCap {
             token: &a2.read_token,
             reader: &a2.reader,
             share_id: share,
         };
         let (_, sealed) = client.get_manifest(&cap, now()).await.expect("manifest");
-        Manifest::open(&sealed, &share, 2, &a2.epoch_key, &a2.patient_key)
+        Manifest::open(&sealed, share.as_bytes(), 2, &a2.epoch_key, &a2.patient_key)
             .expect("opens")
             .entries
             .iter()
-            .map(|e| e.blob_id)
+            .map(|e| carekey_client::BlobId(e.blob_id))
             .collect()
     };
 
     // Revoke A: epoch 3.
     patient
-        .revoke(&share, rel_a, &NoProgress, &cancel)
+        .revoke(&share, &rel_a, &NoProgress, &cancel)
         .await
         .expect("revoke A");
 
     // B, remaining, follows into epoch 3 and reads everything.
     let got = b
-        .fetch(link_b, &NoProgress, &cancel)
+        .fetch(&link_b, &NoProgress, &cancel)
         .await
         .expect("B follows");
     assert_eq!(got.len(), n);
     for (r, it) in got.iter().zip(&items) {
         assert_eq!(r.data.as_slice(), it.data.as_slice());
     }
-    let b3 = b.held_secrets_for_test(link_b).expect("link");
+    let b3 = b.held_secrets_for_test(&link_b).expect("link");
     assert_eq!(b3.epoch, 3);
     let mut b_ring = KeyRing::default();
     let m3 = b_ring.collect(&client, &b3).await;
@@ -342,7 +352,7 @@ async fn revoked_doctor_keys_open_nothing_of_the_new_epoch() {
 
     // (a) Live relay: A's app sees the end; A's token and reader key get 410 for the
     // manifest and every blob id, new epoch and old.
-    match a.fetch(link_a, &NoProgress, &cancel).await {
+    match a.fetch(&link_a, &NoProgress, &cancel).await {
         Err(ClientError::AccessEnded) => {}
         other => panic!(
             "revoked doctor must get AccessEnded, got {:?}",
@@ -365,7 +375,7 @@ async fn revoked_doctor_keys_open_nothing_of_the_new_epoch() {
         for id in m3
             .entries
             .iter()
-            .map(|e| e.blob_id)
+            .map(|e| carekey_client::BlobId(e.blob_id))
             .chain(old_blob_ids.iter().copied())
         {
             match client.get_blob(&cap, &id, now()).await {
@@ -473,43 +483,44 @@ async fn delegated_colleague_of_a_revoked_doctor_opens_nothing() {
     let (mut b, link_b, _) = pair(&mut patient, &share, "Dr. Ben Stays").await;
     let (cid, ccard) = identity("Dr. Cole Delegated", Role::Doctor);
     let mut c = Doctor::new(cid, ccard);
-    let (handle, invite) = c.invite(&relay.url, 300).await.expect("invite");
-    a.delegate(link_a, &invite, None, None)
+    let carekey_client::doctor::Invitation { id: handle, invite } =
+        c.invite(&relay.url, 300).await.expect("invite");
+    a.delegate(&link_a, &invite, None, None)
         .await
         .expect("A delegates to C");
     let link_c = c
-        .accept_introduction(handle, 10, &cancel)
+        .accept_introduction(&handle, 10, &cancel)
         .await
         .expect("C accepts");
     assert_eq!(
-        c.fetch(link_c, &NoProgress, &cancel)
+        c.fetch(&link_c, &NoProgress, &cancel)
             .await
             .expect("C reads")
             .len(),
         n
     );
-    let held_c = c.held_secrets_for_test(link_c).expect("link");
+    let held_c = c.held_secrets_for_test(&link_c).expect("link");
     let mut c_ring = KeyRing::default();
     c_ring.collect(&client, &held_c).await;
 
     patient
-        .revoke(&share, rel_a, &NoProgress, &cancel)
+        .revoke(&share, &rel_a, &NoProgress, &cancel)
         .await
         .expect("revoke A (and C below)");
     assert_eq!(
-        b.fetch(link_b, &NoProgress, &cancel)
+        b.fetch(&link_b, &NoProgress, &cancel)
             .await
             .expect("B follows")
             .len(),
         n
     );
-    let held_b = b.held_secrets_for_test(link_b).expect("link");
+    let held_b = b.held_secrets_for_test(&link_b).expect("link");
     let mut b_ring = KeyRing::default();
     let m2 = b_ring.collect(&client, &held_b).await;
 
     // (a) Live: C's app ends, C's token gets 410 for the manifest and every new blob.
     assert!(matches!(
-        c.fetch(link_c, &NoProgress, &cancel).await,
+        c.fetch(&link_c, &NoProgress, &cancel).await,
         Err(ClientError::AccessEnded)
     ));
     let cap = ReaderCap {
@@ -523,7 +534,9 @@ async fn delegated_colleague_of_a_revoked_doctor_opens_nothing() {
     ));
     for e in &m2.entries {
         assert!(matches!(
-            client.get_blob(&cap, &e.blob_id, now()).await,
+            client
+                .get_blob(&cap, &carekey_client::BlobId(e.blob_id), now())
+                .await,
             Err(ClientError::AccessEnded)
         ));
     }

@@ -11,7 +11,9 @@ fn send<T: Send>(_: &T) {}
 
 #[allow(dead_code)]
 async fn flows(p: &mut Patient, d: &mut Doctor, v: &mut Vault, r: &Relay, c: &Cancel) {
-    let share = [0u8; 16];
+    let share = carekey_client::ShareId::default();
+    let rel = carekey_client::RelationshipId::default();
+    let link = carekey_client::LinkId::default();
     let options = ShareOptions {
         expires_at: 0,
         policy: carekey_core::grant::Policy::Never,
@@ -19,14 +21,14 @@ async fn flows(p: &mut Patient, d: &mut Doctor, v: &mut Vault, r: &Relay, c: &Ca
     };
     send(&p.create_share(Vec::new(), options, &NoProgress, c));
     send(&p.start_pairing(&share));
-    send(&p.inbox(0, 0));
-    send(&p.revoke(&share, 0, &NoProgress, c));
+    send(&p.inbox(&rel, 0));
+    send(&p.revoke(&share, &rel, &NoProgress, c));
     send(&p.access_log(&share));
     let id = carekey_client::patient::ForwardRequestId([0; 16]);
     send(&p.answer_forward(&id, true));
     send(&p.delegations(&share));
-    send(&p.ack_inbox(0));
-    if let Ok(w) = p.inbox_waiter(0) {
+    send(&p.ack_inbox(&rel));
+    if let Ok(w) = p.inbox_waiter(&rel) {
         send(&w.wait(0));
     }
     if let Ok(mut s) = p.start_pairing(&share).await {
@@ -39,12 +41,12 @@ async fn flows(p: &mut Patient, d: &mut Doctor, v: &mut Vault, r: &Relay, c: &Ca
         }
     }
     send(&d.scan(""));
-    send(&d.fetch(0, &NoProgress, c));
-    send(&d.sync(0, 0));
-    send(&d.sync_to_vault(0, v, &NoProgress, c));
-    send(&d.send_note(0, &serde_json::Value::Null));
+    send(&d.fetch(&link, &NoProgress, c));
+    send(&d.sync(&link, 0));
+    send(&d.sync_to_vault(&link, v, &NoProgress, c));
+    send(&d.send_note(&link, &serde_json::Value::Null));
     send(&d.invite("", 0));
-    send(&d.accept_introduction(0, 0, c));
+    send(&d.accept_introduction(&carekey_client::InviteId::default(), 0, c));
     send(&carekey_client::backup::backup_to_relay(
         v,
         r,

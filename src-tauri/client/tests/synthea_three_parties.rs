@@ -67,7 +67,7 @@ async fn largest_synthea_patient_through_every_flow() {
     )
     .expect("vault");
     match doctor
-        .sync_to_vault(link, &mut vault, &NoProgress, &cancel)
+        .sync_to_vault(&link, &mut vault, &NoProgress, &cancel)
         .await
         .expect("fetch, verify, store")
     {
@@ -86,17 +86,18 @@ async fn largest_synthea_patient_through_every_flow() {
     // Colleague, by delegation: reads the same records byte for byte.
     let (cid, ccard) = identity("Dr. Cole Reyes", Role::Doctor);
     let mut cole = Doctor::new(cid, ccard);
-    let (handle, invite) = cole.invite(&relay.url, 300).await.expect("invite");
+    let carekey_client::doctor::Invitation { id: handle, invite } =
+        cole.invite(&relay.url, 300).await.expect("invite");
     doctor
-        .delegate(link, &invite, None, None)
+        .delegate(&link, &invite, None, None)
         .await
         .expect("delegates");
     let clink = cole
-        .accept_introduction(handle, 10, &cancel)
+        .accept_introduction(&handle, 10, &cancel)
         .await
         .expect("introduced");
     let got = cole
-        .fetch(clink, &NoProgress, &cancel)
+        .fetch(&clink, &NoProgress, &cancel)
         .await
         .expect("colleague reads");
     assert_eq!(got.len(), items.len());
@@ -107,19 +108,19 @@ async fn largest_synthea_patient_through_every_flow() {
     // Note back, delegation notice, access log naming both readers.
     doctor
         .send_note(
-            link,
+            &link,
             &serde_json::json!({"resourceType": "Observation", "status": "final",
                 "code": {"text": "Reviewed the record"}}),
         )
         .await
         .expect("note");
-    assert_eq!(patient.inbox(rel, 5).await.expect("inbox").len(), 1);
+    assert_eq!(patient.inbox(&rel, 5).await.expect("inbox").len(), 1);
     let tree = patient.delegations(&share).await.expect("notices verify");
     assert_eq!(tree.len(), 1);
     assert_eq!(tree[0].colleague, "Dr. Cole Reyes");
     let per = summarize(&patient.access_log(&share).await.expect("log verifies"));
     for who in ["Dr. Ada Quinn", "Dr. Cole Reyes"] {
-        let n = per.iter().find(|(w, _)| w == who).map_or(0, |(_, n)| *n);
+        let n = per.iter().find(|s| s.who == who).map_or(0, |s| s.fetched);
         assert!(
             n > items.len(),
             "{who} fetched the manifest and every blob ({n})"
@@ -128,12 +129,12 @@ async fn largest_synthea_patient_through_every_flow() {
 
     // Revoke the doctor: the doctor's vault purges, the colleague's access ends with it.
     patient
-        .revoke(&share, rel, &NoProgress, &cancel)
+        .revoke(&share, &rel, &NoProgress, &cancel)
         .await
         .expect("revoke");
     assert_eq!(
         doctor
-            .sync_to_vault(link, &mut vault, &NoProgress, &cancel)
+            .sync_to_vault(&link, &mut vault, &NoProgress, &cancel)
             .await
             .expect("purges"),
         SyncOutcome::Ended {
@@ -143,7 +144,7 @@ async fn largest_synthea_patient_through_every_flow() {
     );
     assert_eq!(vault.record_count().expect("count"), 0);
     assert!(matches!(
-        cole.fetch(clink, &NoProgress, &cancel).await,
+        cole.fetch(&clink, &NoProgress, &cancel).await,
         Err(ClientError::AccessEnded)
     ));
 }

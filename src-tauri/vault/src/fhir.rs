@@ -8,10 +8,12 @@ use serde_json::{Map, Value};
 
 use crate::error::{Position, Result, VaultError};
 
-/// What the UI groups records by.
+/// What the UI groups records by (12 groups: vitals apart from other observations, a
+/// directory of people and places). Not the grant's scope category (`carekey_core::grant::Category`,
+/// 11 values); the serde names below are stored data and blind-index terms, never renamed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
-pub enum Category {
+pub enum RecordGroup {
     /// Patient demographics.
     Patient,
     /// Conditions / problems.
@@ -38,22 +40,22 @@ pub enum Category {
     Other,
 }
 
-impl Category {
+impl RecordGroup {
     /// Stable lower-case name (also the blind-index term).
     pub fn as_str(self) -> &'static str {
         match self {
-            Category::Patient => "patient",
-            Category::Condition => "condition",
-            Category::Allergy => "allergy",
-            Category::Medication => "medication",
-            Category::Immunization => "immunization",
-            Category::Observation => "observation",
-            Category::Vitals => "vitals",
-            Category::Procedure => "procedure",
-            Category::Encounter => "encounter",
-            Category::Document => "document",
-            Category::Directory => "directory",
-            Category::Other => "other",
+            RecordGroup::Patient => "patient",
+            RecordGroup::Condition => "condition",
+            RecordGroup::Allergy => "allergy",
+            RecordGroup::Medication => "medication",
+            RecordGroup::Immunization => "immunization",
+            RecordGroup::Observation => "observation",
+            RecordGroup::Vitals => "vitals",
+            RecordGroup::Procedure => "procedure",
+            RecordGroup::Encounter => "encounter",
+            RecordGroup::Document => "document",
+            RecordGroup::Directory => "directory",
+            RecordGroup::Other => "other",
         }
     }
 }
@@ -83,7 +85,7 @@ pub struct KeyValue {
 pub(crate) struct Extracted {
     pub fhir_type: String,
     pub fhir_id: String,
-    pub category: Category,
+    pub category: RecordGroup,
     pub title: String,
     pub date: Option<String>,
     pub key_values: Vec<KeyValue>,
@@ -246,22 +248,24 @@ pub(crate) fn extract(r: &Value) -> Extracted {
         .to_owned();
     let fhir_id = r.get("id").and_then(s).unwrap_or("").to_owned();
     let category = match fhir_type.as_str() {
-        "Patient" => Category::Patient,
-        "Condition" => Category::Condition,
-        "AllergyIntolerance" => Category::Allergy,
+        "Patient" => RecordGroup::Patient,
+        "Condition" => RecordGroup::Condition,
+        "AllergyIntolerance" => RecordGroup::Allergy,
         "MedicationStatement"
         | "MedicationRequest"
         | "Medication"
         | "MedicationAdministration"
-        | "MedicationDispense" => Category::Medication,
-        "Immunization" => Category::Immunization,
-        "Observation" if is_vitals(r) => Category::Vitals,
-        "Observation" => Category::Observation,
-        "Procedure" => Category::Procedure,
-        "Encounter" => Category::Encounter,
-        "DocumentReference" | "DiagnosticReport" | "Composition" | "Binary" => Category::Document,
-        "Practitioner" | "PractitionerRole" | "Organization" | "Location" => Category::Directory,
-        _ => Category::Other,
+        | "MedicationDispense" => RecordGroup::Medication,
+        "Immunization" => RecordGroup::Immunization,
+        "Observation" if is_vitals(r) => RecordGroup::Vitals,
+        "Observation" => RecordGroup::Observation,
+        "Procedure" => RecordGroup::Procedure,
+        "Encounter" => RecordGroup::Encounter,
+        "DocumentReference" | "DiagnosticReport" | "Composition" | "Binary" => {
+            RecordGroup::Document
+        }
+        "Practitioner" | "PractitionerRole" | "Organization" | "Location" => RecordGroup::Directory,
+        _ => RecordGroup::Other,
     };
 
     let mut codes = Vec::new();
@@ -746,7 +750,7 @@ mod tests {
             "component": [{"code": {"text": "systolic"}, "valueQuantity": {"value": 120, "unit": "mmHg"}}],
             "performer": [{"display": "Dr. A"}]});
         let e = extract(&obs);
-        assert_eq!(e.category, Category::Vitals);
+        assert_eq!(e.category, RecordGroup::Vitals);
         assert_eq!(e.title, "Blood pressure");
         assert_eq!(e.date.as_deref(), Some("2020-01-02"));
         assert_eq!(e.author.as_deref(), Some("Dr. A"));

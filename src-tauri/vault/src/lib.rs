@@ -17,7 +17,7 @@ pub use backup::{BackupInfo, backup_id};
 pub use carekey_core::envelope::Envelope as EncryptedValue;
 pub use crypto::{KdfParams, RecoveryPhrase};
 pub use error::{Position, Result, VaultError};
-pub use fhir::{Category, Code, KeyValue, NdjsonFile, RoutedExport, route_by_patient};
+pub use fhir::{Code, KeyValue, NdjsonFile, RecordGroup, RoutedExport, route_by_patient};
 pub use schema::SCHEMA_VERSION;
 pub use types::*;
 pub use vault::{CreateOptions, Vault, record_signing_bytes, verify_record_signature};

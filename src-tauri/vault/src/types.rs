@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::fhir::{Category, Code, KeyValue};
+use crate::fhir::{Code, KeyValue, RecordGroup};
 
 /// Opaque record id: HMAC of "Type/id" under the vault's records key (hex in JSON).
 #[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -113,7 +113,7 @@ pub struct RecordSummary {
     /// FHIR logical id.
     pub fhir_id: String,
     /// UI category.
-    pub category: Category,
+    pub category: RecordGroup,
     /// Display title.
     pub title: String,
     /// Clinically relevant date (FHIR dateTime text) if any.

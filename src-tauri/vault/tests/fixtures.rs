@@ -70,7 +70,7 @@ fn ips_bundle_round_trips() {
     assert!(l.damaged.is_empty());
     let cats: std::collections::BTreeSet<_> = l.records.iter().map(|r| r.category).collect();
     println!("IPS categories: {cats:?}");
-    assert!(cats.contains(&Category::Allergy) && cats.contains(&Category::Medication));
+    assert!(cats.contains(&RecordGroup::Allergy) && cats.contains(&RecordGroup::Medication));
     // Choosing records: export of a subset.
     let some: Vec<RecordId> = l.records.iter().take(3).map(|r| r.id).collect();
     let sub: Value = serde_json::from_slice(&v.export_bundle(Some(&some)).unwrap()).unwrap();

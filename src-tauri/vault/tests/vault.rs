@@ -287,7 +287,7 @@ fn blind_index_search_and_summaries() {
     let one = v.find_by_code("http://loinc.org", "1005-5").unwrap();
     assert_eq!(one.len(), 1);
     assert_eq!(one[0].fhir_id, "obs-5");
-    assert_eq!(one[0].category, Category::Observation);
+    assert_eq!(one[0].category, RecordGroup::Observation);
     assert!(one[0].key_values.iter().any(|kv| kv.value == "0.5 mmol/L"));
     assert!(matches!(one[0].origin, Origin::Imported { .. }));
     let hits = v.search("GLUCOSE level", 1000).unwrap();
@@ -300,7 +300,7 @@ fn blind_index_search_and_summaries() {
         )
         .unwrap();
     let r = v.get_record(&id).unwrap();
-    assert_eq!(r.summary.category, Category::Other);
+    assert_eq!(r.summary.category, RecordGroup::Other);
     assert_eq!(r.summary.title, "FamilyMemberHistory");
     v.delete_record(&id).unwrap();
     assert!(matches!(

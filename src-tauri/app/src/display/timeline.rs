@@ -2,7 +2,7 @@
 
 use std::cmp::Ordering;
 
-use carekey_vault::{Category, Origin, RecordSummary, SignatureStatus};
+use carekey_vault::{Origin, RecordGroup, RecordSummary, SignatureStatus};
 use serde::Serialize;
 
 use super::date::date_sort_key;
@@ -96,10 +96,10 @@ impl Provenance {
 pub struct TimelineRow {
     /// The record id (64 hex digits), to open it with `get_record`.
     pub id: String,
-    /// FHIR resource type (unknown types appear as they are, under [`Category::Other`]).
+    /// FHIR resource type (unknown types appear as they are, under [`RecordGroup::Other`]).
     pub fhir_type: String,
     /// UI category (snake_case string in JSON: `condition`, `vitals`, `other`…).
-    pub category: Category,
+    pub category: RecordGroup,
     /// Title (at most [`MAX_TITLE_CHARS`](super::MAX_TITLE_CHARS) characters; the resource
     /// type when the record has none).
     pub title: String,
@@ -171,37 +171,37 @@ pub fn timeline_rows(records: &[RecordSummary]) -> Vec<TimelineRow> {
     rows
 }
 
-/// The order of the category tabs (every [`Category`], each once).
-pub const CATEGORY_ORDER: [Category; 12] = [
-    Category::Condition,
-    Category::Allergy,
-    Category::Medication,
-    Category::Immunization,
-    Category::Observation,
-    Category::Vitals,
-    Category::Procedure,
-    Category::Encounter,
-    Category::Document,
-    Category::Patient,
-    Category::Directory,
-    Category::Other,
+/// The order of the category tabs (every [`RecordGroup`], each once).
+pub const CATEGORY_ORDER: [RecordGroup; 12] = [
+    RecordGroup::Condition,
+    RecordGroup::Allergy,
+    RecordGroup::Medication,
+    RecordGroup::Immunization,
+    RecordGroup::Observation,
+    RecordGroup::Vitals,
+    RecordGroup::Procedure,
+    RecordGroup::Encounter,
+    RecordGroup::Document,
+    RecordGroup::Patient,
+    RecordGroup::Directory,
+    RecordGroup::Other,
 ];
 
 /// The tab title of a category ("Problems", "Lab results"…).
-pub fn category_label(c: Category) -> &'static str {
+pub fn category_label(c: RecordGroup) -> &'static str {
     match c {
-        Category::Patient => "Personal details",
-        Category::Condition => "Problems",
-        Category::Allergy => "Allergies",
-        Category::Medication => "Medications",
-        Category::Immunization => "Immunizations",
-        Category::Observation => "Lab results",
-        Category::Vitals => "Vital signs",
-        Category::Procedure => "Procedures",
-        Category::Encounter => "Visits",
-        Category::Document => "Documents",
-        Category::Directory => "Care team and places",
-        Category::Other => "Other records",
+        RecordGroup::Patient => "Personal details",
+        RecordGroup::Condition => "Problems",
+        RecordGroup::Allergy => "Allergies",
+        RecordGroup::Medication => "Medications",
+        RecordGroup::Immunization => "Immunizations",
+        RecordGroup::Observation => "Lab results",
+        RecordGroup::Vitals => "Vital signs",
+        RecordGroup::Procedure => "Procedures",
+        RecordGroup::Encounter => "Visits",
+        RecordGroup::Document => "Documents",
+        RecordGroup::Directory => "Care team and places",
+        RecordGroup::Other => "Other records",
     }
 }
 
@@ -209,7 +209,7 @@ pub fn category_label(c: Category) -> &'static str {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct CategoryCount {
     /// The category (snake_case string in JSON).
-    pub category: Category,
+    pub category: RecordGroup,
     /// Its tab title ([`category_label`]).
     pub label: &'static str,
     /// Records in it.

@@ -80,15 +80,11 @@ fn link_id(patient: &Card, share: &[u8; 16]) -> String {
     hex(&derived_id(LINK_ID_LABEL, &[&patient.hash(), share]))
 }
 
-fn find_link(d: &Doctor, id: &str) -> Option<usize> {
-    let mut i = 0;
-    while let (Some(card), Some((share, _))) = (d.patient(i), d.share_of(i)) {
-        if link_id(card, &share) == id {
-            return Some(i);
-        }
-        i += 1;
-    }
-    None
+fn find_link(d: &Doctor, id: &str) -> Option<carekey_client::LinkId> {
+    d.links()
+        .into_iter()
+        .find(|l| link_id(&l.patient, l.share.share_id.as_bytes()) == id)
+        .map(|l| l.id)
 }
 
 impl DoctorApp {
@@ -273,8 +269,11 @@ impl DoctorApp {
         let mut g = self.service().await?;
         let d = g.as_mut().ok_or_else(locked)?;
         let index = d.accept_grant(session, confirmation).await?;
-        let card = d.patient(index).cloned().ok_or_else(AppError::internal)?;
-        let (share, expires_at) = d.share_of(index).ok_or_else(AppError::internal)?;
+        let card = d.patient(&index).cloned().ok_or_else(AppError::internal)?;
+        let (share, expires_at) = d
+            .share_of(&index)
+            .map(|s| (s.share_id.to_bytes(), s.expires_at))
+            .ok_or_else(AppError::internal)?;
         let view = PatientLinkView {
             id: link_id(&card, &share),
             name: card.body.name.clone(),
@@ -314,15 +313,24 @@ impl DoctorApp {
         let mut g = self.service().await?;
         let d = g.as_mut().ok_or_else(locked)?;
         let index = find_link(d, &args.id).ok_or_else(|| AppError::not_found("that patient"))?;
-        let card = d.patient(index).cloned().ok_or_else(AppError::internal)?;
-        let (share, expires_at) = d.share_of(index).ok_or_else(AppError::internal)?;
-        let fetched = d.fetch(index, &sink, &op.cancel).await;
+        let card = d.patient(&index).cloned().ok_or_else(AppError::internal)?;
+        let (share, expires_at) = d
+            .share_of(&index)
+            .map(|s| (s.share_id.to_bytes(), s.expires_at))
+            .ok_or_else(AppError::internal)?;
+        let fetched = d.fetch(&index, &sink, &op.cancel).await;
         let id = args.id.clone();
         let (g, view) = match fetched {
             Ok(records) => {
                 self.commit_with(g, move |v| {
-                    let (n, _) =
-                        carekey_client::store::store_share(v, &card, share, expires_at, &records)?;
+                    let n = carekey_client::store::store_share(
+                        v,
+                        &card,
+                        carekey_client::ShareId(share),
+                        expires_at,
+                        &records,
+                    )?
+                    .records;
                     update_link(v, &id, |l| {
                         l.records = n;
                         l.fetched_at = Some(now());
@@ -415,7 +423,7 @@ impl DoctorApp {
         let d = g.as_mut().ok_or_else(locked)?;
         let index =
             find_link(d, &args.patient).ok_or_else(|| AppError::not_found("that patient"))?;
-        d.send_note(index, &args.resource).await?;
+        d.send_note(&index, &args.resource).await?;
         let g = self.commit(g, |_| Ok(())).await?;
         drop(g);
         Ok(())

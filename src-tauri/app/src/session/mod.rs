@@ -18,6 +18,7 @@
 
 mod doctor;
 mod patient;
+mod recovery;
 mod settings;
 
 use std::path::{Path, PathBuf};
@@ -32,6 +33,7 @@ pub use doctor::{DoctorApp, PatientLinkView, ScanView};
 pub use patient::{
     DoctorAtTheDoorView, GranteeView, InboxNoteView, PatientApp, ShareStarted, ShareView,
 };
+pub use recovery::{AUTO_BACKUP_DELAY, BackupStatus, RelayCheck};
 pub use settings::Settings;
 
 /// Where an app keeps its files, and the vault's key-derivation cost.

@@ -173,6 +173,8 @@ pub struct PatientApp {
     pairings: Arc<Mutex<HashMap<String, PairingSlot>>>,
     events: Arc<dyn EventSink>,
     ops: Operations,
+    /// Bumped by every change that should be backed up (see `schedule_backup`).
+    backup_gen: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl std::fmt::Debug for dyn EventSink {
@@ -220,7 +222,28 @@ impl PatientApp {
             pairings: Arc::new(Mutex::new(HashMap::new())),
             events,
             ops: Operations::default(),
+            backup_gen: Arc::default(),
         }
+    }
+
+    pub(super) fn config(&self) -> &AppConfig {
+        &self.config
+    }
+
+    pub(super) fn vault_cell(&self) -> &VaultCell {
+        &self.vault
+    }
+
+    pub(super) fn event_sink(&self) -> Arc<dyn EventSink> {
+        self.events.clone()
+    }
+
+    pub(super) fn backup_generation(&self) -> &std::sync::atomic::AtomicU64 {
+        &self.backup_gen
+    }
+
+    pub(super) async fn load_service_now(&self) -> Result<()> {
+        self.load_service().await
     }
 
     /// Reports an event to the shell (background work uses it).
@@ -517,7 +540,7 @@ impl PatientApp {
             .await?;
         let session = p.start_pairing(&share_id).await?;
         let view = ShareView {
-            id: hex(&share_id),
+            id: hex(share_id.as_bytes()),
             created_at: now(),
             expires_at,
             policy: args.policy,
@@ -547,7 +570,7 @@ impl PatientApp {
             .map_err(|_| AppError::internal())?
             .insert(pairing.clone(), PairingSlot::Waiting(Box::new(session)));
         Ok(ShareStarted {
-            share: hex(&share_id),
+            share: hex(share_id.as_bytes()),
             pairing,
             qr_svg: svg.svg,
             qr_text,
@@ -642,13 +665,16 @@ impl PatientApp {
             return Ok(None);
         }
         let index = p.confirm(session).await?;
-        let paired_at = p.relationship(index).map(|(_, t)| t).unwrap_or_else(now);
+        let paired_at = p
+            .relationship(&index)
+            .map(|r| r.paired_at)
+            .unwrap_or_else(now);
         let rel = relationship_id(&card, paired_at);
         let expires = p
             .active_grants(&share_id)
             .into_iter()
-            .find(|(i, _)| *i == index)
-            .map(|(_, e)| e)
+            .find(|g| g.relationship == index)
+            .map(|g| g.expires_at)
             .unwrap_or(0);
         let grantee = GranteeView {
             relationship: hex(&rel),
@@ -657,7 +683,7 @@ impl PatientApp {
             status: "active".to_owned(),
             expires_at: expires,
         };
-        let share_hex = hex(&share_id);
+        let share_hex = hex(share_id.as_bytes());
         let name = card.body.name.clone();
         let g = self
             .commit(g, move |v| {
@@ -681,6 +707,7 @@ impl PatientApp {
             })
             .await?;
         drop(g);
+        self.schedule_backup();
         Ok(Some(hex(&rel)))
     }
 
@@ -708,7 +735,7 @@ impl PatientApp {
     /// they do not have.
     pub async fn revoke(&self, args: ipc::Revoke) -> Result<()> {
         args.validate()?;
-        let share_id: [u8; 16] = validate::hex_id("share", &args.share)?;
+        let share_id = carekey_client::ShareId(validate::hex_id("share", &args.share)?);
         let op = self.ops.start();
         let sink = Throttled::new(op.id.clone(), self.events.clone());
         let mut g = self.service().await?;
@@ -716,10 +743,10 @@ impl PatientApp {
         let index = find_relationship(p, &args.relationship)
             .ok_or_else(|| AppError::not_found("that doctor"))?;
         let name = p
-            .relationship(index)
-            .map(|(c, _)| c.body.name.clone())
+            .relationship(&index)
+            .map(|r| r.card.body.name.clone())
             .unwrap_or_default();
-        p.revoke(&share_id, index, &sink, &op.cancel).await?;
+        p.revoke(&share_id, &index, &sink, &op.cancel).await?;
         let (share_hex, rel) = (args.share, args.relationship);
         let g = self
             .commit(g, move |v| {
@@ -738,17 +765,21 @@ impl PatientApp {
             })
             .await?;
         drop(g);
+        self.schedule_backup();
         Ok(())
     }
 
     /// The verified access log of a share in words ("Dr. X fetched 12 records").
     pub async fn access_log(&self, args: ipc::IdRef) -> Result<Vec<(String, usize)>> {
         args.validate()?;
-        let share_id: [u8; 16] = validate::hex_id("share", &args.id)?;
+        let share_id = carekey_client::ShareId(validate::hex_id("share", &args.id)?);
         let mut g = self.service().await?;
         let p = g.as_mut().ok_or_else(locked)?;
         let events = p.access_log(&share_id).await?;
-        let out = carekey_client::patient::summarize(&events);
+        let out: Vec<(String, usize)> = carekey_client::patient::summarize(&events)
+            .into_iter()
+            .map(|s| (s.who, s.fetched))
+            .collect();
         let g = self.commit(g, |_| Ok(())).await?;
         drop(g);
         Ok(out)
@@ -764,10 +795,12 @@ impl PatientApp {
             let g = self.patient.lock().await;
             let p = g.as_ref().ok_or_else(locked)?;
             let mut w = Vec::new();
-            let mut i = 0;
-            while let Some((card, paired_at)) = p.relationship(i) {
-                w.push((i, relationship_id(card, paired_at), p.inbox_waiter(i)?));
-                i += 1;
+            for r in p.relationships() {
+                w.push((
+                    r.id,
+                    relationship_id(&r.card, r.paired_at),
+                    p.inbox_waiter(&r.id)?,
+                ));
             }
             w
         };
@@ -780,7 +813,7 @@ impl PatientApp {
             }
             let mut g = self.service().await?;
             let p = g.as_mut().ok_or_else(locked)?;
-            let received = p.open_inbox(index, msgs)?;
+            let received = p.open_inbox(&index, msgs)?;
             let mut stored = Vec::new();
             for note in &received.notes {
                 let bytes = note.to_bytes()?;
@@ -802,7 +835,7 @@ impl PatientApp {
                 })
                 .await?;
             let p = g.as_mut().ok_or_else(locked)?;
-            p.ack_inbox(index).await?;
+            p.ack_inbox(&index).await?;
             let g = self.commit(g, |_| Ok(())).await?;
             drop(g);
             let notes = self.inbox().await?.len();
@@ -892,6 +925,7 @@ impl PatientApp {
         p.answer_forward(&id, args.accept).await?;
         let g = self.commit(g, |_| Ok(())).await?;
         drop(g);
+        self.schedule_backup();
         Ok(())
     }
 
@@ -956,15 +990,11 @@ fn relationship_id(card: &Card, paired_at: u64) -> [u8; 16] {
     )
 }
 
-fn find_relationship(p: &Patient, id: &str) -> Option<usize> {
-    let mut i = 0;
-    while let Some((card, at)) = p.relationship(i) {
-        if hex(&relationship_id(card, at)) == id {
-            return Some(i);
-        }
-        i += 1;
-    }
-    None
+fn find_relationship(p: &Patient, id: &str) -> Option<carekey_client::RelationshipId> {
+    p.relationships()
+        .into_iter()
+        .find(|r| hex(&relationship_id(&r.card, r.paired_at)) == id)
+        .map(|r| r.id)
 }
 
 /// The FHIR R4 resource of a hand-entered record (the form's fields, nothing invented).

@@ -18,7 +18,7 @@ pub(crate) const SETTINGS: &str = "carekey/app/settings/v1";
 /// What the Settings and Profile screens change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Settings {
-    /// Always [`APP_STATE_VERSION`].
+    /// Always 1 (the version of the app's saved values).
     pub version: u32,
     /// The name on this device's card.
     pub name: String,

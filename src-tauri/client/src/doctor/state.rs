@@ -10,8 +10,11 @@ use carekey_core::wire::{Reader, Writer, read_opt, write_opt};
 use carekey_vault::Vault;
 use zeroize::Zeroizing;
 
+use std::collections::BTreeMap;
+
 use super::{Doctor, Downstream, PatientLink, PendingInvite};
-use crate::error::Result;
+use crate::error::{ClientError, Result};
+use crate::ids::{InviteId, LinkId};
 use crate::persist::{
     STATE_VERSION, count, read_address, read_mailbox, read_secret, write_address, write_mailbox,
     write_secret,
@@ -19,7 +22,10 @@ use crate::persist::{
 use crate::relay::Relay;
 
 /// Version of the doctor's state written now: 2 adds the previous epoch key of each link
-/// (version 1, [`STATE_VERSION`], is still read).
+/// (version 1, [`STATE_VERSION`], is still read). Links are keyed by their relationship id,
+/// which every version stores, and invites by theirs (inside the signed invite), so the
+/// typed ids needed no new version; links are written in id order, invites without the
+/// empty slots of older versions.
 const DOCTOR_STATE_VERSION: u8 = 2;
 
 /// Vault state name of the doctor's state.
@@ -70,7 +76,7 @@ impl Doctor {
         let mut w = Writer::new();
         w.u8(DOCTOR_STATE_VERSION);
         w.u32(count(self.links.len()));
-        for l in &self.links {
+        for l in self.links.values() {
             w.str16(l.relay.base());
             w.raw(&l.rel.id);
             w.obj(&l.rel.peer_card);
@@ -114,17 +120,12 @@ impl Doctor {
             }
         }
         w.u32(count(self.invites.len()));
-        for slot in &self.invites {
-            match slot {
-                None => w.u8(0),
-                Some(p) => {
-                    w.u8(1);
-                    w.str16(p.relay.base());
-                    write_mailbox(&mut w, &p.inbox);
-                    write_secret(&mut w, &p.reader);
-                    w.obj(&p.invite);
-                }
-            }
+        for p in self.invites.values() {
+            w.u8(1);
+            w.str16(p.relay.base());
+            write_mailbox(&mut w, &p.inbox);
+            write_secret(&mut w, &p.reader);
+            w.obj(&p.invite);
         }
         Zeroizing::new(w.into_bytes())
     }
@@ -135,7 +136,7 @@ impl Doctor {
         if version != STATE_VERSION && version != DOCTOR_STATE_VERSION {
             return Err(r.malformed("unknown saved doctor state version").into());
         }
-        let mut links = Vec::new();
+        let mut links = BTreeMap::new();
         for _ in 0..r.u32()? {
             let relay = Relay::new(&r.str16()?)?;
             let rel = Relationship {
@@ -179,7 +180,8 @@ impl Doctor {
             } else {
                 None
             };
-            links.push(PatientLink {
+            let id = LinkId(rel.id);
+            let link = PatientLink {
                 relay,
                 rel,
                 peer,
@@ -196,20 +198,28 @@ impl Doctor {
                 children,
                 answers,
                 prev_epoch,
-            });
+            };
+            if links.insert(id, link).is_some() {
+                return Err(duplicate());
+            }
         }
-        let mut invites = Vec::new();
+        let mut invites = BTreeMap::new();
         for _ in 0..r.u32()? {
+            // Older versions kept a slot for each invite already answered (flag 0).
             if r.bool()? {
                 let relay = Relay::new(&r.str16()?)?;
-                invites.push(Some(PendingInvite {
+                let p = PendingInvite {
                     relay,
                     inbox: read_mailbox(&mut r)?,
                     reader: read_secret(&mut r)?,
                     invite: r.obj::<ColleagueInvite>()?,
-                }));
-            } else {
-                invites.push(None);
+                };
+                if invites
+                    .insert(InviteId(p.invite.relationship_id), p)
+                    .is_some()
+                {
+                    return Err(duplicate());
+                }
             }
         }
         r.finish()?;
@@ -217,4 +227,11 @@ impl Doctor {
         self.invites = invites;
         Ok(())
     }
+}
+
+fn duplicate() -> ClientError {
+    ClientError::Tampered(carekey_core::Error::Malformed {
+        what: "saved doctor state",
+        reason: "two links or invites with one id",
+    })
 }

@@ -227,12 +227,16 @@ pub fn share_items(attachment_bytes: usize) -> Vec<ShareItem> {
 }
 
 /// Pairs a new doctor with `patient` on `share`: scan, codes compared, confirm, grant.
-/// Returns (doctor, link index at the doctor, relationship index at the patient).
+/// Returns (doctor, link id at the doctor, relationship id at the patient).
 pub async fn pair(
     patient: &mut carekey_client::patient::Patient,
-    share: &[u8; 16],
+    share: &carekey_client::ShareId,
     name: &str,
-) -> (carekey_client::doctor::Doctor, usize, usize) {
+) -> (
+    carekey_client::doctor::Doctor,
+    carekey_client::LinkId,
+    carekey_client::RelationshipId,
+) {
     let cancel = carekey_client::progress::Cancel::new();
     let (did, dcard) = identity(name, Role::Doctor);
     let mut doctor = carekey_client::doctor::Doctor::new(did, dcard);

@@ -1,0 +1,185 @@
+// The one module that talks to the Rust shell. Types mirror the Rust serde output of the
+// shell and carekey-app (ipc.fixture.json, written by `cargo test -p carekey-patient`, is
+// checked against them in tests/ipc.test.ts). No business logic here: each function is one
+// command.
+import { invoke } from '@tauri-apps/api/core';
+import { listen, type UnlistenFn } from '@tauri-apps/api/event';
+import type { AppError, TimelineRow } from '@carekey/ui';
+
+export type { AppError, TimelineRow };
+
+export type ShareCategory =
+  | 'allergies'
+  | 'conditions'
+  | 'medications'
+  | 'immunizations'
+  | 'procedures'
+  | 'observations'
+  | 'documents'
+  | 'encounters'
+  | 'notes'
+  | 'demographics'
+  | 'other';
+export type PolicyChoice = 'never' | 'ask' | 'allowed';
+
+export interface CategoryInfo {
+  category: string;
+  label: string;
+}
+export interface AppStatus {
+  vault_exists: boolean;
+  unlocked: boolean;
+  default_relay_url: string;
+  categories: CategoryInfo[];
+}
+export interface Created {
+  words: string;
+}
+export interface Settings {
+  version: number;
+  name: string;
+  licence: string | null;
+  relay_url: string;
+  auto_lock_secs: number | null;
+  last_backup_at: number | null;
+}
+export interface ImportReport {
+  records: number;
+  replaced: number;
+  attachments: number;
+  by_type: Record<string, number>;
+}
+export interface RecordDetail {
+  summary: {
+    id: string;
+    fhir_type: string;
+    fhir_id: string;
+    category: string;
+    title: string;
+    date: string | null;
+    key_values: { key: string; value: string }[];
+    codes: { system: string; code: string; display: string | null }[];
+    author: string | null;
+    origin: Record<string, unknown> & { kind?: string };
+    signature: { status: string; signer?: string; card_hash?: string };
+    attachments: { id: string; content_type: string | null; title: string | null; size: number }[];
+  };
+  resource: Record<string, unknown>;
+}
+export interface ShareStarted {
+  share: string;
+  pairing: string;
+  qr_svg: string;
+  qr_text: string;
+  qr_expires_at: number;
+  expires_at: number;
+  records: number;
+  attachments: number;
+  categories: ShareCategory[];
+}
+export interface DoctorAtTheDoor {
+  pairing: string;
+  name: string;
+  licence: string | null;
+  check_code: string;
+  attested: boolean;
+  trust: string;
+}
+export interface Grantee {
+  relationship: string;
+  name: string;
+  trust: string;
+  status: string;
+  expires_at: number;
+}
+export interface ShareView {
+  id: string;
+  created_at: number;
+  expires_at: number;
+  policy: PolicyChoice;
+  depth: number;
+  categories: ShareCategory[];
+  records: number;
+  attachments: number;
+  grantees: Grantee[];
+}
+export interface AccessLine {
+  who: string;
+  records: number;
+}
+export interface InboxNote {
+  id: string;
+  author: string;
+  signature: string;
+  resource_type: string;
+  title: string;
+  received_at: number;
+  resource: Record<string, unknown>;
+}
+export type ManualRecord =
+  | { kind: 'condition'; text: string; onset: string | null }
+  | { kind: 'medication'; text: string; dosage: string | null }
+  | { kind: 'allergy'; text: string; reaction: string | null }
+  | { kind: 'immunization'; text: string; date: string }
+  | { kind: 'measurement'; text: string; value: number; unit: string; date: string };
+export interface StartShare {
+  categories: ShareCategory[];
+  records: string[];
+  expires_in_secs: number;
+  policy: PolicyChoice;
+  depth: number;
+}
+export type AppEvent =
+  | { event: 'locked' }
+  | { event: 'progress'; op: string; stage: string; done: number; total: number }
+  | { event: 'inbox_changed'; notes: number; forward_requests: number }
+  | { event: 'access_ended'; patient: string; purged: number }
+  | { event: 'problem'; code: string; message: string };
+
+/** Any rejection as `{code, message}` (Tauri's own errors arrive as strings). */
+export function asAppError(e: unknown): AppError {
+  if (e && typeof e === 'object' && 'code' in e && 'message' in e) {
+    const o = e as { code: unknown; message: unknown };
+    return { code: String(o.code), message: String(o.message) };
+  }
+  return { code: 'internal', message: typeof e === 'string' ? e : 'something went wrong inside the app' };
+}
+
+async function call<T>(cmd: string, args?: unknown): Promise<T> {
+  try {
+    return await invoke<T>(cmd, args === undefined ? undefined : { args });
+  } catch (e) {
+    throw asAppError(e);
+  }
+}
+
+export const ipc = {
+  appStatus: () => call<AppStatus>('app_status'),
+  createVault: (a: { passphrase: string; name: string; relay_url: string }) =>
+    call<Created>('create_vault', { ...a, licence: null }),
+  unlock: (passphrase: string) => call<null>('unlock', { passphrase }),
+  lock: () => call<null>('lock'),
+  setAutoLock: (secs: number | null) => call<Settings>('set_auto_lock', { secs }),
+  timeline: () => call<TimelineRow[]>('timeline'),
+  search: (query: string) => call<TimelineRow[]>('search', { query }),
+  getRecord: (id: string) => call<RecordDetail>('get_record', { id }),
+  addRecord: (r: ManualRecord) => call<string>('add_record', r),
+  importFile: (path: string) => call<ImportReport>('import_file', { path }),
+  startShare: (a: StartShare) => call<ShareStarted>('start_share', a),
+  waitForDoctor: (id: string, wait_secs: number) =>
+    call<DoctorAtTheDoor>('wait_for_doctor', { id, wait_secs }),
+  answerDoctor: (id: string, accept: boolean) => call<string | null>('answer_doctor', { id, accept }),
+  shares: () => call<ShareView[]>('shares'),
+  accessLog: (id: string) => call<AccessLine[]>('access_log', { id }),
+  revoke: (share: string, relationship: string) => call<ShareView[]>('revoke', { share, relationship }),
+  inbox: () => call<InboxNote[]>('check_inbox'),
+  answerNote: (id: string, accept: boolean) => call<InboxNote[]>('answer_note', { id, accept }),
+  cancel: (id: string) => call<null>('cancel', { id }),
+};
+
+export const EVENT = 'carekey://event';
+
+/** Subscribes to the shell's events. */
+export function onEvent(f: (e: AppEvent) => void): Promise<UnlistenFn> {
+  return listen<AppEvent>(EVENT, (e) => f(e.payload));
+}

@@ -1,0 +1,194 @@
+// Screens against a mocked IPC: what each shows for the shell's answers and errors.
+import { render, screen, fireEvent, waitFor } from '@testing-library/svelte';
+import { mockIPC, clearMocks } from '@tauri-apps/api/mocks';
+import { afterEach, describe, expect, it } from 'vitest';
+import { get } from 'svelte/store';
+import Unlock from '../src/screens/Unlock.svelte';
+import Records from '../src/screens/Records.svelte';
+import Share from '../src/screens/Share.svelte';
+import Access from '../src/screens/Access.svelte';
+import Inbox from '../src/screens/Inbox.svelte';
+import { applyEvent, inboxCount, screen as current, status } from '../src/stores';
+import type { TimelineRow } from '@carekey/ui';
+
+afterEach(() => clearMocks());
+
+const row = (i: number, category: string): TimelineRow => ({
+  id: i.toString(16).padStart(64, '0'), fhir_type: 'Condition', category, title: `Record ${i}`,
+  date: '2024-01-01', sort_key: 1, status: null, detail: null, author: null,
+  provenance: { kind: 'imported_unsigned', source: 'x' }, provenance_label: 'imported, unsigned', attachments: 0,
+});
+
+describe('Unlock', () => {
+  it('shows the wrong-passphrase error and stays on the unlock screen', async () => {
+    current.set('unlock');
+    const calls: unknown[] = [];
+    mockIPC((cmd, args) => {
+      calls.push([cmd, args]);
+      if (cmd === 'unlock') throw { code: 'wrong_passphrase', message: 'wrong passphrase' };
+      return null;
+    });
+    render(Unlock);
+    await fireEvent.input(screen.getByLabelText('Passphrase'), { target: { value: 'nope nope nope' } });
+    await fireEvent.click(screen.getByRole('button', { name: 'Unlock' }));
+    await waitFor(() => expect(screen.getByRole('alert')).toHaveTextContent('wrong passphrase'));
+    expect(get(current)).toBe('unlock');
+    expect(calls).toEqual([['unlock', { args: { passphrase: 'nope nope nope' } }]]);
+  });
+
+  it('goes to the records on success', async () => {
+    current.set('unlock');
+    mockIPC(() => null);
+    render(Unlock);
+    await fireEvent.input(screen.getByLabelText('Passphrase'), { target: { value: 'correct horse' } });
+    await fireEvent.click(screen.getByRole('button', { name: 'Unlock' }));
+    await waitFor(() => expect(get(current)).toBe('main'));
+  });
+});
+
+describe('Records', () => {
+  it('lists the timeline with category counts and searches', async () => {
+    status.set({
+      vault_exists: true, unlocked: true, default_relay_url: '',
+      categories: [
+        { category: 'condition', label: 'Problems' },
+        { category: 'vitals', label: 'Vital signs' },
+      ],
+    });
+    const rows = [row(1, 'condition'), row(2, 'condition'), row(3, 'vitals')];
+    mockIPC((cmd, args) => {
+      if (cmd === 'timeline') return rows;
+      if (cmd === 'search') return (args as { args: { query: string } }).args.query ? [rows[2]] : rows;
+      return null;
+    });
+    render(Records);
+    await waitFor(() => expect(screen.getByRole('tab', { name: /Problems/ })).toHaveAttribute('data-count', '2'));
+    expect(screen.getByRole('tab', { name: /All/ })).toHaveAttribute('data-count', '3');
+    await fireEvent.input(screen.getByLabelText('Search records'), { target: { value: 'pulse' } });
+    await waitFor(() => expect(screen.getByTestId('timeline')).toHaveAttribute('data-count', '1'));
+  });
+
+  it('shows a malformed import as an error and keeps the timeline', async () => {
+    status.set({ vault_exists: true, unlocked: true, default_relay_url: '', categories: [] });
+    mockIPC((cmd) => {
+      if (cmd === 'timeline') return [row(1, 'condition')];
+      if (cmd === 'import_file') throw { code: 'invalid_input', message: 'file: not a FHIR Bundle or NDJSON' };
+      return null;
+    });
+    render(Records);
+    await fireEvent.click(screen.getByRole('button', { name: 'Import' }));
+    await fireEvent.input(screen.getByLabelText(/FHIR file/), { target: { value: '/tmp/bad.json' } });
+    await fireEvent.click(screen.getAllByRole('button', { name: 'Import' })[1]);
+    await waitFor(() => expect(screen.getByRole('alert')).toHaveTextContent('not a FHIR'));
+    expect(screen.getByTestId('timeline')).toHaveAttribute('data-count', '1');
+  });
+});
+
+describe('Share', () => {
+  it('QR → doctor at the door → confirm → done; an expired QR shows its error', async () => {
+    const answered: unknown[] = [];
+    let waits = 0;
+    mockIPC((cmd, args) => {
+      if (cmd === 'start_share')
+        return {
+          share: 'aa'.repeat(16), pairing: 'bb'.repeat(16), qr_svg: '<svg xmlns="http://www.w3.org/2000/svg"/>',
+          qr_text: 'CAREKEY:XYZ', qr_expires_at: Date.now() / 1000 + 300, expires_at: Date.now() / 1000 + 86400,
+          records: 42, attachments: 0, categories: ['conditions'],
+        };
+      if (cmd === 'wait_for_doctor') {
+        waits += 1;
+        if (waits === 1) throw { code: 'no_answer', message: 'nobody scanned yet' };
+        return { pairing: 'bb'.repeat(16), name: 'Dr. Ada Quinn', licence: null, check_code: '123-4567', attested: false, trust: 'the device that scanned your QR (self-asserted card)' };
+      }
+      if (cmd === 'answer_doctor') {
+        answered.push(args);
+        return 'cc'.repeat(16);
+      }
+      return null;
+    });
+    render(Share);
+    await fireEvent.click(screen.getByRole('button', { name: 'Show QR code' }));
+    await waitFor(() => expect(screen.getByTestId('check-code')).toHaveTextContent('123-4567'));
+    expect(screen.getByTestId('door-trust')).toHaveTextContent('self-asserted');
+    expect(waits).toBe(2);
+    await fireEvent.click(screen.getByTestId('confirm-doctor'));
+    await waitFor(() => expect(screen.getByTestId('share-done')).toHaveTextContent('Dr. Ada Quinn can see 42 records'));
+    expect(answered).toEqual([{ args: { id: 'bb'.repeat(16), accept: true } }]);
+  });
+
+  it('an expired QR shows a clear message', async () => {
+    mockIPC((cmd) => {
+      if (cmd === 'start_share')
+        return { share: 'aa'.repeat(16), pairing: 'bb'.repeat(16), qr_svg: '<svg/>', qr_text: 'x', qr_expires_at: 1, expires_at: 2, records: 1, attachments: 0, categories: [] };
+      if (cmd === 'wait_for_doctor') throw { code: 'expired', message: 'this QR code has expired' };
+      return null;
+    });
+    render(Share);
+    await fireEvent.click(screen.getByRole('button', { name: 'Show QR code' }));
+    await waitFor(() => expect(screen.getByRole('alert')).toHaveTextContent('expired'));
+    expect(screen.getByTestId('qr-countdown')).toHaveTextContent('This QR code has expired');
+  });
+
+  it('a rejected check code shares nothing', async () => {
+    mockIPC((cmd) => {
+      if (cmd === 'start_share')
+        return { share: 'aa'.repeat(16), pairing: 'bb'.repeat(16), qr_svg: '<svg/>', qr_text: 'x', qr_expires_at: Date.now() / 1000 + 300, expires_at: 2, records: 1, attachments: 0, categories: [] };
+      if (cmd === 'wait_for_doctor')
+        return { pairing: 'bb'.repeat(16), name: 'Dr. Who', licence: null, check_code: '000-0000', attested: false, trust: 't' };
+      return null;
+    });
+    render(Share);
+    await fireEvent.click(screen.getByRole('button', { name: 'Show QR code' }));
+    await waitFor(() => screen.getByTestId('check-code'));
+    await fireEvent.click(screen.getByRole('button', { name: 'Reject' }));
+    await waitFor(() => expect(screen.getByTestId('share-done')).toHaveTextContent('Nothing was shared'));
+  });
+});
+
+describe('Access and Inbox', () => {
+  it('revoke explains honestly and shows the new status', async () => {
+    const share = {
+      id: 'aa'.repeat(16), created_at: 1, expires_at: 2, policy: 'ask', depth: 0, categories: ['conditions'],
+      records: 5, attachments: 0,
+      grantees: [{ relationship: 'cc'.repeat(16), name: 'Dr. Ada Quinn', trust: 't', status: 'active', expires_at: 2 }],
+    };
+    mockIPC((cmd) => {
+      if (cmd === 'shares') return [share];
+      if (cmd === 'revoke') return [{ ...share, grantees: [{ ...share.grantees[0], status: 'revoked' }] }];
+      if (cmd === 'access_log') return [{ who: 'Dr. Ada Quinn', records: 12 }];
+      return null;
+    });
+    render(Access);
+    await fireEvent.click(await screen.findByRole('button', { name: 'Show access log' }));
+    await waitFor(() => expect(screen.getByTestId('access-log')).toHaveTextContent('Dr. Ada Quinn fetched 12 records'));
+    await fireEvent.click(screen.getByTestId('revoke'));
+    expect(screen.getByRole('dialog')).toHaveTextContent('They keep what they already fetched; new versions are under a new key they do not have.');
+    await fireEvent.click(screen.getByTestId('revoke-confirm'));
+    await waitFor(() => expect(screen.getByText(/revoked/)).toBeInTheDocument());
+  });
+
+  it('inbox shows the signature status and accepts', async () => {
+    let notes = [{ id: 'dd'.repeat(16), author: 'Dr. Ada Quinn', signature: 'signature valid, from the device you paired with on 2026-12-01', resource_type: 'Observation', title: 'Blood pressure checked', received_at: 1, resource: {} }];
+    mockIPC((cmd) => {
+      if (cmd === 'check_inbox') return notes;
+      if (cmd === 'answer_note') {
+        notes = [];
+        return notes;
+      }
+      return null;
+    });
+    render(Inbox);
+    expect(await screen.findByTestId('note-signature')).toHaveTextContent('signature valid');
+    await fireEvent.click(screen.getByTestId('accept-note'));
+    await waitFor(() => expect(screen.queryByTestId('note')).toBeNull());
+    expect(get(inboxCount)).toBe(0);
+  });
+
+  it('events: locked goes to the unlock screen, inbox_changed counts', () => {
+    current.set('main');
+    applyEvent({ event: 'locked' });
+    expect(get(current)).toBe('unlock');
+    applyEvent({ event: 'inbox_changed', notes: 2, forward_requests: 0 });
+    expect(get(inboxCount)).toBe(2);
+  });
+});

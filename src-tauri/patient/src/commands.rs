@@ -1,0 +1,213 @@
+//! The commands, one per session method. Each takes its argument as raw JSON (`args`), parses
+//! it into the [`carekey_app::ipc`] type with [`crate::parse`], and calls the session, which
+//! validates it.
+
+use carekey_app::AppError;
+use carekey_app::display::{CATEGORY_ORDER, category_label};
+use carekey_app::ipc::{self, Validate};
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::{Cmd, json, parse};
+
+type Out = Result<Value, AppError>;
+
+/// The handler registering every command of [`crate::COMMAND_NAMES`].
+pub fn handler<R: tauri::Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + Send + Sync + 'static
+{
+    tauri::generate_handler![
+        app_status,
+        create_vault,
+        unlock,
+        lock,
+        set_auto_lock,
+        timeline,
+        search,
+        get_record,
+        add_record,
+        import_file,
+        start_share,
+        wait_for_doctor,
+        answer_doctor,
+        shares,
+        access_log,
+        revoke,
+        check_inbox,
+        answer_note,
+        answer_forward,
+        cancel,
+    ]
+}
+
+/// One timeline category as the tabs show it.
+#[derive(Debug, Clone, Serialize)]
+pub struct CategoryInfo {
+    /// The category as `TimelineRow::category` spells it.
+    pub category: Value,
+    /// Its tab title.
+    pub label: &'static str,
+}
+
+/// What the first screen needs to choose between onboarding, unlock and the records.
+#[derive(Debug, Clone, Serialize)]
+pub struct AppStatus {
+    /// A vault file exists on this device.
+    pub vault_exists: bool,
+    /// It is open and unlocked.
+    pub unlocked: bool,
+    /// What onboarding's relay field starts with (`CAREKEY_RELAY_URL`), empty if unset.
+    pub default_relay_url: String,
+    /// The timeline's categories in tab order, with their titles.
+    pub categories: Vec<CategoryInfo>,
+}
+
+/// The app status (see [`AppStatus`]).
+pub async fn status(shell: &crate::Shell) -> Result<AppStatus, AppError> {
+    let categories = CATEGORY_ORDER
+        .iter()
+        .map(|c| {
+            Ok(CategoryInfo {
+                category: json(c)?,
+                label: category_label(*c),
+            })
+        })
+        .collect::<Result<_, AppError>>()?;
+    Ok(AppStatus {
+        vault_exists: shell.app.vault_exists(),
+        unlocked: shell.app.is_unlocked().await,
+        default_relay_url: shell.options.relay_url.clone().unwrap_or_default(),
+        categories,
+    })
+}
+
+#[tauri::command]
+async fn app_status(state: Cmd<'_>) -> Out {
+    json(status(&state).await?)
+}
+
+#[tauri::command]
+async fn create_vault(state: Cmd<'_>, args: Value) -> Out {
+    let a: ipc::CreateVault = parse(args)?;
+    #[derive(Serialize)]
+    struct Created {
+        words: String,
+    }
+    json(Created {
+        words: state.app.create_vault(a).await?,
+    })
+}
+
+#[tauri::command]
+async fn unlock(state: Cmd<'_>, args: Value) -> Out {
+    json(state.app.unlock(parse(args)?).await?)
+}
+
+#[tauri::command]
+async fn lock(state: Cmd<'_>) -> Out {
+    state.app.lock().await;
+    Ok(Value::Null)
+}
+
+#[tauri::command]
+async fn set_auto_lock(state: Cmd<'_>, args: Value) -> Out {
+    state.app.set_auto_lock(parse(args)?).await?;
+    json(state.app.settings().await?)
+}
+
+#[tauri::command]
+async fn timeline(state: Cmd<'_>) -> Out {
+    json(state.app.timeline().await?)
+}
+
+#[tauri::command]
+async fn search(state: Cmd<'_>, args: Value) -> Out {
+    json(state.app.search(parse(args)?).await?)
+}
+
+#[tauri::command]
+async fn get_record(state: Cmd<'_>, args: Value) -> Out {
+    json(state.app.record(parse(args)?).await?)
+}
+
+#[tauri::command]
+async fn add_record(state: Cmd<'_>, args: Value) -> Out {
+    json(state.app.add_record(parse(args)?).await?)
+}
+
+#[tauri::command]
+async fn import_file(state: Cmd<'_>, args: Value) -> Out {
+    json(state.app.import_file(parse(args)?).await?)
+}
+
+#[tauri::command]
+async fn start_share(state: Cmd<'_>, args: Value) -> Out {
+    json(state.app.start_share(parse(args)?).await?)
+}
+
+#[tauri::command]
+async fn wait_for_doctor(state: Cmd<'_>, args: Value) -> Out {
+    json(state.app.wait_for_doctor(parse(args)?).await?)
+}
+
+#[tauri::command]
+async fn answer_doctor(state: Cmd<'_>, args: Value) -> Out {
+    json(state.app.answer_doctor(parse(args)?).await?)
+}
+
+#[tauri::command]
+async fn shares(state: Cmd<'_>) -> Out {
+    json(state.app.shares().await?)
+}
+
+/// One line of the access log ("Dr. X fetched 12 records").
+#[derive(Debug, Clone, Serialize)]
+pub struct AccessLine {
+    /// Who.
+    pub who: String,
+    /// How many records they fetched.
+    pub records: usize,
+}
+
+#[tauri::command]
+async fn access_log(state: Cmd<'_>, args: Value) -> Out {
+    let lines = state.app.access_log(parse(args)?).await?;
+    json(
+        lines
+            .into_iter()
+            .map(|(who, records)| AccessLine { who, records })
+            .collect::<Vec<_>>(),
+    )
+}
+
+#[tauri::command]
+async fn revoke(state: Cmd<'_>, args: Value) -> Out {
+    state.app.revoke(parse(args)?).await?;
+    json(state.app.shares().await?)
+}
+
+/// The notes kept in the vault. The background loop does the relay long-poll (and emits
+/// `inbox_changed`); polling here as well would race it for the same mailbox batch.
+#[tauri::command]
+async fn check_inbox(state: Cmd<'_>) -> Out {
+    json(state.app.inbox().await?)
+}
+
+#[tauri::command]
+async fn answer_note(state: Cmd<'_>, args: Value) -> Out {
+    state.app.answer_note(parse(args)?).await?;
+    json(state.app.inbox().await?)
+}
+
+#[tauri::command]
+async fn answer_forward(state: Cmd<'_>, args: Value) -> Out {
+    state.app.answer_forward(parse(args)?).await?;
+    Ok(Value::Null)
+}
+
+#[tauri::command]
+async fn cancel(state: Cmd<'_>, args: Value) -> Out {
+    let a: ipc::IdRef = parse(args)?;
+    a.validate()?;
+    state.app.operations().cancel(&a.id)?;
+    Ok(Value::Null)
+}

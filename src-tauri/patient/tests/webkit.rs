@@ -1,0 +1,773 @@
+//! End to end in real WebKit: the built patient app (target/debug/carekey-patient with the
+//! real UI embedded), driven through tauri-driver + WebKitWebDriver, against a real relay
+//! process and a headless doctor (`carekey_app::session::DoctorApp`):
+//! onboarding → import the largest Synthea patient → category counts on screen equal the
+//! vault's → share → screenshot, decode the QR, equal to the payload the app produced → the
+//! doctor scans → same check code → confirm → the doctor receives every shared record → a note
+//! back appears in the Inbox with a valid signature → accept → revoke from Access → the
+//! doctor's refresh says access ended → restart: start-to-unlock time, wrong passphrase,
+//! malformed import. axe-core runs on every screen.
+//!
+//! Needs `tauri-driver` and `WebKitWebDriver` on PATH, a display (`xvfb-run -a -s "-screen 0
+//! 1280x1024x24"`), the built UI (`npm ci && npm run build -w patient-ui` before `cargo build
+//! -p carekey-patient`), the relay binary and `$CAREKEY_FIXTURES`. Without them it prints
+//! `skipped: …`; with `CAREKEY_REQUIRE_WEBKIT=1` (CI) a skip is a failure.
+//! Figures: `RESULT patient_start_to_unlock_ms`, `patient_timeline_render_ms`,
+//! `patient_search_ms`, `patient_rss_mb`. Screenshots: target/e2e-screenshots/.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use carekey_app::events::NoEvents;
+use carekey_app::ipc;
+use carekey_app::session::{AppConfig, DoctorApp};
+use fantoccini::{Client, ClientBuilder};
+use serde_json::{Value, json};
+
+const PASS: &str = "correct horse battery staple";
+
+fn required() -> bool {
+    std::env::var_os("CAREKEY_REQUIRE_WEBKIT").is_some_and(|v| v == "1")
+}
+
+fn skip(why: &str) {
+    assert!(!required(), "CAREKEY_REQUIRE_WEBKIT=1 but {why}");
+    eprintln!("skipped: {why}");
+}
+
+fn on_path(bin: &str) -> bool {
+    std::env::var_os("PATH")
+        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
+}
+
+fn fixtures() -> Option<PathBuf> {
+    let p = std::env::var_os("CAREKEY_FIXTURES")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"));
+    p.join("synthea-10").is_dir().then_some(p)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
+}
+
+fn wait_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "{what} did not start listening");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A child process ended on drop (tauri-driver with SIGTERM, so it stops WebKitWebDriver).
+struct Proc(Child, bool);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        if self.1 {
+            let _ = Command::new("kill")
+                .args(["-TERM", &self.0.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while Instant::now() < deadline {
+                if let Ok(Some(_)) = self.0.try_wait() {
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn start_relay(bin: &Path, data: &Path) -> (Proc, String) {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let child = Command::new(bin)
+        .args(["--listen", &format!("127.0.0.1:{port}"), "--origin", &url])
+        .args(["--sweep-secs", "1", "--data"])
+        .arg(data)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("relay starts");
+    let p = Proc(child, false);
+    wait_port(port, "the relay");
+    (p, url)
+}
+
+/// The largest Synthea patient's resources as one NDJSON file, and its resource count.
+fn largest_synthea_patient(fixtures: &Path, out: &Path) -> usize {
+    let dir = fixtures.join("synthea-10");
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(&dir).expect("synthea dir") {
+        let p = e.expect("entry").path();
+        let name = p.file_name().expect("name").to_string_lossy().into_owned();
+        if name.ends_with(".ndjson") && !name.starts_with("log") {
+            files.push(carekey_vault::NdjsonFile {
+                name,
+                data: std::fs::read(&p).expect("read"),
+            });
+        }
+    }
+    let routed = carekey_vault::route_by_patient(&files).expect("routes");
+    let (_, biggest) = routed
+        .patients
+        .into_iter()
+        .max_by_key(|(_, fs)| fs.iter().map(|f| f.data.len()).sum::<usize>())
+        .expect("a patient");
+    let mut all = Vec::new();
+    let mut n = 0;
+    for f in biggest {
+        for line in f
+            .data
+            .split(|b| *b == b'\n')
+            .filter(|l| !l.trim_ascii().is_empty())
+        {
+            all.extend_from_slice(line);
+            all.push(b'\n');
+            n += 1;
+        }
+    }
+    std::fs::write(out, all).expect("write ndjson");
+    n
+}
+
+struct Ui {
+    c: Client,
+    shots: PathBuf,
+    axe: String,
+    axe_failures: Vec<String>,
+}
+
+impl Ui {
+    async fn js(&self, script: &str, args: Vec<Value>) -> Value {
+        self.c.execute(script, args).await.expect("execute")
+    }
+
+    /// Polls `script` (a function body returning a value) until it is truthy.
+    async fn until(&self, what: &str, secs: u64, script: &str) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        loop {
+            let v = self.js(script, vec![]).await;
+            if !(v.is_null() || v == json!(false) || v == json!("") || v == json!(0)) {
+                return v;
+            }
+            if Instant::now() > deadline {
+                let banner = self
+                    .js(
+                        "const e=document.querySelector('[data-testid=error]');return e?e.textContent:null",
+                        vec![],
+                    )
+                    .await;
+                let _ = self
+                    .shot(&format!("timeout-{}", what.replace(' ', "-")))
+                    .await;
+                panic!("timed out waiting for {what} (error banner: {banner})");
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn present(&self, css: &str, secs: u64) {
+        let s = format!("return !!document.querySelector({})", json!(css));
+        self.until(css, secs, &s).await;
+    }
+
+    async fn click(&self, css: &str) {
+        self.present(css, 20).await;
+        self.js(
+            "const e=document.querySelector(arguments[0]); e.scrollIntoView(); e.click(); return true",
+            vec![json!(css)],
+        )
+        .await;
+    }
+
+    async fn fill(&self, css: &str, value: &str) {
+        self.present(css, 20).await;
+        self.js(
+            "const e=document.querySelector(arguments[0]); e.focus(); e.value=arguments[1];
+             e.dispatchEvent(new Event('input',{bubbles:true}));
+             e.dispatchEvent(new Event('change',{bubbles:true})); return true",
+            vec![json!(css), json!(value)],
+        )
+        .await;
+    }
+
+    async fn text(&self, css: &str) -> String {
+        self.present(css, 20).await;
+        self.js(
+            "return document.querySelector(arguments[0]).textContent",
+            vec![json!(css)],
+        )
+        .await
+        .as_str()
+        .unwrap_or_default()
+        .trim()
+        .to_owned()
+    }
+
+    async fn shot(&self, name: &str) -> Vec<u8> {
+        let png = self.c.screenshot().await.expect("screenshot");
+        let _ = std::fs::write(self.shots.join(format!("{name}.png")), &png);
+        png
+    }
+
+    async fn metric(&self, name: &str) -> Option<f64> {
+        self.js(
+            "return (window.__carekeyMetrics||{})[arguments[0]] ?? null",
+            vec![json!(name)],
+        )
+        .await
+        .as_f64()
+    }
+
+    /// axe-core on the current screen; serious and critical violations are collected.
+    async fn axe(&mut self, screen: &str) {
+        if self.axe.is_empty() {
+            return;
+        }
+        let injected = self
+            .js("return typeof window.axe !== 'undefined'", vec![])
+            .await;
+        if injected != json!(true) {
+            self.js(&format!("{};return true", self.axe), vec![]).await;
+        }
+        let r = self
+            .c
+            .execute_async(
+                "const done=arguments[arguments.length-1];
+                 axe.run(document,{resultTypes:['violations']}).then(r=>done(r.violations
+                   .filter(v=>v.impact==='serious'||v.impact==='critical')
+                   .map(v=>v.id+': '+v.help+' ['+v.nodes.slice(0,3).map(n=>n.target.join(' ')).join(' | ')+']')))
+                 .catch(e=>done(['axe failed: '+e]))",
+                vec![],
+            )
+            .await
+            .expect("axe");
+        let v: Vec<String> = serde_json::from_value(r).unwrap_or_default();
+        eprintln!("axe {screen}: {} serious/critical", v.len());
+        for x in v {
+            self.axe_failures.push(format!("{screen}: {x}"));
+        }
+    }
+}
+
+async fn session(driver: &str, app: &Path, data: &Path, relay: &str) -> Client {
+    let mut caps = serde_json::Map::new();
+    caps.insert(
+        "tauri:options".into(),
+        json!({"application": app, "args": ["--data-dir", data, "--relay-url", relay]}),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+            .capabilities(caps.clone())
+            .connect(driver)
+            .await
+        {
+            Ok(c) => return c,
+            Err(e) if Instant::now() < deadline => {
+                eprintln!("session not yet: {e}");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            Err(e) => panic!("WebDriver session: {e}"),
+        }
+    }
+}
+
+/// RSS of this app's processes (the shell and WebKit's web and network processes under it).
+fn rss_mb(root: u32) -> f64 {
+    let mut total_kb = 0u64;
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    let parent = |pid: u32| -> Option<u32> {
+        let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        let after = s.rsplit_once(')')?.1;
+        after.split_whitespace().nth(1)?.parse().ok()
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        // Descendant of the app process (or the app itself).
+        let mut p = pid;
+        let mut mine = false;
+        for _ in 0..8 {
+            if p == root {
+                mine = true;
+                break;
+            }
+            match parent(p) {
+                Some(q) if q > 1 => p = q,
+                _ => break,
+            }
+        }
+        if !mine {
+            continue;
+        }
+        if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status"))
+            && let Some(l) = status.lines().find(|l| l.starts_with("VmRSS:"))
+        {
+            total_kb += l
+                .split_whitespace()
+                .nth(1)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    total_kb as f64 / 1024.0
+}
+
+fn app_pid(bin: &Path) -> Option<u32> {
+    for e in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        if std::fs::read_link(format!("/proc/{pid}/exe"))
+            .ok()
+            .as_deref()
+            == Some(bin)
+        {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn patient_app_in_webkit() {
+    if !on_path("tauri-driver") || !on_path("WebKitWebDriver") {
+        return skip("tauri-driver and WebKitWebDriver must be on PATH");
+    }
+    if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
+        return skip("no display (run under xvfb-run -a)");
+    }
+    let target = target_dir();
+    let app_bin = target.join("debug/carekey-patient");
+    let relay_bin = target.join("debug/carekey-relay");
+    if !app_bin.is_file() || !relay_bin.is_file() {
+        return skip(
+            "build the app and the relay first (cargo build -p carekey-patient -p carekey-relay)",
+        );
+    }
+    let index = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../patient-ui/dist/index.html");
+    if std::fs::read_to_string(&index).map_or(true, |s| s.contains("patient UI is not built")) {
+        return skip(
+            "the UI is not built (npm ci && npm run build -w patient-ui, then cargo build -p carekey-patient)",
+        );
+    }
+    let Some(fx) = fixtures() else {
+        return skip("CAREKEY_FIXTURES (synthea-10) not found");
+    };
+    let app_bin = app_bin.canonicalize().expect("app path");
+    let tmp = tempfile::tempdir().expect("tmp");
+    let relay_data = tmp.path().join("relay");
+    let data = tmp.path().join("patient");
+    std::fs::create_dir_all(&relay_data).expect("dir");
+    std::fs::create_dir_all(&data).expect("dir");
+    let (_relay, relay_url) = start_relay(&relay_bin, &relay_data);
+    let export = tmp.path().join("export.ndjson");
+    let resources = largest_synthea_patient(&fx, &export);
+
+    let port = free_port();
+    let native = free_port();
+    let driver = Proc(
+        Command::new("tauri-driver")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--native-port",
+                &native.to_string(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("tauri-driver"),
+        true,
+    );
+    wait_port(port, "tauri-driver");
+    let driver_url = format!("http://127.0.0.1:{port}");
+    let shots = target.join("e2e-screenshots");
+    std::fs::create_dir_all(&shots).expect("screenshot dir");
+    let axe_path =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../node_modules/axe-core/axe.min.js");
+    let axe = std::fs::read_to_string(&axe_path).unwrap_or_default();
+    if axe.is_empty() {
+        eprintln!("axe-core not installed (npm ci): accessibility checks skipped");
+    }
+
+    let c = session(&driver_url, &app_bin, &data, &relay_url).await;
+    let mut ui = Ui {
+        c,
+        shots: shots.clone(),
+        axe,
+        axe_failures: Vec::new(),
+    };
+
+    // ---- onboarding
+    ui.present("[data-testid=start-create]", 30).await;
+    ui.shot("01-welcome").await;
+    ui.axe("welcome").await;
+    ui.click("[data-testid=start-create]").await;
+    ui.fill("#ob-name", "Pat Example").await;
+    ui.fill("#ob-pass", PASS).await;
+    ui.fill("#ob-again", PASS).await;
+    assert_eq!(
+        ui.js("return document.querySelector('#ob-relay').value", vec![])
+            .await,
+        json!(relay_url),
+        "the relay field starts with --relay-url"
+    );
+    ui.axe("create").await;
+    ui.shot("02-create").await;
+    ui.click("[data-testid=create-form] button[type=submit]")
+        .await;
+    ui.present("[data-testid=recovery-words] li", 60).await;
+    let words: Vec<String> = serde_json::from_value(
+        ui.js(
+            "return [...document.querySelectorAll('[data-testid=recovery-words] li')].map(l=>l.textContent.trim())",
+            vec![],
+        )
+        .await,
+    )
+    .expect("words");
+    assert_eq!(words.len(), 24);
+    ui.shot("03-words").await;
+    ui.click("main button.primary").await;
+    let positions: Vec<usize> = serde_json::from_value(
+        ui.js(
+            "return [...document.querySelectorAll('[data-position]')].map(i=>Number(i.dataset.position))",
+            vec![],
+        )
+        .await,
+    )
+    .expect("positions");
+    assert_eq!(positions.len(), 3);
+    for p in &positions {
+        ui.fill(&format!("[data-position=\"{p}\"]"), &words[*p])
+            .await;
+    }
+    ui.click("[data-testid=confirm-form] button[type=submit]")
+        .await;
+    ui.present("[data-testid=screen-records]", 20).await;
+
+    // ---- error path: a malformed import file is refused, nothing imported
+    let bad = tmp.path().join("bad.json");
+    std::fs::write(&bad, b"{ this is not FHIR").expect("write");
+    ui.click("[data-testid=toggle-import]").await;
+    ui.fill("#imp-path", &bad.to_string_lossy()).await;
+    ui.click("[data-testid=import-form] button[type=submit]")
+        .await;
+    ui.present("[data-testid=error]", 30).await;
+    let msg = ui.text("[data-testid=error]").await;
+    eprintln!("malformed import: {msg}");
+    assert_eq!(
+        ui.js(
+            "return document.querySelector('[data-testid=timeline]').dataset.count",
+            vec![]
+        )
+        .await,
+        json!("0")
+    );
+    ui.click("[data-testid=error] button").await;
+
+    // ---- import the largest Synthea patient
+    ui.fill("#imp-path", &export.to_string_lossy()).await;
+    let t0 = Instant::now();
+    ui.click("[data-testid=import-form] button[type=submit]")
+        .await;
+    let imported = ui
+        .until(
+            "the import summary",
+            600,
+            "const e=document.querySelector('[data-testid=import-summary]');return e?Number(e.dataset.records):null",
+        )
+        .await;
+    eprintln!("import of {resources} resources: {:?}", t0.elapsed());
+    assert_eq!(imported, json!(resources));
+    ui.until(
+        "the timeline",
+        60,
+        &format!("return document.querySelector('[data-testid=timeline]')?.dataset.count === '{resources}'"),
+    )
+    .await;
+    ui.shot("04-records").await;
+    ui.axe("records").await;
+    if let Some(ms) = ui.metric("timeline_render_ms").await {
+        println!("RESULT patient_timeline_render_ms {ms:.0}");
+    }
+    if let Some(ms) = ui.metric("timeline_ipc_ms").await {
+        eprintln!("of which the timeline command (IPC + JSON of {resources} rows): {ms:.0} ms");
+    }
+
+    // Counts per category on screen equal the vault's.
+    let on_screen: std::collections::BTreeMap<String, usize> = serde_json::from_value(
+        ui.js(
+            "const o={};document.querySelectorAll('[role=tab][data-category]').forEach(t=>{if(t.dataset.category!=='all')o[t.dataset.category]=Number(t.dataset.count)});return o",
+            vec![],
+        )
+        .await,
+    )
+    .expect("tabs");
+    let vault_counts = {
+        let path = data.join("carekey.vault");
+        tokio::task::spawn_blocking(move || {
+            let mut v = carekey_vault::Vault::open(&path).expect("open the app's vault");
+            v.unlock(PASS).expect("unlock");
+            let listing = v.list().expect("list");
+            carekey_app::display::category_counts(&listing.records)
+                .into_iter()
+                .filter(|c| c.count > 0)
+                .map(|c| {
+                    (
+                        serde_json::to_value(c.category)
+                            .ok()
+                            .and_then(|v| v.as_str().map(str::to_owned))
+                            .unwrap_or_default(),
+                        c.count,
+                    )
+                })
+                .collect::<std::collections::BTreeMap<_, _>>()
+        })
+        .await
+        .expect("vault counts")
+    };
+    assert_eq!(on_screen, vault_counts, "category counts on screen = vault");
+    eprintln!("categories: {on_screen:?}");
+
+    // Instant search.
+    ui.fill("#rec-search", "diabetes").await;
+    ui.until(
+        "search results",
+        20,
+        &format!("const n=Number(document.querySelector('[data-testid=timeline]').dataset.count);return n<{resources}"),
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    if let Some(ms) = ui.metric("search_ms").await {
+        println!("RESULT patient_search_ms {ms:.0}");
+    }
+    ui.shot("05-search").await;
+    ui.fill("#rec-search", "").await;
+    if let Some(pid) = app_pid(&app_bin) {
+        println!("RESULT patient_rss_mb {:.0}", rss_mb(pid));
+    }
+
+    // ---- share
+    ui.click("nav button[data-tab=share]").await;
+    ui.present("[data-testid=share-form]", 10).await;
+    ui.axe("share").await;
+    ui.shot("06-share").await;
+    ui.click("[data-testid=share-form] button[type=submit]")
+        .await;
+    ui.present("[data-testid=qr]", 120).await;
+    // Let the image decode and paint.
+    ui.until(
+        "the QR image",
+        20,
+        "const i=document.querySelector('[data-testid=qr]');return i.complete&&i.naturalWidth>0",
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let qr_text = ui
+        .js(
+            "return document.querySelector('[data-testid=qr-text]').textContent.trim()",
+            vec![],
+        )
+        .await
+        .as_str()
+        .expect("qr text")
+        .to_owned();
+    let png = ui.shot("07-qr").await;
+    ui.axe("qr").await;
+    let decoded = carekey_app::qr::decode_image(&png).expect("decode the screenshot");
+    assert!(
+        decoded.iter().any(|d| d.eq_ignore_ascii_case(&qr_text)),
+        "the QR on screen is the payload the app produced: {decoded:?}"
+    );
+
+    // ---- a headless doctor scans it
+    let doctor_dir = tempfile::tempdir().expect("dir");
+    let doctor = DoctorApp::new(
+        AppConfig {
+            vault_path: doctor_dir.path().join("doctor.vault"),
+            kdf: carekey_vault::KdfParams {
+                m_kib: 8 * 1024,
+                t: 1,
+                p: 1,
+            },
+        },
+        Arc::new(NoEvents),
+    );
+    doctor
+        .create_vault(ipc::CreateVault {
+            passphrase: PASS.into(),
+            name: "Dr. Ada Quinn".into(),
+            licence: Some("GMC-7".into()),
+            relay_url: relay_url.clone(),
+        })
+        .await
+        .expect("doctor vault");
+    let scan = doctor
+        .scan_text(ipc::ScanText {
+            text: decoded[0].clone(),
+        })
+        .await
+        .expect("scan");
+    ui.present("[data-testid=check-code]", 60).await;
+    assert_eq!(ui.text("[data-testid=check-code]").await, scan.check_code);
+    assert!(
+        ui.text("[data-testid=door-name]")
+            .await
+            .contains("Dr. Ada Quinn")
+    );
+    let trust = ui.text("[data-testid=door-trust]").await;
+    assert!(
+        trust.contains("self-asserted") || trust.contains("paired"),
+        "{trust}"
+    );
+    ui.shot("08-doctor-at-the-door").await;
+    ui.axe("door").await;
+    ui.click("[data-testid=confirm-doctor]").await;
+    ui.present("[data-testid=share-done]", 60).await;
+    let shared: usize = ui
+        .js(
+            "return Number(document.querySelector('[data-testid=share-done]').dataset.records)",
+            vec![],
+        )
+        .await
+        .as_u64()
+        .expect("records") as usize;
+    ui.shot("09-shared").await;
+    let link = doctor
+        .wait_for_grant(ipc::Wait {
+            id: scan.scan.clone(),
+            wait_secs: 30,
+        })
+        .await
+        .expect("grant");
+    let view = doctor
+        .refresh_patient(ipc::IdRef { id: link.clone() })
+        .await
+        .expect("fetch");
+    assert_eq!(view.status, "active");
+    assert_eq!(
+        view.records, shared,
+        "the doctor received every shared record"
+    );
+    assert!(shared > 0);
+
+    // ---- a note back
+    doctor
+        .send_note(ipc::SendNote {
+            patient: link.clone(),
+            resource: json!({"resourceType": "Observation", "status": "final",
+                "code": {"text": "Blood pressure checked"},
+                "valueQuantity": {"value": 121, "unit": "mm[Hg]"}}),
+        })
+        .await
+        .expect("note");
+    ui.click("nav button[data-tab=inbox]").await;
+    ui.until(
+        "the note",
+        90,
+        "return document.querySelector('[data-testid=note-signature]')?.textContent",
+    )
+    .await;
+    let sig = ui.text("[data-testid=note-signature]").await;
+    assert!(sig.starts_with("signature valid"), "{sig}");
+    ui.shot("10-inbox").await;
+    ui.axe("inbox").await;
+    ui.click("[data-testid=accept-note]").await;
+    ui.until(
+        "the note accepted",
+        20,
+        "return !document.querySelector('[data-testid=note]')",
+    )
+    .await;
+
+    // ---- revoke from Access
+    ui.click("nav button[data-tab=access]").await;
+    ui.present("[data-testid=revoke]", 20).await;
+    ui.shot("11-access").await;
+    ui.axe("access").await;
+    ui.click("[data-testid=revoke]").await;
+    ui.present("[data-testid=revoke-confirm]", 10).await;
+    let explanation = ui.text("[role=dialog] p").await;
+    assert!(
+        explanation.contains("new key they do not have"),
+        "{explanation}"
+    );
+    ui.click("[data-testid=revoke-confirm]").await;
+    ui.present(".grantee[data-status=revoked]", 120).await;
+    ui.shot("12-revoked").await;
+    let ended = doctor
+        .refresh_patient(ipc::IdRef { id: link.clone() })
+        .await;
+    match ended {
+        Ok(v) => assert_eq!(v.status, "ended", "the doctor's refresh says access ended"),
+        Err(e) => assert_eq!(e.code, "access_ended"),
+    }
+
+    ui.click("nav button[data-tab=settings]").await;
+    ui.present("[data-testid=lock-now]", 10).await;
+    ui.axe("settings").await;
+    ui.shot("13-settings").await;
+
+    // ---- restart: start to unlock, wrong passphrase, unlock keeps everything
+    ui.c.clone().close().await.expect("close");
+    let t0 = Instant::now();
+    let c = session(&driver_url, &app_bin, &data, &relay_url).await;
+    ui.c = c;
+    ui.until(
+        "the unlock screen",
+        30,
+        "const i=document.querySelector('#unlock-pass');return !!i && !i.disabled",
+    )
+    .await;
+    println!(
+        "RESULT patient_start_to_unlock_ms {}",
+        t0.elapsed().as_millis()
+    );
+    ui.axe("unlock").await;
+    ui.shot("14-unlock").await;
+    ui.fill("#unlock-pass", "not the passphrase at all").await;
+    ui.click("[data-testid=unlock-form] button[type=submit]")
+        .await;
+    ui.present("[data-testid=error]", 30).await;
+    eprintln!("wrong passphrase: {}", ui.text("[data-testid=error]").await);
+    ui.fill("#unlock-pass", PASS).await;
+    ui.click("[data-testid=unlock-form] button[type=submit]")
+        .await;
+    ui.until(
+        "the timeline after restart",
+        60,
+        &format!(
+            "return document.querySelector('[data-testid=timeline]')?.dataset.count === '{}'",
+            resources + 1
+        ),
+    )
+    .await;
+    ui.c.clone().close().await.expect("close");
+    drop(driver);
+    assert!(
+        ui.axe_failures.is_empty(),
+        "axe serious/critical violations:\n{}",
+        ui.axe_failures.join("\n")
+    );
+}

@@ -1,0 +1,14 @@
+// The shared UI package: components and types both Carekey apps use.
+export { default as CategoryTabs } from './lib/CategoryTabs.svelte';
+export { default as CheckCode } from './lib/CheckCode.svelte';
+export { default as Dialog } from './lib/Dialog.svelte';
+export { default as ErrorBanner } from './lib/ErrorBanner.svelte';
+export { default as Progress } from './lib/Progress.svelte';
+export { default as QrDisplay } from './lib/QrDisplay.svelte';
+export { default as RecordRow } from './lib/RecordRow.svelte';
+export { default as Timeline } from './lib/Timeline.svelte';
+export { default as TrendChart } from './lib/TrendChart.svelte';
+export type { Tab } from './lib/CategoryTabs.svelte';
+export { scale } from './lib/chart';
+export { visibleRange } from './lib/virtual';
+export type { AppError, Provenance, TimelineRow, TrendPoint } from './types';

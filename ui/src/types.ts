@@ -1,0 +1,38 @@
+// Wire types the shared components display. They mirror the Rust serde output of carekey-app
+// (patient-ui/src/ipc.fixture.json, written by the shell's Rust test, keeps them honest).
+
+/** `carekey_app::AppError`: every command error. */
+export interface AppError {
+  code: string;
+  message: string;
+}
+
+/** `carekey_app::display::Provenance` (tagged by `kind`). */
+export type Provenance =
+  | { kind: 'signed_valid'; signer: string }
+  | { kind: 'imported_unsigned'; source: string }
+  | { kind: 'signature_invalid' }
+  | { kind: 'shared'; share: string; expires_at: number; signer: string | null }
+  | { kind: 'unsigned' };
+
+/** `carekey_app::display::TimelineRow`. */
+export interface TimelineRow {
+  id: string;
+  fhir_type: string;
+  category: string;
+  title: string;
+  date: string | null;
+  sort_key: number | null;
+  status: string | null;
+  detail: string | null;
+  author: string | null;
+  provenance: Provenance;
+  provenance_label: string;
+  attachments: number;
+}
+
+/** One point of a trend chart: unix seconds and a value. */
+export interface TrendPoint {
+  t: number;
+  v: number;
+}

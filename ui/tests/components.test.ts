@@ -1,0 +1,124 @@
+import { render, screen, fireEvent } from '@testing-library/svelte';
+import { describe, expect, it, vi } from 'vitest';
+import CategoryTabs from '../src/lib/CategoryTabs.svelte';
+import CheckCode from '../src/lib/CheckCode.svelte';
+import ErrorBanner from '../src/lib/ErrorBanner.svelte';
+import Progress from '../src/lib/Progress.svelte';
+import QrDisplay from '../src/lib/QrDisplay.svelte';
+import Timeline from '../src/lib/Timeline.svelte';
+import TrendChart from '../src/lib/TrendChart.svelte';
+import { scale } from '../src/lib/chart';
+import { visibleRange } from '../src/lib/virtual';
+import type { TimelineRow } from '../src/types';
+
+function row(i: number): TimelineRow {
+  return {
+    id: i.toString(16).padStart(64, '0'),
+    fhir_type: 'Condition',
+    category: 'condition',
+    title: `Condition ${i}`,
+    date: '2024-01-02',
+    sort_key: 1704153600,
+    status: 'active',
+    detail: null,
+    author: null,
+    provenance: { kind: 'imported_unsigned', source: 'export.ndjson' },
+    provenance_label: 'imported, unsigned',
+    attachments: 0,
+  };
+}
+
+describe('shared components', () => {
+  it('ErrorBanner shows the message as an alert and can be dismissed', async () => {
+    const ondismiss = vi.fn();
+    render(ErrorBanner, { error: { code: 'wrong_passphrase', message: 'wrong passphrase' }, ondismiss });
+    expect(screen.getByRole('alert')).toHaveTextContent('wrong passphrase');
+    expect(screen.getByRole('alert')).toHaveAttribute('data-code', 'wrong_passphrase');
+    await fireEvent.click(screen.getByRole('button', { name: /dismiss/i }));
+    expect(ondismiss).toHaveBeenCalled();
+  });
+
+  it('ErrorBanner renders nothing without an error', () => {
+    render(ErrorBanner, { error: null });
+    expect(screen.queryByRole('alert')).toBeNull();
+  });
+
+  it('CheckCode reads digit by digit', () => {
+    render(CheckCode, { code: '123-4567' });
+    expect(screen.getByLabelText('Check code 1 2 3, 4 5 6 7')).toHaveTextContent('123-4567');
+  });
+
+  it('Progress is labelled and counts', () => {
+    render(Progress, { done: 5, total: 20, label: 'Importing' });
+    expect(screen.getByRole('progressbar', { name: 'Importing' })).toBeInTheDocument();
+    expect(screen.getByText('5 of 20 (25%)')).toBeInTheDocument();
+  });
+
+  it('QrDisplay shows the SVG as an image, not as markup in the page', () => {
+    const svg = '<svg xmlns="http://www.w3.org/2000/svg"><script>alert(1)</script><rect/></svg>';
+    const { container } = render(QrDisplay, { svg, label: 'QR code to show the doctor' });
+    const img = screen.getByRole('img', { name: 'QR code to show the doctor' }) as HTMLImageElement;
+    expect(img.src.startsWith('data:image/svg+xml')).toBe(true);
+    expect(container.querySelector('script')).toBeNull();
+    expect(container.querySelector('svg')).toBeNull();
+  });
+
+  it('Timeline draws only the visible rows of thousands', () => {
+    const rows = Array.from({ length: 5000 }, (_, i) => row(i));
+    render(Timeline, { rows });
+    const drawn = screen.getAllByTestId('record-row');
+    expect(drawn.length).toBeGreaterThan(0);
+    expect(drawn.length).toBeLessThan(60);
+    expect(screen.getByTestId('timeline')).toHaveAttribute('data-count', '5000');
+  });
+
+  it('Timeline opens a row', async () => {
+    const onopen = vi.fn();
+    render(Timeline, { rows: [row(1)], onopen });
+    await fireEvent.click(screen.getByRole('button', { name: /Condition 1/ }));
+    expect(onopen).toHaveBeenCalledWith(row(1).id);
+  });
+
+  it('CategoryTabs selects by click and arrow keys', async () => {
+    const onselect = vi.fn();
+    const tabs = [
+      { key: 'all', label: 'All', count: 3 },
+      { key: 'condition', label: 'Problems', count: 2 },
+    ];
+    render(CategoryTabs, { tabs, selected: 'all', onselect });
+    expect(screen.getByRole('tab', { name: /All/ })).toHaveAttribute('aria-selected', 'true');
+    await fireEvent.click(screen.getByRole('tab', { name: /Problems/ }));
+    expect(onselect).toHaveBeenLastCalledWith('condition');
+    await fireEvent.keyDown(screen.getByRole('tab', { name: /All/ }), { key: 'ArrowRight' });
+    expect(onselect).toHaveBeenLastCalledWith('condition');
+  });
+
+  it('TrendChart describes its values and range', () => {
+    render(TrendChart, {
+      points: [
+        { t: 1, v: 5 },
+        { t: 2, v: 7 },
+      ],
+      label: 'HbA1c',
+      unit: '%',
+      low: 4,
+      high: 6,
+    });
+    expect(screen.getByRole('img', { name: /HbA1c: 2 values, latest 7 %, reference range 4 to 6/ })).toBeInTheDocument();
+  });
+});
+
+describe('helpers', () => {
+  it('visibleRange', () => {
+    expect(visibleRange(0, 720, 72, 5000)).toEqual({ start: 0, end: 18 });
+    expect(visibleRange(7200, 720, 72, 5000)).toEqual({ start: 92, end: 118 });
+    expect(visibleRange(0, 720, 72, 0)).toEqual({ start: 0, end: 0 });
+    expect(visibleRange(1e9, 720, 72, 10).end).toBe(10);
+  });
+
+  it('scale puts the range band around the values', () => {
+    const s = scale([{ t: 0, v: 0 }, { t: 10, v: 10 }], 100, 100, 0, 2, 8);
+    expect(s.path).toBe('M0.0,100.0 L100.0,0.0');
+    expect(s.band).toEqual({ y: 20, h: 60 });
+  });
+});
