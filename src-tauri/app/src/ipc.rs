@@ -481,6 +481,33 @@ impl Validate for SendNote {
     }
 }
 
+/// Longest colleague invite text accepted.
+pub const MAX_INVITE_TEXT: usize = 8192;
+
+/// `forward`: one patient's share to the colleague of an invite.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Forward {
+    /// The patient link (32 hex).
+    pub patient: String,
+    /// The colleague's invite text.
+    pub invite: String,
+    /// Why (shown to the patient under `ask`).
+    pub reason: String,
+}
+
+impl Validate for Forward {
+    fn validate(&self) -> Result<()> {
+        validate::hex_id::<16>("patient", &self.patient)?;
+        if self.invite.is_empty() || self.invite.len() > MAX_INVITE_TEXT {
+            return Err(AppError::invalid_input(
+                "invite: paste or scan the colleague's invite",
+            ));
+        }
+        validate::text("reason", &self.reason, validate::NAME_MAX_CHARS)
+    }
+}
+
 /// Commands with no argument.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -526,6 +553,11 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("chart", "IdRef"),
     ("refresh_patient", "IdRef"),
     ("send_note", "SendNote"),
+    ("colleague_invite", "SetRelay"),
+    ("wait_for_introduction", "Wait"),
+    ("read_invite", "ScanText"),
+    ("forward", "Forward"),
+    ("forward_requests", "NoArgs"),
     ("cancel", "IdRef"),
 ];
 
@@ -566,6 +598,7 @@ pub fn validate_json(command: &str, args: &serde_json::Value) -> Result<()> {
         "Revoke" => parse::<Revoke>(args).map(drop),
         "ScanText" => parse::<ScanText>(args).map(drop),
         "SendNote" => parse::<SendNote>(args).map(drop),
+        "Forward" => parse::<Forward>(args).map(drop),
         _ => Err(AppError::internal()),
     }
 }

@@ -864,3 +864,183 @@ async fn a_note_survives_sigkill_between_receive_and_accept() {
         "accepted into the vault"
     );
 }
+
+/// A patient with one hand-entered allergy, shared under `policy` with a doctor who has
+/// fetched it: (patient, doctor, the doctor's link to the patient).
+async fn paired(
+    relay: &Relay,
+    dir: &Path,
+    policy: PolicyChoice,
+    depth: u8,
+) -> (PatientApp, DoctorApp, String) {
+    let patient = PatientApp::new(config(dir, "p.vault"), Arc::new(NoEvents));
+    let doctor = DoctorApp::new(config(dir, "d.vault"), Arc::new(NoEvents));
+    let vault = |name: &str| ipc::CreateVault {
+        passphrase: PASS.into(),
+        name: name.into(),
+        licence: None,
+        relay_url: relay.url.clone(),
+    };
+    patient
+        .create_vault(vault("Pat Example"))
+        .await
+        .expect("patient vault");
+    doctor
+        .create_vault(vault("Dr. Ada Quinn"))
+        .await
+        .expect("doctor vault");
+    patient
+        .add_record(ipc::ManualRecord::Allergy {
+            text: "Penicillin".into(),
+            reaction: None,
+        })
+        .await
+        .expect("record");
+    let started = patient
+        .start_share(ipc::StartShare {
+            categories: vec![ShareCategory::Allergies],
+            records: Vec::new(),
+            expires_in_secs: 3600,
+            policy,
+            depth,
+        })
+        .await
+        .expect("share");
+    let scan = doctor
+        .scan_text(ipc::ScanText {
+            text: started.qr_text.clone(),
+        })
+        .await
+        .expect("scan");
+    patient
+        .wait_for_doctor(ipc::Wait {
+            id: started.pairing.clone(),
+            wait_secs: 20,
+        })
+        .await
+        .expect("door");
+    patient
+        .answer_doctor(ipc::Answer {
+            id: started.pairing,
+            accept: true,
+        })
+        .await
+        .expect("confirm");
+    let link = doctor
+        .wait_for_grant(ipc::Wait {
+            id: scan.scan,
+            wait_secs: 20,
+        })
+        .await
+        .expect("grant");
+    (patient, doctor, link)
+}
+
+/// A colleague's doctor app with an invite on `relay`: (app, invite view).
+async fn colleague(relay: &Relay, dir: &Path) -> (DoctorApp, carekey_app::session::InviteView) {
+    let cole = DoctorApp::new(config(dir, "c.vault"), Arc::new(NoEvents));
+    cole.create_vault(ipc::CreateVault {
+        passphrase: PASS.into(),
+        name: "Dr. Cole Reyes".into(),
+        licence: Some("GMC-9".into()),
+        relay_url: relay.url.clone(),
+    })
+    .await
+    .expect("colleague vault");
+    let invite = cole
+        .colleague_invite(ipc::SetRelay {
+            relay_url: relay.url.clone(),
+        })
+        .await
+        .expect("invite");
+    (cole, invite)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forwarding_under_ask_and_never() {
+    let Some(relay) = start_relay() else { return };
+    let dir = tempfile::tempdir().expect("dir");
+    let (patient, doctor, link) = paired(&relay, dir.path(), PolicyChoice::Ask, 0).await;
+    let (cole, invite) = colleague(&relay, dir.path()).await;
+    assert!(invite.text.starts_with("CAREKEY-INVITE:"));
+    // The doctor reads the invite (from the QR) and sees the same code as the colleague.
+    assert!(invite.qr_svg.contains("<svg"));
+    let read = doctor
+        .read_invite(ipc::ScanText {
+            text: invite.text.to_lowercase(),
+        })
+        .await
+        .expect("read invite");
+    assert_eq!(read.code, invite.code);
+    assert_eq!(read.name, "Dr. Cole Reyes");
+    let waiting = {
+        let cole = cole.clone();
+        let id = invite.invite.clone();
+        tokio::spawn(async move {
+            cole.wait_for_introduction(ipc::Wait { id, wait_secs: 60 })
+                .await
+        })
+    };
+    let outcome = doctor
+        .forward(ipc::Forward {
+            patient: link.clone(),
+            invite: invite.text.clone(),
+            reason: "Second opinion from allergology".into(),
+        })
+        .await
+        .expect("forward request");
+    assert_eq!(
+        outcome,
+        carekey_app::session::ForwardOutcome::WaitingForPatient
+    );
+    // The patient sees the request with the colleague's name and reason, and approves.
+    let mut requests = Vec::new();
+    for _ in 0..10 {
+        patient.check_inbox(2).await.expect("inbox");
+        requests = patient.forward_requests().await.expect("requests");
+        if !requests.is_empty() {
+            break;
+        }
+    }
+    assert_eq!(requests.len(), 1);
+    assert_eq!(requests[0].colleague, "Dr. Cole Reyes");
+    assert_eq!(requests[0].from, "Dr. Ada Quinn");
+    assert_eq!(requests[0].reason, "Second opinion from allergology");
+    patient
+        .answer_forward(ipc::Answer {
+            id: requests[0].id.clone(),
+            accept: true,
+        })
+        .await
+        .expect("approve");
+    assert!(
+        patient
+            .forward_requests()
+            .await
+            .expect("requests")
+            .is_empty()
+    );
+    // The colleague reads the share.
+    let cole_link = waiting.await.expect("task").expect("introduced");
+    let view = cole
+        .refresh_patient(ipc::IdRef { id: cole_link })
+        .await
+        .expect("colleague fetches");
+    assert_eq!(view.records, 1);
+    assert_eq!(view.name, "Pat Example");
+
+    // Under `never` the action is unavailable and says why.
+    let other = tempfile::tempdir().expect("dir");
+    let (_p2, d2, link2) = paired(&relay, other.path(), PolicyChoice::Never, 0).await;
+    let (_c2, inv2) = colleague(&relay, other.path()).await;
+    let e = d2
+        .forward(ipc::Forward {
+            patient: link2,
+            invite: inv2.text,
+            reason: "Referral".into(),
+        })
+        .await
+        .expect_err("never");
+    assert_eq!(e.code, "not_allowed");
+    assert!(e.message.contains("does not allow"));
+}

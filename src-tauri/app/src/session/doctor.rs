@@ -268,28 +268,42 @@ impl DoctorApp {
         }
         let mut g = self.service().await?;
         let d = g.as_mut().ok_or_else(locked)?;
-        let index = d.accept_grant(session, confirmation).await?;
-        let card = d.patient(&index).cloned().ok_or_else(AppError::internal)?;
-        let (share, expires_at) = d
-            .share_of(&index)
-            .map(|s| (s.share_id.to_bytes(), s.expires_at))
-            .ok_or_else(AppError::internal)?;
-        let view = PatientLinkView {
-            id: link_id(&card, &share),
-            name: card.body.name.clone(),
-            trust: match &card.attestation {
-                Some(a) => format!("card attested by {}", a.clinic_name),
-                None => format!("the device you paired with on {}", day(now())),
-            },
-            share: hex(&share),
-            expires_at,
-            status: "active".to_owned(),
-            records: 0,
-            fetched_at: None,
+        let link = d.accept_grant(session, confirmation).await?;
+        let g = self.commit(g, |_| Ok(())).await?;
+        drop(g);
+        self.record_link(&link).await
+    }
+
+    /// Adds a new patient link (from a grant or an introduction) to the Patients list and
+    /// returns its id.
+    pub(super) async fn record_link(&self, link: &carekey_client::LinkId) -> Result<String> {
+        let view = {
+            let g = self.service().await?;
+            let d = g.as_ref().ok_or_else(locked)?;
+            let l = d
+                .links()
+                .into_iter()
+                .find(|l| l.id == *link)
+                .ok_or_else(AppError::internal)?;
+            let share = l.share.share_id.to_bytes();
+            PatientLinkView {
+                id: link_id(&l.patient, &share),
+                name: l.patient.body.name.clone(),
+                trust: match (&l.patient.attestation, l.delegated) {
+                    (Some(a), _) => format!("card attested by {}", a.clinic_name),
+                    (None, true) => "shared with you through a colleague".to_owned(),
+                    (None, false) => format!("the device you paired with on {}", day(now())),
+                },
+                share: hex(&share),
+                expires_at: l.share.expires_at,
+                status: "active".to_owned(),
+                records: 0,
+                fetched_at: None,
+            }
         };
         let id = view.id.clone();
-        let g = self
-            .commit(g, move |v| {
+        self.vault
+            .run(move |v| {
                 let mut st: LinksState = settings::load(v, LINKS)?.unwrap_or_default();
                 st.version = settings::APP_STATE_VERSION;
                 st.links.retain(|l| l.id != view.id);
@@ -297,8 +311,25 @@ impl DoctorApp {
                 settings::save(v, LINKS, &st)
             })
             .await?;
-        drop(g);
         Ok(id)
+    }
+
+    /// The client's link behind an IPC patient id.
+    pub(super) fn link_of(&self, d: &Doctor, id: &str) -> Option<carekey_client::LinkId> {
+        find_link(d, id)
+    }
+
+    /// The service, locked for one flow (the forwarding screens).
+    pub(super) async fn service_guard(&self) -> Result<OwnedMutexGuard<Option<Doctor>>> {
+        self.service().await
+    }
+
+    /// Saves the doctor's state and hands the service back.
+    pub(super) async fn commit_guard(
+        &self,
+        g: OwnedMutexGuard<Option<Doctor>>,
+    ) -> Result<OwnedMutexGuard<Option<Doctor>>> {
+        self.commit(g, |_| Ok(())).await
     }
 
     // ------------------------------------------------------------------ records

@@ -17,6 +17,7 @@
 //! loads them again from the vault. The idle timer runs from [`crate::background`].
 
 mod doctor;
+mod forwarding;
 mod patient;
 mod recovery;
 mod settings;
@@ -30,6 +31,10 @@ use sha2::{Digest, Sha256};
 use crate::error::{AppError, Result};
 
 pub use doctor::{DoctorApp, PatientLinkView, ScanView};
+pub use forwarding::{
+    ColleagueView, ForwardOutcome, ForwardRequestRow, INVITE_CODE_LABEL, INVITE_SCHEME, InviteView,
+    invite_code, invite_text, parse_invite,
+};
 pub use patient::{
     DoctorAtTheDoorView, GranteeView, InboxNoteView, PatientApp, ShareStarted, ShareView,
 };

@@ -931,6 +931,11 @@ impl PatientApp {
 
     // ------------------------------------------------------------------ internals
 
+    /// The service, locked for one flow (the forwarding screens).
+    pub(super) async fn service_guard(&self) -> Result<OwnedMutexGuard<Option<Patient>>> {
+        self.service().await
+    }
+
     /// The service, locked for one flow.
     async fn service(&self) -> Result<OwnedMutexGuard<Option<Patient>>> {
         let g = self.patient.clone().lock_owned().await;
