@@ -537,6 +537,8 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("add_record", "ManualRecord"),
     ("import_file", "ImportFile"),
     ("start_share", "StartShare"),
+    ("new_qr", "IdRef"),
+    ("activity", "NoArgs"),
     ("wait_for_doctor", "Wait"),
     ("answer_doctor", "Answer"),
     ("shares", "NoArgs"),

@@ -600,6 +600,53 @@ async fn rejecting_the_code_tells_the_doctor_and_a_used_qr_says_so() {
             .grantees
             .is_empty()
     );
+    let activity = patient.activity().await.expect("local audit");
+    assert!(
+        activity.iter().any(|r| matches!(&r.event,
+            carekey_vault::AuditEvent::Declined { doctor, .. } if doctor == "Dr. Ada Quinn")),
+        "the decline is in the device's own log"
+    );
+    // "New QR" for the same share: the second doctor pairs with it and gets the grant.
+    let again = patient
+        .new_qr(ipc::IdRef {
+            id: started.share.clone(),
+        })
+        .await
+        .expect("new QR");
+    assert_eq!(again.share, started.share);
+    assert_ne!(again.qr_text, started.qr_text);
+    assert_eq!(again.records, started.records);
+    let scan2 = second
+        .scan_text(ipc::ScanText {
+            text: again.qr_text.clone(),
+        })
+        .await
+        .expect("second doctor scans the new QR");
+    patient
+        .wait_for_doctor(ipc::Wait {
+            id: again.pairing.clone(),
+            wait_secs: 20,
+        })
+        .await
+        .expect("second doctor at the door");
+    patient
+        .answer_doctor(ipc::Answer {
+            id: again.pairing,
+            accept: true,
+        })
+        .await
+        .expect("confirm");
+    second
+        .wait_for_grant(ipc::Wait {
+            id: scan2.scan,
+            wait_secs: 20,
+        })
+        .await
+        .expect("grant through the new QR");
+    let shares = patient.shares().await.expect("shares");
+    assert_eq!(shares.len(), 1);
+    assert_eq!(shares[0].grantees.len(), 1);
+    assert_eq!(shares[0].grantees[0].name, "Dr. Bo Lind");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1013,6 +1060,13 @@ async fn forwarding_under_ask_and_never() {
         })
         .await
         .expect("approve");
+    assert!(
+        patient.activity().await.expect("local audit").iter().any(
+            |r| matches!(&r.event, carekey_vault::AuditEvent::ForwardAnswered {
+                colleague, approved: true, .. } if colleague == "Dr. Cole Reyes")
+        ),
+        "the forward answer is in the device's own log"
+    );
     assert!(
         patient
             .forward_requests()

@@ -298,6 +298,24 @@ pub enum AuditEvent {
         /// Backup version.
         version: u64,
     },
+    /// The patient rejected a doctor at the check-up (codes did not match, or not wanted).
+    Declined {
+        /// Share id (hex).
+        share_id: String,
+        /// The name the doctor's card stated.
+        doctor: String,
+    },
+    /// The patient answered a doctor's request to forward to a colleague.
+    ForwardAnswered {
+        /// Share id (hex).
+        share_id: String,
+        /// The asking doctor's card name.
+        doctor: String,
+        /// The colleague's card name.
+        colleague: String,
+        /// Approved (the colleague was granted access) or declined.
+        approved: bool,
+    },
 }
 
 impl AuditEvent {
@@ -316,6 +334,8 @@ impl AuditEvent {
             AuditEvent::PassphraseChanged => 10,
             AuditEvent::BackupMade { .. } => 11,
             AuditEvent::Restored { .. } => 12,
+            AuditEvent::Declined { .. } => 13,
+            AuditEvent::ForwardAnswered { .. } => 14,
         }
     }
 }

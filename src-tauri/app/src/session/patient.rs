@@ -559,26 +559,59 @@ impl PatientApp {
             })
             .await?;
         drop(g);
+        self.show_qr(
+            session,
+            &view_of(&share_id, expires_at, records, attachments, categories),
+        )
+    }
+
+    /// A fresh QR for a share made earlier ("new QR" on the QR screen, or a second doctor at
+    /// the same check-up): a new pairing, the same records, expiry and policy.
+    pub async fn new_qr(&self, args: ipc::IdRef) -> Result<ShareStarted> {
+        args.validate()?;
+        let view = self
+            .shares()
+            .await?
+            .into_iter()
+            .find(|s| s.id == args.id)
+            .ok_or_else(|| AppError::not_found("that share"))?;
+        if view.expires_at <= now() {
+            return Err(AppError::new(
+                "expired",
+                "this share has expired: make a new one",
+            ));
+        }
+        let share_id = carekey_client::ShareId(validate::hex_id("share", &args.id)?);
+        let session = {
+            let mut g = self.service().await?;
+            let p = g.as_mut().ok_or_else(locked)?;
+            p.start_pairing(&share_id).await?
+        };
+        self.show_qr(session, &view)
+    }
+
+    /// Keeps a pairing for `wait_for_doctor` and renders its QR.
+    fn show_qr(&self, session: PairingSession, view: &ShareView) -> Result<ShareStarted> {
         let qr_text = session.qr_text();
         let svg = qr::render_svg(&qr_text, "QR code to show the doctor")?;
         let pairing = hex(&random_id());
         let qr_expires_at = carekey_core::pairing::QrPayload::parse(&qr_text)
             .map(|q| u64::from(q.expires_at))
-            .unwrap_or(expires_at);
+            .unwrap_or(view.expires_at);
         self.pairings
             .lock()
             .map_err(|_| AppError::internal())?
             .insert(pairing.clone(), PairingSlot::Waiting(Box::new(session)));
         Ok(ShareStarted {
-            share: hex(share_id.as_bytes()),
+            share: view.id.clone(),
             pairing,
             qr_svg: svg.svg,
             qr_text,
             qr_expires_at,
-            expires_at,
-            records,
-            attachments,
-            categories,
+            expires_at: view.expires_at,
+            records: view.records,
+            attachments: view.attachments,
+            categories: view.categories.clone(),
         })
     }
 
@@ -662,6 +695,13 @@ impl PatientApp {
         if !args.accept {
             // The doctor's app is told at once ("the patient declined"), not left to time out.
             p.decline(session).await?;
+            let (share_id, doctor) = (hex(share_id.as_bytes()), card.body.name.clone());
+            let g = self
+                .commit(g, move |v| {
+                    Ok(v.log_event(&AuditEvent::Declined { share_id, doctor })?)
+                })
+                .await?;
+            drop(g);
             return Ok(None);
         }
         let index = p.confirm(session).await?;
@@ -767,6 +807,16 @@ impl PatientApp {
         drop(g);
         self.schedule_backup();
         Ok(())
+    }
+
+    /// What this device did (the vault's local signed chain, verified first), oldest first.
+    pub async fn activity(&self) -> Result<Vec<carekey_vault::AuditRecord>> {
+        self.vault
+            .run(|v| {
+                v.verify_audit()?;
+                Ok(v.audit_log()?)
+            })
+            .await
     }
 
     /// The verified access log of a share in words ("Dr. X fetched 12 records").
@@ -922,8 +972,19 @@ impl PatientApp {
         let id = ForwardRequestId(validate::hex_id("request", &args.id)?);
         let mut g = self.service().await?;
         let p = g.as_mut().ok_or_else(locked)?;
+        let request = p
+            .forward_requests()
+            .into_iter()
+            .find(|r| r.id == id)
+            .ok_or_else(|| AppError::not_found("the forward request"))?;
         p.answer_forward(&id, args.accept).await?;
-        let g = self.commit(g, |_| Ok(())).await?;
+        let event = AuditEvent::ForwardAnswered {
+            share_id: hex(request.share_id.as_bytes()),
+            doctor: request.from_name,
+            colleague: request.colleague.body.name.clone(),
+            approved: args.accept,
+        };
+        let g = self.commit(g, move |v| Ok(v.log_event(&event)?)).await?;
         drop(g);
         self.schedule_backup();
         Ok(())
@@ -972,6 +1033,27 @@ impl PatientApp {
         })
         .await
         .map_err(|_| AppError::internal())?
+    }
+}
+
+/// The parts of a share view the QR screen shows.
+fn view_of(
+    share_id: &carekey_client::ShareId,
+    expires_at: u64,
+    records: usize,
+    attachments: usize,
+    categories: Vec<ShareCategory>,
+) -> ShareView {
+    ShareView {
+        id: hex(share_id.as_bytes()),
+        created_at: 0,
+        expires_at,
+        policy: PolicyChoice::Never,
+        depth: 0,
+        categories,
+        records,
+        attachments,
+        grantees: Vec::new(),
     }
 }
 
