@@ -1,4 +1,4 @@
-//! Per-share audit hash chain (DESIGN.md "Audit"; relay-formats.md "Relay audit chain").
+//! Per-share audit hash chain (docs/protocol.md "Audit chains"; relay-formats.md "Relay audit chain").
 //!
 //! Appends happen inside the transaction of the event they record, after the share row was
 //! locked, so appends are serialized per share even across relay instances on PostgreSQL.

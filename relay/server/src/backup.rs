@@ -1,4 +1,4 @@
-//! Backup slots (DESIGN.md "Recovery and backup").
+//! Backup slots (docs/vault.md "Recovery phrase and backup blob").
 //!
 //! A backup slot holds the newest ciphertext backup of one device under a 16-byte id the vault
 //! derives from the recovery phrase (`backup_id(root, generation)`). The slot is bound at its

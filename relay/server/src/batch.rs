@@ -1,5 +1,5 @@
 //! Batch fetch: many blobs of one share in one request, under ONE doctor-signed receipt and
-//! ONE audit entry (relay-formats.md "Batch fetch"; DESIGN.md "Audit").
+//! ONE audit entry (relay-formats.md "Batch fetch"; docs/protocol.md "Audit chains").
 //!
 //! Why: a check-up of a real record (the largest Synthea patient is ~4,200 blobs) paid one
 //! receipt signature, one verification and one audit entry per blob; the relay's CPU per GET

@@ -37,7 +37,7 @@ pub struct Config {
     pub token_rate_per_sec: f64,
     /// Per-token burst size.
     pub token_burst: f64,
-    /// Longest pairing mailbox lifetime in seconds (minutes, DESIGN.md "Check-up pairing").
+    /// Longest pairing mailbox lifetime in seconds (minutes, docs/protocol.md "Pairing").
     pub pairing_ttl_secs: u64,
     /// Longest relationship mailbox lifetime in seconds.
     pub mailbox_ttl_secs: u64,

@@ -1,4 +1,4 @@
-//! Delegation chains and patient notices (DESIGN.md "Forwarding to a colleague";
+//! Delegation chains and patient notices (docs/protocol.md "Forwarding";
 //! relay-formats.md "Scope", "Delegation link (version 1)").
 //!
 //! A delegated token is registered only with a root-first chain the relay verifies link by

@@ -1,4 +1,4 @@
-//! Group commit of fetch audit entries (DESIGN.md "Audit": every fetch is logged durably).
+//! Group commit of fetch audit entries (docs/protocol.md "Audit chains": every fetch is logged durably).
 //!
 //! A reader GET first checks its token and receipt and reads the object in a read-only
 //! transaction (in parallel with other reads), then hands its audit entry to this module and

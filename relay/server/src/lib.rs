@@ -1,6 +1,6 @@
-//! Carekey relay: a thin, durable, ciphertext-only server (issue 4; DESIGN.md "Shares, epochs,
-//! relay objects", "Forwarding to a colleague", "Revocation = key rotation", "Audit", "Relay
-//! storage"). Byte formats it verifies are fixed by `docs/relay-formats.md`.
+//! Carekey relay: a thin, durable, ciphertext-only server (issue 4; docs/relay.md "HTTP API" and
+//! "Storage"; docs/protocol.md "Manifest and epochs", "Forwarding", "Revocation and expiry",
+//! "Audit chains"). Byte formats it verifies are fixed by `docs/relay-formats.md`.
 //!
 //! [`app`] builds the router (tests drive it in-process); [`server::serve`] runs it on a
 //! socket with header timeouts and graceful shutdown.

@@ -1,4 +1,4 @@
-//! Pairing and relationship mailboxes (DESIGN.md "Check-up pairing (the QR)").
+//! Pairing and relationship mailboxes (docs/protocol.md "Pairing").
 //!
 //! A pairing mailbox is opened by the patient, accepts exactly one reply, is closed (deleted)
 //! once the opener read it and expires in minutes. A relationship mailbox is long-lived:

@@ -1,5 +1,5 @@
 //! Shares: owner-signed writes, blobs, chunked uploads, manifest compare-and-swap and epoch
-//! deletion (DESIGN.md "Shares, epochs, relay objects" and "Revocation = key rotation").
+//! deletion (docs/protocol.md "Manifest and epochs" and "Revocation and expiry").
 //!
 //! Owner writes are authenticated by the share's pseudonymous Ed25519 key over method, path,
 //! origin, body hash and a counter (relay-formats.md "Owner write signature"); the counter is

@@ -1,4 +1,4 @@
-//! Read tokens and fetch receipts (DESIGN.md "Shares, epochs, relay objects"; relay-formats.md
+//! Read tokens and fetch receipts (docs/protocol.md "Manifest and epochs"; relay-formats.md
 //! "Read token hash", "Root token registration", "Fetch receipt").
 //!
 //! The relay stores only `token_hash`; a token is active, revoked or expired. Revoked and
@@ -432,7 +432,7 @@ pub fn revoke_subtree(
 }
 
 /// `DELETE /v1/shares/{share_id}/tokens/{token_hash_hex}` (owner write): revokes the token and
-/// its delegated subtree at once (DESIGN.md "Revocation = key rotation", step 1).
+/// its delegated subtree at once (docs/protocol.md "Revocation and expiry", step 1).
 pub async fn revoke(
     State(state): State<AppState>,
     Path((share_hex, token_hex)): Path<(String, String)>,

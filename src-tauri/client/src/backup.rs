@@ -1,5 +1,5 @@
 //! Encrypted vault backup to the relay and restore on a fresh device from the 24-word phrase
-//! (DESIGN.md "Recovery and backup").
+//! (docs/vault.md "Recovery phrase and backup blob").
 //!
 //! The backup slot id and its owner (write) key both derive from the root secret
 //! (`carekey_vault::backup_id`, `KDF_BACKUP_OWNER`, key generation 0), so the phrase alone

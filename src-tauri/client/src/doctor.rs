@@ -1,6 +1,6 @@
 //! The doctor's services: scan the patient's QR, receive the grant, fetch and verify the shared
-//! records, follow re-keys, write notes back (DESIGN.md "Check-up pairing", "Doctor writes
-//! back", "Revocation = key rotation").
+//! records, follow re-keys, write notes back (docs/protocol.md "Pairing", "Relationship
+//! messages", "Revocation and expiry").
 
 mod state;
 
@@ -546,7 +546,7 @@ impl Doctor {
         ) {
             Ok(m) => m,
             // The patient's re-key sent us the new epoch key but has not swapped the manifest
-            // yet (interrupted revoke, DESIGN.md "Revocation"): the previous epoch's manifest,
+            // yet (interrupted revoke, docs/protocol.md "Revocation and expiry"): the previous epoch's manifest,
             // still signed by the patient and no older than any we read (guard below), is live.
             Err(e) => match &l.prev_epoch {
                 Some((epoch, key)) => {
@@ -698,7 +698,7 @@ pub struct ForwardRights {
     pub depth: u8,
 }
 
-// Forwarding to a colleague (DESIGN.md "Forwarding to a colleague"; core `forward` module).
+// Forwarding to a colleague (docs/protocol.md "Forwarding"; core `forward` module).
 impl Doctor {
     /// The relay URL of link `id` (a colleague opens its invite mailbox there).
     pub fn relay_url(&self, id: &LinkId) -> Option<&str> {

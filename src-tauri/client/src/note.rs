@@ -1,5 +1,5 @@
-//! Doctor-authored FHIR resources travelling back to the patient (DESIGN.md "Doctor writes
-//! back"). The body of a [`MessageKind::Note`](carekey_core::message::MessageKind::Note)
+//! Doctor-authored FHIR resources travelling back to the patient (docs/protocol.md
+//! "Relationship messages"). The body of a [`MessageKind::Note`](carekey_core::message::MessageKind::Note)
 //! message is `bytes32(resource JSON) || signature [64]`, the signature by the doctor's card key
 //! over `RECORD_SIG || 0x00 || resource bytes`. The resource bytes are serde_json's encoding of
 //! the parsed value (keys sorted), the same bytes the vault's `record_signing_bytes` signs, so

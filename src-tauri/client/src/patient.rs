@@ -1,6 +1,6 @@
 //! The patient's services: share for a check-up, pair, confirm, read notes, see who opened
-//! what, revoke by rotating keys (DESIGN.md "Check-up pairing", "Revocation = key rotation",
-//! "Audit").
+//! what, revoke by rotating keys (docs/protocol.md "Pairing", "Revocation and expiry",
+//! "Audit chains").
 
 mod state;
 
@@ -1049,7 +1049,7 @@ impl Patient {
     }
 }
 
-// Forwarding to a colleague (DESIGN.md "Forwarding to a colleague").
+// Forwarding to a colleague (docs/protocol.md "Forwarding").
 impl Patient {
     /// A forward request is only queued for the patient if the asking doctor holds an active
     /// grant on that share, the share's policy is not `never`, the scope stays within the

@@ -1,6 +1,5 @@
-//! The doctor's local copy of shared records (DESIGN.md "Shares, epochs, relay objects":
-//! "Expiry is enforced twice"; "Revocation = key rotation": "the revoked doctor's app gets 410
-//! and purges").
+//! The doctor's local copy of shared records (docs/protocol.md "Revocation and expiry": expiry
+//! is enforced twice; the revoked doctor's app gets 410 and purges).
 //!
 //! Fetched records go into the doctor's own encrypted vault tagged with the share and the
 //! grant's expiry ([`carekey_vault::ShareSource`]). A 410 purges them at once, the expiry on

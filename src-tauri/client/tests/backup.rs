@@ -1,5 +1,5 @@
 //! Encrypted vault backup to a real relay and restore on a fresh device from the 24-word
-//! phrase alone (DESIGN.md "Recovery and backup"): the restored vault has every record and the
+//! phrase alone (docs/vault.md "Recovery phrase and backup blob"): the restored vault has every record and the
 //! app's saved state (shares, relationships), a stale or tampered backup is refused.
 
 mod common;

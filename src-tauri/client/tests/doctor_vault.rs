@@ -1,5 +1,5 @@
-//! The doctor's vault copy of a share (DESIGN.md "Expiry is enforced twice", "the revoked
-//! doctor's app gets 410 and purges"): stored tagged with the grant's expiry, purged on 410
+//! The doctor's vault copy of a share (docs/protocol.md "Revocation and expiry": expiry is
+//! enforced twice, the revoked doctor's app gets 410 and purges): stored tagged with the grant's expiry, purged on 410
 //! with the reason logged, purged on expiry on the device's clock, and swept by the relay;
 //! fetched with no vault held, then stored in one transaction, each record naming its share
 //! and each attachment staying with its DocumentReference.

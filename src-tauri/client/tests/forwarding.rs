@@ -1,5 +1,5 @@
 //! Forwarding to a colleague end to end through a real relay process, three parties
-//! (DESIGN.md "Forwarding to a colleague"): policy `ask` (request, approve, decline),
+//! (docs/protocol.md "Forwarding"): policy `ask` (request, approve, decline),
 //! `allowed` (delegation with a notice the patient verifies, re-keys passed down the tree,
 //! cascade on revoke) and `never` (refused before anything is sent).
 

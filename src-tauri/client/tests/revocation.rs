@@ -1,4 +1,4 @@
-//! Revocation proof (DESIGN.md "Revocation = key rotation"): after the patient revokes doctor
+//! Revocation proof (docs/protocol.md "Revocation and expiry"): after the patient revokes doctor
 //! A, every key and token A ever held — its read token, its reader signing key, every epoch key
 //! and every content key it saw in manifests, and its long-term identity — reads nothing:
 //!

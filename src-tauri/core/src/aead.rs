@@ -1,4 +1,4 @@
-//! The two AEADs the protocol uses, behind one small interface (DESIGN.md "Crypto rules").
+//! The two AEADs the protocol uses, behind one small interface (docs/protocol.md "Primitives").
 //!
 //! - XChaCha20-Poly1305 with random 192-bit nonces for keys that seal many messages, possibly
 //!   from several devices ([`crate::envelope`]).

@@ -1,4 +1,4 @@
-//! Hash-chained, head-signed event logs (DESIGN.md "Audit").
+//! Hash-chained, head-signed event logs (docs/protocol.md "Audit chains").
 //!
 //! One format serves the vault's local log and the relay's per-share log (byte layout in
 //! docs/relay-formats.md "Relay audit chain"); they differ only in their labels, so an entry of

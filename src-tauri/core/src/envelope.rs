@@ -1,4 +1,4 @@
-//! Sealing with XChaCha20-Poly1305 under a context-bound AAD (DESIGN.md "Crypto rules").
+//! Sealing with XChaCha20-Poly1305 under a context-bound AAD (docs/protocol.md "Primitives").
 //!
 //! Every envelope binds `(version, object kind, object id, epoch)` in its AAD, so a ciphertext
 //! copied to another id, kind, share or epoch fails to open. Nonces are 192-bit random: the keys

@@ -1,4 +1,4 @@
-//! Epochs: the key generations of a share (DESIGN.md "Revocation = key rotation").
+//! Epochs: the key generations of a share (docs/protocol.md "Revocation and expiry").
 //!
 //! Every blob gets a fresh content key in every epoch, so the keys of epoch `n` (held by a
 //! revoked grantee) open nothing of epoch `n + 1`. The new epoch key reaches each remaining

@@ -1,7 +1,7 @@
 //! The one error type of `carekey-core`.
 //!
 //! Messages name the structure and the rule that failed, never a value: no key, token, id or
-//! plaintext ever reaches an error string (DESIGN.md "Crypto rules").
+//! plaintext ever reaches an error string (docs/protocol.md "Primitives").
 
 /// Everything that can go wrong in the core. Each variant says how it can happen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

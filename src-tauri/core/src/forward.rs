@@ -1,4 +1,4 @@
-//! Forwarding to a colleague (DESIGN.md "Forwarding to a colleague"; docs/protocol.md
+//! Forwarding to a colleague (docs/protocol.md "Forwarding"; docs/protocol.md
 //! "Forwarding").
 //!
 //! - A colleague hands the forwarding doctor a [`ColleagueInvite`]: its card, a fresh reader key

@@ -1,4 +1,4 @@
-//! Grants and delegation links (DESIGN.md "Check-up pairing" step 4, "Forwarding").
+//! Grants and delegation links (docs/protocol.md "Grants, scope, delegation", "Forwarding").
 //!
 //! A grant is what the patient signs for one grantee: which share, under which epoch key, with
 //! which read token, for how long, and whether it may be forwarded. A delegation link is what a

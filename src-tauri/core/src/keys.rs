@@ -1,4 +1,5 @@
-//! Device identities, cards, and the secret types (DESIGN.md "Identities", "Crypto rules").
+//! Device identities, cards, and the secret types (docs/protocol.md "Keys and identities",
+//! "Primitives").
 //!
 //! Secret types zeroize on drop, print `<redacted>`, have no `serde` impls and no `Clone` unless
 //! a flow needs one; the only way to their bytes is an explicit `expose_secret`. Wire encodings of
@@ -263,7 +264,7 @@ impl Wire for DhPublic {
     }
 }
 
-/// X25519 with the all-zero check of DESIGN.md "Crypto rules".
+/// X25519 with the all-zero check of docs/protocol.md "Primitives".
 pub fn x25519(secret: &x25519_dalek::StaticSecret, peer: &DhPublic) -> Result<SymmetricKey> {
     let shared = secret.diffie_hellman(&x25519_dalek::PublicKey::from(peer.0));
     if !shared.was_contributory() {

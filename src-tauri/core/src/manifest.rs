@@ -1,4 +1,4 @@
-//! The patient-signed share manifest (DESIGN.md "Shares, epochs, relay objects").
+//! The patient-signed share manifest (docs/protocol.md "Manifest and epochs").
 //!
 //! Grantees hold content keys and could forge AEAD ciphertexts, so the AEAD tag does not prove a
 //! blob is the patient's: the signed SHA-256 of its ciphertext (chunk root for attachments)

@@ -1,4 +1,4 @@
-//! Sign-then-seal relationship messages (DESIGN.md "Check-up pairing" step 5).
+//! Sign-then-seal relationship messages (docs/protocol.md "Relationship messages").
 //!
 //! The sender signs `(domain label, version, sender card hash, recipient card hash,
 //! relationship id, sequence number, kind, body)` with its card key, then seals the signed
@@ -177,7 +177,7 @@ pub fn open(
 }
 
 /// Opens the first message of a relationship whose sender the recipient does not know yet
-/// (DESIGN.md "Forwarding to a colleague": the patient's grant to a colleague, a doctor's
+/// (docs/protocol.md "Forwarding": the patient's grant to a colleague, a doctor's
 /// delegation, a delegation notice to the patient). The body starts with the sender's card;
 /// the card's self-signature, then the message signature under that card's key, then the
 /// addressing are checked before anything else is read. Returns the sender's card; the

@@ -1,4 +1,4 @@
-//! The check-up QR and its key schedule (DESIGN.md "Check-up pairing"; docs/protocol.md
+//! The check-up QR and its key schedule (docs/protocol.md "Pairing"; docs/protocol.md
 //! "Pairing").
 //!
 //! ```text
@@ -217,7 +217,7 @@ fn patient_signed(t1: &[u8; 32], address: &[u8]) -> Vec<u8> {
 }
 
 /// Each pairing key (reply key, patient-to-doctor key) seals exactly one message, owned by one
-/// sender: a counter nonce starting at 0 is safe (DESIGN.md "Crypto rules").
+/// sender: a counter nonce starting at 0 is safe (docs/protocol.md "Primitives").
 const FIRST_COUNTER_NONCE: [u8; 12] = [0; 12];
 
 fn seal_once(key: &SymmetricKey, ctx: &Context<'_>, plaintext: &[u8]) -> Vec<u8> {

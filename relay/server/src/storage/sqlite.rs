@@ -1,7 +1,7 @@
 //! SQLite backend: one write connection in WAL mode with `synchronous=FULL`, used from blocking
 //! threads, where every transaction is `BEGIN IMMEDIATE`; plus a small pool of read-only
 //! connections (`query_only`) for read transactions, which WAL lets run in parallel with each
-//! other and with the writer (DESIGN.md "Relay storage": the embedded default, one command and
+//! other and with the writer (docs/relay.md "Storage": the embedded default, one command and
 //! no setup).
 
 use std::any::Any;
