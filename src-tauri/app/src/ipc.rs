@@ -17,7 +17,7 @@ pub trait Validate {
     fn validate(&self) -> Result<()>;
 }
 
-/// Forwarding policy as the share screen offers it (DESIGN: never / ask me / allowed).
+/// Forwarding policy as the share screen offers it (docs/protocol.md "Grants, scope, delegation": never / ask me / allowed).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PolicyChoice {

@@ -18,6 +18,9 @@ use carekey_app::events::NoEvents;
 use carekey_app::ipc::{self, PolicyChoice, ShareCategory};
 use carekey_app::session::{AppConfig, DoctorApp, PatientApp};
 use carekey_vault::KdfParams;
+use support::{fixtures, largest_synthea_patient};
+
+mod support;
 
 struct Relay {
     child: Child,
@@ -39,13 +42,6 @@ fn required() -> bool {
 fn skip(why: &str) {
     assert!(!required(), "CAREKEY_REQUIRE_FIXTURES is set but {why}");
     eprintln!("skipped: {why}");
-}
-
-fn fixtures() -> Option<PathBuf> {
-    let p = std::env::var_os("CAREKEY_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures"));
-    p.join("synthea-10").is_dir().then_some(p)
 }
 
 fn start_relay() -> Option<Relay> {
@@ -97,44 +93,6 @@ fn config(dir: &Path, name: &str) -> AppConfig {
             p: 1,
         },
     }
-}
-
-/// The largest Synthea patient's resources as one NDJSON file (what a patient's export
-/// download would be), and its resource count.
-fn largest_synthea_patient(fixtures: &Path, out: &Path) -> usize {
-    let dir = fixtures.join("synthea-10");
-    let mut files = Vec::new();
-    for e in std::fs::read_dir(&dir).expect("synthea dir") {
-        let p = e.expect("entry").path();
-        let name = p.file_name().expect("name").to_string_lossy().into_owned();
-        if name.ends_with(".ndjson") && !name.starts_with("log") {
-            files.push(carekey_vault::NdjsonFile {
-                name,
-                data: std::fs::read(&p).expect("read"),
-            });
-        }
-    }
-    let routed = carekey_vault::route_by_patient(&files).expect("routes");
-    let (_, biggest) = routed
-        .patients
-        .into_iter()
-        .max_by_key(|(_, fs)| fs.iter().map(|f| f.data.len()).sum::<usize>())
-        .expect("a patient");
-    let mut all = Vec::new();
-    let mut n = 0;
-    for f in biggest {
-        for line in f
-            .data
-            .split(|b| *b == b'\n')
-            .filter(|l| !l.trim_ascii().is_empty())
-        {
-            all.extend_from_slice(line);
-            all.push(b'\n');
-            n += 1;
-        }
-    }
-    std::fs::write(out, all).expect("write ndjson");
-    n
 }
 
 const PASS: &str = "correct horse battery staple";
@@ -784,69 +742,11 @@ async fn a_note_survives_sigkill_between_receive_and_accept() {
     use std::io::BufRead;
     let Some(relay) = start_relay() else { return };
     let dir = tempfile::tempdir().expect("dir");
-    let link = {
-        let patient = PatientApp::new(config(dir.path(), "p.vault"), Arc::new(NoEvents));
-        let doctor = DoctorApp::new(config(dir.path(), "d.vault"), Arc::new(NoEvents));
-        for (name, is_doctor) in [("Pat Example", false), ("Dr. Ada Quinn", true)] {
-            let args = ipc::CreateVault {
-                passphrase: PASS.into(),
-                name: name.into(),
-                licence: None,
-                relay_url: relay.url.clone(),
-            };
-            if is_doctor {
-                doctor.create_vault(args).await.expect("doctor vault");
-            } else {
-                patient.create_vault(args).await.expect("patient vault");
-            }
-        }
-        patient
-            .add_record(ipc::ManualRecord::Allergy {
-                text: "Penicillin".into(),
-                reaction: None,
-            })
-            .await
-            .expect("record");
-        let started = patient
-            .start_share(ipc::StartShare {
-                categories: vec![ShareCategory::Allergies],
-                records: Vec::new(),
-                expires_in_secs: 3600,
-                policy: PolicyChoice::Never,
-                depth: 0,
-            })
-            .await
-            .expect("share");
-        let scan = doctor
-            .scan_text(ipc::ScanText {
-                text: started.qr_text.clone(),
-            })
-            .await
-            .expect("scan");
-        patient
-            .wait_for_doctor(ipc::Wait {
-                id: started.pairing.clone(),
-                wait_secs: 20,
-            })
-            .await
-            .expect("door");
-        patient
-            .answer_doctor(ipc::Answer {
-                id: started.pairing,
-                accept: true,
-            })
-            .await
-            .expect("confirm");
-        let link = doctor
-            .wait_for_grant(ipc::Wait {
-                id: scan.scan,
-                wait_secs: 20,
-            })
-            .await
-            .expect("grant");
+    {
+        let (patient, doctor, link) = paired(&relay, dir.path(), PolicyChoice::Never, 0).await;
         doctor
             .send_note(ipc::SendNote {
-                patient: link.clone(),
+                patient: link,
                 resource: serde_json::json!({"resourceType": "Observation", "status": "final",
                     "code": {"text": "Peak flow"},
                     "valueQuantity": {"value": 480, "unit": "L/min"}}),
@@ -854,9 +754,7 @@ async fn a_note_survives_sigkill_between_receive_and_accept() {
             .await
             .expect("note");
         patient.lock().await;
-        link
-    };
-    let _ = link;
+    }
 
     // The patient app process receives the note (the relay's copy is then deleted) and is
     // killed before anyone answers it.

@@ -7,13 +7,16 @@ use std::sync::{Arc, Mutex};
 use carekey_client::ClientError;
 use carekey_client::doctor::{Doctor, ScanSession};
 use carekey_core::keys::{Card, Role};
-use carekey_vault::{AuditEvent, CreateOptions, PurgeReason, Record, Vault};
+use carekey_vault::{PurgeReason, Record, Vault};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 use super::patient::day;
 use super::settings::{self, SETTINGS, Settings};
-use super::{AppConfig, VaultCell, derived_id, hex, locked, now};
+use super::{
+    AppConfig, VaultCell, create_vault_file, derived_id, hex, locked, no_vault, now,
+    open_vault_file, random_id,
+};
 use crate::display::{self, ChartSummary, TimelineRow};
 use crate::error::{AppError, Result};
 use crate::events::{AppEvent, EventSink, Operations, Throttled};
@@ -72,10 +75,6 @@ pub struct DoctorApp {
     ops: Operations,
 }
 
-fn no_vault() -> AppError {
-    AppError::new("no_vault", "there is no vault on this device yet")
-}
-
 fn link_id(patient: &Card, share: &[u8; 16]) -> String {
     hex(&derived_id(LINK_ID_LABEL, &[&patient.hash(), share]))
 }
@@ -108,24 +107,9 @@ impl DoctorApp {
     /// Creates the doctor's vault and clinician card; returns the 24 words.
     pub async fn create_vault(&self, args: ipc::CreateVault) -> Result<String> {
         args.validate()?;
-        if self.config.vault_path.exists() {
-            return Err(AppError::new(
-                "vault_exists",
-                "this device already has a vault: unlock it",
-            ));
-        }
-        let path = self.config.vault_path.clone();
-        let kdf = self.config.kdf;
-        let (vault, words) = tokio::task::spawn_blocking(move || {
-            let (mut v, phrase) = Vault::create(&path, &args.passphrase, &CreateOptions { kdf })?;
-            let s = Settings::new(args.name, args.licence, args.relay_url);
-            settings::save(&mut v, SETTINGS, &s)?;
-            v.device_card(&s.name, Role::Doctor, s.licence.as_deref())?;
-            v.log_event(&AuditEvent::Created)?;
-            Ok::<_, AppError>((v, phrase.expose_words().to_owned()))
-        })
-        .await
-        .map_err(|_| AppError::internal())??;
+        let s = Settings::new(args.name, args.licence, args.relay_url);
+        let (vault, words) =
+            create_vault_file(&self.config, args.passphrase, s, Role::Doctor).await?;
         self.vault.set(Some(vault)).await?;
         self.load_service().await?;
         Ok(words)
@@ -134,17 +118,7 @@ impl DoctorApp {
     /// Unlocks and loads the doctor's state; purges what expired while the app was closed.
     pub async fn unlock(&self, args: ipc::Unlock) -> Result<()> {
         args.validate()?;
-        if !self.config.vault_path.exists() {
-            return Err(no_vault());
-        }
-        let path = self.config.vault_path.clone();
-        let vault = tokio::task::spawn_blocking(move || {
-            let mut v = Vault::open(&path)?;
-            v.unlock(&args.passphrase)?;
-            Ok::<_, AppError>(v)
-        })
-        .await
-        .map_err(|_| AppError::internal())??;
+        let vault = open_vault_file(&self.config, args.passphrase).await?;
         self.vault.set(Some(vault)).await?;
         self.load_service().await?;
         self.purge_expired().await.map(drop)
@@ -510,30 +484,14 @@ impl DoctorApp {
     /// Saves the doctor's state and runs `also` in the same blocking call.
     async fn commit_with<T, F>(
         &self,
-        mut g: OwnedMutexGuard<Option<Doctor>>,
+        g: OwnedMutexGuard<Option<Doctor>>,
         also: F,
     ) -> Result<(OwnedMutexGuard<Option<Doctor>>, T)>
     where
         T: Send + 'static,
         F: FnOnce(&mut Vault) -> Result<T> + Send + 'static,
     {
-        let cell = self.vault.clone();
-        tokio::task::spawn_blocking(move || {
-            let r = cell
-                .0
-                .lock()
-                .map_err(|_| AppError::internal())
-                .and_then(|mut v| {
-                    let v = v.as_mut().ok_or_else(locked)?;
-                    if let Some(d) = g.as_mut() {
-                        d.save_to(v)?;
-                    }
-                    also(v)
-                });
-            r.map(|t| (g, t))
-        })
-        .await
-        .map_err(|_| AppError::internal())?
+        self.vault.commit_with(g, also).await
     }
 }
 
@@ -557,10 +515,4 @@ fn update_link(
 /// Whether a stored record came through share `share_hex`.
 fn in_share(origin: &carekey_vault::Origin, share_hex: &str) -> bool {
     matches!(origin, carekey_vault::Origin::Shared { share_id, .. } if share_id == share_hex)
-}
-
-fn random_id() -> [u8; 16] {
-    let mut id = [0u8; 16];
-    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut id);
-    id
 }

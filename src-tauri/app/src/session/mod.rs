@@ -25,8 +25,10 @@ mod settings;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use carekey_vault::{KdfParams, Vault};
+use carekey_core::keys::Role;
+use carekey_vault::{AuditEvent, CreateOptions, KdfParams, Vault};
 use sha2::{Digest, Sha256};
+use tokio::sync::OwnedMutexGuard;
 
 use crate::error::{AppError, Result};
 
@@ -93,10 +95,111 @@ impl VaultCell {
         .map_err(|_| AppError::internal())?
     }
 
+    /// Saves the service's state and runs `also` in the same blocking call, then hands the
+    /// service back (the `commit` of every mutating command: lock order service, then vault).
+    pub(crate) async fn commit_with<S, T, F>(
+        &self,
+        mut g: OwnedMutexGuard<Option<S>>,
+        also: F,
+    ) -> Result<(OwnedMutexGuard<Option<S>>, T)>
+    where
+        S: SavedService,
+        T: Send + 'static,
+        F: FnOnce(&mut Vault) -> Result<T> + Send + 'static,
+    {
+        let cell = self.0.clone();
+        tokio::task::spawn_blocking(move || {
+            let r = cell
+                .lock()
+                .map_err(|_| AppError::internal())
+                .and_then(|mut v| {
+                    let v = v.as_mut().ok_or_else(locked)?;
+                    if let Some(s) = g.as_mut() {
+                        s.save(v)?;
+                    }
+                    also(v)
+                });
+            r.map(|t| (g, t))
+        })
+        .await
+        .map_err(|_| AppError::internal())?
+    }
+
     /// Whether a vault is open and unlocked (checks the idle timeout too).
     pub(crate) async fn is_unlocked(&self) -> bool {
         self.run(|v| Ok(v.is_unlocked())).await.unwrap_or(false)
     }
+}
+
+/// A client service whose state is saved in the vault after every change.
+pub(crate) trait SavedService: Send + 'static {
+    /// `save_to` of the service.
+    fn save(&mut self, v: &mut Vault) -> carekey_client::Result<()>;
+}
+
+impl SavedService for carekey_client::patient::Patient {
+    fn save(&mut self, v: &mut Vault) -> carekey_client::Result<()> {
+        self.save_to(v)
+    }
+}
+
+impl SavedService for carekey_client::doctor::Doctor {
+    fn save(&mut self, v: &mut Vault) -> carekey_client::Result<()> {
+        self.save_to(v)
+    }
+}
+
+/// Onboarding: a new vault at `config.vault_path` with its settings, this device's card for
+/// `role` and the first audit entry. Returns the vault and the 24 words to show once.
+pub(crate) async fn create_vault_file(
+    config: &AppConfig,
+    passphrase: String,
+    s: Settings,
+    role: Role,
+) -> Result<(Vault, String)> {
+    if config.vault_path.exists() {
+        return Err(AppError::new(
+            "vault_exists",
+            "this device already has a vault: unlock it or restore",
+        ));
+    }
+    let (path, kdf) = (config.vault_path.clone(), config.kdf);
+    tokio::task::spawn_blocking(move || {
+        let (mut v, phrase) = Vault::create(&path, &passphrase, &CreateOptions { kdf })?;
+        settings::save(&mut v, settings::SETTINGS, &s)?;
+        v.device_card(&s.name, role, s.licence.as_deref())?;
+        v.log_event(&AuditEvent::Created)?;
+        Ok::<_, AppError>((v, phrase.expose_words().to_owned()))
+    })
+    .await
+    .map_err(|_| AppError::internal())?
+}
+
+/// Opens the vault file and unlocks it (Argon2id on a blocking thread).
+pub(crate) async fn open_vault_file(config: &AppConfig, passphrase: String) -> Result<Vault> {
+    if !config.vault_path.exists() {
+        return Err(no_vault());
+    }
+    let path = config.vault_path.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut v = Vault::open(&path)?;
+        v.unlock(&passphrase)?;
+        Ok::<_, AppError>(v)
+    })
+    .await
+    .map_err(|_| AppError::internal())?
+}
+
+/// The error of a command that needs a vault when there is none yet.
+pub(crate) fn no_vault() -> AppError {
+    AppError::new("no_vault", "there is no vault on this device yet")
+}
+
+/// A random 16-byte id (pairings, scans, notes: handles the app hands out).
+pub(crate) fn random_id() -> [u8; 16] {
+    let mut id = [0u8; 16];
+    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut id);
+    id
 }
 
 /// The error of a command that needs the unlocked vault.

@@ -9,14 +9,16 @@ use carekey_client::relay::Relay;
 use carekey_core::grant::Policy;
 use carekey_core::keys::{Card, Role};
 use carekey_vault::{
-    AuditEvent, CreateOptions, ImportControl, ImportOptions, ImportReport, NdjsonFile, RecordId,
-    Vault,
+    AuditEvent, ImportControl, ImportOptions, ImportReport, NdjsonFile, RecordId, Vault,
 };
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 use super::settings::{self, SETTINGS, Settings};
-use super::{AppConfig, VaultCell, derived_id, hex, locked, now};
+use super::{
+    AppConfig, VaultCell, create_vault_file, derived_id, hex, locked, no_vault, now,
+    open_vault_file, random_id,
+};
 use crate::display::{self, TimelineRow};
 use crate::error::{AppError, Result};
 use crate::events::{AppEvent, EventSink, Operations, Throttled};
@@ -114,8 +116,9 @@ pub struct InboxNoteView {
     pub resource: serde_json::Value,
 }
 
-/// What `start_share` returns: the QR to show full screen.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// What `start_share` returns: the QR to show full screen. Its `Debug` leaves out the QR,
+/// which carries the pairing's one-time secret.
+#[derive(Clone, PartialEq, Serialize)]
 pub struct ShareStarted {
     /// The share (hex).
     pub share: String,
@@ -135,6 +138,19 @@ pub struct ShareStarted {
     pub attachments: usize,
     /// Categories present.
     pub categories: Vec<ShareCategory>,
+}
+
+impl std::fmt::Debug for ShareStarted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ShareStarted")
+            .field("share", &self.share)
+            .field("pairing", &self.pairing)
+            .field("qr_expires_at", &self.qr_expires_at)
+            .field("expires_at", &self.expires_at)
+            .field("records", &self.records)
+            .field("attachments", &self.attachments)
+            .finish_non_exhaustive()
+    }
 }
 
 /// The doctor who scanned, as the confirm screen shows them.
@@ -208,10 +224,6 @@ pub(crate) fn day(t: u64) -> String {
     format!("{y:04}-{m:02}-{d:02}")
 }
 
-fn no_vault() -> AppError {
-    AppError::new("no_vault", "there is no vault on this device yet")
-}
-
 impl PatientApp {
     /// The app over `config`, reporting to `events`.
     pub fn new(config: AppConfig, events: Arc<dyn EventSink>) -> Self {
@@ -271,24 +283,9 @@ impl PatientApp {
     /// Creates the vault, the device card and the settings; returns the 24 words to show once.
     pub async fn create_vault(&self, args: ipc::CreateVault) -> Result<String> {
         args.validate()?;
-        if self.vault_exists() {
-            return Err(AppError::new(
-                "vault_exists",
-                "this device already has a vault: unlock it or restore",
-            ));
-        }
-        let path = self.config.vault_path.clone();
-        let kdf = self.config.kdf;
-        let (vault, words) = tokio::task::spawn_blocking(move || {
-            let (mut v, phrase) = Vault::create(&path, &args.passphrase, &CreateOptions { kdf })?;
-            let s = Settings::new(args.name, None, args.relay_url);
-            settings::save(&mut v, SETTINGS, &s)?;
-            v.device_card(&s.name, Role::Patient, None)?;
-            v.log_event(&AuditEvent::Created)?;
-            Ok::<_, AppError>((v, phrase.expose_words().to_owned()))
-        })
-        .await
-        .map_err(|_| AppError::internal())??;
+        let s = Settings::new(args.name, None, args.relay_url);
+        let (vault, words) =
+            create_vault_file(&self.config, args.passphrase, s, Role::Patient).await?;
         self.vault.set(Some(vault)).await?;
         self.load_service().await?;
         Ok(words)
@@ -297,17 +294,7 @@ impl PatientApp {
     /// Unlocks the vault with the passphrase and loads the patient's state.
     pub async fn unlock(&self, args: ipc::Unlock) -> Result<()> {
         args.validate()?;
-        if !self.vault_exists() {
-            return Err(no_vault());
-        }
-        let path = self.config.vault_path.clone();
-        let vault = tokio::task::spawn_blocking(move || {
-            let mut v = Vault::open(&path)?;
-            v.unlock(&args.passphrase)?;
-            Ok::<_, AppError>(v)
-        })
-        .await
-        .map_err(|_| AppError::internal())??;
+        let vault = open_vault_file(&self.config, args.passphrase).await?;
         self.vault.set(Some(vault)).await?;
         self.load_service().await
     }
@@ -545,24 +532,22 @@ impl PatientApp {
             expires_at,
             policy: args.policy,
             depth: args.depth,
-            categories: categories.clone(),
+            categories,
             records,
             attachments,
             grantees: Vec::new(),
         };
+        let stored = view.clone();
         let g = self
             .commit(g, move |v| {
                 let mut st: SharesState = settings::load(v, SHARES)?.unwrap_or_default();
                 st.version = settings::APP_STATE_VERSION;
-                st.shares.push(view);
+                st.shares.push(stored);
                 settings::save(v, SHARES, &st)
             })
             .await?;
         drop(g);
-        self.show_qr(
-            session,
-            &view_of(&share_id, expires_at, records, attachments, categories),
-        )
+        self.show_qr(session, &view)
     }
 
     /// A fresh QR for a share made earlier ("new QR" on the QR screen, or a second doctor at
@@ -1010,50 +995,13 @@ impl PatientApp {
     /// service back.
     async fn commit<F>(
         &self,
-        mut g: OwnedMutexGuard<Option<Patient>>,
+        g: OwnedMutexGuard<Option<Patient>>,
         also: F,
     ) -> Result<OwnedMutexGuard<Option<Patient>>>
     where
         F: FnOnce(&mut Vault) -> Result<()> + Send + 'static,
     {
-        let cell = self.vault.clone();
-        tokio::task::spawn_blocking(move || {
-            let r = cell
-                .0
-                .lock()
-                .map_err(|_| AppError::internal())
-                .and_then(|mut v| {
-                    let v = v.as_mut().ok_or_else(locked)?;
-                    if let Some(p) = g.as_mut() {
-                        p.save_to(v)?;
-                    }
-                    also(v)
-                });
-            r.map(|()| g)
-        })
-        .await
-        .map_err(|_| AppError::internal())?
-    }
-}
-
-/// The parts of a share view the QR screen shows.
-fn view_of(
-    share_id: &carekey_client::ShareId,
-    expires_at: u64,
-    records: usize,
-    attachments: usize,
-    categories: Vec<ShareCategory>,
-) -> ShareView {
-    ShareView {
-        id: hex(share_id.as_bytes()),
-        created_at: 0,
-        expires_at,
-        policy: PolicyChoice::Never,
-        depth: 0,
-        categories,
-        records,
-        attachments,
-        grantees: Vec::new(),
+        self.vault.commit_with(g, also).await.map(|(g, ())| g)
     }
 }
 
@@ -1062,12 +1010,6 @@ fn decode_note(b64: &str) -> Result<Note> {
         .decode(b64.as_bytes())
         .map_err(|_| AppError::new("tampered", "a stored note cannot be read"))?;
     Ok(Note::from_bytes(&bytes)?)
-}
-
-fn random_id() -> [u8; 16] {
-    let mut id = [0u8; 16];
-    rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut id);
-    id
 }
 
 fn relationship_id(card: &Card, paired_at: u64) -> [u8; 16] {
