@@ -508,6 +508,112 @@ impl Validate for Forward {
     }
 }
 
+/// `scan_image`: an image holding a QR code ("open QR image"), base64 of the file's bytes
+/// (PNG or JPEG).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScanImage {
+    /// Standard base64 of the image file.
+    pub image_base64: String,
+}
+
+impl Validate for ScanImage {
+    fn validate(&self) -> Result<()> {
+        // 4 base64 characters per 3 bytes.
+        if self.image_base64.is_empty()
+            || self.image_base64.len() > crate::qr::MAX_IMAGE_BYTES / 3 * 4 + 4
+        {
+            return Err(AppError::invalid_input(
+                "image: choose a PNG or JPEG image of a QR code (at most 20 MiB)",
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Longest free text of a write-back (a clinical note).
+pub const WRITE_BACK_TEXT_MAX_CHARS: usize = 20_000;
+
+/// `write_back`: what the doctor composes for the patient; the app builds the FHIR resource
+/// (docs/architecture.md "App layer": no FHIR is built in the UI).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum WriteBack {
+    /// A clinical note (FHIR `Communication`).
+    Note {
+        /// The patient link (32 hex).
+        patient: String,
+        /// The note.
+        text: String,
+    },
+    /// A blood pressure reading with both components (FHIR `Observation`, LOINC 85354-9).
+    BloodPressure {
+        /// The patient link (32 hex).
+        patient: String,
+        /// Systolic, mmHg.
+        systolic: f64,
+        /// Diastolic, mmHg.
+        diastolic: f64,
+        /// When measured (`YYYY-MM-DD`).
+        date: String,
+    },
+    /// A prescribed medication (FHIR `MedicationRequest`).
+    Medication {
+        /// The patient link (32 hex).
+        patient: String,
+        /// The medication.
+        text: String,
+        /// How to take it.
+        dosage: Option<String>,
+    },
+}
+
+impl WriteBack {
+    /// The patient link it is for.
+    pub fn patient(&self) -> &str {
+        match self {
+            WriteBack::Note { patient, .. }
+            | WriteBack::BloodPressure { patient, .. }
+            | WriteBack::Medication { patient, .. } => patient,
+        }
+    }
+}
+
+impl Validate for WriteBack {
+    fn validate(&self) -> Result<()> {
+        validate::hex_id::<16>("patient", self.patient())?;
+        match self {
+            WriteBack::Note { text, .. } => validate::text("note", text, WRITE_BACK_TEXT_MAX_CHARS),
+            WriteBack::BloodPressure {
+                systolic,
+                diastolic,
+                date: day,
+                ..
+            } => {
+                let ok = |v: f64, lo: f64, hi: f64| v.is_finite() && (lo..=hi).contains(&v);
+                if !ok(*systolic, 40.0, 300.0) {
+                    return Err(AppError::invalid_input(
+                        "systolic: must be between 40 and 300 mmHg",
+                    ));
+                }
+                if !ok(*diastolic, 20.0, 200.0) || diastolic >= systolic {
+                    return Err(AppError::invalid_input(
+                        "diastolic: must be between 20 and 200 mmHg and below the systolic",
+                    ));
+                }
+                date("date", day)
+            }
+            WriteBack::Medication { text, dosage, .. } => {
+                validate::text("medication", text, validate::NAME_MAX_CHARS)?;
+                match dosage {
+                    Some(d) => validate::text("dosage", d, validate::NAME_MAX_CHARS),
+                    None => Ok(()),
+                }
+            }
+        }
+    }
+}
+
 /// Commands with no argument.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -555,6 +661,12 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("chart", "IdRef"),
     ("refresh_patient", "IdRef"),
     ("send_note", "SendNote"),
+    ("scan_image", "ScanImage"),
+    ("write_back", "WriteBack"),
+    ("sent_notes", "NoArgs"),
+    ("profile", "NoArgs"),
+    ("get_chart_record", "RecordRef"),
+    ("purge_expired", "NoArgs"),
     ("colleague_invite", "SetRelay"),
     ("wait_for_introduction", "Wait"),
     ("read_invite", "ScanText"),
@@ -598,6 +710,8 @@ pub fn validate_json(command: &str, args: &serde_json::Value) -> Result<()> {
         "Answer" => parse::<Answer>(args).map(drop),
         "IdRef" => parse::<IdRef>(args).map(drop),
         "Revoke" => parse::<Revoke>(args).map(drop),
+        "ScanImage" => parse::<ScanImage>(args).map(drop),
+        "WriteBack" => parse::<WriteBack>(args).map(drop),
         "ScanText" => parse::<ScanText>(args).map(drop),
         "SendNote" => parse::<SendNote>(args).map(drop),
         "Forward" => parse::<Forward>(args).map(drop),

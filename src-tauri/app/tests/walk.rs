@@ -201,29 +201,40 @@ async fn both_apps_walk_every_screen() {
         .expect("fetch");
     assert_eq!(view.status, "active");
     assert_eq!(view.records, started.records);
-    let (chart_rows, summary) = doctor
+    let chart = doctor
         .chart(ipc::IdRef { id: link.clone() })
         .await
         .expect("chart");
-    assert_eq!(chart_rows.len(), started.records);
+    assert_eq!(chart.rows.len(), started.records);
+    assert_eq!(chart.patient.id, link);
+    // Every row opens as a record of this share (the detail view with provenance).
+    let first = doctor
+        .chart_record(ipc::RecordRef {
+            id: chart.rows[0].id.clone(),
+        })
+        .await
+        .expect("chart record");
+    assert_eq!(first.summary.id.to_string(), chart.rows[0].id);
+    let first_record = chart.rows[0].id.clone();
     let patients = doctor.patients().await.expect("patients");
     assert_eq!(patients.len(), 1);
     assert_eq!(patients[0].name, "Pat Example");
-    let _ = summary;
+    let _ = chart.summary;
 
-    // A note back; the patient keeps it until accepting, then it is a signed record.
-    doctor
-        .send_note(ipc::SendNote {
+    // A note back (composed as a blood pressure; the app builds the FHIR); the patient keeps
+    // it until accepting, then it is a signed record.
+    let sent = doctor
+        .write_back(ipc::WriteBack::BloodPressure {
             patient: link.clone(),
-            resource: serde_json::json!({"resourceType": "Observation", "status": "final",
-            "code": {"text": "Blood pressure checked"},
-            "component": [
-                {"code": {"text": "Systolic"}, "valueQuantity": {"value": 121, "unit": "mm[Hg]"}},
-                {"code": {"text": "Diastolic"}, "valueQuantity": {"value": 79, "unit": "mm[Hg]"}}
-            ]}),
+            systolic: 121.0,
+            diastolic: 79.0,
+            date: "2026-11-30".into(),
         })
         .await
         .expect("note");
+    assert_eq!(sent.resource_type, "Observation");
+    let listed = doctor.sent_notes().await.expect("sent list");
+    assert_eq!(listed, vec![sent]);
     let mut inbox = Vec::new();
     for _ in 0..10 {
         inbox = patient.check_inbox(2).await.expect("inbox");
@@ -305,6 +316,15 @@ async fn both_apps_walk_every_screen() {
             .expect_err("ended")
             .code,
         "access_ended"
+    );
+    // Nothing of the ended share opens any more.
+    assert_eq!(
+        doctor
+            .chart_record(ipc::RecordRef { id: first_record })
+            .await
+            .expect_err("purged")
+            .code,
+        "not_found"
     );
 }
 

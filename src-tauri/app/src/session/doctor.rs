@@ -64,6 +64,41 @@ struct LinksState {
     links: Vec<PatientLinkView>,
 }
 
+/// One patient's chart: everything the screens show of the records of one share held on this
+/// device.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ChartView {
+    /// The patient link.
+    pub patient: PatientLinkView,
+    /// Every record, newest first, with its provenance.
+    pub rows: Vec<TimelineRow>,
+    /// Active problems, medications, allergies, latest vitals.
+    pub summary: ChartSummary,
+    /// Lab results with reference ranges.
+    pub labs: Vec<display::LabRow>,
+    /// Vital-sign series for the trend charts.
+    pub vitals: Vec<display::Series>,
+    /// Documents and their attachments.
+    pub documents: Vec<display::DocumentRow>,
+}
+
+/// How this device appears to patients (the Profile screen).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ProfileView {
+    /// The card's name.
+    pub name: String,
+    /// `doctor`.
+    pub role: String,
+    /// The licence id the card claims, if any.
+    pub licence: Option<String>,
+    /// The card's fingerprint (first 16 bytes of its hash, hex, in groups of 4).
+    pub fingerprint: String,
+    /// What a patient's phone says about this device.
+    pub appears_as: String,
+    /// The relay this device uses.
+    pub relay_url: String,
+}
+
 /// The doctor app's state.
 #[derive(Debug, Clone)]
 pub struct DoctorApp {
@@ -264,7 +299,12 @@ impl DoctorApp {
                 id: link_id(&l.patient, &share),
                 name: l.patient.body.name.clone(),
                 trust: match (&l.patient.attestation, l.delegated) {
-                    (Some(a), _) => format!("card attested by {}", a.clinic_name),
+                    // No clinic trust list yet: an attestation is shown, not believed.
+                    (Some(a), _) => format!(
+                        "the device you paired with on {} (its card names {}; not verified)",
+                        day(now()),
+                        a.clinic_name
+                    ),
                     (None, true) => "shared with you through a colleague".to_owned(),
                     (None, false) => format!("the device you paired with on {}", day(now())),
                 },
@@ -385,8 +425,9 @@ impl DoctorApp {
         Ok(st.links)
     }
 
-    /// The records of one patient's share held on this device, as rows and chart summary.
-    pub async fn chart(&self, args: ipc::IdRef) -> Result<(Vec<TimelineRow>, ChartSummary)> {
+    /// The records of one patient's share held on this device: rows, summary, labs, vitals
+    /// series and documents.
+    pub async fn chart(&self, args: ipc::IdRef) -> Result<ChartView> {
         args.validate()?;
         let link = self
             .patients()
@@ -413,12 +454,101 @@ impl DoctorApp {
                 for s in &summaries {
                     records.push(v.get_record(&s.id)?);
                 }
-                Ok((
-                    display::timeline_rows(&summaries),
-                    display::chart_summary(&records),
-                ))
+                Ok(ChartView {
+                    patient: link,
+                    rows: display::timeline_rows(&summaries),
+                    summary: display::chart_summary(&records),
+                    labs: display::lab_table(&records),
+                    vitals: display::vitals_series(&records),
+                    documents: display::documents(&records),
+                })
             })
             .await
+    }
+
+    /// One record of a chart (the detail view with its provenance). Only records that came
+    /// through a share are answered: the doctor's vault holds nothing else a screen shows.
+    pub async fn chart_record(&self, args: ipc::RecordRef) -> Result<Record> {
+        args.validate()?;
+        let id: carekey_vault::RecordId = args
+            .id
+            .parse()
+            .map_err(|_| AppError::invalid_input("record: not a record id"))?;
+        let active: Vec<String> = self
+            .patients()
+            .await?
+            .into_iter()
+            .filter(|l| l.status == "active")
+            .map(|l| l.share)
+            .collect();
+        self.vault
+            .run(move |v| {
+                let r = v.get_record(&id)?;
+                if active.iter().any(|s| in_share(&r.summary.origin, s)) {
+                    Ok(r)
+                } else {
+                    Err(AppError::not_found("that record"))
+                }
+            })
+            .await
+    }
+
+    /// How this device appears to patients.
+    pub async fn profile(&self) -> Result<ProfileView> {
+        let card = self.card().await?;
+        let s: Settings = self
+            .vault
+            .run(|v| settings::load(v, SETTINGS)?.ok_or_else(no_vault))
+            .await?;
+        let h = hex(&card.hash()[..16]);
+        let fingerprint = h
+            .as_bytes()
+            .chunks(4)
+            .map(|c| String::from_utf8_lossy(c).into_owned())
+            .collect::<Vec<_>>()
+            .join(" ");
+        Ok(ProfileView {
+            name: card.body.name.clone(),
+            role: "doctor".to_owned(),
+            licence: card.body.licence_id.clone(),
+            fingerprint,
+            appears_as: match &card.attestation {
+                Some(a) => format!(
+                    "\"the device you paired with\"; its card names {} (patients see it as \
+                     not verified unless they trust that clinic's key)",
+                    a.clinic_name
+                ),
+                None => "\"the device you paired with\": patients see your name and licence \
+                         as you entered them, with no clinic attestation"
+                    .to_owned(),
+            },
+            relay_url: s.relay_url,
+        })
+    }
+
+    /// "Open QR image": decodes the image and answers its first code like [`Self::scan_text`].
+    pub async fn scan_image(&self, args: ipc::ScanImage) -> Result<ScanView> {
+        args.validate()?;
+        let bytes = data_encoding::BASE64
+            .decode(args.image_base64.trim().as_bytes())
+            .map_err(|_| AppError::invalid_input("image: not a readable image file"))?;
+        let texts = tokio::task::spawn_blocking(move || qr::decode_image(&bytes))
+            .await
+            .map_err(|_| AppError::internal())??;
+        let text = texts
+            .into_iter()
+            .next()
+            .ok_or_else(|| AppError::new("no_qr", "no QR code was found in that image"))?;
+        self.scan_text(ipc::ScanText { text }).await
+    }
+
+    /// Runs `f` on the open vault (for the sibling modules).
+    pub(super) async fn vault_run<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Vault) -> Result<T> + Send + 'static,
+    {
+        self.vault.run(f).await
     }
 
     /// Signs a FHIR resource and sends it to the patient as a note.

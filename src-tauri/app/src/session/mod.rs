@@ -21,6 +21,7 @@ mod forwarding;
 mod patient;
 mod recovery;
 mod settings;
+mod writeback;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -32,7 +33,7 @@ use tokio::sync::OwnedMutexGuard;
 
 use crate::error::{AppError, Result};
 
-pub use doctor::{DoctorApp, PatientLinkView, ScanView};
+pub use doctor::{ChartView, DoctorApp, PatientLinkView, ProfileView, ScanView};
 pub use forwarding::{
     ColleagueView, ForwardOutcome, ForwardRequestRow, INVITE_CODE_LABEL, INVITE_SCHEME, InviteView,
     invite_code, invite_text, parse_invite,
@@ -42,6 +43,7 @@ pub use patient::{
 };
 pub use recovery::{AUTO_BACKUP_DELAY, BackupStatus, RelayCheck};
 pub use settings::Settings;
+pub use writeback::{SentNoteView, resource as write_back_resource};
 
 /// Where an app keeps its files, and the vault's key-derivation cost.
 #[derive(Debug, Clone)]
