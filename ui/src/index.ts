@@ -12,3 +12,12 @@ export type { Tab } from './lib/CategoryTabs.svelte';
 export { scale } from './lib/chart';
 export { visibleRange } from './lib/virtual';
 export type { AppError, Provenance, TimelineRow, TrendPoint } from './types';
+export {
+  PASSPHRASE_MIN_CHARS,
+  STRENGTH_WORDS,
+  confirmPositions,
+  countdown,
+  passphraseStrength,
+  when,
+  wordsConfirmed,
+} from './lib/words';

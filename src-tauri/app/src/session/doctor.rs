@@ -139,6 +139,16 @@ impl DoctorApp {
         &self.ops
     }
 
+    /// Whether a vault file exists.
+    pub fn vault_exists(&self) -> bool {
+        self.config.vault_path.exists()
+    }
+
+    /// Whether the vault is open and unlocked (and the doctor's state loaded).
+    pub async fn is_unlocked(&self) -> bool {
+        self.doctor.lock().await.is_some() && self.vault.is_unlocked().await
+    }
+
     /// Creates the doctor's vault and clinician card; returns the 24 words.
     pub async fn create_vault(&self, args: ipc::CreateVault) -> Result<String> {
         args.validate()?;

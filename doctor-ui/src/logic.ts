@@ -1,0 +1,59 @@
+// Display helpers of the doctor screens: wording and countdowns. No crypto, no rules the Rust
+// side enforces (it validates every argument again).
+import type { PatientLinkView } from './ipc';
+
+export { countdown, when } from '@carekey/ui';
+
+/** "3 days left", "2 h 5 min left", "ended". */
+export function timeLeft(expiresAt: number, now: number): string {
+  const s = Math.floor(expiresAt - now);
+  if (s <= 0) return 'ended';
+  const d = Math.floor(s / 86_400);
+  if (d >= 2) return `${d} days left`;
+  const h = Math.floor(s / 3600);
+  const m = Math.floor((s % 3600) / 60);
+  return h > 0 ? `${h} h ${m} min left` : `${m} min left`;
+}
+
+/** The status of a patient link in words. */
+export function statusWords(p: PatientLinkView): string {
+  switch (p.status) {
+    case 'active':
+      return 'access active';
+    case 'expired':
+      return 'access expired: records removed from this device';
+    case 'ended':
+      return 'access ended by the patient: records removed from this device';
+    default:
+      return p.status;
+  }
+}
+
+/** What a failed scan means, in words (the shell's message for anything else). */
+export function scanErrorWords(code: string, message: string): string {
+  switch (code) {
+    case 'declined':
+      return 'The patient declined on their phone. Nothing was shared.';
+    case 'already_used':
+      return 'This QR code was already used. Ask the patient to show a new one.';
+    case 'expired':
+      return 'This QR code has expired. Ask the patient to show a new one.';
+    case 'no_qr':
+      return 'No QR code was found in that image. Try a sharper or larger picture.';
+    default:
+      return message;
+  }
+}
+
+/** The most recent progress event (the one running now). */
+export function latest<T extends { done: number }>(byOp: Record<string, T>): [string, T] | null {
+  const keys = Object.keys(byOp);
+  if (keys.length === 0) return null;
+  const k = keys[keys.length - 1];
+  return [k, byOp[k]];
+}
+
+/** Today as YYYY-MM-DD (local). */
+export function today(d: Date = new Date()): string {
+  return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
+}

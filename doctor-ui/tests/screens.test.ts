@@ -1,0 +1,115 @@
+// Screens against a mocked IPC: what each shows for the shell's answers and errors.
+import { render, screen, fireEvent, waitFor } from '@testing-library/svelte';
+import { mockIPC, clearMocks } from '@tauri-apps/api/mocks';
+import { afterEach, describe, expect, it } from 'vitest';
+import { get } from 'svelte/store';
+import Scan from '../src/screens/Scan.svelte';
+import Patients from '../src/screens/Patients.svelte';
+import Chart from '../src/screens/Chart.svelte';
+import { applyEvent, openPatient, tab } from '../src/stores';
+import type { ChartView, PatientLinkView } from '../src/ipc';
+
+afterEach(() => clearMocks());
+
+const hex = 'ab'.repeat(16);
+const link: PatientLinkView = {
+  id: hex, name: 'Pat Example', trust: 'the device you paired with on 1 Dec 2026', share: hex,
+  expires_at: Math.floor(Date.now() / 1000) + 3 * 86_400 + 60, status: 'active', records: 2,
+  fetched_at: Math.floor(Date.now() / 1000),
+};
+const chart: ChartView = {
+  patient: link,
+  rows: [],
+  summary: {
+    problems: [{ id: hex, title: 'Asthma', clinical_status: 'active', verification_status: null, severity: null, onset: '2019-04-02', sort_key: 1 }],
+    medications: [], allergies: [], vitals: [],
+  },
+  labs: [], vitals: [], documents: [],
+};
+
+describe('Scan', () => {
+  it('says in words that the patient declined', async () => {
+    mockIPC((cmd) => {
+      if (cmd === 'scan_text') return { scan: hex, check_code: '123-4567' };
+      if (cmd === 'wait_for_grant') throw { code: 'declined', message: 'declined' };
+      return null;
+    });
+    render(Scan);
+    await fireEvent.input(screen.getByLabelText("Or paste the code's text"), { target: { value: 'CAREKEY:ABC' } });
+    await fireEvent.click(screen.getByRole('button', { name: 'Use this code' }));
+    await waitFor(() => expect(screen.getByRole('alert')).toHaveTextContent('The patient declined on their phone'));
+  });
+
+  it('shows the check code, waits through no_answer, fetches, then opens the chart', async () => {
+    let waits = 0;
+    const calls: string[] = [];
+    let release: (v: string) => void = () => {};
+    mockIPC((cmd) => {
+      calls.push(cmd);
+      if (cmd === 'scan_text') return { scan: hex, check_code: '765-4321' };
+      if (cmd === 'wait_for_grant') {
+        waits += 1;
+        if (waits === 1) throw { code: 'no_answer', message: 'no answer yet' };
+        return new Promise<string>((r) => (release = r));
+      }
+      if (cmd === 'refresh_patient') return link;
+      return null;
+    });
+    tab.set('scan');
+    openPatient.set(null);
+    render(Scan);
+    await fireEvent.input(screen.getByLabelText("Or paste the code's text"), { target: { value: 'CAREKEY:ABC' } });
+    await fireEvent.click(screen.getByRole('button', { name: 'Use this code' }));
+    await waitFor(() => expect(screen.getByTestId('check-code')).toHaveTextContent('765-4321'));
+    await waitFor(() => expect(waits).toBe(2));
+    release(hex);
+    await waitFor(() => expect(get(openPatient)).toBe(hex));
+    expect(get(tab)).toBe('patients');
+    expect(calls).toEqual(['scan_text', 'wait_for_grant', 'wait_for_grant', 'refresh_patient']);
+  });
+});
+
+describe('Patients', () => {
+  it('lists each patient with status and time left', async () => {
+    mockIPC((cmd) => (cmd === 'patients' ? [link, { ...link, id: 'cd'.repeat(16), name: 'Old Patient', status: 'ended' }] : null));
+    render(Patients);
+    await waitFor(() => expect(screen.getAllByTestId('patient-row')).toHaveLength(2));
+    expect(screen.getByText('Pat Example')).toBeInTheDocument();
+    expect(screen.getByText(/3 days left/)).toBeInTheDocument();
+    expect(screen.getByText(/access ended by the patient/)).toBeInTheDocument();
+  });
+});
+
+describe('Chart', () => {
+  it('shows the summary, and the banner when access ends', async () => {
+    mockIPC((cmd) => (cmd === 'chart' ? chart : null));
+    render(Chart, { props: { id: hex } });
+    await waitFor(() => expect(screen.getByTestId('chart-name')).toHaveTextContent('Pat Example'));
+    expect(screen.getByText('Asthma')).toBeInTheDocument();
+    applyEvent({ event: 'access_ended', patient: hex, purged: 2 });
+    await waitFor(() => expect(screen.getByTestId('access-ended')).toHaveTextContent('2 records were removed from this device'));
+    expect(screen.queryByTestId('chart-name')).toBeNull();
+  });
+
+  it('sends a blood pressure as numbers and lists it as sent', async () => {
+    const sent: unknown[] = [];
+    mockIPC((cmd, args) => {
+      if (cmd === 'chart') return chart;
+      if (cmd === 'write_back') {
+        sent.push((args as { args: unknown }).args);
+        return { id: hex, patient: hex, patient_name: 'Pat Example', resource_type: 'Observation', title: 'Blood pressure 128/82 mmHg', sent_at: 1, delivery: 'on the relay' };
+      }
+      if (cmd === 'sent_notes') return sent.length ? [{ id: hex, patient: hex, patient_name: 'Pat Example', resource_type: 'Observation', title: 'Blood pressure 128/82 mmHg', sent_at: 1, delivery: 'on the relay' }] : [];
+      return null;
+    });
+    render(Chart, { props: { id: 'ef'.repeat(16) } });
+    await waitFor(() => screen.getByTestId('chart-name'));
+    await fireEvent.click(screen.getByRole('button', { name: 'Write back' }));
+    await fireEvent.change(screen.getByLabelText('What to send'), { target: { value: 'blood_pressure' } });
+    await fireEvent.input(screen.getByLabelText('Systolic (mmHg)'), { target: { value: '128' } });
+    await fireEvent.input(screen.getByLabelText('Diastolic (mmHg)'), { target: { value: '82' } });
+    await fireEvent.click(screen.getByRole('button', { name: 'Sign and send' }));
+    await waitFor(() => expect(screen.getByTestId('sent-ok')).toHaveTextContent('Blood pressure 128/82 mmHg'));
+    expect(sent).toEqual([{ kind: 'blood_pressure', patient: 'ef'.repeat(16), systolic: 128, diastolic: 82, date: expect.stringMatching(/^\d{4}-\d\d-\d\d$/) }]);
+  });
+});

@@ -1,0 +1,26 @@
+// Included by build.rs (the app manifest: one `allow-<command>` permission each) and by the
+// library (tests compare it with the handler list and with `carekey_app::ipc::COMMANDS`).
+
+/// Every command this shell registers.
+pub const COMMAND_NAMES: &[&str] = &[
+    "app_status",
+    "create_vault",
+    "unlock",
+    "lock",
+    "profile",
+    "scan_text",
+    "scan_image",
+    "wait_for_grant",
+    "refresh_patient",
+    "patients",
+    "chart",
+    "get_chart_record",
+    "write_back",
+    "sent_notes",
+    "colleague_invite",
+    "wait_for_introduction",
+    "read_invite",
+    "forward",
+    "purge_expired",
+    "cancel",
+];
