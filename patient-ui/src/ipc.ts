@@ -103,6 +103,14 @@ export interface ShareView {
   attachments: number;
   grantees: Grantee[];
 }
+export interface ForwardRequestRow {
+  id: string;
+  from: string;
+  colleague: string;
+  colleague_trust: string;
+  share: string;
+  reason: string;
+}
 export interface AccessLine {
   who: string;
   records: number;
@@ -174,6 +182,9 @@ export const ipc = {
   revoke: (share: string, relationship: string) => call<ShareView[]>('revoke', { share, relationship }),
   inbox: () => call<InboxNote[]>('check_inbox'),
   answerNote: (id: string, accept: boolean) => call<InboxNote[]>('answer_note', { id, accept }),
+  forwardRequests: () => call<ForwardRequestRow[]>('forward_requests'),
+  answerForward: (id: string, accept: boolean) =>
+    call<ForwardRequestRow[]>('answer_forward', { id, accept }),
   cancel: (id: string) => call<null>('cancel', { id }),
 };
 

@@ -11,6 +11,8 @@ export const tab = writable<Tab>('records');
 /** The latest progress event of each operation. */
 export const progress = writable<Record<string, Extract<AppEvent, { event: 'progress' }>>>({});
 export const inboxCount = writable(0);
+/** Forward requests waiting for the patient's answer (from the inbox poll). */
+export const forwardCount = writable(0);
 /** Problems reported by background work. */
 export const problem = writable<AppError | null>(null);
 
@@ -25,6 +27,7 @@ export function applyEvent(e: AppEvent) {
       break;
     case 'inbox_changed':
       inboxCount.set(e.notes);
+      forwardCount.set(e.forward_requests);
       break;
     case 'problem':
       problem.set({ code: e.code, message: e.message });

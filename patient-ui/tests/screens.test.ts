@@ -156,6 +156,7 @@ describe('Access and Inbox', () => {
       if (cmd === 'shares') return [share];
       if (cmd === 'revoke') return [{ ...share, grantees: [{ ...share.grantees[0], status: 'revoked' }] }];
       if (cmd === 'access_log') return [{ who: 'Dr. Ada Quinn', records: 12 }];
+      if (cmd === 'forward_requests') return [];
       return null;
     });
     render(Access);
@@ -165,6 +166,29 @@ describe('Access and Inbox', () => {
     expect(screen.getByRole('dialog')).toHaveTextContent('They keep what they already fetched; new versions are under a new key they do not have.');
     await fireEvent.click(screen.getByTestId('revoke-confirm'));
     await waitFor(() => expect(screen.getByText(/revoked/)).toBeInTheDocument());
+  });
+
+  it('access lists a forward request and approves it', async () => {
+    let requests = [{ id: 'ee'.repeat(16), from: 'Dr. Ada Quinn', colleague: 'Dr. Bo Lind', colleague_trust: 'self-asserted card', share: 'aa'.repeat(16), reason: 'Cardiology opinion' }];
+    const answers: unknown[] = [];
+    mockIPC((cmd, args) => {
+      if (cmd === 'shares') return [];
+      if (cmd === 'forward_requests') return requests;
+      if (cmd === 'answer_forward') {
+        answers.push((args as { args: unknown }).args);
+        requests = [];
+        return requests;
+      }
+      return null;
+    });
+    render(Access);
+    const req = await screen.findByTestId('forward-request');
+    expect(req).toHaveTextContent('Dr. Ada Quinn asks to forward your shared records to Dr. Bo Lind');
+    expect(req).toHaveTextContent('Reason: Cardiology opinion');
+    expect(req).toHaveTextContent('they keep what they fetch');
+    await fireEvent.click(screen.getByTestId('approve-forward'));
+    await waitFor(() => expect(screen.queryByTestId('forward-request')).toBeNull());
+    expect(answers).toEqual([{ id: 'ee'.repeat(16), accept: true }]);
   });
 
   it('inbox shows the signature status and accepts', async () => {

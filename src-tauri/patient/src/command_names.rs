@@ -21,6 +21,7 @@ pub const COMMAND_NAMES: &[&str] = &[
     "revoke",
     "check_inbox",
     "answer_note",
+    "forward_requests",
     "answer_forward",
     "cancel",
 ];

@@ -34,6 +34,7 @@ pub fn handler<R: tauri::Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + 
         revoke,
         check_inbox,
         answer_note,
+        forward_requests,
         answer_forward,
         cancel,
     ]
@@ -198,10 +199,16 @@ async fn answer_note(state: Cmd<'_>, args: Value) -> Out {
     json(state.app.inbox().await?)
 }
 
+/// Colleagues a doctor asked to forward to (policy `ask`), waiting for the patient's answer.
+#[tauri::command]
+async fn forward_requests(state: Cmd<'_>) -> Out {
+    json(state.app.forward_requests().await?)
+}
+
 #[tauri::command]
 async fn answer_forward(state: Cmd<'_>, args: Value) -> Out {
     state.app.answer_forward(parse(args)?).await?;
-    Ok(Value::Null)
+    json(state.app.forward_requests().await?)
 }
 
 #[tauri::command]

@@ -12,7 +12,8 @@ use std::sync::Arc;
 use carekey_app::events::{AppEvent, NoEvents};
 use carekey_app::ipc::{self, PolicyChoice, ShareCategory};
 use carekey_app::session::{
-    AppConfig, DoctorAtTheDoorView, GranteeView, InboxNoteView, PatientApp, ShareStarted, ShareView,
+    AppConfig, DoctorAtTheDoorView, ForwardRequestRow, GranteeView, InboxNoteView, PatientApp,
+    ShareStarted, ShareView,
 };
 use carekey_app::{AppError, validate};
 use carekey_patient::commands::{AccessLine, AppStatus, CategoryInfo};
@@ -146,6 +147,17 @@ async fn ipc_shapes_match_the_ui_fixture() {
             records: 1,
             attachments: 0,
             grantees: vec![grantee],
+        }),
+    );
+    out.insert(
+        "ForwardRequestRow".into(),
+        keys(&ForwardRequestRow {
+            id: hex32.clone(),
+            from: "Dr. Ada Quinn".into(),
+            colleague: "Dr. Bo Lind".into(),
+            colleague_trust: "t".into(),
+            share: hex32.clone(),
+            reason: "r".into(),
         }),
     );
     out.insert(

@@ -139,7 +139,11 @@ pub struct ForwardRequestRow {
 
 fn card_trust(card: &carekey_core::keys::Card) -> String {
     match &card.attestation {
-        Some(a) => format!("card attested by {}", a.clinic_name),
+        // No clinic trust list yet: an attestation is shown, not believed.
+        Some(a) => format!(
+            "self-asserted card (it names {} as its clinic; not verified)",
+            a.clinic_name
+        ),
         None => "self-asserted card: the name is what their device says".to_owned(),
     }
 }

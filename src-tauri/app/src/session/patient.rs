@@ -164,7 +164,9 @@ pub struct DoctorAtTheDoorView {
     pub licence: Option<String>,
     /// The check code, `123-4567`.
     pub check_code: String,
-    /// Whether a clinic attested the card.
+    /// Whether the card's attestation is under a clinic key this device trusts. There is no
+    /// clinic trust list yet, and an attestation checked only against the key the card itself
+    /// names proves nothing (anyone can attest their own card), so this is `false` for now.
     pub attested: bool,
     /// Honest wording of that.
     pub trust: String,
@@ -201,7 +203,16 @@ impl std::fmt::Debug for dyn EventSink {
 
 fn trust_wording(card: &Card, paired_at: Option<u64>) -> String {
     match (&card.attestation, paired_at) {
-        (Some(a), _) => format!("card attested by {}", a.clinic_name),
+        // Shown, not believed: no clinic key is pinned on this device (docs/threat-model.md).
+        (Some(a), Some(t)) => format!(
+            "the device you paired with on {} (its card names {}; not verified)",
+            day(t),
+            a.clinic_name
+        ),
+        (Some(a), None) => format!(
+            "the device that scanned your QR (self-asserted card; it names {}, not verified)",
+            a.clinic_name
+        ),
         (None, Some(t)) => format!("the device you paired with on {}", day(t)),
         (None, None) => "the device that scanned your QR (self-asserted card)".to_owned(),
     }
@@ -644,7 +655,7 @@ impl PatientApp {
                     name: door.card.body.name.clone(),
                     licence: door.card.body.licence_id.clone(),
                     check_code: door.check_code.to_string(),
-                    attested: door.attested,
+                    attested: false,
                     trust: trust_wording(&door.card, None),
                 })
             }
@@ -1065,5 +1076,29 @@ fn manual_resource(r: &ipc::ManualRecord) -> serde_json::Value {
         } => json!({"resourceType": "Observation", "status": "final",
             "code": {"text": text}, "effectiveDateTime": date,
             "valueQuantity": {"value": value, "unit": unit}}),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use carekey_core::keys::{DeviceIdentity, Role, RootSecret, SigningSecret};
+    use rand_chacha::ChaCha20Rng;
+    use rand_chacha::rand_core::SeedableRng;
+
+    #[test]
+    fn a_self_attested_card_reads_as_not_verified() {
+        let mut rng = ChaCha20Rng::seed_from_u64(7);
+        let id = DeviceIdentity::from_root(&RootSecret::random(&mut rng));
+        let mut card = id
+            .card("Dr. Mallory", Role::Doctor, None, 1_700_000_000)
+            .expect("card");
+        // The doctor attests their own card in the name of a clinic.
+        card.attest(&SigningSecret::random(&mut rng), "St. Elsewhere")
+            .expect("attest");
+        for w in [trust_wording(&card, None), trust_wording(&card, Some(1))] {
+            assert!(w.contains("not verified"), "{w}");
+            assert!(!w.contains("attested by"), "{w}");
+        }
     }
 }
