@@ -1016,3 +1016,61 @@ async fn forwarding_under_ask_and_never() {
     assert_eq!(e.code, "not_allowed");
     assert!(e.message.contains("does not allow"));
 }
+
+/// A forward request that follows an accepted note reaches the patient through the
+/// background inbox loop (the order of the two-app end-to-end test).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_request_after_a_note_through_the_background_loop() {
+    let Some(relay) = start_relay() else { return };
+    let dir = tempfile::tempdir().expect("dir");
+    let (patient, doctor, link) = paired(&relay, dir.path(), PolicyChoice::Ask, 0).await;
+    let loops = carekey_app::background::spawn_patient(patient.clone());
+    doctor
+        .write_back(ipc::WriteBack::Note {
+            patient: link.clone(),
+            text: "Keep using the inhaler.".into(),
+        })
+        .await
+        .expect("note");
+    let mut notes = Vec::new();
+    for _ in 0..100 {
+        notes = patient.inbox().await.expect("inbox");
+        if !notes.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(notes.len(), 1, "the note arrived through the loop");
+    patient
+        .answer_note(ipc::Answer {
+            id: notes[0].id.clone(),
+            accept: true,
+        })
+        .await
+        .expect("accept");
+    let (_cole, invite) = colleague(&relay, dir.path()).await;
+    doctor
+        .forward(ipc::Forward {
+            patient: link.clone(),
+            invite: invite.text.clone(),
+            reason: "Cardiology opinion".into(),
+        })
+        .await
+        .expect("forward request");
+    let mut requests = Vec::new();
+    for _ in 0..300 {
+        requests = patient.forward_requests().await.expect("requests");
+        if !requests.is_empty() {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    for l in loops {
+        l.abort();
+    }
+    assert_eq!(
+        requests.len(),
+        1,
+        "the forward request arrived through the loop"
+    );
+}

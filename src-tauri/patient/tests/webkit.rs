@@ -15,321 +15,33 @@
 //! Figures: `RESULT patient_start_to_unlock_ms`, `patient_timeline_render_ms`,
 //! `patient_search_ms`, `patient_rss_mb`. Screenshots: target/e2e-screenshots/.
 
-use std::net::TcpListener;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use carekey_app::events::NoEvents;
 use carekey_app::ipc;
 use carekey_app::session::{AppConfig, DoctorApp};
-use fantoccini::{Client, ClientBuilder};
-use serde_json::{Value, json};
+use serde_json::json;
 
 #[path = "../../app/tests/support/mod.rs"]
 mod support;
+#[path = "../../e2e/webkit.rs"]
+mod webkit;
 use support::{fixtures, largest_synthea_patient};
+use webkit::{
+    Ui, app_pid, axe_script, cannot_run, rss_mb, session, skip, start_driver, start_relay,
+    target_dir,
+};
 
 const PASS: &str = "correct horse battery staple";
 
-fn required() -> bool {
-    std::env::var_os("CAREKEY_REQUIRE_WEBKIT").is_some_and(|v| v == "1")
-}
-
-fn skip(why: &str) {
-    assert!(!required(), "CAREKEY_REQUIRE_WEBKIT=1 but {why}");
-    eprintln!("skipped: {why}");
-}
-
-fn on_path(bin: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(bin).is_file()))
-}
-
-fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target"))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .expect("free port")
-        .port()
-}
-
-fn wait_port(port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{what} did not start listening");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// A child process ended on drop (tauri-driver with SIGTERM, so it stops WebKitWebDriver).
-struct Proc(Child, bool);
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        if self.1 {
-            let _ = Command::new("kill")
-                .args(["-TERM", &self.0.id().to_string()])
-                .status();
-            let deadline = Instant::now() + Duration::from_secs(5);
-            while Instant::now() < deadline {
-                if let Ok(Some(_)) = self.0.try_wait() {
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(50));
-            }
-        }
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn start_relay(bin: &Path, data: &Path) -> (Proc, String) {
-    let port = free_port();
-    let url = format!("http://127.0.0.1:{port}");
-    let child = Command::new(bin)
-        .args(["--listen", &format!("127.0.0.1:{port}"), "--origin", &url])
-        .args(["--sweep-secs", "1", "--data"])
-        .arg(data)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("relay starts");
-    let p = Proc(child, false);
-    wait_port(port, "the relay");
-    (p, url)
-}
-
-struct Ui {
-    c: Client,
-    shots: PathBuf,
-    axe: String,
-    axe_failures: Vec<String>,
-}
-
-impl Ui {
-    async fn js(&self, script: &str, args: Vec<Value>) -> Value {
-        self.c.execute(script, args).await.expect("execute")
-    }
-
-    /// Polls `script` (a function body returning a value) until it is truthy.
-    async fn until(&self, what: &str, secs: u64, script: &str) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(secs);
-        loop {
-            let v = self.js(script, vec![]).await;
-            if !(v.is_null() || v == json!(false) || v == json!("") || v == json!(0)) {
-                return v;
-            }
-            if Instant::now() > deadline {
-                let banner = self
-                    .js(
-                        "const e=document.querySelector('[data-testid=error]');return e?e.textContent:null",
-                        vec![],
-                    )
-                    .await;
-                let _ = self
-                    .shot(&format!("timeout-{}", what.replace(' ', "-")))
-                    .await;
-                panic!("timed out waiting for {what} (error banner: {banner})");
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn present(&self, css: &str, secs: u64) {
-        let s = format!("return !!document.querySelector({})", json!(css));
-        self.until(css, secs, &s).await;
-    }
-
-    async fn click(&self, css: &str) {
-        self.present(css, 20).await;
-        self.js(
-            "const e=document.querySelector(arguments[0]); e.scrollIntoView(); e.click(); return true",
-            vec![json!(css)],
-        )
-        .await;
-    }
-
-    async fn fill(&self, css: &str, value: &str) {
-        self.present(css, 20).await;
-        self.js(
-            "const e=document.querySelector(arguments[0]); e.focus(); e.value=arguments[1];
-             e.dispatchEvent(new Event('input',{bubbles:true}));
-             e.dispatchEvent(new Event('change',{bubbles:true})); return true",
-            vec![json!(css), json!(value)],
-        )
-        .await;
-    }
-
-    async fn text(&self, css: &str) -> String {
-        self.present(css, 20).await;
-        self.js(
-            "return document.querySelector(arguments[0]).textContent",
-            vec![json!(css)],
-        )
-        .await
-        .as_str()
-        .unwrap_or_default()
-        .trim()
-        .to_owned()
-    }
-
-    async fn shot(&self, name: &str) -> Vec<u8> {
-        let png = self.c.screenshot().await.expect("screenshot");
-        let _ = std::fs::write(self.shots.join(format!("{name}.png")), &png);
-        png
-    }
-
-    async fn metric(&self, name: &str) -> Option<f64> {
-        self.js(
-            "return (window.__carekeyMetrics||{})[arguments[0]] ?? null",
-            vec![json!(name)],
-        )
-        .await
-        .as_f64()
-    }
-
-    /// axe-core on the current screen; serious and critical violations are collected.
-    async fn axe(&mut self, screen: &str) {
-        if self.axe.is_empty() {
-            return;
-        }
-        let injected = self
-            .js("return typeof window.axe !== 'undefined'", vec![])
-            .await;
-        if injected != json!(true) {
-            self.js(&format!("{};return true", self.axe), vec![]).await;
-        }
-        let r = self
-            .c
-            .execute_async(
-                "const done=arguments[arguments.length-1];
-                 axe.run(document,{resultTypes:['violations']}).then(r=>done(r.violations
-                   .filter(v=>v.impact==='serious'||v.impact==='critical')
-                   .map(v=>v.id+': '+v.help+' ['+v.nodes.slice(0,3).map(n=>n.target.join(' ')).join(' | ')+']')))
-                 .catch(e=>done(['axe failed: '+e]))",
-                vec![],
-            )
-            .await
-            .expect("axe");
-        let v: Vec<String> = serde_json::from_value(r).unwrap_or_default();
-        eprintln!("axe {screen}: {} serious/critical", v.len());
-        for x in v {
-            self.axe_failures.push(format!("{screen}: {x}"));
-        }
-    }
-}
-
-async fn session(driver: &str, app: &Path, data: &Path, relay: &str) -> Client {
-    let mut caps = serde_json::Map::new();
-    caps.insert(
-        "tauri:options".into(),
-        json!({"application": app, "args": ["--data-dir", data, "--relay-url", relay]}),
-    );
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
-            .capabilities(caps.clone())
-            .connect(driver)
-            .await
-        {
-            Ok(c) => return c,
-            Err(e) if Instant::now() < deadline => {
-                eprintln!("session not yet: {e}");
-                tokio::time::sleep(Duration::from_millis(250)).await;
-            }
-            Err(e) => panic!("WebDriver session: {e}"),
-        }
-    }
-}
-
-/// RSS of this app's processes (the shell and WebKit's web and network processes under it).
-fn rss_mb(root: u32) -> f64 {
-    let mut total_kb = 0u64;
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return 0.0;
-    };
-    let parent = |pid: u32| -> Option<u32> {
-        let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let after = s.rsplit_once(')')?.1;
-        after.split_whitespace().nth(1)?.parse().ok()
-    };
-    for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        // Descendant of the app process (or the app itself).
-        let mut p = pid;
-        let mut mine = false;
-        for _ in 0..8 {
-            if p == root {
-                mine = true;
-                break;
-            }
-            match parent(p) {
-                Some(q) if q > 1 => p = q,
-                _ => break,
-            }
-        }
-        if !mine {
-            continue;
-        }
-        if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status"))
-            && let Some(l) = status.lines().find(|l| l.starts_with("VmRSS:"))
-        {
-            total_kb += l
-                .split_whitespace()
-                .nth(1)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0);
-        }
-    }
-    total_kb as f64 / 1024.0
-}
-
-fn app_pid(bin: &Path) -> Option<u32> {
-    for e in std::fs::read_dir("/proc").ok()?.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        if std::fs::read_link(format!("/proc/{pid}/exe"))
-            .ok()
-            .as_deref()
-            == Some(bin)
-        {
-            return Some(pid);
-        }
-    }
-    None
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn patient_app_in_webkit() {
-    if !on_path("tauri-driver") || !on_path("WebKitWebDriver") {
-        return skip("tauri-driver and WebKitWebDriver must be on PATH");
-    }
-    if std::env::var_os("DISPLAY").is_none() && std::env::var_os("WAYLAND_DISPLAY").is_none() {
-        return skip("no display (run under xvfb-run -a)");
-    }
     let target = target_dir();
     let app_bin = target.join("debug/carekey-patient");
     let relay_bin = target.join("debug/carekey-relay");
-    if !app_bin.is_file() || !relay_bin.is_file() {
-        return skip(
-            "build the app and the relay first (cargo build -p carekey-patient -p carekey-relay)",
-        );
-    }
-    let index = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../patient-ui/dist/index.html");
-    if std::fs::read_to_string(&index).map_or(true, |s| s.contains("patient UI is not built")) {
-        return skip(
-            "the UI is not built (npm ci && npm run build -w patient-ui, then cargo build -p carekey-patient)",
-        );
+    if let Some(why) = cannot_run(&[&app_bin, &relay_bin], &["patient-ui"]) {
+        return skip(&why);
     }
     let Some(fx) = fixtures() else {
         return skip("CAREKEY_FIXTURES (synthea-10) not found");
@@ -344,32 +56,10 @@ async fn patient_app_in_webkit() {
     let export = tmp.path().join("export.ndjson");
     let resources = largest_synthea_patient(&fx, &export);
 
-    let port = free_port();
-    let native = free_port();
-    let driver = Proc(
-        Command::new("tauri-driver")
-            .args([
-                "--port",
-                &port.to_string(),
-                "--native-port",
-                &native.to_string(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("tauri-driver"),
-        true,
-    );
-    wait_port(port, "tauri-driver");
-    let driver_url = format!("http://127.0.0.1:{port}");
+    let (driver, driver_url) = start_driver();
     let shots = target.join("e2e-screenshots");
     std::fs::create_dir_all(&shots).expect("screenshot dir");
-    let axe_path =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../node_modules/axe-core/axe.min.js");
-    let axe = std::fs::read_to_string(&axe_path).unwrap_or_default();
-    if axe.is_empty() {
-        eprintln!("axe-core not installed (npm ci): accessibility checks skipped");
-    }
+    let axe = axe_script();
 
     let c = session(&driver_url, &app_bin, &data, &relay_url).await;
     let mut ui = Ui {
