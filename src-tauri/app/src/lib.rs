@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 
 pub mod background;
+pub mod demo;
 pub mod display;
 pub mod error;
 pub mod events;

@@ -30,6 +30,9 @@ pub mod commands;
 
 include!("command_names.rs");
 
+/// Environment variable the demo sets to open its throwaway vault unlocked (see `run`).
+pub const DEMO_PASSPHRASE_ENV: &str = "CAREKEY_DEMO_PASSPHRASE";
+
 /// The event name every [`AppEvent`] is emitted under.
 pub const EVENT: &str = "carekey://event";
 
@@ -133,6 +136,19 @@ pub fn run() {
             std::fs::create_dir_all(&dir)?;
             let events: Arc<dyn EventSink> = Arc::new(TauriEvents(app.handle().clone()));
             let session = DoctorApp::new(AppConfig::in_dir(&dir), events);
+            // The README's demo only (scripts/demo): unlock its throwaway vault at start so
+            // both windows open on the demo patient. Never set this for a real vault: the
+            // environment of a process is readable by the same user.
+            if let Ok(pass) = std::env::var(DEMO_PASSPHRASE_ENV)
+                && session.vault_exists()
+            {
+                let unlocked = tauri::async_runtime::block_on(
+                    session.unlock(carekey_app::ipc::Unlock { passphrase: pass }),
+                );
+                if let Err(e) = unlocked {
+                    eprintln!("{DEMO_PASSPHRASE_ENV}: {}", e.message);
+                }
+            }
             let bg = session.clone();
             tauri::async_runtime::spawn(async move {
                 // The loops run for the life of the process.
