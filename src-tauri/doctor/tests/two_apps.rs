@@ -90,6 +90,65 @@ async fn onboard(ui: &mut Ui, name: &str, licence: Option<&str>, relay_url: &str
         .await;
 }
 
+/// The scanner against the patient app's own QR screenshot made worse, as a camera sees it:
+/// three sizes, each blurred and with noise, and a photo-like frame (a perspective squeeze, a
+/// light gradient, noise) in a 1280×720 scene. Every one must decode to the same text.
+fn real_world_decoding(png: &[u8]) {
+    use image::{GrayImage, Luma, imageops};
+    let shot = image::load_from_memory(png).expect("png").to_luma8();
+    let want = carekey_app::qr::decode_image(png).expect("the clean screenshot decodes");
+    let mut seed = 0x2545_f491_u32;
+    let mut noise = |img: &mut GrayImage, amp: i32| {
+        for p in img.pixels_mut() {
+            seed ^= seed << 13;
+            seed ^= seed >> 17;
+            seed ^= seed << 5;
+            let n = (seed % (2 * amp as u32 + 1)) as i32 - amp;
+            p.0[0] = (i32::from(p.0[0]) + n).clamp(0, 255) as u8;
+        }
+    };
+    let decode = |img: &GrayImage, what: &str| {
+        let got = carekey_app::qr::decode_luma(img.width(), img.height(), img.as_raw())
+            .unwrap_or_else(|e| panic!("{what}: {}", e.message));
+        assert_eq!(got, want, "{what}");
+    };
+    for scale in [0.5f32, 1.0, 1.6] {
+        let (w, h) = (
+            (shot.width() as f32 * scale) as u32,
+            (shot.height() as f32 * scale) as u32,
+        );
+        let resized = imageops::resize(&shot, w, h, imageops::FilterType::Triangle);
+        let mut img = imageops::blur(&resized, 1.2 * scale);
+        noise(&mut img, 24);
+        decode(&img, &format!("scale {scale}, blurred, noisy"));
+    }
+    // Photo-like: the screen squeezed into a trapezoid (top narrower), lit unevenly.
+    let (sw, sh) = (shot.width() as f32, shot.height() as f32);
+    let mut scene = GrayImage::from_pixel(1280, 720, Luma([90]));
+    let (x0, y0, ph) = (420.0f32, 40.0f32, 640.0f32);
+    for y in 0..ph as u32 {
+        let t = y as f32 / ph;
+        let row_w = ph * (sw / sh) * (0.86 + 0.14 * t);
+        let left = x0 + (ph * (sw / sh) - row_w) / 2.0;
+        for x in 0..row_w as u32 {
+            let sx = ((x as f32 / row_w) * sw) as u32;
+            let sy = (t * sh) as u32;
+            let v = f32::from(
+                shot.get_pixel(sx.min(shot.width() - 1), sy.min(shot.height() - 1))
+                    .0[0],
+            );
+            let light = 0.65 + 0.35 * (x as f32 / row_w);
+            scene.put_pixel(left as u32 + x, y0 as u32 + y, Luma([(v * light) as u8]));
+        }
+    }
+    let mut scene = imageops::blur(&scene, 0.8);
+    noise(&mut scene, 16);
+    decode(&scene, "photo-like 720p frame");
+    eprintln!(
+        "scanner: the app's QR screenshot decodes at 3 sizes blurred and noisy, and as a photo-like frame"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn both_apps_in_webkit() {
     let target = target_dir();
@@ -178,6 +237,7 @@ async fn both_apps_in_webkit() {
     let png = pat.shot("p01-qr").await;
     let qr_file = shots.join("patient-qr.png");
     std::fs::write(&qr_file, &png).expect("save the screenshot");
+    real_world_decoding(&png);
 
     doc.click("nav button[data-tab=scan]").await;
     doc.present("[data-testid=scan-image]", 10).await;
@@ -221,6 +281,16 @@ async fn both_apps_in_webkit() {
         "RESULT doctor_scan_to_chart_ms {}",
         t0.elapsed().as_millis()
     );
+    if let (Some(fetched), Some(at), Some(shown)) = (
+        doc.metric("confirm_to_fetched_ms").await,
+        doc.metric("confirmed_at_ms").await,
+        doc.metric("chart_shown_ms").await,
+    ) {
+        eprintln!(
+            "of which: grant seen → records fetched and stored {fetched:.0} ms, → chart shown {:.0} ms",
+            shown - at
+        );
+    }
     pat.present("[data-testid=share-done]", 60).await;
     let shared = pat
         .js(
