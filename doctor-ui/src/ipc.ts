@@ -247,6 +247,8 @@ export const ipc = {
   profile: () => call<ProfileView>('profile'),
   scanText: (text: string) => call<ScanView>('scan_text', { text }),
   scanImage: (image_base64: string) => call<ScanView>('scan_image', { image_base64 }),
+  scanFrame: (width: number, height: number, luma_base64: string) =>
+    call<ScanView>('scan_frame', { width, height, luma_base64 }),
   waitForGrant: (id: string, wait_secs: number) => call<string>('wait_for_grant', { id, wait_secs }),
   refreshPatient: (id: string) => call<PatientLinkView>('refresh_patient', { id }),
   patients: () => call<PatientLinkView[]>('patients'),

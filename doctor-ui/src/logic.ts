@@ -57,3 +57,22 @@ export function latest<T extends { done: number }>(byOp: Record<string, T>): [st
 export function today(d: Date = new Date()): string {
   return `${d.getFullYear()}-${String(d.getMonth() + 1).padStart(2, '0')}-${String(d.getDate()).padStart(2, '0')}`;
 }
+
+/** Grey value of each RGBA pixel (ITU-R BT.601 weights in integers), the frame `scanFrame`
+ * takes. */
+export function lumaOf(rgba: Uint8ClampedArray | Uint8Array): Uint8Array {
+  const out = new Uint8Array(rgba.length >> 2);
+  for (let i = 0, j = 0; j < out.length; i += 4, j++) {
+    out[j] = (rgba[i] * 77 + rgba[i + 1] * 150 + rgba[i + 2] * 29) >> 8;
+  }
+  return out;
+}
+
+/** Standard base64 of bytes (in chunks: `String.fromCharCode` takes a bounded argument list). */
+export function bytesBase64(bytes: Uint8Array): string {
+  let s = '';
+  for (let i = 0; i < bytes.length; i += 0x8000) {
+    s += String.fromCharCode(...bytes.subarray(i, i + 0x8000));
+  }
+  return btoa(s);
+}

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { latest, scanErrorWords, statusWords, timeLeft, today } from '../src/logic';
+import { bytesBase64, latest, lumaOf, scanErrorWords, statusWords, timeLeft, today } from '../src/logic';
 import type { PatientLinkView } from '../src/ipc';
 
 describe('doctor wording', () => {
@@ -27,5 +27,18 @@ describe('doctor wording', () => {
   });
   it('formats today for the date field', () => {
     expect(today(new Date(2026, 0, 5))).toBe('2026-01-05');
+  });
+});
+
+describe('camera frames', () => {
+  it('turns RGBA into grey with BT.601 weights', () => {
+    const rgba = new Uint8ClampedArray([255, 255, 255, 255, 0, 0, 0, 255, 255, 0, 0, 255, 0, 255, 0, 255]);
+    expect([...lumaOf(rgba)]).toEqual([255, 0, 76, 149]);
+  });
+  it('base64-encodes large frames like the Rust decoder expects', () => {
+    const bytes = new Uint8Array(100_000).map((_, i) => i % 251);
+    const b = bytesBase64(bytes);
+    expect(b.length).toBe(Math.ceil(bytes.length / 3) * 4);
+    expect(Uint8Array.from(atob(b), (c) => c.charCodeAt(0))).toEqual(bytes);
   });
 });

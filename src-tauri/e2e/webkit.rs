@@ -293,6 +293,11 @@ pub fn app_pid(bin: &Path) -> Option<u32> {
 
 /// tauri-driver on a fresh port pair; returns the process and its URL.
 pub fn start_driver() -> (Proc, String) {
+    start_driver_env(&[])
+}
+
+/// [`start_driver`] with extra environment for the apps it starts.
+pub fn start_driver_env(env: &[(&str, &str)]) -> (Proc, String) {
     let port = free_port();
     let native = free_port();
     let driver = Proc(
@@ -303,6 +308,7 @@ pub fn start_driver() -> (Proc, String) {
                 "--native-port",
                 &native.to_string(),
             ])
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
             .spawn()

@@ -531,6 +531,40 @@ impl Validate for ScanImage {
     }
 }
 
+/// `scan_frame`: one camera frame, 8-bit grey (the desktop camera scanner: the UI takes the
+/// luma of each video frame and the app decodes it, docs/architecture.md "Apps").
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScanFrame {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Standard base64 of `width × height` bytes, row-major.
+    pub luma_base64: String,
+}
+
+/// Largest camera frame the scanner takes (1920 × 1080).
+pub const MAX_FRAME_PIXELS: u64 = 1920 * 1080;
+
+impl Validate for ScanFrame {
+    fn validate(&self) -> Result<()> {
+        let px = u64::from(self.width) * u64::from(self.height);
+        if px == 0 || px > MAX_FRAME_PIXELS {
+            return Err(AppError::invalid_input(
+                "frame: between 1 and 1920 × 1080 pixels",
+            ));
+        }
+        // 4 base64 characters per 3 bytes, padded.
+        if self.luma_base64.len() as u64 != px.div_ceil(3) * 4 {
+            return Err(AppError::invalid_input(
+                "frame: the data is not width × height grey bytes",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Longest free text of a write-back (a clinical note).
 pub const WRITE_BACK_TEXT_MAX_CHARS: usize = 20_000;
 
@@ -662,6 +696,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("refresh_patient", "IdRef"),
     ("send_note", "SendNote"),
     ("scan_image", "ScanImage"),
+    ("scan_frame", "ScanFrame"),
     ("write_back", "WriteBack"),
     ("sent_notes", "NoArgs"),
     ("profile", "NoArgs"),
@@ -711,6 +746,7 @@ pub fn validate_json(command: &str, args: &serde_json::Value) -> Result<()> {
         "IdRef" => parse::<IdRef>(args).map(drop),
         "Revoke" => parse::<Revoke>(args).map(drop),
         "ScanImage" => parse::<ScanImage>(args).map(drop),
+        "ScanFrame" => parse::<ScanFrame>(args).map(drop),
         "WriteBack" => parse::<WriteBack>(args).map(drop),
         "ScanText" => parse::<ScanText>(args).map(drop),
         "SendNote" => parse::<SendNote>(args).map(drop),
@@ -735,6 +771,37 @@ mod tests {
         assert_eq!(
             validate_json("rm_rf", &json!({}))
                 .expect_err("unknown")
+                .code,
+            "invalid_input"
+        );
+    }
+
+    #[test]
+    fn scan_frame_and_image_rules() {
+        let b64 = |n: usize| data_encoding::BASE64.encode(&vec![0u8; n]);
+        assert!(
+            validate_json(
+                "scan_frame",
+                &json!({"width": 4, "height": 3, "luma_base64": b64(12)})
+            )
+            .is_ok()
+        );
+        for bad in [
+            json!({"width": 4, "height": 3, "luma_base64": b64(9)}),
+            json!({"width": 0, "height": 3, "luma_base64": ""}),
+            json!({"width": 4000, "height": 4000, "luma_base64": "AAAA"}),
+            json!({"width": 4, "height": 3}),
+        ] {
+            assert_eq!(
+                validate_json("scan_frame", &bad).expect_err("refused").code,
+                "invalid_input",
+                "{bad}"
+            );
+        }
+        assert!(validate_json("scan_image", &json!({"image_base64": "iVBORw0KGgo="})).is_ok());
+        assert_eq!(
+            validate_json("scan_image", &json!({"image_base64": ""}))
+                .expect_err("empty")
                 .code,
             "invalid_input"
         );

@@ -10,6 +10,7 @@ pub const COMMAND_NAMES: &[&str] = &[
     "profile",
     "scan_text",
     "scan_image",
+    "scan_frame",
     "wait_for_grant",
     "refresh_patient",
     "patients",

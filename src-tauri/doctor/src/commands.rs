@@ -22,6 +22,7 @@ pub fn handler<R: tauri::Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + 
         profile,
         scan_text,
         scan_image,
+        scan_frame,
         wait_for_grant,
         refresh_patient,
         patients,
@@ -103,6 +104,11 @@ async fn scan_text(state: Cmd<'_>, args: Value) -> Out {
 #[tauri::command]
 async fn scan_image(state: Cmd<'_>, args: Value) -> Out {
     json(state.app.scan_image(parse(args)?).await?)
+}
+
+#[tauri::command]
+async fn scan_frame(state: Cmd<'_>, args: Value) -> Out {
+    json(state.app.scan_frame(parse(args)?).await?)
 }
 
 #[tauri::command]

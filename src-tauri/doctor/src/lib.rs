@@ -26,6 +26,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tauri::{Emitter, Manager, State};
 
+pub mod camera;
 pub mod commands;
 
 include!("command_names.rs");
@@ -154,6 +155,9 @@ pub fn run() {
                 // The loops run for the life of the process.
                 let _handles = carekey_app::background::spawn_doctor(bg);
             });
+            if let Some(w) = app.get_webview_window("main") {
+                camera::enable(&w)?;
+            }
             app.manage(Shell {
                 app: session,
                 options: options.clone(),

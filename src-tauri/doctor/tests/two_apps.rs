@@ -30,8 +30,8 @@ mod support;
 mod webkit;
 use support::{fixtures, largest_synthea_patient};
 use webkit::{
-    Ui, app_pid, axe_script, cannot_run, rss_mb, session, skip, start_driver, start_relay,
-    target_dir,
+    Ui, app_pid, axe_script, cannot_run, rss_mb, session, skip, start_driver, start_driver_env,
+    start_relay, target_dir,
 };
 
 const PASS: &str = "correct horse battery staple";
@@ -178,7 +178,8 @@ async fn both_apps_in_webkit() {
     let resources = largest_synthea_patient(&fx, &export);
 
     let (patient_driver, patient_url) = start_driver();
-    let (doctor_driver, doctor_url) = start_driver();
+    // WebKit's mock camera, so the camera permission path runs on a machine without one.
+    let (doctor_driver, doctor_url) = start_driver_env(&[("CAREKEY_TEST_MOCK_CAMERA", "1")]);
     let shots = target.join("e2e-screenshots/two-apps");
     std::fs::create_dir_all(&shots).expect("screenshot dir");
     let axe = axe_script();
@@ -243,6 +244,36 @@ async fn both_apps_in_webkit() {
     doc.present("[data-testid=scan-image]", 10).await;
     doc.shot("d03-scan").await;
     doc.axe("scan").await;
+    // The camera: the media stream is enabled on the doctor's webview and the page gets a
+    // video track. WebKit's mock capture devices grant without asking the app's permission
+    // handler (checked: a deny-all handler still got video and audio here), so the handler's
+    // rule (camera alone: yes; microphone, screen, other: no) is covered by its unit test, not
+    // here; a real camera is needed for that.
+    let media = doc
+        .c
+        .execute_async(
+            "const done=arguments[arguments.length-1];
+             const ask=(c)=>navigator.mediaDevices.getUserMedia(c)
+               .then(s=>{const k=s.getTracks().map(t=>t.kind).join('+');s.getTracks().forEach(t=>t.stop());return k;},
+                     e=>'refused:'+e.name);
+             Promise.all([ask({video:true}),ask({audio:true}),ask({video:true,audio:true})]).then(done);",
+            vec![],
+        )
+        .await
+        .expect("getUserMedia");
+    eprintln!("camera permission: video / audio / both = {media}");
+    assert_eq!(media[0], json!("video"), "the page gets the camera");
+    doc.click("[data-testid=start-camera]").await;
+    doc.until(
+        "the camera view",
+        20,
+        "const v=document.querySelector('[data-testid=camera]');return !!v && v.videoWidth>0",
+    )
+    .await;
+    doc.shot("d03b-camera").await;
+    doc.axe("camera").await;
+    doc.click("[data-testid=camera] + button").await;
+    doc.present("[data-testid=start-camera]", 10).await;
     // "Open QR image": the file goes into the screen's file input as a user's pick would
     // (a File in the input's FileList, then its change event).
     use base64::Engine as _;

@@ -552,6 +552,24 @@ impl DoctorApp {
         self.scan_text(ipc::ScanText { text }).await
     }
 
+    /// One camera frame: decodes it and, when it holds a code, answers it like
+    /// [`Self::scan_text`]. A frame without a code is `no_qr` (the UI sends the next one).
+    pub async fn scan_frame(&self, args: ipc::ScanFrame) -> Result<ScanView> {
+        args.validate()?;
+        let luma = data_encoding::BASE64
+            .decode(args.luma_base64.as_bytes())
+            .map_err(|_| AppError::invalid_input("frame: the data is not base64"))?;
+        let (w, h) = (args.width, args.height);
+        let texts = tokio::task::spawn_blocking(move || qr::decode_luma(w, h, &luma))
+            .await
+            .map_err(|_| AppError::internal())??;
+        let text = texts
+            .into_iter()
+            .next()
+            .ok_or_else(|| AppError::new("no_qr", "no QR code in this frame"))?;
+        self.scan_text(ipc::ScanText { text }).await
+    }
+
     /// Runs `f` on the open vault (for the sibling modules).
     pub(super) async fn vault_run<T, F>(&self, f: F) -> Result<T>
     where
