@@ -31,6 +31,22 @@ export interface AppStatus {
   unlocked: boolean;
   default_relay_url: string;
   categories: CategoryInfo[];
+  settings: Settings | null;
+}
+export interface RelayCheck {
+  relay_url: string;
+  reachable: boolean;
+  message: string;
+}
+export interface BackupStatus {
+  version: number;
+  at: number;
+}
+export interface RestoreVault {
+  phrase: string;
+  new_passphrase: string;
+  name: string;
+  relay_url: string;
 }
 export interface Created {
   words: string;
@@ -165,7 +181,14 @@ export const ipc = {
   appStatus: () => call<AppStatus>('app_status'),
   createVault: (a: { passphrase: string; name: string; relay_url: string }) =>
     call<Created>('create_vault', { ...a, licence: null }),
+  restoreVault: (a: RestoreVault) => call<AppStatus>('restore_vault', a),
   unlock: (passphrase: string) => call<null>('unlock', { passphrase }),
+  changePassphrase: (old: string, next: string) => call<null>('change_passphrase', { old, new: next }),
+  checkRelay: (relay_url: string) => call<RelayCheck>('check_relay', { relay_url }),
+  setRelay: (relay_url: string) => call<Settings>('set_relay', { relay_url }),
+  backupNow: () => call<BackupStatus>('backup_now'),
+  exportBundle: (path: string) => call<number>('export_bundle', { path }),
+  newQr: (share: string) => call<ShareStarted>('new_qr', { id: share }),
   lock: () => call<null>('lock'),
   setAutoLock: (secs: number | null) => call<Settings>('set_auto_lock', { secs }),
   timeline: () => call<TimelineRow[]>('timeline'),

@@ -7,6 +7,9 @@ import type {
   AccessLine,
   AppEvent,
   AppStatus,
+  BackupStatus,
+  RelayCheck,
+  RestoreVault,
   CategoryInfo,
   DoctorAtTheDoor,
   ForwardRequestRow,
@@ -41,7 +44,11 @@ const detail: RecordDetail = {
 };
 const samples: Record<string, object> = {
   AppError: { code: 'c', message: 'm' } satisfies AppError,
-  AppStatus: { vault_exists: true, unlocked: true, default_relay_url: '', categories: [] } satisfies AppStatus,
+  AppStatus: { vault_exists: true, unlocked: true, default_relay_url: '', categories: [], settings: null } satisfies AppStatus,
+  RelayCheck: { relay_url: 'u', reachable: true, message: 'm' } satisfies RelayCheck,
+  BackupStatus: { version: 1, at: 2 } satisfies BackupStatus,
+  RestoreVault: { phrase: 'w', new_passphrase: 'p', name: 'n', relay_url: 'u' } satisfies RestoreVault,
+  ChangePassphrase: { old: 'o', new: 'n' },
   CategoryInfo: { category: 'condition', label: 'Problems' } satisfies CategoryInfo,
   Settings: { version: 1, name: 'n', licence: null, relay_url: 'u', auto_lock_secs: 300, last_backup_at: null } satisfies Settings,
   ImportReport: { records: 1, replaced: 0, attachments: 0, by_type: {} } satisfies ImportReport,

@@ -49,7 +49,7 @@ describe('Unlock', () => {
 describe('Records', () => {
   it('lists the timeline with category counts and searches', async () => {
     status.set({
-      vault_exists: true, unlocked: true, default_relay_url: '',
+      vault_exists: true, unlocked: true, default_relay_url: '', settings: null,
       categories: [
         { category: 'condition', label: 'Problems' },
         { category: 'vitals', label: 'Vital signs' },
@@ -69,7 +69,7 @@ describe('Records', () => {
   });
 
   it('shows a malformed import as an error and keeps the timeline', async () => {
-    status.set({ vault_exists: true, unlocked: true, default_relay_url: '', categories: [] });
+    status.set({ vault_exists: true, unlocked: true, default_relay_url: '', categories: [], settings: null });
     mockIPC((cmd) => {
       if (cmd === 'timeline') return [row(1, 'condition')];
       if (cmd === 'import_file') throw { code: 'invalid_input', message: 'file: not a FHIR Bundle or NDJSON' };

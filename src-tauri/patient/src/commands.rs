@@ -18,15 +18,22 @@ pub fn handler<R: tauri::Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + 
     tauri::generate_handler![
         app_status,
         create_vault,
+        restore_vault,
         unlock,
         lock,
         set_auto_lock,
+        change_passphrase,
+        check_relay,
+        set_relay,
+        backup_now,
+        export_bundle,
         timeline,
         search,
         get_record,
         add_record,
         import_file,
         start_share,
+        new_qr,
         wait_for_doctor,
         answer_doctor,
         shares,
@@ -60,6 +67,8 @@ pub struct AppStatus {
     pub default_relay_url: String,
     /// The timeline's categories in tab order, with their titles.
     pub categories: Vec<CategoryInfo>,
+    /// The settings (relay, auto-lock, last backup) when unlocked.
+    pub settings: Option<carekey_app::session::Settings>,
 }
 
 /// The app status (see [`AppStatus`]).
@@ -73,9 +82,15 @@ pub async fn status(shell: &crate::Shell) -> Result<AppStatus, AppError> {
             })
         })
         .collect::<Result<_, AppError>>()?;
+    let unlocked = shell.app.is_unlocked().await;
     Ok(AppStatus {
         vault_exists: shell.app.vault_exists(),
-        unlocked: shell.app.is_unlocked().await,
+        unlocked,
+        settings: if unlocked {
+            shell.app.settings().await.ok()
+        } else {
+            None
+        },
         default_relay_url: shell.options.relay_url.clone().unwrap_or_default(),
         categories,
     })
@@ -96,6 +111,46 @@ async fn create_vault(state: Cmd<'_>, args: Value) -> Out {
     json(Created {
         words: state.app.create_vault(a).await?,
     })
+}
+
+/// Onboarding on a new device from the 24 words and the relay backup; unlocked after.
+#[tauri::command]
+async fn restore_vault(state: Cmd<'_>, args: Value) -> Out {
+    state.app.restore_vault(parse(args)?).await?;
+    json(status(&state).await?)
+}
+
+#[tauri::command]
+async fn change_passphrase(state: Cmd<'_>, args: Value) -> Out {
+    state.app.change_passphrase(parse(args)?).await?;
+    Ok(Value::Null)
+}
+
+#[tauri::command]
+async fn check_relay(state: Cmd<'_>, args: Value) -> Out {
+    json(state.app.check_relay(parse(args)?).await?)
+}
+
+#[tauri::command]
+async fn set_relay(state: Cmd<'_>, args: Value) -> Out {
+    state.app.set_relay(parse(args)?).await?;
+    json(state.app.settings().await?)
+}
+
+#[tauri::command]
+async fn backup_now(state: Cmd<'_>) -> Out {
+    json(state.app.backup_now().await?)
+}
+
+/// How many records were written (the file is plain FHIR: the screen says so).
+#[tauri::command]
+async fn export_bundle(state: Cmd<'_>, args: Value) -> Out {
+    json(state.app.export_bundle(parse(args)?).await?)
+}
+
+#[tauri::command]
+async fn new_qr(state: Cmd<'_>, args: Value) -> Out {
+    json(state.app.new_qr(parse(args)?).await?)
 }
 
 #[tauri::command]

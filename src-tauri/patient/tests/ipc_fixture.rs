@@ -90,6 +90,7 @@ async fn ipc_shapes_match_the_ui_fixture() {
             unlocked: true,
             default_relay_url: String::new(),
             categories: vec![],
+            settings: Some(settings.clone()),
         }),
     );
     out.insert(
@@ -100,6 +101,34 @@ async fn ipc_shapes_match_the_ui_fixture() {
         }),
     );
     out.insert("Settings".into(), keys(&settings));
+    out.insert(
+        "RelayCheck".into(),
+        keys(&carekey_app::session::RelayCheck {
+            relay_url: "u".into(),
+            reachable: true,
+            message: "m".into(),
+        }),
+    );
+    out.insert(
+        "BackupStatus".into(),
+        keys(&carekey_app::session::BackupStatus { version: 1, at: 2 }),
+    );
+    out.insert(
+        "RestoreVault".into(),
+        keys(&ipc::RestoreVault {
+            phrase: "w".into(),
+            new_passphrase: "p".into(),
+            name: "n".into(),
+            relay_url: "u".into(),
+        }),
+    );
+    out.insert(
+        "ChangePassphrase".into(),
+        keys(&ipc::ChangePassphrase {
+            old: "o".into(),
+            new: "n".into(),
+        }),
+    );
     out.insert("ImportReport".into(), keys(&report));
     out.insert("TimelineRow".into(), keys(&rows[0]));
     out.insert("RecordDetail".into(), keys(&record));

@@ -233,6 +233,24 @@ async fn patient_app_in_webkit() {
         "const i=document.querySelector('[data-testid=qr]');return i.complete&&i.naturalWidth>0",
     )
     .await;
+    // "New QR": a fresh pairing for the same share replaces the code on screen.
+    let first_qr = ui.text("[data-testid=qr-text]").await;
+    ui.click("[data-testid=new-qr]").await;
+    ui.until(
+        "a new QR",
+        60,
+        &format!(
+            "const t=document.querySelector('[data-testid=qr-text]');return !!t && t.textContent.trim()!=={}",
+            json!(first_qr)
+        ),
+    )
+    .await;
+    ui.until(
+        "the new QR image",
+        20,
+        "const i=document.querySelector('[data-testid=qr]');return i.complete&&i.naturalWidth>0",
+    )
+    .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     let qr_text = ui
         .js(
@@ -376,6 +394,14 @@ async fn patient_app_in_webkit() {
 
     ui.click("nav button[data-tab=settings]").await;
     ui.present("[data-testid=lock-now]", 10).await;
+    // A backup to the real relay, and Settings says when.
+    ui.click("[data-testid=backup-now]").await;
+    ui.until(
+        "the backup",
+        60,
+        "return document.querySelector('[data-testid=last-backup]')?.textContent.includes('Last backup:')",
+    )
+    .await;
     ui.axe("settings").await;
     ui.shot("13-settings").await;
 

@@ -1,0 +1,84 @@
+// Settings and restore against a mocked IPC: what is sent, and what the screen says back.
+import { render, screen, fireEvent, waitFor } from '@testing-library/svelte';
+import { mockIPC, clearMocks } from '@tauri-apps/api/mocks';
+import { afterEach, describe, expect, it } from 'vitest';
+import { get } from 'svelte/store';
+import Settings from '../src/screens/Settings.svelte';
+import Onboarding from '../src/screens/Onboarding.svelte';
+import { screen as current, status } from '../src/stores';
+
+afterEach(() => clearMocks());
+
+const settings = { version: 1, name: 'Pat', licence: null, relay_url: 'http://127.0.0.1:9', auto_lock_secs: 300, last_backup_at: null };
+const appStatus = { vault_exists: true, unlocked: true, default_relay_url: '', categories: [], settings };
+
+describe('Settings', () => {
+  it('backs up, says when, and reports an unreachable relay in words', async () => {
+    const calls: string[] = [];
+    mockIPC((cmd) => {
+      calls.push(cmd);
+      if (cmd === 'app_status') return appStatus;
+      if (cmd === 'backup_now') return { version: 3, at: 1_764_590_000 };
+      if (cmd === 'check_relay') return { relay_url: 'x', reachable: false, message: 'the relay cannot be reached' };
+      return null;
+    });
+    render(Settings);
+    await waitFor(() => expect(screen.getByTestId('last-backup')).toHaveTextContent('No backup on the relay yet.'));
+    await fireEvent.click(screen.getByTestId('backup-now'));
+    await waitFor(() => expect(screen.getByTestId('last-backup')).toHaveTextContent('Last backup:'));
+    expect(screen.getByTestId('settings-status')).toHaveTextContent('Backed up to the relay at');
+    await fireEvent.click(screen.getByRole('button', { name: 'Check' }));
+    await waitFor(() => expect(screen.getByTestId('relay-check')).toHaveTextContent('Not usable: the relay cannot be reached'));
+    expect(calls).toEqual(['app_status', 'backup_now', 'check_relay']);
+  });
+
+  it('changes the passphrase only when the two new ones match', async () => {
+    const sent: unknown[] = [];
+    mockIPC((cmd, args) => {
+      if (cmd === 'app_status') return appStatus;
+      if (cmd === 'change_passphrase') sent.push((args as { args: unknown }).args);
+      return null;
+    });
+    render(Settings);
+    await fireEvent.input(screen.getByLabelText('Current passphrase'), { target: { value: 'old passphrase here' } });
+    await fireEvent.input(screen.getByLabelText(/^New passphrase \(/), { target: { value: 'Tr0ub4dor & horse battery' } });
+    await fireEvent.input(screen.getByLabelText('New passphrase again'), { target: { value: 'different' } });
+    const button = screen.getByRole('button', { name: 'Change passphrase' });
+    expect(button).toBeDisabled();
+    await fireEvent.input(screen.getByLabelText('New passphrase again'), { target: { value: 'Tr0ub4dor & horse battery' } });
+    await fireEvent.click(button);
+    await waitFor(() => expect(screen.getByTestId('settings-status')).toHaveTextContent('Passphrase changed'));
+    expect(sent).toEqual([{ old: 'old passphrase here', new: 'Tr0ub4dor & horse battery' }]);
+  });
+});
+
+describe('Restore', () => {
+  it('sends the 24 words and opens the records; a wrong phrase says so and stays', async () => {
+    const words = Array.from({ length: 24 }, (_, i) => `word${i}`).join(' ');
+    let fail = true;
+    const sent: unknown[] = [];
+    mockIPC((cmd, args) => {
+      if (cmd === 'restore_vault') {
+        sent.push((args as { args: unknown }).args);
+        if (fail) throw { code: 'not_found', message: 'no backup was found for these words on this relay' };
+        return appStatus;
+      }
+      return null;
+    });
+    status.set({ ...appStatus, vault_exists: false, unlocked: false, default_relay_url: 'http://127.0.0.1:9', settings: null });
+    current.set('onboarding');
+    render(Onboarding);
+    await fireEvent.click(screen.getByRole('button', { name: 'Restore from my 24 words' }));
+    await fireEvent.input(screen.getByLabelText('Your 24 words'), { target: { value: ` ${words.toUpperCase()} ` } });
+    await fireEvent.input(screen.getByLabelText('Your name (shown to doctors)'), { target: { value: 'Pat' } });
+    await fireEvent.input(screen.getByLabelText(/A passphrase for this device/), { target: { value: 'Tr0ub4dor & horse battery' } });
+    await fireEvent.input(screen.getByLabelText('Passphrase again'), { target: { value: 'Tr0ub4dor & horse battery' } });
+    await fireEvent.click(screen.getByRole('button', { name: 'Restore' }));
+    await waitFor(() => expect(screen.getByRole('alert')).toHaveTextContent('no backup was found'));
+    expect(get(current)).toBe('onboarding');
+    fail = false;
+    await fireEvent.click(screen.getByRole('button', { name: 'Restore' }));
+    await waitFor(() => expect(get(current)).toBe('main'));
+    expect(sent[1]).toEqual({ phrase: words, new_passphrase: 'Tr0ub4dor & horse battery', name: 'Pat', relay_url: 'http://127.0.0.1:9' });
+  });
+});
