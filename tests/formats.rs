@@ -32,22 +32,57 @@ fn delegation_links_signed_by_core_verify_at_the_relay() {
     )
     .expect("scope");
     let token = ReadToken::random(&mut OsRng);
-    let l = DelegationLink::sign(&parent, [9; 16], child.public(), &token, scope, 1234, 1);
-    let bytes = l.to_bytes();
-    let parsed = Link::parse(bytes.clone()).expect("relay parses a core link");
-    parsed.verify().expect("relay verifies a core signature");
-    assert_eq!(parsed.share_id, [9; 16]);
-    assert_eq!(&parsed.parent_key, parent.public().as_bytes());
-    assert_eq!(&parsed.child_key, child.public().as_bytes());
-    assert_eq!(parsed.child_token_hash, token.relay_hash());
-    assert_eq!((parsed.expires_at, parsed.depth), (1234, 1));
-    // Every single-bit change breaks either the parse or the signature at the relay.
-    for i in 0..bytes.len() {
-        let mut t = bytes.clone();
-        t[i] ^= 0x01;
-        let ok = Link::parse(t).map(|p| p.verify().is_ok()).unwrap_or(false);
-        assert!(!ok, "relay accepted a link with bit flipped at {i}");
+    // Version 1 (no relay groups) and version 2 (the child's groups, signed).
+    for groups in [None, Some(vec![[7; 16], [1; 16], [7; 16]])] {
+        let l = DelegationLink::sign(
+            &parent,
+            [9; 16],
+            child.public(),
+            &token,
+            scope.clone(),
+            groups.clone(),
+            1234,
+            1,
+        );
+        let bytes = l.to_bytes();
+        let parsed = Link::parse(bytes.clone()).expect("relay parses a core link");
+        parsed.verify().expect("relay verifies a core signature");
+        assert_eq!(parsed.share_id, [9; 16]);
+        assert_eq!(&parsed.parent_key, parent.public().as_bytes());
+        assert_eq!(&parsed.child_key, child.public().as_bytes());
+        assert_eq!(parsed.child_token_hash, token.relay_hash());
+        assert_eq!((parsed.expires_at, parsed.depth), (1234, 1));
+        assert_eq!(parsed.scope_bytes, scope.to_bytes());
+        // The core sorts and de-duplicates the groups it signs; the relay reads the same.
+        assert_eq!(parsed.groups, groups.map(|_| vec![[1; 16], [7; 16]]));
+        assert_eq!(parsed.groups, l.groups);
+        // Every single-bit change breaks either the parse or the signature at the relay.
+        for i in 0..bytes.len() {
+            let mut t = bytes.clone();
+            t[i] ^= 0x01;
+            let ok = Link::parse(t).map(|p| p.verify().is_ok()).unwrap_or(false);
+            assert!(!ok, "relay accepted a link with bit flipped at {i}");
+        }
     }
+}
+
+#[test]
+fn relay_group_tags_and_scoped_registrations_agree() {
+    // The relay takes group tags as opaque 16-byte values in registrations; the core derives
+    // them. The relay's parser keeps the core's sorted, de-duplicated set.
+    let secret = carekey_core::keys::GroupSecret::random(&mut OsRng);
+    let scope = Scope::new(&[Category::Documents, Category::Notes], vec![[5; 16]]).expect("s");
+    let tags = secret.tags(&[2; 16], &scope);
+    assert_eq!(tags.len(), 3);
+    let wire: Vec<String> = tags
+        .iter()
+        .rev()
+        .map(|t| carekey_relay::encoding::b64(t))
+        .collect();
+    assert_eq!(
+        carekey_relay::token::parse_groups(&wire).expect("relay parses"),
+        tags
+    );
 }
 
 #[test]

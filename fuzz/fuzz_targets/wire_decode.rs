@@ -10,6 +10,7 @@ use carekey_core::grant::{DelegationLink, Scope, SignedGrant};
 use carekey_core::keys::Card;
 use carekey_core::manifest::Manifest;
 use carekey_core::pairing::QrPayload;
+use carekey_core::section::{ScopeKeys, SealedSections};
 use carekey_core::wire::Wire;
 use libfuzzer_sys::fuzz_target;
 
@@ -23,7 +24,7 @@ fuzz_target!(|data: &[u8]| {
     let Some((&tag, rest)) = data.split_first() else {
         return;
     };
-    match tag % 11 {
+    match tag % 13 {
         0 => roundtrip::<Scope>(rest),
         1 => roundtrip::<SignedGrant>(rest),
         2 => roundtrip::<DelegationLink>(rest),
@@ -34,6 +35,8 @@ fuzz_target!(|data: &[u8]| {
         7 => roundtrip::<QrPayload>(rest),
         8 => roundtrip::<Envelope>(rest),
         9 => roundtrip::<ChunkHeader>(rest),
-        _ => roundtrip::<EpochUpdate>(rest),
+        10 => roundtrip::<EpochUpdate>(rest),
+        11 => roundtrip::<ScopeKeys>(rest),
+        _ => roundtrip::<SealedSections>(rest),
     }
 });

@@ -28,6 +28,12 @@ pub const MANIFEST_OBJECT_ID: &str = "manifest";
 pub const BATCH_OBJECT_PREFIX: &str = "blobs:";
 /// Most blob ids one batch fetch may name.
 pub const MAX_BATCH_BLOBS: usize = 256;
+/// Bytes of an opaque relay group tag (docs/relay-formats.md "Scoped tokens").
+pub const GROUP_TAG_LEN: usize = 16;
+/// Most groups one token may be registered with (11 categories + 4096 listed records).
+pub const MAX_TOKEN_GROUPS: usize = 11 + 4096;
+/// Most (group, blob) pairs one `POST /v1/shares/{share_id}/groups` may carry.
+pub const MAX_GROUP_ROWS: usize = 16_384;
 
 /// Body of every 4xx/5xx answer. 5xx answers never carry details.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
@@ -120,6 +126,37 @@ pub struct RootTokenRegistration {
     pub expires_at: u64,
     /// Delegation depth the patient allowed (0: no delegation).
     pub depth: u8,
+    /// The relay groups the token may read (each base64url, 16 bytes): present, the token
+    /// reads only blobs registered in one of them ("scoped", relay-formats.md "Scoped
+    /// tokens"); absent, a version-1 registration that reads every blob of the share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub groups: Option<Vec<String>>,
+}
+
+/// Body of `POST /v1/shares/{share_id}/groups` (owner write): which stored blobs belong to
+/// which relay group (relay-formats.md "Scoped tokens").
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BlobGroupRegistration {
+    /// Groups and their blobs; at most [`MAX_GROUP_ROWS`] (group, blob) pairs in all.
+    pub groups: Vec<BlobGroup>,
+}
+
+/// One group of a [`BlobGroupRegistration`].
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BlobGroup {
+    /// The opaque group tag (base64url, 16 bytes).
+    pub group: String,
+    /// Blob ids (32 lowercase hex characters each) of blobs already stored in the share.
+    pub blobs: Vec<String>,
+}
+
+/// Answer to `POST /v1/shares/{share_id}/groups`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct BlobGroupsStored {
+    /// (group, blob) pairs stored (pairs already stored count too).
+    pub rows: u64,
 }
 
 /// Body of `POST /v1/shares/{share_id}/delegations` (signed by the chain itself).

@@ -5,6 +5,10 @@
 //! link: signature under the parent key, keys chained, scope and expiry only narrowing, depth
 //! strictly decreasing, every intermediate token still active. The relay learns only the
 //! tree's shape; revoking any node revokes its subtree (see [`crate::token::revoke_subtree`]).
+//!
+//! A version-2 link also signs the child token's relay groups: below a scoped parent the
+//! child must be scoped, with groups that are a subset of the parent's stored groups, so a
+//! delegate can never read a blob its delegator could not (relay-formats.md "Scoped tokens").
 
 use axum::Json;
 use axum::body::Bytes;
@@ -20,12 +24,15 @@ use crate::encoding::{self, Reader, b64, from_db, parse_id, put_bytes32, to_db};
 use crate::error::{RelayError, Result};
 use crate::share::{self, OwnerWrite};
 use crate::storage::Tx;
-use crate::token::{self, NewToken, STATUS_ACTIVE};
+use crate::token::{self, Group, NewToken, STATUS_ACTIVE};
 
 /// Domain label of delegation link signatures.
 pub const DELEGATION_LABEL: &[u8] = b"carekey/v1/delegation";
-/// Delegation link format version.
+/// Delegation link format version without relay groups (the child reads what its parent
+/// reads; refused below a scoped parent).
 pub const LINK_VERSION: u8 = 1;
+/// Delegation link format version with the child's relay groups.
+pub const LINK_VERSION_SCOPED: u8 = 2;
 /// Largest notice accepted with a delegation, in bytes.
 pub const MAX_NOTICE_BYTES: usize = 64 * 1024;
 /// Most notices returned by one read.
@@ -96,6 +103,8 @@ pub struct Link {
     pub scope: Scope,
     /// Raw scope bytes.
     pub scope_bytes: Vec<u8>,
+    /// The child token's relay groups (version 2; sorted, unique), `None` in version 1.
+    pub groups: Option<Vec<Group>>,
     /// Expiry (Unix seconds).
     pub expires_at: u64,
     /// Remaining depth.
@@ -108,7 +117,8 @@ impl Link {
     /// Parses one version-1 link exactly.
     pub fn parse(bytes: Vec<u8>) -> Result<Self> {
         let mut r = Reader::new("delegation link", &bytes);
-        if r.u8()? != LINK_VERSION {
+        let version = r.u8()?;
+        if version != LINK_VERSION && version != LINK_VERSION_SCOPED {
             return Err(RelayError::bad(
                 "bad_version",
                 "unknown delegation link version",
@@ -121,6 +131,29 @@ impl Link {
         let scope_start = bytes.len() - r.remaining();
         let scope = Scope::read(&mut r)?;
         let scope_end = bytes.len() - r.remaining();
+        let groups = if version == LINK_VERSION_SCOPED {
+            let n = usize::from(r.u16()?);
+            if n > carekey_relay_api::MAX_TOKEN_GROUPS {
+                return Err(RelayError::bad(
+                    "bad_groups",
+                    "a delegation link names too many relay groups",
+                ));
+            }
+            let mut g: Vec<Group> = Vec::with_capacity(n.min(r.remaining() / 16));
+            for _ in 0..n {
+                let t = r.array::<16>()?;
+                if g.last().is_some_and(|p| *p >= t) {
+                    return Err(RelayError::bad(
+                        "bad_groups",
+                        "relay groups must be sorted ascending without duplicates",
+                    ));
+                }
+                g.push(t);
+            }
+            Some(g)
+        } else {
+            None
+        };
         let expires_at = r.u64()?;
         let depth = r.u8()?;
         let signed_len = bytes.len() - r.remaining();
@@ -137,6 +170,7 @@ impl Link {
             child_token_hash,
             scope,
             scope_bytes,
+            groups,
             expires_at,
             depth,
             signed_len,
@@ -170,6 +204,8 @@ struct Parent {
     scope: Scope,
     expires_at: u64,
     depth: u8,
+    /// Stored relay groups (`None`: a share-wide token).
+    groups: Option<Vec<Group>>,
 }
 
 fn load_active(tx: &mut dyn Tx, share_id: &[u8; 16], hash: &[u8; 32], now: u64) -> Result<Parent> {
@@ -197,6 +233,7 @@ fn load_active(tx: &mut dyn Tx, share_id: &[u8; 16], hash: &[u8; 32], now: u64) 
         scope: Scope::parse(row[1].bytes()?)?,
         expires_at,
         depth: u8::try_from(row[3].int()?).map_err(|_| RelayError::Storage("bad depth".into()))?,
+        groups: token::token_groups(tx, share_id, hash)?,
     })
 }
 
@@ -243,6 +280,19 @@ fn verify_chain(
                 "delegation_widens_scope",
                 "a delegation link widens the scope",
             ));
+        }
+        // Below a scoped parent: a scoped child within the parent's groups. Below a share-wide
+        // parent (registered before scoped tokens): anything, as the child reads no more.
+        if let Some(pg) = &parent.groups {
+            match &link.groups {
+                Some(cg) if cg.iter().all(|g| pg.binary_search(g).is_ok()) => {}
+                _ => {
+                    return Err(RelayError::forbidden(
+                        "delegation_widens_groups",
+                        "a delegation link's relay groups are not within its parent's",
+                    ));
+                }
+            }
         }
         if link.expires_at > parent.expires_at {
             return Err(RelayError::forbidden(
@@ -292,6 +342,7 @@ fn verify_chain(
                 expires_at: link.expires_at,
                 depth: link.depth,
                 parent_hash: parent.hash.to_vec(),
+                groups: link.groups.clone(),
             });
         }
     }

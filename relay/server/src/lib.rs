@@ -160,6 +160,7 @@ pub fn app(state: AppState) -> Router {
             axum::routing::delete(share::delete_epoch),
         )
         .route("/v1/shares/{share_id}/tokens", post(token::register))
+        .route("/v1/shares/{share_id}/groups", post(token::register_groups))
         .route(
             "/v1/shares/{share_id}/tokens/{token_hash}",
             axum::routing::delete(token::revoke),

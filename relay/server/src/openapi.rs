@@ -26,6 +26,9 @@ use utoipa::openapi::{ResponseBuilder, ResponsesBuilder};
         api::EpochDeleted,
         api::RootTokenRegistration,
         api::DelegationRegistration,
+        api::BlobGroupRegistration,
+        api::BlobGroup,
+        api::BlobGroupsStored,
         api::AuditEntry,
         api::AuditHead,
         api::AuditLog,
@@ -131,6 +134,12 @@ pub const ROUTES: &[(&str, &str, &str, &str)] = &[
         "/v1/shares/{share_id}/tokens",
         "owner",
         "RootTokenRegistration -> 201",
+    ),
+    (
+        "POST",
+        "/v1/shares/{share_id}/groups",
+        "owner",
+        "BlobGroupRegistration -> 200 BlobGroupsStored, 404 blob not stored",
     ),
     (
         "DELETE",

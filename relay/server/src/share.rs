@@ -315,6 +315,7 @@ pub fn purge(tx: &mut dyn Tx, share_id: &[u8; 16], until: i64) -> Result<()> {
     ] {
         tx.exec(&format!("DELETE FROM {table} WHERE share_id = $1"), &p)?;
     }
+    crate::token::purge_groups(tx, share_id)?;
     tx.exec(
         "INSERT INTO share_tombstones (share_id, until_at) VALUES ($1, $2) \
          ON CONFLICT (share_id) DO UPDATE SET until_at = $2",
@@ -919,6 +920,7 @@ pub async fn delete_epoch(
             )?;
             tx.exec("DELETE FROM blob_parts WHERE share_id = $1 AND epoch = $2", &p)?;
             let n = tx.exec("DELETE FROM blobs WHERE share_id = $1 AND epoch = $2", &p)?;
+            crate::token::forget_epoch_groups(tx, &share_id, epoch)?;
             let pending = tx.query(
                 "SELECT upload_id, bytes FROM uploads WHERE share_id = $1 AND epoch = $2",
                 &p,

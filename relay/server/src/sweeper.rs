@@ -123,6 +123,7 @@ pub async fn sweep_once(state: &AppState) -> Result<Swept> {
             )?;
             m += tx.exec("DELETE FROM mailboxes WHERE expires_at <= $1", &[now_db.into()])?;
             tx.exec("DELETE FROM share_tombstones WHERE until_at <= $1", &[now_db.into()])?;
+            crate::token::sweep_groups(tx, tomb_cutoff)?;
             tx.exec(
                 "DELETE FROM tokens WHERE status <> $1 AND expires_at <= $2",
                 &[STATUS_ACTIVE.into(), tomb_cutoff.into()],

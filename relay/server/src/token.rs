@@ -4,6 +4,12 @@
 //! The relay stores only `token_hash`; a token is active, revoked or expired. Revoked and
 //! expired tokens stay as tombstones so reads keep answering 410 (404 is kept for "no such
 //! blob"). Revoking a token revokes its whole delegated subtree in the same transaction.
+//!
+//! Scoped tokens (relay-formats.md "Scoped tokens"): a token registered with relay groups
+//! reads only the blobs the owner registered in one of its groups; every blob GET and batch
+//! fetch is checked ([`ReadRequest::authorize`]), and a delegated token's groups must be a
+//! subset of its parent's ([`crate::delegation`]). Groups are opaque 16-byte tags: the relay
+//! learns which blobs share one, never what it stands for.
 
 use std::collections::HashMap;
 use std::sync::{Mutex, OnceLock};
@@ -12,7 +18,10 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
-use carekey_relay_api::{HEADER_RECEIPT, RootTokenRegistration};
+use carekey_relay_api::{
+    BATCH_OBJECT_PREFIX, BlobGroupRegistration, BlobGroupsStored, GROUP_TAG_LEN, HEADER_RECEIPT,
+    MANIFEST_OBJECT_ID, MAX_GROUP_ROWS, MAX_TOKEN_GROUPS, RootTokenRegistration,
+};
 use ed25519_dalek::{Signature, VerifyingKey};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
@@ -38,6 +47,9 @@ pub const STATUS_ACTIVE: i64 = 0;
 pub const STATUS_REVOKED: i64 = 1;
 /// Token status: past its TTL.
 pub const STATUS_EXPIRED: i64 = 2;
+
+/// An opaque relay group tag (relay-formats.md "Scoped tokens").
+pub type Group = [u8; GROUP_TAG_LEN];
 
 /// `SHA-256("carekey/v1/read-token" 0x00 || token)`.
 pub fn token_hash(token: &[u8]) -> [u8; 32] {
@@ -226,7 +238,7 @@ impl ReadRequest {
         share::lock_share(tx, share_id, now)?;
         let row = tx
             .query_opt(
-                "SELECT reader_key, expires_at, status FROM tokens WHERE share_id = $1 AND token_hash = $2",
+                "SELECT reader_key, expires_at, status, scoped FROM tokens WHERE share_id = $1 AND token_hash = $2",
                 &[share_id.into(), (&self.token_hash).into()],
             )?
             .ok_or(RelayError::Unauthorized("unknown read token"))?;
@@ -259,6 +271,9 @@ impl ReadRequest {
                 ),
             ));
         }
+        if row[3].int()? != 0 {
+            check_scope(tx, share_id, &self.token_hash, object_id)?;
+        }
         Ok(())
     }
 
@@ -278,6 +293,202 @@ impl ReadRequest {
         audit::append(tx, share_id, now, Kind::Fetch, &self.receipt.bytes)?;
         Ok(())
     }
+}
+
+/// The blob ids a read names: none for the manifest, the list of a batch, or one blob.
+fn blobs_named(object_id: &str) -> Result<Vec<[u8; 16]>> {
+    if object_id == MANIFEST_OBJECT_ID {
+        Ok(Vec::new())
+    } else if object_id.starts_with(BATCH_OBJECT_PREFIX) {
+        crate::batch::parse_ids(object_id)
+    } else {
+        Ok(vec![parse_id("blob id", object_id)?])
+    }
+}
+
+/// A scoped token reads a blob only if the owner registered the blob in one of the token's
+/// groups; otherwise 404, exactly as for a blob that is not stored, so a token learns nothing
+/// about blobs outside its scope (not even that they exist), and an honest reader racing a
+/// re-key (old blob ids deleted with their groups) sees the 404 it always saw. All or nothing
+/// for a batch (nothing read, nothing logged).
+fn check_scope(
+    tx: &mut dyn Tx,
+    share_id: &[u8; 16],
+    token_hash: &[u8; 32],
+    object_id: &str,
+) -> Result<()> {
+    let ids = blobs_named(object_id)?;
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let mut mine: Vec<Group> = tx
+        .query(
+            "SELECT grp FROM token_groups WHERE share_id = $1 AND token_hash = $2",
+            &[share_id.into(), token_hash.into()],
+        )?
+        .iter()
+        .map(|r| r[0].array())
+        .collect::<Result<_>>()?;
+    mine.sort_unstable();
+    for id in &ids {
+        let mut found = false;
+        for r in tx.query(
+            "SELECT grp FROM blob_groups WHERE share_id = $1 AND blob_id = $2",
+            &[share_id.into(), id.into()],
+        )? {
+            if mine.binary_search(&r[0].array()?).is_ok() {
+                found = true;
+                break;
+            }
+        }
+        if !found {
+            return Err(RelayError::NotFound(
+                "no such blob in the read token's scope",
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The groups of a token: `None` for a share-wide (unscoped) token, or unknown token.
+pub fn token_groups(
+    tx: &mut dyn Tx,
+    share_id: &[u8; 16],
+    token_hash: &[u8; 32],
+) -> Result<Option<Vec<Group>>> {
+    let Some(row) = tx.query_opt(
+        "SELECT scoped FROM tokens WHERE share_id = $1 AND token_hash = $2",
+        &[share_id.into(), token_hash.into()],
+    )?
+    else {
+        return Ok(None);
+    };
+    if row[0].int()? == 0 {
+        return Ok(None);
+    }
+    let mut g: Vec<Group> = tx
+        .query(
+            "SELECT grp FROM token_groups WHERE share_id = $1 AND token_hash = $2",
+            &[share_id.into(), token_hash.into()],
+        )?
+        .iter()
+        .map(|r| r[0].array())
+        .collect::<Result<_>>()?;
+    g.sort_unstable();
+    Ok(Some(g))
+}
+
+/// Parses a list of base64url group tags: sorted, de-duplicated, at most
+/// [`MAX_TOKEN_GROUPS`].
+pub fn parse_groups(list: &[String]) -> Result<Vec<Group>> {
+    if list.len() > MAX_TOKEN_GROUPS {
+        return Err(RelayError::bad(
+            "bad_groups",
+            "a token names at most 4107 relay groups",
+        ));
+    }
+    let mut g = list
+        .iter()
+        .map(|t| encoding::unb64_fixed::<GROUP_TAG_LEN>("group", t))
+        .collect::<Result<Vec<_>>>()?;
+    g.sort_unstable();
+    g.dedup();
+    Ok(g)
+}
+
+/// Deletes the group rows of a purged share.
+pub fn purge_groups(tx: &mut dyn Tx, share_id: &[u8; 16]) -> Result<()> {
+    tx.exec(
+        "DELETE FROM token_groups WHERE share_id = $1",
+        &[share_id.into()],
+    )?;
+    tx.exec(
+        "DELETE FROM blob_groups WHERE share_id = $1",
+        &[share_id.into()],
+    )?;
+    Ok(())
+}
+
+/// Deletes the blob group rows of a deleted epoch.
+pub fn forget_epoch_groups(tx: &mut dyn Tx, share_id: &[u8; 16], epoch: u32) -> Result<()> {
+    tx.exec(
+        "DELETE FROM blob_groups WHERE share_id = $1 AND epoch = $2",
+        &[share_id.into(), i64::from(epoch).into()],
+    )?;
+    Ok(())
+}
+
+/// Deletes the group rows of the tokens the sweeper is about to delete (not active, past
+/// `cutoff`).
+pub fn sweep_groups(tx: &mut dyn Tx, cutoff: i64) -> Result<()> {
+    tx.exec(
+        "DELETE FROM token_groups WHERE EXISTS (SELECT 1 FROM tokens t \
+         WHERE t.share_id = token_groups.share_id AND t.token_hash = token_groups.token_hash \
+         AND t.status <> $1 AND t.expires_at <= $2)",
+        &[STATUS_ACTIVE.into(), cutoff.into()],
+    )?;
+    Ok(())
+}
+
+/// `POST /v1/shares/{share_id}/groups` (owner write, JSON [`BlobGroupRegistration`]): puts
+/// stored blobs into relay groups (each row under the blob's epoch, deleted with it). Every
+/// blob must be stored (else 404, nothing stored); a pair stored already is kept.
+pub async fn register_groups(
+    State(state): State<AppState>,
+    Path(share_hex): Path<String>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<BlobGroupsStored>> {
+    let share_id = parse_id("share id", &share_hex)?;
+    let ow = OwnerWrite::from_request(&state.config, &method, &uri, &headers, &body)?;
+    let req: BlobGroupRegistration = encoding::parse_json(&body)?;
+    let rows: usize = req.groups.iter().map(|g| g.blobs.len()).sum();
+    if rows > MAX_GROUP_ROWS {
+        return Err(RelayError::bad(
+            "batch_too_many",
+            format!("a group registration carries at most {MAX_GROUP_ROWS} (group, blob) pairs"),
+        ));
+    }
+    let mut pairs: Vec<(Group, [u8; 16])> = Vec::with_capacity(rows);
+    for g in &req.groups {
+        let tag: Group = encoding::unb64_fixed("group", &g.group)?;
+        for b in &g.blobs {
+            pairs.push((tag, parse_id("blob id", b)?));
+        }
+    }
+    let now = state.clock.now();
+    let n = state
+        .storage
+        .transact(move |tx| {
+            share::authorize_owner(tx, &share_id, &ow, now)?;
+            let mut epochs: HashMap<[u8; 16], i64> = HashMap::new();
+            for (tag, blob) in &pairs {
+                let epoch = match epochs.get(blob) {
+                    Some(e) => *e,
+                    None => {
+                        let e = tx
+                            .query_opt(
+                                "SELECT epoch FROM blobs WHERE share_id = $1 AND blob_id = $2",
+                                &[(&share_id).into(), blob.into()],
+                            )?
+                            .ok_or(RelayError::NotFound("no such blob"))?[0]
+                            .int()?;
+                        epochs.insert(*blob, e);
+                        e
+                    }
+                };
+                tx.exec(
+                    "INSERT INTO blob_groups (share_id, blob_id, grp, epoch) VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (share_id, blob_id, grp) DO NOTHING",
+                    &[(&share_id).into(), blob.into(), tag.into(), epoch.into()],
+                )?;
+            }
+            Ok(pairs.len() as u64)
+        })
+        .await?;
+    Ok(Json(BlobGroupsStored { rows: n }))
 }
 
 /// Body of a kind-2 audit entry.
@@ -310,6 +521,8 @@ pub struct NewToken {
     pub depth: u8,
     /// Parent token hash (empty for a root registration).
     pub parent_hash: Vec<u8>,
+    /// Relay groups of a scoped token (sorted); `None`: reads the whole share.
+    pub groups: Option<Vec<Group>>,
 }
 
 /// Inserts a token; 409 if the hash is already registered in this share.
@@ -327,8 +540,8 @@ pub fn insert(tx: &mut dyn Tx, share_id: &[u8; 16], t: NewToken) -> Result<()> {
         ));
     }
     tx.exec(
-        "INSERT INTO tokens (share_id, token_hash, reader_key, scope, expires_at, depth, parent_hash, status) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        "INSERT INTO tokens (share_id, token_hash, reader_key, scope, expires_at, depth, parent_hash, status, scoped) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
         &[
             share_id.into(),
             (&t.token_hash).into(),
@@ -338,8 +551,20 @@ pub fn insert(tx: &mut dyn Tx, share_id: &[u8; 16], t: NewToken) -> Result<()> {
             i64::from(t.depth).into(),
             t.parent_hash.into(),
             STATUS_ACTIVE.into(),
+            i64::from(t.groups.is_some()).into(),
         ],
     )?;
+    // Rows left by a swept token of the same hash must not widen this one.
+    tx.exec(
+        "DELETE FROM token_groups WHERE share_id = $1 AND token_hash = $2",
+        &[share_id.into(), (&t.token_hash).into()],
+    )?;
+    for g in t.groups.iter().flatten() {
+        tx.exec(
+            "INSERT INTO token_groups (share_id, token_hash, grp) VALUES ($1, $2, $3)",
+            &[share_id.into(), (&t.token_hash).into(), g.into()],
+        )?;
+    }
     Ok(())
 }
 
@@ -361,6 +586,7 @@ pub async fn register(
         .map_err(|_| RelayError::bad("bad_key", "reader_key is not a valid Ed25519 key"))?;
     let scope = encoding::unb64("scope", &req.scope)?;
     Scope::parse(&scope)?;
+    let groups = req.groups.as_deref().map(parse_groups).transpose()?;
     if req.depth > state.config.max_delegation_depth {
         return Err(RelayError::bad(
             "bad_depth",
@@ -388,6 +614,7 @@ pub async fn register(
                     expires_at: req.expires_at,
                     depth: req.depth,
                     parent_hash: Vec::new(),
+                    groups,
                 },
             )?;
             let body = registered_body(&token_hash, &reader_key, req.expires_at, req.depth);

@@ -60,6 +60,7 @@ both_backends!(
     manifest_reads_during_swaps,
     batch_fetch,
     audit_pages_by_bytes,
+    scoped_tokens_read_only_their_groups,
 );
 
 async fn blob_roundtrip_and_audit_chain(h: Harness) {
@@ -616,7 +617,7 @@ async fn delegation_chain(h: Harness) {
         exp,
         1,
     ));
-    l[0] = 2;
+    l[0] = 3;
     assert_eq!(
         h.send(post(&ta, vec![b64(&l)])).await.status,
         StatusCode::BAD_REQUEST
@@ -2190,4 +2191,235 @@ async fn audit_pages_by_bytes(h: Harness) {
     // Share created + token registered + every fetch, each exactly once, in order.
     let expect: Vec<u64> = (1..=(2 + fetches as u64)).collect();
     assert_eq!(seqs, expect);
+}
+
+/// Scoped tokens (relay-formats.md "Scoped tokens"): a token registered with relay groups
+/// reads only blobs the owner put in one of them, by single GET and by batch (all or nothing,
+/// nothing logged); out of scope answers exactly like a blob that is not stored (404). A
+/// delegated token's groups must be signed into a version-2 link and lie within its parent's;
+/// tokens registered without groups (before scoped tokens) keep reading the whole share.
+async fn scoped_tokens_read_only_their_groups(h: Harness) {
+    let o = h.create_share().await;
+    let exp = now() + 3600;
+    let (obs, doc, rec, other) = (rand::<16>(), rand::<16>(), rand::<16>(), rand::<16>());
+    let b: Vec<[u8; 16]> = (0..5).map(|_| rand::<16>()).collect();
+    for (i, id) in b.iter().enumerate() {
+        let r = h.put_blob(&o, id, 1, &[i as u8; 64]).await;
+        assert_eq!(r.status, StatusCode::CREATED);
+    }
+    // b0, b1 observations; b2 a document; b3 one listed record; b4 in no group at all.
+    let r = h
+        .register_groups(
+            &o,
+            &[
+                (obs, vec![b[0], b[1]]),
+                (doc, vec![b[2]]),
+                (rec, vec![b[3], b[0]]),
+            ],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["rows"], 5);
+    // A blob that is not stored cannot be put in a group (nothing is stored).
+    let r = h
+        .register_groups(&o, &[(other, vec![b[4], rand::<16>()])])
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
+
+    let all = scope(0b111_1111_1111, &[]);
+    let (ta, ka) = h
+        .register_scoped_token(&o, &all, &[obs, doc, rec], exp, 2)
+        .await;
+    let (tn, kn) = h
+        .register_scoped_token(&o, &scope(1 << 6, &[]), &[doc], exp, 0)
+        .await;
+    let (tl, kl) = h.register_token(&o, &all, exp, 2).await;
+    let reads = |t: [u8; 32], k: ed25519_dalek::SigningKey| {
+        let h = &h;
+        let o = &o;
+        let b = b.clone();
+        async move {
+            let mut v = Vec::new();
+            for id in &b {
+                v.push(h.read(o, &hex(id), &t, &k).await.status == StatusCode::OK);
+            }
+            v
+        }
+    };
+    assert_eq!(reads(ta, ka.clone()).await, [true, true, true, true, false]);
+    assert_eq!(
+        reads(tn, kn.clone()).await,
+        [false, false, true, false, false]
+    );
+    assert_eq!(reads(tl, kl.clone()).await, [true; 5], "unscoped reads all");
+    // Out of scope is the same 404 as a blob that does not exist.
+    let r = h.read(&o, &hex(&b[0]), &tn, &kn).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.json()["error"], "not_found");
+    let r = h.read(&o, &hex(&rand::<16>()), &tn, &kn).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // Batches: all in scope, or nothing read and nothing logged.
+    let logged = fetch_entries(&h, &o).await.len();
+    let r = h.batch(&o, &batch_object(&[b[2]]), &tn, &kn).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(frames(&r.body), vec![vec![2u8; 64]]);
+    for ids in [vec![b[2], b[0]], vec![b[1]], vec![b[4], b[2]]] {
+        let r = h.batch(&o, &batch_object(&ids), &tn, &kn).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.text());
+        assert!(r.body.len() < 200, "no blob bytes in a refusal");
+    }
+    assert_eq!(fetch_entries(&h, &o).await.len(), logged + 1);
+    // Bad group tags in a registration: 400.
+    let body = serde_json::to_vec(&serde_json::json!({
+        "token_hash": b64(&token_hash(&rand::<32>())),
+        "reader_key": b64(key().verifying_key().as_bytes()),
+        "scope": b64(&all),
+        "expires_at": exp,
+        "depth": 0,
+        "groups": [b64(&[1u8; 15])],
+    }))
+    .unwrap();
+    let r = h
+        .owner(
+            &o,
+            "POST",
+            &format!("/v1/shares/{}/tokens", o.share_hex),
+            body,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+
+    // Delegation below the scoped token A.
+    let dpath = format!("/v1/shares/{}/delegations", o.share_hex);
+    let post = |root: &[u8; 32], chain: Vec<String>| {
+        let body = serde_json::to_vec(&serde_json::json!({
+            "root_token_hash": b64(&token_hash(root)),
+            "chain": chain,
+        }))
+        .unwrap();
+        Request::builder()
+            .method("POST")
+            .uri(&dpath)
+            .body(Body::from(body))
+            .unwrap()
+    };
+    let obs_scope = scope(1 << 5, &[]);
+    let (tb, kb) = (rand::<32>(), key());
+    // A group A does not hold, and a version-1 link (no groups) below a scoped parent.
+    for bad in [
+        link_scoped(
+            &ka,
+            &o.share_id,
+            &kb,
+            &token_hash(&tb),
+            &obs_scope,
+            &[obs, other],
+            exp,
+            1,
+        ),
+        link(&ka, &o.share_id, &kb, &token_hash(&tb), &obs_scope, exp, 1),
+    ] {
+        let r = h.send(post(&ta, vec![bad])).await;
+        assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+        assert_eq!(r.json()["error"], "delegation_widens_groups");
+    }
+    let ab = link_scoped(
+        &ka,
+        &o.share_id,
+        &kb,
+        &token_hash(&tb),
+        &obs_scope,
+        &[obs],
+        exp,
+        1,
+    );
+    let r = h.send(post(&ta, vec![ab.clone()])).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    assert_eq!(
+        reads(tb, kb.clone()).await,
+        [true, true, false, false, false]
+    );
+    // Second level: B cannot hand down the document group A gave B no part of.
+    let (tc, kc) = (rand::<32>(), key());
+    let bc = link_scoped(
+        &kb,
+        &o.share_id,
+        &kc,
+        &token_hash(&tc),
+        &obs_scope,
+        &[doc],
+        exp,
+        0,
+    );
+    let r = h.send(post(&ta, vec![ab.clone(), bc])).await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.text());
+    let bc = link_scoped(
+        &kb,
+        &o.share_id,
+        &kc,
+        &token_hash(&tc),
+        &obs_scope,
+        &[obs],
+        exp,
+        0,
+    );
+    let r = h.send(post(&ta, vec![ab, bc])).await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    assert_eq!(
+        reads(tc, kc.clone()).await,
+        [true, true, false, false, false]
+    );
+    let r = h.batch(&o, &batch_object(&[b[0], b[2]]), &tc, &kc).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+
+    // Below the unscoped token L: a version-1 child reads all, a version-2 child its groups.
+    let (tf, kf) = (rand::<32>(), key());
+    let lf = link(&kl, &o.share_id, &kf, &token_hash(&tf), &all, exp, 0);
+    assert_eq!(
+        h.send(post(&tl, vec![lf])).await.status,
+        StatusCode::CREATED
+    );
+    assert_eq!(reads(tf, kf).await, [true; 5]);
+    let (tg, kg) = (rand::<32>(), key());
+    let lg = link_scoped(
+        &kl,
+        &o.share_id,
+        &kg,
+        &token_hash(&tg),
+        &all,
+        &[doc],
+        exp,
+        0,
+    );
+    assert_eq!(
+        h.send(post(&tl, vec![lg])).await.status,
+        StatusCode::CREATED
+    );
+    assert_eq!(reads(tg, kg).await, [false, false, true, false, false]);
+
+    // A new epoch: blobs of the next epoch join the same (stable) groups; deleting the old
+    // epoch deletes its group rows with its blobs.
+    let n0 = rand::<16>();
+    assert_eq!(
+        h.put_blob(&o, &n0, 2, b"next epoch").await.status,
+        StatusCode::CREATED
+    );
+    let r = h.register_groups(&o, &[(obs, vec![n0])]).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(h.read(&o, &hex(&n0), &tc, &kc).await.status, StatusCode::OK);
+    assert_eq!(
+        h.read(&o, &hex(&n0), &tn, &kn).await.status,
+        StatusCode::NOT_FOUND
+    );
+    let r = h
+        .owner(
+            &o,
+            "DELETE",
+            &format!("/v1/shares/{}/epochs/1", o.share_hex),
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(reads(ta, ka).await, [false; 5]);
+    assert_eq!(h.read(&o, &hex(&n0), &tb, &kb).await.status, StatusCode::OK);
 }

@@ -30,7 +30,7 @@ use carekey_client::relay::{ReaderCap, Relay};
 use carekey_core::grant::{Category, Policy};
 use carekey_core::keys::Role;
 use carekey_core::keys::SigningSecret;
-use carekey_core::manifest::{Manifest, ManifestEntry};
+use carekey_core::manifest::ManifestEntry;
 use common::{RelayOptions, identity, in_a_day, start_relay_with, synthea_largest};
 use rand_core::{OsRng, RngCore};
 use zeroize::Zeroizing;
@@ -198,14 +198,10 @@ async fn fetch_in_lanes(
         share_id: h.share_id,
     };
     let (_, sealed) = relay.get_manifest(&cap, now).await.unwrap();
-    let m = Manifest::open(
-        &sealed,
-        h.share_id.as_bytes(),
-        h.epoch,
-        &h.epoch_key,
-        &h.patient_key,
-    )
-    .unwrap();
+    let m = h
+        .keys
+        .open_manifest(&sealed, h.share_id.as_bytes(), h.epoch, &h.patient_key)
+        .unwrap();
     let mut set = tokio::task::JoinSet::new();
     for lane in 0..lanes {
         let entries: Vec<ManifestEntry> = m

@@ -12,10 +12,11 @@ use carekey_core::forward::{
     Introduction,
 };
 use carekey_core::grant::{Category, DelegationLink, Grant, Policy, Scope};
-use carekey_core::keys::{Card, DeviceIdentity, EpochKey, ReadToken, SigningSecret};
-use carekey_core::manifest::{BlobFormat, Manifest, ManifestGuard};
+use carekey_core::keys::{Card, DeviceIdentity, ReadToken, SigningSecret};
+use carekey_core::manifest::{BlobFormat, ManifestGuard};
 use carekey_core::message::{self, MessageKind, ReplayGuard};
 use carekey_core::pairing::{CheckCode, DoctorPairing, QrPayload, Relationship};
+use carekey_core::section::GrantKeys;
 use carekey_core::wire::Wire;
 use carekey_relay_api as api;
 use futures_util::StreamExt;
@@ -226,15 +227,18 @@ struct PatientLink {
     children: Vec<Downstream>,
     /// Answers to this doctor's forward requests: (request hash, approved).
     answers: Vec<([u8; 32], bool)>,
-    /// The epoch and key before the last epoch update, until a manifest of the new epoch has
+    /// The epoch and keys before the last epoch update, until a manifest of the new epoch has
     /// been read: a revoke interrupted after its epoch updates went out but before the
     /// manifest swap leaves the previous epoch's manifest live, and this doctor reads on.
-    prev_epoch: Option<(u32, EpochKey)>,
+    prev_epoch: Option<(u32, GrantKeys)>,
 }
 
 /// A colleague this doctor delegated to.
 #[derive(Debug)]
 struct Downstream {
+    /// The delegated scope: each re-key passes down only its elements' keys (`None` in states
+    /// saved before scoped keys: the update is passed on as it came).
+    scope: Option<Scope>,
     card: Card,
     relationship_id: [u8; 16],
     address: MailboxAddress,
@@ -445,10 +449,28 @@ impl Doctor {
                         first_error.get_or_insert(e.into());
                         continue;
                     }
-                    l.prev_epoch = Some((l.grant.epoch, l.grant.epoch_key.clone()));
+                    // A re-key changes the keys' secrets, never what they are for: the same
+                    // elements and relay groups (or, in a version-1 share, an epoch key).
+                    let same_shape = match (&l.grant.keys, &u.keys) {
+                        (GrantKeys::Scoped(a), GrantKeys::Scoped(b)) => {
+                            a.same_elements_and_groups(b)
+                        }
+                        (GrantKeys::Epoch(_), GrantKeys::Epoch(_)) => true,
+                        _ => false,
+                    };
+                    if !same_shape {
+                        first_error.get_or_insert(ClientError::Tampered(
+                            carekey_core::Error::Malformed {
+                                what: "epoch update",
+                                reason: "keys for another scope",
+                            },
+                        ));
+                        continue;
+                    }
+                    let keys = std::mem::replace(&mut l.grant.keys, u.keys.clone());
+                    l.prev_epoch = Some((l.grant.epoch, keys));
                     l.grant.epoch = u.epoch;
-                    l.grant.epoch_key = u.epoch_key.clone();
-                    updates.push(m.body);
+                    updates.push((m.body, u));
                 }
                 // Only the patient answers forward requests.
                 MessageKind::ForwardAnswer if l.upstream.is_none() => {
@@ -465,10 +487,19 @@ impl Doctor {
         if l.inbox.cursor > 0 {
             l.relay.delete_through(&l.inbox, l.inbox.cursor).await?;
         }
-        // Pass re-keys down the delegation tree: a colleague whose token was revoked gets
-        // the key but can no longer fetch anything with it.
-        for body in updates {
+        // Pass re-keys down the delegation tree: each colleague gets the keys of its own
+        // scope only (docs/protocol.md "Scoped keys"); one whose token was revoked gets them
+        // but can no longer fetch anything with them.
+        for (body, u) in updates {
             for c in &mut l.children {
+                let body = match (&u.keys, &c.scope) {
+                    (GrantKeys::Scoped(k), Some(scope)) => EpochUpdate {
+                        keys: GrantKeys::Scoped(k.subset(scope)?),
+                        ..u.clone()
+                    }
+                    .to_bytes(),
+                    _ => body.clone(),
+                };
                 c.send_seq += 1;
                 let sealed = message::seal(
                     &self.identity,
@@ -537,25 +568,25 @@ impl Doctor {
         };
         let (_, sealed) = l.relay.get_manifest(&cap, t).await?;
         let patient_key = &l.rel.peer_card.body.signing_key;
-        let m = match Manifest::open(
-            &sealed,
-            &l.grant.share_id,
-            l.grant.epoch,
-            &l.grant.epoch_key,
-            patient_key,
-        ) {
-            Ok(m) => m,
-            // The patient's re-key sent us the new epoch key but has not swapped the manifest
-            // yet (interrupted revoke, docs/protocol.md "Revocation and expiry"): the previous epoch's manifest,
-            // still signed by the patient and no older than any we read (guard below), is live.
-            Err(e) => match &l.prev_epoch {
-                Some((epoch, key)) => {
-                    Manifest::open(&sealed, &l.grant.share_id, *epoch, key, patient_key)
-                        .map_err(|_| e)?
-                }
-                None => return Err(e.into()),
-            },
-        };
+        // Only this doctor's sections open: the entries (blob ids, content keys) of its scope
+        // (docs/protocol.md "Scoped keys").
+        let m =
+            match l
+                .grant
+                .keys
+                .open_manifest(&sealed, &l.grant.share_id, l.grant.epoch, patient_key)
+            {
+                Ok(m) => m,
+                // The patient's re-key sent us the new epoch key but has not swapped the manifest
+                // yet (interrupted revoke, docs/protocol.md "Revocation and expiry"): the previous epoch's manifest,
+                // still signed by the patient and no older than any we read (guard below), is live.
+                Err(e) => match &l.prev_epoch {
+                    Some((epoch, keys)) => keys
+                        .open_manifest(&sealed, &l.grant.share_id, *epoch, patient_key)
+                        .map_err(|_| e)?,
+                    None => return Err(e.into()),
+                },
+            };
         l.manifests.accept(&m)?;
         if m.epoch == l.grant.epoch {
             l.prev_epoch = None;
@@ -837,6 +868,13 @@ impl Doctor {
             ));
         }
         let expires = expires_at.map_or(l.grant.expires_at, |e| e.min(l.grant.expires_at));
+        // Only keys this doctor holds can be handed down, and only those of the colleague's
+        // scope; its token gets exactly their relay groups (the relay checks they are within
+        // this doctor's own).
+        let keys = match &l.grant.keys {
+            GrantKeys::Scoped(k) => GrantKeys::Scoped(k.subset(&scope)?),
+            GrantKeys::Epoch(k) => GrantKeys::Epoch(k.clone()),
+        };
         let token = ReadToken::random(&mut OsRng);
         let mut chain = l.chain.clone();
         chain.push(DelegationLink::sign(
@@ -844,7 +882,8 @@ impl Doctor {
             l.grant.share_id,
             invite.reader_key,
             &token,
-            scope,
+            scope.clone(),
+            keys.groups(),
             expires,
             l.grant.delegation_depth - 1,
         ));
@@ -882,7 +921,7 @@ impl Doctor {
                 share_id: l.grant.share_id,
                 relay_url: l.grant.relay_url.clone(),
                 epoch: l.grant.epoch,
-                epoch_key: l.grant.epoch_key.clone(),
+                keys,
                 read_token: token,
                 root_token_hash: l.root_token_hash,
                 chain,
@@ -901,6 +940,7 @@ impl Doctor {
         )?;
         l.relay.append(&address, sealed).await?;
         l.children.push(Downstream {
+            scope: Some(scope),
             card: invite.card.clone(),
             relationship_id: invite.relationship_id,
             address,
@@ -1051,7 +1091,7 @@ impl Doctor {
                     share_id: d.share_id,
                     relay_url: d.relay_url,
                     epoch: d.epoch,
-                    epoch_key: d.epoch_key,
+                    keys: d.keys,
                     read_token: d.read_token,
                     policy: if own.depth > 0 {
                         Policy::Allowed
@@ -1140,8 +1180,10 @@ impl Doctor {
         Some(crate::test_export::HeldSecrets {
             share_id: ShareId(l.grant.share_id),
             epoch: l.grant.epoch,
-            epoch_key: l.grant.epoch_key.clone(),
+            keys: l.grant.keys.clone(),
             read_token: l.grant.read_token.clone(),
+            chain: l.chain.clone(),
+            root_token_hash: l.root_token_hash,
             reader: SigningSecret::from_seed(l.reader.expose_secret()),
             patient_key: l.rel.peer_card.body.signing_key,
             relationship_id: l.rel.id,

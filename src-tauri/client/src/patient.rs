@@ -4,7 +4,7 @@
 
 mod state;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use carekey_core::audit::{self, ChainKind, Head};
 use carekey_core::capability::FetchReceipt;
@@ -13,10 +13,11 @@ use carekey_core::forward::{
     Access, DelegationNotice, ForwardAnswer, ForwardRequest, Introduction,
 };
 use carekey_core::grant::{Category, DelegationRoot, Grant, Policy, Scope};
-use carekey_core::keys::{Card, DeviceIdentity, PublicKey, ReadToken};
+use carekey_core::keys::{Card, DeviceIdentity, GroupSecret, PublicKey, ReadToken};
 use carekey_core::manifest::{Manifest, ManifestEntry};
 use carekey_core::message::{self, MessageKind, ReplayGuard};
 use carekey_core::pairing::{CheckCode, PatientPairing, PatientPending, Relationship};
+use carekey_core::section::{self as scoped, GrantKeys, ScopeElement, ScopeKeys};
 use carekey_core::wire::Wire;
 use carekey_relay_api as api;
 use rand_core::OsRng;
@@ -86,6 +87,21 @@ struct DelegationRecord {
     expires_at: u64,
 }
 
+/// What a share made with scoped keys (docs/protocol.md "Scoped keys") keeps beyond a
+/// version-1 share.
+#[derive(Debug)]
+struct ScopedShare {
+    /// Derives the relay group tags of the share's elements (never leaves the device).
+    groups: GroupSecret,
+    /// Records some grant lists: each has its own manifest section and relay group.
+    records: BTreeSet<[u8; 16]>,
+    /// The live manifest (entries with their content keys), to re-seal it with a new record
+    /// section when a grant lists a record no earlier grant did.
+    manifest: Option<Manifest>,
+    /// Whether `manifest` was saved to the vault since it last changed.
+    manifest_saved: bool,
+}
+
 #[derive(Debug)]
 struct ShareState {
     owner: OwnerCap,
@@ -103,6 +119,180 @@ struct ShareState {
     /// first read starts again from entry 1), so later reads fetch only what was appended.
     log: Vec<LoggedEvent>,
     log_seq: u64,
+    /// Scoped keys and relay groups; `None` for a share made before them (it keeps the
+    /// version-1 behaviour: grantees hold the epoch key, tokens read the whole share).
+    scoped: Option<ScopedShare>,
+}
+
+impl ShareState {
+    /// The keys a grant of `scope` carries in the current epoch.
+    fn grant_keys(&self, share_id: &ShareId, scope: &Scope) -> GrantKeys {
+        match &self.scoped {
+            Some(sc) => GrantKeys::Scoped(ScopeKeys::derive(
+                share_id.as_bytes(),
+                self.epoch.number,
+                &self.epoch.key,
+                &sc.groups,
+                scope,
+            )),
+            None => GrantKeys::Epoch(self.epoch.key.clone()),
+        }
+    }
+
+    /// The relay groups a token of `scope` is registered with (`None`: version-1 share).
+    fn token_groups(&self, share_id: &ShareId, scope: &Scope) -> Option<Vec<String>> {
+        self.scoped.as_ref().map(|sc| {
+            sc.groups
+                .tags(share_id.as_bytes(), scope)
+                .iter()
+                .map(|t| b64(t))
+                .collect()
+        })
+    }
+}
+
+/// Registers at the relay, for the blobs of `m`, the groups of `elements` (docs/protocol.md
+/// "Scoped keys"): which blobs a token of each element may fetch. In requests of at most
+/// [`api::MAX_GROUP_ROWS`] pairs.
+async fn register_blob_groups(
+    relay: &Relay,
+    share_id: &ShareId,
+    st: &mut ShareState,
+    m: &Manifest,
+    elements: &[ScopeElement],
+) -> Result<()> {
+    let Some(sc) = &st.scoped else {
+        return Ok(());
+    };
+    let mut groups: Vec<api::BlobGroup> = Vec::new();
+    let mut rows = 0;
+    let mut batches = Vec::new();
+    for el in elements {
+        let blobs: Vec<String> = m
+            .entries
+            .iter()
+            .filter(|e| el.covers(e))
+            .map(|e| crate::relay::hex_id(&e.blob_id))
+            .collect();
+        let tag = b64(&sc.groups.tag(share_id.as_bytes(), el));
+        for chunk in blobs.chunks(api::MAX_GROUP_ROWS) {
+            if rows + chunk.len() > api::MAX_GROUP_ROWS {
+                batches.push(std::mem::take(&mut groups));
+                rows = 0;
+            }
+            rows += chunk.len();
+            groups.push(api::BlobGroup {
+                group: tag.clone(),
+                blobs: chunk.to_vec(),
+            });
+        }
+    }
+    if !groups.is_empty() {
+        batches.push(groups);
+    }
+    for groups in batches {
+        relay
+            .register_groups(
+                &mut st.owner,
+                share_id,
+                &api::BlobGroupRegistration { groups },
+            )
+            .await?;
+    }
+    Ok(())
+}
+
+/// Every element a scoped share's blobs are grouped by: the categories and the listed records.
+fn share_elements(sc: &ScopedShare) -> Vec<ScopeElement> {
+    Category::ALL
+        .iter()
+        .map(|c| ScopeElement::Category(*c))
+        .chain(sc.records.iter().map(|r| ScopeElement::Record(*r)))
+        .collect()
+}
+
+/// Signs, seals (sectioned for a scoped share, one envelope for a version-1 share) and
+/// compare-and-swaps `m` in as the share's manifest.
+async fn swap_manifest(
+    relay: &Relay,
+    identity: &DeviceIdentity,
+    share_id: &ShareId,
+    st: &mut ShareState,
+    m: &Manifest,
+) -> Result<()> {
+    let sealed = match &st.scoped {
+        Some(sc) => {
+            let records: Vec<[u8; 16]> = sc.records.iter().copied().collect();
+            scoped::seal_sections(m, identity.signing(), &st.epoch.key, &records, &mut OsRng)
+        }
+        None => m.seal(identity.signing(), &st.epoch.key, &mut OsRng),
+    };
+    relay
+        .put_manifest(
+            &mut st.owner,
+            share_id,
+            m.version,
+            st.manifest_version,
+            sealed,
+        )
+        .await?;
+    st.manifest_version = m.version;
+    if let Some(sc) = &mut st.scoped {
+        sc.manifest = Some(m.clone());
+        sc.manifest_saved = false;
+    }
+    Ok(())
+}
+
+/// Before a grant of `scope`: every record `scope` lists gets its own manifest section and
+/// relay group (a record no earlier grant listed: its blobs are put in the group and the live
+/// manifest is re-sealed under the next version, same epoch and blobs).
+async fn ensure_record_sections(
+    relay: &Relay,
+    identity: &DeviceIdentity,
+    share_id: &ShareId,
+    st: &mut ShareState,
+    scope: &Scope,
+) -> Result<()> {
+    let Some(sc) = &mut st.scoped else {
+        return Ok(());
+    };
+    let new: Vec<[u8; 16]> = scope
+        .records()
+        .iter()
+        .filter(|r| !sc.records.contains(*r))
+        .copied()
+        .collect();
+    if new.is_empty() {
+        return Ok(());
+    }
+    let mut m = sc.manifest.clone().ok_or(ClientError::InvalidInput(
+        "the share's manifest is not on this device",
+    ))?;
+    if m.epoch != st.epoch.number {
+        // A revoke stopped after its epoch updates went out but before the manifest swap:
+        // revoking again finishes it (docs/protocol.md "Revocation and expiry").
+        return Err(ClientError::InvalidInput(
+            "an interrupted revoke must be finished first",
+        ));
+    }
+    let elements: Vec<ScopeElement> = new.iter().map(|r| ScopeElement::Record(*r)).collect();
+    register_blob_groups(relay, share_id, st, &m, &elements).await?;
+    if let Some(sc) = &mut st.scoped {
+        sc.records.extend(new);
+    }
+    m.version = st.manifest_version + 1;
+    m.issued_at = now();
+    if let Err(e) = swap_manifest(relay, identity, share_id, st, &m).await {
+        // Not published: the sections stay as they were (the groups registered are harmless
+        // and are registered again next time).
+        if let Some(sc) = &mut st.scoped {
+            sc.records
+                .retain(|r| !elements.contains(&ScopeElement::Record(*r)));
+        }
+        return Err(e);
+    }
+    Ok(())
 }
 
 /// One verified relay log entry, names resolved when the log is shown (a delegation notice
@@ -393,10 +583,20 @@ impl Patient {
             audit_pin: Head::EMPTY,
             log: Vec::new(),
             log_seq: 0,
+            scoped: Some(ScopedShare {
+                groups: GroupSecret::random(&mut OsRng),
+                records: BTreeSet::new(),
+                manifest: None,
+                manifest_saved: false,
+            }),
         };
         let m = self
             .upload_epoch(&share_id, &mut st, progress, cancel)
             .await?;
+        if let Some(sc) = &st.scoped {
+            let elements = share_elements(sc);
+            register_blob_groups(&self.relay, &share_id, &mut st, &m, &elements).await?;
+        }
         self.swap_manifest(&share_id, &mut st, &m).await?;
         self.shares.insert(share_id, st);
         Ok(share_id)
@@ -478,18 +678,7 @@ impl Patient {
         st: &mut ShareState,
         m: &Manifest,
     ) -> Result<()> {
-        let sealed = m.seal(self.identity.signing(), &st.epoch.key, &mut OsRng);
-        self.relay
-            .put_manifest(
-                &mut st.owner,
-                share_id,
-                m.version,
-                st.manifest_version,
-                sealed,
-            )
-            .await?;
-        st.manifest_version = m.version;
-        Ok(())
+        swap_manifest(&self.relay, &self.identity, share_id, st, m).await
     }
 
     /// Opens a pairing mailbox for `share_id` and makes the QR.
@@ -526,8 +715,20 @@ impl Patient {
 
     /// After the patient saw matching codes: registers the doctor's read token, signs the
     /// grant and sends it with the patient's card over the pairing channel. Returns the new
-    /// relationship's id (the core relationship's own, docs/protocol.md "Pairing").
-    pub async fn confirm(&mut self, mut session: PairingSession) -> Result<RelationshipId> {
+    /// relationship's id (the core relationship's own, docs/protocol.md "Pairing"). The
+    /// doctor gets the whole share; [`Patient::confirm_with_scope`] grants less.
+    pub async fn confirm(&mut self, session: PairingSession) -> Result<RelationshipId> {
+        self.confirm_with_scope(session, Scope::all()).await
+    }
+
+    /// [`Patient::confirm`] with a scope narrower than the share: the doctor receives only
+    /// the keys of `scope`'s elements, and its token fetches only their blobs
+    /// (docs/protocol.md "Scoped keys").
+    pub async fn confirm_with_scope(
+        &mut self,
+        mut session: PairingSession,
+        scope: Scope,
+    ) -> Result<RelationshipId> {
         let pending = session
             .pending
             .take()
@@ -539,12 +740,13 @@ impl Patient {
             .get_mut(&session.share_id)
             .ok_or(ClientError::InvalidInput("unknown share"))?;
         let token = ReadToken::random(&mut OsRng);
-        let scope = Scope::all();
         let depth = if st.options.policy == Policy::Allowed {
             st.options.delegation_depth
         } else {
             0
         };
+        ensure_record_sections(&self.relay, &self.identity, &session.share_id, st, &scope).await?;
+        let groups = st.token_groups(&session.share_id, &scope);
         self.relay
             .register_token(
                 &mut st.owner,
@@ -555,6 +757,7 @@ impl Patient {
                     scope: b64(&scope.to_bytes()),
                     expires_at: st.options.expires_at,
                     depth,
+                    groups,
                 },
             )
             .await?;
@@ -562,7 +765,7 @@ impl Patient {
             share_id: session.share_id.to_bytes(),
             relay_url: self.relay.base().to_owned(),
             epoch: st.epoch.number,
-            epoch_key: st.epoch.key.clone(),
+            keys: st.grant_keys(&session.share_id, &scope),
             read_token: token.clone(),
             policy: st.options.policy,
             scope,
@@ -835,7 +1038,20 @@ impl Patient {
             key: st.epoch.key.clone(),
         };
         st.epoch = st.epoch.next(&mut OsRng)?;
-        let m = match self.upload_epoch(share_id, st, progress, cancel).await {
+        let uploaded = match self.upload_epoch(share_id, st, progress, cancel).await {
+            Ok(m) => match &st.scoped {
+                Some(sc) => {
+                    // The new blobs join the (stable) groups before anyone learns of them.
+                    let elements = share_elements(sc);
+                    register_blob_groups(&self.relay, share_id, st, &m, &elements)
+                        .await
+                        .map(|()| m)
+                }
+                None => Ok(m),
+            },
+            Err(e) => Err(e),
+        };
+        let m = match uploaded {
             Ok(m) => m,
             Err(e) => {
                 // The new key never left the device: go back to the published epoch, so
@@ -845,21 +1061,23 @@ impl Patient {
                 return Err(e);
             }
         };
-        // (3) Deliver the new epoch key to every remaining grantee.
-        let update = EpochUpdate {
-            share_id: share_id.to_bytes(),
-            epoch: st.epoch.number,
-            epoch_key: st.epoch.key.clone(),
-            manifest_version: m.version,
-        }
-        .to_bytes();
-        let remaining: Vec<RelationshipId> = st
+        // (3) Deliver the new epoch's keys to every remaining grantee: each gets those of its
+        // own scope (or, in a version-1 share, the epoch key).
+        let remaining: Vec<(RelationshipId, Vec<u8>)> = st
             .grants
             .iter()
             .filter(|g| !g.revoked)
-            .map(|g| g.relationship)
+            .map(|g| {
+                let update = EpochUpdate {
+                    share_id: share_id.to_bytes(),
+                    epoch: st.epoch.number,
+                    keys: st.grant_keys(share_id, &g.scope),
+                    manifest_version: m.version,
+                };
+                (g.relationship, update.to_bytes())
+            })
             .collect();
-        for ri in remaining {
+        for (ri, update) in remaining {
             self.send(&ri, MessageKind::EpochUpdate, &update).await?;
         }
         // (4) Compare-and-swap the manifest.
@@ -1179,6 +1397,8 @@ impl Patient {
             .get_mut(&share_id)
             .ok_or(ClientError::InvalidInput("unknown share"))?;
         let token = ReadToken::random(&mut OsRng);
+        ensure_record_sections(&self.relay, &self.identity, &share_id, st, &req.scope).await?;
+        let groups = st.token_groups(&share_id, &req.scope);
         self.relay
             .register_token(
                 &mut st.owner,
@@ -1189,6 +1409,7 @@ impl Patient {
                     scope: b64(&req.scope.to_bytes()),
                     expires_at: st.options.expires_at,
                     depth: 0,
+                    groups,
                 },
             )
             .await?;
@@ -1196,7 +1417,7 @@ impl Patient {
             share_id: req.share_id,
             relay_url: self.relay.base().to_owned(),
             epoch: st.epoch.number,
-            epoch_key: st.epoch.key.clone(),
+            keys: st.grant_keys(&share_id, &req.scope),
             read_token: token.clone(),
             // A colleague the patient granted may ask in turn, but not delegate.
             policy: Policy::Ask,
@@ -1332,8 +1553,24 @@ fn verify_notice(
         scope: g.scope.clone(),
         expires_at: g.expires_at,
         depth: g.depth,
+        groups: st
+            .scoped
+            .as_ref()
+            .map(|sc| sc.groups.tags(share_id.as_bytes(), &g.scope)),
     };
     n.verify(share_id.as_bytes(), &root, now())?;
+    // In a scoped share every link's relay groups must be exactly those of its scope: the
+    // relay only checks they are within the parent's, the patient knows what they stand for.
+    if let Some(sc) = &st.scoped
+        && let Some((index, _)) = n.chain.iter().enumerate().find(|(_, l)| {
+            l.groups.as_ref() != Some(&sc.groups.tags(share_id.as_bytes(), &l.scope))
+        })
+    {
+        return Err(ClientError::Tampered(carekey_core::Error::Delegation {
+            index,
+            reason: "relay groups do not match the delegated scope",
+        }));
+    }
     // The notice's signer must be who holds the parent key: the root grantee for the first
     // level, an earlier (verified) colleague further down.
     let last = n.chain.len() - 1;

@@ -519,6 +519,21 @@ impl Relay {
         Ok(())
     }
 
+    /// Puts stored blobs into relay groups (relay-formats.md "Scoped tokens"): a scoped token
+    /// fetches a blob only if they share a group.
+    pub async fn register_groups(
+        &self,
+        cap: &mut OwnerCap,
+        share: &ShareId,
+        reg: &api::BlobGroupRegistration,
+    ) -> Result<()> {
+        let body =
+            serde_json::to_vec(reg).map_err(|_| ClientError::InvalidInput("registration"))?;
+        let path = format!("/v1/shares/{}/groups", share);
+        self.owner(cap, Method::POST, &path, body, true).await?;
+        Ok(())
+    }
+
     /// Revokes a token and its delegated subtree at once.
     pub async fn revoke_token(
         &self,

@@ -2,7 +2,9 @@
 //! (`tests/revocation.rs`). Compiled only with the `test-export` feature, which no app build
 //! enables: the tests turn it on through a dev-dependency of this crate on itself.
 
-use carekey_core::keys::{EpochKey, PublicKey, ReadToken, SigningSecret};
+use carekey_core::grant::DelegationLink;
+use carekey_core::keys::{PublicKey, ReadToken, SigningSecret};
+use carekey_core::section::GrantKeys;
 
 /// Every key and token a doctor's link to one share holds right now.
 ///
@@ -12,12 +14,16 @@ use carekey_core::keys::{EpochKey, PublicKey, ReadToken, SigningSecret};
 pub struct HeldSecrets {
     /// The share.
     pub share_id: crate::ids::ShareId,
-    /// Epoch the link holds the key of.
+    /// Epoch the link holds the keys of.
     pub epoch: u32,
-    /// That epoch's manifest key.
-    pub epoch_key: EpochKey,
+    /// That epoch's keys: the element keys of the link's scope (or a version-1 epoch key).
+    pub keys: GrantKeys,
     /// The bearer read token.
     pub read_token: ReadToken,
+    /// Root-first delegation chain ending at this link (empty for a patient's grant).
+    pub chain: Vec<DelegationLink>,
+    /// Relay hash of the root token the chain starts from.
+    pub root_token_hash: [u8; 32],
     /// The per-relationship reader key that signs fetch receipts.
     pub reader: SigningSecret,
     /// The patient's card signing key (verifies manifests).

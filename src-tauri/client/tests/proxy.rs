@@ -365,8 +365,9 @@ async fn older_manifest_is_rejected() {
     assert_eq!(v2.header(api::HEADER_MANIFEST_VERSION), Some("2"));
 
     // The network serves the version-1 manifest again, verbatim (signed by the patient). Every
-    // version bump is a re-key, so the old manifest does not even open under the epoch-2 key
-    // (the no-rollback guard behind it is never reached).
+    // version bump is a re-key, so the old manifest does not even open under the epoch-2 keys:
+    // its sections sit under epoch-1 locators, so none of the doctor's epoch-2 sections is
+    // found (the no-rollback guard behind it is never reached).
     proxy.add(Rule::exact(
         "old manifest",
         "GET",
@@ -381,7 +382,10 @@ async fn older_manifest_is_rejected() {
     assert!(
         matches!(
             err,
-            ClientError::Tampered(carekey_core::Error::Decrypt { .. })
+            ClientError::Tampered(carekey_core::Error::Malformed {
+                what: "sectioned manifest",
+                ..
+            })
         ),
         "{err:?}"
     );
@@ -413,7 +417,10 @@ async fn older_manifest_is_rejected() {
     assert!(
         matches!(
             err,
-            ClientError::Tampered(carekey_core::Error::Decrypt { .. })
+            ClientError::Tampered(carekey_core::Error::Malformed {
+                what: "sectioned manifest",
+                ..
+            })
         ),
         "{err:?}"
     );

@@ -22,9 +22,10 @@ use carekey_client::relay::{ReaderCap, Relay};
 use carekey_client::test_export::HeldSecrets;
 use carekey_core::envelope::{self, Context, Envelope, ObjectKind, SealingKey};
 use carekey_core::grant::Policy;
-use carekey_core::keys::{ContentKey, DeviceIdentity, EpochKey, Role, RootSecret};
+use carekey_core::keys::{ContentKey, DeviceIdentity, Role, RootSecret, SectionSecret};
 use carekey_core::manifest::Manifest;
 use carekey_core::message::{self, ReplayGuard};
+use carekey_core::section::{SealedSections, locator, section_id, section_key};
 use carekey_core::wire::Wire;
 use common::{identity, in_a_day, pair, share_items, start_relay};
 use rand_core::{OsRng, RngCore};
@@ -39,7 +40,9 @@ fn now() -> u64 {
 /// Keys of one party, collected over time.
 #[derive(Default)]
 struct KeyRing {
-    epoch_keys: Vec<EpochKey>,
+    /// Element secrets of the holder's scope (what replaced the epoch key: they open the
+    /// holder's manifest sections).
+    section_secrets: Vec<SectionSecret>,
     content_keys: Vec<ContentKey>,
     relationship_ids: Vec<[u8; 16]>,
 }
@@ -54,15 +57,18 @@ impl KeyRing {
             share_id: h.share_id,
         };
         let (_, sealed) = relay.get_manifest(&cap, now()).await.expect("manifest");
-        let m = Manifest::open(
-            &sealed,
-            h.share_id.as_bytes(),
-            h.epoch,
-            &h.epoch_key,
-            &h.patient_key,
-        )
-        .expect("holder opens its manifest");
-        self.epoch_keys.push(h.epoch_key.clone());
+        let m = h
+            .keys
+            .open_manifest(&sealed, h.share_id.as_bytes(), h.epoch, &h.patient_key)
+            .expect("holder opens its manifest");
+        self.section_secrets.extend(
+            h.keys
+                .scoped()
+                .expect("a scoped share")
+                .keys()
+                .iter()
+                .map(|k| k.secret.clone()),
+        );
         self.content_keys
             .extend(m.entries.iter().map(|e| e.content_key.clone()));
         self.relationship_ids.push(h.relationship_id);
@@ -206,14 +212,33 @@ fn count_opened(
     let mut opened = Vec::new();
     let mut attempts = 0;
     for v in values {
-        let hit = ring
-            .epoch_keys
-            .iter()
-            .any(|k| opens_with(k, None, v, &extra, &mut attempts))
-            || ring
-                .content_keys
+        // A sectioned manifest: every section under every secret, in every epoch.
+        let sections = SealedSections::from_bytes(&v.value).ok();
+        let hit = ring.section_secrets.iter().any(|s| {
+            let key = section_key(s);
+            let l = locator(s);
+            let id = section_id(share_id.as_bytes(), &l);
+            sections
                 .iter()
-                .any(|k| opens_with(k, Some(k), v, &extra, &mut attempts));
+                .flat_map(|x| &x.sections)
+                .any(|(_, sealed)| {
+                    Envelope::from_bytes(sealed).is_ok_and(|env| {
+                        v.epochs.iter().any(|&e| {
+                            attempts += 1;
+                            envelope::open(
+                                &key,
+                                &Context::new(ObjectKind::ManifestSection, &id, e),
+                                &env,
+                            )
+                            .is_ok()
+                        })
+                    })
+                })
+                || opens_with(&key, None, v, &extra, &mut attempts)
+        }) || ring
+            .content_keys
+            .iter()
+            .any(|k| opens_with(k, Some(k), v, &extra, &mut attempts));
         if hit {
             opened.push(v.table.clone());
         }
@@ -312,7 +337,8 @@ async fn revoked_doctor_keys_open_nothing_of_the_new_epoch() {
     let a2 = a.held_secrets_for_test(&link_a).expect("link");
     assert_eq!(a2.epoch, 2);
     a_ring.collect(&client, &a2).await;
-    assert_eq!(a_ring.epoch_keys.len(), 2);
+    // Two epochs of the whole scope: every category's secret, twice.
+    assert_eq!(a_ring.section_secrets.len(), 2 * 11);
     assert_eq!(a_ring.content_keys.len(), 2 * n);
     let old_blob_ids: Vec<carekey_client::BlobId> = {
         let cap = ReaderCap {
@@ -321,7 +347,8 @@ async fn revoked_doctor_keys_open_nothing_of_the_new_epoch() {
             share_id: share,
         };
         let (_, sealed) = client.get_manifest(&cap, now()).await.expect("manifest");
-        Manifest::open(&sealed, share.as_bytes(), 2, &a2.epoch_key, &a2.patient_key)
+        a2.keys
+            .open_manifest(&sealed, share.as_bytes(), 2, &a2.patient_key)
             .expect("opens")
             .entries
             .iter()
@@ -419,7 +446,7 @@ async fn revoked_doctor_keys_open_nothing_of_the_new_epoch() {
     );
     assert!(
         b_opened.iter().any(|t| t == "shares"),
-        "B's epoch key opens the new manifest: {b_opened:?}"
+        "B's element secrets open the new manifest's sections: {b_opened:?}"
     );
 
     // A's keys: nothing opens.
@@ -428,7 +455,7 @@ async fn revoked_doctor_keys_open_nothing_of_the_new_epoch() {
     println!(
         "scanned {} stored values with {} keys of A: {attempts} attempts in {:.1} s",
         values.len(),
-        a_ring.epoch_keys.len() + a_ring.content_keys.len(),
+        a_ring.section_secrets.len() + a_ring.content_keys.len(),
         t.elapsed().as_secs_f64()
     );
     assert!(

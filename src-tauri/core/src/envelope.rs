@@ -57,6 +57,8 @@ pub enum ObjectKind {
     VaultKeyWrap = 9,
     /// A chunked attachment in a local vault.
     VaultAttachment = 10,
+    /// One section of a scoped (version 2) share manifest (docs/protocol.md "Scoped keys").
+    ManifestSection = 11,
 }
 
 /// The context a ciphertext is bound to.

@@ -8,10 +8,14 @@ use rand_core::{CryptoRng, RngCore};
 
 use crate::error::{Error, Result};
 use crate::keys::EpochKey;
+use crate::section::GrantKeys;
 use crate::wire::{Reader, Wire, Writer};
 
-/// Epoch update format version.
-pub const EPOCH_UPDATE_VERSION: u8 = 1;
+/// Epoch update format version written for scoped keys: the grantee's element keys of the new
+/// epoch (docs/protocol.md "Scoped keys").
+pub const EPOCH_UPDATE_VERSION: u8 = 2;
+/// The version-1 update (whole epoch key), still read.
+pub const EPOCH_UPDATE_VERSION_EPOCH_KEY: u8 = 1;
 
 /// One key generation of a share.
 #[derive(Debug, PartialEq, Eq)]
@@ -49,8 +53,9 @@ pub struct EpochUpdate {
     pub share_id: [u8; 16],
     /// New epoch number.
     pub epoch: u32,
-    /// New epoch key.
-    pub epoch_key: EpochKey,
+    /// The new epoch's keys: the recipient's element keys (version 2), or the whole epoch
+    /// key (version 1).
+    pub keys: GrantKeys,
     /// Manifest version sealed under it (the grantee must not accept an older one).
     pub manifest_version: u64,
 }
@@ -58,18 +63,34 @@ pub struct EpochUpdate {
 impl Wire for EpochUpdate {
     const WHAT: &'static str = "epoch update";
     fn encode(&self, w: &mut Writer) {
-        w.u8(EPOCH_UPDATE_VERSION);
+        w.u8(match self.keys {
+            GrantKeys::Epoch(_) => EPOCH_UPDATE_VERSION_EPOCH_KEY,
+            GrantKeys::Scoped(_) => EPOCH_UPDATE_VERSION,
+        });
         w.raw(&self.share_id);
         w.u32(self.epoch);
-        w.obj(&self.epoch_key);
+        match &self.keys {
+            GrantKeys::Epoch(k) => w.obj(k),
+            GrantKeys::Scoped(k) => w.obj(k),
+        }
         w.u64(self.manifest_version);
     }
     fn decode(r: &mut Reader<'_>) -> Result<Self> {
-        r.version(EPOCH_UPDATE_VERSION)?;
+        let version = r.u8()?;
+        if version != EPOCH_UPDATE_VERSION && version != EPOCH_UPDATE_VERSION_EPOCH_KEY {
+            return Err(Error::UnknownVersion {
+                what: Self::WHAT,
+                version,
+            });
+        }
         Ok(Self {
             share_id: r.array()?,
             epoch: r.u32()?,
-            epoch_key: r.obj()?,
+            keys: if version == EPOCH_UPDATE_VERSION {
+                GrantKeys::Scoped(r.obj()?)
+            } else {
+                GrantKeys::Epoch(r.obj::<EpochKey>()?)
+            },
             manifest_version: r.u64()?,
         })
     }

@@ -19,8 +19,9 @@ use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
 use crate::grant::{DelegationLink, DelegationRoot, Scope, SignedGrant, verify_chain};
-use crate::keys::{Card, DeviceIdentity, EpochKey, PublicKey, ReadToken, check_text};
+use crate::keys::{Card, DeviceIdentity, PublicKey, ReadToken, check_text};
 use crate::label;
+use crate::section::GrantKeys;
 use crate::wire::{Reader, Wire, Writer};
 
 const INVITE_VERSION: u8 = 1;
@@ -213,8 +214,9 @@ pub struct DelegatedAccess {
     pub relay_url: String,
     /// Current epoch.
     pub epoch: u32,
-    /// Current epoch key.
-    pub epoch_key: EpochKey,
+    /// The current epoch's keys: the element keys of the colleague's scope (access kind 3),
+    /// or the whole epoch key of a version-1 share (kind 2).
+    pub keys: GrantKeys,
     /// The colleague's own read token (registered by the delegation).
     pub read_token: ReadToken,
     /// Relay hash of the root token the chain starts from (needed to delegate further).
@@ -243,8 +245,25 @@ impl DelegatedAccess {
             scope: first.scope.clone(),
             expires_at: first.expires_at,
             depth: first.depth.saturating_add(1),
+            groups: first.groups.clone(),
         };
-        verify_chain(&self.share_id, &root, &self.chain, now)
+        verify_chain(&self.share_id, &root, &self.chain, now)?;
+        // The keys must be exactly those of the colleague's own scope, and the relay groups
+        // its token was registered with those of the keys (a scoped share has both, a
+        // version-1 share neither).
+        let consistent = match &self.keys {
+            GrantKeys::Scoped(k) => {
+                k.covers_exactly(&last.scope) && last.groups.as_ref() == Some(&k.groups())
+            }
+            GrantKeys::Epoch(_) => last.groups.is_none(),
+        };
+        if !consistent {
+            return Err(Error::Delegation {
+                index: self.chain.len() - 1,
+                reason: "the keys do not match the delegated scope",
+            });
+        }
+        Ok(())
     }
 
     /// The last link (the colleague's own).
@@ -305,11 +324,17 @@ impl Wire for Introduction {
                 w.obj(g);
             }
             Access::Delegated(d) => {
-                w.u8(2);
+                w.u8(match d.keys {
+                    GrantKeys::Epoch(_) => 2,
+                    GrantKeys::Scoped(_) => 3,
+                });
                 w.raw(&d.share_id);
                 w.str16(&d.relay_url);
                 w.u32(d.epoch);
-                w.obj(&d.epoch_key);
+                match &d.keys {
+                    GrantKeys::Epoch(k) => w.obj(k),
+                    GrantKeys::Scoped(k) => w.obj(k),
+                }
                 w.obj(&d.read_token);
                 w.raw(&d.root_token_hash);
                 write_chain(w, &d.chain);
@@ -326,11 +351,16 @@ impl Wire for Introduction {
         }
         let access = match r.u8()? {
             1 => Access::Direct(r.obj()?),
-            2 => Access::Delegated(DelegatedAccess {
+            // 2: a version-1 share (the whole epoch key); 3: scoped element keys.
+            kind @ (2 | 3) => Access::Delegated(DelegatedAccess {
                 share_id: r.array()?,
                 relay_url: r.str16()?,
                 epoch: r.u32()?,
-                epoch_key: r.obj()?,
+                keys: if kind == 3 {
+                    GrantKeys::Scoped(r.obj()?)
+                } else {
+                    GrantKeys::Epoch(r.obj()?)
+                },
                 read_token: r.obj()?,
                 root_token_hash: r.array()?,
                 chain: read_chain(r)?,
@@ -489,14 +519,22 @@ mod tests {
         let parent = SigningSecret::random(&mut OsRng);
         let me = SigningSecret::random(&mut OsRng);
         let token = ReadToken::random(&mut OsRng);
-        let link =
-            DelegationLink::sign(&parent, [1; 16], me.public(), &token, Scope::all(), 2000, 0);
+        let link = DelegationLink::sign(
+            &parent,
+            [1; 16],
+            me.public(),
+            &token,
+            Scope::all(),
+            None,
+            2000,
+            0,
+        );
         let (_, card) = party("Dr. Parent");
         let access = DelegatedAccess {
             share_id: [1; 16],
             relay_url: "https://relay.example".into(),
             epoch: 1,
-            epoch_key: EpochKey::random(&mut OsRng),
+            keys: GrantKeys::Epoch(crate::keys::EpochKey::random(&mut OsRng)),
             read_token: token,
             root_token_hash: [9; 32],
             chain: vec![link],

@@ -6,14 +6,20 @@
 //! byte as docs/relay-formats.md "Delegation link" fixes them.
 
 use crate::error::{Error, Result};
-use crate::keys::{EpochKey, PublicKey, ReadToken, SigningSecret};
+use crate::keys::{PublicKey, ReadToken, SigningSecret};
 use crate::label;
+use crate::section::{GROUP_LEN, GrantKeys, GroupTag, MAX_ELEMENTS};
 use crate::wire::{Reader, Wire, Writer};
 
-/// Grant format version.
-pub const GRANT_VERSION: u8 = 1;
-/// Delegation link format version.
-pub const DELEGATION_VERSION: u8 = 1;
+/// Grant format version written for scoped keys (docs/protocol.md "Scoped keys"): the grant
+/// carries the keys of its scope's elements, not the epoch key.
+pub const GRANT_VERSION: u8 = 2;
+/// The version-1 grant (whole epoch key), still read and re-encoded as it came.
+pub const GRANT_VERSION_EPOCH_KEY: u8 = 1;
+/// Delegation link format version with relay groups (docs/relay-formats.md "Delegation link").
+pub const DELEGATION_VERSION: u8 = 2;
+/// The version-1 link (no relay groups), still read.
+pub const DELEGATION_VERSION_UNSCOPED: u8 = 1;
 /// Most record ids a scope may list.
 pub const MAX_SCOPE_RECORDS: usize = 4096;
 /// Deepest delegation a patient may allow.
@@ -46,7 +52,7 @@ impl Wire for Policy {
 }
 
 /// Record categories a scope can name (bit positions of docs/relay-formats.md "Scope").
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 #[allow(missing_docs)]
 pub enum Category {
     Allergies = 0,
@@ -183,8 +189,9 @@ pub struct Grant {
     pub relay_url: String,
     /// Current epoch number.
     pub epoch: u32,
-    /// Current epoch key (opens the manifest).
-    pub epoch_key: EpochKey,
+    /// The keys of the current epoch: the scope's element keys (version 2), or the whole
+    /// epoch key of a version-1 grant.
+    pub keys: GrantKeys,
     /// Bearer read token for the relay.
     pub read_token: ReadToken,
     /// Forwarding policy.
@@ -206,11 +213,17 @@ pub struct Grant {
 impl Wire for Grant {
     const WHAT: &'static str = "grant";
     fn encode(&self, w: &mut Writer) {
-        w.u8(GRANT_VERSION);
+        match &self.keys {
+            GrantKeys::Epoch(_) => w.u8(GRANT_VERSION_EPOCH_KEY),
+            GrantKeys::Scoped(_) => w.u8(GRANT_VERSION),
+        }
         w.raw(&self.share_id);
         w.str16(&self.relay_url);
         w.u32(self.epoch);
-        w.obj(&self.epoch_key);
+        match &self.keys {
+            GrantKeys::Epoch(k) => w.obj(k),
+            GrantKeys::Scoped(k) => w.obj(k),
+        }
         w.obj(&self.read_token);
         w.obj(&self.policy);
         w.obj(&self.scope);
@@ -221,12 +234,22 @@ impl Wire for Grant {
         w.u64(self.issued_at);
     }
     fn decode(r: &mut Reader<'_>) -> Result<Self> {
-        r.version(GRANT_VERSION)?;
+        let version = r.u8()?;
+        if version != GRANT_VERSION && version != GRANT_VERSION_EPOCH_KEY {
+            return Err(Error::UnknownVersion {
+                what: Self::WHAT,
+                version,
+            });
+        }
         let g = Self {
             share_id: r.array()?,
             relay_url: r.str16()?,
             epoch: r.u32()?,
-            epoch_key: r.obj()?,
+            keys: if version == GRANT_VERSION {
+                GrantKeys::Scoped(r.obj()?)
+            } else {
+                GrantKeys::Epoch(r.obj()?)
+            },
             read_token: r.obj()?,
             policy: r.obj()?,
             scope: r.obj()?,
@@ -240,6 +263,11 @@ impl Wire for Grant {
             || (g.policy != Policy::Allowed && g.delegation_depth != 0)
         {
             return Err(r.malformed("delegation depth inconsistent with policy"));
+        }
+        if let GrantKeys::Scoped(k) = &g.keys
+            && !k.covers_exactly(&g.scope)
+        {
+            return Err(r.malformed("keys are not exactly those of the scope"));
         }
         Ok(g)
     }
@@ -310,6 +338,8 @@ pub struct DelegationRoot {
     pub expires_at: u64,
     /// The grant's delegation depth.
     pub depth: u8,
+    /// The root token's relay groups (`None`: a version-1 token readable share-wide).
+    pub groups: Option<Vec<GroupTag>>,
 }
 
 impl From<&Grant> for DelegationRoot {
@@ -319,6 +349,7 @@ impl From<&Grant> for DelegationRoot {
             scope: g.scope.clone(),
             expires_at: g.expires_at,
             depth: g.delegation_depth,
+            groups: g.keys.groups(),
         }
     }
 }
@@ -336,6 +367,8 @@ pub struct DelegationLink {
     pub child_token_hash: [u8; 32],
     /// Child scope (⊆ parent's).
     pub scope: Scope,
+    /// The child token's relay groups (⊆ parent's), sorted; `None` in a version-1 link.
+    pub groups: Option<Vec<GroupTag>>,
     /// Child expiry (≤ parent's).
     pub expires_at: u64,
     /// Remaining depth (< parent's).
@@ -347,33 +380,52 @@ pub struct DelegationLink {
 impl DelegationLink {
     fn unsigned_bytes(&self) -> Vec<u8> {
         let mut w = Writer::new();
-        w.u8(DELEGATION_VERSION);
+        w.u8(if self.groups.is_some() {
+            DELEGATION_VERSION
+        } else {
+            DELEGATION_VERSION_UNSCOPED
+        });
         w.raw(&self.share_id);
         w.obj(&self.parent_key);
         w.obj(&self.child_key);
         w.raw(&self.child_token_hash);
         w.obj(&self.scope);
+        if let Some(g) = &self.groups {
+            w.u16(u16::try_from(g.len()).unwrap_or(u16::MAX));
+            for t in g.iter().take(usize::from(u16::MAX)) {
+                w.raw(t);
+            }
+        }
         w.u64(self.expires_at);
         w.u8(self.depth);
         w.into_bytes()
     }
 
-    /// Makes and signs a link from `parent` to a child.
+    /// Makes and signs a link from `parent` to a child: version 2 with the child's relay
+    /// `groups` (sorted and de-duplicated here), version 1 without.
+    #[allow(clippy::too_many_arguments)]
     pub fn sign(
         parent: &SigningSecret,
         share_id: [u8; 16],
         child_key: PublicKey,
         child_token: &ReadToken,
         scope: Scope,
+        groups: Option<Vec<GroupTag>>,
         expires_at: u64,
         depth: u8,
     ) -> Self {
+        let groups = groups.map(|mut g| {
+            g.sort_unstable();
+            g.dedup();
+            g
+        });
         let mut l = Self {
             share_id,
             parent_key: parent.public(),
             child_key,
             child_token_hash: child_token.relay_hash(),
             scope,
+            groups,
             expires_at,
             depth,
             signature: [0; 64],
@@ -390,13 +442,42 @@ impl Wire for DelegationLink {
         w.raw(&self.signature);
     }
     fn decode(r: &mut Reader<'_>) -> Result<Self> {
-        r.version(DELEGATION_VERSION)?;
+        let version = r.u8()?;
+        if version != DELEGATION_VERSION && version != DELEGATION_VERSION_UNSCOPED {
+            return Err(Error::UnknownVersion {
+                what: Self::WHAT,
+                version,
+            });
+        }
+        let share_id = r.array()?;
+        let parent_key = r.obj()?;
+        let child_key = r.obj()?;
+        let child_token_hash = r.array()?;
+        let scope = r.obj()?;
+        let groups = if version == DELEGATION_VERSION {
+            let n = usize::from(r.u16()?);
+            if n > MAX_ELEMENTS || n > r.remaining() / GROUP_LEN {
+                return Err(r.malformed("too many relay groups"));
+            }
+            let mut g: Vec<GroupTag> = Vec::with_capacity(n);
+            for _ in 0..n {
+                let t: GroupTag = r.array()?;
+                if g.last().is_some_and(|p| *p >= t) {
+                    return Err(r.malformed("relay groups not sorted and unique"));
+                }
+                g.push(t);
+            }
+            Some(g)
+        } else {
+            None
+        };
         Ok(Self {
-            share_id: r.array()?,
-            parent_key: r.obj()?,
-            child_key: r.obj()?,
-            child_token_hash: r.array()?,
-            scope: r.obj()?,
+            share_id,
+            parent_key,
+            child_key,
+            child_token_hash,
+            scope,
+            groups,
             expires_at: r.u64()?,
             depth: r.u8()?,
             signature: r.array()?,
@@ -413,6 +494,7 @@ pub fn verify_chain(
 ) -> Result<()> {
     let (mut key, mut scope, mut expires, mut depth) =
         (root.reader_key, &root.scope, root.expires_at, root.depth);
+    let mut groups = root.groups.as_ref();
     for (index, l) in chain.iter().enumerate() {
         let fail = |reason| Err(Error::Delegation { index, reason });
         if l.share_id != *share_id {
@@ -432,6 +514,14 @@ pub fn verify_chain(
         if !l.scope.is_within(scope) {
             return fail("widens the scope");
         }
+        // Under a scoped parent the child must be scoped too, within the parent's groups
+        // (the relay checks the same, docs/relay-formats.md "Delegation link").
+        if let Some(p) = groups {
+            match &l.groups {
+                Some(c) if c.iter().all(|g| p.binary_search(g).is_ok()) => {}
+                _ => return fail("widens or drops the relay groups"),
+            }
+        }
         if l.expires_at > expires {
             return fail("extends the expiry");
         }
@@ -442,6 +532,7 @@ pub fn verify_chain(
             return fail("expired");
         }
         (key, scope, expires, depth) = (l.child_key, &l.scope, l.expires_at, l.depth);
+        groups = l.groups.as_ref();
     }
     Ok(())
 }

@@ -98,6 +98,19 @@ secret_type!(
     SymmetricKey,
     32
 );
+secret_type!(
+    /// The secret of one scope element (a category or a record) in one share epoch,
+    /// derived from the epoch key (docs/protocol.md "Scoped keys"): opens that element's
+    /// manifest section and nothing else. Grantees hold these, never the epoch key.
+    SectionSecret,
+    32
+);
+secret_type!(
+    /// Per-share secret the patient derives the relay's opaque group tags from (docs/protocol.md
+    /// "Scoped keys"); never leaves the patient's device.
+    GroupSecret,
+    32
+);
 
 // Only keys whose purpose is sealing may seal: the root secret and read tokens may not.
 macro_rules! sealing_key {

@@ -35,6 +35,8 @@ pub const RELAY_AUDIT_HEAD_SIG: &str = "carekey/v1/relay-audit-head";
 pub const RECORD_SIG: &str = "carekey/v1/record";
 /// A colleague's signature of its forwarding invite (card, reader key, mailbox).
 pub const FORWARD_INVITE_SIG: &str = "carekey/v1/forward-invite";
+/// Patient's signature of one section of a scoped manifest (docs/protocol.md "Scoped keys").
+pub const SECTION_SIG: &str = "carekey/v1/section";
 
 // ---- hashes ----
 /// Hash of a local audit chain entry.
@@ -83,6 +85,14 @@ pub const KDF_BACKUP_ID: &str = "carekey/v1/kdf/backup-id";
 pub const KDF_BLIND_INDEX: &str = "carekey/v1/kdf/blind-index";
 /// Key that wraps per-record content keys in a vault.
 pub const KDF_VAULT_WRAP: &str = "carekey/v1/kdf/vault-wrap";
+/// Secret of one scope element (category or record) in one epoch, from the epoch key.
+pub const KDF_SCOPE_ELEMENT: &str = "carekey/v1/kdf/scope-element";
+/// AEAD key of a manifest section, from its element secret.
+pub const KDF_SECTION_KEY: &str = "carekey/v1/kdf/section-key";
+/// Opaque locator of a manifest section in the sealed manifest, from its element secret.
+pub const KDF_SECTION_LOCATOR: &str = "carekey/v1/kdf/section-locator";
+/// The relay's opaque group tag of a scope element, from the share's group secret.
+pub const KDF_RELAY_GROUP: &str = "carekey/v1/kdf/relay-group";
 
 /// `label || 0x00 || body`: the exact bytes a signature covers.
 pub fn signed_message(label: &str, body: &[u8]) -> Vec<u8> {
@@ -113,6 +123,7 @@ mod tests {
         RELAY_AUDIT_HEAD_SIG,
         RECORD_SIG,
         FORWARD_INVITE_SIG,
+        SECTION_SIG,
         AUDIT_ENTRY_HASH,
         RELAY_AUDIT_ENTRY_HASH,
         READ_TOKEN_HASH,
@@ -134,6 +145,10 @@ mod tests {
         KDF_BACKUP_ID,
         KDF_BLIND_INDEX,
         KDF_VAULT_WRAP,
+        KDF_SCOPE_ELEMENT,
+        KDF_SECTION_KEY,
+        KDF_SECTION_LOCATOR,
+        KDF_RELAY_GROUP,
     ];
 
     #[test]

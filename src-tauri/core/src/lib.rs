@@ -6,6 +6,7 @@
 //! - [`envelope`]: context-bound XChaCha20-Poly1305 sealing, chunked streams.
 //! - [`pairing`]: the QR payload and the check-up key schedule.
 //! - [`grant`], [`epoch`], [`manifest`]: what a patient shares, with whom, under which keys.
+//! - [`section`]: scoped keys (per category / record, per epoch) and the sectioned manifest.
 //! - [`forward`]: colleague invites, forward requests, introductions, delegation notices.
 //! - [`message`]: sign-then-seal relationship messages with a replay guard.
 //! - [`audit`]: hash-chained signed event logs.
@@ -26,6 +27,7 @@ pub mod label;
 pub mod manifest;
 pub mod message;
 pub mod pairing;
+pub mod section;
 pub mod wire;
 
 pub use error::{Error, Result};

@@ -21,7 +21,7 @@ pub const MANIFEST_VERSION: u8 = 1;
 pub const MAX_ENTRIES: usize = 1_000_000;
 
 /// Smallest encoded [`ManifestEntry`] (empty title).
-const MIN_ENTRY_LEN: usize = 16 + 16 + 1 + 32 + 32 + 8 + 1 + 2;
+pub(crate) const MIN_ENTRY_LEN: usize = 16 + 16 + 1 + 32 + 32 + 8 + 1 + 2;
 
 /// How a blob is sealed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

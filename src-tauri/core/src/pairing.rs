@@ -772,7 +772,7 @@ mod tests {
             share_id: [2; 16],
             relay_url: "https://r.example".into(),
             epoch: 1,
-            epoch_key: crate::keys::EpochKey::random(&mut OsRng),
+            keys: crate::section::GrantKeys::Epoch(crate::keys::EpochKey::random(&mut OsRng)),
             read_token: crate::keys::ReadToken::random(&mut OsRng),
             policy: crate::grant::Policy::Never,
             scope: crate::grant::Scope::all(),

@@ -44,7 +44,7 @@ fn grant_for(
         share_id: [9; 16],
         relay_url: RELAY.into(),
         epoch: 1,
-        epoch_key: EpochKey::random(&mut OsRng),
+        keys: carekey_core::section::GrantKeys::Epoch(EpochKey::random(&mut OsRng)),
         read_token: ReadToken::random(&mut OsRng),
         policy,
         scope: Scope::all(),
@@ -509,6 +509,7 @@ fn delegation_chain_rules() {
         .expect("scope"),
         expires_at: NOW + 1000,
         depth: 2,
+        groups: None,
     };
     let narrow = Scope::new(&[Category::Conditions], vec![[1; 16]]).expect("scope");
     let t1 = ReadToken::random(&mut OsRng);
@@ -519,6 +520,7 @@ fn delegation_chain_rules() {
         colleague.public(),
         &t1,
         narrow.clone(),
+        None,
         NOW + 500,
         1,
     );
@@ -528,6 +530,7 @@ fn delegation_chain_rules() {
         third.public(),
         &t2,
         narrow.clone(),
+        None,
         NOW + 400,
         0,
     );
@@ -564,6 +567,7 @@ fn delegation_chain_rules() {
             colleague.public(),
             &t1,
             wide,
+            None,
             NOW + 500,
             1,
         )],
@@ -578,6 +582,7 @@ fn delegation_chain_rules() {
             colleague.public(),
             &t1,
             extra_record,
+            None,
             NOW + 500,
             1,
         )],
@@ -591,6 +596,7 @@ fn delegation_chain_rules() {
             colleague.public(),
             &t1,
             narrow.clone(),
+            None,
             NOW + 2000,
             1,
         )],
@@ -604,6 +610,7 @@ fn delegation_chain_rules() {
             colleague.public(),
             &t1,
             narrow.clone(),
+            None,
             NOW + 500,
             2,
         )],
@@ -618,6 +625,7 @@ fn delegation_chain_rules() {
         fourth.public(),
         &t2,
         narrow.clone(),
+        None,
         NOW + 300,
         0,
     );
@@ -630,6 +638,70 @@ fn delegation_chain_rules() {
     tampered.expires_at -= 1;
     bad(&[tampered], 0, "sig");
     assert!(verify_chain(&share, &root, &[l1], NOW + 501).is_err());
+
+    // Scoped roots (docs/protocol.md "Scoped keys"): a child's relay groups must be signed
+    // into its link and stay within the parent's; a version-1 link below a scoped parent (no
+    // groups) is refused, as is a group the parent does not have.
+    let scoped = DelegationRoot {
+        groups: Some(vec![[1; 16], [2; 16], [3; 16]]),
+        ..root.clone()
+    };
+    let link = |groups: Option<Vec<[u8; 16]>>| {
+        DelegationLink::sign(
+            &doctor,
+            share,
+            colleague.public(),
+            &t1,
+            narrow.clone(),
+            groups,
+            NOW + 500,
+            1,
+        )
+    };
+    let ok = link(Some(vec![[2; 16], [1; 16]]));
+    assert_eq!(
+        ok.groups,
+        Some(vec![[1; 16], [2; 16]]),
+        "sorted when signed"
+    );
+    verify_chain(&share, &scoped, std::slice::from_ref(&ok), NOW).expect("within");
+    assert_eq!(
+        DelegationLink::from_bytes(&ok.to_bytes()).expect("v2 decodes"),
+        ok
+    );
+    assert_eq!(ok.to_bytes()[0], 2, "a link with groups is version 2");
+    for wider in [link(Some(vec![[1; 16], [9; 16]])), link(None)] {
+        assert_eq!(
+            verify_chain(&share, &scoped, &[wider], NOW).err(),
+            Some(Error::Delegation {
+                index: 0,
+                reason: "widens or drops the relay groups",
+            })
+        );
+    }
+    // The next link is held to the first link's groups, not the root's.
+    let below = DelegationLink::sign(
+        &colleague,
+        share,
+        third.public(),
+        &t2,
+        narrow.clone(),
+        Some(vec![[3; 16]]),
+        NOW + 400,
+        0,
+    );
+    assert!(verify_chain(&share, &scoped, &[ok.clone(), below], NOW).is_err());
+    let below = DelegationLink::sign(
+        &colleague,
+        share,
+        third.public(),
+        &t2,
+        narrow.clone(),
+        Some(vec![[1; 16]]),
+        NOW + 400,
+        0,
+    );
+    verify_chain(&share, &scoped, &[ok, below], NOW).expect("narrower still");
 }
 
 #[test]

@@ -82,13 +82,40 @@ proptest! {
         let patient = SigningSecret::random(&mut OsRng);
         let g = Grant {
             share_id: [1; 16], relay_url: url, epoch,
-            epoch_key: EpochKey::random(&mut OsRng), read_token: ReadToken::random(&mut OsRng),
+            keys: carekey_core::section::GrantKeys::Epoch(EpochKey::random(&mut OsRng)), read_token: ReadToken::random(&mut OsRng),
             policy: Policy::Allowed, scope, expires_at: exp, grantee: [2; 32],
             reader_key: SigningSecret::random(&mut OsRng).public(), delegation_depth: 1, issued_at: 5,
         }.sign(&patient);
         let back = SignedGrant::from_bytes(&g.to_bytes()).expect("decodes");
         back.verify(&patient.public()).expect("verifies");
-        prop_assert_eq!(back, g);
+        prop_assert_eq!(back, g.clone());
+        // Version 2: the scope's element keys instead of the epoch key; both versions
+        // re-encode exactly (the signature covers the bytes as they came).
+        let groups = carekey_core::keys::GroupSecret::random(&mut OsRng);
+        let keys = carekey_core::section::ScopeKeys::derive(
+            &[1; 16], epoch, &EpochKey::random(&mut OsRng), &groups, &g.grant.scope);
+        let v2 = Grant { keys: carekey_core::section::GrantKeys::Scoped(keys.clone()), ..g.grant.clone() }
+            .sign(&patient);
+        prop_assert_eq!(v2.to_bytes()[0], 2);
+        prop_assert_eq!(g.to_bytes()[0], 1);
+        let back = SignedGrant::from_bytes(&v2.to_bytes()).expect("v2 decodes");
+        back.verify(&patient.public()).expect("v2 verifies");
+        prop_assert_eq!(back, v2.clone());
+        // Keys that are not exactly the scope's are malformed.
+        let wrong = carekey_core::section::ScopeKeys::derive(
+            &[1; 16], epoch, &EpochKey::random(&mut OsRng), &groups,
+            &Scope::new(&[Category::Other], vec![[0xab; 16]]).expect("scope"));
+        if wrong.elements() != keys.elements() {
+            let bad = Grant { keys: carekey_core::section::GrantKeys::Scoped(wrong), ..g.grant.clone() }
+                .sign(&patient);
+            prop_assert!(SignedGrant::from_bytes(&bad.to_bytes()).is_err());
+        }
+        let u = carekey_core::epoch::EpochUpdate {
+            share_id: [1; 16], epoch, keys: carekey_core::section::GrantKeys::Scoped(keys),
+            manifest_version: exp,
+        };
+        prop_assert_eq!(u.to_bytes()[0], 2);
+        prop_assert_eq!(carekey_core::epoch::EpochUpdate::from_bytes(&u.to_bytes()).expect("decodes"), u);
     }
 
     #[test]
@@ -96,7 +123,7 @@ proptest! {
                                     obj in "[a-z0-9]{0,40}", body in proptest::collection::vec(any::<u8>(), 0..300)) {
         let parent = SigningSecret::random(&mut OsRng);
         let l = DelegationLink::sign(&parent, [3; 16], SigningSecret::random(&mut OsRng).public(),
-            &ReadToken::random(&mut OsRng), scope, exp, depth);
+            &ReadToken::random(&mut OsRng), scope, None, exp, depth);
         prop_assert_eq!(DelegationLink::from_bytes(&l.to_bytes()).expect("decodes"), l);
         let r = FetchReceipt::sign(&parent, [4; 16], &obj, exp, &mut OsRng);
         let back = FetchReceipt::from_bytes(&r.to_bytes()).expect("decodes");
@@ -135,6 +162,10 @@ proptest! {
         canonical::<Card>(&bytes);
         canonical::<QrPayload>(&bytes);
         canonical::<Envelope>(&bytes);
+        canonical::<carekey_core::epoch::EpochUpdate>(&bytes);
+        canonical::<carekey_core::section::ScopeKeys>(&bytes);
+        canonical::<carekey_core::section::SealedSections>(&bytes);
+        canonical::<carekey_core::forward::Introduction>(&bytes);
         let _ = QrPayload::parse(&String::from_utf8_lossy(&bytes));
     }
 }

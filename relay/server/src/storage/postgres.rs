@@ -90,6 +90,34 @@ impl PgStorage {
             .await?;
         tx.batch_execute(&SCHEMA.replace("BLOB", "BYTEA")).await?;
         tx.commit().await?;
+        // Numbered migrations, one transaction each, under the same advisory lock.
+        {
+            use super::migrations::{SCHEMA_VERSION_NAME, decode_version, pending};
+            loop {
+                let tx = client.transaction().await?;
+                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK_KEY])
+                    .await?;
+                let row = tx
+                    .query_opt(
+                        "SELECT value FROM relay_meta WHERE name = $1",
+                        &[&SCHEMA_VERSION_NAME],
+                    )
+                    .await?;
+                let stored: Option<Vec<u8>> = row.map(|r| r.get(0));
+                let current = decode_version(stored.as_deref())?;
+                let Some((n, sql)) = pending(current).next() else {
+                    break;
+                };
+                tx.batch_execute(&sql.replace("BLOB", "BYTEA")).await?;
+                tx.execute(
+                    "INSERT INTO relay_meta (name, value) VALUES ($1, $2) \
+                     ON CONFLICT (name) DO UPDATE SET value = $2",
+                    &[&SCHEMA_VERSION_NAME, &n.to_be_bytes().to_vec()],
+                )
+                .await?;
+                tx.commit().await?;
+            }
+        }
         Ok(Self {
             pool,
             log_pool,

@@ -47,6 +47,7 @@ impl SqliteStorage {
         // chunk upload no longer waits for the WAL to be copied into the database file.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         configure(&conn)?;
         let path = dir.join(DB_FILE);
         let mut readers = Vec::with_capacity(READERS);
@@ -62,6 +63,38 @@ impl SqliteStorage {
             reader_permits: Arc::new(Semaphore::new(READERS)),
         })
     }
+}
+
+/// Applies the numbered migrations this database lacks ([`super::migrations`]), each in its
+/// own transaction together with the new schema version.
+fn migrate(conn: &Connection) -> Result<()> {
+    use super::migrations::{SCHEMA_VERSION_NAME, decode_version, pending};
+    use rusqlite::OptionalExtension;
+    let stored: Option<Vec<u8>> = conn
+        .query_row(
+            "SELECT value FROM relay_meta WHERE name = ?1",
+            [SCHEMA_VERSION_NAME],
+            |r| r.get(0),
+        )
+        .optional()?;
+    for (n, sql) in pending(decode_version(stored.as_deref())?) {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let applied = conn.execute_batch(sql).and_then(|()| {
+            conn.execute(
+                "INSERT INTO relay_meta (name, value) VALUES (?1, ?2) \
+                 ON CONFLICT (name) DO UPDATE SET value = ?2",
+                rusqlite::params![SCHEMA_VERSION_NAME, n.to_be_bytes().to_vec()],
+            )
+        });
+        match applied {
+            Ok(_) => conn.execute_batch("COMMIT")?,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(e.into());
+            }
+        }
+    }
+    Ok(())
 }
 
 /// How often the checkpointer copies the WAL into the database file.
@@ -290,6 +323,52 @@ mod tests {
         }
         let st = conn.prepare_cached(&sql).expect("prepare");
         assert_eq!(st.get_status(StatementStatus::RePrepare), 0);
+    }
+
+    /// A database made before migrations (no `schema_version`, tokens without `scoped`)
+    /// opens, gets migration 1 exactly once, and its tokens read as share-wide.
+    #[test]
+    fn old_databases_are_migrated_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        {
+            let c = Connection::open(dir.path().join(DB_FILE)).expect("open");
+            c.execute_batch(SCHEMA).expect("old schema");
+            c.execute(
+                "INSERT INTO tokens (share_id, token_hash, reader_key, scope, expires_at, depth, \
+                 parent_hash, status) VALUES (?1, ?2, ?3, ?4, 1, 0, ?5, 0)",
+                rusqlite::params![
+                    vec![1u8; 16],
+                    vec![2u8; 32],
+                    vec![3u8; 32],
+                    vec![0u8; 6],
+                    Vec::<u8>::new()
+                ],
+            )
+            .expect("old token");
+        }
+        for _ in 0..2 {
+            let s = SqliteStorage::open(dir.path()).expect("opens and migrates");
+            let conn = s.conn.lock().expect("writer");
+            let scoped: i64 = conn
+                .query_row("SELECT scoped FROM tokens", [], |r| r.get(0))
+                .expect("column added");
+            assert_eq!(
+                scoped, 0,
+                "a token of an old database reads the whole share"
+            );
+            let v: Vec<u8> = conn
+                .query_row(
+                    "SELECT value FROM relay_meta WHERE name = 'schema_version'",
+                    [],
+                    |r| r.get(0),
+                )
+                .expect("version recorded");
+            assert_eq!(v, super::super::migrations::latest().to_be_bytes().to_vec());
+            let n: i64 = conn
+                .query_row("SELECT COUNT(*) FROM token_groups", [], |r| r.get(0))
+                .expect("table created");
+            assert_eq!(n, 0);
+        }
     }
 
     /// Errors and panics inside a body leave the connection outside any transaction, with

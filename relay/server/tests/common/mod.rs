@@ -113,6 +113,40 @@ pub fn receipt_at(reader: &SigningKey, share_id: &[u8; 16], object_id: &str, tim
     b64(&r)
 }
 
+/// relay-formats.md "Delegation link", version 2: the child's relay groups (sorted here)
+/// signed after the scope.
+#[allow(clippy::too_many_arguments)]
+pub fn link_scoped(
+    parent: &SigningKey,
+    share_id: &[u8; 16],
+    child: &SigningKey,
+    child_token_hash: &[u8; 32],
+    scope_bytes: &[u8],
+    groups: &[[u8; 16]],
+    expires_at: u64,
+    depth: u8,
+) -> String {
+    let mut g = groups.to_vec();
+    g.sort();
+    g.dedup();
+    let mut l = vec![2u8];
+    l.extend_from_slice(share_id);
+    l.extend_from_slice(parent.verifying_key().as_bytes());
+    l.extend_from_slice(child.verifying_key().as_bytes());
+    l.extend_from_slice(child_token_hash);
+    l.extend_from_slice(scope_bytes);
+    l.extend_from_slice(&(g.len() as u16).to_be_bytes());
+    for t in &g {
+        l.extend_from_slice(t);
+    }
+    l.extend_from_slice(&expires_at.to_be_bytes());
+    l.push(depth);
+    let mut m = b"carekey/v1/delegation\0".to_vec();
+    m.extend_from_slice(&l);
+    l.extend_from_slice(&parent.sign(&m).to_bytes());
+    b64(&l)
+}
+
 /// relay-formats.md "Delegation link (version 1)".
 #[allow(clippy::too_many_arguments)]
 pub fn link(
@@ -377,6 +411,59 @@ impl Harness {
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
         (token, reader)
+    }
+
+    /// Registers a scoped root token (relay groups); returns (token, reader key).
+    pub async fn register_scoped_token(
+        &self,
+        o: &Owner,
+        scope_bytes: &[u8],
+        groups: &[[u8; 16]],
+        expires_at: u64,
+        depth: u8,
+    ) -> ([u8; 32], SigningKey) {
+        let token = rand::<32>();
+        let reader = key();
+        let body = serde_json::to_vec(&serde_json::json!({
+            "token_hash": b64(&token_hash(&token)),
+            "reader_key": b64(reader.verifying_key().as_bytes()),
+            "scope": b64(scope_bytes),
+            "expires_at": expires_at,
+            "depth": depth,
+            "groups": groups.iter().map(|g| b64(g)).collect::<Vec<_>>(),
+        }))
+        .unwrap();
+        let r = self
+            .owner(
+                o,
+                "POST",
+                &format!("/v1/shares/{}/tokens", o.share_hex),
+                body,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+        (token, reader)
+    }
+
+    /// Puts stored blobs into relay groups (`POST /v1/shares/{id}/groups`).
+    pub async fn register_groups(&self, o: &Owner, groups: &[([u8; 16], Vec<[u8; 16]>)]) -> Resp {
+        let body = serde_json::to_vec(&serde_json::json!({
+            "groups": groups
+                .iter()
+                .map(|(g, blobs)| serde_json::json!({
+                    "group": b64(g),
+                    "blobs": blobs.iter().map(|b| hex(b)).collect::<Vec<_>>(),
+                }))
+                .collect::<Vec<_>>(),
+        }))
+        .unwrap();
+        self.owner(
+            o,
+            "POST",
+            &format!("/v1/shares/{}/groups", o.share_hex),
+            body,
+        )
+        .await
     }
 
     pub async fn read(

@@ -1,11 +1,12 @@
 //! The doctor's saved state (crate::persist has the conventions).
 
 use carekey_core::forward::ColleagueInvite;
-use carekey_core::grant::{DelegationLink, Grant};
+use carekey_core::grant::{DelegationLink, Grant, Scope};
 use carekey_core::keys::{Card, DeviceIdentity, EpochKey};
 use carekey_core::manifest::ManifestGuard;
 use carekey_core::message::ReplayGuard;
 use carekey_core::pairing::Relationship;
+use carekey_core::section::{GrantKeys, ScopeKeys};
 use carekey_core::wire::{Reader, Writer, read_opt, write_opt};
 use carekey_vault::Vault;
 use zeroize::Zeroizing;
@@ -25,8 +26,34 @@ use crate::relay::Relay;
 /// (version 1, [`STATE_VERSION`], is still read). Links are keyed by their relationship id,
 /// which every version stores, and invites by theirs (inside the signed invite), so the
 /// typed ids needed no new version; links are written in id order, invites without the
-/// empty slots of older versions.
-const DOCTOR_STATE_VERSION: u8 = 2;
+/// empty slots of older versions. 3 (scoped keys, docs/protocol.md "Scoped keys") saves the
+/// previous epoch's keys as either an epoch key or scoped element keys, and the scope of each
+/// colleague this doctor delegated to (re-keys pass down only its keys); 1 and 2 still load.
+const DOCTOR_STATE_VERSION: u8 = 3;
+
+/// The first version with scoped previous-epoch keys and delegated scopes.
+const SCOPED_KEYS_VERSION: u8 = 3;
+
+fn write_keys(w: &mut Writer, k: &GrantKeys) {
+    match k {
+        GrantKeys::Epoch(k) => {
+            w.u8(1);
+            w.obj(k);
+        }
+        GrantKeys::Scoped(k) => {
+            w.u8(2);
+            w.obj(k);
+        }
+    }
+}
+
+fn read_keys(r: &mut Reader<'_>) -> Result<GrantKeys> {
+    Ok(match r.u8()? {
+        1 => GrantKeys::Epoch(r.obj::<EpochKey>()?),
+        2 => GrantKeys::Scoped(r.obj::<ScopeKeys>()?),
+        _ => return Err(r.malformed("unknown kind of keys").into()),
+    })
+}
 
 /// Vault state name of the doctor's state.
 const MAIN: &str = "carekey/doctor/v1";
@@ -100,6 +127,7 @@ impl Doctor {
             w.u8(u8::from(l.ended));
             w.u32(count(l.children.len()));
             for c in &l.children {
+                write_opt(&mut w, &c.scope);
                 w.obj(&c.card);
                 w.raw(&c.relationship_id);
                 write_address(&mut w, &c.address);
@@ -111,10 +139,10 @@ impl Doctor {
                 w.u8(u8::from(*a));
             }
             match &l.prev_epoch {
-                Some((epoch, key)) => {
+                Some((epoch, keys)) => {
                     w.u8(1);
                     w.u32(*epoch);
-                    w.raw(key.expose_secret());
+                    write_keys(&mut w, keys);
                 }
                 None => w.u8(0),
             }
@@ -133,7 +161,7 @@ impl Doctor {
     fn decode_state(&mut self, b: &[u8]) -> Result<()> {
         let mut r = Reader::new(b, "saved doctor state");
         let version = r.u8()?;
-        if version != STATE_VERSION && version != DOCTOR_STATE_VERSION {
+        if !(STATE_VERSION..=DOCTOR_STATE_VERSION).contains(&version) {
             return Err(r.malformed("unknown saved doctor state version").into());
         }
         let mut links = BTreeMap::new();
@@ -161,7 +189,13 @@ impl Doctor {
             let ended = r.bool()?;
             let mut children = Vec::new();
             for _ in 0..r.u32()? {
+                let scope = if version >= SCOPED_KEYS_VERSION {
+                    read_opt::<Scope>(&mut r)?
+                } else {
+                    None
+                };
                 children.push(Downstream {
+                    scope,
                     card: r.obj()?,
                     relationship_id: r.array()?,
                     address: read_address(&mut r)?,
@@ -175,8 +209,12 @@ impl Doctor {
             // Version 1 states predate the previous-epoch fallback.
             let prev_epoch = if version >= 2 && r.bool()? {
                 let epoch = r.u32()?;
-                let key = Zeroizing::new(r.array::<32>()?);
-                Some((epoch, EpochKey::from_bytes(*key)))
+                if version >= SCOPED_KEYS_VERSION {
+                    Some((epoch, read_keys(&mut r)?))
+                } else {
+                    let key = Zeroizing::new(r.array::<32>()?);
+                    Some((epoch, GrantKeys::Epoch(EpochKey::from_bytes(*key))))
+                }
             } else {
                 None
             };

@@ -6,16 +6,18 @@ use carekey_core::audit::Head;
 use carekey_core::epoch::Epoch;
 use carekey_core::forward::ForwardRequest;
 use carekey_core::grant::{Category, Policy};
-use carekey_core::keys::{Card, DeviceIdentity, PublicKey};
+use carekey_core::keys::{Card, DeviceIdentity, GroupSecret, PublicKey};
+use carekey_core::manifest::Manifest;
 use carekey_core::message::ReplayGuard;
 use carekey_core::pairing::Relationship;
+use carekey_core::wire::Wire;
 use carekey_core::wire::{Reader, Writer, read_opt, write_opt};
 use carekey_vault::Vault;
 use zeroize::Zeroizing;
 
 use super::{
     DelegationRecord, ForwardRequestId, GrantRecord, Patient, PatientRelationship, PendingForward,
-    ShareItem, ShareOptions, ShareState,
+    ScopedShare, ShareItem, ShareOptions, ShareState,
 };
 use crate::error::{ClientError, Result};
 use crate::ids::{RelationshipId, ShareId};
@@ -29,8 +31,13 @@ use crate::relay::{OwnerCap, Relay};
 /// forward request (version 1, [`STATE_VERSION`], is still read; its requests get fresh ids).
 /// 3 names relationships by their 16-byte id where 1 and 2 wrote a `u32` index into the list
 /// of relationships (grants, delegation roots, forward requests); 1 and 2 are still read, each
-/// index mapped to the id of the relationship at that place in their list.
-const PATIENT_STATE_VERSION: u8 = 3;
+/// index mapped to the id of the relationship at that place in their list. 4 adds each share's
+/// scoped keys (docs/protocol.md "Scoped keys": the group secret and the records listed by
+/// grants); a share of an older state has none and keeps the version-1 behaviour.
+const PATIENT_STATE_VERSION: u8 = 4;
+
+/// The first version that saves scoped shares.
+const SCOPED_SHARES_VERSION: u8 = 4;
 
 /// The first version that names relationships by id.
 const RELATIONSHIP_IDS_VERSION: u8 = 3;
@@ -40,6 +47,11 @@ const MAIN: &str = "carekey/patient/v1";
 
 fn items_name(share_id: &ShareId) -> String {
     format!("carekey/patient/v1/items/{share_id}")
+}
+
+/// Vault state name of a scoped share's live manifest (its entries and content keys).
+fn manifest_name(share_id: &ShareId) -> String {
+    format!("carekey/patient/v1/manifest/{share_id}")
 }
 
 /// A relationship named in a saved state: by id (version 3), or by its index in the saved
@@ -106,6 +118,14 @@ impl Patient {
                 vault.put_state(&items_name(id), &write_items(&st.items))?;
                 st.items_saved = true;
             }
+            if let Some(sc) = &mut st.scoped
+                && !sc.manifest_saved
+            {
+                if let Some(m) = &sc.manifest {
+                    vault.put_state(&manifest_name(id), &Zeroizing::new(m.to_bytes()))?;
+                }
+                sc.manifest_saved = true;
+            }
         }
         vault.put_state(MAIN, &self.encode_state())?;
         Ok(())
@@ -169,6 +189,17 @@ impl Patient {
             w.u64(st.notice_cursor);
             w.u64(st.audit_pin.seq);
             w.raw(&st.audit_pin.hash);
+            match &st.scoped {
+                None => w.u8(0),
+                Some(sc) => {
+                    w.u8(1);
+                    w.obj(&sc.groups);
+                    w.u32(count(sc.records.len()));
+                    for r in &sc.records {
+                        w.raw(r);
+                    }
+                }
+            }
         }
         // In id order (the map's), so equal states encode equally.
         w.u32(count(self.relationships.len()));
@@ -258,6 +289,25 @@ impl Patient {
                 seq: r.u64()?,
                 hash: r.array()?,
             };
+            let scoped = if version >= SCOPED_SHARES_VERSION && r.bool()? {
+                let groups: GroupSecret = r.obj()?;
+                let mut records = std::collections::BTreeSet::new();
+                for _ in 0..r.u32()? {
+                    records.insert(r.array::<16>()?);
+                }
+                let manifest = vault
+                    .get_state(&manifest_name(&id))?
+                    .map(|b| Manifest::from_bytes(&b))
+                    .transpose()?;
+                Some(ScopedShare {
+                    groups,
+                    records,
+                    manifest,
+                    manifest_saved: true,
+                })
+            } else {
+                None
+            };
             let items = match vault.get_state(&items_name(&id))? {
                 Some(b) => read_items(&b)?,
                 None => {
@@ -282,6 +332,7 @@ impl Patient {
                     audit_pin,
                     log: Vec::new(),
                     log_seq: 0,
+                    scoped,
                 },
             );
         }
@@ -550,6 +601,7 @@ mod tests {
                 audit_pin: Head::EMPTY,
                 log: Vec::new(),
                 log_seq: 0,
+                scoped: None,
             },
         );
         p.forward_requests.push(PendingForward {
@@ -591,7 +643,11 @@ mod tests {
         // resume at the clock, see crate::persist).
         let mut q = q;
         assert_eq!(q.encode_state()[0], PATIENT_STATE_VERSION);
-        q.save_to(&mut vault).expect("save v3");
+        assert!(
+            q.shares[&share].scoped.is_none(),
+            "an old share stays version 1"
+        );
+        q.save_to(&mut vault).expect("save v4");
         let r = Patient::load_from(&mut vault, pid(), pcard.clone(), relay())
             .expect("version 3 loads")
             .expect("state saved");
