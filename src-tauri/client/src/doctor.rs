@@ -239,6 +239,9 @@ struct Downstream {
     /// The delegated scope: each re-key passes down only its elements' keys (`None` in states
     /// saved before scoped keys: the update is passed on as it came).
     scope: Option<Scope>,
+    /// The colleague's token hash: an epoch update naming it (revoked by the patient) drops
+    /// the colleague here (`None` in states saved before version 3).
+    token_hash: Option<[u8; 32]>,
     card: Card,
     relationship_id: [u8; 16],
     address: MailboxAddress,
@@ -491,6 +494,12 @@ impl Doctor {
         // scope only (docs/protocol.md "Scoped keys"); one whose token was revoked gets them
         // but can no longer fetch anything with them.
         for (body, u) in updates {
+            // Colleagues the patient revoked (with their subtrees at the relay) get nothing
+            // more from this doctor, and are forgotten.
+            l.children.retain(|c| {
+                c.token_hash
+                    .is_none_or(|h| u.revoked_tokens.binary_search(&h).is_err())
+            });
             for c in &mut l.children {
                 let body = match (&u.keys, &c.scope) {
                     (GrantKeys::Scoped(k), Some(scope)) => EpochUpdate {
@@ -876,6 +885,7 @@ impl Doctor {
             GrantKeys::Epoch(k) => GrantKeys::Epoch(k.clone()),
         };
         let token = ReadToken::random(&mut OsRng);
+        let token_hash = token.relay_hash();
         let mut chain = l.chain.clone();
         chain.push(DelegationLink::sign(
             &l.reader,
@@ -941,6 +951,7 @@ impl Doctor {
         l.relay.append(&address, sealed).await?;
         l.children.push(Downstream {
             scope: Some(scope),
+            token_hash: Some(token_hash),
             card: invite.card.clone(),
             relationship_id: invite.relationship_id,
             address,

@@ -90,6 +90,19 @@ hex_ids! {
     /// Stable handle of a pending forward request: random, saved with the patient's state, so
     /// it names the same request after a restart.
     ForwardRequestId => "forward request id";
+    /// A delegation in a share's tree as the patient knows it (from the relay's notices):
+    /// the first 16 bytes of the colleague's token hash, stable across restarts
+    /// ([`crate::patient::Patient::revoke_delegation`]).
+    DelegationId => "delegation id";
+}
+
+impl DelegationId {
+    /// The id of the delegation whose token has relay hash `token_hash`.
+    pub(crate) fn of_token(token_hash: &[u8; 32]) -> Self {
+        let mut id = [0u8; 16];
+        id.copy_from_slice(&token_hash[..16]);
+        Self(id)
+    }
 }
 
 impl ForwardRequestId {

@@ -28,7 +28,8 @@ pub mod test_export;
 
 pub use error::{ClientError, Result};
 pub use ids::{
-    BlobId, ForwardRequestId, InviteId, LinkId, MailboxId, PairingId, RelationshipId, ShareId,
+    BlobId, DelegationId, ForwardRequestId, InviteId, LinkId, MailboxId, PairingId, RelationshipId,
+    ShareId,
 };
 
 /// Unix seconds on the device clock (0 before 1970): expiries, grant and receipt times.

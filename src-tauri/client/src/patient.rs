@@ -24,6 +24,7 @@ use rand_core::OsRng;
 use zeroize::Zeroizing;
 
 use crate::error::{ClientError, Result};
+pub use crate::ids::DelegationId;
 pub use crate::ids::ForwardRequestId;
 use crate::ids::{PairingId, RelationshipId, ShareId};
 use crate::note::{self, Note};
@@ -85,6 +86,18 @@ struct DelegationRecord {
     /// Depth in the tree (1 = delegated by the root grantee).
     level: usize,
     expires_at: u64,
+    /// The colleague's token at the relay (`None` in states saved before version 4).
+    token_hash: Option<[u8; 32]>,
+    /// The delegating parent's reader key (`None` in states saved before version 4).
+    parent_key: Option<PublicKey>,
+    /// Revoked (alone, with an ancestor, or with its root grant).
+    revoked: bool,
+}
+
+impl DelegationRecord {
+    fn id(&self) -> Option<DelegationId> {
+        self.token_hash.as_ref().map(DelegationId::of_token)
+    }
 }
 
 /// What a share made with scoped keys (docs/protocol.md "Scoped keys") keeps beyond a
@@ -480,6 +493,11 @@ pub struct Received {
 /// A delegation in a share's tree, as the patient sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DelegationView {
+    /// Its handle for [`Patient::revoke_delegation`] (`None` for a delegation saved before
+    /// it could be revoked alone).
+    pub id: Option<DelegationId>,
+    /// Whether it was revoked (alone, with an ancestor, or with its root grant).
+    pub revoked: bool,
     /// Who delegated.
     pub by: String,
     /// To whom.
@@ -1031,6 +1049,98 @@ impl Patient {
                 .await?;
             g.revoked = true;
         }
+        // The relay revoked the whole subtree with it.
+        for d in &mut st.delegations {
+            if d.root_relationship == *id {
+                d.revoked = true;
+            }
+        }
+        self.rekey(share_id, st, progress, cancel).await
+    }
+
+    /// Revokes delegation `id` of `share_id` (any node of the tree the patient learnt of from
+    /// [`Patient::delegations`]) and its whole subtree, then re-keys as [`Patient::revoke`]
+    /// does: the remaining grantees get the new epoch's keys, and every doctor passing them
+    /// down drops the revoked colleagues (the update names their tokens), so no revoked node
+    /// receives a key of the new epoch, nor can its token fetch anything. The colleague's
+    /// parent and every other node keep reading. Calling it again after an interruption
+    /// finishes the re-key.
+    pub async fn revoke_delegation(
+        &mut self,
+        share_id: &ShareId,
+        id: &DelegationId,
+        progress: &dyn ProgressSink,
+        cancel: &Cancel,
+    ) -> Result<()> {
+        let mut st = self
+            .shares
+            .remove(share_id)
+            .ok_or(ClientError::InvalidInput("unknown share"))?;
+        let r = self
+            .revoke_delegation_inner(share_id, &mut st, id, progress, cancel)
+            .await;
+        self.shares.insert(*share_id, st);
+        r
+    }
+
+    async fn revoke_delegation_inner(
+        &mut self,
+        share_id: &ShareId,
+        st: &mut ShareState,
+        id: &DelegationId,
+        progress: &dyn ProgressSink,
+        cancel: &Cancel,
+    ) -> Result<()> {
+        let at = st
+            .delegations
+            .iter()
+            .position(|d| d.id() == Some(*id))
+            .ok_or(ClientError::InvalidInput("unknown delegation"))?;
+        let d = &st.delegations[at];
+        let token_hash = d.token_hash.ok_or(ClientError::InvalidInput(
+            "a delegation saved before this version cannot be revoked alone (revoke its root)",
+        ))?;
+        if !d.revoked {
+            // (1) At the relay, the token and its subtree at once (a token gone already, e.g.
+            // with an ancestor, is fine).
+            match self
+                .relay
+                .revoke_token(&mut st.owner, share_id, &token_hash)
+                .await
+            {
+                Ok(()) | Err(ClientError::NotFound) => {}
+                Err(e) => return Err(e),
+            }
+            // Here too: the node and everything below it.
+            let mut keys = vec![st.delegations[at].child_key];
+            st.delegations[at].revoked = true;
+            loop {
+                let mut more = false;
+                for d in &mut st.delegations {
+                    if !d.revoked && d.parent_key.is_some_and(|p| keys.contains(&p)) {
+                        d.revoked = true;
+                        keys.push(d.child_key);
+                        more = true;
+                    }
+                }
+                if !more {
+                    break;
+                }
+            }
+        }
+        self.rekey(share_id, st, progress, cancel).await
+    }
+
+    /// Steps 2 to 5 of a revoke (docs/protocol.md "Revocation and expiry"): new epoch, new
+    /// blobs in their groups, the new keys to every remaining grantee (naming the revoked
+    /// delegated tokens), manifest swap, old epoch deleted.
+    async fn rekey(
+        &mut self,
+        share_id: &ShareId,
+        st: &mut ShareState,
+        progress: &dyn ProgressSink,
+        cancel: &Cancel,
+    ) -> Result<()> {
         // (2) New epoch: fresh epoch key, fresh content key and blob id for every blob; upload.
         let old_epoch = st.epoch.number;
         let published = Epoch {
@@ -1062,7 +1172,16 @@ impl Patient {
             }
         };
         // (3) Deliver the new epoch's keys to every remaining grantee: each gets those of its
-        // own scope (or, in a version-1 share, the epoch key).
+        // own scope (or, in a version-1 share, the epoch key), with the revoked delegated
+        // tokens, so no doctor passes the keys down to a revoked colleague.
+        let mut revoked_tokens: Vec<[u8; 32]> = st
+            .delegations
+            .iter()
+            .filter(|d| d.revoked)
+            .filter_map(|d| d.token_hash)
+            .collect();
+        revoked_tokens.sort_unstable();
+        revoked_tokens.dedup();
         let remaining: Vec<(RelationshipId, Vec<u8>)> = st
             .grants
             .iter()
@@ -1073,6 +1192,7 @@ impl Patient {
                     epoch: st.epoch.number,
                     keys: st.grant_keys(share_id, &g.scope),
                     manifest_version: m.version,
+                    revoked_tokens: revoked_tokens.clone(),
                 };
                 (g.relationship, update.to_bytes())
             })
@@ -1511,6 +1631,8 @@ impl Patient {
             .delegations
             .iter()
             .map(|d| DelegationView {
+                id: d.id(),
+                revoked: d.revoked,
                 by: d.parent.body.name.clone(),
                 colleague: d.colleague.body.name.clone(),
                 root_relationship: d.root_relationship,
@@ -1596,6 +1718,9 @@ fn verify_notice(
         root_relationship: g.relationship,
         level: n.chain.len(),
         expires_at: n.chain[last].expires_at,
+        token_hash: Some(n.chain[last].child_token_hash),
+        parent_key: Some(parent_key),
+        revoked: false,
     })
 }
 

@@ -461,3 +461,165 @@ async fn a_doctor_paired_with_a_narrow_scope_gets_only_that_scope() {
         }
     }
 }
+
+/// One node of the delegation tree of [`every_node_revoked_alone_gets_nothing_new`].
+struct Node {
+    name: &'static str,
+    doctor: Doctor,
+    link: LinkId,
+    scope: Scope,
+}
+
+/// Issue 11 item 4: the patient revokes any node of the tree — a root grantee or a delegate at
+/// any level — and its subtree; every revoked node reads 0 bytes of the new epoch (its token
+/// answers 410 for every new blob, and no key of the new epoch reaches it: its parent drops it
+/// from the re-key), while every other node keeps reading its scope. Tree: the patient grants
+/// Ada and Ben (everything, depth 2); Ada delegates documents and observations to Cole and
+/// observations to Eve; Cole delegates documents to Dan.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_node_revoked_alone_gets_nothing_new() {
+    let relay = start_relay();
+    let client = Relay::new(&relay.url).expect("url");
+    let cancel = Cancel::new();
+    let docs = Scope::new(&[Category::Documents], vec![]).expect("scope");
+    let obs = Scope::new(&[Category::Observations], vec![]).expect("scope");
+    let docs_obs =
+        Scope::new(&[Category::Documents, Category::Observations], vec![]).expect("scope");
+    // (revoked node, the nodes its revoke takes with it)
+    let cases: [(&str, &[&str]); 5] = [
+        ("Ben", &["Ben"]),
+        ("Dan", &["Dan"]),
+        ("Eve", &["Eve"]),
+        ("Cole", &["Cole", "Dan"]),
+        ("Ada", &["Ada", "Cole", "Dan", "Eve"]),
+    ];
+    for (target, gone) in cases {
+        let (mut patient, share, items) = patient_with_share(&relay.url, Policy::Allowed, 2).await;
+        let (ada, ada_link, rel_a) = pair(&mut patient, &share, "Ada").await;
+        let (ben, ben_link, rel_b) = pair(&mut patient, &share, "Ben").await;
+        let mut nodes = vec![
+            Node {
+                name: "Ada",
+                doctor: ada,
+                link: ada_link,
+                scope: Scope::all(),
+            },
+            Node {
+                name: "Ben",
+                doctor: ben,
+                link: ben_link,
+                scope: Scope::all(),
+            },
+        ];
+        for (name, parent, scope) in [
+            ("Cole", "Ada", &docs_obs),
+            ("Eve", "Ada", &obs),
+            ("Dan", "Cole", &docs),
+        ] {
+            let mut d = colleague(name);
+            let Invitation { id, invite } = d.invite(&relay.url, 300).await.expect("invite");
+            let p = nodes.iter_mut().find(|n| n.name == parent).expect("parent");
+            p.doctor
+                .delegate(&p.link, &invite, Some(scope.clone()), None)
+                .await
+                .expect("delegates");
+            let link = d
+                .accept_introduction(&id, 10, &cancel)
+                .await
+                .expect("accepts");
+            nodes.push(Node {
+                name,
+                doctor: d,
+                link,
+                scope: scope.clone(),
+            });
+        }
+        for n in &mut nodes {
+            assert_eq!(
+                fetch_ids(&mut n.doctor, &n.link).await,
+                want_ids(&items, &n.scope),
+                "{}: epoch 1",
+                n.name
+            );
+        }
+        let tree = patient.delegations(&share).await.expect("notices verify");
+        assert_eq!(tree.len(), 3);
+
+        match target {
+            "Ada" => patient.revoke(&share, &rel_a, &NoProgress, &cancel).await,
+            "Ben" => patient.revoke(&share, &rel_b, &NoProgress, &cancel).await,
+            name => {
+                let id = tree
+                    .iter()
+                    .find(|d| d.colleague == name)
+                    .and_then(|d| d.id)
+                    .expect("a delegation of the tree");
+                patient
+                    .revoke_delegation(&share, &id, &NoProgress, &cancel)
+                    .await
+            }
+        }
+        .unwrap_or_else(|e| panic!("revoke {target}: {e:?}"));
+        let tree = patient.delegations(&share).await.expect("tree");
+        for d in &tree {
+            assert_eq!(
+                d.revoked,
+                gone.contains(&d.colleague.as_str()),
+                "revoking {target}: {} shown revoked",
+                d.colleague
+            );
+        }
+
+        // The re-key travels down the tree: every node syncs, parents first.
+        for n in &mut nodes {
+            let _ = n.doctor.sync(&n.link, 0).await;
+        }
+        // A remaining full-scope root's view: every blob id of the new epoch.
+        let full = nodes
+            .iter_mut()
+            .find(|n| !gone.contains(&n.name) && n.scope == Scope::all())
+            .expect("a remaining root");
+        assert_eq!(
+            fetch_ids(&mut full.doctor, &full.link).await.len(),
+            items.len()
+        );
+        let hf = full.doctor.held_secrets_for_test(&full.link).expect("link");
+        assert_eq!(hf.epoch, 2);
+        let (_, new) = view(&client, &hf).await;
+        for n in &mut nodes {
+            if gone.contains(&n.name) {
+                let h = n.doctor.held_secrets_for_test(&n.link).expect("link");
+                assert_eq!(h.epoch, 1, "revoking {target}: {} got new keys", n.name);
+                // Its modified client asks for every new blob, alone and in batches.
+                let mut got = 0usize;
+                for e in &new.entries {
+                    match client.get_blob(&cap(&h), &BlobId(e.blob_id), now()).await {
+                        Err(ClientError::AccessEnded) => {}
+                        Ok(b) => got += b.len(),
+                        Err(other) => panic!("{}: want 410, got {other:?}", n.name),
+                    }
+                }
+                let ids: Vec<BlobId> = new.entries.iter().map(|e| BlobId(e.blob_id)).collect();
+                for chunk in ids.chunks(carekey_relay_api::MAX_BATCH_BLOBS) {
+                    if let Ok(b) = client.get_blobs(&cap(&h), chunk, now()).await {
+                        got += b.iter().map(Vec::len).sum::<usize>();
+                    }
+                }
+                assert_eq!(got, 0, "revoking {target}: new bytes {} read", n.name);
+                assert!(matches!(
+                    n.doctor.fetch(&n.link, &NoProgress, &cancel).await,
+                    Err(ClientError::AccessEnded)
+                ));
+            } else {
+                assert_eq!(
+                    fetch_ids(&mut n.doctor, &n.link).await,
+                    want_ids(&items, &n.scope),
+                    "revoking {target}: {} keeps reading",
+                    n.name
+                );
+                let h = n.doctor.held_secrets_for_test(&n.link).expect("link");
+                assert_eq!(h.epoch, 2, "revoking {target}: {} follows", n.name);
+            }
+        }
+    }
+}

@@ -58,7 +58,15 @@ pub struct EpochUpdate {
     pub keys: GrantKeys,
     /// Manifest version sealed under it (the grantee must not accept an older one).
     pub manifest_version: u64,
+    /// Relay hashes of the delegated tokens the patient revoked (version 2 only; sorted,
+    /// unique): a doctor passing the update down drops the children they name, so a revoked
+    /// delegate and its subtree never receive the new keys (docs/protocol.md "Revocation and
+    /// expiry").
+    pub revoked_tokens: Vec<[u8; 32]>,
 }
+
+/// Most revoked tokens one update names.
+pub const MAX_REVOKED_TOKENS: usize = 4096;
 
 impl Wire for EpochUpdate {
     const WHAT: &'static str = "epoch update";
@@ -74,6 +82,12 @@ impl Wire for EpochUpdate {
             GrantKeys::Scoped(k) => w.obj(k),
         }
         w.u64(self.manifest_version);
+        if let GrantKeys::Scoped(_) = self.keys {
+            w.u16(u16::try_from(self.revoked_tokens.len()).unwrap_or(u16::MAX));
+            for t in self.revoked_tokens.iter().take(usize::from(u16::MAX)) {
+                w.raw(t);
+            }
+        }
     }
     fn decode(r: &mut Reader<'_>) -> Result<Self> {
         let version = r.u8()?;
@@ -83,15 +97,34 @@ impl Wire for EpochUpdate {
                 version,
             });
         }
+        let share_id = r.array()?;
+        let epoch = r.u32()?;
+        let keys = if version == EPOCH_UPDATE_VERSION {
+            GrantKeys::Scoped(r.obj()?)
+        } else {
+            GrantKeys::Epoch(r.obj::<EpochKey>()?)
+        };
+        let manifest_version = r.u64()?;
+        let mut revoked_tokens: Vec<[u8; 32]> = Vec::new();
+        if version == EPOCH_UPDATE_VERSION {
+            let n = usize::from(r.u16()?);
+            if n > MAX_REVOKED_TOKENS || n > r.remaining() / 32 {
+                return Err(r.malformed("too many revoked tokens"));
+            }
+            for _ in 0..n {
+                let t: [u8; 32] = r.array()?;
+                if revoked_tokens.last().is_some_and(|p| *p >= t) {
+                    return Err(r.malformed("revoked tokens not sorted and unique"));
+                }
+                revoked_tokens.push(t);
+            }
+        }
         Ok(Self {
-            share_id: r.array()?,
-            epoch: r.u32()?,
-            keys: if version == EPOCH_UPDATE_VERSION {
-                GrantKeys::Scoped(r.obj()?)
-            } else {
-                GrantKeys::Epoch(r.obj::<EpochKey>()?)
-            },
-            manifest_version: r.u64()?,
+            share_id,
+            epoch,
+            keys,
+            manifest_version,
+            revoked_tokens,
         })
     }
 }

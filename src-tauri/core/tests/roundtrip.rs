@@ -113,6 +113,7 @@ proptest! {
         let u = carekey_core::epoch::EpochUpdate {
             share_id: [1; 16], epoch, keys: carekey_core::section::GrantKeys::Scoped(keys),
             manifest_version: exp,
+            revoked_tokens: vec![[1; 32], [2; 32]],
         };
         prop_assert_eq!(u.to_bytes()[0], 2);
         prop_assert_eq!(carekey_core::epoch::EpochUpdate::from_bytes(&u.to_bytes()).expect("decodes"), u);

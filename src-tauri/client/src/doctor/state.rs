@@ -28,7 +28,8 @@ use crate::relay::Relay;
 /// typed ids needed no new version; links are written in id order, invites without the
 /// empty slots of older versions. 3 (scoped keys, docs/protocol.md "Scoped keys") saves the
 /// previous epoch's keys as either an epoch key or scoped element keys, and the scope of each
-/// colleague this doctor delegated to (re-keys pass down only its keys); 1 and 2 still load.
+/// colleague this doctor delegated to (re-keys pass down only its keys) and its token hash (an
+/// update naming it revoked drops it); 1 and 2 still load.
 const DOCTOR_STATE_VERSION: u8 = 3;
 
 /// The first version with scoped previous-epoch keys and delegated scopes.
@@ -128,6 +129,13 @@ impl Doctor {
             w.u32(count(l.children.len()));
             for c in &l.children {
                 write_opt(&mut w, &c.scope);
+                match &c.token_hash {
+                    Some(h) => {
+                        w.u8(1);
+                        w.raw(h);
+                    }
+                    None => w.u8(0),
+                }
                 w.obj(&c.card);
                 w.raw(&c.relationship_id);
                 write_address(&mut w, &c.address);
@@ -189,13 +197,20 @@ impl Doctor {
             let ended = r.bool()?;
             let mut children = Vec::new();
             for _ in 0..r.u32()? {
-                let scope = if version >= SCOPED_KEYS_VERSION {
-                    read_opt::<Scope>(&mut r)?
+                let (scope, token_hash) = if version >= SCOPED_KEYS_VERSION {
+                    let scope = read_opt::<Scope>(&mut r)?;
+                    let h = if r.bool()? {
+                        Some(r.array::<32>()?)
+                    } else {
+                        None
+                    };
+                    (scope, h)
                 } else {
-                    None
+                    (None, None)
                 };
                 children.push(Downstream {
                     scope,
+                    token_hash,
                     card: r.obj()?,
                     relationship_id: r.array()?,
                     address: read_address(&mut r)?,

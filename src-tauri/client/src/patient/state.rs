@@ -33,7 +33,9 @@ use crate::relay::{OwnerCap, Relay};
 /// of relationships (grants, delegation roots, forward requests); 1 and 2 are still read, each
 /// index mapped to the id of the relationship at that place in their list. 4 adds each share's
 /// scoped keys (docs/protocol.md "Scoped keys": the group secret and the records listed by
-/// grants); a share of an older state has none and keeps the version-1 behaviour.
+/// grants; a share of an older state has none and keeps the version-1 behaviour) and, for each
+/// known delegation, its token hash, its parent's key and whether it was revoked (older
+/// states' delegations can only be revoked with their root).
 const PATIENT_STATE_VERSION: u8 = 4;
 
 /// The first version that saves scoped shares.
@@ -185,6 +187,15 @@ impl Patient {
                 w.raw(d.root_relationship.as_bytes());
                 w.u32(count(d.level));
                 w.u64(d.expires_at);
+                match &d.token_hash {
+                    Some(h) => {
+                        w.u8(1);
+                        w.raw(h);
+                    }
+                    None => w.u8(0),
+                }
+                write_opt(&mut w, &d.parent_key);
+                w.u8(u8::from(d.revoked));
             }
             w.u64(st.notice_cursor);
             w.u64(st.audit_pin.seq);
@@ -275,13 +286,28 @@ impl Patient {
                 let colleague = r.obj()?;
                 let child_key = r.obj()?;
                 delegation_refs.push((id, delegations.len(), read_rel_ref(&mut r, version)?));
+                let level = r.u32()? as usize;
+                let expires_at = r.u64()?;
+                let (token_hash, parent_key, revoked) = if version >= SCOPED_SHARES_VERSION {
+                    let h = if r.bool()? {
+                        Some(r.array::<32>()?)
+                    } else {
+                        None
+                    };
+                    (h, read_opt::<PublicKey>(&mut r)?, r.bool()?)
+                } else {
+                    (None, None, false)
+                };
                 delegations.push(DelegationRecord {
                     parent,
                     colleague,
                     child_key,
                     root_relationship: RelationshipId::default(),
-                    level: r.u32()? as usize,
-                    expires_at: r.u64()?,
+                    level,
+                    expires_at,
+                    token_hash,
+                    parent_key,
+                    revoked,
                 });
             }
             let notice_cursor = r.u64()?;
@@ -596,6 +622,9 @@ mod tests {
                     root_relationship: b,
                     level: 1,
                     expires_at: 5_000,
+                    token_hash: None,
+                    parent_key: None,
+                    revoked: false,
                 }],
                 notice_cursor: 4,
                 audit_pin: Head::EMPTY,
