@@ -9,9 +9,10 @@
 //! the signature) must be strictly greater than the stored one, so a stale backup never replaces
 //! a newer one. Backups do not expire (the sweeper leaves them alone); the owner may delete them.
 
+use crate::rejection::{Path, Query};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use carekey_relay_api::{BackupStored, HEADER_BACKUP_VERSION, HEADER_OWNER_KEY};

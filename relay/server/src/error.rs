@@ -51,6 +51,9 @@ pub enum RelayError {
     /// The body or blob is larger than the configured limit. Answered 413.
     #[error("{0}")]
     TooLarge(&'static str),
+    /// The request body has a media type this route does not take. Answered 415.
+    #[error("{0}")]
+    UnsupportedMediaType(&'static str),
     /// Per-IP/per-token rate limit or storage quota exceeded. Answered 429 with Retry-After.
     #[error("{message}")]
     TooMany {
@@ -103,6 +106,7 @@ impl RelayError {
             Self::Gone(_) => StatusCode::GONE,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -116,6 +120,7 @@ impl RelayError {
             Self::NotFound(_) => "not_found",
             Self::Gone(_) => "gone",
             Self::TooLarge(_) => "too_large",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::TooMany { .. } => "too_many_requests",
             Self::Storage(_) => "internal",
         }
@@ -134,13 +139,21 @@ impl From<tokio_postgres::Error> for RelayError {
     }
 }
 
+/// Marks a response built by [`error_response`]: its body is already the relay's
+/// `{error, message}` JSON. `crate::rejection::json_errors` rewrites every other error answer
+/// (axum's own rejections, 405, 408 from the timeout layer) into that form.
+#[derive(Debug, Clone, Copy)]
+pub struct JsonError;
+
 /// Builds a JSON error response.
 pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
     let body = ErrorBody {
         error: code.to_owned(),
         message: message.to_owned(),
     };
-    (status, axum::Json(body)).into_response()
+    let mut resp = (status, axum::Json(body)).into_response();
+    resp.extensions_mut().insert(JsonError);
+    resp
 }
 
 impl IntoResponse for RelayError {

@@ -6,9 +6,10 @@
 //! compared and stored inside the write transaction after the share row is locked, so a
 //! replayed or reordered request is rejected without trusting clocks.
 
+use crate::rejection::{Path, Query};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use carekey_relay_api::{
