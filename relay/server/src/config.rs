@@ -1,5 +1,6 @@
 //! Relay limits and settings (flags and environment variables of the binary).
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 /// Runtime configuration of one relay instance.
@@ -57,6 +58,22 @@ pub struct Config {
     /// proxy that keeps `/metrics` internal). Metrics are counters only, but traffic volume is
     /// still nobody else's business on a public relay.
     pub metrics_token_hash: Option<[u8; 32]>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (crate::client); empty: the
+    /// TCP peer is the client.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Most live objects (shares, blobs, pending uploads, mailboxes, messages, pairing
+    /// mailboxes, backup slots) one client may have stored (429 `client_quota` beyond).
+    pub client_max_objects: u64,
+    /// Most bytes one client may have stored (429 `client_quota` beyond).
+    pub client_max_bytes: u64,
+    /// Most bytes the relay stores in total (507 `storage_full` beyond; reads go on).
+    pub storage_cap_bytes: u64,
+    /// Backup slots not written for this long have their bytes dropped by the sweeper
+    /// (0: never).
+    pub backup_ttl_secs: u64,
+    /// Hash of the operator's enrollment key (crate::quota::enrollment_hash); when set, new
+    /// shares, mailboxes, pairing mailboxes and backups need `Carekey-Enrollment-Key`.
+    pub enrollment_key_hash: Option<[u8; 32]>,
 }
 
 impl Config {
@@ -89,6 +106,14 @@ impl Config {
             upload_ttl_secs: 86_400,
             sweep_interval: Duration::from_secs(30),
             metrics_token_hash: None,
+            trusted_proxies: Vec::new(),
+            // The largest Synthea check-up is ~4,200 blobs; a patient sharing with several
+            // doctors while an epoch rotates holds a few times that.
+            client_max_objects: 50_000,
+            client_max_bytes: 4 << 30,
+            storage_cap_bytes: 20 << 30,
+            backup_ttl_secs: 400 * 86_400,
+            enrollment_key_hash: None,
         }
     }
 }

@@ -62,11 +62,22 @@ pub enum RelayError {
         /// Explanation for the client.
         message: &'static str,
     },
+    /// A per-client storage quota (crate::quota) is used up. Answered 429 with a long
+    /// Retry-After: space comes back when the client's objects are deleted or expire.
+    #[error("{0}")]
+    QuotaExceeded(&'static str),
+    /// The relay's global storage cap is reached. Answered 507 `storage_full`; reads and
+    /// deletes go on.
+    #[error("the relay's storage is full; reads and deletes still work")]
+    StorageFull,
     /// The database failed (I/O, constraint, connection) or an internal invariant broke.
     /// Answered 500 with no detail; the detail is logged without ids.
     #[error("storage failure: {0}")]
     Storage(String),
 }
+
+/// Seconds a client over its storage quota is told to wait.
+pub const QUOTA_RETRY_SECS: u64 = 3600;
 
 /// Shorthand for results in this crate.
 pub type Result<T, E = RelayError> = std::result::Result<T, E>;
@@ -108,6 +119,8 @@ impl RelayError {
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
             Self::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -122,6 +135,8 @@ impl RelayError {
             Self::TooLarge(_) => "too_large",
             Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::TooMany { .. } => "too_many_requests",
+            Self::QuotaExceeded(_) => "client_quota",
+            Self::StorageFull => "storage_full",
             Self::Storage(_) => "internal",
         }
     }
@@ -159,15 +174,20 @@ pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response
 impl IntoResponse for RelayError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
+        if status.is_server_error() && !matches!(self, Self::StorageFull) {
             // The detail never reaches the client (issue 4: "5xx bodies reveal nothing").
             tracing::error!(error = %self, "request failed");
             return error_response(status, "internal", "internal error");
         }
         let mut resp = error_response(status, self.code(), &self.to_string());
-        if let Self::TooMany { retry_after, .. } = self {
+        let retry_after = match self {
+            Self::TooMany { retry_after, .. } => Some(retry_after.max(1)),
+            Self::QuotaExceeded(_) => Some(QUOTA_RETRY_SECS),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
             resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }

@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod backup;
 pub mod batch;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod delegation;
@@ -18,6 +19,7 @@ pub mod limits;
 pub mod mailbox;
 pub mod metrics;
 pub mod openapi;
+pub mod quota;
 pub mod rejection;
 pub mod server;
 pub mod share;
@@ -69,6 +71,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Clock for TTLs.
     pub clock: Clock,
+    /// Pseudonymous storage keys of clients (quotas).
+    pub client_keys: quota::ClientKeys,
 }
 
 impl AppState {
@@ -76,6 +80,7 @@ impl AppState {
     /// mailbox notifications. Must run inside a tokio runtime.
     pub async fn new(storage: Arc<dyn Storage>, config: Config) -> Result<Self> {
         let audit_key = audit::load_or_create_key(storage.as_ref()).await?;
+        let client_keys = quota::ClientKeys::load_or_create(storage.as_ref()).await?;
         let notifier = Arc::new(MailboxNotifier::default());
         storage.listen_mailboxes(Arc::clone(&notifier));
         Ok(Self {
@@ -87,7 +92,18 @@ impl AppState {
             limiter: Arc::new(RateLimiter::default()),
             metrics: Arc::new(Metrics::default()),
             clock: Clock::default(),
+            client_keys,
         })
+    }
+
+    /// The storage key of `client` (quotas).
+    pub fn client_key(&self, client: &client::ClientId) -> quota::ClientKey {
+        self.client_keys.key(client)
+    }
+
+    /// The configured storage limits.
+    pub fn quota_limits(&self) -> quota::QuotaLimits {
+        quota::QuotaLimits::of(&self.config)
     }
 }
 
@@ -413,10 +429,18 @@ pub fn app_with_routes(state: AppState) -> (Router, Vec<RouteInfo>) {
                     StatusCode::REQUEST_TIMEOUT,
                     c.request_timeout,
                 ))
-                .layer(GlobalConcurrencyLimitLayer::new(c.concurrency_limit))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    client::identify_layer,
+                ))
                 .layer(axum::middleware::from_fn_with_state(
                     state.clone(),
                     limits::enforce,
+                ))
+                .layer(GlobalConcurrencyLimitLayer::new(c.concurrency_limit))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    quota::enrollment,
                 ))
                 .layer(DefaultBodyLimit::max(c.max_body_bytes)),
         )

@@ -1,21 +1,22 @@
-//! Per-IP and per-token rate limits (issue 4 "Limits": 429 with Retry-After).
+//! Per-client (IP, IPv6 /64 or trusted proxy's client; crate::client) and per-token rate limits (issue 4 "Limits": 429 with Retry-After).
 //!
 //! Token buckets kept in memory per relay instance; keys are the client IP and a hash of the
 //! presented bearer token (never the token itself).
 
 use std::collections::HashMap;
 use std::hash::Hash;
-use std::net::{IpAddr, SocketAddr};
+
 use std::sync::Mutex;
 use std::time::Instant;
 
-use axum::extract::{ConnectInfo, Request, State};
+use axum::extract::{Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
+use crate::client::ClientId;
 use crate::error::RelayError;
 
 #[derive(Debug, Clone, Copy)]
@@ -70,7 +71,7 @@ impl<K: Hash + Eq> Buckets<K> {
 /// The relay's rate limiter.
 #[derive(Debug)]
 pub struct RateLimiter {
-    ip: Buckets<IpAddr>,
+    ip: Buckets<ClientId>,
     token: Buckets<[u8; 32]>,
 }
 
@@ -97,11 +98,14 @@ impl RateLimiter {
 pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let now = Instant::now();
     let c = &state.config;
-    if let Some(ConnectInfo(addr)) = req.extensions().get::<ConnectInfo<SocketAddr>>()
+    // Per client (crate::client: IPv4 address, IPv6 /64, or what a trusted proxy reports);
+    // in-process requests without an address are not limited.
+    if let Some(client) = req.extensions().get::<ClientId>().copied()
+        && client != ClientId::Unknown
         && let Err(retry) = state
             .limiter
             .ip
-            .take(addr.ip(), c.ip_rate_per_sec, c.ip_burst, now)
+            .take(client, c.ip_rate_per_sec, c.ip_burst, now)
     {
         state.metrics.rate_limited.inc();
         return RelayError::TooMany {

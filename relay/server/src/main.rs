@@ -83,6 +83,31 @@ struct Args {
     /// Sweeper interval in seconds.
     #[arg(long, env = "CAREKEY_RELAY_SWEEP_SECS", default_value_t = 30)]
     sweep_secs: u64,
+    /// Reverse proxies (IP addresses, comma-separated) whose X-Forwarded-For names the client;
+    /// only requests whose TCP peer is one of them are read that way.
+    #[arg(long, env = "CAREKEY_RELAY_TRUSTED_PROXY", default_value = "")]
+    trusted_proxy: String,
+    /// Most live objects (shares, blobs, uploads, mailboxes, messages, pairings, backups) one
+    /// client (IPv4 address, IPv6 /64) may store.
+    #[arg(
+        long,
+        env = "CAREKEY_RELAY_CLIENT_MAX_OBJECTS",
+        default_value_t = 50_000
+    )]
+    client_max_objects: u64,
+    /// Most bytes one client may store.
+    #[arg(long, env = "CAREKEY_RELAY_CLIENT_MAX_BYTES", default_value_t = 4 << 30)]
+    client_max_bytes: u64,
+    /// Most bytes the relay stores in total (507 beyond; reads go on).
+    #[arg(long, env = "CAREKEY_RELAY_STORAGE_CAP_BYTES", default_value_t = 20 << 30)]
+    storage_cap_bytes: u64,
+    /// Seconds after its last write a backup slot's bytes expire (0: never).
+    #[arg(long, env = "CAREKEY_RELAY_BACKUP_TTL_SECS", default_value_t = 400 * 86_400)]
+    backup_ttl_secs: u64,
+    /// Operator enrollment key for a closed deployment: new shares, mailboxes, pairing
+    /// mailboxes and backups need it in Carekey-Enrollment-Key (only its hash is kept).
+    #[arg(long, env = "CAREKEY_RELAY_ENROLLMENT_KEY", hide_env_values = true)]
+    enrollment_key: Option<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -138,6 +163,16 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .as_deref()
         .filter(|t| !t.is_empty())
         .map(carekey_relay::metrics::token_hash);
+    config.trusted_proxies = carekey_relay::client::parse_trusted(&args.trusted_proxy)?;
+    config.client_max_objects = args.client_max_objects;
+    config.client_max_bytes = args.client_max_bytes;
+    config.storage_cap_bytes = args.storage_cap_bytes;
+    config.backup_ttl_secs = args.backup_ttl_secs;
+    config.enrollment_key_hash = args
+        .enrollment_key
+        .as_deref()
+        .filter(|k| !k.is_empty())
+        .map(carekey_relay::quota::enrollment_hash);
     let storage: Arc<dyn Storage> = match &args.database_url {
         Some(url) => Arc::new(PgStorage::open(url, None).await?),
         None => Arc::new(SqliteStorage::open(&args.data)?),

@@ -386,6 +386,13 @@ pub fn errors_of(r: &RouteDoc) -> Vec<u16> {
     if r.body.0 != BodyKind::None {
         v.extend([413, 415]);
     }
+    let named = |list: &[(&str, &str)]| list.iter().any(|(m, p)| *m == r.method && *p == r.path);
+    if named(crate::quota::ENROLLMENT_ROUTES) {
+        v.push(403);
+    }
+    if named(crate::quota::STORING_ROUTES) {
+        v.push(507);
+    }
     v.sort_unstable();
     v.dedup();
     v
@@ -411,9 +418,12 @@ pub fn error_description(status: u16) -> &'static str {
             "body over the route's body limit, blob over --max-blob-bytes, batch over --max-batch-bytes"
         }
         415 => "body of a media type the route does not take (unsupported_media_type)",
-        429 => "rate limit, share quota or mailbox full (Retry-After says when to retry)",
+        429 => {
+            "rate limit, share quota, client_quota (this client's objects or bytes) or mailbox full (Retry-After says when to retry)"
+        }
         500 => "internal error (no detail)",
         503 => "storage unavailable",
+        507 => "storage_full: the relay's global storage cap is reached (reads and deletes go on)",
         _ => "error",
     }
 }

@@ -1598,8 +1598,8 @@ async fn backup_slots(h: Harness) {
         ))
         .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
-    // Backups do not expire.
-    h.state.clock.advance(800 * 86_400);
+    // Backups written within --backup-ttl-secs (400 days) stay (expiry: tests/quota.rs).
+    h.state.clock.advance(399 * 86_400);
     sweeper::sweep_once(&h.state).await.unwrap();
     let r = h
         .send(backup_request(&k, None, "GET", &path, vec![], 205))

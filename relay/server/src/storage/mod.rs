@@ -8,6 +8,7 @@
 //! with `synchronous=FULL`; PostgreSQL commit). SQL is written once with `$1` placeholders
 //! and portable types (`BLOB` becomes `BYTEA` on PostgreSQL).
 
+pub mod migrations;
 pub mod postgres;
 pub mod sqlite;
 

@@ -15,6 +15,7 @@ use tokio::runtime::Handle;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{AsyncMessage, NoTls};
 
+use super::migrations::{MIGRATIONS, MIGRATIONS_TABLE};
 use super::{Row, SCHEMA, Storage, Tx, TxFn, Value};
 use crate::encoding;
 use crate::error::{RelayError, Result};
@@ -89,6 +90,29 @@ impl PgStorage {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK_KEY])
             .await?;
         tx.batch_execute(&SCHEMA.replace("BLOB", "BYTEA")).await?;
+        tx.batch_execute(MIGRATIONS_TABLE).await?;
+        for m in MIGRATIONS {
+            let done = tx
+                .query_opt(
+                    "SELECT 1 FROM schema_migrations WHERE version = $1",
+                    &[&m.version],
+                )
+                .await?
+                .is_some();
+            if !done {
+                tx.batch_execute(&m.sql.replace("BLOB", "BYTEA"))
+                    .await
+                    .map_err(|e| {
+                        RelayError::Storage(format!("migration {} failed: {e}", m.version))
+                    })?;
+                let now = crate::clock::unix_now();
+                tx.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+                    &[&m.version, &m.name, &now],
+                )
+                .await?;
+            }
+        }
         tx.commit().await?;
         Ok(Self {
             pool,

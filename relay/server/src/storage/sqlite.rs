@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ToSql};
 
+use super::migrations::{MIGRATIONS, MIGRATIONS_TABLE};
 use super::{Row, SCHEMA, Storage, Tx, TxFn, Value};
 use crate::error::{RelayError, Result};
 use crate::mailbox::MailboxNotifier;
@@ -47,6 +48,7 @@ impl SqliteStorage {
         // chunk upload no longer waits for the WAL to be copied into the database file.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
         conn.execute_batch(SCHEMA)?;
+        migrate(&conn)?;
         configure(&conn)?;
         let path = dir.join(DB_FILE);
         let mut readers = Vec::with_capacity(READERS);
@@ -62,6 +64,39 @@ impl SqliteStorage {
             reader_permits: Arc::new(Semaphore::new(READERS)),
         })
     }
+}
+
+/// Applies every migration not yet recorded, each in its own `BEGIN IMMEDIATE` transaction
+/// together with its `schema_migrations` row.
+fn migrate(conn: &Connection) -> Result<()> {
+    conn.execute_batch(MIGRATIONS_TABLE)?;
+    for m in MIGRATIONS {
+        conn.execute_batch("BEGIN IMMEDIATE")?;
+        let applied: rusqlite::Result<bool> = (|| {
+            let done = conn
+                .prepare("SELECT 1 FROM schema_migrations WHERE version = ?1")?
+                .exists([m.version])?;
+            if !done {
+                conn.execute_batch(m.sql)?;
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+                    rusqlite::params![m.version, m.name, crate::clock::unix_now()],
+                )?;
+            }
+            Ok(done)
+        })();
+        match applied {
+            Ok(_) => conn.execute_batch("COMMIT")?,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(RelayError::Storage(format!(
+                    "migration {} failed: {e}",
+                    m.version
+                )));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// How often the checkpointer copies the WAL into the database file.

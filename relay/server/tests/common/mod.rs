@@ -158,6 +158,7 @@ pub fn entry_hash(
     Sha256::digest(&m).to_vec()
 }
 
+#[derive(Debug)]
 pub struct Resp {
     pub status: StatusCode,
     pub headers: HeaderMap,

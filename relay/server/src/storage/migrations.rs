@@ -1,0 +1,72 @@
+//! Numbered schema migrations, applied by both backends at startup (docs/relay.md "Storage").
+//!
+//! [`super::SCHEMA`] is the schema as it was before migrations existed (every statement
+//! `IF NOT EXISTS`, so it is a no-op on an existing database): migration 0. Every later change
+//! is a [`Migration`] here, applied once, in order, inside one transaction with its row in
+//! `schema_migrations` (SQLite: on the writer connection at open; PostgreSQL: under the
+//! advisory lock that serializes instances starting together). SQL is written once, portably;
+//! PostgreSQL gets `BYTEA` for `BLOB` as with the base schema.
+
+/// One schema change.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// Its number: strictly increasing, never reused.
+    pub version: i64,
+    /// What it is for.
+    pub name: &'static str,
+    /// Statements, separated by `;`.
+    pub sql: &'static str,
+}
+
+/// The table recording applied migrations.
+pub const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (\
+    version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)";
+
+/// Every migration, in order.
+pub const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    name: "client quotas and the global storage cap",
+    // `client` is the pseudonymous key of the client charged for the row (crate::quota);
+    // NULL on rows written before this migration (charged to the global total only).
+    // `storage_total` is the global byte count in 16 shards (one hot row would serialize
+    // every write on PostgreSQL); shard 0 starts with every byte stored so far.
+    sql: r#"
+ALTER TABLE shares ADD COLUMN client BLOB;
+ALTER TABLE pairings ADD COLUMN client BLOB;
+ALTER TABLE mailboxes ADD COLUMN client BLOB;
+ALTER TABLE messages ADD COLUMN client BLOB;
+ALTER TABLE backups ADD COLUMN client BLOB;
+CREATE TABLE client_usage (
+  client BLOB PRIMARY KEY, objects BIGINT NOT NULL, bytes BIGINT NOT NULL);
+CREATE TABLE storage_total (shard BIGINT PRIMARY KEY, bytes BIGINT NOT NULL);
+INSERT INTO storage_total (shard, bytes) VALUES
+  (1, 0), (2, 0), (3, 0), (4, 0), (5, 0), (6, 0), (7, 0), (8, 0),
+  (9, 0), (10, 0), (11, 0), (12, 0), (13, 0), (14, 0), (15, 0);
+INSERT INTO storage_total (shard, bytes) SELECT 0, CAST(
+    COALESCE((SELECT SUM(bytes_used) FROM shares), 0)
+  + COALESCE((SELECT SUM(LENGTH(manifest)) FROM shares), 0)
+  + COALESCE((SELECT SUM(LENGTH(body)) FROM messages), 0)
+  + COALESCE((SELECT SUM(LENGTH(reply)) FROM pairings), 0)
+  + COALESCE((SELECT SUM(size) FROM backups WHERE deleted = 0), 0) AS BIGINT);
+CREATE INDEX backups_refresh ON backups (deleted, updated_at);
+"#,
+}];
+
+/// The newest version (what a freshly created database is at).
+pub fn latest() -> i64 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbered_in_order() {
+        let mut prev = 0;
+        for m in MIGRATIONS {
+            assert!(m.version > prev, "migration {} out of order", m.version);
+            prev = m.version;
+        }
+    }
+}
