@@ -28,8 +28,14 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Time a client has to send its request headers before the connection is cut.
     pub header_timeout: Duration,
-    /// Requests processed at once; more wait in line.
+    /// Requests processed at once; more wait in line. Long-polls do not count (they have
+    /// their own limits below).
     pub concurrency_limit: usize,
+    /// Long-polls parked at once per client (429 `too_many_long_polls` beyond).
+    pub long_polls_per_client: usize,
+    /// Long-polls parked at once in total (429 beyond). Each holds a connection: keep it below
+    /// the process's open-file limit.
+    pub long_polls_total: usize,
     /// Steady per-IP request rate (requests per second).
     pub ip_rate_per_sec: f64,
     /// Per-IP burst size.
@@ -91,6 +97,8 @@ impl Config {
             request_timeout: Duration::from_secs(60),
             header_timeout: Duration::from_secs(10),
             concurrency_limit: 512,
+            long_polls_per_client: 64,
+            long_polls_total: 1000,
             // A whole check-up (the largest Synthea patient is ~4,200 blobs) fits in one burst;
             // the sustained rates still bound a scraper.
             ip_rate_per_sec: 1000.0,

@@ -38,7 +38,6 @@ use axum::routing::{MethodFilter, on};
 use carekey_relay_api::Health;
 use ed25519_dalek::SigningKey;
 use tower::ServiceBuilder;
-use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
@@ -67,6 +66,10 @@ pub struct AppState {
     pub notifier: Arc<MailboxNotifier>,
     /// Rate limiter.
     pub limiter: Arc<RateLimiter>,
+    /// Permits of requests processed at once (`--concurrency`; long-polls take none).
+    pub concurrency: Arc<tokio::sync::Semaphore>,
+    /// Parked long-polls (`--long-polls`, `--long-polls-per-client`).
+    pub long_polls: Arc<limits::LongPolls>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Clock for TTLs.
@@ -81,6 +84,7 @@ impl AppState {
     pub async fn new(storage: Arc<dyn Storage>, config: Config) -> Result<Self> {
         let audit_key = audit::load_or_create_key(storage.as_ref()).await?;
         let client_keys = quota::ClientKeys::load_or_create(storage.as_ref()).await?;
+        let permits = config.concurrency_limit.max(1);
         let notifier = Arc::new(MailboxNotifier::default());
         storage.listen_mailboxes(Arc::clone(&notifier));
         Ok(Self {
@@ -90,6 +94,8 @@ impl AppState {
             audit_key: Arc::new(audit_key),
             notifier,
             limiter: Arc::new(RateLimiter::default()),
+            concurrency: Arc::new(tokio::sync::Semaphore::new(permits)),
+            long_polls: Arc::new(limits::LongPolls::default()),
             metrics: Arc::new(Metrics::default()),
             clock: Clock::default(),
             client_keys,
@@ -437,7 +443,10 @@ pub fn app_with_routes(state: AppState) -> (Router, Vec<RouteInfo>) {
                     state.clone(),
                     limits::enforce,
                 ))
-                .layer(GlobalConcurrencyLimitLayer::new(c.concurrency_limit))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    limits::admit,
+                ))
                 .layer(axum::middleware::from_fn_with_state(
                     state.clone(),
                     quota::enrollment,

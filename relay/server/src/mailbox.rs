@@ -263,6 +263,22 @@ fn check_read_hash(stored: &[u8], presented: &[u8; 32]) -> Result<()> {
     }
 }
 
+/// Whether a pairing mailbox has a reply (token and expiry checked as by [`take_pairing`]).
+fn peek_pairing(tx: &mut dyn Tx, id: &[u8; 16], presented: &[u8; 32], now: u64) -> Result<bool> {
+    let row = tx
+        .query_opt(
+            "SELECT read_hash, expires_at, CASE WHEN reply IS NULL THEN 0 ELSE 1 END \
+             FROM pairings WHERE mailbox_id = $1",
+            &[id.into()],
+        )?
+        .ok_or(RelayError::NotFound("no such pairing mailbox"))?;
+    check_read_hash(row[0].bytes()?, presented)?;
+    if from_db(row[1].int()?)? <= now {
+        return Err(RelayError::Gone("pairing mailbox expired"));
+    }
+    is_true(&row[2])
+}
+
 fn take_pairing(
     tx: &mut dyn Tx,
     id: &[u8; 16],
@@ -323,6 +339,15 @@ pub async fn read_pairing(
         let st = st.clone();
         async move {
             let now = st.clock.now();
+            // Parked polls re-check in a read transaction (in parallel, no write lock);
+            // only a reply that is there is taken in a write transaction.
+            let waiting = st
+                .storage
+                .read(move |tx| peek_pairing(tx, &id, &presented, now))
+                .await?;
+            if !waiting {
+                return Ok(None);
+            }
             st.storage
                 .transact(move |tx| take_pairing(tx, &id, &presented, now, close))
                 .await
@@ -517,8 +542,9 @@ pub async fn fetch(
         let st = st.clone();
         async move {
             let now = st.clock.now();
+            // A read transaction: parked polls re-check in parallel, without the write lock.
             st.storage
-                .transact(move |tx| {
+                .read(move |tx| {
                     lock_mailbox(tx, &id, Role::Read, &presented, now)?;
                     let rows = tx.query(
                         "SELECT seq, time, body FROM messages WHERE mailbox_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",

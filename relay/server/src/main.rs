@@ -58,6 +58,17 @@ struct Args {
     /// Requests processed at once.
     #[arg(long, env = "CAREKEY_RELAY_CONCURRENCY", default_value_t = 512)]
     concurrency: usize,
+    /// Long-polls parked at once per client (they hold no --concurrency permit).
+    #[arg(
+        long,
+        env = "CAREKEY_RELAY_LONG_POLLS_PER_CLIENT",
+        default_value_t = 64
+    )]
+    long_polls_per_client: usize,
+    /// Long-polls parked at once in total (each holds a connection: stay below the open-file
+    /// limit).
+    #[arg(long, env = "CAREKEY_RELAY_LONG_POLLS", default_value_t = 1000)]
+    long_polls: usize,
     /// Per-IP requests per second.
     #[arg(long, env = "CAREKEY_RELAY_IP_RATE", default_value_t = 1000.0)]
     ip_rate: f64,
@@ -153,6 +164,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     config.request_timeout = Duration::from_secs(args.request_timeout_secs);
     config.header_timeout = Duration::from_secs(args.header_timeout_secs);
     config.concurrency_limit = args.concurrency.max(1);
+    config.long_polls_per_client = args.long_polls_per_client;
+    config.long_polls_total = args.long_polls;
     config.ip_rate_per_sec = args.ip_rate;
     config.ip_burst = args.ip_burst;
     config.token_rate_per_sec = args.token_rate;
