@@ -205,6 +205,10 @@ pub fn append(
     kind: Kind,
     body: &[u8],
 ) -> Result<u64> {
+    // A fetch entry's body is its receipt: never log one twice (crate::replay).
+    if kind == Kind::Fetch && !crate::replay::claim(tx, body)? {
+        return Err(crate::replay::replayed());
+    }
     let mut chain = Chain::load(tx, share_id)?;
     let seq = chain.push(tx, now, kind, body)?;
     chain.store(tx)?;

@@ -21,6 +21,7 @@ pub mod metrics;
 pub mod openapi;
 pub mod quota;
 pub mod rejection;
+pub mod replay;
 pub mod server;
 pub mod share;
 pub mod storage;

@@ -158,9 +158,9 @@ pub const ROUTES: &[RouteDoc] = &[
         "GET",
         "/v1/shares/{share_id}/blobs/{blob_id}",
         "reader",
-        "fetch blob -> 200 bytes, 404 no blob, 410 token revoked/expired",
+        "fetch blob -> 200 bytes, 404 no blob, 409 receipt_replayed, 410 token revoked/expired",
         &[200],
-        &[401, 403, 404, 410],
+        &[401, 403, 404, 409, 410],
     ),
     route(
         "POST",
@@ -168,7 +168,7 @@ pub const ROUTES: &[RouteDoc] = &[
         "reader (Bearer; body = batch fetch receipt)",
         "fetch up to 256 blobs under one receipt -> 200 (u32 length || bytes) per id, 404 any blob missing, 413 over the batch limit, 410 token revoked/expired",
         &[200],
-        &[401, 403, 404, 410],
+        &[401, 403, 404, 409, 410],
     )
     .raw(),
     route(
@@ -214,7 +214,7 @@ pub const ROUTES: &[RouteDoc] = &[
         "reader",
         "fetch manifest -> 200 bytes + Carekey-Manifest-Version",
         &[200],
-        &[401, 403, 404, 410],
+        &[401, 403, 404, 409, 410],
     ),
     route(
         "DELETE",

@@ -12,6 +12,7 @@ use crate::encoding::to_db;
 use crate::error::{RelayError, Result};
 use crate::mailbox;
 use crate::quota::{self, QuotaLimits, Usage};
+use crate::replay;
 use crate::share;
 use crate::token::{STATUS_ACTIVE, STATUS_EXPIRED};
 
@@ -41,6 +42,7 @@ pub async fn sweep_once(state: &AppState) -> Result<Swept> {
     let tomb_until = to_db("time", now.saturating_add(cfg.tombstone_secs))?;
     let tomb_cutoff = to_db("time", now.saturating_sub(cfg.tombstone_secs))?;
     let upload_cutoff = to_db("time", now.saturating_sub(cfg.upload_ttl_secs))?;
+    let skew = cfg.receipt_max_skew_secs;
     let mut out = Swept::default();
 
     let expired: Vec<[u8; 16]> = state
@@ -131,6 +133,7 @@ pub async fn sweep_once(state: &AppState) -> Result<Swept> {
             )?;
             m += tx.exec("DELETE FROM mailboxes WHERE expires_at <= $1", &[now_db.into()])?;
             tx.exec("DELETE FROM share_tombstones WHERE until_at <= $1", &[now_db.into()])?;
+            replay::sweep(tx, now, skew)?;
             tx.exec(
                 "DELETE FROM tokens WHERE status <> $1 AND expires_at <= $2",
                 &[STATUS_ACTIVE.into(), tomb_cutoff.into()],

@@ -1274,7 +1274,7 @@ async fn concurrent_fetches_all_audited(h: Harness) {
 async fn fetch_log_rechecks_under_lock(h: Harness) {
     use carekey_relay::fetchlog::{FetchEntry, Fetched, Logged, append_batch};
     let o = h.create_share().await;
-    let (token, _reader) = h.register_token(&o, &scope(1, &[]), now() + 3600, 0).await;
+    let (token, reader) = h.register_token(&o, &scope(1, &[]), now() + 3600, 0).await;
     let (revoked, _) = h.register_token(&o, &scope(1, &[]), now() + 3600, 0).await;
     let r = h
         .owner(
@@ -1304,7 +1304,8 @@ async fn fetch_log_rechecks_under_lock(h: Harness) {
         share_id: o.share_id,
         token_hash: token_hash(t),
         object,
-        receipt: b"receipt".to_vec(),
+        // A fresh receipt each (one receipt is only ever logged once).
+        receipt: unb64(&receipt(&reader, &o.share_id, "blob")),
         now: now(),
     };
     let entries = vec![

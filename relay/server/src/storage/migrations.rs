@@ -23,14 +23,15 @@ pub const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations
     version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)";
 
 /// Every migration, in order.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "client quotas and the global storage cap",
-    // `client` is the pseudonymous key of the client charged for the row (crate::quota);
-    // NULL on rows written before this migration (charged to the global total only).
-    // `storage_total` is the global byte count in 16 shards (one hot row would serialize
-    // every write on PostgreSQL); shard 0 starts with every byte stored so far.
-    sql: r#"
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "client quotas and the global storage cap",
+        // `client` is the pseudonymous key of the client charged for the row (crate::quota);
+        // NULL on rows written before this migration (charged to the global total only).
+        // `storage_total` is the global byte count in 16 shards (one hot row would serialize
+        // every write on PostgreSQL); shard 0 starts with every byte stored so far.
+        sql: r#"
 ALTER TABLE shares ADD COLUMN client BLOB;
 ALTER TABLE pairings ADD COLUMN client BLOB;
 ALTER TABLE mailboxes ADD COLUMN client BLOB;
@@ -50,7 +51,20 @@ INSERT INTO storage_total (shard, bytes) SELECT 0, CAST(
   + COALESCE((SELECT SUM(size) FROM backups WHERE deleted = 0), 0) AS BIGINT);
 CREATE INDEX backups_refresh ON backups (deleted, updated_at);
 "#,
-}];
+    },
+    Migration {
+        version: 2,
+        name: "fetch receipts logged, by reader key and nonce (replay refusal)",
+        // `time` is the receipt's signed time: past `time + --receipt-skew-secs` the receipt
+        // fails the time check anyway, so the sweeper drops the row then.
+        sql: r#"
+CREATE TABLE receipt_nonces (
+  reader_key BLOB NOT NULL, nonce BLOB NOT NULL, time BIGINT NOT NULL,
+  PRIMARY KEY (reader_key, nonce));
+CREATE INDEX receipt_nonces_time ON receipt_nonces (time);
+"#,
+    },
+];
 
 /// The newest version (what a freshly created database is at).
 pub fn latest() -> i64 {
