@@ -21,6 +21,10 @@ pub const HEADER_MANIFEST_VERSION: &str = "carekey-manifest-version";
 pub const HEADER_OWNER_KEY: &str = "carekey-owner-key";
 /// Response header carrying the backup version on `GET /v1/backups/{backup_id}`.
 pub const HEADER_BACKUP_VERSION: &str = "carekey-backup-version";
+/// Header carrying the operator's enrollment key on the routes that create storage for a new
+/// party (`POST /v1/shares`, `/v1/pairing`, `/v1/mailboxes`, `PUT /v1/backups/{id}`), when the
+/// relay was started with `--enrollment-key` (a closed deployment).
+pub const HEADER_ENROLLMENT_KEY: &str = "carekey-enrollment-key";
 /// Receipt `object_id` used when the manifest (not a blob) is fetched.
 pub const MANIFEST_OBJECT_ID: &str = "manifest";
 /// Receipt `object_id` prefix of a batch fetch (`POST /v1/shares/{share_id}/fetch`): followed

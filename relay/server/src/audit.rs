@@ -4,9 +4,10 @@
 //! locked, so appends are serialized per share even across relay instances on PostgreSQL.
 //! The head is signed with the relay's own Ed25519 key when the owner reads the log.
 
+use crate::rejection::{Path, Query};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, Method, Uri};
 use carekey_relay_api::{AuditEntry, AuditHead, AuditLog, WellKnown};
 use ed25519_dalek::{Signer, SigningKey};
@@ -204,6 +205,10 @@ pub fn append(
     kind: Kind,
     body: &[u8],
 ) -> Result<u64> {
+    // A fetch entry's body is its receipt: never log one twice (crate::replay).
+    if kind == Kind::Fetch && !crate::replay::claim(tx, body)? {
+        return Err(crate::replay::replayed());
+    }
     let mut chain = Chain::load(tx, share_id)?;
     let seq = chain.push(tx, now, kind, body)?;
     chain.store(tx)?;

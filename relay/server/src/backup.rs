@@ -7,11 +7,14 @@
 //! path with query, origin, body hash and a counter strictly greater than the slot's last one,
 //! checked and stored inside the write transaction. The backup version (`?version=V`, covered by
 //! the signature) must be strictly greater than the stored one, so a stale backup never replaces
-//! a newer one. Backups do not expire (the sweeper leaves them alone); the owner may delete them.
+//! a newer one. A slot not written for `--backup-ttl-secs` (default 400 days) has its bytes dropped
+//! by the sweeper like an owner's delete (key, counter and version kept, so an old write cannot
+//! be replayed into it); the owner may delete them any time.
 
+use crate::rejection::{Path, Query};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use carekey_relay_api::{BackupStored, HEADER_BACKUP_VERSION, HEADER_OWNER_KEY};
@@ -19,8 +22,10 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
+use crate::client::ClientId;
 use crate::encoding::{self, b64, from_db, parse_id, to_db};
 use crate::error::{RelayError, Result};
+use crate::quota::{self, ClientKey, QuotaLimits};
 use crate::share::OwnerWrite;
 use crate::storage::Tx;
 use crate::token::ct_eq;
@@ -38,11 +43,14 @@ struct Slot {
     counter: u64,
     version: u64,
     deleted: bool,
+    /// Who the slot is charged to (its creator; `None` before accounting).
+    client: Option<ClientKey>,
+    size: i64,
 }
 
 fn lock_slot(tx: &mut dyn Tx, backup_id: &[u8; 16]) -> Result<Option<Slot>> {
     let sql = format!(
-        "SELECT owner_key, counter, version, deleted FROM backups WHERE backup_id = $1{}",
+        "SELECT owner_key, counter, version, deleted, client, size FROM backups WHERE backup_id = $1{}",
         tx.lock_clause()
     );
     tx.query_opt(&sql, &[backup_id.into()])?
@@ -52,6 +60,8 @@ fn lock_slot(tx: &mut dyn Tx, backup_id: &[u8; 16]) -> Result<Option<Slot>> {
                 counter: from_db(r[1].int()?)?,
                 version: from_db(r[2].int()?)?,
                 deleted: r[3].int()? != 0,
+                client: quota::client_of(r.get(4))?,
+                size: r[5].int()?,
             })
         })
         .transpose()
@@ -88,10 +98,12 @@ fn owner_key_header(headers: &HeaderMap) -> Result<Option<[u8; 32]>> {
 
 /// `PUT /v1/backups/{backup_id}?version=V` (owner write, raw ciphertext body). Creates the slot
 /// on the first write (binding `Carekey-Owner-Key`), replaces the blob on later ones.
+#[allow(clippy::too_many_arguments)] // axum extractors
 pub async fn put(
     State(state): State<AppState>,
     Path(id_hex): Path<String>,
     Query(q): Query<BackupQuery>,
+    client: ClientId,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -115,6 +127,7 @@ pub async fn put(
     let size = body.len() as u64;
     let size_db = to_db("size", size)?;
     let now = to_db("now", state.clock.now())?;
+    let (ck, limits) = (state.client_key(&client), state.quota_limits());
     let status = state
         .storage
         .transact(move |tx| {
@@ -127,10 +140,11 @@ pub async fn put(
                     )
                 })?;
                 ow.verify(&key)?;
+                quota::charge(tx, &limits, Some(ck), 1, size_db)?;
                 let n = tx.exec(
                     "INSERT INTO backups (backup_id, owner_key, counter, version, size, sha256, \
-                     data, deleted, created_at, updated_at) \
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $8) \
+                     data, deleted, created_at, updated_at, client) \
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, 0, $8, $8, $9) \
                      ON CONFLICT (backup_id) DO NOTHING",
                     &[
                         (&backup_id).into(),
@@ -141,6 +155,7 @@ pub async fn put(
                         (&sha).into(),
                         body.to_vec().into(),
                         now.into(),
+                        quota::client_value(&ck),
                     ],
                 )?;
                 if n == 0 {
@@ -167,6 +182,14 @@ pub async fn put(
                     "backup version must be greater than the stored one",
                 ));
             }
+            // A refill of a deleted (or expired) slot is a live object again.
+            quota::charge(
+                tx,
+                &limits,
+                slot.client,
+                i64::from(slot.deleted),
+                size_db - slot.size,
+            )?;
             tx.exec(
                 "UPDATE backups SET version = $2, size = $3, sha256 = $4, data = $5, \
                  deleted = 0, updated_at = $6 WHERE backup_id = $1",
@@ -232,6 +255,49 @@ pub async fn get(
     Ok(resp)
 }
 
+/// Drops a live slot's bytes (owner delete, or the sweeper's expiry), keeping its key, counter
+/// and version, and releases its quota.
+fn drop_bytes(tx: &mut dyn Tx, backup_id: &[u8; 16], slot: &Slot) -> Result<()> {
+    quota::charge(tx, &QuotaLimits::NONE, slot.client, -1, -slot.size)?;
+    tx.exec(
+        "UPDATE backups SET data = $2, size = 0, deleted = 1 WHERE backup_id = $1",
+        &[backup_id.into(), Vec::<u8>::new().into()],
+    )?;
+    Ok(())
+}
+
+/// Sweeper step: drops the bytes of up to `batch` live slots last written at or before
+/// `cutoff` (each re-checked under its row lock: a write meanwhile keeps it). Returns how many.
+pub fn expire_stale(tx: &mut dyn Tx, cutoff: i64, batch: i64) -> Result<u64> {
+    let ids = tx.query(
+        "SELECT backup_id FROM backups WHERE deleted = 0 AND updated_at <= $1 LIMIT $2",
+        &[cutoff.into(), batch.into()],
+    )?;
+    let mut n = 0;
+    for r in ids {
+        let id: [u8; 16] = r[0].array()?;
+        let sql = format!(
+            "SELECT updated_at FROM backups WHERE backup_id = $1{}",
+            tx.lock_clause()
+        );
+        let still = tx
+            .query_opt(&sql, &[(&id).into()])?
+            .map(|r| r[0].int())
+            .transpose()?
+            .is_some_and(|u| u <= cutoff);
+        if !still {
+            continue;
+        }
+        if let Some(slot) = lock_slot(tx, &id)?
+            && !slot.deleted
+        {
+            drop_bytes(tx, &id, &slot)?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
 /// `DELETE /v1/backups/{backup_id}` (owner request): removes the backup bytes. The slot's key,
 /// counter and version stay, so an old recorded write cannot be replayed to bring a deleted
 /// backup back; a later write with a higher version and counter fills the slot again.
@@ -253,10 +319,7 @@ pub async fn delete(
             if slot.deleted {
                 return Err(RelayError::NotFound("no such backup"));
             }
-            tx.exec(
-                "UPDATE backups SET data = $2, size = 0, deleted = 1 WHERE backup_id = $1",
-                &[(&backup_id).into(), Vec::<u8>::new().into()],
-            )?;
+            drop_bytes(tx, &backup_id, &slot)?;
             Ok(())
         })
         .await?;

@@ -24,3 +24,10 @@ impl Clock {
         self.offset.fetch_add(secs, Ordering::Relaxed);
     }
 }
+
+/// The real Unix time in seconds (no test offset): for bookkeeping such as when a migration ran.
+pub fn unix_now() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+}

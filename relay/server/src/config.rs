@@ -1,5 +1,6 @@
 //! Relay limits and settings (flags and environment variables of the binary).
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 /// Runtime configuration of one relay instance.
@@ -27,8 +28,14 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Time a client has to send its request headers before the connection is cut.
     pub header_timeout: Duration,
-    /// Requests processed at once; more wait in line.
+    /// Requests processed at once; more wait in line. Long-polls do not count (they have
+    /// their own limits below).
     pub concurrency_limit: usize,
+    /// Long-polls parked at once per client (429 `too_many_long_polls` beyond).
+    pub long_polls_per_client: usize,
+    /// Long-polls parked at once in total (429 beyond). Each holds a connection: keep it below
+    /// the process's open-file limit.
+    pub long_polls_total: usize,
     /// Steady per-IP request rate (requests per second).
     pub ip_rate_per_sec: f64,
     /// Per-IP burst size.
@@ -57,6 +64,22 @@ pub struct Config {
     /// proxy that keeps `/metrics` internal). Metrics are counters only, but traffic volume is
     /// still nobody else's business on a public relay.
     pub metrics_token_hash: Option<[u8; 32]>,
+    /// Reverse proxies whose `X-Forwarded-For` names the client (crate::client); empty: the
+    /// TCP peer is the client.
+    pub trusted_proxies: Vec<IpAddr>,
+    /// Most live objects (shares, blobs, pending uploads, mailboxes, messages, pairing
+    /// mailboxes, backup slots) one client may have stored (429 `client_quota` beyond).
+    pub client_max_objects: u64,
+    /// Most bytes one client may have stored (429 `client_quota` beyond).
+    pub client_max_bytes: u64,
+    /// Most bytes the relay stores in total (507 `storage_full` beyond; reads go on).
+    pub storage_cap_bytes: u64,
+    /// Backup slots not written for this long have their bytes dropped by the sweeper
+    /// (0: never).
+    pub backup_ttl_secs: u64,
+    /// Hash of the operator's enrollment key (crate::quota::enrollment_hash); when set, new
+    /// shares, mailboxes, pairing mailboxes and backups need `Carekey-Enrollment-Key`.
+    pub enrollment_key_hash: Option<[u8; 32]>,
 }
 
 impl Config {
@@ -74,6 +97,8 @@ impl Config {
             request_timeout: Duration::from_secs(60),
             header_timeout: Duration::from_secs(10),
             concurrency_limit: 512,
+            long_polls_per_client: 64,
+            long_polls_total: 1000,
             // A whole check-up (the largest Synthea patient is ~4,200 blobs) fits in one burst;
             // the sustained rates still bound a scraper.
             ip_rate_per_sec: 1000.0,
@@ -89,6 +114,14 @@ impl Config {
             upload_ttl_secs: 86_400,
             sweep_interval: Duration::from_secs(30),
             metrics_token_hash: None,
+            trusted_proxies: Vec::new(),
+            // The largest Synthea check-up is ~4,200 blobs; a patient sharing with several
+            // doctors while an epoch rotates holds a few times that.
+            client_max_objects: 50_000,
+            client_max_bytes: 4 << 30,
+            storage_cap_bytes: 20 << 30,
+            backup_ttl_secs: 400 * 86_400,
+            enrollment_key_hash: None,
         }
     }
 }

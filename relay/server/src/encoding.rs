@@ -167,8 +167,24 @@ pub fn from_db(v: i64) -> Result<u64> {
     u64::try_from(v).map_err(|_| RelayError::Storage("negative value in database".into()))
 }
 
-/// Parses a JSON body, answering 400 with serde's explanation when it is malformed.
+/// Parses a JSON body, answering 400 `bad_json` when it is malformed. The message says what
+/// kind of error and where (line and column), never serde's text: that quotes the client's
+/// field names and values back ("unknown field `...`", "invalid type: string \"...\"").
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
-    serde_json::from_slice(body)
-        .map_err(|e| RelayError::bad("bad_json", format!("malformed JSON body: {e}")))
+    use serde_json::error::Category;
+    serde_json::from_slice(body).map_err(|e| {
+        let what = match e.classify() {
+            Category::Data => "fields or types do not match the route's schema",
+            Category::Eof => "truncated",
+            Category::Syntax | Category::Io => "syntax error",
+        };
+        RelayError::bad(
+            "bad_json",
+            format!(
+                "malformed JSON body: {what} at line {} column {}",
+                e.line(),
+                e.column()
+            ),
+        )
+    })
 }

@@ -51,6 +51,9 @@ pub enum RelayError {
     /// The body or blob is larger than the configured limit. Answered 413.
     #[error("{0}")]
     TooLarge(&'static str),
+    /// The request body has a media type this route does not take. Answered 415.
+    #[error("{0}")]
+    UnsupportedMediaType(&'static str),
     /// Per-IP/per-token rate limit or storage quota exceeded. Answered 429 with Retry-After.
     #[error("{message}")]
     TooMany {
@@ -59,11 +62,22 @@ pub enum RelayError {
         /// Explanation for the client.
         message: &'static str,
     },
+    /// A per-client storage quota (crate::quota) is used up. Answered 429 with a long
+    /// Retry-After: space comes back when the client's objects are deleted or expire.
+    #[error("{0}")]
+    QuotaExceeded(&'static str),
+    /// The relay's global storage cap is reached. Answered 507 `storage_full`; reads and
+    /// deletes go on.
+    #[error("the relay's storage is full; reads and deletes still work")]
+    StorageFull,
     /// The database failed (I/O, constraint, connection) or an internal invariant broke.
     /// Answered 500 with no detail; the detail is logged without ids.
     #[error("storage failure: {0}")]
     Storage(String),
 }
+
+/// Seconds a client over its storage quota is told to wait.
+pub const QUOTA_RETRY_SECS: u64 = 3600;
 
 /// Shorthand for results in this crate.
 pub type Result<T, E = RelayError> = std::result::Result<T, E>;
@@ -103,7 +117,10 @@ impl RelayError {
             Self::Gone(_) => StatusCode::GONE,
             Self::Conflict { .. } => StatusCode::CONFLICT,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooMany { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::QuotaExceeded(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::StorageFull => StatusCode::INSUFFICIENT_STORAGE,
             Self::Storage(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }
@@ -116,7 +133,10 @@ impl RelayError {
             Self::NotFound(_) => "not_found",
             Self::Gone(_) => "gone",
             Self::TooLarge(_) => "too_large",
+            Self::UnsupportedMediaType(_) => "unsupported_media_type",
             Self::TooMany { .. } => "too_many_requests",
+            Self::QuotaExceeded(_) => "client_quota",
+            Self::StorageFull => "storage_full",
             Self::Storage(_) => "internal",
         }
     }
@@ -134,27 +154,40 @@ impl From<tokio_postgres::Error> for RelayError {
     }
 }
 
+/// Marks a response built by [`error_response`]: its body is already the relay's
+/// `{error, message}` JSON. `crate::rejection::json_errors` rewrites every other error answer
+/// (axum's own rejections, 405, 408 from the timeout layer) into that form.
+#[derive(Debug, Clone, Copy)]
+pub struct JsonError;
+
 /// Builds a JSON error response.
 pub fn error_response(status: StatusCode, code: &str, message: &str) -> Response {
     let body = ErrorBody {
         error: code.to_owned(),
         message: message.to_owned(),
     };
-    (status, axum::Json(body)).into_response()
+    let mut resp = (status, axum::Json(body)).into_response();
+    resp.extensions_mut().insert(JsonError);
+    resp
 }
 
 impl IntoResponse for RelayError {
     fn into_response(self) -> Response {
         let status = self.status();
-        if status.is_server_error() {
+        if status.is_server_error() && !matches!(self, Self::StorageFull) {
             // The detail never reaches the client (issue 4: "5xx bodies reveal nothing").
             tracing::error!(error = %self, "request failed");
             return error_response(status, "internal", "internal error");
         }
         let mut resp = error_response(status, self.code(), &self.to_string());
-        if let Self::TooMany { retry_after, .. } = self {
+        let retry_after = match self {
+            Self::TooMany { retry_after, .. } => Some(retry_after.max(1)),
+            Self::QuotaExceeded(_) => Some(QUOTA_RETRY_SECS),
+            _ => None,
+        };
+        if let Some(secs) = retry_after {
             resp.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after.max(1)));
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }

@@ -13,7 +13,9 @@
 //! earlier transaction, the batch re-checks, under the lock, what could have changed since:
 //! the share still live, the token still active and unexpired, the blob still stored, the
 //! manifest version unchanged. If the batch transaction fails as a whole, every entry is
-//! retried in a transaction of its own, so one bad entry cannot fail the others.
+//! retried in a transaction of its own, so one bad entry cannot fail the others. A receipt
+//! already in a chain (same reader key and nonce) is refused, 409 `receipt_replayed`
+//! (crate::replay).
 
 use std::any::Any;
 use std::collections::HashMap;
@@ -24,6 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use crate::audit::{Chain, Kind};
 use crate::encoding::from_db;
 use crate::error::{RelayError, Result};
+use crate::replay;
 use crate::share;
 use crate::storage::{Storage, Tx};
 use crate::token::STATUS_ACTIVE;
@@ -292,7 +295,15 @@ fn check(
             }
         }
     }
-    Ok(Ok(Logged::Committed))
+    // Last, so a refused fetch does not use up its receipt: the same receipt is never
+    // logged twice (crate::replay; also twice within this batch).
+    match replay::claim(tx, &e.receipt) {
+        Ok(true) => Ok(Ok(Logged::Committed)),
+        Ok(false) => Ok(Err(replay::replayed())),
+        // Malformed receipt bytes refuse this entry only, not the batch.
+        Err(err) if !is_db_error(&err) => Ok(Err(err)),
+        Err(err) => Err(err),
+    }
 }
 
 /// Whether `blob_id` is still stored (memoized for the batch).

@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod backup;
 pub mod batch;
+pub mod client;
 pub mod clock;
 pub mod config;
 pub mod delegation;
@@ -18,6 +19,9 @@ pub mod limits;
 pub mod mailbox;
 pub mod metrics;
 pub mod openapi;
+pub mod quota;
+pub mod rejection;
+pub mod replay;
 pub mod server;
 pub mod share;
 pub mod storage;
@@ -28,13 +32,13 @@ use std::sync::Arc;
 
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, State};
-use axum::http::StatusCode;
+use axum::handler::Handler;
+use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post, put};
+use axum::routing::{MethodFilter, on};
 use carekey_relay_api::Health;
 use ed25519_dalek::SigningKey;
 use tower::ServiceBuilder;
-use tower::limit::GlobalConcurrencyLimitLayer;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
 
@@ -45,6 +49,7 @@ use fetchlog::FetchLog;
 use limits::RateLimiter;
 use mailbox::MailboxNotifier;
 use metrics::Metrics;
+pub use rejection::BodyKind;
 use storage::Storage;
 
 /// Everything a handler needs.
@@ -62,10 +67,16 @@ pub struct AppState {
     pub notifier: Arc<MailboxNotifier>,
     /// Rate limiter.
     pub limiter: Arc<RateLimiter>,
+    /// Permits of requests processed at once (`--concurrency`; long-polls take none).
+    pub concurrency: Arc<tokio::sync::Semaphore>,
+    /// Parked long-polls (`--long-polls`, `--long-polls-per-client`).
+    pub long_polls: Arc<limits::LongPolls>,
     /// Metrics.
     pub metrics: Arc<Metrics>,
     /// Clock for TTLs.
     pub clock: Clock,
+    /// Pseudonymous storage keys of clients (quotas).
+    pub client_keys: quota::ClientKeys,
 }
 
 impl AppState {
@@ -73,6 +84,8 @@ impl AppState {
     /// mailbox notifications. Must run inside a tokio runtime.
     pub async fn new(storage: Arc<dyn Storage>, config: Config) -> Result<Self> {
         let audit_key = audit::load_or_create_key(storage.as_ref()).await?;
+        let client_keys = quota::ClientKeys::load_or_create(storage.as_ref()).await?;
+        let permits = config.concurrency_limit.max(1);
         let notifier = Arc::new(MailboxNotifier::default());
         storage.listen_mailboxes(Arc::clone(&notifier));
         Ok(Self {
@@ -82,9 +95,22 @@ impl AppState {
             audit_key: Arc::new(audit_key),
             notifier,
             limiter: Arc::new(RateLimiter::default()),
+            concurrency: Arc::new(tokio::sync::Semaphore::new(permits)),
+            long_polls: Arc::new(limits::LongPolls::default()),
             metrics: Arc::new(Metrics::default()),
             clock: Clock::default(),
+            client_keys,
         })
+    }
+
+    /// The storage key of `client` (quotas).
+    pub fn client_key(&self, client: &client::ClientId) -> quota::ClientKey {
+        self.client_keys.key(client)
+    }
+
+    /// The configured storage limits.
+    pub fn quota_limits(&self) -> quota::QuotaLimits {
+        quota::QuotaLimits::of(&self.config)
     }
 }
 
@@ -101,13 +127,11 @@ async fn healthz(State(state): State<AppState>) -> Response {
         })
         .into_response()
     } else {
-        (
+        error::error_response(
             StatusCode::SERVICE_UNAVAILABLE,
-            axum::Json(Health {
-                status: "unavailable".into(),
-            }),
+            "unavailable",
+            "storage unavailable",
         )
-            .into_response()
     }
 }
 
@@ -124,81 +148,287 @@ async fn not_found() -> RelayError {
     RelayError::NotFound("no such route")
 }
 
+/// One route of the relay: what [`app_with_routes`] registered (the OpenAPI test compares
+/// this list with `/openapi.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct RouteInfo {
+    /// HTTP method.
+    pub method: Method,
+    /// Path template as routed, e.g. `/v1/shares/{share_id}`.
+    pub path: &'static str,
+    /// What the route takes as its body (checked: 415 otherwise).
+    pub body: BodyKind,
+}
+
+/// Registers routes one method at a time and records each, so the recorded list is exactly
+/// what the router serves.
+struct Routes {
+    router: Router<AppState>,
+    list: Vec<RouteInfo>,
+}
+
+impl Routes {
+    fn new() -> Self {
+        Self {
+            router: Router::new(),
+            list: Vec::new(),
+        }
+    }
+
+    /// Routes `method path` to `handler`, taking bodies of `body` kind (and, with `limit`, a
+    /// body limit of its own instead of `--max-body-bytes`).
+    fn add<H, T>(
+        mut self,
+        method: Method,
+        path: &'static str,
+        body: BodyKind,
+        limit: Option<usize>,
+        handler: H,
+    ) -> Self
+    where
+        H: Handler<T, AppState>,
+        T: 'static,
+    {
+        let filter = MethodFilter::try_from(method.clone())
+            .unwrap_or_else(|_| panic!("route method {method} has no filter"));
+        let mut mr = on(filter, handler);
+        if body != BodyKind::None {
+            let m = method.clone();
+            mr = mr.layer(axum::middleware::from_fn(move |req, next| {
+                rejection::check_body_type(m.clone(), body, req, next)
+            }));
+        }
+        if let Some(limit) = limit {
+            // This inner layer overrides the global body limit.
+            mr = mr.layer(DefaultBodyLimit::max(limit));
+        }
+        self.router = self.router.route(path, mr);
+        self.list.push(RouteInfo { method, path, body });
+        self
+    }
+}
+
 /// Builds the relay router with all limits applied.
 pub fn app(state: AppState) -> Router {
+    app_with_routes(state).0
+}
+
+/// [`app`], plus the list of every route it serves.
+pub fn app_with_routes(state: AppState) -> (Router, Vec<RouteInfo>) {
+    use BodyKind::{Json, None as Empty, Raw};
     let c = Arc::clone(&state.config);
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics::serve))
-        .route("/openapi.json", get(openapi::serve))
-        .route("/.well-known/carekey-relay", get(audit::well_known))
-        .route("/v1/shares", post(share::create))
-        .route(
+    let backup_limit = Some(usize::try_from(c.max_backup_bytes).unwrap_or(usize::MAX));
+    let (get, post, put, delete) = (Method::GET, Method::POST, Method::PUT, Method::DELETE);
+    let r = Routes::new()
+        .add(get.clone(), "/healthz", Empty, None, healthz)
+        .add(get.clone(), "/metrics", Empty, None, metrics::serve)
+        .add(get.clone(), "/openapi.json", Empty, None, openapi::serve)
+        .add(
+            get.clone(),
+            "/.well-known/carekey-relay",
+            Empty,
+            None,
+            audit::well_known,
+        )
+        .add(post.clone(), "/v1/shares", Json, None, share::create)
+        .add(
+            delete.clone(),
             "/v1/shares/{share_id}",
-            axum::routing::delete(share::delete),
+            Empty,
+            None,
+            share::delete,
         )
-        .route(
+        .add(
+            put.clone(),
             "/v1/shares/{share_id}/blobs/{blob_id}",
-            put(share::put_blob).get(share::get_blob),
+            Raw,
+            None,
+            share::put_blob,
         )
-        .route("/v1/shares/{share_id}/fetch", post(batch::fetch))
-        .route("/v1/shares/{share_id}/uploads", post(share::open_upload))
-        .route(
+        .add(
+            get.clone(),
+            "/v1/shares/{share_id}/blobs/{blob_id}",
+            Empty,
+            None,
+            share::get_blob,
+        )
+        .add(
+            post.clone(),
+            "/v1/shares/{share_id}/fetch",
+            Raw,
+            None,
+            batch::fetch,
+        )
+        .add(
+            post.clone(),
+            "/v1/shares/{share_id}/uploads",
+            Empty,
+            None,
+            share::open_upload,
+        )
+        .add(
+            put.clone(),
             "/v1/shares/{share_id}/uploads/{upload_id}/chunks/{n}",
-            put(share::put_chunk),
+            Raw,
+            None,
+            share::put_chunk,
         )
-        .route(
+        .add(
+            post.clone(),
             "/v1/shares/{share_id}/uploads/{upload_id}/commit",
-            post(share::commit_upload),
+            Json,
+            None,
+            share::commit_upload,
         )
-        .route(
+        .add(
+            put.clone(),
             "/v1/shares/{share_id}/manifest",
-            put(share::put_manifest).get(share::get_manifest),
+            Raw,
+            None,
+            share::put_manifest,
         )
-        .route(
+        .add(
+            get.clone(),
+            "/v1/shares/{share_id}/manifest",
+            Empty,
+            None,
+            share::get_manifest,
+        )
+        .add(
+            delete.clone(),
             "/v1/shares/{share_id}/epochs/{epoch}",
-            axum::routing::delete(share::delete_epoch),
+            Empty,
+            None,
+            share::delete_epoch,
         )
-        .route("/v1/shares/{share_id}/tokens", post(token::register))
-        .route("/v1/shares/{share_id}/groups", post(token::register_groups))
-        .route(
+        .add(
+            post.clone(),
+            "/v1/shares/{share_id}/tokens",
+            Json,
+            None,
+            token::register,
+        )
+        .add(
+            post.clone(),
+            "/v1/shares/{share_id}/groups",
+            Json,
+            None,
+            token::register_groups,
+        )
+        .add(
+            delete.clone(),
             "/v1/shares/{share_id}/tokens/{token_hash}",
-            axum::routing::delete(token::revoke),
+            Empty,
+            None,
+            token::revoke,
         )
-        .route(
+        .add(
+            post.clone(),
             "/v1/shares/{share_id}/delegations",
-            post(delegation::register),
+            Json,
+            None,
+            delegation::register,
         )
-        .route("/v1/shares/{share_id}/audit", get(audit::read_log))
-        .route(
+        .add(
+            get.clone(),
+            "/v1/shares/{share_id}/audit",
+            Empty,
+            None,
+            audit::read_log,
+        )
+        .add(
+            get.clone(),
+            "/v1/shares/{share_id}/notices",
+            Empty,
+            None,
+            delegation::notices,
+        )
+        .add(
+            put.clone(),
             "/v1/backups/{backup_id}",
-            put(backup::put)
-                // Backups have their own body limit (this inner layer overrides the global one).
-                .layer(DefaultBodyLimit::max(
-                    usize::try_from(c.max_backup_bytes).unwrap_or(usize::MAX),
-                ))
-                .get(backup::get)
-                .delete(backup::delete),
+            Raw,
+            backup_limit,
+            backup::put,
         )
-        .route("/v1/shares/{share_id}/notices", get(delegation::notices))
-        .route("/v1/pairing", post(mailbox::open_pairing))
-        .route(
+        .add(
+            get.clone(),
+            "/v1/backups/{backup_id}",
+            Empty,
+            None,
+            backup::get,
+        )
+        .add(
+            delete.clone(),
+            "/v1/backups/{backup_id}",
+            Empty,
+            None,
+            backup::delete,
+        )
+        .add(
+            post.clone(),
+            "/v1/pairing",
+            Json,
+            None,
+            mailbox::open_pairing,
+        )
+        .add(
+            put.clone(),
             "/v1/pairing/{mailbox_id}",
-            put(mailbox::reply_pairing)
-                .get(mailbox::read_pairing)
-                .delete(mailbox::close_pairing),
+            Raw,
+            None,
+            mailbox::reply_pairing,
         )
-        .route("/v1/mailboxes", post(mailbox::open_mailbox))
-        .route(
+        .add(
+            get.clone(),
+            "/v1/pairing/{mailbox_id}",
+            Empty,
+            None,
+            mailbox::read_pairing,
+        )
+        .add(
+            delete.clone(),
+            "/v1/pairing/{mailbox_id}",
+            Empty,
+            None,
+            mailbox::close_pairing,
+        )
+        .add(
+            post.clone(),
+            "/v1/mailboxes",
+            Json,
+            None,
+            mailbox::open_mailbox,
+        )
+        .add(
+            delete.clone(),
             "/v1/mailboxes/{mailbox_id}",
-            axum::routing::delete(mailbox::close),
+            Empty,
+            None,
+            mailbox::close,
         )
-        .route(
+        .add(
+            post.clone(),
             "/v1/mailboxes/{mailbox_id}/messages",
-            post(mailbox::append)
-                .get(mailbox::fetch)
-                .delete(mailbox::delete_read),
+            Raw,
+            None,
+            mailbox::append,
         )
+        .add(
+            get.clone(),
+            "/v1/mailboxes/{mailbox_id}/messages",
+            Empty,
+            None,
+            mailbox::fetch,
+        )
+        .add(
+            delete,
+            "/v1/mailboxes/{mailbox_id}/messages",
+            Empty,
+            None,
+            mailbox::delete_read,
+        );
+    let router = r
+        .router
         .fallback(not_found)
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
@@ -206,17 +436,31 @@ pub fn app(state: AppState) -> Router {
         ))
         .layer(
             ServiceBuilder::new()
+                // Outermost: whatever answers an error below, the client gets the relay's JSON.
+                .layer(axum::middleware::from_fn(rejection::json_errors))
                 .layer(CatchPanicLayer::custom(panic_response))
                 .layer(TimeoutLayer::with_status_code(
                     StatusCode::REQUEST_TIMEOUT,
                     c.request_timeout,
                 ))
-                .layer(GlobalConcurrencyLimitLayer::new(c.concurrency_limit))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    client::identify_layer,
+                ))
                 .layer(axum::middleware::from_fn_with_state(
                     state.clone(),
                     limits::enforce,
                 ))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    limits::admit,
+                ))
+                .layer(axum::middleware::from_fn_with_state(
+                    state.clone(),
+                    quota::enrollment,
+                ))
                 .layer(DefaultBodyLimit::max(c.max_body_bytes)),
         )
-        .with_state(state)
+        .with_state(state);
+    (router, r.list)
 }

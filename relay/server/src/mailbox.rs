@@ -12,9 +12,10 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use crate::rejection::{Path, Query};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use carekey_relay_api::{
@@ -25,9 +26,11 @@ use serde::Deserialize;
 use tokio::sync::Notify;
 
 use crate::AppState;
+use crate::client::ClientId;
 use crate::encoding::{self, b64, from_db, hex, parse_id, to_db};
 use crate::error::{RelayError, Result};
-use crate::storage::Tx;
+use crate::quota::{self, QuotaLimits, Usage};
+use crate::storage::{Tx, Value};
 use crate::token::{bearer_hash, ct_eq, token_hash};
 
 /// Default pairing mailbox lifetime in seconds.
@@ -108,6 +111,7 @@ fn parse_open(body: &[u8]) -> Result<MailboxOpen> {
 /// `POST /v1/pairing`: opens a single-use pairing mailbox.
 pub async fn open_pairing(
     State(state): State<AppState>,
+    client: ClientId,
     body: Bytes,
 ) -> Result<(StatusCode, Json<PairingOpened>)> {
     let req = parse_open(&body)?;
@@ -121,12 +125,14 @@ pub async fn open_pairing(
     let token: [u8; 32] = encoding::random();
     let read_hash = token_hash(&token);
     let exp = to_db("expires_at", expires_at)?;
+    let (ck, limits) = (state.client_key(&client), state.quota_limits());
     state
         .storage
         .transact(move |tx| {
+            quota::charge(tx, &limits, Some(ck), 1, 0)?;
             tx.exec(
-                "INSERT INTO pairings (mailbox_id, read_hash, expires_at) VALUES ($1, $2, $3)",
-                &[(&id).into(), (&read_hash).into(), exp.into()],
+                "INSERT INTO pairings (mailbox_id, read_hash, expires_at, client) VALUES ($1, $2, $3, $4)",
+                &[(&id).into(), (&read_hash).into(), exp.into(), quota::client_value(&ck)],
             )?;
             Ok(())
         })
@@ -155,13 +161,15 @@ pub async fn reply_pairing(
         return Err(RelayError::bad("empty_body", "the reply is empty"));
     }
     let now = state.clock.now();
+    let limits = state.quota_limits();
     state
         .storage
         .transact(move |tx| {
             let row = tx
                 .query_opt(
                     &format!(
-                        "SELECT expires_at FROM pairings WHERE mailbox_id = $1{}",
+                        "SELECT expires_at, client, CASE WHEN reply IS NULL THEN 1 ELSE 0 END FROM pairings \
+                         WHERE mailbox_id = $1{}",
                         tx.lock_clause()
                     ),
                     &[(&id).into()],
@@ -169,6 +177,10 @@ pub async fn reply_pairing(
                 .ok_or(RelayError::NotFound("no such pairing mailbox"))?;
             if from_db(row[0].int()?)? <= now {
                 return Err(RelayError::Gone("pairing mailbox expired"));
+            }
+            // The opener pays for the reply it asked for (at most MAX_MESSAGE_BYTES, minutes).
+            if is_true(&row[2])? {
+                quota::charge(tx, &limits, quota::client_of(row.get(1))?, 0, body.len() as i64)?;
             }
             let n = tx.exec(
                 "UPDATE pairings SET reply = $2 WHERE mailbox_id = $1 AND reply IS NULL",
@@ -203,12 +215,68 @@ pub struct WaitQuery {
     pub close: Option<bool>,
 }
 
+/// A 0/1 integer column (`CASE WHEN ... THEN 1 ELSE 0 END`: PostgreSQL's `bool` is not a
+/// [`Value`]).
+fn is_true(v: &Value) -> Result<bool> {
+    Ok(v.int()? != 0)
+}
+
+/// Releases the quota of the relationship mailboxes matching `filter` (a condition on
+/// `mailbox_id`/`expires_at` with `$n` parameters) and of every message in them (charged to
+/// their senders). The caller deletes the rows afterwards in the same transaction.
+pub fn release_mailboxes(tx: &mut dyn Tx, filter: &str, params: &[Value]) -> Result<()> {
+    let boxes = tx.query(
+        &format!("SELECT client, COUNT(*) FROM mailboxes WHERE {filter} GROUP BY client"),
+        params,
+    )?;
+    let messages = tx.query(
+        &format!(
+            "SELECT client, COUNT(*), SUM(LENGTH(body)) FROM messages WHERE mailbox_id IN \
+             (SELECT mailbox_id FROM mailboxes WHERE {filter}) GROUP BY client"
+        ),
+        params,
+    )?;
+    Usage::default()
+        .add_rows(&boxes, true)?
+        .add_rows(&messages, true)?
+        .apply(tx, &QuotaLimits::NONE)
+}
+
+/// Releases the quota of the pairing mailboxes matching `filter` (and their replies).
+pub fn release_pairings(tx: &mut dyn Tx, filter: &str, params: &[Value]) -> Result<()> {
+    let rows = tx.query(
+        &format!(
+            "SELECT client, COUNT(*), SUM(LENGTH(reply)) FROM pairings WHERE {filter} GROUP BY client"
+        ),
+        params,
+    )?;
+    Usage::default()
+        .add_rows(&rows, true)?
+        .apply(tx, &QuotaLimits::NONE)
+}
+
 fn check_read_hash(stored: &[u8], presented: &[u8; 32]) -> Result<()> {
     if ct_eq(stored, presented) {
         Ok(())
     } else {
         Err(RelayError::Unauthorized("wrong mailbox token"))
     }
+}
+
+/// Whether a pairing mailbox has a reply (token and expiry checked as by [`take_pairing`]).
+fn peek_pairing(tx: &mut dyn Tx, id: &[u8; 16], presented: &[u8; 32], now: u64) -> Result<bool> {
+    let row = tx
+        .query_opt(
+            "SELECT read_hash, expires_at, CASE WHEN reply IS NULL THEN 0 ELSE 1 END \
+             FROM pairings WHERE mailbox_id = $1",
+            &[id.into()],
+        )?
+        .ok_or(RelayError::NotFound("no such pairing mailbox"))?;
+    check_read_hash(row[0].bytes()?, presented)?;
+    if from_db(row[1].int()?)? <= now {
+        return Err(RelayError::Gone("pairing mailbox expired"));
+    }
+    is_true(&row[2])
 }
 
 fn take_pairing(
@@ -221,7 +289,7 @@ fn take_pairing(
     let row = tx
         .query_opt(
             &format!(
-                "SELECT read_hash, expires_at, reply FROM pairings WHERE mailbox_id = $1{}",
+                "SELECT read_hash, expires_at, reply, client FROM pairings WHERE mailbox_id = $1{}",
                 tx.lock_clause()
             ),
             &[id.into()],
@@ -234,6 +302,14 @@ fn take_pairing(
     if row[2].is_null() {
         return Ok(None);
     }
+    let reply_len = row[2].bytes()?.len() as i64;
+    quota::charge(
+        tx,
+        &QuotaLimits::NONE,
+        quota::client_of(row.get(3))?,
+        if close { -1 } else { 0 },
+        -reply_len,
+    )?;
     if close {
         // Single use: reading the reply closes the mailbox.
         tx.exec("DELETE FROM pairings WHERE mailbox_id = $1", &[id.into()])?;
@@ -263,6 +339,15 @@ pub async fn read_pairing(
         let st = st.clone();
         async move {
             let now = st.clock.now();
+            // Parked polls re-check in a read transaction (in parallel, no write lock);
+            // only a reply that is there is taken in a write transaction.
+            let waiting = st
+                .storage
+                .read(move |tx| peek_pairing(tx, &id, &presented, now))
+                .await?;
+            if !waiting {
+                return Ok(None);
+            }
             st.storage
                 .transact(move |tx| take_pairing(tx, &id, &presented, now, close))
                 .await
@@ -290,11 +375,17 @@ pub async fn close_pairing(
         .transact(move |tx| {
             let row = tx
                 .query_opt(
-                    "SELECT read_hash FROM pairings WHERE mailbox_id = $1",
+                    &format!(
+                        "SELECT read_hash, client, LENGTH(reply) FROM pairings WHERE mailbox_id = $1{}",
+                        tx.lock_clause()
+                    ),
                     &[(&id).into()],
                 )?
                 .ok_or(RelayError::NotFound("no such pairing mailbox"))?;
             check_read_hash(row[0].bytes()?, &presented)?;
+            Usage::default()
+                .add_rows(&[vec![row[1].clone(), Value::Int(1), row[2].clone()]], true)?
+                .apply(tx, &QuotaLimits::NONE)?;
             tx.exec(
                 "DELETE FROM pairings WHERE mailbox_id = $1",
                 &[(&id).into()],
@@ -308,6 +399,7 @@ pub async fn close_pairing(
 /// `POST /v1/mailboxes`: opens a relationship mailbox.
 pub async fn open_mailbox(
     State(state): State<AppState>,
+    client: ClientId,
     body: Bytes,
 ) -> Result<(StatusCode, Json<MailboxOpened>)> {
     let req = parse_open(&body)?;
@@ -320,13 +412,15 @@ pub async fn open_mailbox(
     let write: [u8; 32] = encoding::random();
     let (rh, wh) = (token_hash(&read), token_hash(&write));
     let exp = to_db("expires_at", expires_at)?;
+    let (ck, limits) = (state.client_key(&client), state.quota_limits());
     state
         .storage
         .transact(move |tx| {
+            quota::charge(tx, &limits, Some(ck), 1, 0)?;
             tx.exec(
-                "INSERT INTO mailboxes (mailbox_id, read_hash, write_hash, expires_at, next_seq, count) \
-                 VALUES ($1, $2, $3, $4, 1, 0)",
-                &[(&id).into(), (&rh).into(), (&wh).into(), exp.into()],
+                "INSERT INTO mailboxes (mailbox_id, read_hash, write_hash, expires_at, next_seq, count, client) \
+                 VALUES ($1, $2, $3, $4, 1, 0, $5)",
+                &[(&id).into(), (&rh).into(), (&wh).into(), exp.into(), quota::client_value(&ck)],
             )?;
             Ok(())
         })
@@ -381,6 +475,7 @@ fn lock_mailbox(
 pub async fn append(
     State(state): State<AppState>,
     Path(id_hex): Path<String>,
+    client: ClientId,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<(StatusCode, Json<MessageAppended>)> {
@@ -396,6 +491,7 @@ pub async fn append(
     }
     let now = state.clock.now();
     let max = to_db("limit", state.config.mailbox_max_messages)?;
+    let (ck, limits) = (state.client_key(&client), state.quota_limits());
     let seq = state
         .storage
         .transact(move |tx| {
@@ -406,13 +502,16 @@ pub async fn append(
                     message: "mailbox is full until its reader deletes messages",
                 });
             }
+            // The sender pays for its messages (the reader did not choose them).
+            quota::charge(tx, &limits, Some(ck), 1, body.len() as i64)?;
             tx.exec(
-                "INSERT INTO messages (mailbox_id, seq, time, body) VALUES ($1, $2, $3, $4)",
+                "INSERT INTO messages (mailbox_id, seq, time, body, client) VALUES ($1, $2, $3, $4, $5)",
                 &[
                     (&id).into(),
                     seq.into(),
                     to_db("now", now)?.into(),
                     body.to_vec().into(),
+                    quota::client_value(&ck),
                 ],
             )?;
             tx.exec(
@@ -443,8 +542,9 @@ pub async fn fetch(
         let st = st.clone();
         async move {
             let now = st.clock.now();
+            // A read transaction: parked polls re-check in parallel, without the write lock.
             st.storage
-                .transact(move |tx| {
+                .read(move |tx| {
                     lock_mailbox(tx, &id, Role::Read, &presented, now)?;
                     let rows = tx.query(
                         "SELECT seq, time, body FROM messages WHERE mailbox_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
@@ -493,6 +593,14 @@ pub async fn delete_read(
         .storage
         .transact(move |tx| {
             let (_, count) = lock_mailbox(tx, &id, Role::Read, &presented, now)?;
+            let senders = tx.query(
+                "SELECT client, COUNT(*), SUM(LENGTH(body)) FROM messages \
+                 WHERE mailbox_id = $1 AND seq <= $2 GROUP BY client",
+                &[(&id).into(), through.into()],
+            )?;
+            Usage::default()
+                .add_rows(&senders, true)?
+                .apply(tx, &QuotaLimits::NONE)?;
             let n = tx.exec(
                 "DELETE FROM messages WHERE mailbox_id = $1 AND seq <= $2",
                 &[(&id).into(), through.into()],
@@ -521,6 +629,7 @@ pub async fn close(
         .storage
         .transact(move |tx| {
             lock_mailbox(tx, &id, Role::Read, &presented, now)?;
+            release_mailboxes(tx, "mailbox_id = $1", &[(&id).into()])?;
             tx.exec(
                 "DELETE FROM messages WHERE mailbox_id = $1",
                 &[(&id).into()],

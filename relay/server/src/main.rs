@@ -58,6 +58,17 @@ struct Args {
     /// Requests processed at once.
     #[arg(long, env = "CAREKEY_RELAY_CONCURRENCY", default_value_t = 512)]
     concurrency: usize,
+    /// Long-polls parked at once per client (they hold no --concurrency permit).
+    #[arg(
+        long,
+        env = "CAREKEY_RELAY_LONG_POLLS_PER_CLIENT",
+        default_value_t = 64
+    )]
+    long_polls_per_client: usize,
+    /// Long-polls parked at once in total (each holds a connection: stay below the open-file
+    /// limit).
+    #[arg(long, env = "CAREKEY_RELAY_LONG_POLLS", default_value_t = 1000)]
+    long_polls: usize,
     /// Per-IP requests per second.
     #[arg(long, env = "CAREKEY_RELAY_IP_RATE", default_value_t = 1000.0)]
     ip_rate: f64,
@@ -83,6 +94,31 @@ struct Args {
     /// Sweeper interval in seconds.
     #[arg(long, env = "CAREKEY_RELAY_SWEEP_SECS", default_value_t = 30)]
     sweep_secs: u64,
+    /// Reverse proxies (IP addresses, comma-separated) whose X-Forwarded-For names the client;
+    /// only requests whose TCP peer is one of them are read that way.
+    #[arg(long, env = "CAREKEY_RELAY_TRUSTED_PROXY", default_value = "")]
+    trusted_proxy: String,
+    /// Most live objects (shares, blobs, uploads, mailboxes, messages, pairings, backups) one
+    /// client (IPv4 address, IPv6 /64) may store.
+    #[arg(
+        long,
+        env = "CAREKEY_RELAY_CLIENT_MAX_OBJECTS",
+        default_value_t = 50_000
+    )]
+    client_max_objects: u64,
+    /// Most bytes one client may store.
+    #[arg(long, env = "CAREKEY_RELAY_CLIENT_MAX_BYTES", default_value_t = 4 << 30)]
+    client_max_bytes: u64,
+    /// Most bytes the relay stores in total (507 beyond; reads go on).
+    #[arg(long, env = "CAREKEY_RELAY_STORAGE_CAP_BYTES", default_value_t = 20 << 30)]
+    storage_cap_bytes: u64,
+    /// Seconds after its last write a backup slot's bytes expire (0: never).
+    #[arg(long, env = "CAREKEY_RELAY_BACKUP_TTL_SECS", default_value_t = 400 * 86_400)]
+    backup_ttl_secs: u64,
+    /// Operator enrollment key for a closed deployment: new shares, mailboxes, pairing
+    /// mailboxes and backups need it in Carekey-Enrollment-Key (only its hash is kept).
+    #[arg(long, env = "CAREKEY_RELAY_ENROLLMENT_KEY", hide_env_values = true)]
+    enrollment_key: Option<String>,
 }
 
 fn main() -> std::process::ExitCode {
@@ -128,6 +164,8 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     config.request_timeout = Duration::from_secs(args.request_timeout_secs);
     config.header_timeout = Duration::from_secs(args.header_timeout_secs);
     config.concurrency_limit = args.concurrency.max(1);
+    config.long_polls_per_client = args.long_polls_per_client;
+    config.long_polls_total = args.long_polls;
     config.ip_rate_per_sec = args.ip_rate;
     config.ip_burst = args.ip_burst;
     config.token_rate_per_sec = args.token_rate;
@@ -138,6 +176,16 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         .as_deref()
         .filter(|t| !t.is_empty())
         .map(carekey_relay::metrics::token_hash);
+    config.trusted_proxies = carekey_relay::client::parse_trusted(&args.trusted_proxy)?;
+    config.client_max_objects = args.client_max_objects;
+    config.client_max_bytes = args.client_max_bytes;
+    config.storage_cap_bytes = args.storage_cap_bytes;
+    config.backup_ttl_secs = args.backup_ttl_secs;
+    config.enrollment_key_hash = args
+        .enrollment_key
+        .as_deref()
+        .filter(|k| !k.is_empty())
+        .map(carekey_relay::quota::enrollment_hash);
     let storage: Arc<dyn Storage> = match &args.database_url {
         Some(url) => Arc::new(PgStorage::open(url, None).await?),
         None => Arc::new(SqliteStorage::open(&args.data)?),

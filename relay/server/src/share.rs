@@ -6,9 +6,10 @@
 //! compared and stored inside the write transaction after the share row is locked, so a
 //! replayed or reordered request is rejected without trusting clocks.
 
+use crate::rejection::{Path, Query};
 use axum::Json;
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use carekey_relay_api::{
@@ -22,10 +23,12 @@ use sha2::{Digest, Sha256};
 
 use crate::AppState;
 use crate::audit::{self, Kind};
+use crate::client::ClientId;
 use crate::config::Config;
 use crate::encoding::{self, b64, from_db, hex, parse_id, put_str16, to_db};
 use crate::error::{RelayError, Result};
 use crate::fetchlog::{Fetched, Logged};
+use crate::quota;
 use crate::storage::{Tx, Value};
 use crate::token::ReadRequest;
 
@@ -222,6 +225,7 @@ pub(crate) fn octets(body: Vec<u8>) -> Response {
 /// `POST /v1/shares` (owner write, self-certifying).
 pub async fn create(
     State(state): State<AppState>,
+    client: ClientId,
     method: Method,
     uri: Uri,
     headers: HeaderMap,
@@ -241,13 +245,15 @@ pub async fn create(
     let expires = to_db("expires_at", req.expires_at)?;
     let counter = to_db("counter", ow.counter)?;
     let share_id: [u8; 16] = encoding::random();
+    let (ck, limits) = (state.client_key(&client), state.quota_limits());
     state
         .storage
         .transact(move |tx| {
+            quota::charge(tx, &limits, Some(ck), 1, 0)?;
             tx.exec(
                 "INSERT INTO shares (share_id, owner_key, counter, expires_at, bytes_used, \
-                 manifest_version, audit_seq, audit_head, notice_seq, created_at) \
-                 VALUES ($1, $2, $3, $4, 0, 0, 0, $5, 0, $6)",
+                 manifest_version, audit_seq, audit_head, notice_seq, created_at, client) \
+                 VALUES ($1, $2, $3, $4, 0, 0, 0, $5, 0, $6, $7)",
                 &[
                     (&share_id).into(),
                     (&owner_key).into(),
@@ -255,6 +261,7 @@ pub async fn create(
                     expires.into(),
                     (&[0u8; 32]).into(),
                     to_db("now", now)?.into(),
+                    quota::client_value(&ck),
                 ],
             )?;
             audit::append(tx, &share_id, now, Kind::ShareCreated, &[])?;
@@ -295,6 +302,7 @@ pub async fn delete(
 
 /// Deletes every row of a share and leaves a tombstone answering 410 until `until`.
 pub fn purge(tx: &mut dyn Tx, share_id: &[u8; 16], until: i64) -> Result<()> {
+    quota::release_share(tx, share_id)?;
     let p: [Value; 1] = [share_id.into()];
     tx.exec(
         "DELETE FROM upload_chunks WHERE upload_id IN (SELECT upload_id FROM uploads WHERE share_id = $1)",
@@ -453,6 +461,7 @@ pub async fn put_blob(
     }
     let now = state.clock.now();
     let quota = state.config.share_quota_bytes;
+    let limits = state.quota_limits();
     let (status, stored) = state
         .storage
         .transact(move |tx| {
@@ -460,6 +469,7 @@ pub async fn put_blob(
             let out = store_blob(tx, &share_id, &blob_id, q.epoch, body.to_vec())?;
             if out.0 == StatusCode::CREATED {
                 add_bytes(tx, &share_id, &sh, quota, out.1.size)?;
+                quota::charge_share(tx, &limits, &share_id, 1, to_db("size", out.1.size)?)?;
             }
             Ok(out)
         })
@@ -492,10 +502,12 @@ pub async fn open_upload(
     let ow = OwnerWrite::from_request(&state.config, &method, &uri, &headers, &body)?;
     let now = state.clock.now();
     let upload_id: [u8; 16] = encoding::random();
+    let limits = state.quota_limits();
     state
         .storage
         .transact(move |tx| {
             authorize_owner(tx, &share_id, &ow, now)?;
+            quota::charge_share(tx, &limits, &share_id, 1, 0)?;
             if tx
                 .query_opt(
                     "SELECT 1 FROM blobs WHERE share_id = $1 AND blob_id = $2",
@@ -563,6 +575,7 @@ pub async fn put_chunk(
     let ow = OwnerWrite::from_request(&state.config, &method, &uri, &headers, &body)?;
     let now = state.clock.now();
     let (quota, max_blob) = (state.config.share_quota_bytes, state.config.max_blob_bytes);
+    let limits = state.quota_limits();
     state
         .storage
         .transact(move |tx| {
@@ -591,6 +604,8 @@ pub async fn put_chunk(
                 ..sh
             };
             add_bytes(tx, &share_id, &sh, quota, len)?;
+            let delta = to_db("bytes", len)?.saturating_sub(to_db("bytes", old)?);
+            quota::charge_share(tx, &limits, &share_id, 0, delta)?;
             tx.exec(
                 "INSERT INTO upload_chunks (upload_id, n, data) VALUES ($1, $2, $3) \
                  ON CONFLICT (upload_id, n) DO UPDATE SET data = $3",
@@ -754,6 +769,7 @@ pub async fn put_manifest(
     }
     let version = to_db("version", q.version)?;
     let now = state.clock.now();
+    let limits = state.quota_limits();
     state
         .storage
         .transact(move |tx| {
@@ -764,6 +780,18 @@ pub async fn put_manifest(
                     "the current manifest version is not the expected previous version",
                 ));
             }
+            let old = tx
+                .query_opt(
+                    "SELECT LENGTH(manifest) FROM shares WHERE share_id = $1",
+                    &[(&share_id).into()],
+                )?
+                .and_then(|r| r.into_iter().next())
+                .filter(|v| !v.is_null())
+                .map_or(Ok(0), |v| v.int())?;
+            let delta = i64::try_from(body.len())
+                .unwrap_or(i64::MAX)
+                .saturating_sub(old);
+            quota::charge_share(tx, &limits, &share_id, 0, delta)?;
             tx.exec(
                 "UPDATE shares SET manifest = $2, manifest_version = $3 WHERE share_id = $1",
                 &[(&share_id).into(), body.to_vec().into(), version.into()],
@@ -926,12 +954,14 @@ pub async fn delete_epoch(
                 &p,
             )?;
             let mut freed = freed;
+            let objects = i64::try_from(n).unwrap_or(i64::MAX).saturating_add(pending.len() as i64);
             for r in pending {
                 tx.exec("DELETE FROM upload_chunks WHERE upload_id = $1", &[r[0].clone()])?;
                 tx.exec("DELETE FROM uploads WHERE upload_id = $1", &[r[0].clone()])?;
                 freed = freed.saturating_add(r[1].int()?);
             }
             sub_bytes(tx, &share_id, freed)?;
+            quota::charge_share(tx, &quota::QuotaLimits::NONE, &share_id, -objects, -freed)?;
             audit::append(tx, &share_id, now, Kind::EpochDeleted, &epoch.to_be_bytes())?;
             Ok(n)
         })

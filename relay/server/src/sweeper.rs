@@ -1,13 +1,18 @@
 //! Background TTL sweeper (issue 4 "TTL"): deletes expired shares (leaving 410 tombstones),
 //! marks expired tokens (audit kind 8), deletes expired mailboxes, stale uploads and old
-//! tombstones.
+//! tombstones, and drops the bytes of backup slots not written for `backup_ttl_secs`. Every
+//! deletion releases its quota (crate::quota).
 
 use std::collections::BTreeMap;
 
 use crate::AppState;
 use crate::audit::{self, Kind};
+use crate::backup;
 use crate::encoding::to_db;
 use crate::error::{RelayError, Result};
+use crate::mailbox;
+use crate::quota::{self, QuotaLimits, Usage};
+use crate::replay;
 use crate::share;
 use crate::token::{STATUS_ACTIVE, STATUS_EXPIRED};
 
@@ -25,6 +30,8 @@ pub struct Swept {
     pub mailboxes: u64,
     /// Stale uploads deleted.
     pub uploads: u64,
+    /// Backup slots whose bytes expired (not written for `backup_ttl_secs`).
+    pub backups: u64,
 }
 
 /// Runs one sweep.
@@ -35,6 +42,7 @@ pub async fn sweep_once(state: &AppState) -> Result<Swept> {
     let tomb_until = to_db("time", now.saturating_add(cfg.tombstone_secs))?;
     let tomb_cutoff = to_db("time", now.saturating_sub(cfg.tombstone_secs))?;
     let upload_cutoff = to_db("time", now.saturating_sub(cfg.upload_ttl_secs))?;
+    let skew = cfg.receipt_max_skew_secs;
     let mut out = Swept::default();
 
     let expired: Vec<[u8; 16]> = state
@@ -116,7 +124,9 @@ pub async fn sweep_once(state: &AppState) -> Result<Swept> {
     let (mailboxes, uploads) = state
         .storage
         .transact(move |tx| {
+            mailbox::release_pairings(tx, "expires_at <= $1", &[now_db.into()])?;
             let mut m = tx.exec("DELETE FROM pairings WHERE expires_at <= $1", &[now_db.into()])?;
+            mailbox::release_mailboxes(tx, "expires_at <= $1", &[now_db.into()])?;
             tx.exec(
                 "DELETE FROM messages WHERE mailbox_id IN (SELECT mailbox_id FROM mailboxes WHERE expires_at <= $1)",
                 &[now_db.into()],
@@ -124,6 +134,7 @@ pub async fn sweep_once(state: &AppState) -> Result<Swept> {
             m += tx.exec("DELETE FROM mailboxes WHERE expires_at <= $1", &[now_db.into()])?;
             tx.exec("DELETE FROM share_tombstones WHERE until_at <= $1", &[now_db.into()])?;
             crate::token::sweep_groups(tx, tomb_cutoff)?;
+            replay::sweep(tx, now, skew)?;
             tx.exec(
                 "DELETE FROM tokens WHERE status <> $1 AND expires_at <= $2",
                 &[STATUS_ACTIVE.into(), tomb_cutoff.into()],
@@ -133,7 +144,10 @@ pub async fn sweep_once(state: &AppState) -> Result<Swept> {
                 &[upload_cutoff.into(), BATCH.into()],
             )?;
             let mut u = 0;
+            let mut usage = Usage::default();
             for r in stale {
+                let sid: [u8; 16] = r[1].array()?;
+                usage.add(quota::share_client(tx, &sid)?, -1, -r[2].int()?);
                 tx.exec("DELETE FROM upload_chunks WHERE upload_id = $1", &[r[0].clone()])?;
                 tx.exec("DELETE FROM uploads WHERE upload_id = $1", &[r[0].clone()])?;
                 tx.exec(
@@ -143,11 +157,33 @@ pub async fn sweep_once(state: &AppState) -> Result<Swept> {
                 )?;
                 u += 1;
             }
+            usage.apply(tx, &QuotaLimits::NONE)?;
             Ok((m, u))
         })
         .await?;
     out.mailboxes = mailboxes;
     out.uploads = uploads;
+
+    if cfg.backup_ttl_secs > 0 {
+        let cutoff = to_db("time", now.saturating_sub(cfg.backup_ttl_secs))?;
+        // Slots emptied (by expiry or their owner) and not written for another tombstone
+        // period go entirely; until then they keep refusing replays of old writes.
+        let gone = to_db(
+            "time",
+            now.saturating_sub(cfg.backup_ttl_secs.saturating_add(cfg.tombstone_secs)),
+        )?;
+        out.backups = state
+            .storage
+            .transact(move |tx| {
+                let n = backup::expire_stale(tx, cutoff, BATCH)?;
+                tx.exec(
+                    "DELETE FROM backups WHERE deleted = 1 AND updated_at <= $1",
+                    &[gone.into()],
+                )?;
+                Ok(n)
+            })
+            .await?;
+    }
     state.notifier.prune();
     state.limiter.prune(&state.config);
     state.metrics.sweeps.inc();

@@ -1275,7 +1275,7 @@ async fn concurrent_fetches_all_audited(h: Harness) {
 async fn fetch_log_rechecks_under_lock(h: Harness) {
     use carekey_relay::fetchlog::{FetchEntry, Fetched, Logged, append_batch};
     let o = h.create_share().await;
-    let (token, _reader) = h.register_token(&o, &scope(1, &[]), now() + 3600, 0).await;
+    let (token, reader) = h.register_token(&o, &scope(1, &[]), now() + 3600, 0).await;
     let (revoked, _) = h.register_token(&o, &scope(1, &[]), now() + 3600, 0).await;
     let r = h
         .owner(
@@ -1305,7 +1305,8 @@ async fn fetch_log_rechecks_under_lock(h: Harness) {
         share_id: o.share_id,
         token_hash: token_hash(t),
         object,
-        receipt: b"receipt".to_vec(),
+        // A fresh receipt each (one receipt is only ever logged once).
+        receipt: unb64(&receipt(&reader, &o.share_id, "blob")),
         now: now(),
     };
     let entries = vec![
@@ -1599,8 +1600,8 @@ async fn backup_slots(h: Harness) {
         ))
         .await;
     assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
-    // Backups do not expire.
-    h.state.clock.advance(800 * 86_400);
+    // Backups written within --backup-ttl-secs (400 days) stay (expiry: tests/quota.rs).
+    h.state.clock.advance(399 * 86_400);
     sweeper::sweep_once(&h.state).await.unwrap();
     let r = h
         .send(backup_request(&k, None, "GET", &path, vec![], 205))

@@ -1,22 +1,77 @@
-//! Numbered schema migrations (docs/relay.md "Storage").
+//! Numbered schema migrations, applied by both backends at startup (docs/relay.md "Storage").
 //!
-//! [`super::SCHEMA`] creates the tables of a fresh database with `IF NOT EXISTS` and is never
-//! changed in place; every later change is a numbered migration here, applied once, in order,
-//! each in its own transaction that also records its number in `relay_meta`
-//! ([`SCHEMA_VERSION_NAME`]). Both backends run the same SQL (`BLOB` becomes `BYTEA` on
-//! PostgreSQL); PostgreSQL runs them under the schema advisory lock, so instances starting
-//! together apply each migration once.
+//! [`super::SCHEMA`] is the schema as it was before migrations existed (every statement
+//! `IF NOT EXISTS`, so it is a no-op on an existing database): migration 0. Every later change
+//! is a [`Migration`] here, applied once, in order, inside one transaction with its row in
+//! `schema_migrations` (SQLite: on the writer connection at open; PostgreSQL: under the
+//! advisory lock that serializes instances starting together). SQL is written once, portably;
+//! PostgreSQL gets `BYTEA` for `BLOB` as with the base schema.
 
-use crate::error::{RelayError, Result};
+/// One schema change.
+#[derive(Debug, Clone, Copy)]
+pub struct Migration {
+    /// Its number: strictly increasing, never reused.
+    pub version: i64,
+    /// What it is for.
+    pub name: &'static str,
+    /// Statements, separated by `;`.
+    pub sql: &'static str,
+}
 
-/// `relay_meta` row holding the number of the last migration applied (u32, big-endian).
-pub const SCHEMA_VERSION_NAME: &str = "schema_version";
+/// The table recording applied migrations.
+pub const MIGRATIONS_TABLE: &str = "CREATE TABLE IF NOT EXISTS schema_migrations (\
+    version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)";
 
-/// Migration 1 (scoped read tokens, docs/relay-formats.md "Scoped tokens"): a token row says
-/// whether it is scoped (`scoped = 1`: it reads only blobs sharing a group with it) or reads
-/// the whole share (`0`, every token registered before); `token_groups` lists a scoped token's
-/// groups, `blob_groups` the groups of each stored blob (by epoch, deleted with it).
-pub const MIGRATION_1_SCOPED_TOKENS: &str = r#"
+/// Every migration, in order.
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "client quotas and the global storage cap",
+        // `client` is the pseudonymous key of the client charged for the row (crate::quota);
+        // NULL on rows written before this migration (charged to the global total only).
+        // `storage_total` is the global byte count in 16 shards (one hot row would serialize
+        // every write on PostgreSQL); shard 0 starts with every byte stored so far.
+        sql: r#"
+ALTER TABLE shares ADD COLUMN client BLOB;
+ALTER TABLE pairings ADD COLUMN client BLOB;
+ALTER TABLE mailboxes ADD COLUMN client BLOB;
+ALTER TABLE messages ADD COLUMN client BLOB;
+ALTER TABLE backups ADD COLUMN client BLOB;
+CREATE TABLE client_usage (
+  client BLOB PRIMARY KEY, objects BIGINT NOT NULL, bytes BIGINT NOT NULL);
+CREATE TABLE storage_total (shard BIGINT PRIMARY KEY, bytes BIGINT NOT NULL);
+INSERT INTO storage_total (shard, bytes) VALUES
+  (1, 0), (2, 0), (3, 0), (4, 0), (5, 0), (6, 0), (7, 0), (8, 0),
+  (9, 0), (10, 0), (11, 0), (12, 0), (13, 0), (14, 0), (15, 0);
+INSERT INTO storage_total (shard, bytes) SELECT 0, CAST(
+    COALESCE((SELECT SUM(bytes_used) FROM shares), 0)
+  + COALESCE((SELECT SUM(LENGTH(manifest)) FROM shares), 0)
+  + COALESCE((SELECT SUM(LENGTH(body)) FROM messages), 0)
+  + COALESCE((SELECT SUM(LENGTH(reply)) FROM pairings), 0)
+  + COALESCE((SELECT SUM(size) FROM backups WHERE deleted = 0), 0) AS BIGINT);
+CREATE INDEX backups_refresh ON backups (deleted, updated_at);
+"#,
+    },
+    Migration {
+        version: 2,
+        name: "fetch receipts logged, by reader key and nonce (replay refusal)",
+        // `time` is the receipt's signed time: past `time + --receipt-skew-secs` the receipt
+        // fails the time check anyway, so the sweeper drops the row then.
+        sql: r#"
+CREATE TABLE receipt_nonces (
+  reader_key BLOB NOT NULL, nonce BLOB NOT NULL, time BIGINT NOT NULL,
+  PRIMARY KEY (reader_key, nonce));
+CREATE INDEX receipt_nonces_time ON receipt_nonces (time);
+"#,
+    },
+    Migration {
+        version: 3,
+        name: "scoped read tokens (groups of tokens and blobs)",
+        // docs/relay-formats.md "Scoped tokens": a token row says whether it is scoped
+        // (`scoped = 1`: it reads only blobs sharing a group with it) or reads the whole share
+        // (`0`, every token registered before); `token_groups` lists a scoped token's groups,
+        // `blob_groups` the groups of each stored blob (by epoch, deleted with it).
+        sql: r#"
 ALTER TABLE tokens ADD COLUMN scoped BIGINT NOT NULL DEFAULT 0;
 CREATE TABLE IF NOT EXISTS token_groups (
   share_id BLOB NOT NULL, token_hash BLOB NOT NULL, grp BLOB NOT NULL,
@@ -25,30 +80,13 @@ CREATE TABLE IF NOT EXISTS blob_groups (
   share_id BLOB NOT NULL, blob_id BLOB NOT NULL, grp BLOB NOT NULL, epoch BIGINT NOT NULL,
   PRIMARY KEY (share_id, blob_id, grp));
 CREATE INDEX IF NOT EXISTS blob_groups_epoch ON blob_groups (share_id, epoch);
-"#;
+"#,
+    },
+];
 
-/// Every migration, by number (strictly increasing from 1).
-pub const MIGRATIONS: &[(u32, &str)] = &[(1, MIGRATION_1_SCOPED_TOKENS)];
-
-/// The number stored in `relay_meta` (`None` row: 0, a database older than migrations).
-pub fn decode_version(value: Option<&[u8]>) -> Result<u32> {
-    match value {
-        None => Ok(0),
-        Some(b) => b
-            .try_into()
-            .map(u32::from_be_bytes)
-            .map_err(|_| RelayError::Storage("bad schema version".into())),
-    }
-}
-
-/// The migrations a database at `current` still needs, in order.
-pub fn pending(current: u32) -> impl Iterator<Item = &'static (u32, &'static str)> {
-    MIGRATIONS.iter().filter(move |(n, _)| *n > current)
-}
-
-/// The newest migration number this build knows.
-pub fn latest() -> u32 {
-    MIGRATIONS.last().map_or(0, |(n, _)| *n)
+/// The newest version (what a freshly created database is at).
+pub fn latest() -> i64 {
+    MIGRATIONS.last().map_or(0, |m| m.version)
 }
 
 #[cfg(test)]
@@ -56,14 +94,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn migrations_are_numbered_from_one_without_gaps() {
-        for (i, (n, _)) in MIGRATIONS.iter().enumerate() {
-            assert_eq!(*n as usize, i + 1);
+    fn numbered_in_order() {
+        let mut prev = 0;
+        for m in MIGRATIONS {
+            assert!(m.version > prev, "migration {} out of order", m.version);
+            prev = m.version;
         }
-        assert_eq!(pending(0).count(), MIGRATIONS.len());
-        assert_eq!(pending(latest()).count(), 0);
-        assert_eq!(decode_version(None).expect("none"), 0);
-        assert_eq!(decode_version(Some(&[0, 0, 0, 1])).expect("one"), 1);
-        assert!(decode_version(Some(&[1])).is_err());
     }
 }

@@ -15,6 +15,7 @@ use tokio::runtime::Handle;
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::{AsyncMessage, NoTls};
 
+use super::migrations::{MIGRATIONS, MIGRATIONS_TABLE};
 use super::{Row, SCHEMA, Storage, Tx, TxFn, Value};
 use crate::encoding;
 use crate::error::{RelayError, Result};
@@ -89,35 +90,30 @@ impl PgStorage {
         tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK_KEY])
             .await?;
         tx.batch_execute(&SCHEMA.replace("BLOB", "BYTEA")).await?;
-        tx.commit().await?;
-        // Numbered migrations, one transaction each, under the same advisory lock.
-        {
-            use super::migrations::{SCHEMA_VERSION_NAME, decode_version, pending};
-            loop {
-                let tx = client.transaction().await?;
-                tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK_KEY])
-                    .await?;
-                let row = tx
-                    .query_opt(
-                        "SELECT value FROM relay_meta WHERE name = $1",
-                        &[&SCHEMA_VERSION_NAME],
-                    )
-                    .await?;
-                let stored: Option<Vec<u8>> = row.map(|r| r.get(0));
-                let current = decode_version(stored.as_deref())?;
-                let Some((n, sql)) = pending(current).next() else {
-                    break;
-                };
-                tx.batch_execute(&sql.replace("BLOB", "BYTEA")).await?;
+        tx.batch_execute(MIGRATIONS_TABLE).await?;
+        for m in MIGRATIONS {
+            let done = tx
+                .query_opt(
+                    "SELECT 1 FROM schema_migrations WHERE version = $1",
+                    &[&m.version],
+                )
+                .await?
+                .is_some();
+            if !done {
+                tx.batch_execute(&m.sql.replace("BLOB", "BYTEA"))
+                    .await
+                    .map_err(|e| {
+                        RelayError::Storage(format!("migration {} failed: {e}", m.version))
+                    })?;
+                let now = crate::clock::unix_now();
                 tx.execute(
-                    "INSERT INTO relay_meta (name, value) VALUES ($1, $2) \
-                     ON CONFLICT (name) DO UPDATE SET value = $2",
-                    &[&SCHEMA_VERSION_NAME, &n.to_be_bytes().to_vec()],
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+                    &[&m.version, &m.name, &now],
                 )
                 .await?;
-                tx.commit().await?;
             }
         }
+        tx.commit().await?;
         Ok(Self {
             pool,
             log_pool,

@@ -13,6 +13,7 @@ use tokio::sync::Semaphore;
 use rusqlite::types::{ToSqlOutput, ValueRef};
 use rusqlite::{Connection, ToSql};
 
+use super::migrations::{MIGRATIONS, MIGRATIONS_TABLE};
 use super::{Row, SCHEMA, Storage, Tx, TxFn, Value};
 use crate::error::{RelayError, Result};
 use crate::mailbox::MailboxNotifier;
@@ -65,32 +66,33 @@ impl SqliteStorage {
     }
 }
 
-/// Applies the numbered migrations this database lacks ([`super::migrations`]), each in its
-/// own transaction together with the new schema version.
+/// Applies every migration not yet recorded, each in its own `BEGIN IMMEDIATE` transaction
+/// together with its `schema_migrations` row.
 fn migrate(conn: &Connection) -> Result<()> {
-    use super::migrations::{SCHEMA_VERSION_NAME, decode_version, pending};
-    use rusqlite::OptionalExtension;
-    let stored: Option<Vec<u8>> = conn
-        .query_row(
-            "SELECT value FROM relay_meta WHERE name = ?1",
-            [SCHEMA_VERSION_NAME],
-            |r| r.get(0),
-        )
-        .optional()?;
-    for (n, sql) in pending(decode_version(stored.as_deref())?) {
+    conn.execute_batch(MIGRATIONS_TABLE)?;
+    for m in MIGRATIONS {
         conn.execute_batch("BEGIN IMMEDIATE")?;
-        let applied = conn.execute_batch(sql).and_then(|()| {
-            conn.execute(
-                "INSERT INTO relay_meta (name, value) VALUES (?1, ?2) \
-                 ON CONFLICT (name) DO UPDATE SET value = ?2",
-                rusqlite::params![SCHEMA_VERSION_NAME, n.to_be_bytes().to_vec()],
-            )
-        });
+        let applied: rusqlite::Result<bool> = (|| {
+            let done = conn
+                .prepare("SELECT 1 FROM schema_migrations WHERE version = ?1")?
+                .exists([m.version])?;
+            if !done {
+                conn.execute_batch(m.sql)?;
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+                    rusqlite::params![m.version, m.name, crate::clock::unix_now()],
+                )?;
+            }
+            Ok(done)
+        })();
         match applied {
             Ok(_) => conn.execute_batch("COMMIT")?,
             Err(e) => {
                 let _ = conn.execute_batch("ROLLBACK");
-                return Err(e.into());
+                return Err(RelayError::Storage(format!(
+                    "migration {} failed: {e}",
+                    m.version
+                )));
             }
         }
     }
@@ -326,7 +328,7 @@ mod tests {
     }
 
     /// A database made before migrations (no `schema_version`, tokens without `scoped`)
-    /// opens, gets migration 1 exactly once, and its tokens read as share-wide.
+    /// opens, gets the scoped-token migration (3) exactly once, and its tokens read as share-wide.
     #[test]
     fn old_databases_are_migrated_once() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -356,14 +358,10 @@ mod tests {
                 scoped, 0,
                 "a token of an old database reads the whole share"
             );
-            let v: Vec<u8> = conn
-                .query_row(
-                    "SELECT value FROM relay_meta WHERE name = 'schema_version'",
-                    [],
-                    |r| r.get(0),
-                )
+            let v: i64 = conn
+                .query_row("SELECT MAX(version) FROM schema_migrations", [], |r| r.get(0))
                 .expect("version recorded");
-            assert_eq!(v, super::super::migrations::latest().to_be_bytes().to_vec());
+            assert_eq!(v, super::super::migrations::latest());
             let n: i64 = conn
                 .query_row("SELECT COUNT(*) FROM token_groups", [], |r| r.get(0))
                 .expect("table created");

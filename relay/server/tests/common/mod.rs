@@ -192,6 +192,7 @@ pub fn entry_hash(
     Sha256::digest(&m).to_vec()
 }
 
+#[derive(Debug)]
 pub struct Resp {
     pub status: StatusCode,
     pub headers: HeaderMap,
