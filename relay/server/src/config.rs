@@ -28,6 +28,8 @@ pub struct Config {
     pub request_timeout: Duration,
     /// Time a client has to send its request headers before the connection is cut.
     pub header_timeout: Duration,
+    /// Longest pause while a request body arrives (408 `body_timeout` beyond; crate::body).
+    pub body_idle_timeout: Duration,
     /// Requests processed at once; more wait in line. Long-polls do not count (they have
     /// their own limits below).
     pub concurrency_limit: usize,
@@ -96,6 +98,7 @@ impl Config {
             max_share_ttl_secs: 400 * 86_400,
             request_timeout: Duration::from_secs(60),
             header_timeout: Duration::from_secs(10),
+            body_idle_timeout: Duration::from_secs(15),
             concurrency_limit: 512,
             long_polls_per_client: 64,
             long_polls_total: 1000,

@@ -8,6 +8,7 @@
 pub mod audit;
 pub mod backup;
 pub mod batch;
+pub mod body;
 pub mod client;
 pub mod clock;
 pub mod config;
@@ -165,26 +166,22 @@ pub struct RouteInfo {
 struct Routes {
     router: Router<AppState>,
     list: Vec<RouteInfo>,
+    config: Arc<Config>,
 }
 
 impl Routes {
-    fn new() -> Self {
+    fn new(config: Arc<Config>) -> Self {
         Self {
             router: Router::new(),
             list: Vec::new(),
+            config,
         }
     }
 
-    /// Routes `method path` to `handler`, taking bodies of `body` kind (and, with `limit`, a
-    /// body limit of its own instead of `--max-body-bytes`).
-    fn add<H, T>(
-        mut self,
-        method: Method,
-        path: &'static str,
-        body: BodyKind,
-        limit: Option<usize>,
-        handler: H,
-    ) -> Self
+    /// Routes `method path` to `handler`, taking bodies of `body` kind. A route with a body
+    /// gets its own body limit ([`body::route_limit`], instead of `--max-body-bytes`) and the
+    /// [`body::guard`] (media type, declared length, idle timeout).
+    fn add<H, T>(mut self, method: Method, path: &'static str, body: BodyKind, handler: H) -> Self
     where
         H: Handler<T, AppState>,
         T: 'static,
@@ -193,14 +190,15 @@ impl Routes {
             .unwrap_or_else(|_| panic!("route method {method} has no filter"));
         let mut mr = on(filter, handler);
         if body != BodyKind::None {
+            let limit = body::route_limit(&self.config, &method, path, body);
+            let idle = self.config.body_idle_timeout;
             let m = method.clone();
-            mr = mr.layer(axum::middleware::from_fn(move |req, next| {
-                rejection::check_body_type(m.clone(), body, req, next)
-            }));
-        }
-        if let Some(limit) = limit {
-            // This inner layer overrides the global body limit.
-            mr = mr.layer(DefaultBodyLimit::max(limit));
+            mr = mr
+                .layer::<_, std::convert::Infallible>(axum::middleware::from_fn(
+                    move |req, next| body::guard(m.clone(), body, limit, idle, req, next),
+                ))
+                // This inner layer overrides the global body limit.
+                .layer::<_, std::convert::Infallible>(DefaultBodyLimit::max(limit));
         }
         self.router = self.router.route(path, mr);
         self.list.push(RouteInfo { method, path, body });
@@ -217,95 +215,82 @@ pub fn app(state: AppState) -> Router {
 pub fn app_with_routes(state: AppState) -> (Router, Vec<RouteInfo>) {
     use BodyKind::{Json, None as Empty, Raw};
     let c = Arc::clone(&state.config);
-    let backup_limit = Some(usize::try_from(c.max_backup_bytes).unwrap_or(usize::MAX));
     let (get, post, put, delete) = (Method::GET, Method::POST, Method::PUT, Method::DELETE);
-    let r = Routes::new()
-        .add(get.clone(), "/healthz", Empty, None, healthz)
-        .add(get.clone(), "/metrics", Empty, None, metrics::serve)
-        .add(get.clone(), "/openapi.json", Empty, None, openapi::serve)
+    let r = Routes::new(Arc::clone(&c))
+        .add(get.clone(), "/healthz", Empty, healthz)
+        .add(get.clone(), "/metrics", Empty, metrics::serve)
+        .add(get.clone(), "/openapi.json", Empty, openapi::serve)
         .add(
             get.clone(),
             "/.well-known/carekey-relay",
             Empty,
-            None,
             audit::well_known,
         )
-        .add(post.clone(), "/v1/shares", Json, None, share::create)
+        .add(post.clone(), "/v1/shares", Json, share::create)
         .add(
             delete.clone(),
             "/v1/shares/{share_id}",
             Empty,
-            None,
             share::delete,
         )
         .add(
             put.clone(),
             "/v1/shares/{share_id}/blobs/{blob_id}",
             Raw,
-            None,
             share::put_blob,
         )
         .add(
             get.clone(),
             "/v1/shares/{share_id}/blobs/{blob_id}",
             Empty,
-            None,
             share::get_blob,
         )
         .add(
             post.clone(),
             "/v1/shares/{share_id}/fetch",
             Raw,
-            None,
             batch::fetch,
         )
         .add(
             post.clone(),
             "/v1/shares/{share_id}/uploads",
             Empty,
-            None,
             share::open_upload,
         )
         .add(
             put.clone(),
             "/v1/shares/{share_id}/uploads/{upload_id}/chunks/{n}",
             Raw,
-            None,
             share::put_chunk,
         )
         .add(
             post.clone(),
             "/v1/shares/{share_id}/uploads/{upload_id}/commit",
             Json,
-            None,
             share::commit_upload,
         )
         .add(
             put.clone(),
             "/v1/shares/{share_id}/manifest",
             Raw,
-            None,
             share::put_manifest,
         )
         .add(
             get.clone(),
             "/v1/shares/{share_id}/manifest",
             Empty,
-            None,
             share::get_manifest,
         )
         .add(
             delete.clone(),
             "/v1/shares/{share_id}/epochs/{epoch}",
             Empty,
-            None,
             share::delete_epoch,
         )
         .add(
             post.clone(),
             "/v1/shares/{share_id}/tokens",
             Json,
-            None,
             token::register,
         )
         .add(
@@ -319,112 +304,76 @@ pub fn app_with_routes(state: AppState) -> (Router, Vec<RouteInfo>) {
             delete.clone(),
             "/v1/shares/{share_id}/tokens/{token_hash}",
             Empty,
-            None,
             token::revoke,
         )
         .add(
             post.clone(),
             "/v1/shares/{share_id}/delegations",
             Json,
-            None,
             delegation::register,
         )
         .add(
             get.clone(),
             "/v1/shares/{share_id}/audit",
             Empty,
-            None,
             audit::read_log,
         )
         .add(
             get.clone(),
             "/v1/shares/{share_id}/notices",
             Empty,
-            None,
             delegation::notices,
         )
-        .add(
-            put.clone(),
-            "/v1/backups/{backup_id}",
-            Raw,
-            backup_limit,
-            backup::put,
-        )
-        .add(
-            get.clone(),
-            "/v1/backups/{backup_id}",
-            Empty,
-            None,
-            backup::get,
-        )
+        .add(put.clone(), "/v1/backups/{backup_id}", Raw, backup::put)
+        .add(get.clone(), "/v1/backups/{backup_id}", Empty, backup::get)
         .add(
             delete.clone(),
             "/v1/backups/{backup_id}",
             Empty,
-            None,
             backup::delete,
         )
-        .add(
-            post.clone(),
-            "/v1/pairing",
-            Json,
-            None,
-            mailbox::open_pairing,
-        )
+        .add(post.clone(), "/v1/pairing", Json, mailbox::open_pairing)
         .add(
             put.clone(),
             "/v1/pairing/{mailbox_id}",
             Raw,
-            None,
             mailbox::reply_pairing,
         )
         .add(
             get.clone(),
             "/v1/pairing/{mailbox_id}",
             Empty,
-            None,
             mailbox::read_pairing,
         )
         .add(
             delete.clone(),
             "/v1/pairing/{mailbox_id}",
             Empty,
-            None,
             mailbox::close_pairing,
         )
-        .add(
-            post.clone(),
-            "/v1/mailboxes",
-            Json,
-            None,
-            mailbox::open_mailbox,
-        )
+        .add(post.clone(), "/v1/mailboxes", Json, mailbox::open_mailbox)
         .add(
             delete.clone(),
             "/v1/mailboxes/{mailbox_id}",
             Empty,
-            None,
             mailbox::close,
         )
         .add(
             post.clone(),
             "/v1/mailboxes/{mailbox_id}/messages",
             Raw,
-            None,
             mailbox::append,
         )
         .add(
             get.clone(),
             "/v1/mailboxes/{mailbox_id}/messages",
             Empty,
-            None,
             mailbox::fetch,
         )
         .add(
             delete,
             "/v1/mailboxes/{mailbox_id}/messages",
             Empty,
-            None,
             mailbox::delete_read,
         );
     let router = r

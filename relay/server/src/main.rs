@@ -55,6 +55,13 @@ struct Args {
     /// Header read timeout in seconds.
     #[arg(long, env = "CAREKEY_RELAY_HEADER_TIMEOUT_SECS", default_value_t = 10)]
     header_timeout_secs: u64,
+    /// Longest pause, in seconds, while a request body arrives (a stalled upload is cut: 408).
+    #[arg(
+        long,
+        env = "CAREKEY_RELAY_BODY_IDLE_TIMEOUT_SECS",
+        default_value_t = 15
+    )]
+    body_idle_timeout_secs: u64,
     /// Requests processed at once.
     #[arg(long, env = "CAREKEY_RELAY_CONCURRENCY", default_value_t = 512)]
     concurrency: usize,
@@ -163,6 +170,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     config.share_quota_bytes = args.share_quota_bytes;
     config.request_timeout = Duration::from_secs(args.request_timeout_secs);
     config.header_timeout = Duration::from_secs(args.header_timeout_secs);
+    config.body_idle_timeout = Duration::from_secs(args.body_idle_timeout_secs.max(1));
     config.concurrency_limit = args.concurrency.max(1);
     config.long_polls_per_client = args.long_polls_per_client;
     config.long_polls_total = args.long_polls;

@@ -421,7 +421,9 @@ pub fn error_description(status: u16) -> &'static str {
             "credential valid but not allowed (receipt of another key/object, widening delegation, owner_key_mismatch)"
         }
         404 => "no such share, blob, upload, token, mailbox or backup",
-        408 => "request took longer than --request-timeout-secs",
+        408 => {
+            "request took longer than --request-timeout-secs (timeout), or its body stopped arriving for --body-idle-timeout-secs (body_timeout)"
+        }
         409 => {
             "conflict: counter_replayed, blob_exists, version_mismatch, stale_version, mailbox_closed, token_exists"
         }

@@ -8,7 +8,9 @@
 //! - [`Path`] and [`Query`]: the axum extractors with a [`RelayError`] rejection (`bad_path`,
 //!   `bad_query`). axum's own rejection texts quote what the client sent (serde's "invalid
 //!   digit in `abc`"); these messages are fixed.
-//! - [`check_body_type`]: the per-route media type check (415 `unsupported_media_type`).
+//! - [`BodyKind`]: what a route takes; `crate::body::guard` answers 415
+//!   `unsupported_media_type` for another media type (and 413/408 for oversized and stalled
+//!   bodies).
 //! - [`json_errors`]: the outermost layer. Any 4xx/5xx that was not built by
 //!   [`crate::error::error_response`] gets a fixed JSON body chosen by its status alone, so
 //!   nothing the client sent and nothing internal can reach the answer; `Allow` and
@@ -17,9 +19,9 @@
 
 use axum::extract::{FromRequestParts, Request};
 use axum::http::request::Parts;
-use axum::http::{Method, StatusCode, header};
+use axum::http::{StatusCode, header};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use serde::de::DeserializeOwned;
 
 use crate::error::{JsonError, RelayError, error_response};
@@ -120,25 +122,6 @@ impl BodyKind {
             Self::Raw => Some("application/octet-stream"),
         }
     }
-}
-
-/// Per-route layer: 415 when a request of `method` names a media type `kind` does not take.
-/// Requests of other methods pass (they end in the route's 405).
-pub async fn check_body_type(method: Method, kind: BodyKind, req: Request, next: Next) -> Response {
-    if req.method() == method
-        && !kind.accepts(
-            req.headers()
-                .get(header::CONTENT_TYPE)
-                .map(|v| v.as_bytes()),
-        )
-    {
-        return RelayError::UnsupportedMediaType(match kind {
-            BodyKind::Json => "this route takes a JSON body (Content-Type: application/json)",
-            _ => "this route takes raw bytes (Content-Type: application/octet-stream, or none)",
-        })
-        .into_response();
-    }
-    next.run(req).await
 }
 
 /// The fixed answer for an error status the handlers did not build themselves.
