@@ -297,7 +297,6 @@ pub fn app_with_routes(state: AppState) -> (Router, Vec<RouteInfo>) {
             post.clone(),
             "/v1/shares/{share_id}/groups",
             Json,
-            None,
             token::register_groups,
         )
         .add(

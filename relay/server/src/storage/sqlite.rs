@@ -359,7 +359,9 @@ mod tests {
                 "a token of an old database reads the whole share"
             );
             let v: i64 = conn
-                .query_row("SELECT MAX(version) FROM schema_migrations", [], |r| r.get(0))
+                .query_row("SELECT MAX(version) FROM schema_migrations", [], |r| {
+                    r.get(0)
+                })
                 .expect("version recorded");
             assert_eq!(v, super::super::migrations::latest());
             let n: i64 = conn
