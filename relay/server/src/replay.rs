@@ -21,8 +21,8 @@ pub fn replayed() -> RelayError {
     )
 }
 
-/// Reader key, signed time and nonce of a version-1 receipt (relay-formats.md: version ||
-/// share_id [16] || str16(object_id) || reader_key [32] || time u64 || nonce [16] || sig).
+/// Reader key, signed time and nonce of a version-1 receipt (relay-formats.md: `version ||
+/// share_id[16] || str16(object_id) || reader_key[32] || time u64 || nonce[16] || sig`).
 pub fn identity(receipt: &[u8]) -> Result<([u8; 32], u64, [u8; 16])> {
     let mut r = Reader::new("fetch receipt", receipt);
     let _version = r.u8()?;
