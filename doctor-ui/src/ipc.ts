@@ -4,9 +4,10 @@
 // command; FHIR for write-backs is built in Rust.
 import { invoke } from '@tauri-apps/api/core';
 import { listen, type UnlistenFn } from '@tauri-apps/api/event';
-import type { AppError, TimelineRow } from '@carekey/ui';
+import { asAppError, type AppError, type TimelineRow } from '@carekey/ui';
 
 export type { AppError, TimelineRow };
+export { asAppError };
 
 export interface AppStatus {
   vault_exists: boolean;
@@ -220,15 +221,6 @@ export type AppEvent =
   | { event: 'inbox_changed'; notes: number; forward_requests: number }
   | { event: 'access_ended'; patient: string; purged: number }
   | { event: 'problem'; code: string; message: string };
-
-/** Any rejection as `{code, message}` (Tauri's own errors arrive as strings). */
-export function asAppError(e: unknown): AppError {
-  if (e && typeof e === 'object' && 'code' in e && 'message' in e) {
-    const o = e as { code: unknown; message: unknown };
-    return { code: String(o.code), message: String(o.message) };
-  }
-  return { code: 'internal', message: typeof e === 'string' ? e : 'something went wrong inside the app' };
-}
 
 async function call<T>(cmd: string, args?: unknown): Promise<T> {
   try {

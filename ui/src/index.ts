@@ -8,6 +8,8 @@ export { default as QrDisplay } from './lib/QrDisplay.svelte';
 export { default as RecordRow } from './lib/RecordRow.svelte';
 export { default as Timeline } from './lib/Timeline.svelte';
 export { default as TrendChart } from './lib/TrendChart.svelte';
+export { default as UnlockForm } from './lib/UnlockForm.svelte';
+export { asAppError } from './lib/apperror';
 export type { Tab } from './lib/CategoryTabs.svelte';
 export { scale } from './lib/chart';
 export { visibleRange } from './lib/virtual';
