@@ -9,6 +9,9 @@ use crate::error::{Error, Result};
 use crate::keys::{PublicKey, ReadToken, SigningSecret};
 use crate::label;
 use crate::section::{GROUP_LEN, GrantKeys, GroupTag, MAX_ELEMENTS};
+// Scopes live in their own module (section.rs and manifest.rs use them without grants);
+// re-exported here, where they have always been named.
+pub use crate::scope::{Category, MAX_SCOPE_RECORDS, Scope};
 use crate::wire::{Reader, Wire, Writer};
 
 /// Grant format version written for scoped keys (docs/protocol.md "Scoped keys"): the grant
@@ -20,8 +23,6 @@ pub const GRANT_VERSION_EPOCH_KEY: u8 = 1;
 pub const DELEGATION_VERSION: u8 = 2;
 /// The version-1 link (no relay groups), still read.
 pub const DELEGATION_VERSION_UNSCOPED: u8 = 1;
-/// Most record ids a scope may list.
-pub const MAX_SCOPE_RECORDS: usize = 4096;
 /// Deepest delegation a patient may allow.
 pub const MAX_DELEGATION_DEPTH: u8 = 4;
 
@@ -48,135 +49,6 @@ impl Wire for Policy {
             2 => Ok(Policy::Allowed),
             _ => Err(r.malformed("unknown policy")),
         }
-    }
-}
-
-/// Record categories a scope can name (bit positions of docs/relay-formats.md "Scope").
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-#[allow(missing_docs)]
-pub enum Category {
-    Allergies = 0,
-    Conditions = 1,
-    Medications = 2,
-    Immunizations = 3,
-    Procedures = 4,
-    Observations = 5,
-    Documents = 6,
-    Encounters = 7,
-    Notes = 8,
-    Other = 9,
-    Demographics = 10,
-}
-
-impl Category {
-    /// All categories.
-    pub const ALL: [Category; 11] = [
-        Category::Allergies,
-        Category::Conditions,
-        Category::Medications,
-        Category::Immunizations,
-        Category::Procedures,
-        Category::Observations,
-        Category::Documents,
-        Category::Encounters,
-        Category::Notes,
-        Category::Other,
-        Category::Demographics,
-    ];
-    /// The scope bit.
-    pub fn bit(self) -> u32 {
-        1 << (self as u32)
-    }
-    /// From a bit position.
-    pub fn from_index(i: u8) -> Option<Self> {
-        Self::ALL.get(usize::from(i)).copied()
-    }
-}
-
-const KNOWN_CATEGORY_BITS: u32 = (1 << 11) - 1;
-
-/// What a grant covers: whole categories plus single records.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct Scope {
-    categories: u32,
-    records: Vec<[u8; 16]>,
-}
-
-impl Scope {
-    /// Every category.
-    pub fn all() -> Self {
-        Self {
-            categories: KNOWN_CATEGORY_BITS,
-            records: Vec::new(),
-        }
-    }
-    /// A scope of categories and records (ids are sorted and de-duplicated).
-    pub fn new(categories: &[Category], mut records: Vec<[u8; 16]>) -> Result<Self> {
-        records.sort_unstable();
-        records.dedup();
-        if records.len() > MAX_SCOPE_RECORDS {
-            return Err(Error::Malformed {
-                what: "scope",
-                reason: "too many records",
-            });
-        }
-        Ok(Self {
-            categories: categories.iter().fold(0, |a, c| a | c.bit()),
-            records,
-        })
-    }
-    /// Does the scope cover this record?
-    pub fn covers(&self, category: Category, record_id: &[u8; 16]) -> bool {
-        self.categories & category.bit() != 0 || self.records.binary_search(record_id).is_ok()
-    }
-    /// Category bits.
-    pub fn categories(&self) -> u32 {
-        self.categories
-    }
-    /// Listed record ids.
-    pub fn records(&self) -> &[[u8; 16]] {
-        &self.records
-    }
-    /// `self ⊆ parent` in the sense of docs/relay-formats.md "Scope".
-    pub fn is_within(&self, parent: &Scope) -> bool {
-        self.categories & !parent.categories == 0
-            && self
-                .records
-                .iter()
-                .all(|r| parent.records.binary_search(r).is_ok())
-    }
-}
-
-impl Wire for Scope {
-    const WHAT: &'static str = "scope";
-    fn encode(&self, w: &mut Writer) {
-        w.u32(self.categories);
-        w.u16(u16::try_from(self.records.len()).unwrap_or(u16::MAX));
-        for r in self.records.iter().take(usize::from(u16::MAX)) {
-            w.raw(r);
-        }
-    }
-    fn decode(r: &mut Reader<'_>) -> Result<Self> {
-        let categories = r.u32()?;
-        if categories & !KNOWN_CATEGORY_BITS != 0 {
-            return Err(r.malformed("unknown category bits"));
-        }
-        let n = usize::from(r.u16()?);
-        if n > MAX_SCOPE_RECORDS {
-            return Err(r.malformed("too many records"));
-        }
-        let mut records = Vec::with_capacity(n);
-        for _ in 0..n {
-            let id: [u8; 16] = r.array()?;
-            if records.last().is_some_and(|p| *p >= id) {
-                return Err(r.malformed("record ids not sorted and unique"));
-            }
-            records.push(id);
-        }
-        Ok(Self {
-            categories,
-            records,
-        })
     }
 }
 

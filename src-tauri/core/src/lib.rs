@@ -27,6 +27,7 @@ pub mod label;
 pub mod manifest;
 pub mod message;
 pub mod pairing;
+pub mod scope;
 pub mod section;
 pub mod wire;
 

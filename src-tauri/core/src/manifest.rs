@@ -10,9 +10,9 @@ use subtle::ConstantTimeEq;
 
 use crate::envelope::{self, Context, Envelope, ObjectKind};
 use crate::error::{Error, Result};
-use crate::grant::Category;
 use crate::keys::{ContentKey, EpochKey, PublicKey, SigningSecret};
 use crate::label;
+use crate::scope::Category;
 use crate::wire::{Reader, Wire, Writer};
 
 /// Manifest format version.

@@ -27,12 +27,12 @@ use rand_core::{CryptoRng, RngCore};
 
 use crate::envelope::{self, Context, Envelope, ObjectKind};
 use crate::error::{Error, Result};
-use crate::grant::{Category, MAX_SCOPE_RECORDS, Scope};
 use crate::keys::{
     EpochKey, GroupSecret, PublicKey, SectionSecret, SigningSecret, SymmetricKey, hkdf32,
 };
 use crate::label;
 use crate::manifest::{MIN_ENTRY_LEN, Manifest, ManifestEntry};
+use crate::scope::{Category, MAX_SCOPE_RECORDS, Scope};
 use crate::wire::{Reader, Wire, Writer};
 
 /// Version of the sectioned manifest and of its section bodies (version 1 is the single
