@@ -126,11 +126,9 @@ impl Wire for Envelope {
 
 const XCHACHA: Aead = Aead::XChaCha20Poly1305;
 
-/// A 32-byte symmetric key that may seal envelopes (content, epoch, session, vault keys).
-pub trait SealingKey {
-    /// The key bytes.
-    fn key_bytes(&self) -> &[u8; 32];
-}
+// The trait lives with the key types (keys.rs decides which keys may seal); re-exported here,
+// where callers have always named it.
+pub use crate::keys::SealingKey;
 
 /// Seals `plaintext` under `key`, bound to `ctx`.
 pub fn seal<K: SealingKey, R: RngCore + CryptoRng>(

@@ -112,10 +112,16 @@ secret_type!(
     32
 );
 
+/// A 32-byte symmetric key that may seal envelopes (content, epoch, session, vault keys).
+pub trait SealingKey {
+    /// The key bytes.
+    fn key_bytes(&self) -> &[u8; 32];
+}
+
 // Only keys whose purpose is sealing may seal: the root secret and read tokens may not.
 macro_rules! sealing_key {
     ($($name:ident),*) => {$(
-        impl crate::envelope::SealingKey for $name {
+        impl SealingKey for $name {
             fn key_bytes(&self) -> &[u8; 32] {
                 &self.0
             }
