@@ -45,6 +45,13 @@ export function scanErrorWords(code: string, message: string): string {
   }
 }
 
+/** Whether pasted text is a SMART Health Link (`shlink:/…`, a viewer URL `…#shlink:/…`) or a
+ * SMART Health Card (`shc:/…`), which go to `openSmartLink` instead of `scanText`. */
+export function isSmartText(text: string): boolean {
+  const t = text.trim().toLowerCase();
+  return t.startsWith('shlink:/') || t.startsWith('shc:/') || (/^https?:\/\//.test(t) && t.includes('#shlink:/'));
+}
+
 /** The most recent progress event (the one running now). */
 export function latest<T extends { done: number }>(byOp: Record<string, T>): [string, T] | null {
   const keys = Object.keys(byOp);

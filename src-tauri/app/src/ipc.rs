@@ -825,6 +825,30 @@ mod tests {
     }
 
     #[test]
+    fn open_smart_link_rules() {
+        let ok = |v: serde_json::Value| validate_json("open_smart_link", &v);
+        assert!(ok(json!({"text": "shlink:/abc"})).is_ok());
+        assert!(ok(json!({"text": "", "passcode": "1234"})).is_ok());
+        assert!(ok(json!({"text": "x", "passcode": null})).is_ok());
+        let long = "1".repeat(MAX_SMART_TEXT_LEN + 1);
+        assert_eq!(
+            ok(json!({ "text": long })).expect_err("too long").code,
+            "invalid_input"
+        );
+        for bad in ["", "a\nb", &"p".repeat(257)] {
+            let e = ok(json!({"text": "x", "passcode": bad})).expect_err("bad passcode");
+            assert_eq!(e.code, "invalid_input");
+            assert!(!e.message.contains("pp"), "the passcode is not repeated");
+        }
+        let a = OpenSmartLink {
+            text: "shlink:/secret".into(),
+            passcode: Some("1234".into()),
+        };
+        let dbg = format!("{a:?}");
+        assert!(!dbg.contains("secret") && !dbg.contains("1234"));
+    }
+
+    #[test]
     fn scan_frame_and_image_rules() {
         let b64 = |n: usize| data_encoding::BASE64.encode(&vec![0u8; n]);
         assert!(

@@ -125,6 +125,21 @@ async fn card_manifest(State(s): State<Srv>) -> Response {
     .into_response()
 }
 
+async fn direct_file(
+    State(s): State<Srv>,
+    axum::extract::Query(q): axum::extract::Query<Vec<(String, String)>>,
+) -> Response {
+    if !q.iter().any(|(k, v)| k == "recipient" && v == DOCTOR) {
+        return StatusCode::BAD_REQUEST.into_response();
+    }
+    enc(
+        &s,
+        observation().to_string().as_bytes(),
+        "application/fhir+json",
+    )
+    .into_response()
+}
+
 async fn jwks(State(s): State<Srv>) -> Response {
     Json(Jwks::from_keys([s.issuer.public_jwk().clone()]).to_json()).into_response()
 }
@@ -147,6 +162,7 @@ async fn start(fhir: Value) -> Srv {
         .route("/m/pass", post(pass_manifest))
         .route("/m/api", post(api_manifest))
         .route("/m/card", post(card_manifest))
+        .route("/d/obs", get(direct_file))
         .route("/issuer/.well-known/jwks.json", get(jwks))
         .with_state(s.clone());
     tokio::spawn(async move { axum::serve(listener, app).await.expect("serve") });
@@ -295,6 +311,31 @@ async fn passcodes_expiry_api_access_and_cards() {
     assert_eq!(ok.patient.records, 1);
     assert_eq!(ok.patient.name, "Records for the clinic");
 
+    // `U`: one GET of the file itself, naming the doctor.
+    let direct = link(
+        &s,
+        "/d/obs",
+        Flags {
+            direct_file: true,
+            ..Flags::default()
+        },
+        None,
+    );
+    let v = open(&d, &direct, None).await.expect("direct file");
+    assert_eq!(v.patient.records, 1);
+    assert_eq!(v.patient.trust, "unsigned (SMART Health Link)");
+
+    // Plain http anywhere but loopback is refused, without repeating the URL.
+    let payload = json!({"url": "http://shl.example.org/m",
+        "key": ShlKey::generate().to_base64url().as_str()});
+    let remote = format!(
+        "shlink:/{}",
+        data_encoding::BASE64URL_NOPAD.encode(payload.to_string().as_bytes())
+    );
+    let e = open(&d, &remote, None).await.expect_err("not https");
+    assert_eq!(e.code, "invalid_input");
+    assert!(!e.message.contains("example.org"), "{}", e.message);
+
     let expired = link(&s, "/m/plain", Flags::default(), Some(1_000_000));
     let e = open(&d, &expired, None).await.expect_err("expired");
     assert_eq!(e.code, "expired");
@@ -347,6 +388,6 @@ async fn passcodes_expiry_api_access_and_cards() {
     assert!(v.patient.trust.ends_with("issuer not verified"));
 
     let all = d.patients().await.expect("patients");
-    assert_eq!(all.len(), 4);
+    assert_eq!(all.len(), 5);
     assert!(all.iter().all(|l| l.status == "active"));
 }
