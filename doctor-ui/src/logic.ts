@@ -15,6 +15,12 @@ export function timeLeft(expiresAt: number, now: number): string {
   return h > 0 ? `${h} h ${m} min left` : `${m} min left`;
 }
 
+/** Whether a Patients entry is an import from a SMART Health Link or Card (its `share` is
+ * `smart:<id>`): a copy with no expiry and nothing to refresh from a relay. */
+export function isSmartEntry(p: PatientLinkView | null | undefined): boolean {
+  return !!p && p.share.startsWith('smart:');
+}
+
 /** The status of a patient link in words. */
 export function statusWords(p: PatientLinkView): string {
   switch (p.status) {

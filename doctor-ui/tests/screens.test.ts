@@ -122,6 +122,16 @@ describe('Scan: SMART Health Links', () => {
 });
 
 describe('Patients', () => {
+  it('shows a SMART Health Link import as an unsigned copy, without a time left', async () => {
+    const smart = { ...link, id: 'cd'.repeat(16), name: 'Jane Anyperson', trust: 'unsigned (SMART Health Link)', share: `smart:${'cd'.repeat(16)}`, expires_at: 2 ** 64 };
+    mockIPC((cmd) => (cmd === 'patients' ? [smart] : null));
+    render(Patients);
+    await waitFor(() => expect(screen.getAllByTestId('patient-row')).toHaveLength(1));
+    expect(screen.getByText('unsigned (SMART Health Link)')).toBeInTheDocument();
+    expect(screen.getByText(/an imported copy/)).toBeInTheDocument();
+    expect(screen.queryByText(/days left/)).toBeNull();
+  });
+
   it('lists each patient with status and time left', async () => {
     mockIPC((cmd) => (cmd === 'patients' ? [link, { ...link, id: 'cd'.repeat(16), name: 'Old Patient', status: 'ended' }] : null));
     render(Patients);

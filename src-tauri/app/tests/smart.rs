@@ -283,6 +283,12 @@ async fn an_ips_link_lands_in_the_patients_list_unsigned() {
             .all(|r| !serde_json::to_string(r).expect("row").contains("signed by")),
         "nothing of it shows as signed"
     );
+    // A copy has no share to refresh.
+    let e = d
+        .refresh_patient(ipc::IdRef { id: p.id.clone() })
+        .await
+        .expect_err("nothing to refresh");
+    assert_eq!(e.code, "not_supported");
     // Opened: the scanned text is forgotten.
     let e = open(&d, "", None).await.expect_err("nothing kept");
     assert_eq!(e.code, "invalid_input");

@@ -257,6 +257,7 @@ impl DoctorApp {
                 Some(zeroize::Zeroizing::new(payload.text().to_owned()));
             return Err(super::smart::scanned_error(kind));
         }
+        self.clear_smart_scanned();
         let text = payload.into_carekey()?;
         let session = {
             let g = self.doctor.lock().await;
@@ -407,8 +408,21 @@ impl DoctorApp {
     /// Fetches and verifies a patient's share, then stores it in one short vault transaction
     /// (the records of the previous copy are replaced). On "access ended" the share's records
     /// are purged from this device and the link says so.
+    ///
+    /// A SMART Health Link import has no share to fetch: `not_supported`, saying so.
     pub async fn refresh_patient(&self, args: ipc::IdRef) -> Result<PatientLinkView> {
         args.validate()?;
+        if self
+            .patients()
+            .await?
+            .iter()
+            .any(|l| l.id == args.id && super::smart::is_smart_entry(l))
+        {
+            return Err(AppError::not_supported(
+                "this chart is a copy imported from a SMART Health Link or Card: \
+                 open the link again for newer records",
+            ));
+        }
         let op = self.ops.start();
         let sink = Throttled::new(op.id.clone(), self.events.clone());
         let mut g = self.service().await?;
