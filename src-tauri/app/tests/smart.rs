@@ -283,6 +283,15 @@ async fn an_ips_link_lands_in_the_patients_list_unsigned() {
             .all(|r| !serde_json::to_string(r).expect("row").contains("signed by")),
         "nothing of it shows as signed"
     );
+    // Opening the same link again updates its entry.
+    let again = open(&d, &text, None).await.expect("opens again");
+    assert_eq!(again.patient.id, p.id);
+    assert_eq!(d.patients().await.expect("patients").len(), 1);
+    let chart = d
+        .chart(ipc::IdRef { id: p.id.clone() })
+        .await
+        .expect("chart");
+    assert_eq!(chart.rows.len(), entries + 1);
     // A copy has no share to refresh.
     let e = d
         .refresh_patient(ipc::IdRef { id: p.id.clone() })
@@ -367,6 +376,19 @@ async fn passcodes_expiry_api_access_and_cards() {
         .await
         .expect("card chart");
     assert_eq!(chart.rows.len(), 2);
+    let again = open(&d, &card, None).await.expect("card link again");
+    assert_eq!(again.patient.id, v.patient.id);
+    let chart = d
+        .chart(ipc::IdRef {
+            id: v.patient.id.clone(),
+        })
+        .await
+        .expect("card chart");
+    assert_eq!(
+        chart.rows.len(),
+        2,
+        "the same card again replaces its records"
+    );
 
     // A card QR in two chunks, one per line, from an issuer without a key set.
     let other = IssuerKey::generate();

@@ -13,9 +13,11 @@
 //!   (SHC "Determining keys associated with an issuer"); when it cannot be fetched the card
 //!   still opens, as "issuer not verified".
 //!
-//! Ids: the entry id is 16 random bytes (hex); its `share` is `smart:<id>`, and every imported
-//! record has `Origin::Imported { source: "smart:<id>" }`, which is how `chart` finds them.
-//! Records are stored unsigned: nothing of it is Carekey-signed.
+//! Ids: the entry id is 16 bytes (hex) derived under `carekey-app/smart-import-id/v1` from
+//! the link's `url` and key, or from a card's JWS, so opening the same link again updates its
+//! entry instead of adding another; its `share` is `smart:<id>`, and every imported record has
+//! `Origin::Imported { source: "smart:<id>" }`, which is how `chart` finds them. Records are
+//! stored unsigned: nothing of it is Carekey-signed.
 
 use carekey_shl::fetch::ShlClient;
 use carekey_shl::{ContentType, Opened, ShlError, Shlink, TrustStore, Verification, shc};
@@ -24,12 +26,15 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::doctor::{DoctorApp, PatientLinkView};
-use super::{hex, now, random_id};
+use super::{derived_id, hex, now};
 use crate::error::{AppError, Result};
 use crate::ipc::{self, Validate};
 
 /// The prefix of a SMART import's `share` and of its records' import source label.
 pub const SMART_SOURCE_PREFIX: &str = "smart:";
+
+/// Label of the ids of SMART imports.
+const SMART_ID_LABEL: &[u8] = b"carekey-app/smart-import-id/v1\0";
 
 /// Trust text of content that came unsigned through a SMART Health Link.
 const UNSIGNED_SHL: &str = "unsigned (SMART Health Link)";
@@ -90,7 +95,7 @@ impl DoctorApp {
         let client = ShlClient::new(&recipient)?;
         let t = now();
         let first = text.trim_start();
-        let (contents, skipped, label) = if first
+        let (contents, skipped, label, id) = if first
             .get(..5)
             .is_some_and(|h| h.eq_ignore_ascii_case("shc:/"))
         {
@@ -101,7 +106,8 @@ impl DoctorApp {
                 .collect();
             let jws = shc::assemble_qr(&lines)?;
             let content = read_card(&client, &jws, t).await?;
-            (vec![content], Vec::new(), None)
+            let id = derived_id(SMART_ID_LABEL, &[b"card", jws.as_bytes()]);
+            (vec![content], Vec::new(), None, id)
         } else {
             let link = Shlink::parse(text.trim()).map_err(|e| match e {
                 ShlError::NotShlink => {
@@ -168,9 +174,17 @@ impl DoctorApp {
                     ),
                 });
             }
-            (contents, skipped, link.label().map(str::to_owned))
+            let id = derived_id(
+                SMART_ID_LABEL,
+                &[
+                    b"link",
+                    link.url().as_bytes(),
+                    link.key().to_base64url().as_bytes(),
+                ],
+            );
+            (contents, skipped, link.label().map(str::to_owned), id)
         };
-        let view = self.import_smart(contents, label).await?;
+        let view = self.import_smart(contents, label, hex(&id)).await?;
         self.clear_smart_scanned();
         Ok(SmartOpenView {
             patient: view,
@@ -178,18 +192,27 @@ impl DoctorApp {
         })
     }
 
-    /// Stores the resources in one import and adds the Patients entry.
+    /// Stores the resources in one import and adds (or replaces) the Patients entry `id`.
     async fn import_smart(
         &self,
         contents: Vec<Content>,
         label: Option<String>,
+        id: String,
     ) -> Result<PatientLinkView> {
         let trust = trust_text(&contents);
-        let resources: Vec<Value> = contents.into_iter().flat_map(|c| c.resources).collect();
+        let mut resources: Vec<Value> = contents.into_iter().flat_map(|c| c.resources).collect();
+        // Card resources have no `id` (SHC "Health Cards are Compact": `resource:N` fullUrls):
+        // give them stable ones, so opening the same card again replaces instead of adding.
+        for (i, r) in resources.iter_mut().enumerate() {
+            if r.get("id").and_then(Value::as_str).is_none()
+                && let Some(o) = r.as_object_mut()
+            {
+                o.insert("id".into(), Value::String(format!("{}-{i}", &id[..16])));
+            }
+        }
         let name = patient_name(&resources)
             .or(label)
             .unwrap_or_else(|| "SMART Health Link".to_owned());
-        let id = hex(&random_id());
         let share = format!("{SMART_SOURCE_PREFIX}{id}");
         let bundle = json!({
             "resourceType": "Bundle",
