@@ -19,8 +19,11 @@
 //! `Origin::Imported { source: "smart:<id>" }`, which is how `chart` finds them. Records are
 //! stored unsigned: nothing of it is Carekey-signed.
 
+use std::collections::HashMap;
+use std::time::Duration;
+
 use carekey_shl::fetch::ShlClient;
-use carekey_shl::{ContentType, Opened, ShlError, Shlink, TrustStore, Verification, shc};
+use carekey_shl::{ContentType, Jwks, Opened, ShlError, Shlink, TrustStore, Verification, shc};
 use carekey_vault::{ImportControl, ImportOptions};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -93,6 +96,10 @@ impl DoctorApp {
             zeroize::Zeroizing::new(args.text.clone())
         };
         let client = ShlClient::new(&recipient)?;
+        let mut keys = IssuerKeys {
+            client: ShlClient::with_timeouts(&recipient, KEYS_CONNECT_TIMEOUT, KEYS_TIMEOUT)?,
+            sets: HashMap::new(),
+        };
         let t = now();
         let first = text.trim_start();
         let (contents, skipped, label, id) = if first
@@ -105,7 +112,7 @@ impl DoctorApp {
                 .filter(|l| !l.is_empty())
                 .collect();
             let jws = shc::assemble_qr(&lines)?;
-            let content = read_card(&client, &jws, t).await?;
+            let content = read_card(&mut keys, &jws, t).await?;
             let id = derived_id(SMART_ID_LABEL, &[b"card", jws.as_bytes()]);
             (vec![content], Vec::new(), None, id)
         } else {
@@ -147,7 +154,7 @@ impl DoctorApp {
                     ContentType::SmartHealthCard => match file.health_card_jws() {
                         Ok(list) => {
                             for jws in list {
-                                match read_card(&client, &jws, t).await {
+                                match read_card(&mut keys, &jws, t).await {
                                     Ok(c) => contents.push(c),
                                     Err(err) => skipped.push(err.message),
                                 }
@@ -246,13 +253,41 @@ impl DoctorApp {
     }
 }
 
+/// Issuers' key sets fetched during one open (each issuer asked once), on a client with
+/// shorter timeouts than the link's: a key set is small and its absence is not fatal.
+struct IssuerKeys {
+    client: ShlClient,
+    sets: HashMap<String, Option<Jwks>>,
+}
+
+/// Connect timeout of a key-set request.
+const KEYS_CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// Whole timeout of a key-set request.
+const KEYS_TIMEOUT: Duration = Duration::from_secs(15);
+/// Issuers asked in one open; cards of further issuers are "issuer not verified".
+const MAX_ISSUERS: usize = 8;
+
+impl IssuerKeys {
+    async fn get(&mut self, iss: &str) -> Option<Jwks> {
+        if let Some(k) = self.sets.get(iss) {
+            return k.clone();
+        }
+        if self.sets.len() >= MAX_ISSUERS {
+            return None;
+        }
+        // Unreachable, refused or malformed key sets count as none: the card is then "issuer
+        // not verified", never refused for it (docs/shl.md).
+        let k = self.client.get_issuer_jwks(iss).await.ok();
+        self.sets.insert(iss.to_owned(), k.clone());
+        k
+    }
+}
+
 /// Reads one card JWS: its issuer's key set fetched (when reachable), then verified.
-async fn read_card(client: &ShlClient, jws: &str, now: u64) -> Result<Content> {
+async fn read_card(keys: &mut IssuerKeys, jws: &str, now: u64) -> Result<Content> {
     let card = shc::parse_jws(jws)?;
     let mut trust = TrustStore::new();
-    // Unreachable, refused or malformed key sets leave the store empty: the card is then
-    // "issuer not verified", never refused for it (docs/shl.md).
-    if let Ok(jwks) = client.get_issuer_jwks(card.iss()).await {
+    if let Some(jwks) = keys.get(card.iss()).await {
         trust.add(card.iss(), jwks);
     }
     let card = card.verify(&trust, now)?;
