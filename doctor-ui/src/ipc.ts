@@ -29,6 +29,18 @@ export interface ScanView {
   scan: string;
   check_code: string;
 }
+/** What `open_smart_link` gave: the new Patients entry of a SMART Health Link or Card, and
+ * the files it held that were not imported (with why). */
+export interface SmartOpenView {
+  patient: PatientLinkView;
+  skipped: string[];
+}
+/** `open_smart_link`'s argument: the link or card text (empty: the code just scanned) and,
+ * for a passcode-protected link, the passcode. */
+export interface OpenSmartLink {
+  text: string;
+  passcode: string | null;
+}
 export interface PatientLinkView {
   id: string;
   name: string;
@@ -241,6 +253,8 @@ export const ipc = {
   scanImage: (image_base64: string) => call<ScanView>('scan_image', { image_base64 }),
   scanFrame: (width: number, height: number, luma_base64: string) =>
     call<ScanView>('scan_frame', { width, height, luma_base64 }),
+  openSmartLink: (text: string, passcode: string | null = null) =>
+    call<SmartOpenView>('open_smart_link', { text, passcode } satisfies OpenSmartLink),
   waitForGrant: (id: string, wait_secs: number) => call<string>('wait_for_grant', { id, wait_secs }),
   refreshPatient: (id: string) => call<PatientLinkView>('refresh_patient', { id }),
   patients: () => call<PatientLinkView[]>('patients'),

@@ -15,6 +15,12 @@ export function timeLeft(expiresAt: number, now: number): string {
   return h > 0 ? `${h} h ${m} min left` : `${m} min left`;
 }
 
+/** Whether a Patients entry is an import from a SMART Health Link or Card (its `share` is
+ * `smart:<id>`): a copy with no expiry and nothing to refresh from a relay. */
+export function isSmartEntry(p: PatientLinkView | null | undefined): boolean {
+  return !!p && p.share.startsWith('smart:');
+}
+
 /** The status of a patient link in words. */
 export function statusWords(p: PatientLinkView): string {
   switch (p.status) {
@@ -43,6 +49,13 @@ export function scanErrorWords(code: string, message: string): string {
     default:
       return message;
   }
+}
+
+/** Whether pasted text is a SMART Health Link (`shlink:/…`, a viewer URL `…#shlink:/…`) or a
+ * SMART Health Card (`shc:/…`), which go to `openSmartLink` instead of `scanText`. */
+export function isSmartText(text: string): boolean {
+  const t = text.trim().toLowerCase();
+  return t.startsWith('shlink:/') || t.startsWith('shc:/') || (/^https?:\/\//.test(t) && t.includes('#shlink:/'));
 }
 
 /** The most recent progress event (the one running now). */

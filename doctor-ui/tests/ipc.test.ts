@@ -6,8 +6,8 @@ import fixture from '../src/ipc.fixture.json';
 import type {
   AllergyRow, AppError, AppEvent, AppStatus, ChartRecord, ChartSummary, ChartView, ColleagueView,
   ComponentValue, Created, DocumentAttachment, DocumentRow, ForwardOutcome, InviteView, LabComponent,
-  LabRow, MedicationRow, PatientLinkView, Point, ProblemRow, ProfileView, ReferenceRange, ScanView,
-  SentNoteView, Series, SeriesLine, TimelineRow, VitalRow, WriteBack,
+  LabRow, MedicationRow, OpenSmartLink, PatientLinkView, Point, ProblemRow, ProfileView, ReferenceRange, ScanView,
+  SentNoteView, Series, SeriesLine, SmartOpenView, TimelineRow, VitalRow, WriteBack,
 } from '../src/ipc';
 
 const hex = 'ab'.repeat(16);
@@ -42,6 +42,8 @@ const samples: Record<string, object> = {
   ProfileView: { name: 'n', role: 'doctor', licence: null, fingerprint: 'f', appears_as: 'a', relay_url: 'u' } satisfies ProfileView,
   ScanView: { scan: hex, check_code: '123-4567' } satisfies ScanView,
   PatientLinkView: link,
+  SmartOpenView: { patient: link, skipped: [] } satisfies SmartOpenView,
+  OpenSmartLink: { text: 'shlink:/', passcode: null } satisfies OpenSmartLink,
   ChartView: { patient: link, rows: [row], summary, labs: [], vitals: [], documents: [] } satisfies ChartView,
   ChartSummary: summary,
   ProblemRow: { id: hex, title: 't', clinical_status: null, verification_status: null, severity: null, onset: null, sort_key: null } satisfies ProblemRow,

@@ -69,7 +69,69 @@ describe('Scan', () => {
   });
 });
 
+describe('Scan: SMART Health Links', () => {
+  it('asks for the passcode, shows the attempts left on a wrong one, then opens the chart', async () => {
+    const sent: unknown[] = [];
+    const smart = { ...link, id: 'cd'.repeat(16), trust: 'unsigned (SMART Health Link)', share: `smart:${'cd'.repeat(16)}` };
+    mockIPC((cmd, args) => {
+      if (cmd === 'scan_text') throw { code: 'unexpected', message: 'a SMART link must not go to scan_text' };
+      if (cmd === 'open_smart_link') {
+        const a = (args as { args: { text: string; passcode: string | null } }).args;
+        sent.push(a);
+        if (a.passcode === null) throw { code: 'passcode_required', message: 'this SMART Health Link is protected by a passcode' };
+        if (a.passcode !== '1234') throw { code: 'passcode_rejected', message: 'the passcode was not accepted (2 attempts left)' };
+        return { patient: smart, skipped: [] };
+      }
+      return null;
+    });
+    tab.set('scan');
+    openPatient.set(null);
+    render(Scan);
+    await fireEvent.input(screen.getByLabelText("Or paste the code's text"), { target: { value: 'shlink:/eyJ1cmwiOiJ4In0' } });
+    await fireEvent.click(screen.getByRole('button', { name: 'Use this code' }));
+    const input = await screen.findByLabelText('Passcode for this SMART Health Link');
+    await fireEvent.input(input, { target: { value: '9999' } });
+    await fireEvent.click(screen.getByRole('button', { name: 'Open the link' }));
+    await waitFor(() => expect(screen.getByRole('alert')).toHaveTextContent('2 attempts left'));
+    await fireEvent.input(screen.getByLabelText('Passcode for this SMART Health Link'), { target: { value: '1234' } });
+    await fireEvent.click(screen.getByRole('button', { name: 'Open the link' }));
+    await waitFor(() => expect(get(openPatient)).toBe(smart.id));
+    expect(sent).toEqual([
+      { text: 'shlink:/eyJ1cmwiOiJ4In0', passcode: null },
+      { text: 'shlink:/eyJ1cmwiOiJ4In0', passcode: '9999' },
+      { text: 'shlink:/eyJ1cmwiOiJ4In0', passcode: '1234' },
+    ]);
+  });
+
+  it('opens a scanned SMART code the shell kept (scan_text answers smart_link)', async () => {
+    const smart = { ...link, id: 'ef'.repeat(16), trust: 'unsigned (SMART Health Link)' };
+    mockIPC((cmd, args) => {
+      if (cmd === 'scan_text') throw { code: 'smart_link', message: 'this code is a SMART Health Link' };
+      if (cmd === 'open_smart_link') {
+        expect((args as { args: unknown }).args).toEqual({ text: '', passcode: null });
+        return { patient: smart, skipped: [] };
+      }
+      return null;
+    });
+    openPatient.set(null);
+    render(Scan);
+    await fireEvent.input(screen.getByLabelText("Or paste the code's text"), { target: { value: 'CAREKEY:ABC' } });
+    await fireEvent.click(screen.getByRole('button', { name: 'Use this code' }));
+    await waitFor(() => expect(get(openPatient)).toBe(smart.id));
+  });
+});
+
 describe('Patients', () => {
+  it('shows a SMART Health Link import as an unsigned copy, without a time left', async () => {
+    const smart = { ...link, id: 'cd'.repeat(16), name: 'Jane Anyperson', trust: 'unsigned (SMART Health Link)', share: `smart:${'cd'.repeat(16)}`, expires_at: 2 ** 64 };
+    mockIPC((cmd) => (cmd === 'patients' ? [smart] : null));
+    render(Patients);
+    await waitFor(() => expect(screen.getAllByTestId('patient-row')).toHaveLength(1));
+    expect(screen.getByText('unsigned (SMART Health Link)')).toBeInTheDocument();
+    expect(screen.getByText(/an imported copy/)).toBeInTheDocument();
+    expect(screen.queryByText(/days left/)).toBeNull();
+  });
+
   it('lists each patient with status and time left', async () => {
     mockIPC((cmd) => (cmd === 'patients' ? [link, { ...link, id: 'cd'.repeat(16), name: 'Old Patient', status: 'ended' }] : null));
     render(Patients);

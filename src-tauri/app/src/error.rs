@@ -85,6 +85,38 @@ impl AppError {
     }
 }
 
+/// SMART Health Links and Cards (docs/shl.md): the crate's own codes, except the two the doctor
+/// app's passcode form switches on (`passcode_required`, `passcode_rejected` with the attempts
+/// left) and an expired link, which get sentences for the clinician. `carekey-shl`'s messages
+/// never hold a key, passcode, URL or decrypted content.
+impl From<carekey_shl::ShlError> for AppError {
+    fn from(e: carekey_shl::ShlError) -> Self {
+        use carekey_shl::ShlError as S;
+        match &e {
+            S::PasscodeRequired => Self::new(
+                "passcode_required",
+                "this SMART Health Link is protected by a passcode: ask the patient for it",
+            ),
+            S::PasscodeRejected { remaining_attempts } => Self::new(
+                "passcode_rejected",
+                match remaining_attempts {
+                    Some(n) => format!("the passcode was not accepted ({n} attempts left)"),
+                    None => "the passcode was not accepted".to_owned(),
+                },
+            ),
+            S::Expired { .. } => Self::new(
+                "expired",
+                "this SMART Health Link has expired: ask the patient for a new one",
+            ),
+            S::ApiAccessNotSupported => Self::not_supported(
+                "this SMART Health Link offers FHIR API access \
+                 (application/smart-api-access), which this app does not support",
+            ),
+            other => Self::new(other.code(), other.to_string()),
+        }
+    }
+}
+
 impl From<VaultError> for AppError {
     fn from(e: VaultError) -> Self {
         Self::from_vault(&e)

@@ -464,6 +464,52 @@ impl Validate for ScanText {
     }
 }
 
+/// `open_smart_link` (doctor app): a SMART Health Link or Card to open (docs/shl.md "In the
+/// doctor app").
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpenSmartLink {
+    /// `shlink:/…`, a viewer URL `…#shlink:/…`, or `shc:/…` (chunks one per line); empty for
+    /// the code the last scan recognised.
+    pub text: String,
+    /// The passcode of a `P`-flag link, when the user typed one.
+    #[serde(default)]
+    pub passcode: Option<String>,
+}
+
+/// Longest `open_smart_link` text: every chunk of a chunked `shc:/` code, one per line.
+pub const MAX_SMART_TEXT_LEN: usize =
+    carekey_shl::limits::MAX_SHC_CHUNKS * (carekey_shl::limits::MAX_SHC_TEXT_LEN + 2);
+
+impl core::fmt::Debug for OpenSmartLink {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("OpenSmartLink")
+            .field("text_len", &self.text.len())
+            .field("passcode", &self.passcode.as_ref().map(|_| "…"))
+            .finish()
+    }
+}
+
+impl Validate for OpenSmartLink {
+    fn validate(&self) -> Result<()> {
+        if self.text.len() > MAX_SMART_TEXT_LEN {
+            return Err(AppError::invalid_input(
+                "code: longer than any SMART Health Link or Card",
+            ));
+        }
+        if let Some(p) = &self.passcode
+            && (p.is_empty()
+                || p.len() > carekey_shl::limits::MAX_PASSCODE_LEN
+                || p.chars().any(char::is_control))
+        {
+            return Err(AppError::invalid_input(
+                "passcode: 1 to 256 bytes, no control characters",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// `send_note`: a FHIR resource the doctor wrote, for one patient.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -708,6 +754,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("forward", "Forward"),
     ("forward_requests", "NoArgs"),
     ("cancel", "IdRef"),
+    ("open_smart_link", "OpenSmartLink"),
 ];
 
 fn parse<T: for<'de> Deserialize<'de> + Validate>(args: &serde_json::Value) -> Result<T> {
@@ -750,6 +797,7 @@ pub fn validate_json(command: &str, args: &serde_json::Value) -> Result<()> {
         "WriteBack" => parse::<WriteBack>(args).map(drop),
         "ScanText" => parse::<ScanText>(args).map(drop),
         "SendNote" => parse::<SendNote>(args).map(drop),
+        "OpenSmartLink" => parse::<OpenSmartLink>(args).map(drop),
         "Forward" => parse::<Forward>(args).map(drop),
         _ => Err(AppError::internal()),
     }
@@ -774,6 +822,30 @@ mod tests {
                 .code,
             "invalid_input"
         );
+    }
+
+    #[test]
+    fn open_smart_link_rules() {
+        let ok = |v: serde_json::Value| validate_json("open_smart_link", &v);
+        assert!(ok(json!({"text": "shlink:/abc"})).is_ok());
+        assert!(ok(json!({"text": "", "passcode": "1234"})).is_ok());
+        assert!(ok(json!({"text": "x", "passcode": null})).is_ok());
+        let long = "1".repeat(MAX_SMART_TEXT_LEN + 1);
+        assert_eq!(
+            ok(json!({ "text": long })).expect_err("too long").code,
+            "invalid_input"
+        );
+        for bad in ["", "a\nb", &"p".repeat(257)] {
+            let e = ok(json!({"text": "x", "passcode": bad})).expect_err("bad passcode");
+            assert_eq!(e.code, "invalid_input");
+            assert!(!e.message.contains("pp"), "the passcode is not repeated");
+        }
+        let a = OpenSmartLink {
+            text: "shlink:/secret".into(),
+            passcode: Some("1234".into()),
+        };
+        let dbg = format!("{a:?}");
+        assert!(!dbg.contains("secret") && !dbg.contains("1234"));
     }
 
     #[test]

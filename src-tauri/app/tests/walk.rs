@@ -480,8 +480,8 @@ async fn error_paths_lose_nothing() {
             text: "shlink:/eyJ1cmwiOiJodHRwczovL2V4YW1wbGUub3JnIn0".into(),
         })
         .await
-        .expect_err("SHL not yet");
-    assert_eq!(e.code, "not_supported");
+        .expect_err("a SMART Health Link goes to open_smart_link");
+    assert_eq!(e.code, "smart_link");
     let e = doctor
         .scan_text(ipc::ScanText {
             text: "https://example.org/hello".into(),

@@ -11,6 +11,7 @@ pub const COMMAND_NAMES: &[&str] = &[
     "scan_text",
     "scan_image",
     "scan_frame",
+    "open_smart_link",
     "wait_for_grant",
     "refresh_patient",
     "patients",

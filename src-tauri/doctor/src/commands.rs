@@ -23,6 +23,7 @@ pub fn handler<R: tauri::Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + 
         scan_text,
         scan_image,
         scan_frame,
+        open_smart_link,
         wait_for_grant,
         refresh_patient,
         patients,
@@ -109,6 +110,12 @@ async fn scan_image(state: Cmd<'_>, args: Value) -> Out {
 #[tauri::command]
 async fn scan_frame(state: Cmd<'_>, args: Value) -> Out {
     json(state.app.scan_frame(parse(args)?).await?)
+}
+
+/// A SMART Health Link or Card (docs/shl.md "In the doctor app").
+#[tauri::command]
+async fn open_smart_link(state: Cmd<'_>, args: Value) -> Out {
+    json(state.app.open_smart_link(parse(args)?).await?)
 }
 
 #[tauri::command]

@@ -17,7 +17,7 @@ use carekey_app::events::{AppEvent, NoEvents};
 use carekey_app::ipc;
 use carekey_app::session::{
     AppConfig, ChartView, ColleagueView, ForwardOutcome, InviteView, PatientApp, PatientLinkView,
-    ProfileView, ScanView, SentNoteView,
+    ProfileView, ScanView, SentNoteView, SmartOpenView,
 };
 use carekey_doctor::COMMAND_NAMES;
 use carekey_doctor::commands::{AppStatus, Created};
@@ -142,6 +142,13 @@ async fn ipc_shapes_match_the_ui_fixture() {
         }),
     );
     out.insert("PatientLinkView".into(), keys(&link));
+    out.insert(
+        "SmartOpenView".into(),
+        keys(&SmartOpenView {
+            patient: link.clone(),
+            skipped: vec![],
+        }),
+    );
     out.insert("ChartView".into(), keys(&chart));
     out.insert("ChartSummary".into(), keys(&chart.summary));
     for (name, field) in [
@@ -246,6 +253,13 @@ async fn ipc_shapes_match_the_ui_fixture() {
             name: "n".into(),
             licence: None,
             relay_url: "u".into(),
+        }),
+    );
+    out.insert(
+        "OpenSmartLink".into(),
+        keys(&ipc::OpenSmartLink {
+            text: "shlink:/".into(),
+            passcode: Some("p".into()),
         }),
     );
     for (name, w) in [

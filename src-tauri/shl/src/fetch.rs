@@ -14,7 +14,8 @@ use reqwest::{Response, StatusCode, redirect};
 use serde_json::Value;
 
 use crate::error::{Result, ShlError};
-use crate::limits::{MAX_JWE_LEN, MAX_LOCATION_URL_LEN, MAX_MANIFEST_LEN};
+use crate::jwk::Jwks;
+use crate::limits::{MAX_JWE_LEN, MAX_JWKS_LEN, MAX_LOCATION_URL_LEN, MAX_MANIFEST_LEN};
 use crate::link::Shlink;
 use crate::manifest::{
     DecryptedFile, FileBody, Manifest, ManifestEntry, ManifestFile, ManifestRequest, Opened,
@@ -156,6 +157,31 @@ impl ShlClient {
     pub async fn get_location(&self, pending: &PendingFile) -> Result<String> {
         let url = check_url(pending.url(), MAX_LOCATION_URL_LEN, "file location")?;
         self.get_jwe(url, false).await
+    }
+
+    /// `GET`s an issuer's JWK set from `<iss>/.well-known/jwks.json` (SHC "Determining keys
+    /// associated with an issuer"): the same URL rules as the link's (`https://`, or
+    /// `http://` to loopback), at most [`MAX_JWKS_LEN`] bytes, parsed with [`Jwks::parse`].
+    /// A 404 is [`ShlError::HttpStatus`].
+    pub async fn get_issuer_jwks(&self, iss: &str) -> Result<Jwks> {
+        if iss.len() > MAX_LOCATION_URL_LEN {
+            return Err(ShlError::InvalidUrl {
+                what: "issuer",
+                reason: "is too long",
+            });
+        }
+        let url = format!("{}/.well-known/jwks.json", iss.trim_end_matches('/'));
+        let url = check_url(&url, MAX_LOCATION_URL_LEN, "issuer")?;
+        let resp = self
+            .http
+            .get(url)
+            .header(reqwest::header::ACCEPT, "application/json")
+            .send()
+            .await
+            .map_err(net)?;
+        let resp = check_status(resp, false).await?;
+        let body = read_capped(resp, MAX_JWKS_LEN, "JWK set").await?;
+        Jwks::parse(&body)
     }
 
     async fn get_jwe(&self, url: url::Url, link_request: bool) -> Result<String> {

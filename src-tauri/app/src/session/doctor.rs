@@ -108,6 +108,9 @@ pub struct DoctorApp {
     scans: Arc<Mutex<HashMap<String, Option<ScanSession>>>>,
     events: Arc<dyn EventSink>,
     ops: Operations,
+    /// The SMART Health Link or Card text the last scan recognised, kept until it opens, the
+    /// next scan, or lock (`open_smart_link` with an empty text opens it; docs/shl.md).
+    smart_scanned: Arc<Mutex<Option<zeroize::Zeroizing<String>>>>,
 }
 
 fn link_id(patient: &Card, share: &[u8; 16]) -> String {
@@ -131,6 +134,7 @@ impl DoctorApp {
             scans: Arc::new(Mutex::new(HashMap::new())),
             events,
             ops: Operations::default(),
+            smart_scanned: Arc::new(Mutex::new(None)),
         }
     }
 
@@ -198,6 +202,9 @@ impl DoctorApp {
         if let Ok(mut s) = self.scans.lock() {
             s.clear();
         }
+        if let Ok(mut s) = self.smart_scanned.lock() {
+            *s = None;
+        }
         let _ = self
             .vault
             .run(|v| {
@@ -232,11 +239,26 @@ impl DoctorApp {
     // ------------------------------------------------------------------ scan
 
     /// Answers a scanned or pasted code: a Carekey QR starts the pairing and returns the
-    /// check code to show; SMART Health Links and Cards are recognised and refused plainly
-    /// until their handler exists.
+    /// check code to show. A SMART Health Link or Card is kept (in memory, until lock) and
+    /// answered with the error code `smart_link`: the UI then calls `open_smart_link` with an
+    /// empty text to open it (docs/shl.md "In the doctor app").
     pub async fn scan_text(&self, args: ipc::ScanText) -> Result<ScanView> {
         args.validate()?;
-        let text = qr::classify(&args.text)?.into_carekey()?;
+        let payload = qr::classify(&args.text)?;
+        if !matches!(payload, qr::ScannedPayload::Carekey(_)) {
+            if self.doctor.lock().await.is_none() {
+                return Err(locked());
+            }
+            let kind = payload.kind();
+            *self
+                .smart_scanned
+                .lock()
+                .map_err(|_| AppError::internal())? =
+                Some(zeroize::Zeroizing::new(payload.text().to_owned()));
+            return Err(super::smart::scanned_error(kind));
+        }
+        self.clear_smart_scanned();
+        let text = payload.into_carekey()?;
         let session = {
             let g = self.doctor.lock().await;
             let d = g.as_ref().ok_or_else(locked)?;
@@ -338,6 +360,31 @@ impl DoctorApp {
         Ok(id)
     }
 
+    /// Adds (or replaces) an entry of the Patients list in the open vault.
+    pub(super) fn save_link_view(v: &mut Vault, view: PatientLinkView) -> Result<()> {
+        let mut st: LinksState = settings::load(v, LINKS)?.unwrap_or_default();
+        st.version = settings::APP_STATE_VERSION;
+        st.links.retain(|l| l.id != view.id);
+        st.links.push(view);
+        settings::save(v, LINKS, &st)
+    }
+
+    /// The SMART text the last scan kept (see [`Self::scan_text`]).
+    pub(super) fn smart_scanned(&self) -> Result<Option<zeroize::Zeroizing<String>>> {
+        Ok(self
+            .smart_scanned
+            .lock()
+            .map_err(|_| AppError::internal())?
+            .clone())
+    }
+
+    /// Forgets the kept SMART text (it opened).
+    pub(super) fn clear_smart_scanned(&self) {
+        if let Ok(mut s) = self.smart_scanned.lock() {
+            *s = None;
+        }
+    }
+
     /// The client's link behind an IPC patient id.
     pub(super) fn link_of(&self, d: &Doctor, id: &str) -> Option<carekey_client::LinkId> {
         find_link(d, id)
@@ -361,8 +408,21 @@ impl DoctorApp {
     /// Fetches and verifies a patient's share, then stores it in one short vault transaction
     /// (the records of the previous copy are replaced). On "access ended" the share's records
     /// are purged from this device and the link says so.
+    ///
+    /// A SMART Health Link import has no share to fetch: `not_supported`, saying so.
     pub async fn refresh_patient(&self, args: ipc::IdRef) -> Result<PatientLinkView> {
         args.validate()?;
+        if self
+            .patients()
+            .await?
+            .iter()
+            .any(|l| l.id == args.id && super::smart::is_smart_entry(l))
+        {
+            return Err(AppError::not_supported(
+                "this chart is a copy imported from a SMART Health Link or Card: \
+                 open the link again for newer records",
+            ));
+        }
         let op = self.ops.start();
         let sink = Throttled::new(op.id.clone(), self.events.clone());
         let mut g = self.service().await?;
@@ -428,7 +488,8 @@ impl DoctorApp {
             .await?;
         let t = now();
         for l in &mut st.links {
-            if l.status == "active" && l.expires_at <= t {
+            // SMART imports are copies the sender does not take back: they do not expire.
+            if l.status == "active" && l.expires_at <= t && !super::smart::is_smart_entry(l) {
                 l.status = "expired".to_owned();
             }
         }
@@ -670,7 +731,15 @@ fn update_link(
     Ok(out)
 }
 
-/// Whether a stored record came through share `share_hex`.
+/// Whether a stored record belongs to the Patients entry whose `share` is `share_hex`: a
+/// Carekey share's records by their share id, a SMART import's (`share` = `smart:<id>`) by
+/// their import source label, which is that same text (docs/shl.md "In the doctor app").
 fn in_share(origin: &carekey_vault::Origin, share_hex: &str) -> bool {
-    matches!(origin, carekey_vault::Origin::Shared { share_id, .. } if share_id == share_hex)
+    match origin {
+        carekey_vault::Origin::Shared { share_id, .. } => share_id == share_hex,
+        carekey_vault::Origin::Imported { source } => {
+            super::smart::is_smart_source(share_hex) && source == share_hex
+        }
+        _ => false,
+    }
 }

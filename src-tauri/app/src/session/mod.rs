@@ -21,6 +21,7 @@ mod forwarding;
 mod patient;
 mod recovery;
 mod settings;
+mod smart;
 mod writeback;
 
 use std::path::{Path, PathBuf};
@@ -43,6 +44,7 @@ pub use patient::{
 };
 pub use recovery::{AUTO_BACKUP_DELAY, BackupStatus, RelayCheck};
 pub use settings::Settings;
+pub use smart::{SMART_SOURCE_PREFIX, SmartOpenView};
 pub use writeback::{SentNoteView, resource as write_back_resource};
 
 /// Where an app keeps its files, and the vault's key-derivation cost.
