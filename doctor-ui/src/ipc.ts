@@ -4,9 +4,9 @@
 // command; FHIR for write-backs is built in Rust.
 import { invoke } from '@tauri-apps/api/core';
 import { listen, type UnlistenFn } from '@tauri-apps/api/event';
-import { asAppError, type AppError, type TimelineRow } from '@carekey/ui';
+import { asAppError, type AppError, type ShareCategory, type TimelineRow, type TrustedClinic } from '@carekey/ui';
 
-export type { AppError, TimelineRow };
+export type { AppError, ShareCategory, TimelineRow, TrustedClinic };
 export { asAppError };
 
 export interface AppStatus {
@@ -23,6 +23,8 @@ export interface ProfileView {
   licence: string | null;
   fingerprint: string;
   appears_as: string;
+  /** This device's card as text, for a clinic's tool to attest. */
+  card_text: string;
   relay_url: string;
 }
 export interface ScanView {
@@ -37,6 +39,13 @@ export interface SmartOpenView {
 }
 /** `open_smart_link`'s argument: the link or card text (empty: the code just scanned) and,
  * for a passcode-protected link, the passcode. */
+/** `forward`'s argument. */
+export interface Forward {
+  patient: string;
+  invite: string;
+  reason: string;
+  categories: ShareCategory[];
+}
 export interface OpenSmartLink {
   text: string;
   passcode: string | null;
@@ -182,6 +191,8 @@ export interface ChartView {
   labs: LabRow[];
   vitals: Series[];
   documents: DocumentRow[];
+  /** The kinds of records held (what a narrower forward can pick from). */
+  categories: ShareCategory[];
 }
 export interface ChartRecord {
   summary: {
@@ -266,11 +277,21 @@ export const ipc = {
   waitForIntroduction: (id: string, wait_secs: number) =>
     call<string>('wait_for_introduction', { id, wait_secs }),
   readInvite: (text: string) => call<ColleagueView>('read_invite', { text }),
-  forward: (patient: string, invite: string, reason: string) =>
-    call<ForwardOutcome>('forward', { patient, invite, reason }),
+  /** `categories` empty: everything this doctor holds for the patient. */
+  forward: (patient: string, invite: string, reason: string, categories: ShareCategory[]) =>
+    call<ForwardOutcome>('forward', { patient, invite, reason, categories } satisfies Forward),
   purgeExpired: () => call<number>('purge_expired'),
+  trustedClinics: () => call<TrustedClinic[]>('trusted_clinics'),
+  trustClinic: (text: string) => call<TrustedClinic[]>('trust_clinic', { text }),
+  untrustClinic: (key: string) => call<TrustedClinic[]>('untrust_clinic', { key } satisfies ClinicRef),
+  importAttestation: (text: string) => call<ProfileView>('import_attestation', { text }),
   cancel: (id: string) => call<null>('cancel', { id }),
 };
+
+/** `untrust_clinic`'s argument. */
+export interface ClinicRef {
+  key: string;
+}
 
 export const EVENT = 'carekey://event';
 

@@ -6,8 +6,8 @@ import fixture from '../src/ipc.fixture.json';
 import type {
   AllergyRow, AppError, AppEvent, AppStatus, ChartRecord, ChartSummary, ChartView, ColleagueView,
   ComponentValue, Created, DocumentAttachment, DocumentRow, ForwardOutcome, InviteView, LabComponent,
-  LabRow, MedicationRow, OpenSmartLink, PatientLinkView, Point, ProblemRow, ProfileView, ReferenceRange, ScanView,
-  SentNoteView, Series, SeriesLine, SmartOpenView, TimelineRow, VitalRow, WriteBack,
+  Forward, LabRow, MedicationRow, OpenSmartLink, PatientLinkView, Point, ProblemRow, ProfileView, ReferenceRange, ScanView,
+  SentNoteView, Series, SeriesLine, SmartOpenView, TimelineRow, VitalRow, WriteBack, ClinicRef, TrustedClinic,
 } from '../src/ipc';
 
 const hex = 'ab'.repeat(16);
@@ -36,15 +36,18 @@ const record: ChartRecord = {
 };
 
 const samples: Record<string, object> = {
+  TrustedClinic: { name: 'St. Mary', key: 'ab'.repeat(32), added_at: 1 } satisfies TrustedClinic,
+  ClinicRef: { key: 'ab'.repeat(32) } satisfies ClinicRef,
   AppError: { code: 'c', message: 'm' } satisfies AppError,
   AppStatus: { vault_exists: true, unlocked: true, default_relay_url: '' } satisfies AppStatus,
   Created: { words: 'w' } satisfies Created,
-  ProfileView: { name: 'n', role: 'doctor', licence: null, fingerprint: 'f', appears_as: 'a', relay_url: 'u' } satisfies ProfileView,
+  ProfileView: { name: 'n', role: 'doctor', licence: null, fingerprint: 'f', appears_as: 'a', card_text: 'CAREKEY-CARD:', relay_url: 'u' } satisfies ProfileView,
   ScanView: { scan: hex, check_code: '123-4567' } satisfies ScanView,
   PatientLinkView: link,
   SmartOpenView: { patient: link, skipped: [] } satisfies SmartOpenView,
   OpenSmartLink: { text: 'shlink:/', passcode: null } satisfies OpenSmartLink,
-  ChartView: { patient: link, rows: [row], summary, labs: [], vitals: [], documents: [] } satisfies ChartView,
+  Forward: { patient: 'ab', invite: 'i', reason: 'r', categories: ['allergies'] } satisfies Forward,
+  ChartView: { patient: link, rows: [row], summary, labs: [], vitals: [], documents: [], categories: ['allergies'] } satisfies ChartView,
   ChartSummary: summary,
   ProblemRow: { id: hex, title: 't', clinical_status: null, verification_status: null, severity: null, onset: null, sort_key: null } satisfies ProblemRow,
   MedicationRow: { id: hex, fhir_type: 'MedicationStatement', title: 't', status: null, dosage: null, date: null, sort_key: null } satisfies MedicationRow,

@@ -24,7 +24,7 @@ const chart: ChartView = {
     problems: [{ id: hex, title: 'Asthma', clinical_status: 'active', verification_status: null, severity: null, onset: '2019-04-02', sort_key: 1 }],
     medications: [], allergies: [], vitals: [],
   },
-  labs: [], vitals: [], documents: [],
+  labs: [], vitals: [], documents: [], categories: [],
 };
 
 describe('Scan', () => {
@@ -173,5 +173,31 @@ describe('Chart', () => {
     await fireEvent.click(screen.getByRole('button', { name: 'Sign and send' }));
     await waitFor(() => expect(screen.getByTestId('sent-ok')).toHaveTextContent('Blood pressure 128/82 mmHg'));
     expect(sent).toEqual([{ kind: 'blood_pressure', patient: 'ef'.repeat(16), systolic: 128, diastolic: 82, date: expect.stringMatching(/^\d{4}-\d\d-\d\d$/) }]);
+  });
+  it('forwards only the kinds ticked', async () => {
+    const sent: unknown[] = [];
+    mockIPC((cmd, args) => {
+      if (cmd === 'chart') return { ...chart, categories: ['conditions', 'allergies'] };
+      if (cmd === 'read_invite') return { name: 'Dr. Bo Lind', licence: null, trust: 'self-asserted card', code: 'ABCD-EFGH-JKLM-NPQR' };
+      if (cmd === 'forward') {
+        sent.push((args as { args: unknown }).args);
+        return { status: 'forwarded' };
+      }
+      return null;
+    });
+    render(Chart, { props: { id: '12'.repeat(16) } });
+    await waitFor(() => screen.getByTestId('chart-name'));
+    await fireEvent.click(screen.getByRole('button', { name: 'Forward' }));
+    await fireEvent.input(screen.getByLabelText(/invite/), { target: { value: 'CAREKEY-INVITE:AAAA' } });
+    await fireEvent.input(screen.getByLabelText(/Reason/), { target: { value: 'Allergy work-up' } });
+    const kinds = screen.getByTestId('forward-kinds');
+    expect(kinds).toHaveTextContent('Problems');
+    expect(kinds).toHaveTextContent('Allergies');
+    expect(kinds).not.toHaveTextContent('Medications');
+    await fireEvent.click(screen.getByLabelText('Allergies'));
+    await fireEvent.click(screen.getByRole('button', { name: 'Check the colleague' }));
+    await fireEvent.click(await screen.findByTestId('forward-confirm'));
+    await waitFor(() => expect(screen.getByTestId('forward-result')).toHaveTextContent('Forwarded to Dr. Bo Lind'));
+    expect(sent).toEqual([{ patient: '12'.repeat(16), invite: 'CAREKEY-INVITE:AAAA', reason: 'Allergy work-up', categories: ['allergies'] }]);
   });
 });

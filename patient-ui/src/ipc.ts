@@ -4,23 +4,11 @@
 // command.
 import { invoke } from '@tauri-apps/api/core';
 import { listen, type UnlistenFn } from '@tauri-apps/api/event';
-import { asAppError, type AppError, type TimelineRow } from '@carekey/ui';
+import { asAppError, type AppError, type ShareCategory, type TimelineRow, type TrustedClinic } from '@carekey/ui';
 
-export type { AppError, TimelineRow };
+export type { AppError, ShareCategory, TimelineRow, TrustedClinic };
 export { asAppError };
 
-export type ShareCategory =
-  | 'allergies'
-  | 'conditions'
-  | 'medications'
-  | 'immunizations'
-  | 'procedures'
-  | 'observations'
-  | 'documents'
-  | 'encounters'
-  | 'notes'
-  | 'demographics'
-  | 'other';
 export type PolicyChoice = 'never' | 'ask' | 'allowed';
 
 export interface CategoryInfo {
@@ -127,6 +115,25 @@ export interface ForwardRequestRow {
   colleague_trust: string;
   share: string;
   reason: string;
+  /** Whole categories the colleague would see. */
+  categories: ShareCategory[];
+  /** Records picked one by one that the colleague would also see. */
+  records: number;
+}
+/** One colleague a doctor passed a share on to (under the doctor `root`). */
+export interface DelegationRow {
+  /** Handle for `revokeDelegation`; null for one that can only go with its doctor. */
+  id: string | null;
+  by: string;
+  colleague: string;
+  root: string;
+  level: number;
+  expires_at: number;
+  status: 'active' | 'expired' | 'revoked';
+}
+export interface RevokeDelegation {
+  share: string;
+  delegation: string;
 }
 export interface AccessLine {
   who: string;
@@ -200,8 +207,19 @@ export const ipc = {
   forwardRequests: () => call<ForwardRequestRow[]>('forward_requests'),
   answerForward: (id: string, accept: boolean) =>
     call<ForwardRequestRow[]>('answer_forward', { id, accept }),
+  delegations: (share: string) => call<DelegationRow[]>('delegations', { id: share }),
+  revokeDelegation: (share: string, delegation: string) =>
+    call<DelegationRow[]>('revoke_delegation', { share, delegation } satisfies RevokeDelegation),
+  trustedClinics: () => call<TrustedClinic[]>('trusted_clinics'),
+  trustClinic: (text: string) => call<TrustedClinic[]>('trust_clinic', { text }),
+  untrustClinic: (key: string) => call<TrustedClinic[]>('untrust_clinic', { key } satisfies ClinicRef),
   cancel: (id: string) => call<null>('cancel', { id }),
 };
+
+/** `untrust_clinic`'s argument. */
+export interface ClinicRef {
+  key: string;
+}
 
 export const EVENT = 'carekey://event';
 

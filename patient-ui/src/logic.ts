@@ -11,6 +11,8 @@ export {
   countdown,
   passphraseStrength,
   when,
+  SHARE_CATEGORIES,
+  shareCategoryWords,
   wordsConfirmed,
 } from '@carekey/ui';
 
@@ -26,19 +28,6 @@ export function categoryTabs(rows: TimelineRow[], categories: CategoryInfo[]) {
   ];
 }
 
-export const SHARE_CATEGORIES: { key: ShareCategory; label: string }[] = [
-  { key: 'conditions', label: 'Problems' },
-  { key: 'medications', label: 'Medications' },
-  { key: 'allergies', label: 'Allergies' },
-  { key: 'immunizations', label: 'Immunizations' },
-  { key: 'observations', label: 'Lab results and vital signs' },
-  { key: 'procedures', label: 'Procedures' },
-  { key: 'encounters', label: 'Visits' },
-  { key: 'documents', label: 'Documents' },
-  { key: 'notes', label: "Doctors' notes" },
-  { key: 'demographics', label: 'Personal details' },
-  { key: 'other', label: 'Everything else' },
-];
 
 export const EXPIRY_PRESETS: { label: string; secs: number }[] = [
   { label: '1 hour', secs: 3600 },
@@ -70,8 +59,3 @@ export const REVOKE_EXPLANATION =
   'They keep what they already fetched; new versions are under a new key they do not have.';
 
 /** Share categories in their screen order, as words. */
-export function shareCategoryWords(cats: ShareCategory[]): string {
-  return SHARE_CATEGORIES.filter((c) => cats.includes(c.key))
-    .map((c) => c.label.toLowerCase())
-    .join(', ');
-}

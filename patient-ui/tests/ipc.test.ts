@@ -12,8 +12,10 @@ import type {
   RestoreVault,
   CategoryInfo,
   DoctorAtTheDoor,
+  DelegationRow,
   ForwardRequestRow,
   Grantee,
+  RevokeDelegation,
   ImportReport,
   InboxNote,
   ManualRecord,
@@ -24,6 +26,8 @@ import type {
   StartShare,
   TimelineRow,
   AppError,
+  ClinicRef,
+  TrustedClinic,
 } from '../src/ipc';
 import { passphraseStrength } from '../src/logic';
 
@@ -43,6 +47,8 @@ const detail: RecordDetail = {
   resource: {},
 };
 const samples: Record<string, object> = {
+  TrustedClinic: { name: 'St. Mary', key: 'ab'.repeat(32), added_at: 1 } satisfies TrustedClinic,
+  ClinicRef: { key: 'ab'.repeat(32) } satisfies ClinicRef,
   AppError: { code: 'c', message: 'm' } satisfies AppError,
   AppStatus: { vault_exists: true, unlocked: true, default_relay_url: '', categories: [], settings: null } satisfies AppStatus,
   RelayCheck: { relay_url: 'u', reachable: true, message: 'm' } satisfies RelayCheck,
@@ -66,7 +72,9 @@ const samples: Record<string, object> = {
     grantees: [grantee],
   } satisfies ShareView,
   AccessLine: { who: 'n', records: 1 } satisfies AccessLine,
-  ForwardRequestRow: { id: hex, from: 'a', colleague: 'b', colleague_trust: 't', share: hex, reason: 'r' } satisfies ForwardRequestRow,
+  ForwardRequestRow: { id: hex, from: 'a', colleague: 'b', colleague_trust: 't', share: hex, reason: 'r', categories: [], records: 0 } satisfies ForwardRequestRow,
+  DelegationRow: { id: hex, by: 'a', colleague: 'b', root: hex, level: 1, expires_at: 2, status: 'active' } satisfies DelegationRow,
+  RevokeDelegation: { share: hex, delegation: hex } satisfies RevokeDelegation,
   InboxNote: { id: hex, author: 'a', signature: 's', resource_type: 'Observation', title: 't', received_at: 1, resource: {} } satisfies InboxNote,
   'AppEvent.locked': { event: 'locked' } satisfies AppEvent,
   'AppEvent.progress': { event: 'progress', op: hex, stage: 'importing', done: 1, total: 2 } satisfies AppEvent,

@@ -169,7 +169,7 @@ describe('Access and Inbox', () => {
   });
 
   it('access lists a forward request and approves it', async () => {
-    let requests = [{ id: 'ee'.repeat(16), from: 'Dr. Ada Quinn', colleague: 'Dr. Bo Lind', colleague_trust: 'self-asserted card', share: 'aa'.repeat(16), reason: 'Cardiology opinion' }];
+    let requests = [{ id: 'ee'.repeat(16), from: 'Dr. Ada Quinn', colleague: 'Dr. Bo Lind', colleague_trust: 'self-asserted card', share: 'aa'.repeat(16), reason: 'Cardiology opinion', categories: ['allergies', 'conditions'], records: 0 }];
     const answers: unknown[] = [];
     mockIPC((cmd, args) => {
       if (cmd === 'shares') return [];
@@ -185,10 +185,46 @@ describe('Access and Inbox', () => {
     const req = await screen.findByTestId('forward-request');
     expect(req).toHaveTextContent('Dr. Ada Quinn asks to forward your shared records to Dr. Bo Lind');
     expect(req).toHaveTextContent('Reason: Cardiology opinion');
+    expect(req).toHaveTextContent('They would see: problems, allergies.');
     expect(req).toHaveTextContent('they keep what they fetch');
     await fireEvent.click(screen.getByTestId('approve-forward'));
     await waitFor(() => expect(screen.queryByTestId('forward-request')).toBeNull());
     expect(answers).toEqual([{ id: 'ee'.repeat(16), accept: true }]);
+  });
+
+  it('access lists the colleagues under their doctor, revokes one, and alerts on an unknown one', async () => {
+    const share = 'aa'.repeat(16);
+    const rel = 'bb'.repeat(16);
+    const grantee = { relationship: rel, name: 'Dr. Ada Quinn', trust: 'the device you paired with', status: 'active', expires_at: 4102444800 };
+    const shares = [
+      { id: share, created_at: 1, expires_at: 4102444800, policy: 'allowed', depth: 1, categories: ['allergies'], records: 2, attachments: 0, grantees: [grantee] },
+      { id: 'cc'.repeat(16), created_at: 1, expires_at: 4102444800, policy: 'allowed', depth: 1, categories: ['allergies'], records: 1, attachments: 0, grantees: [{ ...grantee, relationship: 'dd'.repeat(16) }] },
+    ];
+    let tree = [{ id: 'ee'.repeat(16), by: 'Dr. Ada Quinn', colleague: 'Dr. Bo Lind', root: rel, level: 1, expires_at: 4102444800, status: 'active' }];
+    const revoked: unknown[] = [];
+    mockIPC((cmd, args) => {
+      if (cmd === 'shares') return shares;
+      if (cmd === 'forward_requests') return [];
+      if (cmd === 'delegations') {
+        if ((args as { args: { id: string } }).args.id !== share) throw { code: 'tampered', message: 'a delegation notice does not verify' };
+        return tree;
+      }
+      if (cmd === 'revoke_delegation') {
+        revoked.push((args as { args: unknown }).args);
+        tree = [{ ...tree[0], status: 'revoked' }];
+        return tree;
+      }
+      return null;
+    });
+    render(Access);
+    const list = await screen.findByTestId('colleagues');
+    expect(list).toHaveTextContent('Dr. Ada Quinn passed it on to Dr. Bo Lind — active');
+    expect(await screen.findByTestId('delegation-alert')).toHaveTextContent('cannot account for');
+    await fireEvent.click(screen.getByTestId('revoke-colleague'));
+    await fireEvent.click(await screen.findByTestId('revoke-colleague-confirm'));
+    await waitFor(() => expect(screen.getByTestId('colleagues')).toHaveTextContent('Dr. Bo Lind — revoked'));
+    expect(revoked).toEqual([{ share, delegation: 'ee'.repeat(16) }]);
+    expect(screen.queryByTestId('revoke-colleague')).toBeNull();
   });
 
   it('inbox shows the signature status and accepts', async () => {

@@ -20,6 +20,7 @@ describe('Settings', () => {
       if (cmd === 'app_status') return appStatus;
       if (cmd === 'backup_now') return { version: 3, at: 1_764_590_000 };
       if (cmd === 'check_relay') return { relay_url: 'x', reachable: false, message: 'the relay cannot be reached' };
+      if (cmd === 'trusted_clinics') return [];
       return null;
     });
     render(Settings);
@@ -29,7 +30,7 @@ describe('Settings', () => {
     expect(screen.getByTestId('settings-status')).toHaveTextContent('Backed up to the relay at');
     await fireEvent.click(screen.getByRole('button', { name: 'Check' }));
     await waitFor(() => expect(screen.getByTestId('relay-check')).toHaveTextContent('Not usable: the relay cannot be reached'));
-    expect(calls).toEqual(['app_status', 'backup_now', 'check_relay']);
+    expect(calls.filter((c) => c !== 'trusted_clinics')).toEqual(['app_status', 'backup_now', 'check_relay']);
   });
 
   it('changes the passphrase only when the two new ones match', async () => {
@@ -37,6 +38,7 @@ describe('Settings', () => {
     mockIPC((cmd, args) => {
       if (cmd === 'app_status') return appStatus;
       if (cmd === 'change_passphrase') sent.push((args as { args: unknown }).args);
+      if (cmd === 'trusted_clinics') return [];
       return null;
     });
     render(Settings);
@@ -49,6 +51,44 @@ describe('Settings', () => {
     await fireEvent.click(button);
     await waitFor(() => expect(screen.getByTestId('settings-status')).toHaveTextContent('Passphrase changed'));
     expect(sent).toEqual([{ old: 'old passphrase here', new: 'Tr0ub4dor & horse battery' }]);
+  });
+});
+
+describe('Trusted clinics', () => {
+  it('adds a clinic key, shows a refused one in words, and removes it', async () => {
+    let list: { name: string; key: string; added_at: number }[] = [];
+    const sent: unknown[] = [];
+    mockIPC((cmd, args) => {
+      if (cmd === 'app_status') return appStatus;
+      if (cmd === 'trusted_clinics') return list;
+      if (cmd === 'trust_clinic') {
+        const a = (args as { args: { text: string } }).args;
+        sent.push(a);
+        if (!a.text.startsWith('CAREKEY-CLINIC:')) throw { code: 'invalid_input', message: 'clinic key: not a Carekey clinic key' };
+        list = [{ name: "St. Mary's Clinic", key: 'ab'.repeat(32), added_at: 1_764_590_000 }];
+        return list;
+      }
+      if (cmd === 'untrust_clinic') {
+        sent.push((args as { args: unknown }).args);
+        list = [];
+        return list;
+      }
+      return null;
+    });
+    render(Settings);
+    const box = await screen.findByTestId('trusted-clinics');
+    expect(box).toHaveTextContent('No clinic keys yet');
+    const input = screen.getByLabelText(/Clinic key/);
+    await fireEvent.input(input, { target: { value: 'hello' } });
+    await fireEvent.click(screen.getByRole('button', { name: 'Trust this clinic' }));
+    await waitFor(() => expect(screen.getByTestId('clinic-error')).toHaveTextContent('not a Carekey clinic key'));
+    await fireEvent.input(input, { target: { value: 'CAREKEY-CLINIC:AAAA' } });
+    await fireEvent.click(screen.getByRole('button', { name: 'Trust this clinic' }));
+    await waitFor(() => expect(screen.getByTestId('trusted-clinic')).toHaveTextContent("St. Mary's Clinic"));
+    expect(screen.queryByTestId('clinic-error')).toBeNull();
+    await fireEvent.click(screen.getByRole('button', { name: "Stop trusting St. Mary's Clinic" }));
+    await waitFor(() => expect(screen.queryByTestId('trusted-clinic')).toBeNull());
+    expect(sent).toEqual([{ text: 'hello' }, { text: 'CAREKEY-CLINIC:AAAA' }, { key: 'ab'.repeat(32) }]);
   });
 });
 

@@ -8,18 +8,21 @@ export { default as QrDisplay } from './lib/QrDisplay.svelte';
 export { default as RecordRow } from './lib/RecordRow.svelte';
 export { default as Timeline } from './lib/Timeline.svelte';
 export { default as TrendChart } from './lib/TrendChart.svelte';
+export { default as TrustedClinics } from './lib/TrustedClinics.svelte';
 export { default as UnlockForm } from './lib/UnlockForm.svelte';
 export { asAppError } from './lib/apperror';
 export type { Tab } from './lib/CategoryTabs.svelte';
 export { scale } from './lib/chart';
 export { visibleRange } from './lib/virtual';
-export type { AppError, Provenance, TimelineRow, TrendPoint } from './types';
+export type { AppError, Provenance, ShareCategory, TimelineRow, TrendPoint, TrustedClinic } from './types';
 export {
   PASSPHRASE_MIN_CHARS,
+  SHARE_CATEGORIES,
   STRENGTH_WORDS,
   confirmPositions,
   countdown,
   passphraseStrength,
+  shareCategoryWords,
   when,
   wordsConfirmed,
 } from './lib/words';

@@ -36,3 +36,25 @@ export interface TrendPoint {
   t: number;
   v: number;
 }
+
+/** A share's categories, as `carekey_app::ipc::ShareCategory` serializes them. */
+export type ShareCategory =
+  | 'allergies'
+  | 'conditions'
+  | 'medications'
+  | 'immunizations'
+  | 'procedures'
+  | 'observations'
+  | 'documents'
+  | 'encounters'
+  | 'notes'
+  | 'demographics'
+  | 'other';
+
+/** One clinic key this device trusts (`carekey_app::session::TrustedClinic`). */
+export interface TrustedClinic {
+  name: string;
+  /** 64 hex, for `untrust_clinic`. */
+  key: string;
+  added_at: number;
+}

@@ -530,6 +530,9 @@ impl Validate for SendNote {
 /// Longest colleague invite text accepted.
 pub const MAX_INVITE_TEXT: usize = 8192;
 
+/// Most categories a forward's scope names (there are fewer kinds; more is a bad request).
+pub const MAX_SCOPE_CATEGORIES: usize = 16;
+
 /// `forward`: one patient's share to the colleague of an invite.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -540,6 +543,10 @@ pub struct Forward {
     pub invite: String,
     /// Why (shown to the patient under `ask`).
     pub reason: String,
+    /// What the colleague may see: these categories of what this doctor holds. Empty means
+    /// all of it (docs/protocol.md "Forwarding": a delegate's scope is within the delegator's).
+    #[serde(default)]
+    pub categories: Vec<ShareCategory>,
 }
 
 impl Validate for Forward {
@@ -550,7 +557,42 @@ impl Validate for Forward {
                 "invite: paste or scan the colleague's invite",
             ));
         }
+        if self.categories.len() > MAX_SCOPE_CATEGORIES {
+            return Err(AppError::invalid_input("categories: too many"));
+        }
         validate::text("reason", &self.reason, validate::NAME_MAX_CHARS)
+    }
+}
+
+/// `untrust_clinic`: a clinic key to take off this device's trust list.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClinicRef {
+    /// The clinic's key (64 hex), as `trusted_clinics` lists it.
+    pub key: String,
+}
+
+impl Validate for ClinicRef {
+    fn validate(&self) -> Result<()> {
+        validate::hex_id::<32>("key", &self.key).map(drop)
+    }
+}
+
+/// `revoke_delegation`: one colleague (and everyone they passed the records on to) loses
+/// access to one share.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct RevokeDelegation {
+    /// The share (32 hex).
+    pub share: String,
+    /// The delegation (32 hex), as `delegations` lists it.
+    pub delegation: String,
+}
+
+impl Validate for RevokeDelegation {
+    fn validate(&self) -> Result<()> {
+        validate::hex_id::<16>("share", &self.share)?;
+        validate::hex_id::<16>("delegation", &self.delegation).map(drop)
     }
 }
 
@@ -755,6 +797,12 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("forward_requests", "NoArgs"),
     ("cancel", "IdRef"),
     ("open_smart_link", "OpenSmartLink"),
+    ("delegations", "IdRef"),
+    ("revoke_delegation", "RevokeDelegation"),
+    ("trusted_clinics", "NoArgs"),
+    ("trust_clinic", "ScanText"),
+    ("untrust_clinic", "ClinicRef"),
+    ("import_attestation", "ScanText"),
 ];
 
 fn parse<T: for<'de> Deserialize<'de> + Validate>(args: &serde_json::Value) -> Result<T> {
@@ -799,6 +847,8 @@ pub fn validate_json(command: &str, args: &serde_json::Value) -> Result<()> {
         "SendNote" => parse::<SendNote>(args).map(drop),
         "OpenSmartLink" => parse::<OpenSmartLink>(args).map(drop),
         "Forward" => parse::<Forward>(args).map(drop),
+        "RevokeDelegation" => parse::<RevokeDelegation>(args).map(drop),
+        "ClinicRef" => parse::<ClinicRef>(args).map(drop),
         _ => Err(AppError::internal()),
     }
 }

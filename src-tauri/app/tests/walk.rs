@@ -838,6 +838,30 @@ async fn paired(
     policy: PolicyChoice,
     depth: u8,
 ) -> (PatientApp, DoctorApp, String) {
+    let allergy = ipc::ManualRecord::Allergy {
+        text: "Penicillin".into(),
+        reaction: None,
+    };
+    paired_with(
+        relay,
+        dir,
+        policy,
+        depth,
+        vec![allergy],
+        vec![ShareCategory::Allergies],
+    )
+    .await
+}
+
+/// [`paired`] with these records added and these categories shared.
+async fn paired_with(
+    relay: &Relay,
+    dir: &Path,
+    policy: PolicyChoice,
+    depth: u8,
+    records: Vec<ipc::ManualRecord>,
+    categories: Vec<ShareCategory>,
+) -> (PatientApp, DoctorApp, String) {
     let patient = PatientApp::new(config(dir, "p.vault"), Arc::new(NoEvents));
     let doctor = DoctorApp::new(config(dir, "d.vault"), Arc::new(NoEvents));
     let vault = |name: &str| ipc::CreateVault {
@@ -854,16 +878,12 @@ async fn paired(
         .create_vault(vault("Dr. Ada Quinn"))
         .await
         .expect("doctor vault");
-    patient
-        .add_record(ipc::ManualRecord::Allergy {
-            text: "Penicillin".into(),
-            reaction: None,
-        })
-        .await
-        .expect("record");
+    for r in records {
+        patient.add_record(r).await.expect("record");
+    }
     let started = patient
         .start_share(ipc::StartShare {
-            categories: vec![ShareCategory::Allergies],
+            categories,
             records: Vec::new(),
             expires_in_secs: 3600,
             policy,
@@ -951,6 +971,7 @@ async fn forwarding_under_ask_and_never() {
             patient: link.clone(),
             invite: invite.text.clone(),
             reason: "Second opinion from allergology".into(),
+            categories: Vec::new(),
         })
         .await
         .expect("forward request");
@@ -1010,6 +1031,7 @@ async fn forwarding_under_ask_and_never() {
             patient: link2,
             invite: inv2.text,
             reason: "Referral".into(),
+            categories: Vec::new(),
         })
         .await
         .expect_err("never");
@@ -1054,6 +1076,7 @@ async fn forward_request_after_a_note_through_the_background_loop() {
             patient: link.clone(),
             invite: invite.text.clone(),
             reason: "Cardiology opinion".into(),
+            categories: Vec::new(),
         })
         .await
         .expect("forward request");
@@ -1073,4 +1096,272 @@ async fn forward_request_after_a_note_through_the_background_loop() {
         1,
         "the forward request arrived through the loop"
     );
+}
+
+/// Under `allowed` the doctor forwards only the allergies of a share that also holds a
+/// condition: the colleague's app stores the allergy alone, the patient's Access screen lists
+/// the colleague under the doctor, and revoking the colleague alone cuts them off while the
+/// doctor reads on (issue 11 items 1 and 4, as the app runs them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_narrower_forward_and_revoking_the_colleague_alone() {
+    let Some(relay) = start_relay() else { return };
+    let dir = tempfile::tempdir().expect("dir");
+    let records = vec![
+        ipc::ManualRecord::Allergy {
+            text: "Penicillin".into(),
+            reaction: None,
+        },
+        ipc::ManualRecord::Condition {
+            text: "Asthma".into(),
+            onset: None,
+        },
+    ];
+    let cats = vec![ShareCategory::Allergies, ShareCategory::Conditions];
+    let (patient, doctor, link) =
+        paired_with(&relay, dir.path(), PolicyChoice::Allowed, 1, records, cats).await;
+    let chart = doctor
+        .refresh_patient(ipc::IdRef { id: link.clone() })
+        .await
+        .expect("doctor fetches");
+    assert_eq!(chart.records, 2, "the doctor holds both records");
+    let (cole, invite) = colleague(&relay, dir.path()).await;
+    // Nothing of a kind the doctor does not hold: refused before anything is sent.
+    let e = doctor
+        .forward(ipc::Forward {
+            patient: link.clone(),
+            invite: invite.text.clone(),
+            reason: "Vaccines".into(),
+            categories: vec![ShareCategory::Immunizations],
+        })
+        .await
+        .expect_err("no such records");
+    assert_eq!(e.code, "invalid_input");
+    let waiting = {
+        let cole = cole.clone();
+        let id = invite.invite.clone();
+        tokio::spawn(async move {
+            cole.wait_for_introduction(ipc::Wait { id, wait_secs: 60 })
+                .await
+        })
+    };
+    let outcome = doctor
+        .forward(ipc::Forward {
+            patient: link.clone(),
+            invite: invite.text.clone(),
+            reason: "Allergy work-up".into(),
+            categories: vec![ShareCategory::Allergies],
+        })
+        .await
+        .expect("forward");
+    assert_eq!(outcome, carekey_app::session::ForwardOutcome::Forwarded);
+    let cole_link = waiting.await.expect("task").expect("introduced");
+    let seen = cole
+        .refresh_patient(ipc::IdRef {
+            id: cole_link.clone(),
+        })
+        .await
+        .expect("colleague fetches");
+    assert_eq!(seen.records, 1, "the colleague holds the allergy only");
+    let cole_chart = cole
+        .chart(ipc::IdRef {
+            id: cole_link.clone(),
+        })
+        .await
+        .expect("colleague chart");
+    assert!(
+        cole_chart.rows.iter().all(|r| !r.title.contains("Asthma")),
+        "the condition never reached the colleague"
+    );
+
+    // The patient sees the colleague under the doctor and revokes them alone.
+    let share = patient.shares().await.expect("shares")[0].clone();
+    let tree = patient
+        .delegations(ipc::IdRef {
+            id: share.id.clone(),
+        })
+        .await
+        .expect("delegations");
+    assert_eq!(tree.len(), 1);
+    assert_eq!(tree[0].colleague, "Dr. Cole Reyes");
+    assert_eq!(tree[0].by, "Dr. Ada Quinn");
+    assert_eq!(tree[0].root, share.grantees[0].relationship);
+    assert_eq!(tree[0].status, "active");
+    let bad = patient
+        .revoke_delegation(ipc::RevokeDelegation {
+            share: share.id.clone(),
+            delegation: "00".repeat(16),
+        })
+        .await
+        .expect_err("unknown delegation");
+    assert_eq!(bad.code, "not_found");
+    patient
+        .revoke_delegation(ipc::RevokeDelegation {
+            share: share.id.clone(),
+            delegation: tree[0].id.clone().expect("revocable"),
+        })
+        .await
+        .expect("revoke colleague");
+    let tree = patient
+        .delegations(ipc::IdRef { id: share.id })
+        .await
+        .expect("delegations");
+    assert_eq!(tree[0].status, "revoked");
+    let after = cole.refresh_patient(ipc::IdRef { id: cole_link }).await;
+    assert!(
+        after.is_err() || after.as_ref().is_ok_and(|v| v.status != "active"),
+        "the colleague reads nothing new: {after:?}"
+    );
+    let still = doctor
+        .refresh_patient(ipc::IdRef { id: link })
+        .await
+        .expect("the doctor reads on");
+    assert_eq!(still.records, 2);
+}
+
+/// A clinic attests the doctor's card "elsewhere" (its own tool signs the card text the
+/// Profile shows); the doctor imports it; a patient's phone says "attested by" only while it
+/// trusts that clinic's key, and a self-made attestation never counts (issue 11 item 5).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_clinic_attestation_counts_only_under_a_trusted_clinic_key() {
+    use carekey_app::session::{ClinicKey, attestation_text, parse_card};
+    use carekey_core::keys::SigningSecret;
+    let Some(relay) = start_relay() else { return };
+    let dir = tempfile::tempdir().expect("dir");
+    let patient = PatientApp::new(config(dir.path(), "p.vault"), Arc::new(NoEvents));
+    let doctor = DoctorApp::new(config(dir.path(), "d.vault"), Arc::new(NoEvents));
+    for (app, name) in [(None, "Pat Example"), (Some(&doctor), "Dr. Ada Quinn")] {
+        let v = ipc::CreateVault {
+            passphrase: PASS.into(),
+            name: name.into(),
+            licence: None,
+            relay_url: relay.url.clone(),
+        };
+        match app {
+            None => drop(patient.create_vault(v).await.expect("patient vault")),
+            Some(d) => drop(d.create_vault(v).await.expect("doctor vault")),
+        }
+    }
+    patient
+        .add_record(ipc::ManualRecord::Allergy {
+            text: "Penicillin".into(),
+            reaction: None,
+        })
+        .await
+        .expect("record");
+
+    // The clinic's tool: reads the card text, signs it, hands back the attestation text.
+    let clinic = SigningSecret::random(&mut rand_core::OsRng);
+    let profile = doctor.profile().await.expect("profile");
+    let mut card = parse_card(&profile.card_text).expect("card text");
+    card.attest(&clinic, "St. Mary's Clinic").expect("attest");
+    let attestation = attestation_text(card.attestation.as_ref().expect("attested"));
+    // One signed over somebody else's card is refused and changes nothing.
+    let mut other = parse_card(&profile.card_text).expect("card text");
+    other.body.name = "Dr. Eve Mallory".into();
+    other.attest(&clinic, "St. Mary's Clinic").expect("attest");
+    let e = doctor
+        .import_attestation(ipc::ScanText {
+            text: attestation_text(other.attestation.as_ref().expect("attested")),
+        })
+        .await
+        .expect_err("not this card");
+    assert_eq!(e.code, "invalid_input");
+    assert!(doctor.card().await.expect("card").attestation.is_none());
+    let after = doctor
+        .import_attestation(ipc::ScanText { text: attestation })
+        .await
+        .expect("import");
+    assert!(after.appears_as.contains("attested by St. Mary's Clinic"));
+    assert_eq!(
+        after.fingerprint, profile.fingerprint,
+        "the card's hash, which patients pin, is unchanged"
+    );
+    // It survives a lock and unlock (stored with the card in the vault).
+    doctor.lock().await;
+    doctor
+        .unlock(ipc::Unlock {
+            passphrase: PASS.into(),
+        })
+        .await
+        .expect("unlock");
+    assert!(doctor.card().await.expect("card").attestation.is_some());
+
+    // The patient's phone, first without the clinic's key, then with it, then without.
+    let door = |started: carekey_app::session::ShareStarted| {
+        let (patient, doctor) = (patient.clone(), doctor.clone());
+        async move {
+            doctor
+                .scan_text(ipc::ScanText {
+                    text: started.qr_text.clone(),
+                })
+                .await
+                .expect("scan");
+            patient
+                .wait_for_doctor(ipc::Wait {
+                    id: started.pairing.clone(),
+                    wait_secs: 20,
+                })
+                .await
+                .expect("door")
+        }
+    };
+    let started = patient
+        .start_share(ipc::StartShare {
+            categories: vec![ShareCategory::Allergies],
+            records: Vec::new(),
+            expires_in_secs: 3600,
+            policy: PolicyChoice::Never,
+            depth: 0,
+        })
+        .await
+        .expect("share");
+    let share = started.share.clone();
+    let seen = door(started).await;
+    assert!(!seen.attested, "no clinic key on this phone yet");
+    assert!(seen.trust.contains("not verified"), "{}", seen.trust);
+    let key = ClinicKey {
+        name: "St. Mary's Clinic".into(),
+        key: clinic.public(),
+    };
+    let list = patient
+        .trust_clinic(ipc::ScanText {
+            text: key.to_text(),
+        })
+        .await
+        .expect("trust");
+    assert_eq!(list.len(), 1);
+    let seen = door(
+        patient
+            .new_qr(ipc::IdRef { id: share.clone() })
+            .await
+            .expect("new qr"),
+    )
+    .await;
+    assert!(seen.attested);
+    assert!(
+        seen.trust.contains("attested by St. Mary's Clinic"),
+        "{}",
+        seen.trust
+    );
+    patient
+        .untrust_clinic(ipc::ClinicRef {
+            key: list[0].key.clone(),
+        })
+        .await
+        .expect("untrust");
+    let seen = door(
+        patient
+            .new_qr(ipc::IdRef { id: share })
+            .await
+            .expect("new qr"),
+    )
+    .await;
+    assert!(!seen.attested, "the key was removed");
+    let bad = patient
+        .trust_clinic(ipc::ScanText {
+            text: "CAREKEY-CLINIC:NOTBASE32!".into(),
+        })
+        .await
+        .expect_err("junk");
+    assert_eq!(bad.code, "invalid_input");
 }

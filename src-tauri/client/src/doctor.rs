@@ -231,6 +231,11 @@ struct PatientLink {
     /// been read: a revoke interrupted after its epoch updates went out but before the
     /// manifest swap leaves the previous epoch's manifest live, and this doctor reads on.
     prev_epoch: Option<(u32, GrantKeys)>,
+    /// (category, record id) of every record the last manifest read listed in this doctor's
+    /// scope. In memory only: after a restart it is empty until the next fetch, so a scope
+    /// narrowed before that keeps the categories and drops single picked records (narrower,
+    /// never wider).
+    known_entries: Vec<(Category, [u8; 16])>,
 }
 
 /// A colleague this doctor delegated to.
@@ -278,6 +283,18 @@ impl Doctor {
             links: BTreeMap::new(),
             invites: BTreeMap::new(),
         }
+    }
+
+    /// Replaces this doctor's card by the same card with a clinic attestation (after the
+    /// vault stored it). Refused unless it is this card (same hash) and every signature on it
+    /// verifies: relationships, grants and messages bind the hash, which does not change.
+    pub fn set_card(&mut self, card: Card) -> Result<()> {
+        if card.hash() != self.card.hash() {
+            return Err(ClientError::InvalidInput("not this device's card"));
+        }
+        card.verify()?;
+        self.card = card;
+        Ok(())
     }
 
     /// Answers a scanned QR: opens this relationship's mailbox on the patient's relay, sends
@@ -370,6 +387,7 @@ impl Doctor {
                 answers: Vec::new(),
                 rel: out.relationship,
                 prev_epoch: None,
+                known_entries: Vec::new(),
             },
         );
         Ok(id)
@@ -605,6 +623,7 @@ impl Doctor {
             .iter()
             .filter(|e| l.grant.scope.covers(e.category, &e.record_id))
             .collect();
+        l.known_entries = entries.iter().map(|e| (e.category, e.record_id)).collect();
         let total: u64 = entries.iter().map(|e| e.size).sum();
         // Small records go in batches: one request and one receipt naming every blob of the
         // batch, so the relay verifies one signature and appends one audit entry per batch
@@ -743,6 +762,37 @@ impl Doctor {
     /// The relay URL of link `id` (a colleague opens its invite mailbox there).
     pub fn relay_url(&self, id: &LinkId) -> Option<&str> {
         self.links.get(id).map(|l| l.relay.base())
+    }
+
+    /// The part of this doctor's scope on link `id` that lies in `categories`, for a forward
+    /// or delegation narrower than what this doctor holds (docs/protocol.md "Forwarding": a
+    /// delegate's scope is within the delegator's). Categories this doctor holds whole stay
+    /// whole; records it holds one by one are kept when the last manifest read placed them in
+    /// one of `categories`. Returns the scope and how many records of the last manifest read
+    /// it covers (0 before any read in this session: a UI refuses a forward of nothing).
+    /// `None` for an unknown link.
+    pub fn scope_within(&self, id: &LinkId, categories: &[Category]) -> Option<(Scope, usize)> {
+        let l = self.links.get(id)?;
+        let parent = &l.grant.scope;
+        let whole: Vec<Category> = categories
+            .iter()
+            .copied()
+            .filter(|c| parent.categories() & c.bit() != 0)
+            .collect();
+        let picked: Vec<[u8; 16]> = l
+            .known_entries
+            .iter()
+            .filter(|(c, r)| categories.contains(c) && parent.records().binary_search(r).is_ok())
+            .map(|(_, r)| *r)
+            .collect();
+        // At most the parent's records, so within MAX_SCOPE_RECORDS: `new` cannot fail here.
+        let scope = Scope::new(&whole, picked).ok()?;
+        let covered = l
+            .known_entries
+            .iter()
+            .filter(|(c, r)| scope.covers(*c, r))
+            .count();
+        Some((scope, covered))
     }
 
     /// What the patient allows this doctor to do with link `id`'s share.
@@ -1156,6 +1206,7 @@ impl Doctor {
                 children: Vec::new(),
                 answers: Vec::new(),
                 prev_epoch: None,
+                known_entries: Vec::new(),
             },
         );
         Ok(id)

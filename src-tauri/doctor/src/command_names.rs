@@ -24,5 +24,9 @@ pub const COMMAND_NAMES: &[&str] = &[
     "read_invite",
     "forward",
     "purge_expired",
+    "trusted_clinics",
+    "trust_clinic",
+    "untrust_clinic",
+    "import_attestation",
     "cancel",
 ];

@@ -36,6 +36,10 @@ pub fn handler<R: tauri::Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + 
         read_invite,
         forward,
         purge_expired,
+        trusted_clinics,
+        trust_clinic,
+        untrust_clinic,
+        import_attestation,
         cancel,
     ]
 }
@@ -176,6 +180,30 @@ async fn forward(state: Cmd<'_>, args: Value) -> Out {
 #[tauri::command]
 async fn purge_expired(state: Cmd<'_>) -> Out {
     json(state.app.purge_expired().await?)
+}
+
+/// The clinic keys this device trusts for card attestations.
+#[tauri::command]
+async fn trusted_clinics(state: Cmd<'_>) -> Out {
+    json(state.app.trusted_clinics().await?)
+}
+
+/// Adds a clinic key (scanned or pasted `CAREKEY-CLINIC:` text); answers with the list.
+#[tauri::command]
+async fn trust_clinic(state: Cmd<'_>, args: Value) -> Out {
+    json(state.app.trust_clinic(parse(args)?).await?)
+}
+
+/// Takes a clinic key off the trust list; answers with the list.
+#[tauri::command]
+async fn untrust_clinic(state: Cmd<'_>, args: Value) -> Out {
+    json(state.app.untrust_clinic(parse(args)?).await?)
+}
+
+/// Imports a clinic's attestation of this device's card; answers with the profile.
+#[tauri::command]
+async fn import_attestation(state: Cmd<'_>, args: Value) -> Out {
+    json(state.app.import_attestation(parse(args)?).await?)
 }
 
 #[tauri::command]

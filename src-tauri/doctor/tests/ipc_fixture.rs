@@ -97,6 +97,7 @@ async fn ipc_shapes_match_the_ui_fixture() {
         labs: display::lab_table(&records),
         vitals: display::vitals_series(&records),
         documents: display::documents(&records),
+        categories: vec![ipc::ShareCategory::Allergies],
     };
     let first = |v: Value, what: &str| -> Value {
         v.as_array()
@@ -131,6 +132,7 @@ async fn ipc_shapes_match_the_ui_fixture() {
             licence: None,
             fingerprint: "abcd".into(),
             appears_as: "a".into(),
+            card_text: "CAREKEY-CARD:".into(),
             relay_url: "u".into(),
         }),
     );
@@ -245,7 +247,21 @@ async fn ipc_shapes_match_the_ui_fixture() {
     ] {
         out.insert(name.into(), keys(&ev));
     }
+    out.insert(
+        "TrustedClinic".into(),
+        keys(&carekey_app::session::TrustedClinic {
+            name: "St. Mary's Clinic".into(),
+            key: "ab".repeat(32),
+            added_at: 1,
+        }),
+    );
     // Arguments the UI sends.
+    out.insert(
+        "ClinicRef".into(),
+        keys(&ipc::ClinicRef {
+            key: "ab".repeat(32),
+        }),
+    );
     out.insert(
         "CreateVault".into(),
         keys(&ipc::CreateVault {
@@ -253,6 +269,15 @@ async fn ipc_shapes_match_the_ui_fixture() {
             name: "n".into(),
             licence: None,
             relay_url: "u".into(),
+        }),
+    );
+    out.insert(
+        "Forward".into(),
+        keys(&ipc::Forward {
+            patient: hex32.clone(),
+            invite: "CAREKEY-INVITE:".into(),
+            reason: "r".into(),
+            categories: vec![ipc::ShareCategory::Allergies],
         }),
     );
     out.insert(

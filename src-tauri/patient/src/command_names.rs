@@ -30,5 +30,10 @@ pub const COMMAND_NAMES: &[&str] = &[
     "answer_note",
     "forward_requests",
     "answer_forward",
+    "delegations",
+    "revoke_delegation",
+    "trusted_clinics",
+    "trust_clinic",
+    "untrust_clinic",
     "cancel",
 ];

@@ -43,6 +43,11 @@ pub fn handler<R: tauri::Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + 
         answer_note,
         forward_requests,
         answer_forward,
+        delegations,
+        revoke_delegation,
+        trusted_clinics,
+        trust_clinic,
+        untrust_clinic,
         cancel,
     ]
 }
@@ -264,6 +269,40 @@ async fn forward_requests(state: Cmd<'_>) -> Out {
 async fn answer_forward(state: Cmd<'_>, args: Value) -> Out {
     state.app.answer_forward(parse(args)?).await?;
     json(state.app.forward_requests().await?)
+}
+
+/// Everyone the doctors of one share passed the records on to (a tamper alert when the
+/// relay registered one the patient cannot account for).
+#[tauri::command]
+async fn delegations(state: Cmd<'_>, args: Value) -> Out {
+    json(state.app.delegations(parse(args)?).await?)
+}
+
+/// Revokes one colleague (and their own delegates); answers with the share's tree after it.
+#[tauri::command]
+async fn revoke_delegation(state: Cmd<'_>, args: Value) -> Out {
+    let args: ipc::RevokeDelegation = parse(args)?;
+    let share = args.share.clone();
+    state.app.revoke_delegation(args).await?;
+    json(state.app.delegations(ipc::IdRef { id: share }).await?)
+}
+
+/// The clinic keys this device trusts for card attestations.
+#[tauri::command]
+async fn trusted_clinics(state: Cmd<'_>) -> Out {
+    json(state.app.trusted_clinics().await?)
+}
+
+/// Adds a clinic key (scanned or pasted `CAREKEY-CLINIC:` text); answers with the list.
+#[tauri::command]
+async fn trust_clinic(state: Cmd<'_>, args: Value) -> Out {
+    json(state.app.trust_clinic(parse(args)?).await?)
+}
+
+/// Takes a clinic key off the trust list; answers with the list.
+#[tauri::command]
+async fn untrust_clinic(state: Cmd<'_>, args: Value) -> Out {
+    json(state.app.untrust_clinic(parse(args)?).await?)
 }
 
 #[tauri::command]

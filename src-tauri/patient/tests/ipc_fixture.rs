@@ -12,8 +12,8 @@ use std::sync::Arc;
 use carekey_app::events::{AppEvent, NoEvents};
 use carekey_app::ipc::{self, PolicyChoice, ShareCategory};
 use carekey_app::session::{
-    AppConfig, DoctorAtTheDoorView, ForwardRequestRow, GranteeView, InboxNoteView, PatientApp,
-    ShareStarted, ShareView,
+    AppConfig, DelegationRow, DoctorAtTheDoorView, ForwardRequestRow, GranteeView, InboxNoteView,
+    PatientApp, ShareStarted, ShareView,
 };
 use carekey_app::{AppError, validate};
 use carekey_patient::commands::{AccessLine, AppStatus, CategoryInfo};
@@ -187,6 +187,20 @@ async fn ipc_shapes_match_the_ui_fixture() {
             colleague_trust: "t".into(),
             share: hex32.clone(),
             reason: "r".into(),
+            categories: vec![ShareCategory::Allergies],
+            records: 0,
+        }),
+    );
+    out.insert(
+        "DelegationRow".into(),
+        keys(&DelegationRow {
+            id: Some(hex32.clone()),
+            by: "Dr. Ada Quinn".into(),
+            colleague: "Dr. Bo Lind".into(),
+            root: hex32.clone(),
+            level: 1,
+            expires_at: 2,
+            status: "active".into(),
         }),
     );
     out.insert(
@@ -243,7 +257,28 @@ async fn ipc_shapes_match_the_ui_fixture() {
     ] {
         out.insert(name.into(), keys(&ev));
     }
+    out.insert(
+        "TrustedClinic".into(),
+        keys(&carekey_app::session::TrustedClinic {
+            name: "St. Mary's Clinic".into(),
+            key: "ab".repeat(32),
+            added_at: 1,
+        }),
+    );
     // Arguments the UI sends.
+    out.insert(
+        "ClinicRef".into(),
+        keys(&ipc::ClinicRef {
+            key: "ab".repeat(32),
+        }),
+    );
+    out.insert(
+        "RevokeDelegation".into(),
+        keys(&ipc::RevokeDelegation {
+            share: hex32.clone(),
+            delegation: hex32.clone(),
+        }),
+    );
     out.insert(
         "StartShare".into(),
         keys(&ipc::StartShare {

@@ -1,6 +1,8 @@
 // Wording and checks both apps' onboarding and lists use: the passphrase meter, the recovery
 // words check, dates and countdowns. Display only: the Rust side validates every argument.
 
+import type { ShareCategory } from '../types';
+
 /** Mirror of `carekey_app::validate::passphrase_strength` (0 very weak .. 4 strong), for the
  * meter only; the fixture test checks both give the same scores. */
 export function passphraseStrength(value: string): number {
@@ -56,3 +58,24 @@ export function countdown(secsLeft: number): string {
   return `${Math.floor(s / 60)}:${String(s % 60).padStart(2, '0')}`;
 }
 
+/** A share's categories in the order the screens list them, with their names. */
+export const SHARE_CATEGORIES: { key: ShareCategory; label: string }[] = [
+  { key: 'conditions', label: 'Problems' },
+  { key: 'medications', label: 'Medications' },
+  { key: 'allergies', label: 'Allergies' },
+  { key: 'immunizations', label: 'Immunizations' },
+  { key: 'observations', label: 'Lab results and vital signs' },
+  { key: 'procedures', label: 'Procedures' },
+  { key: 'encounters', label: 'Visits' },
+  { key: 'documents', label: 'Documents' },
+  { key: 'notes', label: "Doctors' notes" },
+  { key: 'demographics', label: 'Personal details' },
+  { key: 'other', label: 'Everything else' },
+];
+
+/** "problems, allergies": the categories in words. */
+export function shareCategoryWords(cats: ShareCategory[]): string {
+  return SHARE_CATEGORIES.filter((c) => cats.includes(c.key))
+    .map((c) => c.label.toLowerCase())
+    .join(', ');
+}

@@ -11,6 +11,7 @@ use carekey_vault::{PurgeReason, Record, Vault};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
+use super::clinics::{self, TrustList, TrustedClinic};
 use super::patient::day;
 use super::settings::{self, SETTINGS, Settings};
 use super::{
@@ -20,8 +21,9 @@ use super::{
 use crate::display::{self, ChartSummary, TimelineRow};
 use crate::error::{AppError, Result};
 use crate::events::{AppEvent, EventSink, Operations, Throttled};
-use crate::ipc::{self, Validate};
+use crate::ipc::{self, ShareCategory, Validate};
 use crate::qr;
+use crate::share;
 
 /// Label of the patient-link ids the doctor app hands out.
 const LINK_ID_LABEL: &[u8] = b"carekey-app/patient-link-id/v1\0";
@@ -80,6 +82,8 @@ pub struct ChartView {
     pub vitals: Vec<display::Series>,
     /// Documents and their attachments.
     pub documents: Vec<display::DocumentRow>,
+    /// The kinds of records held (what a narrower forward can pick from).
+    pub categories: Vec<ShareCategory>,
 }
 
 /// How this device appears to patients (the Profile screen).
@@ -95,6 +99,8 @@ pub struct ProfileView {
     pub fingerprint: String,
     /// What a patient's phone says about this device.
     pub appears_as: String,
+    /// This device's card as text (`CAREKEY-CARD:`), for a clinic's tool to attest.
+    pub card_text: String,
     /// The relay this device uses.
     pub relay_url: String,
 }
@@ -390,6 +396,28 @@ impl DoctorApp {
         find_link(d, id)
     }
 
+    /// This device's clinic trust list (the forwarding screens word cards with it).
+    pub(super) async fn trust_list(&self) -> Result<TrustList> {
+        clinics::load(&self.vault).await
+    }
+
+    /// The clinic keys this device trusts for colleagues' card attestations.
+    pub async fn trusted_clinics(&self) -> Result<Vec<TrustedClinic>> {
+        clinics::list(&self.vault).await
+    }
+
+    /// Adds a clinic key (its `CAREKEY-CLINIC:` QR or file text) to the trust list.
+    pub async fn trust_clinic(&self, args: ipc::ScanText) -> Result<Vec<TrustedClinic>> {
+        args.validate()?;
+        clinics::add(&self.vault, &args.text).await
+    }
+
+    /// Takes a clinic key off the trust list.
+    pub async fn untrust_clinic(&self, args: ipc::ClinicRef) -> Result<Vec<TrustedClinic>> {
+        args.validate()?;
+        clinics::remove(&self.vault, args.key).await
+    }
+
     /// The service, locked for one flow (the forwarding screens).
     pub(super) async fn service_guard(&self) -> Result<OwnedMutexGuard<Option<Doctor>>> {
         self.service().await
@@ -525,7 +553,14 @@ impl DoctorApp {
                 for s in &summaries {
                     records.push(v.get_record(&s.id)?);
                 }
+                let held: Vec<_> = summaries.iter().map(share::grant_category).collect();
+                let categories = carekey_core::grant::Category::ALL
+                    .iter()
+                    .filter(|c| held.contains(c))
+                    .map(|c| share::share_category(*c))
+                    .collect();
                 Ok(ChartView {
+                    categories,
                     patient: link,
                     rows: display::timeline_rows(&summaries),
                     summary: display::chart_summary(&records),
@@ -583,10 +618,12 @@ impl DoctorApp {
             role: "doctor".to_owned(),
             licence: card.body.licence_id.clone(),
             fingerprint,
+            card_text: clinics::card_text(&card),
             appears_as: match &card.attestation {
                 Some(a) => format!(
-                    "\"the device you paired with\"; its card names {} (patients see it as \
-                     not verified unless they trust that clinic's key)",
+                    "\"the device you paired with, attested by {}\" on a phone that trusts that \
+                     clinic's key; elsewhere \"the device you paired with\", the clinic shown \
+                     as not verified",
                     a.clinic_name
                 ),
                 None => "\"the device you paired with\": patients see your name and licence \
@@ -595,6 +632,29 @@ impl DoctorApp {
             },
             relay_url: s.relay_url,
         })
+    }
+
+    /// Imports a clinic's attestation of this device's card ("signed elsewhere": the clinic's
+    /// tool signs the card text the Profile shows). Refused unless it is a valid signature over
+    /// this very card; the card's hash, which patients pinned, does not change.
+    pub async fn import_attestation(&self, args: ipc::ScanText) -> Result<ProfileView> {
+        args.validate()?;
+        let a = clinics::parse_attestation(&args.text)?;
+        let mut check = self.card().await?;
+        check.attestation = Some(a.clone());
+        check.verify().map_err(|_| {
+            AppError::invalid_input("attestation: it was signed for another card, or changed")
+        })?;
+        let mut g = self.service().await?;
+        let card = self
+            .vault
+            .run(move |v| Ok(v.set_card_attestation(a)?))
+            .await?;
+        let d = g.as_mut().ok_or_else(locked)?;
+        d.set_card(card)?;
+        let g = self.commit(g, |_| Ok(())).await?;
+        drop(g);
+        self.profile().await
     }
 
     /// "Open QR image": decodes the image and answers its first code like [`Self::scan_text`].

@@ -23,17 +23,19 @@
 use carekey_client::InviteId;
 use carekey_client::doctor::ForwardRights;
 use carekey_core::forward::ColleagueInvite;
-use carekey_core::grant::Policy;
+use carekey_core::grant::{Category, Policy, Scope};
 use carekey_core::wire::Wire;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use super::clinics::TrustList;
 use super::doctor::DoctorApp;
 use super::patient::PatientApp;
 use super::{hex, locked};
 use crate::error::{AppError, Result};
-use crate::ipc::{self, Validate};
+use crate::ipc::{self, ShareCategory, Validate};
 use crate::qr;
+use crate::share;
 
 /// Scheme of a colleague invite's text.
 pub const INVITE_SCHEME: &str = "CAREKEY-INVITE:";
@@ -135,17 +137,29 @@ pub struct ForwardRequestRow {
     pub share: String,
     /// The doctor's reason.
     pub reason: String,
+    /// The kinds of records the colleague would see (whole categories).
+    pub categories: Vec<ShareCategory>,
+    /// Records picked one by one that the colleague would also see.
+    pub records: usize,
 }
 
-fn card_trust(card: &carekey_core::keys::Card) -> String {
-    match &card.attestation {
-        // No clinic trust list yet: an attestation is shown, not believed.
-        Some(a) => format!(
-            "self-asserted card (it names {} as its clinic; not verified)",
-            a.clinic_name
-        ),
-        None => "self-asserted card: the name is what their device says".to_owned(),
-    }
+/// The categories whose bits a scope sets, in the order of the category list.
+fn scope_categories(scope: &Scope) -> Vec<ShareCategory> {
+    Category::ALL
+        .iter()
+        .copied()
+        .filter(|c| scope.categories() & c.bit() != 0)
+        .map(share::share_category)
+        .collect()
+}
+
+/// A colleague's card in words: "attested by <clinic>" only under a clinic key on this
+/// device's trust list, otherwise self-asserted.
+fn card_trust(trust: &TrustList, card: &carekey_core::keys::Card) -> String {
+    trust.wording(
+        card,
+        "self-asserted card: the name is what their device says",
+    )
 }
 
 impl DoctorApp {
@@ -206,11 +220,12 @@ impl DoctorApp {
     /// to compare with the colleague's screen.
     pub async fn read_invite(&self, args: ipc::ScanText) -> Result<ColleagueView> {
         args.validate()?;
+        let trust = self.trust_list().await?;
         let inv = parse_invite(&args.text)?;
         Ok(ColleagueView {
             name: inv.card.body.name.clone(),
             licence: inv.card.body.licence_id.clone(),
-            trust: card_trust(&inv.card),
+            trust: card_trust(&trust, &inv.card),
             code: invite_code(&inv),
         })
     }
@@ -229,6 +244,25 @@ impl DoctorApp {
         let rights = d
             .forward_rights(&link)
             .ok_or_else(|| AppError::not_found("that patient"))?;
+        // Empty: everything this doctor holds. Otherwise the part of it in those categories.
+        let scope = if args.categories.is_empty() {
+            None
+        } else {
+            let cats: Vec<_> = args
+                .categories
+                .iter()
+                .map(|c| share::category_of(*c))
+                .collect();
+            let (s, covered) = d
+                .scope_within(&link, &cats)
+                .ok_or_else(|| AppError::not_found("that patient"))?;
+            if covered == 0 {
+                return Err(AppError::invalid_input(
+                    "categories: you hold no records of those kinds for this patient (refresh the chart first)",
+                ));
+            }
+            Some(s)
+        };
         let outcome = match rights {
             ForwardRights {
                 policy: Policy::Never,
@@ -243,7 +277,7 @@ impl DoctorApp {
                 policy: Policy::Ask,
                 ..
             } => {
-                d.request_forward(&link, &invite, None, &args.reason)
+                d.request_forward(&link, &invite, scope, &args.reason)
                     .await?;
                 ForwardOutcome::WaitingForPatient
             }
@@ -254,7 +288,7 @@ impl DoctorApp {
                 ));
             }
             ForwardRights { .. } => {
-                d.delegate(&link, &invite, None, None).await?;
+                d.delegate(&link, &invite, scope, None).await?;
                 ForwardOutcome::Forwarded
             }
         };
@@ -267,6 +301,7 @@ impl DoctorApp {
 impl PatientApp {
     /// The doctors' requests to forward, waiting for the patient's answer.
     pub async fn forward_requests(&self) -> Result<Vec<ForwardRequestRow>> {
+        let trust = self.trust_list().await?;
         let g = self.service_guard().await?;
         let p = g.as_ref().ok_or_else(locked)?;
         Ok(p.forward_requests()
@@ -275,8 +310,10 @@ impl PatientApp {
                 id: r.id.to_string(),
                 from: r.from_name,
                 colleague: r.colleague.body.name.clone(),
-                colleague_trust: card_trust(&r.colleague),
+                colleague_trust: card_trust(&trust, &r.colleague),
                 share: hex(r.share_id.as_bytes()),
+                categories: scope_categories(&r.scope),
+                records: r.scope.records().len(),
                 reason: r.reason,
             })
             .collect())

@@ -16,6 +16,7 @@
 //! service (identity, epoch keys, tokens and share items, all zeroizing types); unlocking
 //! loads them again from the vault. The idle timer runs from [`crate::background`].
 
+mod clinics;
 mod doctor;
 mod forwarding;
 mod patient;
@@ -34,13 +35,18 @@ use tokio::sync::OwnedMutexGuard;
 
 use crate::error::{AppError, Result};
 
+pub use clinics::{
+    ATTESTATION_SCHEME, CARD_SCHEME, CLINIC_SCHEME, ClinicKey, TrustList, TrustedClinic,
+    attestation_text, card_text, parse_attestation, parse_card,
+};
 pub use doctor::{ChartView, DoctorApp, PatientLinkView, ProfileView, ScanView};
 pub use forwarding::{
     ColleagueView, ForwardOutcome, ForwardRequestRow, INVITE_CODE_LABEL, INVITE_SCHEME, InviteView,
     invite_code, invite_text, parse_invite,
 };
 pub use patient::{
-    DoctorAtTheDoorView, GranteeView, InboxNoteView, PatientApp, ShareStarted, ShareView,
+    DelegationRow, DoctorAtTheDoorView, GranteeView, InboxNoteView, PatientApp, ShareStarted,
+    ShareView,
 };
 pub use recovery::{AUTO_BACKUP_DELAY, BackupStatus, RelayCheck};
 pub use settings::Settings;

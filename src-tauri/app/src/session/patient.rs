@@ -14,6 +14,7 @@ use carekey_vault::{
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
+use super::clinics::{self, TrustList, TrustedClinic};
 use super::settings::{self, SETTINGS, Settings};
 use super::{
     AppConfig, VaultCell, create_vault_file, derived_id, hex, locked, no_vault, now,
@@ -73,6 +74,27 @@ pub struct GranteeView {
     pub status: String,
     /// Until when.
     pub expires_at: u64,
+}
+
+/// One colleague in a share's delegation tree (docs/protocol.md "Forwarding"), as the
+/// Access screen lists it under the doctor it hangs from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DelegationRow {
+    /// Handle for `revoke_delegation` (hex); `None` for a delegation saved before it could
+    /// be revoked alone (revoking the doctor it hangs from revokes it).
+    pub id: Option<String>,
+    /// Who passed the records on (their card's name).
+    pub by: String,
+    /// To whom (the name the colleague's card states).
+    pub colleague: String,
+    /// The relationship (hex, as [`GranteeView`] lists it) of the doctor the chain hangs from.
+    pub root: String,
+    /// 1 = passed on by the doctor you paired with, 2 = one further down.
+    pub level: usize,
+    /// Until when.
+    pub expires_at: u64,
+    /// `active`, `expired` or `revoked`.
+    pub status: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
@@ -164,9 +186,9 @@ pub struct DoctorAtTheDoorView {
     pub licence: Option<String>,
     /// The check code, `123-4567`.
     pub check_code: String,
-    /// Whether the card's attestation is under a clinic key this device trusts. There is no
-    /// clinic trust list yet, and an attestation checked only against the key the card itself
-    /// names proves nothing (anyone can attest their own card), so this is `false` for now.
+    /// Whether the card's attestation is under a clinic key on this device's trust list (an
+    /// attestation checked only against the key the card itself names proves nothing: anyone
+    /// can attest their own card).
     pub attested: bool,
     /// Honest wording of that.
     pub trust: String,
@@ -201,21 +223,14 @@ impl std::fmt::Debug for dyn EventSink {
     }
 }
 
-fn trust_wording(card: &Card, paired_at: Option<u64>) -> String {
-    match (&card.attestation, paired_at) {
-        // Shown, not believed: no clinic key is pinned on this device (docs/threat-model.md).
-        (Some(a), Some(t)) => format!(
-            "the device you paired with on {} (its card names {}; not verified)",
-            day(t),
-            a.clinic_name
-        ),
-        (Some(a), None) => format!(
-            "the device that scanned your QR (self-asserted card; it names {}, not verified)",
-            a.clinic_name
-        ),
-        (None, Some(t)) => format!("the device you paired with on {}", day(t)),
-        (None, None) => "the device that scanned your QR (self-asserted card)".to_owned(),
-    }
+/// "The device you paired with on …", "attested by <clinic>" only under a clinic key on this
+/// device's trust list (docs/threat-model.md "Card trust").
+fn trust_wording(trust: &TrustList, card: &Card, paired_at: Option<u64>) -> String {
+    let seen = match paired_at {
+        Some(t) => format!("the device you paired with on {}", day(t)),
+        None => "the device that scanned your QR (self-asserted card)".to_owned(),
+    };
+    trust.wording(card, &seen)
 }
 
 /// `YYYY-MM-DD` (UTC) of a unix time, for wording; the UI formats dates itself.
@@ -643,6 +658,7 @@ impl PatientApp {
         let got = session
             .wait_for_doctor(&relay, args.wait_secs, &op.cancel)
             .await;
+        let trust = clinics::load(&self.vault).await?;
         let mut m = self.pairings.lock().map_err(|_| AppError::internal())?;
         match got {
             Ok(door) => {
@@ -655,8 +671,8 @@ impl PatientApp {
                     name: door.card.body.name.clone(),
                     licence: door.card.body.licence_id.clone(),
                     check_code: door.check_code.to_string(),
-                    attested: false,
-                    trust: trust_wording(&door.card, None),
+                    attested: trust.vouches_for(&door.card).is_some(),
+                    trust: trust_wording(&trust, &door.card, None),
                 })
             }
             Err(e) => {
@@ -700,6 +716,7 @@ impl PatientApp {
             drop(g);
             return Ok(None);
         }
+        let trust = clinics::load(&self.vault).await?;
         let index = p.confirm(session).await?;
         let paired_at = p
             .relationship(&index)
@@ -715,7 +732,7 @@ impl PatientApp {
         let grantee = GranteeView {
             relationship: hex(&rel),
             name: card.body.name.clone(),
-            trust: trust_wording(&card, Some(paired_at)),
+            trust: trust_wording(&trust, &card, Some(paired_at)),
             status: "active".to_owned(),
             expires_at: expires,
         };
@@ -803,6 +820,100 @@ impl PatientApp {
         drop(g);
         self.schedule_backup();
         Ok(())
+    }
+
+    /// Everyone a doctor of this share passed the records on to, verified against the
+    /// patient's own grants (docs/protocol.md "Forwarding"). A delegation the relay registered
+    /// that the patient cannot account for is the error (a tamper alert), after the good ones
+    /// are saved.
+    pub async fn delegations(&self, args: ipc::IdRef) -> Result<Vec<DelegationRow>> {
+        args.validate()?;
+        let share_id = carekey_client::ShareId(validate::hex_id("share", &args.id)?);
+        let mut g = self.service().await?;
+        let p = g.as_mut().ok_or_else(locked)?;
+        let found = p.delegations(&share_id).await;
+        let t = now();
+        let rows = found.map(|tree| {
+            tree.into_iter()
+                .map(|d| DelegationRow {
+                    id: d.id.map(|id| id.to_string()),
+                    by: d.by,
+                    colleague: d.colleague,
+                    root: p
+                        .relationship(&d.root_relationship)
+                        .map(|r| hex(&relationship_id(&r.card, r.paired_at)))
+                        .unwrap_or_default(),
+                    level: d.level,
+                    expires_at: d.expires_at,
+                    status: if d.revoked {
+                        "revoked"
+                    } else if d.expires_at <= t {
+                        "expired"
+                    } else {
+                        "active"
+                    }
+                    .to_owned(),
+                })
+                .collect::<Vec<_>>()
+        });
+        // The verified notices are kept either way.
+        let g = self.commit(g, |_| Ok(())).await?;
+        drop(g);
+        Ok(rows?)
+    }
+
+    /// Revokes one colleague (and everyone they passed the records on to) on one share: their
+    /// reader token at once, then a re-key the others receive (docs/protocol.md "Revocation
+    /// and expiry"). They keep what they already fetched.
+    pub async fn revoke_delegation(&self, args: ipc::RevokeDelegation) -> Result<()> {
+        args.validate()?;
+        let share_id = carekey_client::ShareId(validate::hex_id("share", &args.share)?);
+        let id = carekey_client::patient::DelegationId(validate::hex_id(
+            "delegation",
+            &args.delegation,
+        )?);
+        let op = self.ops.start();
+        let sink = Throttled::new(op.id.clone(), self.events.clone());
+        let mut g = self.service().await?;
+        let p = g.as_mut().ok_or_else(locked)?;
+        let name = p
+            .delegations(&share_id)
+            .await?
+            .into_iter()
+            .find(|d| d.id == Some(id))
+            .map(|d| d.colleague)
+            .ok_or_else(|| AppError::not_found("that colleague"))?;
+        p.revoke_delegation(&share_id, &id, &sink, &op.cancel)
+            .await?;
+        let share_hex = args.share;
+        let g = self
+            .commit(g, move |v| {
+                Ok(v.log_event(&AuditEvent::Revoked {
+                    share_id: share_hex,
+                    grantee: name,
+                })?)
+            })
+            .await?;
+        drop(g);
+        self.schedule_backup();
+        Ok(())
+    }
+
+    /// The clinic keys this device trusts for card attestations.
+    pub async fn trusted_clinics(&self) -> Result<Vec<TrustedClinic>> {
+        clinics::list(&self.vault).await
+    }
+
+    /// Adds a clinic key (its `CAREKEY-CLINIC:` QR or file text) to the trust list.
+    pub async fn trust_clinic(&self, args: ipc::ScanText) -> Result<Vec<TrustedClinic>> {
+        args.validate()?;
+        clinics::add(&self.vault, &args.text).await
+    }
+
+    /// Takes a clinic key off the trust list.
+    pub async fn untrust_clinic(&self, args: ipc::ClinicRef) -> Result<Vec<TrustedClinic>> {
+        args.validate()?;
+        clinics::remove(&self.vault, args.key).await
     }
 
     /// What this device did (the vault's local signed chain, verified first), oldest first.
@@ -906,6 +1017,7 @@ impl PatientApp {
             .vault
             .run(|v| Ok(settings::load(v, INBOX)?.unwrap_or_default()))
             .await?;
+        let trust = clinics::load(&self.vault).await?;
         let mut out = Vec::new();
         for s in st.notes {
             let note = decode_note(&s.note)?;
@@ -926,7 +1038,7 @@ impl PatientApp {
                 author: note.author.body.name.clone(),
                 signature: format!(
                     "signature valid, from {}",
-                    trust_wording(&note.author, Some(s.received_at))
+                    trust_wording(&trust, &note.author, Some(s.received_at))
                 ),
                 resource_type: ty,
                 title,
@@ -987,6 +1099,11 @@ impl PatientApp {
     }
 
     // ------------------------------------------------------------------ internals
+
+    /// This device's clinic trust list (the forwarding screens word cards with it).
+    pub(super) async fn trust_list(&self) -> Result<TrustList> {
+        clinics::load(&self.vault).await
+    }
 
     /// The service, locked for one flow (the forwarding screens).
     pub(super) async fn service_guard(&self) -> Result<OwnedMutexGuard<Option<Patient>>> {
@@ -1096,7 +1213,11 @@ mod tests {
         // The doctor attests their own card in the name of a clinic.
         card.attest(&SigningSecret::random(&mut rng), "St. Elsewhere")
             .expect("attest");
-        for w in [trust_wording(&card, None), trust_wording(&card, Some(1))] {
+        let none = TrustList::default();
+        for w in [
+            trust_wording(&none, &card, None),
+            trust_wording(&none, &card, Some(1)),
+        ] {
             assert!(w.contains("not verified"), "{w}");
             assert!(!w.contains("attested by"), "{w}");
         }

@@ -251,6 +251,7 @@ impl Doctor {
                 children,
                 answers,
                 prev_epoch,
+                known_entries: Vec::new(),
             };
             if links.insert(id, link).is_some() {
                 return Err(duplicate());

@@ -5,7 +5,7 @@
 //! the vault reserves ([`CARD_STATE`]), so its hash — which grants and messages bind — stays
 //! the same across restarts; a new card is issued only when the name, role or licence changes.
 
-use carekey_core::keys::{Card, DeviceIdentity, PublicKey, Role};
+use carekey_core::keys::{Attestation, Card, DeviceIdentity, PublicKey, Role};
 use carekey_core::label;
 use carekey_core::wire::Wire;
 use serde_json::Value;
@@ -77,6 +77,23 @@ impl Vault {
             return Err(bad());
         }
         Ok(Some(card))
+    }
+
+    /// Attaches a clinic's attestation to the stored device card (its hash, which grants and
+    /// messages bind, is over the card body and does not change). The attestation must be a
+    /// valid signature over this very card; whether a reader believes the clinic is their own
+    /// trust list's business (docs/threat-model.md "Card trust").
+    pub fn set_card_attestation(&mut self, attestation: Attestation) -> Result<Card> {
+        let mut card = self
+            .card()?
+            .ok_or(VaultError::InvalidArgument("no device card yet"))?;
+        card.attestation = Some(attestation);
+        card.verify()
+            .map_err(|_| VaultError::InvalidArgument("the attestation is not for this card"))?;
+        let mut value = vec![CARD_VERSION];
+        value.extend_from_slice(&card.to_bytes());
+        self.put_state(CARD_STATE, &value)?;
+        Ok(card)
     }
 
     /// Signs a resource as its author (doctor notes): verify with
