@@ -624,6 +624,33 @@ async fn delegation_chain(h: Harness) {
     );
     // Valid A -> B.
     let ab = link(&ka, &o.share_id, &kb, &token_hash(&tb), &narrow, exp, 1);
+    // Without a notice (absent or empty) even a valid chain is refused, and registers
+    // nothing: the patient must be told of every delegation (issue 11, item 3).
+    for notice in [None, Some(String::new())] {
+        let mut reg = serde_json::json!({
+            "root_token_hash": b64(&token_hash(&ta)),
+            "chain": [ab.clone()],
+        });
+        if let Some(n) = notice {
+            reg["notice"] = serde_json::Value::String(n);
+        }
+        let r = h
+            .send(
+                Request::builder()
+                    .method("POST")
+                    .uri(&dpath)
+                    .body(Body::from(serde_json::to_vec(&reg).unwrap()))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+        assert_eq!(r.json()["error"], "notice_required", "{}", r.text());
+        assert_eq!(
+            h.read(&o, &hex(&blob), &tb, &kb).await.status,
+            StatusCode::UNAUTHORIZED,
+            "nothing registered without a notice"
+        );
+    }
     let r = h.send(post(&ta, vec![ab.clone()])).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
     assert_eq!(
@@ -2296,6 +2323,7 @@ async fn scoped_tokens_read_only_their_groups(h: Harness) {
         let body = serde_json::to_vec(&serde_json::json!({
             "root_token_hash": b64(&token_hash(root)),
             "chain": chain,
+            "notice": b64(b"sealed-to-patient"),
         }))
         .unwrap();
         Request::builder()

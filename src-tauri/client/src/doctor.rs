@@ -920,7 +920,7 @@ impl Doctor {
                 &ShareId(l.grant.share_id),
                 &l.root_token_hash,
                 &chain,
-                Some(&sealed_notice),
+                &sealed_notice,
             )
             .await?;
         let intro = Introduction {
