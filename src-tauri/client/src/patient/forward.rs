@@ -234,6 +234,8 @@ impl Patient {
     /// signature, the colleague's signed invite), and returns the whole known tree. A notice
     /// that fails is reported as an error after the good ones are kept: the relay may have
     /// registered a delegation the patient cannot account for, which the UI must show.
+    /// ([`Patient::access_log`] reads new notices too; one failing there is reported in
+    /// [`Patient::take_alerts`] instead.)
     pub async fn delegations(&mut self, share_id: &ShareId) -> Result<Vec<DelegationView>> {
         if let Some(e) = self.read_new_notices(share_id).await? {
             return Err(e);
