@@ -171,9 +171,12 @@ pub struct DelegationRegistration {
     pub root_token_hash: String,
     /// Root-first delegation links (each base64url); the last one names the new token.
     pub chain: Vec<String>,
-    /// Opaque notice sealed to the patient (base64url), readable by the owner.
+    /// Notice sealed to the patient (base64url, opaque to the relay), readable by the owner.
+    /// Required and non-empty: a delegation the patient is not told of is refused
+    /// (`notice_required`), so every "delegation registered" audit entry has a notice the
+    /// patient can compare it with (docs/protocol.md "Forwarding").
     #[serde(default)]
-    pub notice: Option<String>,
+    pub notice: String,
 }
 
 /// One entry of a share's audit hash chain.

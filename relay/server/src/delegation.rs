@@ -379,12 +379,16 @@ pub async fn register(
         .iter()
         .map(|l| Link::parse(encoding::unb64("delegation link", l)?))
         .collect::<Result<Vec<_>>>()?;
-    let notice = req
-        .notice
-        .as_deref()
-        .map(|n| encoding::unb64("notice", n))
-        .transpose()?;
-    if notice.as_ref().is_some_and(|n| n.len() > MAX_NOTICE_BYTES) {
+    // The notice is what lets the patient see the delegation at all (docs/protocol.md
+    // "Forwarding"): without one, a doctor under `allowed` could delegate unseen.
+    let notice = encoding::unb64("notice", &req.notice)?;
+    if notice.is_empty() {
+        return Err(RelayError::bad(
+            "notice_required",
+            "a delegation must carry a notice sealed to the patient",
+        ));
+    }
+    if notice.len() > MAX_NOTICE_BYTES {
         return Err(RelayError::TooLarge("notice larger than the relay's limit"));
     }
     let mut audit_body = Vec::new();
@@ -400,28 +404,28 @@ pub async fn register(
             let new = verify_chain(tx, &share_id, &root_hash, &chain, now)?;
             token::insert(tx, &share_id, new)?;
             audit::append(tx, &share_id, now, Kind::DelegationRegistered, &audit_body)?;
-            if let Some(n) = notice {
-                let row = tx
-                    .query_opt(
-                        "SELECT notice_seq FROM shares WHERE share_id = $1",
-                        &[(&share_id).into()],
-                    )?
-                    .ok_or(RelayError::NotFound("no such share"))?;
-                let seq = row[0].int()? + 1;
-                tx.exec(
-                    "INSERT INTO notices (share_id, seq, time, body) VALUES ($1, $2, $3, $4)",
-                    &[
-                        (&share_id).into(),
-                        seq.into(),
-                        to_db("now", now)?.into(),
-                        n.into(),
-                    ],
-                )?;
-                tx.exec(
-                    "UPDATE shares SET notice_seq = $2 WHERE share_id = $1",
-                    &[(&share_id).into(), seq.into()],
-                )?;
-            }
+            // In the same transaction as the audit entry: the patient never sees a
+            // registration whose notice is not there yet.
+            let row = tx
+                .query_opt(
+                    "SELECT notice_seq FROM shares WHERE share_id = $1",
+                    &[(&share_id).into()],
+                )?
+                .ok_or(RelayError::NotFound("no such share"))?;
+            let seq = row[0].int()? + 1;
+            tx.exec(
+                "INSERT INTO notices (share_id, seq, time, body) VALUES ($1, $2, $3, $4)",
+                &[
+                    (&share_id).into(),
+                    seq.into(),
+                    to_db("now", now)?.into(),
+                    notice.into(),
+                ],
+            )?;
+            tx.exec(
+                "UPDATE shares SET notice_seq = $2 WHERE share_id = $1",
+                &[(&share_id).into(), seq.into()],
+            )?;
             Ok(())
         })
         .await?;

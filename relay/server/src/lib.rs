@@ -288,6 +288,12 @@ pub fn app_with_routes(state: AppState) -> (Router, Vec<RouteInfo>) {
             share::delete_epoch,
         )
         .add(
+            delete.clone(),
+            "/v1/shares/{share_id}/epochs",
+            Empty,
+            share::delete_epochs_below,
+        )
+        .add(
             post.clone(),
             "/v1/shares/{share_id}/tokens",
             Json,

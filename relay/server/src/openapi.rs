@@ -228,6 +228,15 @@ pub const ROUTES: &[RouteDoc] = &[
         &[401, 404, 409, 410],
     ),
     route(
+        "DELETE",
+        "/v1/shares/{share_id}/epochs",
+        "owner",
+        "?below=N: delete every epoch below N -> 200 EpochDeleted",
+        &[200],
+        &[400, 401, 404, 409, 410],
+    )
+    .query(&[("below", true)]),
+    route(
         "POST",
         "/v1/shares/{share_id}/tokens",
         "owner",

@@ -932,41 +932,105 @@ pub async fn delete_epoch(
         .storage
         .transact(move |tx| {
             authorize_owner(tx, &share_id, &ow, now)?;
-            let p: [Value; 2] = [(&share_id).into(), i64::from(epoch).into()];
-            let freed = tx
-                .query_opt(
-                    "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM blobs WHERE share_id = $1 AND epoch = $2",
-                    &p,
-                )?
-                .map(|r| r[0].int())
-                .transpose()?
-                .unwrap_or(0);
-            tx.exec(
-                "DELETE FROM upload_chunks WHERE upload_id IN \
-                 (SELECT parts_id FROM blob_parts WHERE share_id = $1 AND epoch = $2)",
-                &p,
-            )?;
-            tx.exec("DELETE FROM blob_parts WHERE share_id = $1 AND epoch = $2", &p)?;
-            let n = tx.exec("DELETE FROM blobs WHERE share_id = $1 AND epoch = $2", &p)?;
-            crate::token::forget_epoch_groups(tx, &share_id, epoch)?;
-            let pending = tx.query(
-                "SELECT upload_id, bytes FROM uploads WHERE share_id = $1 AND epoch = $2",
-                &p,
-            )?;
-            let mut freed = freed;
-            let objects = i64::try_from(n).unwrap_or(i64::MAX).saturating_add(pending.len() as i64);
-            for r in pending {
-                tx.exec("DELETE FROM upload_chunks WHERE upload_id = $1", &[r[0].clone()])?;
-                tx.exec("DELETE FROM uploads WHERE upload_id = $1", &[r[0].clone()])?;
-                freed = freed.saturating_add(r[1].int()?);
-            }
-            sub_bytes(tx, &share_id, freed)?;
-            quota::charge_share(tx, &quota::QuotaLimits::NONE, &share_id, -objects, -freed)?;
-            audit::append(tx, &share_id, now, Kind::EpochDeleted, &epoch.to_be_bytes())?;
-            Ok(n)
+            delete_one_epoch(tx, &share_id, epoch, now)
         })
         .await?;
     Ok(Json(EpochDeleted {
         deleted_blobs: deleted,
     }))
+}
+
+/// Query of a range deletion of epochs.
+#[derive(Debug, Deserialize)]
+pub struct BelowQuery {
+    /// Every epoch with a number below this one goes.
+    pub below: u32,
+}
+
+/// `DELETE /v1/shares/{share_id}/epochs?below=N` (owner write): deletes every epoch below `N`
+/// that still holds anything (blobs, pending uploads, group rows), in one transaction, one
+/// "epoch deleted" audit entry each. A revoke deletes everything below its new epoch this
+/// way, so an earlier revoke interrupted before its own deletion leaves nothing behind that
+/// the revoked reader's old keys open (docs/protocol.md "Revocation and expiry").
+pub async fn delete_epochs_below(
+    State(state): State<AppState>,
+    Path(share_hex): Path<String>,
+    Query(q): Query<BelowQuery>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Json<EpochDeleted>> {
+    let share_id = parse_id("share id", &share_hex)?;
+    let ow = OwnerWrite::from_request(&state.config, &method, &uri, &headers, &body)?;
+    let now = state.clock.now();
+    let deleted = state
+        .storage
+        .transact(move |tx| {
+            authorize_owner(tx, &share_id, &ow, now)?;
+            let p: [Value; 2] = [(&share_id).into(), i64::from(q.below).into()];
+            let rows = tx.query(
+                "SELECT epoch FROM blobs WHERE share_id = $1 AND epoch < $2 \
+                 UNION SELECT epoch FROM uploads WHERE share_id = $1 AND epoch < $2 \
+                 UNION SELECT epoch FROM blob_groups WHERE share_id = $1 AND epoch < $2 \
+                 ORDER BY 1",
+                &p,
+            )?;
+            let mut deleted = 0u64;
+            for r in rows {
+                let epoch = u32::try_from(r[0].int()?)
+                    .map_err(|_| RelayError::Storage("bad epoch".into()))?;
+                deleted = deleted.saturating_add(delete_one_epoch(tx, &share_id, epoch, now)?);
+            }
+            Ok(deleted)
+        })
+        .await?;
+    Ok(Json(EpochDeleted {
+        deleted_blobs: deleted,
+    }))
+}
+
+/// Deletes one epoch's blobs, chunk parts, pending uploads and group rows, frees their bytes
+/// and logs it; returns how many blobs went. The caller holds the owner's authorization.
+fn delete_one_epoch(tx: &mut dyn Tx, share_id: &[u8; 16], epoch: u32, now: u64) -> Result<u64> {
+    let p: [Value; 2] = [share_id.into(), i64::from(epoch).into()];
+    let freed = tx
+        .query_opt(
+            "SELECT CAST(COALESCE(SUM(size), 0) AS BIGINT) FROM blobs WHERE share_id = $1 AND epoch = $2",
+            &p,
+        )?
+        .map(|r| r[0].int())
+        .transpose()?
+        .unwrap_or(0);
+    tx.exec(
+        "DELETE FROM upload_chunks WHERE upload_id IN \
+         (SELECT parts_id FROM blob_parts WHERE share_id = $1 AND epoch = $2)",
+        &p,
+    )?;
+    tx.exec(
+        "DELETE FROM blob_parts WHERE share_id = $1 AND epoch = $2",
+        &p,
+    )?;
+    let n = tx.exec("DELETE FROM blobs WHERE share_id = $1 AND epoch = $2", &p)?;
+    crate::token::forget_epoch_groups(tx, share_id, epoch)?;
+    let pending = tx.query(
+        "SELECT upload_id, bytes FROM uploads WHERE share_id = $1 AND epoch = $2",
+        &p,
+    )?;
+    let mut freed = freed;
+    let objects = i64::try_from(n)
+        .unwrap_or(i64::MAX)
+        .saturating_add(pending.len() as i64);
+    for r in pending {
+        tx.exec(
+            "DELETE FROM upload_chunks WHERE upload_id = $1",
+            &[r[0].clone()],
+        )?;
+        tx.exec("DELETE FROM uploads WHERE upload_id = $1", &[r[0].clone()])?;
+        freed = freed.saturating_add(r[1].int()?);
+    }
+    sub_bytes(tx, share_id, freed)?;
+    quota::charge_share(tx, &quota::QuotaLimits::NONE, share_id, -objects, -freed)?;
+    audit::append(tx, share_id, now, Kind::EpochDeleted, &epoch.to_be_bytes())?;
+    Ok(n)
 }

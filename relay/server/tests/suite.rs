@@ -508,6 +508,58 @@ async fn epoch_bulk_delete(h: Harness) {
         );
     }
     assert_eq!(h.read(&o, &hex(&new), &token, &reader).await.body, b"new");
+
+    // Every epoch below N at once (what a revoke calls): epochs 2 and 3 go, 4 stays, and an
+    // epoch already gone (1) is no error and logs nothing more.
+    let (e3, e4) = (rand::<16>(), rand::<16>());
+    h.put_blob(&o, &e3, 3, b"three").await;
+    h.put_blob(&o, &e4, 4, b"four").await;
+    let r = h
+        .owner(
+            &o,
+            "DELETE",
+            &format!("/v1/shares/{}/epochs?below=4", o.share_hex),
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.json()["deleted_blobs"], 2);
+    for b in [&new, &e3] {
+        assert_eq!(
+            h.read(&o, &hex(b), &token, &reader).await.status,
+            StatusCode::NOT_FOUND
+        );
+    }
+    assert_eq!(h.read(&o, &hex(&e4), &token, &reader).await.body, b"four");
+    let r = h
+        .owner(
+            &o,
+            "DELETE",
+            &format!("/v1/shares/{}/epochs", o.share_hex),
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "`below` is required");
+    // One "epoch deleted" entry (kind 7, body = epoch u32) per epoch that held anything.
+    let r = h
+        .owner(
+            &o,
+            "GET",
+            &format!("/v1/shares/{}/audit?from=1", o.share_hex),
+            vec![],
+        )
+        .await;
+    let deleted: Vec<Vec<u8>> = r.json()["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == 7)
+        .map(|e| unb64(e["body"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        deleted,
+        [1u32, 2, 3].map(|e| e.to_be_bytes().to_vec()).to_vec()
+    );
 }
 
 async fn delegation_chain(h: Harness) {
@@ -624,6 +676,33 @@ async fn delegation_chain(h: Harness) {
     );
     // Valid A -> B.
     let ab = link(&ka, &o.share_id, &kb, &token_hash(&tb), &narrow, exp, 1);
+    // Without a notice (absent or empty) even a valid chain is refused, and registers
+    // nothing: the patient must be told of every delegation (issue 11, item 3).
+    for notice in [None, Some(String::new())] {
+        let mut reg = serde_json::json!({
+            "root_token_hash": b64(&token_hash(&ta)),
+            "chain": [ab.clone()],
+        });
+        if let Some(n) = notice {
+            reg["notice"] = serde_json::Value::String(n);
+        }
+        let r = h
+            .send(
+                Request::builder()
+                    .method("POST")
+                    .uri(&dpath)
+                    .body(Body::from(serde_json::to_vec(&reg).unwrap()))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+        assert_eq!(r.json()["error"], "notice_required", "{}", r.text());
+        assert_eq!(
+            h.read(&o, &hex(&blob), &tb, &kb).await.status,
+            StatusCode::UNAUTHORIZED,
+            "nothing registered without a notice"
+        );
+    }
     let r = h.send(post(&ta, vec![ab.clone()])).await;
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
     assert_eq!(
@@ -2296,6 +2375,7 @@ async fn scoped_tokens_read_only_their_groups(h: Harness) {
         let body = serde_json::to_vec(&serde_json::json!({
             "root_token_hash": b64(&token_hash(root)),
             "chain": chain,
+            "notice": b64(b"sealed-to-patient"),
         }))
         .unwrap();
         Request::builder()

@@ -970,7 +970,7 @@ impl Doctor {
                 &ShareId(l.grant.share_id),
                 &l.root_token_hash,
                 &chain,
-                Some(&sealed_notice),
+                &sealed_notice,
             )
             .await?;
         let intro = Introduction {

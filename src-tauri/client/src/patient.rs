@@ -10,7 +10,7 @@ mod revoke;
 mod share;
 mod state;
 
-pub use access::summarize;
+pub use access::{RECEIPT_SKEW_WARN_SECS, summarize};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -313,11 +313,18 @@ async fn ensure_record_sections(
 /// read later names a reader that was unknown before).
 #[derive(Debug, Clone)]
 struct LoggedEvent {
+    /// The entry's sequence number in the relay log.
+    seq: u64,
+    /// The reader-signed time for a fetch, the relay's time otherwise.
     time: u64,
     kind: u8,
     /// The reader key that signed a fetch receipt.
     reader: Option<PublicKey>,
+    /// The receipt's nonce: a (reader, nonce) pair seen twice is a replayed receipt.
+    nonce: Option<[u8; 16]>,
     objects: Vec<String>,
+    /// What the checks of `access_log` found wrong with this entry.
+    warnings: Vec<AccessWarning>,
 }
 
 #[derive(Debug)]
@@ -414,12 +421,44 @@ pub struct DoctorAtTheDoor {
 /// One readable line of the access log.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AccessEvent {
-    /// Relay time, unix seconds.
+    /// Unix seconds: for a fetch the time the reader signed in its receipt (the relay cannot
+    /// change it), for other events the relay's time.
     pub time: u64,
-    /// Who (card name of the grantee whose reader key signed), or "unknown reader".
+    /// Who: the card name of the grantee or verified delegate whose reader key signed, or
+    /// [`UNACCOUNTED_READER`] (with [`AccessWarning::UnaccountedReader`]).
     pub who: String,
     /// What happened.
     pub what: AccessKind,
+    /// What is wrong with this entry (empty for an entry that checks out): the UI shows
+    /// each as a security warning on the line.
+    pub warnings: Vec<AccessWarning>,
+}
+
+/// The name shown for a fetch signed by a reader key no grant and no verified delegation
+/// names (the relay, or someone it registered, reading; never a legitimate reader).
+pub const UNACCOUNTED_READER: &str = "unaccounted-for reader";
+
+/// Why an access-log line cannot be taken at face value (issue 11; docs/protocol.md
+/// "Audit chains" and docs/threat-model.md T15, T22).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AccessWarning {
+    /// The same receipt (reader key and nonce) is in the log earlier, at entry `first_seq`:
+    /// the relay appended it again, it is not a second fetch (not counted by [`summarize`]).
+    RepeatedReceipt {
+        /// The entry that logged it first.
+        first_seq: u64,
+    },
+    /// The reader's signed time is further than [`RECEIPT_SKEW_WARN_SECS`] from the
+    /// time the relay logged it.
+    ClockSkew {
+        /// The relay's time for the entry.
+        relay_time: u64,
+    },
+    /// No grant and no verified delegation names the reader key that signed the receipt.
+    UnaccountedReader,
+    /// A delegation registered at the relay without a verified notice of exactly this chain:
+    /// a delegation the patient was not told of, or told of under a decoy chain.
+    UnnoticedDelegation,
 }
 
 /// Kinds of access events.
@@ -535,7 +574,7 @@ pub struct GrantView {
 /// Fetch events of one reader in words: "Dr. X fetched 12 objects" ([`summarize`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ReaderSummary {
-    /// The reader's card name (or "unknown reader").
+    /// The reader's card name (or [`UNACCOUNTED_READER`]).
     pub who: String,
     /// How many objects (manifest reads and blobs) it fetched.
     pub fetched: usize,

@@ -120,6 +120,18 @@ impl OwnerCap {
     }
 }
 
+/// A delegation notice as the relay stores it for the owner (docs/relay.md "Delegation
+/// registration").
+#[derive(Debug, Clone)]
+pub struct StoredNotice {
+    /// Its sequence number in the share's notices.
+    pub seq: u64,
+    /// The relay's time when it was registered (with its delegation).
+    pub time: u64,
+    /// The notice, sealed to the patient.
+    pub body: Vec<u8>,
+}
+
 /// A reader's capability: read token plus the reader key that signs receipts.
 #[derive(Debug)]
 pub struct ReaderCap<'a> {
@@ -552,13 +564,14 @@ impl Relay {
     }
 
     /// Registers a delegated read token: the chain is the authority (each link signed by its
-    /// parent, checked by the relay), the notice is sealed to the patient. No owner key.
+    /// parent, checked by the relay), the notice is sealed to the patient (required by the
+    /// relay, docs/relay.md "Delegation registration"). No owner key.
     pub async fn register_delegation(
         &self,
         share: &ShareId,
         root_token_hash: &[u8; 32],
         chain: &[carekey_core::grant::DelegationLink],
-        notice: Option<&[u8]>,
+        notice: &[u8],
     ) -> Result<()> {
         let reg = api::DelegationRegistration {
             root_token_hash: b64(root_token_hash),
@@ -566,7 +579,7 @@ impl Relay {
                 .iter()
                 .map(|l| b64(&carekey_core::wire::Wire::to_bytes(l)))
                 .collect(),
-            notice: notice.map(b64),
+            notice: b64(notice),
         };
         let body =
             serde_json::to_vec(&reg).map_err(|_| ClientError::InvalidInput("registration"))?;
@@ -582,13 +595,13 @@ impl Relay {
         Ok(())
     }
 
-    /// Delegation notices stored for the owner after sequence `after`: (seq, sealed bytes).
+    /// Delegation notices stored for the owner after sequence `after` (one page).
     pub async fn notices(
         &self,
         cap: &mut OwnerCap,
         share: &ShareId,
         after: u64,
-    ) -> Result<Vec<(u64, Vec<u8>)>> {
+    ) -> Result<Vec<StoredNotice>> {
         let path = format!("/v1/shares/{}/notices?after={after}", share);
         let r = self
             .owner(cap, Method::GET, &path, Vec::new(), false)
@@ -600,19 +613,24 @@ impl Relay {
                 let body = data_encoding::BASE64URL_NOPAD
                     .decode(n.body.as_bytes())
                     .map_err(|_| ClientError::BadResponse { what: "notice" })?;
-                Ok((n.seq, body))
+                Ok(StoredNotice {
+                    seq: n.seq,
+                    time: n.time,
+                    body,
+                })
             })
             .collect()
     }
 
-    /// Deletes every blob of an old epoch.
-    pub async fn delete_epoch(
+    /// Deletes every blob of every epoch below `below` (docs/relay.md "Routes"): a revoke
+    /// clears all older epochs, also those an interrupted revoke left behind.
+    pub async fn delete_epochs_below(
         &self,
         cap: &mut OwnerCap,
         share: &ShareId,
-        epoch: u32,
+        below: u32,
     ) -> Result<()> {
-        let path = format!("/v1/shares/{}/epochs/{epoch}", share);
+        let path = format!("/v1/shares/{}/epochs?below={below}", share);
         self.owner(cap, Method::DELETE, &path, Vec::new(), false)
             .await?;
         Ok(())

@@ -1044,7 +1044,7 @@ async fn create(p: &mut Patient) -> Result<carekey_client::ShareId, ClientError>
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn interrupted_revoke_leaves_a_consistent_share_and_can_be_finished() {
-    let (_relay, proxy, mut patient, a) = setup(Policy::Never, 0).await;
+    let (relay, proxy, mut patient, a) = setup(Policy::Never, 0).await;
     let cancel = Cancel::new();
     let (mut stays, link, _) = pair(&mut patient, &a, "Dr. Stays").await;
     let (mut leaves, gone, rel) = pair(&mut patient, &a, "Dr. Leaves").await;
@@ -1129,6 +1129,17 @@ async fn interrupted_revoke_leaves_a_consistent_share_and_can_be_finished() {
             .await
             .expect("follows the finished re-key");
     }
+    // The finishing revoke deleted every epoch below its own, also the one that was live
+    // when the interrupted revoke started: nothing is left that Dr. Second's keys open.
+    let c = rusqlite::Connection::open(relay.data.path().join("relay.sqlite3")).expect("db");
+    let epochs: Vec<i64> = c
+        .prepare("SELECT DISTINCT epoch FROM blobs WHERE share_id = ?1 ORDER BY epoch")
+        .expect("query")
+        .query_map([a.as_bytes().to_vec()], |r| r.get(0))
+        .expect("rows")
+        .collect::<Result<_, _>>()
+        .expect("epochs");
+    assert_eq!(epochs.len(), 1, "only the live epoch is stored: {epochs:?}");
 }
 
 // 8. Reordered epoch updates. Relationship messages carry the sender's sequence number under

@@ -394,7 +394,7 @@ async fn delegates_two_levels_down_get_only_their_scope_before_and_after_a_rekey
             0,
         ));
         match client
-            .register_delegation(&hc.share_id, &hc.root_token_hash, &chain, None)
+            .register_delegation(&hc.share_id, &hc.root_token_hash, &chain, b"notice")
             .await
         {
             Err(ClientError::Refused { status: 403, code }) => {

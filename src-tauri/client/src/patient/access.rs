@@ -1,17 +1,32 @@
 //! The share's verified access log (docs/protocol.md "Audit chains").
 
+use std::collections::{BTreeMap, HashMap};
+
 use carekey_core::audit::{self, ChainKind, Head};
 use carekey_core::capability::FetchReceipt;
-use carekey_core::wire::Wire;
+use carekey_core::grant::DelegationLink;
+use carekey_core::keys::PublicKey;
+use carekey_core::wire::{Reader, Wire};
 
 use crate::error::{ClientError, Result};
-use crate::ids::ShareId;
+use crate::ids::{RelationshipId, ShareId};
 use crate::relay::unb64;
 
-use super::{AccessEvent, AccessKind, GrantView, LoggedEvent, Patient, ReaderSummary};
+use super::{
+    AccessEvent, AccessKind, AccessWarning, GrantView, LoggedEvent, Patient, PatientRelationship,
+    ReaderSummary, ShareState, UNACCOUNTED_READER,
+};
 
 /// Most audit-log pages one read follows (the relay's page is 1,000 entries).
 const MAX_AUDIT_PAGES: usize = 10_000;
+/// Relay audit entry kind of a fetch (relay-formats.md "Relay audit chain").
+const KIND_FETCH: u8 = 1;
+/// Relay audit entry kind of a delegation registration (relay-formats.md "Relay audit chain").
+const KIND_DELEGATION_REGISTERED: u8 = 4;
+/// How far a receipt's signed time may be from the relay's time for its entry before the line
+/// is flagged: the relay's own window for accepting a receipt (600 s by default, docs/relay.md),
+/// so a genuine fetch is never flagged and a receipt appended again later is.
+pub const RECEIPT_SKEW_WARN_SECS: u64 = 600;
 
 impl Patient {
     /// Downloads what the share's relay-signed audit log appended since the last read (all of
@@ -89,63 +104,126 @@ impl Patient {
             &key,
             &unb64(&log.head.signature, "audit head signature")?,
         )?;
-        // Everything verified: only now is anything kept.
         let known = if incremental { st.log_seq } else { 0 };
+        // Every delegation registered must have been noticed to the patient with exactly the
+        // registered chain (docs/protocol.md "Audit chains"): the relay stores the notice in
+        // the transaction that appends the entry, so it is there by the time the entry is.
+        let registers_delegations = entries
+            .iter()
+            .any(|e| e.seq > known && e.kind == KIND_DELEGATION_REGISTERED);
+        let noticed = if registers_delegations {
+            if let Some(e) = self.read_new_notices(share_id).await? {
+                self.alerts.push(e);
+            }
+            self.noticed_chains(share_id).await?
+        } else {
+            Vec::new()
+        };
+        let st = self
+            .shares
+            .get_mut(share_id)
+            .ok_or(ClientError::InvalidInput("unknown share"))?;
+        // A receipt is unique (its nonce is random): one the log holds twice was appended
+        // again by the relay. Within what this session verified (from entry 1 on).
+        let mut seen: HashMap<(PublicKey, [u8; 16]), u64> = st
+            .log
+            .iter()
+            .filter(|_| incremental)
+            .filter_map(|e| Some(((e.reader?, e.nonce?), e.seq)))
+            .collect();
         let mut fresh = Vec::new();
+        let mut alerts = Vec::new();
         for e in entries.iter().filter(|e| e.seq > known) {
-            if e.kind == 1 {
+            let mut warnings = Vec::new();
+            if e.kind == KIND_FETCH {
                 let r = FetchReceipt::from_bytes(&e.body)?;
                 // The relay cannot invent fetches: every one carries the reader's signature.
                 r.verify()?;
+                // ... nor move a genuine receipt from another share's log into this one.
+                if r.share_id != share_id.to_bytes() {
+                    return Err(ClientError::Tampered(carekey_core::Error::AuditChain {
+                        seq: e.seq,
+                        reason: "a fetch receipt names another share",
+                    }));
+                }
+                if let Some(first_seq) = seen.get(&(r.reader_key, r.nonce)) {
+                    warnings.push(AccessWarning::RepeatedReceipt {
+                        first_seq: *first_seq,
+                    });
+                    alerts.push(tamper(e.seq, "a fetch receipt is logged twice"));
+                } else {
+                    seen.insert((r.reader_key, r.nonce), e.seq);
+                }
+                // The reader signed its time; the relay's is only what the relay says.
+                if r.time.abs_diff(e.time) > RECEIPT_SKEW_WARN_SECS {
+                    warnings.push(AccessWarning::ClockSkew { relay_time: e.time });
+                }
+                if reader_name(&self.relationships, st, &r.reader_key).is_none() {
+                    alerts.push(tamper(e.seq, "a fetch by a reader no grant names"));
+                }
                 fresh.push(LoggedEvent {
-                    time: e.time,
+                    seq: e.seq,
+                    time: r.time,
                     kind: e.kind,
                     reader: Some(r.reader_key),
+                    nonce: Some(r.nonce),
                     objects: fetched_objects(&r.object_id),
+                    warnings,
                 });
             } else {
+                if e.kind == KIND_DELEGATION_REGISTERED
+                    && !registered_chain(&e.body).is_some_and(|c| noticed.contains(&c))
+                {
+                    warnings.push(AccessWarning::UnnoticedDelegation);
+                    alerts.push(tamper(e.seq, "a delegation without a matching notice"));
+                }
                 fresh.push(LoggedEvent {
+                    seq: e.seq,
                     time: e.time,
                     kind: e.kind,
                     reader: None,
+                    nonce: None,
                     objects: Vec::new(),
+                    warnings,
                 });
             }
         }
+        // Everything verified: only now is anything kept.
         if !incremental {
             st.log.clear();
         }
         st.log.extend(fresh);
         st.log_seq = head.seq;
         st.audit_pin = head;
-        let st = &*st;
+        self.alerts.extend(alerts);
+        let st = self
+            .shares
+            .get(share_id)
+            .ok_or(ClientError::InvalidInput("unknown share"))?;
         Ok(st
             .log
             .iter()
             .map(|e| match &e.reader {
-                Some(reader) => AccessEvent {
-                    time: e.time,
-                    who: st
-                        .grants
-                        .iter()
-                        .find(|g| g.reader_key == *reader)
-                        .and_then(|g| self.relationships.get(&g.relationship))
-                        .map(|x| x.rel.peer_card.body.name.clone())
-                        .or_else(|| {
-                            st.delegations
-                                .iter()
-                                .find(|d| d.child_key == *reader)
-                                .map(|d| d.colleague.body.name.clone())
-                        })
-                        .unwrap_or_else(|| "unknown reader".to_owned()),
-                    what: AccessKind::Fetched {
-                        objects: e.objects.clone(),
-                    },
-                },
+                Some(reader) => {
+                    let who = reader_name(&self.relationships, st, reader);
+                    let mut warnings = e.warnings.clone();
+                    if who.is_none() {
+                        warnings.push(AccessWarning::UnaccountedReader);
+                    }
+                    AccessEvent {
+                        time: e.time,
+                        who: who.unwrap_or_else(|| UNACCOUNTED_READER.to_owned()),
+                        what: AccessKind::Fetched {
+                            objects: e.objects.clone(),
+                        },
+                        warnings,
+                    }
+                }
                 None => AccessEvent {
                     time: e.time,
                     who: "relay".into(),
                     what: AccessKind::Relay(e.kind),
+                    warnings: e.warnings.clone(),
                 },
             })
             .collect())
@@ -166,6 +244,44 @@ impl Patient {
     }
 }
 
+/// The name of whoever holds `reader`: a grantee (its card) or a verified delegate (the
+/// colleague's card from its signed invite).
+fn reader_name(
+    relationships: &BTreeMap<RelationshipId, PatientRelationship>,
+    st: &ShareState,
+    reader: &PublicKey,
+) -> Option<String> {
+    st.grants
+        .iter()
+        .find(|g| g.reader_key == *reader)
+        .and_then(|g| relationships.get(&g.relationship))
+        .map(|x| x.rel.peer_card.body.name.clone())
+        .or_else(|| {
+            st.delegations
+                .iter()
+                .find(|d| d.child_key == *reader)
+                .map(|d| d.colleague.body.name.clone())
+        })
+}
+
+/// The chain a "delegation registered" entry records (relay-formats.md "Relay audit chain":
+/// `u16 n || n × bytes32(link)`), or `None` if it does not parse (then no notice matches).
+fn registered_chain(body: &[u8]) -> Option<Vec<DelegationLink>> {
+    let mut r = Reader::new(body, "delegation registered entry");
+    let n = r.u16().ok()?;
+    let mut chain = Vec::new();
+    for _ in 0..n {
+        chain.push(DelegationLink::from_bytes(r.bytes32().ok()?).ok()?);
+    }
+    r.finish().ok()?;
+    Some(chain)
+}
+
+/// A tamper alert naming the log entry it is about (never its contents).
+fn tamper(seq: u64, reason: &'static str) -> ClientError {
+    ClientError::Tampered(carekey_core::Error::AuditChain { seq, reason })
+}
+
 /// The objects a receipt names: a batch receipt (relay-formats.md "Batch fetch") lists its
 /// blob ids after `blobs:`, 32 hex characters each; anything else names one object.
 pub(super) fn fetched_objects(object_id: &str) -> Vec<String> {
@@ -183,7 +299,14 @@ pub(super) fn fetched_objects(object_id: &str) -> Vec<String> {
 pub fn summarize(events: &[AccessEvent]) -> Vec<ReaderSummary> {
     let mut out: Vec<ReaderSummary> = Vec::new();
     for e in events {
-        if let AccessKind::Fetched { objects } = &e.what {
+        // A receipt the relay appended again is not a second fetch.
+        let repeated = e
+            .warnings
+            .iter()
+            .any(|w| matches!(w, AccessWarning::RepeatedReceipt { .. }));
+        if let AccessKind::Fetched { objects } = &e.what
+            && !repeated
+        {
             match out.iter_mut().find(|s| s.who == e.who) {
                 Some(s) => s.fetched += objects.len(),
                 None => out.push(ReaderSummary {

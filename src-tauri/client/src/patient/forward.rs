@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use carekey_core::forward::{
     Access, DelegationNotice, ForwardAnswer, ForwardRequest, Introduction,
 };
-use carekey_core::grant::{DelegationRoot, Grant, Policy};
+use carekey_core::grant::{DelegationLink, DelegationRoot, Grant, Policy};
 use carekey_core::keys::{Card, DeviceIdentity, ReadToken};
 use carekey_core::message::{self, MessageKind, ReplayGuard};
 use carekey_core::pairing::Relationship;
@@ -234,35 +234,16 @@ impl Patient {
     /// signature, the colleague's signed invite), and returns the whole known tree. A notice
     /// that fails is reported as an error after the good ones are kept: the relay may have
     /// registered a delegation the patient cannot account for, which the UI must show.
+    /// ([`Patient::access_log`] reads new notices too; one failing there is reported in
+    /// [`Patient::take_alerts`] instead.)
     pub async fn delegations(&mut self, share_id: &ShareId) -> Result<Vec<DelegationView>> {
-        let st = self
-            .shares
-            .get_mut(share_id)
-            .ok_or(ClientError::InvalidInput("unknown share"))?;
-        let notices = self
-            .relay
-            .notices(&mut st.owner, share_id, st.notice_cursor)
-            .await?;
-        let mut first_error = None;
-        for (seq, sealed) in notices {
-            st.notice_cursor = st.notice_cursor.max(seq);
-            match verify_notice(
-                &self.identity,
-                &self.card,
-                share_id,
-                st,
-                &self.relationships,
-                &sealed,
-            ) {
-                Ok(d) => st.delegations.push(d),
-                Err(e) => {
-                    first_error.get_or_insert(e);
-                }
-            }
-        }
-        if let Some(e) = first_error {
+        if let Some(e) = self.read_new_notices(share_id).await? {
             return Err(e);
         }
+        let st = self
+            .shares
+            .get(share_id)
+            .ok_or(ClientError::InvalidInput("unknown share"))?;
         Ok(st
             .delegations
             .iter()
@@ -277,7 +258,93 @@ impl Patient {
             })
             .collect())
     }
+
+    /// Reads the notices after the share's cursor, keeps each that verifies as a delegation
+    /// of the tree, and returns the first that failed (the cursor moves past it either way).
+    pub(super) async fn read_new_notices(
+        &mut self,
+        share_id: &ShareId,
+    ) -> Result<Option<ClientError>> {
+        let st = self
+            .shares
+            .get_mut(share_id)
+            .ok_or(ClientError::InvalidInput("unknown share"))?;
+        let notices = self
+            .relay
+            .notices(&mut st.owner, share_id, st.notice_cursor)
+            .await?;
+        let mut first_error = None;
+        for n in notices {
+            st.notice_cursor = st.notice_cursor.max(n.seq);
+            match verify_notice(
+                &self.identity,
+                &self.card,
+                share_id,
+                st,
+                &self.relationships,
+                &n.body,
+                now(),
+            ) {
+                Ok((d, _)) => st.delegations.push(d),
+                Err(e) => {
+                    first_error.get_or_insert(e);
+                }
+            }
+        }
+        Ok(first_error)
+    }
+
+    /// The chains (root first) of every notice the relay holds for the share that verifies
+    /// against the patient's grants and known tree, read from the first notice on: what the
+    /// access log compares its "delegation registered" entries with (docs/protocol.md "Audit
+    /// chains"). Call [`Patient::read_new_notices`] first, so a delegate's parent is known.
+    /// Each notice is verified as of the relay's time for it (when it was registered, in the
+    /// same transaction as the log entry), capped at now: a delegation that expired since was
+    /// still noticed.
+    pub(super) async fn noticed_chains(
+        &mut self,
+        share_id: &ShareId,
+    ) -> Result<Vec<Vec<DelegationLink>>> {
+        let st = self
+            .shares
+            .get_mut(share_id)
+            .ok_or(ClientError::InvalidInput("unknown share"))?;
+        let mut chains = Vec::new();
+        let mut after = 0;
+        for _ in 0..MAX_NOTICE_PAGES {
+            let page = self.relay.notices(&mut st.owner, share_id, after).await?;
+            let Some(last) = page.last().map(|n| n.seq) else {
+                return Ok(chains);
+            };
+            // Each page must move forward, or a relay could keep the client reading.
+            if last <= after {
+                return Err(ClientError::BadResponse {
+                    what: "notices (a page did not move forward)",
+                });
+            }
+            for n in page {
+                if let Ok((_, chain)) = verify_notice(
+                    &self.identity,
+                    &self.card,
+                    share_id,
+                    st,
+                    &self.relationships,
+                    &n.body,
+                    n.time.min(now()),
+                ) {
+                    chains.push(chain);
+                }
+            }
+            after = last;
+        }
+        Err(ClientError::BadResponse {
+            what: "notices (too many pages)",
+        })
+    }
 }
+
+/// Most notice pages [`Patient::noticed_chains`] follows (the relay's page is 500 notices).
+const MAX_NOTICE_PAGES: usize = 1_000;
 
 pub(super) fn verify_notice(
     me: &DeviceIdentity,
@@ -286,7 +353,8 @@ pub(super) fn verify_notice(
     st: &ShareState,
     relationships: &BTreeMap<RelationshipId, PatientRelationship>,
     sealed: &[u8],
-) -> Result<DelegationRecord> {
+    at: u64,
+) -> Result<(DelegationRecord, Vec<DelegationLink>)> {
     let (sender, m) = message::open_introduction(me, my_card, share_id.as_bytes(), sealed)?;
     if m.kind != MessageKind::Notice {
         return Err(ClientError::Tampered(carekey_core::Error::Malformed {
@@ -316,7 +384,7 @@ pub(super) fn verify_notice(
             .as_ref()
             .map(|sc| sc.groups.tags(share_id.as_bytes(), &g.scope)),
     };
-    n.verify(share_id.as_bytes(), &root, now())?;
+    n.verify(share_id.as_bytes(), &root, at)?;
     // In a scoped share every link's relay groups must be exactly those of its scope: the
     // relay only checks they are within the parent's, the patient knows what they stand for.
     if let Some(sc) = &st.scoped
@@ -347,7 +415,7 @@ pub(super) fn verify_notice(
             reason: "notice not signed by the delegating parent",
         }));
     }
-    Ok(DelegationRecord {
+    let record = DelegationRecord {
         parent: sender,
         colleague: n.invite.card.clone(),
         child_key: n.invite.reader_key,
@@ -357,5 +425,6 @@ pub(super) fn verify_notice(
         token_hash: Some(n.chain[last].child_token_hash),
         parent_key: Some(parent_key),
         revoked: false,
-    })
+    };
+    Ok((record, n.chain))
 }

@@ -216,9 +216,13 @@ impl Patient {
             done: 1,
             total: 1,
         });
-        // (5) Delete the old epoch's blobs.
+        // (5) Delete the old epochs' blobs: every epoch below the new one, not only the one
+        // this re-key started from. A revoke interrupted after its epoch updates went out
+        // leaves the epoch before it live, and the one that finishes it starts from the
+        // unfinished epoch: deleting only that would leave blobs the revoked reader's old
+        // keys open (docs/protocol.md "Revocation and expiry").
         self.relay
-            .delete_epoch(&mut st.owner, share_id, old_epoch)
+            .delete_epochs_below(&mut st.owner, share_id, st.epoch.number)
             .await?;
         Ok(())
     }
