@@ -135,6 +135,11 @@ export interface RevokeDelegation {
   share: string;
   delegation: string;
 }
+/** A share's verified access log: who fetched how much, and security warnings in words. */
+export interface AccessLogView {
+  lines: AccessLine[];
+  alerts: string[];
+}
 export interface AccessLine {
   who: string;
   records: number;
@@ -200,7 +205,7 @@ export const ipc = {
     call<DoctorAtTheDoor>('wait_for_doctor', { id, wait_secs }),
   answerDoctor: (id: string, accept: boolean) => call<string | null>('answer_doctor', { id, accept }),
   shares: () => call<ShareView[]>('shares'),
-  accessLog: (id: string) => call<AccessLine[]>('access_log', { id }),
+  accessLog: (id: string) => call<AccessLogView>('access_log', { id }),
   revoke: (share: string, relationship: string) => call<ShareView[]>('revoke', { share, relationship }),
   inbox: () => call<InboxNote[]>('check_inbox'),
   answerNote: (id: string, accept: boolean) => call<InboxNote[]>('answer_note', { id, accept }),

@@ -5,6 +5,7 @@ import { describe, expect, it } from 'vitest';
 import fixture from '../src/ipc.fixture.json';
 import type {
   AccessLine,
+  AccessLogView,
   AppEvent,
   AppStatus,
   BackupStatus,
@@ -72,6 +73,7 @@ const samples: Record<string, object> = {
     grantees: [grantee],
   } satisfies ShareView,
   AccessLine: { who: 'n', records: 1 } satisfies AccessLine,
+  AccessLogView: { lines: [], alerts: ['a'] } satisfies AccessLogView,
   ForwardRequestRow: { id: hex, from: 'a', colleague: 'b', colleague_trust: 't', share: hex, reason: 'r', categories: [], records: 0 } satisfies ForwardRequestRow,
   DelegationRow: { id: hex, by: 'a', colleague: 'b', root: hex, level: 1, expires_at: 2, status: 'active' } satisfies DelegationRow,
   RevokeDelegation: { share: hex, delegation: hex } satisfies RevokeDelegation,

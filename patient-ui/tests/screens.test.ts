@@ -155,13 +155,14 @@ describe('Access and Inbox', () => {
     mockIPC((cmd) => {
       if (cmd === 'shares') return [share];
       if (cmd === 'revoke') return [{ ...share, grantees: [{ ...share.grantees[0], status: 'revoked' }] }];
-      if (cmd === 'access_log') return [{ who: 'Dr. Ada Quinn', records: 12 }];
+      if (cmd === 'access_log') return { lines: [{ who: 'Dr. Ada Quinn', records: 12 }], alerts: ['The relay logged a fetch by Dr. Ada Quinn a second time (first logged as entry 3); it is counted once.'] };
       if (cmd === 'forward_requests') return [];
       return null;
     });
     render(Access);
     await fireEvent.click(await screen.findByRole('button', { name: 'Show access log' }));
     await waitFor(() => expect(screen.getByTestId('access-log')).toHaveTextContent('Dr. Ada Quinn fetched 12 records'));
+    expect(screen.getByTestId('access-alert')).toHaveTextContent('Warning: The relay logged a fetch by Dr. Ada Quinn a second time');
     await fireEvent.click(screen.getByTestId('revoke'));
     expect(screen.getByRole('dialog')).toHaveTextContent('They keep what they already fetched; new versions are under a new key they do not have.');
     await fireEvent.click(screen.getByTestId('revoke-confirm'));

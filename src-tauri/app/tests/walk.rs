@@ -1175,6 +1175,18 @@ async fn a_narrower_forward_and_revoking_the_colleague_alone() {
 
     // The patient sees the colleague under the doctor and revokes them alone.
     let share = patient.shares().await.expect("shares")[0].clone();
+    let log = patient
+        .access_log(ipc::IdRef {
+            id: share.id.clone(),
+        })
+        .await
+        .expect("access log");
+    let who: Vec<&str> = log.lines.iter().map(|l| l.who.as_str()).collect();
+    assert!(
+        who.contains(&"Dr. Ada Quinn") && who.contains(&"Dr. Cole Reyes"),
+        "{who:?}"
+    );
+    assert!(log.alerts.is_empty(), "{:?}", log.alerts);
     let tree = patient
         .delegations(ipc::IdRef {
             id: share.id.clone(),

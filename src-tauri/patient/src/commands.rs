@@ -220,24 +220,10 @@ async fn shares(state: Cmd<'_>) -> Out {
     json(state.app.shares().await?)
 }
 
-/// One line of the access log ("Dr. X fetched 12 records").
-#[derive(Debug, Clone, Serialize)]
-pub struct AccessLine {
-    /// Who.
-    pub who: String,
-    /// How many records they fetched.
-    pub records: usize,
-}
-
+/// The verified access log of one share, in words, with its security warnings.
 #[tauri::command]
 async fn access_log(state: Cmd<'_>, args: Value) -> Out {
-    let lines = state.app.access_log(parse(args)?).await?;
-    json(
-        lines
-            .into_iter()
-            .map(|(who, records)| AccessLine { who, records })
-            .collect::<Vec<_>>(),
-    )
+    json(state.app.access_log(parse(args)?).await?)
 }
 
 #[tauri::command]

@@ -12,11 +12,11 @@ use std::sync::Arc;
 use carekey_app::events::{AppEvent, NoEvents};
 use carekey_app::ipc::{self, PolicyChoice, ShareCategory};
 use carekey_app::session::{
-    AppConfig, DelegationRow, DoctorAtTheDoorView, ForwardRequestRow, GranteeView, InboxNoteView,
+    AccessLine, AccessLogView, AppConfig, DelegationRow, DoctorAtTheDoorView, ForwardRequestRow, GranteeView, InboxNoteView,
     PatientApp, ShareStarted, ShareView,
 };
 use carekey_app::{AppError, validate};
-use carekey_patient::commands::{AccessLine, AppStatus, CategoryInfo};
+use carekey_patient::commands::{AppStatus, CategoryInfo};
 use carekey_patient::{COMMAND_NAMES, Options};
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -208,6 +208,13 @@ async fn ipc_shapes_match_the_ui_fixture() {
         keys(&AccessLine {
             who: "Dr. Ada Quinn".into(),
             records: 12,
+        }),
+    );
+    out.insert(
+        "AccessLogView".into(),
+        keys(&AccessLogView {
+            lines: vec![],
+            alerts: vec!["a".into()],
         }),
     );
     out.insert(

@@ -45,7 +45,7 @@ pub use forwarding::{
     invite_code, invite_text, parse_invite,
 };
 pub use patient::{
-    DelegationRow, DoctorAtTheDoorView, GranteeView, InboxNoteView, PatientApp, ShareStarted,
+    AccessLine, AccessLogView, DelegationRow, DoctorAtTheDoorView, GranteeView, InboxNoteView, PatientApp, ShareStarted,
     ShareView,
 };
 pub use recovery::{AUTO_BACKUP_DELAY, BackupStatus, RelayCheck};

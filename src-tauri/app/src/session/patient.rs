@@ -76,6 +76,55 @@ pub struct GranteeView {
     pub expires_at: u64,
 }
 
+/// One line of the access log ("Dr. X fetched 12 records").
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccessLine {
+    /// Who (the card name of a grantee or verified delegate, or "unaccounted-for reader").
+    pub who: String,
+    /// How many objects (manifest reads and records) they fetched.
+    pub records: usize,
+}
+
+/// A share's verified access log as the Access screen shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AccessLogView {
+    /// Who fetched how much, in order of first fetch.
+    pub lines: Vec<AccessLine>,
+    /// Security warnings in words (shown in red): each means the relay or someone it let in
+    /// did something the patient did not allow, or the log does not add up.
+    pub alerts: Vec<String>,
+}
+
+/// One warning of the access log in words.
+fn warning_words(
+    e: &carekey_client::patient::AccessEvent,
+    w: &carekey_client::patient::AccessWarning,
+) -> String {
+    use carekey_client::patient::AccessWarning as W;
+    match w {
+        W::RepeatedReceipt { first_seq } => format!(
+            "The relay logged a fetch by {} a second time (first logged as entry {first_seq}); \
+             it is counted once.",
+            e.who
+        ),
+        W::ClockSkew { .. } => format!(
+            "{}'s device clock was far from the relay's at {}: the time shown is the one their \
+             device signed.",
+            e.who,
+            day(e.time)
+        ),
+        W::UnaccountedReader => format!(
+            "Someone you did not give access to fetched records on {} (a reader key no doctor \
+             or colleague of this share holds). Revoke this share's doctors to be sure.",
+            day(e.time)
+        ),
+        W::UnnoticedDelegation => "The relay registered a colleague you were not told about \
+             (or under a different chain than you were shown). Revoke this share's doctors to \
+             be sure."
+            .to_owned(),
+    }
+}
+
 /// One colleague in a share's delegation tree (docs/protocol.md "Forwarding"), as the
 /// Access screen lists it under the doctor it hangs from.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -926,20 +975,36 @@ impl PatientApp {
             .await
     }
 
-    /// The verified access log of a share in words ("Dr. X fetched 12 records").
-    pub async fn access_log(&self, args: ipc::IdRef) -> Result<Vec<(String, usize)>> {
+    /// The verified access log of a share in words ("Dr. X fetched 12 records"), with every
+    /// security warning the reading raised (docs/protocol.md "Audit chains": a repeated
+    /// receipt, a reader nobody granted, a delegation without its notice, a far-off clock).
+    pub async fn access_log(&self, args: ipc::IdRef) -> Result<AccessLogView> {
         args.validate()?;
         let share_id = carekey_client::ShareId(validate::hex_id("share", &args.id)?);
         let mut g = self.service().await?;
         let p = g.as_mut().ok_or_else(locked)?;
         let events = p.access_log(&share_id).await?;
-        let out: Vec<(String, usize)> = carekey_client::patient::summarize(&events)
+        let lines = carekey_client::patient::summarize(&events)
             .into_iter()
-            .map(|s| (s.who, s.fetched))
+            .map(|s| AccessLine {
+                who: s.who,
+                records: s.fetched,
+            })
             .collect();
+        let mut alerts: Vec<String> = events
+            .iter()
+            .flat_map(|e| e.warnings.iter().map(move |w| warning_words(e, w)))
+            .collect();
+        for e in p.take_alerts() {
+            let msg = AppError::from(e).message;
+            if !alerts.contains(&msg) {
+                alerts.push(msg);
+            }
+        }
+        alerts.dedup();
         let g = self.commit(g, |_| Ok(())).await?;
         drop(g);
-        Ok(out)
+        Ok(AccessLogView { lines, alerts })
     }
 
     // ------------------------------------------------------------------ inbox
