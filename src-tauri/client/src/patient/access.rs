@@ -103,6 +103,8 @@ impl Patient {
                     reader: Some(r.reader_key),
                     objects: fetched_objects(&r.object_id),
                 });
+            } else if e.kind == super::link::AUDIT_KIND_LINK_REQUESTED {
+                fresh.push(super::link::logged_request(e.time, &e.body));
             } else {
                 fresh.push(LoggedEvent {
                     time: e.time,
@@ -142,6 +144,9 @@ impl Patient {
                         objects: e.objects.clone(),
                     },
                 },
+                None if e.kind == super::link::AUDIT_KIND_LINK_REQUESTED => {
+                    super::link::access_event(e)
+                }
                 None => AccessEvent {
                     time: e.time,
                     who: "relay".into(),
