@@ -55,7 +55,7 @@ pub fn link_warning(date: &str) -> String {
 }
 
 /// The passcode of a new link. SHL "P" flag: on by default.
-#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Default, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(rename_all = "snake_case", tag = "kind", content = "value")]
 pub enum LinkPasscode {
     /// A random 8-digit passcode, answered in [`PublishedLink::passcode`].
@@ -91,7 +91,8 @@ fn default_attempts() -> u32 {
 }
 
 /// A link just published: what the patient shows (QR of `shlink`, the passcode, the warning).
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// `Debug` leaves out the link and the passcode (whoever has both reads the records).
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct PublishedLink {
     /// Its handle for [`Patient::delete_link`] (64 hex characters; names no secret).
     pub id: String,
@@ -107,8 +108,9 @@ pub struct PublishedLink {
     pub warning: String,
 }
 
-/// One of the patient's links, as the share screen lists it.
-#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+/// One of the patient's links, as the share screen lists it. `Debug` leaves out the link and
+/// the passcode.
+#[derive(Clone, Serialize, Deserialize, PartialEq, Eq)]
 pub struct LinkView {
     /// Handle for [`Patient::delete_link`].
     pub id: String,
@@ -129,7 +131,7 @@ pub struct LinkView {
 }
 
 /// A link as the device keeps it (vault record [`LINKS_RECORD`]).
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Clone, Serialize, Deserialize)]
 pub(super) struct LinkRecord {
     id: String,
     share: [u8; 16],
@@ -162,6 +164,48 @@ impl Drop for LinkRecord {
         if let Some(p) = &mut self.passcode {
             p.zeroize();
         }
+    }
+}
+
+// Debug without the secrets: the link text holds the key (docs/shl.md "What is refused":
+// no Debug output holds a key or a passcode).
+impl std::fmt::Debug for LinkPasscode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Generated => "Generated",
+            Self::Chosen(_) => "Chosen(<redacted>)",
+            Self::Off => "Off",
+        })
+    }
+}
+
+impl std::fmt::Debug for PublishedLink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublishedLink")
+            .field("id", &self.id)
+            .field("expires_at", &self.expires_at)
+            .field("files", &self.files)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for LinkView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkView")
+            .field("id", &self.id)
+            .field("expires_at", &self.expires_at)
+            .field("expired", &self.expired)
+            .field("files", &self.files)
+            .finish_non_exhaustive()
+    }
+}
+
+impl std::fmt::Debug for LinkRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LinkRecord")
+            .field("id", &self.id)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
     }
 }
 
@@ -476,6 +520,20 @@ mod tests {
             link_warning("1 March"),
             "Anyone with this code and passcode can read these records until 1 March. We cannot tell who opened it. Deleting it stops new downloads, not copies."
         );
+    }
+
+    #[test]
+    fn debug_hides_link_and_passcode() {
+        let l = PublishedLink {
+            id: "ab".into(),
+            shlink: "shlink:/SECRET".into(),
+            passcode: Some("12345678".into()),
+            expires_at: 1,
+            files: 1,
+            warning: String::new(),
+        };
+        let d = format!("{l:?} {:?}", LinkPasscode::Chosen("hunter2".into()));
+        assert!(!d.contains("SECRET") && !d.contains("12345678") && !d.contains("hunter2"));
     }
 
     #[test]
