@@ -328,3 +328,133 @@ mod tests {
         assert!(r.is_err());
     }
 }
+
+// --- SMART Health Links (issue 15; docs/relay.md "SMART Health Links") ---
+//
+// The relay serves a share's records to viewers without Carekey as a standard SMART Health
+// Link (HL7 SMART Health Cards and Links IG STU1, "SMART Health Links"): the patient's device
+// encrypts each file as a JWE under a fresh key the relay never sees, the relay stores the
+// ciphertext and a passcode hash, and answers the SHL manifest request at an unguessable URL.
+
+/// Bytes of a link id: SHL "Establish a SMART Health Link Manifest URL" asks for at least
+/// 256 bits of entropy in the manifest URL. In paths: 43 unpadded base64url characters.
+pub const SHL_LINK_ID_LEN: usize = 32;
+/// Bytes of a `location` ticket (the same entropy as the manifest URL).
+pub const SHL_TICKET_LEN: usize = 32;
+/// Most files one link holds.
+pub const MAX_SHL_FILES: usize = 64;
+/// Most failed passcode attempts a link may allow before it dies.
+pub const MAX_SHL_ATTEMPTS: u32 = 100;
+/// Longest `recipient` or `passcode` a manifest request may carry (bytes).
+pub const MAX_SHL_REQUEST_FIELD: usize = 256;
+/// Longest `recipient` kept in the audit log (bytes, cut at a character boundary).
+pub const SHL_RECIPIENT_LOGGED_MAX: usize = 100;
+/// Argon2id memory (KiB) of the passcode hash: the client computes it, the relay recomputes
+/// it for each offered passcode, so both use these fixed parameters (relay-formats.md
+/// "SMART Health Link passcode").
+pub const SHL_PASSCODE_M_KIB: u32 = 19 * 1024;
+/// Argon2id passes of the passcode hash.
+pub const SHL_PASSCODE_T: u32 = 2;
+/// Argon2id lanes of the passcode hash.
+pub const SHL_PASSCODE_P: u32 = 1;
+/// Bytes of the passcode salt.
+pub const SHL_PASSCODE_SALT_LEN: usize = 16;
+/// Bytes of the passcode hash.
+pub const SHL_PASSCODE_HASH_LEN: usize = 32;
+/// The SHL content types a published link may hold (SHL "SMART Health Link Manifest"
+/// `contentType`; `application/smart-api-access` is not published by Carekey).
+pub const SHL_CONTENT_TYPES: &[&str] = &["application/fhir+json", "application/smart-health-card"];
+
+/// One encrypted file of a link.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ShlFileUpload {
+    /// One of [`SHL_CONTENT_TYPES`].
+    pub content_type: String,
+    /// The file as a compact JWE (`alg: dir`, `enc: A256GCM`; SHL "Encrypting and
+    /// Decrypting Files"). The relay checks its form, never its content.
+    pub jwe: String,
+}
+
+/// The passcode as the relay stores it: Argon2id (fixed parameters above) of the passcode.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct ShlPasscodeHash {
+    /// Salt, base64url of [`SHL_PASSCODE_SALT_LEN`] bytes.
+    pub salt: String,
+    /// Hash, base64url of [`SHL_PASSCODE_HASH_LEN`] bytes.
+    pub hash: String,
+}
+
+/// `POST /v1/shares/{share_id}/links` (owner write): publish a SMART Health Link.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct CreateShlRequest {
+    /// The files, in manifest order (1 to [`MAX_SHL_FILES`]).
+    pub files: Vec<ShlFileUpload>,
+    /// The passcode hash; `None`: no passcode (the client's default is one).
+    pub passcode: Option<ShlPasscodeHash>,
+    /// Failed passcode attempts before the link dies (1 to [`MAX_SHL_ATTEMPTS`]).
+    pub max_attempts: u32,
+    /// Unix seconds after which the link answers 404 (at most the share's own expiry).
+    pub expires_at: u64,
+}
+
+/// Answer to `POST /v1/shares/{share_id}/links`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct CreateShlResponse {
+    /// The link id: base64url of [`SHL_LINK_ID_LEN`] random bytes. Its SHA-256 (hex) names
+    /// the link in `DELETE /v1/shares/{share_id}/links/{link_hash}`.
+    pub link_id: String,
+    /// The manifest URL to put in the `shlink:/` payload's `url`.
+    pub url: String,
+}
+
+/// The SHL manifest request body (SHL "SMART Health Link Manifest Request").
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ShlManifestRequest {
+    /// Who asks, as the viewer states it (self-asserted; logged, cut to
+    /// [`SHL_RECIPIENT_LOGGED_MAX`] bytes).
+    pub recipient: String,
+    /// The passcode, for a `P` link.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub passcode: Option<String>,
+    /// Largest file the viewer wants embedded (longer ones come as `location`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedded_length_max: Option<u64>,
+}
+
+/// One file of the SHL manifest answer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ShlManifestFile {
+    /// The file's content type.
+    pub content_type: String,
+    /// The compact JWE itself, or
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embedded: Option<String>,
+    /// a short-lived URL to `GET` it from (SHL: at most one hour, 256-bit entropy).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub location: Option<String>,
+}
+
+/// The SHL manifest answer.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct ShlManifest {
+    /// The files.
+    pub files: Vec<ShlManifestFile>,
+}
+
+/// The 401 answer to a wrong or missing passcode (SHL: the body carries `remainingAttempts`),
+/// with the relay's usual `error` and `message`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct ShlPasscodeRejected {
+    /// `wrong_passcode` or `passcode_required`.
+    pub error: String,
+    /// Fixed explanation.
+    pub message: String,
+    /// Failed attempts left before the link dies.
+    pub remaining_attempts: u32,
+}

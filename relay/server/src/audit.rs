@@ -54,6 +54,14 @@ pub enum Kind {
     EpochDeleted = 7,
     /// A token expired; body = token_hash.
     TokenExpired = 8,
+    /// A SMART Health Link's manifest was requested; body = outcome u8 (0 served, 1 wrong
+    /// passcode) || the self-asserted recipient, UTF-8, at most 100 bytes
+    /// (crate::health_link::wire::audit_body).
+    ShlManifestRequested = 9,
+    /// A SMART Health Link was published; body = link_hash.
+    ShlPublished = 10,
+    /// A SMART Health Link was deleted by the owner; body = link_hash.
+    ShlDeleted = 11,
 }
 
 /// `entry_hash` of relay-formats.md.

@@ -48,6 +48,9 @@ pub fn route_limit(c: &Config, method: &Method, path: &str, kind: BodyKind) -> u
             c.max_body_bytes.min(to_usize(c.max_blob_bytes))
         }
         ("POST", "/v1/shares/{share_id}/fetch", _) => c.max_body_bytes.min(MAX_BATCH_RECEIPT_BYTES),
+        ("POST", "/shl/{link_id}", _) => c
+            .max_body_bytes
+            .min(crate::health_link::MAX_MANIFEST_REQUEST_BYTES),
         ("PUT", "/v1/pairing/{mailbox_id}", _)
         | ("POST", "/v1/mailboxes/{mailbox_id}/messages", _) => {
             c.max_body_bytes.min(crate::mailbox::MAX_MESSAGE_BYTES)

@@ -16,6 +16,7 @@ pub mod delegation;
 pub mod encoding;
 pub mod error;
 pub mod fetchlog;
+pub mod health_link;
 pub mod limits;
 pub mod mailbox;
 pub mod metrics;
@@ -376,11 +377,25 @@ pub fn app_with_routes(state: AppState) -> (Router, Vec<RouteInfo>) {
             mailbox::fetch,
         )
         .add(
-            delete,
+            delete.clone(),
             "/v1/mailboxes/{mailbox_id}/messages",
             Empty,
             mailbox::delete_read,
-        );
+        )
+        .add(
+            post.clone(),
+            "/v1/shares/{share_id}/links",
+            Json,
+            health_link::create,
+        )
+        .add(
+            delete,
+            "/v1/shares/{share_id}/links/{link_hash}",
+            Empty,
+            health_link::delete,
+        )
+        .add(post, "/shl/{link_id}", Json, health_link::manifest)
+        .add(get, "/shl/files/{ticket}", Empty, health_link::file);
     let router = r
         .router
         .fallback(not_found)
@@ -415,6 +430,9 @@ pub fn app_with_routes(state: AppState) -> (Router, Vec<RouteInfo>) {
                 ))
                 .layer(DefaultBodyLimit::max(c.max_body_bytes)),
         )
+        // Outside everything: CORS preflights of the public SHL routes are answered before
+        // routing (they are not routes), and their answers, errors included, carry CORS.
+        .layer(axum::middleware::from_fn(health_link::cors))
         .with_state(state);
     (router, r.list)
 }

@@ -48,7 +48,15 @@ use crate::rejection::BodyKind;
         api::MailboxMessage,
         api::MailboxMessages,
         api::MessagesDeleted,
-        api::Health
+        api::Health,
+        api::ShlFileUpload,
+        api::ShlPasscodeHash,
+        api::CreateShlRequest,
+        api::CreateShlResponse,
+        api::ShlManifestRequest,
+        api::ShlManifestFile,
+        api::ShlManifest,
+        api::ShlPasscodeRejected
     ))
 )]
 pub struct ApiDoc;
@@ -394,6 +402,40 @@ pub const ROUTES: &[RouteDoc] = &[
         &[401, 404, 410],
     )
     .query(&[("through", true)]),
+    route(
+        "POST",
+        "/v1/shares/{share_id}/links",
+        "owner",
+        "CreateShlRequest (JWE files, Argon2id passcode hash, max attempts, exp) -> 201 CreateShlResponse (link id, manifest URL); logged (kind 10)",
+        &[201],
+        &[401, 404, 409, 410],
+    )
+    .json("CreateShlRequest"),
+    route(
+        "DELETE",
+        "/v1/shares/{share_id}/links/{link_hash}",
+        "owner",
+        "delete a SMART Health Link -> 204; its manifest answers 404 from now on; logged (kind 11)",
+        &[204],
+        &[401, 404, 409, 410],
+    ),
+    route(
+        "POST",
+        "/shl/{link_id}",
+        "none (the 256-bit link id; passcode for a P link); CORS *",
+        "SHL manifest request ShlManifestRequest -> 200 ShlManifest; 401 ShlPasscodeRejected {remainingAttempts}; 404 inactive (unknown, expired, deleted, or out of attempts); logged with the recipient (kind 9)",
+        &[200],
+        &[401, 404],
+    )
+    .json("ShlManifestRequest"),
+    route(
+        "GET",
+        "/shl/files/{ticket}",
+        "none (short-lived 256-bit ticket from a manifest answer); CORS *",
+        "one location file -> 200 application/jose (the JWE); 404 once the ticket or link is not live",
+        &[200],
+        &[404],
+    ),
 ];
 
 /// Error statuses every route can answer: malformed path/query/headers, request timeout,

@@ -346,12 +346,18 @@ pub fn release_share(tx: &mut dyn Tx, share_id: &[u8; 16]) -> Result<()> {
     };
     let blobs = count(tx, "SELECT COUNT(*) FROM blobs WHERE share_id = $1")?;
     let uploads = count(tx, "SELECT COUNT(*) FROM uploads WHERE share_id = $1")?;
+    // SMART Health Links are charged to the share's creator too (crate::health_link::store).
+    let links = count(tx, "SELECT COUNT(*) FROM shl_links WHERE share_id = $1")?;
+    let link_bytes = count(
+        tx,
+        "SELECT CAST(COALESCE(SUM(bytes), 0) AS BIGINT) FROM shl_links WHERE share_id = $1",
+    )?;
     charge(
         tx,
         &QuotaLimits::NONE,
         client,
-        -(1 + blobs + uploads),
-        -bytes,
+        -(1 + blobs + uploads + links),
+        -bytes.saturating_add(link_bytes),
     )
 }
 
@@ -424,6 +430,7 @@ pub const STORING_ROUTES: &[(&str, &str)] = &[
     ("PUT", "/v1/pairing/{mailbox_id}"),
     ("POST", "/v1/mailboxes"),
     ("POST", "/v1/mailboxes/{mailbox_id}/messages"),
+    ("POST", "/v1/shares/{share_id}/links"),
 ];
 
 /// Whether `method path` needs the enrollment key.

@@ -324,6 +324,7 @@ pub fn purge(tx: &mut dyn Tx, share_id: &[u8; 16], until: i64) -> Result<()> {
         tx.exec(&format!("DELETE FROM {table} WHERE share_id = $1"), &p)?;
     }
     crate::token::purge_groups(tx, share_id)?;
+    crate::health_link::store::purge_share(tx, share_id)?;
     tx.exec(
         "INSERT INTO share_tombstones (share_id, until_at) VALUES ($1, $2) \
          ON CONFLICT (share_id) DO UPDATE SET until_at = $2",

@@ -32,6 +32,8 @@ pub struct Swept {
     pub uploads: u64,
     /// Backup slots whose bytes expired (not written for `backup_ttl_secs`).
     pub backups: u64,
+    /// SMART Health Links past their `exp`.
+    pub links: u64,
 }
 
 /// Runs one sweep.
@@ -163,6 +165,10 @@ pub async fn sweep_once(state: &AppState) -> Result<Swept> {
         .await?;
     out.mailboxes = mailboxes;
     out.uploads = uploads;
+    out.links = state
+        .storage
+        .transact(move |tx| crate::health_link::store::sweep(tx, now, BATCH))
+        .await?;
 
     if cfg.backup_ttl_secs > 0 {
         let cutoff = to_db("time", now.saturating_sub(cfg.backup_ttl_secs))?;

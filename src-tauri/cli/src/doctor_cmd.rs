@@ -67,7 +67,7 @@ fn safe_name(title: &str) -> String {
     if s.is_empty() { "record".into() } else { s }
 }
 
-fn prepare_dir(dir: &Path) -> Result<()> {
+pub(crate) fn prepare_dir(dir: &Path) -> Result<()> {
     let shown = dir.display();
     let mut b = std::fs::DirBuilder::new();
     b.recursive(true);
@@ -84,7 +84,7 @@ fn prepare_dir(dir: &Path) -> Result<()> {
     Ok(())
 }
 
-fn write_private(path: &Path, data: &[u8]) -> Result<()> {
+pub(crate) fn write_private(path: &Path, data: &[u8]) -> Result<()> {
     let shown = path.display();
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);

@@ -44,6 +44,14 @@ pub enum CliError {
     /// The URL answers, but not as a Carekey relay (its well-known document is missing or
     /// malformed).
     NotARelay(String, ClientError),
+    /// A SMART Health Link could not be opened (`doctor open`).
+    Link(carekey_shl::ShlError),
+}
+
+impl From<carekey_shl::ShlError> for CliError {
+    fn from(e: carekey_shl::ShlError) -> Self {
+        CliError::Link(e)
+    }
 }
 
 impl From<ClientError> for CliError {
@@ -62,6 +70,7 @@ impl CliError {
             CliError::Input(_) => "input",
             CliError::Declined => "declined",
             CliError::NotARelay(..) => "not_a_relay",
+            CliError::Link(e) => e.code(),
         }
     }
 
@@ -72,6 +81,12 @@ impl CliError {
             CliError::Input(_) => exit::INPUT,
             CliError::Declined => exit::DECLINED,
             CliError::NotARelay(..) => exit::RELAY,
+            CliError::Link(e) => match e.code() {
+                "unreachable" | "timeout" | "rate_limited" | "bad_response" => exit::RELAY,
+                "tampered" | "wrong_key" | "expired" => exit::VERIFICATION,
+                "wrong_passcode" | "passcode_required" | "access_ended" => exit::REFUSED,
+                _ => exit::USAGE,
+            },
             CliError::Client(e) => match e.code() {
                 "relay_unreachable" | "timeout" | "relay_failure" | "rate_limited"
                 | "bad_response" => exit::RELAY,
@@ -103,6 +118,12 @@ impl CliError {
             CliError::NotARelay(..) => {
                 Some("check the relay URL: it must be a Carekey relay's base URL")
             }
+            CliError::Link(carekey_shl::ShlError::PasscodeRejected { .. }) => {
+                Some("ask the patient for the passcode again; each wrong one uses up an attempt")
+            }
+            CliError::Link(carekey_shl::ShlError::LinkInactive) => Some(
+                "the link was deleted, expired or ran out of attempts: ask the patient for a new one",
+            ),
             _ => None,
         }
     }
@@ -116,6 +137,7 @@ impl std::fmt::Display for CliError {
             CliError::NotARelay(url, e) => {
                 write!(f, "{url} does not answer as a Carekey relay ({e})")
             }
+            CliError::Link(e) => write!(f, "{e}"),
             CliError::Declined => f.write_str(
                 "the check codes do not match: nothing was shared; start again with a new QR",
             ),

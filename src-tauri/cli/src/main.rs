@@ -38,6 +38,7 @@ macro_rules! err {
 mod doctor_cmd;
 mod error;
 mod identity;
+mod link_cmd;
 mod patient_cmd;
 mod records;
 mod term;
@@ -121,6 +122,25 @@ enum DoctorCmd {
     /// records, optionally write them out and send a note back.
     #[command(after_help = AFTER_HELP)]
     Scan(ScanCli),
+    /// Open a SMART Health Link (`shlink:/…` or a viewer URL `…#shlink:/…`) from any SHL
+    /// sharer: fetch the manifest, decrypt every file, optionally write them out.
+    #[command(after_help = AFTER_HELP)]
+    Open(OpenCli),
+}
+
+#[derive(Debug, Args)]
+struct OpenCli {
+    /// The link: `shlink:/…` or `https://viewer…#shlink:/…`.
+    link: String,
+    /// The passcode of a link with flag P.
+    #[arg(long)]
+    passcode: Option<String>,
+    /// The recipient name sent with the manifest request (the patient's log shows it).
+    #[arg(long, default_value = "Dr. Ada Quinn")]
+    name: String,
+    /// Write the decrypted files into DIR (files mode 0600; they are PLAINTEXT).
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -181,6 +201,25 @@ struct ShareCli {
     /// Do not draw the QR on stderr.
     #[arg(long)]
     no_qr_art: bool,
+    /// Publish the share as a SMART Health Link (`shlink:/…`, for a clinic without Carekey)
+    /// instead of pairing: prints SHLINK: and PASSCODE:; --wait then waits for a download.
+    #[arg(long)]
+    shl: bool,
+    /// The link's passcode (with --shl; default: 8 random digits).
+    #[arg(long, requires = "shl", conflicts_with = "no_passcode")]
+    passcode: Option<String>,
+    /// A link without passcode: whoever has it reads the records (with --shl).
+    #[arg(long, requires = "shl")]
+    no_passcode: bool,
+    /// How long the link works (with --shl; at most --expires).
+    #[arg(long, requires = "shl", default_value = "24h")]
+    link_expires: String,
+    /// Wrong passcodes before the link dies (with --shl).
+    #[arg(long, requires = "shl", default_value_t = 5)]
+    attempts: u32,
+    /// The link's label, shown by the viewer (with --shl).
+    #[arg(long, requires = "shl")]
+    label: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -261,6 +300,20 @@ async fn run(cli: Cli, cancel: Cancel) -> Result<(), CliError> {
                 inbox_wait: a.inbox_wait,
                 json: cli.json,
                 no_qr_art: a.no_qr_art,
+                shl: if a.shl {
+                    Some(link_cmd::PublishArgs {
+                        passcode: a.passcode,
+                        no_passcode: a.no_passcode,
+                        attempts: a.attempts,
+                        expires_in: parse_duration(&a.link_expires)?,
+                        label: a.label,
+                        wait: 0,
+                        share_expires_at: 0,
+                        qr_art: !a.no_qr_art,
+                    })
+                } else {
+                    None
+                },
             };
             patient_cmd::share(args, &cancel).await
         }
@@ -276,6 +329,16 @@ async fn run(cli: Cli, cancel: Cancel) -> Result<(), CliError> {
                 json: cli.json,
             };
             doctor_cmd::scan(args, &cancel).await
+        }
+        RoleCmd::Doctor(DoctorCmd::Open(a)) => {
+            link_cmd::open(link_cmd::OpenArgs {
+                link: a.link,
+                passcode: a.passcode,
+                name: a.name,
+                out: a.out,
+                json: cli.json,
+            })
+            .await
         }
     }
 }

@@ -32,6 +32,8 @@ pub struct ShareArgs {
     pub inbox_wait: u64,
     pub json: bool,
     pub no_qr_art: bool,
+    /// `--shl`: publish a SMART Health Link instead of pairing.
+    pub shl: Option<crate::link_cmd::PublishArgs>,
 }
 
 /// Runs the flow.
@@ -85,6 +87,26 @@ pub async fn share(a: ShareArgs, cancel: &Cancel) -> Result<()> {
         .await;
     progress.finish();
     let share = share?;
+    if let Some(mut shl) = a.shl {
+        shl.wait = a.wait;
+        shl.share_expires_at = expires_at;
+        let summary = crate::link_cmd::publish(&mut patient, &share, shl, cancel).await?;
+        if a.json {
+            outln!(
+                "{}",
+                serde_json::json!({
+                    "ok": true,
+                    "role": "patient",
+                    "records": loaded.records,
+                    "attachments": loaded.attachments,
+                    "bytes": bytes,
+                    "share_expires_at": expires_at,
+                    "shl": summary,
+                })
+            );
+        }
+        return Ok(());
+    }
     let mut session = patient.start_pairing(&share).await?;
     let qr = session.qr_text();
     outln!("QR: {qr}");

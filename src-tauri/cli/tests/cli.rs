@@ -662,3 +662,74 @@ fn synthea_export_documents_travel_as_attachments() {
         }
     }
 }
+
+/// `patient share --shl` publishes a SMART Health Link (issue 15): `SHLINK:` and `PASSCODE:`
+/// on stdout; `doctor open` with a wrong passcode is refused with the attempts left (exit 6),
+/// with the right one it writes each record; `--wait` then sees the download by name.
+#[test]
+fn share_as_smart_health_link_and_open_it() {
+    let relay = start_relay();
+    let dir = tempfile::tempdir().expect("dir");
+    let bundle = small_bundle(dir.path());
+    let mut c = carekey();
+    c.args(["patient", "share", "--relay", &relay.url, "--bundle"])
+        .arg(&bundle)
+        .args([
+            "--shl",
+            "--wait",
+            "0",
+            "--no-qr-art",
+            "--label",
+            "For the clinic",
+        ]);
+    let o = run(c, 60);
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "stderr: {}", text(&o.stderr));
+    let link = tagged(&out, "SHLINK: ").expect("SHLINK: line").to_owned();
+    let passcode = tagged(&out, "PASSCODE: ")
+        .expect("PASSCODE: line")
+        .to_owned();
+    assert!(link.starts_with("shlink:/"));
+    assert_eq!(passcode.len(), 8);
+    assert!(text(&o.stderr).contains("We cannot tell who opened it."));
+
+    let mut c = carekey();
+    c.args(["doctor", "open", &link, "--passcode", "not-it"]);
+    let o = run(c, 30);
+    let err = assert_clean_failure(&o, "wrong_passcode", 6);
+    assert!(err.contains("4 attempts left"), "{err}");
+    assert!(!err.contains("not-it"), "the passcode is never echoed");
+
+    let got = dir.path().join("got");
+    let mut c = carekey();
+    c.args([
+        "doctor",
+        "open",
+        &link,
+        "--passcode",
+        &passcode,
+        "--name",
+        "Dr. CLI",
+        "--out",
+    ])
+    .arg(&got);
+    let o = run(c, 30);
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "stderr: {}", text(&o.stderr));
+    assert_eq!(tagged(&out, "LINK: "), Some("For the clinic"));
+    assert_eq!(
+        tagged(&out, "OPENED: "),
+        Some("2 files"),
+        "the PDF attachment is not published: {out}"
+    );
+    let written = std::fs::read(got.join("0000-Condition.json")).expect("written");
+    assert_eq!(
+        serde_json::from_slice::<serde_json::Value>(&written).expect("JSON")["id"],
+        "c1"
+    );
+
+    // Without --passcode a P link is a usage error before any request.
+    let mut c = carekey();
+    c.args(["doctor", "open", &link]);
+    assert_clean_failure(&run(c, 30), "usage", 2);
+}

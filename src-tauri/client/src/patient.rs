@@ -5,12 +5,14 @@
 mod access;
 mod forward;
 mod inbox;
+mod link;
 mod pairing;
 mod revoke;
 mod share;
 mod state;
 
 pub use access::{RECEIPT_SKEW_WARN_SECS, summarize};
+pub use link::{LINK_WARNING, LinkOptions, LinkPasscode, LinkView, PublishedLink, link_warning};
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -469,6 +471,12 @@ pub enum AccessKind {
         /// `manifest` or blob ids (hex), as the reader's signed receipt names them.
         objects: Vec<String>,
     },
+    /// Someone opened a SMART Health Link of the share (relay audit kind 9): `who` is the
+    /// recipient name the viewer stated, which nobody checked.
+    LinkDownloaded {
+        /// False: a wrong passcode was tried (an attempt was used up).
+        served: bool,
+    },
     /// Other relay events (token registered/revoked, manifest swapped, epoch deleted...).
     Relay(u8),
 }
@@ -486,6 +494,9 @@ pub struct Patient {
     relationships: BTreeMap<RelationshipId, PatientRelationship>,
     forward_requests: Vec<PendingForward>,
     alerts: Vec<ClientError>,
+    /// SMART Health Links published this session or loaded with
+    /// [`Patient::load_links_from`] (their own vault record, apart from the main state).
+    links: Vec<link::LinkRecord>,
 }
 
 #[derive(Debug)]
@@ -592,6 +603,7 @@ impl Patient {
             relationships: BTreeMap::new(),
             forward_requests: Vec::new(),
             alerts: Vec::new(),
+            links: Vec::new(),
         }
     }
 

@@ -546,6 +546,33 @@ impl Relay {
         Ok(())
     }
 
+    /// Publishes a SMART Health Link of `share` (docs/relay.md "SMART Health Links"): the
+    /// JWE files and the passcode hash; answers the link id and its manifest URL.
+    pub async fn create_link(
+        &self,
+        cap: &mut OwnerCap,
+        share: &ShareId,
+        req: &api::CreateShlRequest,
+    ) -> Result<api::CreateShlResponse> {
+        let body = serde_json::to_vec(req).map_err(|_| ClientError::InvalidInput("link"))?;
+        let path = format!("/v1/shares/{}/links", share);
+        let r = self.owner(cap, Method::POST, &path, body, true).await?;
+        Self::json(r, "link created").await
+    }
+
+    /// Deletes the SMART Health Link whose id hashes to `link_hash` (64 hex characters).
+    pub async fn delete_link(
+        &self,
+        cap: &mut OwnerCap,
+        share: &ShareId,
+        link_hash: &str,
+    ) -> Result<()> {
+        let path = format!("/v1/shares/{}/links/{link_hash}", share);
+        self.owner(cap, Method::DELETE, &path, Vec::new(), false)
+            .await?;
+        Ok(())
+    }
+
     /// Revokes a token and its delegated subtree at once.
     pub async fn revoke_token(
         &self,

@@ -12,8 +12,8 @@ use std::sync::Arc;
 use carekey_app::events::{AppEvent, NoEvents};
 use carekey_app::ipc::{self, PolicyChoice, ShareCategory};
 use carekey_app::session::{
-    AccessLine, AccessLogView, AppConfig, DelegationRow, DoctorAtTheDoorView, ForwardRequestRow, GranteeView, InboxNoteView,
-    PatientApp, ShareStarted, ShareView,
+    AccessLine, AccessLogView, AppConfig, DelegationRow, DoctorAtTheDoorView, ForwardRequestRow,
+    GranteeView, InboxNoteView, PatientApp, ShareStarted, ShareView,
 };
 use carekey_app::{AppError, validate};
 use carekey_patient::commands::{AppStatus, CategoryInfo};

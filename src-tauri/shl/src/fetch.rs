@@ -13,6 +13,7 @@ use std::time::Duration;
 use reqwest::{Response, StatusCode, redirect};
 use serde_json::Value;
 
+use crate::endpoint::check_url;
 use crate::error::{Result, ShlError};
 use crate::jwk::Jwks;
 use crate::limits::{MAX_JWE_LEN, MAX_JWKS_LEN, MAX_LOCATION_URL_LEN, MAX_MANIFEST_LEN};
@@ -21,7 +22,6 @@ use crate::manifest::{
     DecryptedFile, FileBody, Manifest, ManifestEntry, ManifestFile, ManifestRequest, Opened,
     PendingFile, open_direct_file,
 };
-use crate::util::check_url;
 
 /// The largest 401 body read for `remainingAttempts`.
 const MAX_ERROR_BODY: usize = 4 * 1024;

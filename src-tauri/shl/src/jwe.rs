@@ -16,10 +16,10 @@ use rand_core::{OsRng, RngCore};
 use serde_json::{Map, Value};
 use zeroize::Zeroizing;
 
+use crate::encoding::{Fields, b64_decode, b64_encode, parse_object};
 use crate::error::{Result, ShlError, echo};
 use crate::limits::{MAX_HEADER_JSON_DEPTH, MAX_HEADER_LEN, MAX_JWE_LEN, MAX_PLAINTEXT_LEN};
 use crate::link::ShlKey;
-use crate::util::{Fields, b64_decode, b64_encode, parse_object};
 use crate::zip::{deflate_raw, inflate_raw};
 
 const WHAT: &str = "JWE";

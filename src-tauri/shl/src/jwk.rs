@@ -13,9 +13,9 @@ use rand_core::OsRng;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 
+use crate::encoding::{b64_decode, b64_encode, parse_object};
 use crate::error::{Result, ShlError};
 use crate::limits::{MAX_HEADER_JSON_DEPTH, MAX_JWKS_KEYS, MAX_JWKS_LEN};
-use crate::util::{b64_decode, b64_encode, parse_object};
 
 /// An issuer's ES256 public key, checked as SHC requires.
 #[derive(Clone, PartialEq, Eq)]

@@ -25,6 +25,8 @@
 //! Every parser is bounded ([`limits`]) and returns [`ShlError`]; none panics on any input
 //! (`fuzz/fuzz_targets/shl_parse.rs`).
 
+mod encoding;
+mod endpoint;
 pub mod error;
 #[cfg(feature = "fetch")]
 pub mod fetch;
@@ -33,7 +35,6 @@ mod jwk;
 pub mod link;
 pub mod manifest;
 pub mod shc;
-mod util;
 pub mod zip;
 
 pub use error::{Result, ShlError};

@@ -10,13 +10,12 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
+use crate::encoding::{Fields, b64_decode, b64_encode, is_b64url, parse_object, strip_prefix_ci};
+use crate::endpoint::check_url;
 use crate::error::{Result, ShlError};
 use crate::limits::{
     MAX_FLAG_LEN, MAX_LABEL_CHARS, MAX_LINK_JSON_DEPTH, MAX_LINK_PAYLOAD_LEN, MAX_LINK_TEXT_LEN,
     MAX_LINK_URL_LEN,
-};
-use crate::util::{
-    Fields, b64_decode, b64_encode, check_url, is_b64url, parse_object, strip_prefix_ci,
 };
 
 /// The `shlink:/` scheme prefix.

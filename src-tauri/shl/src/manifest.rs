@@ -6,6 +6,8 @@
 use serde_json::Value;
 use zeroize::Zeroizing;
 
+use crate::encoding::{Fields, parse_json, parse_object};
+use crate::endpoint::check_url;
 use crate::error::{Result, ShlError, echo};
 use crate::jwe;
 use crate::limits::{
@@ -14,7 +16,6 @@ use crate::limits::{
 };
 use crate::link::ShlKey;
 use crate::shc::{self, HealthCard, TrustStore};
-use crate::util::{Fields, check_url, parse_json, parse_object};
 
 // ---------------------------------------------------------------------------------------------
 // Content types

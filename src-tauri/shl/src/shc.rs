@@ -10,12 +10,12 @@ use serde_json::{Map, Value};
 
 pub use crate::jwk::{IssuerKey, Jwk, Jwks, RejectedKey, TrustStore};
 
+use crate::encoding::{Fields, b64_decode, b64_encode, parse_object, strip_prefix_ci};
 use crate::error::{Result, ShlError, echo};
 use crate::limits::{
     MAX_CARD_PAYLOAD_LEN, MAX_CARDS_PER_FILE, MAX_CONTENT_JSON_DEPTH, MAX_HEADER_JSON_DEPTH,
     MAX_HEADER_LEN, MAX_JWS_LEN, MAX_SHC_CHUNKS, MAX_SHC_TEXT_LEN,
 };
-use crate::util::{Fields, b64_decode, b64_encode, parse_object, strip_prefix_ci};
 use crate::zip::{deflate_raw, inflate_raw};
 
 /// The `shc:/` scheme prefix.

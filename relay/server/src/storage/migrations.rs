@@ -82,6 +82,32 @@ CREATE TABLE IF NOT EXISTS blob_groups (
 CREATE INDEX IF NOT EXISTS blob_groups_epoch ON blob_groups (share_id, epoch);
 "#,
     },
+    Migration {
+        version: 4,
+        name: "SMART Health Links (ciphertext files, passcode hash, location tickets)",
+        // docs/relay.md "SMART Health Links": a link is named by the SHA-256 of its URL id
+        // (crate::health_link::wire::link_hash), never by the id itself; `passcode_salt` and
+        // `passcode_hash` are empty for a link without a passcode; `bytes` is what the
+        // link's files are charged (crate::quota). `shl_files.jwe` is the compact JWE text;
+        // `shl_tickets` are the short-lived `location` URLs, by hash.
+        sql: r#"
+CREATE TABLE shl_links (
+  link_hash BLOB PRIMARY KEY, share_id BLOB NOT NULL,
+  passcode_salt BLOB NOT NULL, passcode_hash BLOB NOT NULL,
+  attempts_left BIGINT NOT NULL, expires_at BIGINT NOT NULL, created_at BIGINT NOT NULL,
+  bytes BIGINT NOT NULL);
+CREATE INDEX shl_links_share ON shl_links (share_id);
+CREATE INDEX shl_links_expiry ON shl_links (expires_at);
+CREATE TABLE shl_files (
+  link_hash BLOB NOT NULL, idx BIGINT NOT NULL, content_type TEXT NOT NULL, jwe BLOB NOT NULL,
+  PRIMARY KEY (link_hash, idx));
+CREATE TABLE shl_tickets (
+  ticket_hash BLOB PRIMARY KEY, link_hash BLOB NOT NULL, idx BIGINT NOT NULL,
+  expires_at BIGINT NOT NULL);
+CREATE INDEX shl_tickets_link ON shl_tickets (link_hash);
+CREATE INDEX shl_tickets_expiry ON shl_tickets (expires_at);
+"#,
+    },
 ];
 
 /// The newest version (what a freshly created database is at).

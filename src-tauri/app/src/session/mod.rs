@@ -45,8 +45,8 @@ pub use forwarding::{
     invite_code, invite_text, parse_invite,
 };
 pub use patient::{
-    AccessLine, AccessLogView, DelegationRow, DoctorAtTheDoorView, GranteeView, InboxNoteView, PatientApp, ShareStarted,
-    ShareView,
+    AccessLine, AccessLogView, DelegationRow, DoctorAtTheDoorView, GranteeView, InboxNoteView,
+    PatientApp, ShareStarted, ShareView,
 };
 pub use recovery::{AUTO_BACKUP_DELAY, BackupStatus, RelayCheck};
 pub use settings::Settings;

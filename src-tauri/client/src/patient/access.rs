@@ -170,6 +170,8 @@ impl Patient {
                     objects: fetched_objects(&r.object_id),
                     warnings,
                 });
+            } else if e.kind == super::link::AUDIT_KIND_LINK_REQUESTED {
+                fresh.push(super::link::logged_request(e.seq, e.time, &e.body));
             } else {
                 if e.kind == KIND_DELEGATION_REGISTERED
                     && !registered_chain(&e.body).is_some_and(|c| noticed.contains(&c))
@@ -218,6 +220,9 @@ impl Patient {
                         },
                         warnings,
                     }
+                }
+                None if e.kind == super::link::AUDIT_KIND_LINK_REQUESTED => {
+                    super::link::access_event(e)
                 }
                 None => AccessEvent {
                     time: e.time,

@@ -1,0 +1,204 @@
+//! SMART Health Links from the command line (issue 15; docs/cli.md "SMART Health Links"):
+//! `carekey patient share --shl` publishes the share as a `shlink:/` any SHL viewer opens, and
+//! `carekey doctor open 'shlink:/…'` opens one (from Carekey or any other SHL sharer) with
+//! `carekey-shl`'s reader, as the doctor app's `session/smart.rs` does.
+
+use std::path::PathBuf;
+
+use carekey_client::ShareId;
+use carekey_client::patient::{AccessKind, LinkOptions, LinkPasscode, Patient};
+use carekey_client::progress::Cancel;
+use carekey_shl::fetch::ShlClient;
+use carekey_shl::{ContentType, Opened, Shlink};
+
+use crate::doctor_cmd::{prepare_dir, write_private};
+use crate::error::{CliError, Result};
+use crate::identity::now;
+use crate::term::qr_art;
+
+/// Seconds between two reads of the access log while waiting for a download.
+const POLL_SECS: u64 = 2;
+
+/// What `patient share --shl` publishes.
+#[derive(Debug)]
+pub struct PublishArgs {
+    /// `Some(p)`: the passcode; `None` with `no_passcode` false: a generated one.
+    pub passcode: Option<String>,
+    /// No passcode at all.
+    pub no_passcode: bool,
+    /// Failed attempts before the link dies.
+    pub attempts: u32,
+    /// Seconds the link lives (at most the share's lifetime).
+    pub expires_in: u64,
+    /// The link's label.
+    pub label: Option<String>,
+    /// The share's expiry: the link ends then at the latest.
+    pub share_expires_at: u64,
+    /// Seconds to wait for a first download, printing `DOWNLOADED:` lines (0: don't).
+    pub wait: u64,
+    /// Draw the QR on stderr.
+    pub qr_art: bool,
+}
+
+/// Publishes `share` as a SMART Health Link; prints `SHLINK:`, `PASSCODE:` and, while
+/// waiting, `DOWNLOADED: <recipient> at <unix time>`. Returns the JSON summary fields.
+pub async fn publish(
+    patient: &mut Patient,
+    share: &ShareId,
+    a: PublishArgs,
+    cancel: &Cancel,
+) -> Result<serde_json::Value> {
+    let passcode = match (a.no_passcode, a.passcode) {
+        (true, _) => LinkPasscode::Off,
+        (false, Some(p)) => LinkPasscode::Chosen(p),
+        (false, None) => LinkPasscode::Generated,
+    };
+    let expires_at = now().saturating_add(a.expires_in).min(a.share_expires_at);
+    let link = patient
+        .publish_link(
+            share,
+            LinkOptions {
+                passcode,
+                expires_at,
+                max_attempts: a.attempts,
+                label: a.label,
+                records: Vec::new(),
+            },
+        )
+        .await?;
+    outln!("SHLINK: {}", link.shlink);
+    if let Some(p) = &link.passcode {
+        outln!("PASSCODE: {p}");
+    }
+    if a.qr_art
+        && let Some(art) = qr_art(&link.shlink)
+    {
+        errln!("{art}");
+    }
+    errln!(
+        "{}",
+        link.warning.replace(
+            &expires_at.to_string(),
+            &format!("{expires_at} (unix time)")
+        )
+    );
+    let mut downloads = Vec::new();
+    if a.wait > 0 {
+        errln!("waiting up to {} s for the link to be opened", a.wait);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(a.wait);
+        while downloads.is_empty() && std::time::Instant::now() < deadline {
+            cancel.check()?;
+            tokio::time::sleep(std::time::Duration::from_secs(POLL_SECS)).await;
+            for e in patient.access_log(share).await? {
+                if let AccessKind::LinkDownloaded { served } = e.what {
+                    if served {
+                        outln!("DOWNLOADED: {} at {} (unix time)", e.who, e.time);
+                    } else {
+                        outln!("WRONG PASSCODE: {} at {} (unix time)", e.who, e.time);
+                    }
+                    downloads.push(
+                        serde_json::json!({"recipient": e.who, "time": e.time, "served": served}),
+                    );
+                }
+            }
+        }
+        if downloads.is_empty() {
+            errln!("nobody opened the link yet");
+        }
+    }
+    Ok(serde_json::json!({
+        "link": link.id,
+        "files": link.files,
+        "expires_at": expires_at,
+        "passcode": link.passcode.is_some(),
+        "downloads": downloads,
+    }))
+}
+
+/// The arguments of `doctor open`.
+#[derive(Debug)]
+pub struct OpenArgs {
+    /// `shlink:/…` or a viewer URL `…#shlink:/…`.
+    pub link: String,
+    /// The passcode of a `P` link.
+    pub passcode: Option<String>,
+    /// The recipient name sent with the manifest request.
+    pub name: String,
+    /// Write the decrypted files here (mode 0600; PLAINTEXT).
+    pub out: Option<PathBuf>,
+    /// Print the JSON summary.
+    pub json: bool,
+}
+
+/// Opens a SMART Health Link: prints `LINK: <label>`, one `FILE: <n> <content type>
+/// <resourceType> <bytes>` per file, `OPENED: <n> files`; with `--out` writes each file.
+pub async fn open(a: OpenArgs) -> Result<()> {
+    let link = Shlink::parse(&a.link)?;
+    link.check_usable(now())?;
+    if link.flags().passcode && a.passcode.is_none() {
+        return Err(CliError::Usage(
+            "this link needs its passcode: add --passcode".into(),
+        ));
+    }
+    if let Some(d) = &a.out {
+        prepare_dir(d)?;
+    }
+    outln!("LINK: {}", link.label().unwrap_or("(no label)"));
+    let entries = ShlClient::new(&a.name)?
+        .open(&link, a.passcode.as_deref(), now())
+        .await?;
+    let mut opened = 0usize;
+    let mut summary = Vec::new();
+    for e in entries {
+        let file = match e.outcome {
+            Ok(Opened::File(f)) => f,
+            Ok(Opened::Fetch(_)) => {
+                errln!("file {}: not fetched", e.index);
+                continue;
+            }
+            Err(err) => {
+                errln!("file {}: skipped ({})", e.index, err.code());
+                continue;
+            }
+        };
+        let ct = file.content_type();
+        let kind = match ct {
+            ContentType::FhirJson => file
+                .fhir_resource()
+                .ok()
+                .and_then(|v| {
+                    v.get("resourceType")
+                        .and_then(|t| t.as_str())
+                        .map(str::to_owned)
+                })
+                .unwrap_or_else(|| "?".into()),
+            _ => "cards".into(),
+        };
+        outln!(
+            "FILE: {} {} {kind} {} bytes",
+            e.index,
+            ct.as_str(),
+            file.bytes().len()
+        );
+        if let Some(d) = &a.out {
+            let p = d.join(format!("{:04}-{kind}.json", e.index));
+            write_private(&p, file.bytes())?;
+            outln!("WROTE: {}", p.display());
+        }
+        summary.push(serde_json::json!({"content_type": ct.as_str(), "resource": kind, "bytes": file.bytes().len()}));
+        opened += 1;
+    }
+    outln!("OPENED: {opened} files");
+    if a.out.is_some() {
+        errln!(
+            "the files written are PLAINTEXT health records: keep them safe, delete them after use"
+        );
+    }
+    if a.json {
+        outln!(
+            "{}",
+            serde_json::json!({"ok": true, "role": "doctor", "files": summary, "unsigned": true})
+        );
+    }
+    Ok(())
+}
