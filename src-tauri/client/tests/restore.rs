@@ -226,3 +226,81 @@ async fn restored_backup_older_than_a_revoke_keeps_the_doctor_revoked() {
 async fn older_backup_served_by_a_hostile_front_end_keeps_the_doctor_revoked() {
     restore_keeps_the_revoked_doctor_revoked(true).await;
 }
+
+/// A doctor paired after the backup is unknown to the restored state: nobody could see or
+/// revoke it there, so the reconciliation revokes its token, and it receives no key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_made_after_the_backup_is_revoked_by_the_reconciliation() {
+    let relay = common::start_relay();
+    let r = Relay::new(&relay.url).expect("URL");
+    let cancel = Cancel::new();
+    let phone = tempfile::tempdir().expect("dir");
+    let (mut vault, phrase) = Vault::create(
+        &phone.path().join("old.vault"),
+        "old pass",
+        &common::quick_vault_options(),
+    )
+    .expect("vault");
+    let phrase = phrase.expose_words().to_owned();
+    let root = RecoveryPhrase::parse(&phrase)
+        .expect("phrase")
+        .root()
+        .expect("root");
+    let identity = || DeviceIdentity::from_root(&root);
+    let pcard: Card = identity()
+        .card("Pat Restore", Role::Patient, None, 1)
+        .expect("card");
+    let mut patient = Patient::new(identity(), pcard.clone(), r.clone());
+    let share = patient
+        .create_share(
+            share_items(2_000),
+            ShareOptions {
+                expires_at: in_a_day(),
+                policy: Policy::Never,
+                delegation_depth: 0,
+            },
+            &NoProgress,
+            &cancel,
+        )
+        .await
+        .expect("share");
+    let (mut known, link_known, rel_known) = pair(&mut patient, &share, "Dr. Known").await;
+    backup(&mut vault, &mut patient, &r).await;
+    let (mut later, link_later, _) = pair(&mut patient, &share, "Dr. Later").await;
+    later
+        .fetch(&link_later, &NoProgress, &cancel)
+        .await
+        .expect("reads while granted");
+    drop(patient);
+    drop(vault);
+
+    let new_phone = tempfile::tempdir().expect("dir");
+    let mut restored = restore_from_relay(
+        &r,
+        &phrase,
+        &new_phone.path().join("new.vault"),
+        "new pass",
+        &common::quick_vault_options(),
+    )
+    .await
+    .expect("restores");
+    let mut patient = Patient::load_from(&mut restored, identity(), pcard, r.clone())
+        .expect("state loads")
+        .expect("state in the backup");
+    let done = patient
+        .reconcile(&NoProgress, &cancel)
+        .await
+        .expect("reconciles");
+    assert_eq!(done[0].unknown_tokens_revoked, 1);
+    assert_eq!(done[0].grants_marked_revoked, 0);
+    assert_eq!(active(&patient, &share), BTreeSet::from([rel_known]));
+    let e = later
+        .fetch(&link_later, &NoProgress, &cancel)
+        .await
+        .expect_err("its token is revoked");
+    assert_eq!(e.code(), "access_ended", "{e}");
+    known
+        .fetch(&link_known, &NoProgress, &cancel)
+        .await
+        .expect("the known doctor keeps reading");
+}
