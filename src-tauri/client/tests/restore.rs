@@ -304,3 +304,75 @@ async fn a_grant_made_after_the_backup_is_revoked_by_the_reconciliation() {
         .await
         .expect("the known doctor keeps reading");
 }
+
+/// A share that expired at the relay since the backup does not keep the restored state from
+/// being reconciled: its grants end in the state, and writes are allowed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_gone_from_the_relay_ends_its_grants_and_does_not_block_the_restore() {
+    let relay = common::start_relay();
+    let r = Relay::new(&relay.url).expect("URL");
+    let cancel = Cancel::new();
+    let phone = tempfile::tempdir().expect("dir");
+    let (mut vault, phrase) = Vault::create(
+        &phone.path().join("old.vault"),
+        "old pass",
+        &common::quick_vault_options(),
+    )
+    .expect("vault");
+    let phrase = phrase.expose_words().to_owned();
+    let root = RecoveryPhrase::parse(&phrase)
+        .expect("phrase")
+        .root()
+        .expect("root");
+    let identity = || DeviceIdentity::from_root(&root);
+    let pcard: Card = identity()
+        .card("Pat Restore", Role::Patient, None, 1)
+        .expect("card");
+    let mut patient = Patient::new(identity(), pcard.clone(), r.clone());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let share = patient
+        .create_share(
+            share_items(2_000),
+            ShareOptions {
+                expires_at: now + 3,
+                policy: Policy::Never,
+                delegation_depth: 0,
+            },
+            &NoProgress,
+            &cancel,
+        )
+        .await
+        .expect("share");
+    let (_doctor, _, rel) = pair(&mut patient, &share, "Dr. Brief").await;
+    backup(&mut vault, &mut patient, &r).await;
+    drop(patient);
+    drop(vault);
+    // The relay sweeps the share once it expired (one-second sweeps in these tests).
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+
+    let new_phone = tempfile::tempdir().expect("dir");
+    let mut restored = restore_from_relay(
+        &r,
+        &phrase,
+        &new_phone.path().join("new.vault"),
+        "new pass",
+        &common::quick_vault_options(),
+    )
+    .await
+    .expect("restores");
+    let mut patient = Patient::load_from(&mut restored, identity(), pcard, r.clone())
+        .expect("state loads")
+        .expect("state in the backup");
+    assert!(active(&patient, &share).contains(&rel));
+    let done = patient
+        .reconcile(&NoProgress, &cancel)
+        .await
+        .expect("reconciles");
+    assert!(done[0].gone, "{done:?}");
+    assert_eq!(done[0].grants_marked_revoked, 1);
+    assert!(active(&patient, &share).is_empty());
+    assert!(!patient.needs_reconcile());
+}

@@ -56,6 +56,9 @@ pub struct Reconciled {
     /// The state was behind the relay (newer manifest, or its epoch deleted) and the share
     /// was re-keyed to the grants still active.
     pub rekeyed: bool,
+    /// The relay no longer has the share (expired or deleted): every grant of it is now
+    /// marked revoked.
+    pub gone: bool,
 }
 
 /// What the relay's verified log says about one share.
@@ -203,7 +206,27 @@ impl Patient {
         progress: &dyn ProgressSink,
         cancel: &Cancel,
     ) -> Result<Reconciled> {
-        let history = self.relay_history(share_id, st).await?;
+        let history = match self.relay_history(share_id, st).await {
+            Ok(h) => h,
+            // The share expired or was deleted at the relay: nobody reads it any more, and
+            // nothing can be written to it. Failing closed, so a share that is gone does not
+            // keep the restored state from ever being reconciled.
+            Err(ClientError::NotFound | ClientError::AccessEnded) => {
+                let grants = st.grants.iter().filter(|g| !g.revoked).count();
+                let delegations = st.delegations.iter().filter(|d| !d.revoked).count();
+                st.grants.iter_mut().for_each(|g| g.revoked = true);
+                st.delegations.iter_mut().for_each(|d| d.revoked = true);
+                return Ok(Reconciled {
+                    share_id: *share_id,
+                    grants_marked_revoked: grants,
+                    delegations_marked_revoked: delegations,
+                    unknown_tokens_revoked: 0,
+                    rekeyed: false,
+                    gone: true,
+                });
+            }
+            Err(e) => return Err(e),
+        };
         if history.manifest_version < st.manifest_version {
             // The relay has less than the backup saw: a rolled-back relay; nothing to repair
             // from here.
@@ -219,6 +242,7 @@ impl Patient {
             delegations_marked_revoked: 0,
             unknown_tokens_revoked: 0,
             rekeyed: false,
+            gone: false,
         };
         // Token status: what the relay ended stays ended (the relay revoked subtrees entry by
         // entry, so the set names every delegated token too).
