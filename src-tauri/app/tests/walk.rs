@@ -730,6 +730,60 @@ async fn settings_backup_restore_and_relay_check() {
     );
 }
 
+/// Issue 11 item 2 through the app: a backup made before a revoke, restored on a new device,
+/// does not bring the revoked doctor back: the restore reconciles with the relay, the Shares
+/// screen says `revoked`, and the doctor's next read ends.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restore_of_a_backup_older_than_a_revoke_keeps_the_doctor_revoked() {
+    let Some(relay) = start_relay() else { return };
+    let dir = tempfile::tempdir().expect("dir");
+    let (patient, doctor, link, words) =
+        paired_with_words(&relay, dir.path(), PolicyChoice::Never, 0).await;
+    patient
+        .backup_now()
+        .await
+        .expect("backup before the revoke");
+    let shares = patient.shares().await.expect("shares");
+    let (share, grantee) = (shares[0].id.clone(), shares[0].grantees[0].clone());
+    patient
+        .revoke(ipc::Revoke {
+            share: share.clone(),
+            relationship: grantee.relationship.clone(),
+        })
+        .await
+        .expect("revoke");
+    // The phone is lost before the automatic backup ran (locked, it cannot run).
+    patient.lock().await;
+    drop(patient);
+    let other = tempfile::tempdir().expect("dir");
+    let restored = PatientApp::new(config(other.path(), "p.vault"), Arc::new(NoEvents));
+    restored
+        .restore_vault(ipc::RestoreVault {
+            phrase: words,
+            new_passphrase: "new device passphrase 7".into(),
+            name: "Pat Example".into(),
+            relay_url: relay.url.clone(),
+        })
+        .await
+        .expect("restore");
+    let shares = restored.shares().await.expect("shares");
+    let g = shares
+        .iter()
+        .find(|s| s.id == share)
+        .and_then(|s| {
+            s.grantees
+                .iter()
+                .find(|g| g.relationship == grantee.relationship)
+        })
+        .expect("grantee listed");
+    assert_eq!(g.status, "revoked", "the screen says so");
+    let ended = doctor
+        .refresh_patient(ipc::IdRef { id: link })
+        .await
+        .expect("refresh after the restore");
+    assert_eq!(ended.status, "ended");
+}
+
 /// The child half of [`a_note_survives_sigkill_between_receive_and_accept`]: unlocks the
 /// patient app in `$CAREKEY_SIGKILL_CHILD`, receives the inbox, says so, and waits to be
 /// killed. Run only by that test (`--ignored --exact`).
@@ -838,19 +892,23 @@ async fn paired(
     policy: PolicyChoice,
     depth: u8,
 ) -> (PatientApp, DoctorApp, String) {
+    let (patient, doctor, link, _) = paired_with_words(relay, dir, policy, depth).await;
+    (patient, doctor, link)
+}
+
+/// [`paired`], with the patient's 24 words.
+async fn paired_with_words(
+    relay: &Relay,
+    dir: &Path,
+    policy: PolicyChoice,
+    depth: u8,
+) -> (PatientApp, DoctorApp, String, String) {
     let allergy = ipc::ManualRecord::Allergy {
         text: "Penicillin".into(),
         reaction: None,
     };
-    paired_with(
-        relay,
-        dir,
-        policy,
-        depth,
-        vec![allergy],
-        vec![ShareCategory::Allergies],
-    )
-    .await
+    let cats = vec![ShareCategory::Allergies];
+    paired_full(relay, dir, policy, depth, vec![allergy], cats).await
 }
 
 /// [`paired`] with these records added and these categories shared.
@@ -862,6 +920,20 @@ async fn paired_with(
     records: Vec<ipc::ManualRecord>,
     categories: Vec<ShareCategory>,
 ) -> (PatientApp, DoctorApp, String) {
+    let (patient, doctor, link, _) =
+        paired_full(relay, dir, policy, depth, records, categories).await;
+    (patient, doctor, link)
+}
+
+/// [`paired_with`], also returning the patient's 24 words.
+async fn paired_full(
+    relay: &Relay,
+    dir: &Path,
+    policy: PolicyChoice,
+    depth: u8,
+    records: Vec<ipc::ManualRecord>,
+    categories: Vec<ShareCategory>,
+) -> (PatientApp, DoctorApp, String, String) {
     let patient = PatientApp::new(config(dir, "p.vault"), Arc::new(NoEvents));
     let doctor = DoctorApp::new(config(dir, "d.vault"), Arc::new(NoEvents));
     let vault = |name: &str| ipc::CreateVault {
@@ -870,7 +942,7 @@ async fn paired_with(
         licence: None,
         relay_url: relay.url.clone(),
     };
-    patient
+    let words = patient
         .create_vault(vault("Pat Example"))
         .await
         .expect("patient vault");
@@ -918,7 +990,7 @@ async fn paired_with(
         })
         .await
         .expect("grant");
-    (patient, doctor, link)
+    (patient, doctor, link, words)
 }
 
 /// A colleague's doctor app with an invite on `relay`: (app, invite view).

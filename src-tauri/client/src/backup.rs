@@ -5,9 +5,12 @@
 //! (`carekey_vault::backup_id`, `KDF_BACKUP_OWNER`, key generation 0), so the phrase alone
 //! finds and opens the backup on a new phone; the passphrase never leaves the device. The
 //! relay keeps only the newest version and refuses a lower one, and restore refuses a blob
-//! older than the version the relay reports, so a stale backup cannot bring back revoked
-//! grantees. The slot's write counter starts from the clock (crate::persist), because a new
-//! device cannot know the last counter used.
+//! older than the version the relay reports. That is not enough: the newest backup may
+//! predate the last revoke, and a hostile front end can serve an older blob with its own
+//! version. So the restored vault is marked, and the patient state loaded from it refuses
+//! every write until `Patient::reconcile` has checked each share against the relay's signed
+//! audit log (docs/protocol.md "Restore and reconciliation"). The slot's write counter starts
+//! from the clock (crate::persist), because a new device cannot know the last counter used.
 //!
 //! No vault is held across network I/O: [`prepare`] takes the snapshot synchronously,
 //! [`upload`] sends it without the vault.
@@ -76,7 +79,9 @@ pub fn backup_to_relay<'a>(
 
 /// On a fresh device: finds the backup the phrase points at on `relay`, checks it is the
 /// newest the relay has, and restores it into a new vault at `path` protected by
-/// `new_passphrase` (returned unlocked). A wrong phrase finds nothing (`not_found`).
+/// `new_passphrase` (returned unlocked), marked as restored: the patient state loaded from it
+/// must be reconciled (`Patient::reconcile`) before any write. A wrong phrase finds nothing
+/// (`not_found`).
 pub async fn restore_from_relay(
     relay: &Relay,
     phrase: &str,
@@ -96,12 +101,7 @@ pub async fn restore_from_relay(
         .get_backup(&mut cap, &id)
         .await?
         .ok_or(ClientError::NotFound)?;
-    Ok(Vault::restore_backup(
-        path,
-        phrase,
-        &blob,
-        version,
-        new_passphrase,
-        opts,
-    )?)
+    let mut vault = Vault::restore_backup(path, phrase, &blob, version, new_passphrase, opts)?;
+    vault.put_state(crate::patient::RESTORED_MARK, &[])?;
+    Ok(vault)
 }

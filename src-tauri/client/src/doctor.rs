@@ -1249,8 +1249,8 @@ impl Doctor {
             reader: SigningSecret::from_seed(l.reader.expose_secret()),
             patient_key: l.rel.peer_card.body.signing_key,
             relationship_id: l.rel.id,
-            inbox_read_token: l.inbox.read_token,
-            peer_write_token: l.peer.as_ref().map(|p| p.write_token),
+            inbox_read_token: *l.inbox.read_token,
+            peer_write_token: l.peer.as_ref().map(|p| *p.write_token),
         })
     }
 }

@@ -7,12 +7,15 @@ mod forward;
 mod inbox;
 mod link;
 mod pairing;
+mod reconcile;
 mod revoke;
 mod share;
 mod state;
 
 pub use access::{RECEIPT_SKEW_WARN_SECS, summarize};
 pub use link::{LINK_WARNING, LinkOptions, LinkPasscode, LinkView, PublishedLink, link_warning};
+pub use reconcile::Reconciled;
+pub(crate) use state::RESTORED_MARK;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -339,14 +342,35 @@ struct PatientRelationship {
     paired_at: u64,
 }
 
-/// A pairing in progress: show [`PairingSession::qr_text`] as a QR code.
-#[derive(Debug)]
+/// A pairing in progress: show [`PairingSession::qr_text`] as a QR code. Its pairing
+/// mailbox's read token is zeroized on drop and, with the QR's one-time secrets, left out of
+/// `Debug` (docs/threat-model.md T17).
 pub struct PairingSession {
     share_id: ShareId,
     pairing: PatientPairing,
     mailbox: PairingId,
-    token: [u8; 32],
+    token: Zeroizing<[u8; 32]>,
     pending: Option<PatientPending>,
+}
+
+#[cfg(feature = "test-export")]
+impl PairingSession {
+    /// A copy of the pairing mailbox's read token. Exists only for the Debug-output proof
+    /// (`tests/debug_output.rs`, feature `test-export`, never in an app build).
+    pub fn mailbox_token_for_test(&self) -> [u8; 32] {
+        *self.token
+    }
+}
+
+impl std::fmt::Debug for PairingSession {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PairingSession")
+            .field("share_id", &self.share_id)
+            .field("mailbox", &self.mailbox)
+            .field("token", &"<redacted>")
+            .field("answered", &self.pending.is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 impl PairingSession {
@@ -497,6 +521,11 @@ pub struct Patient {
     /// SMART Health Links published this session or loaded with
     /// [`Patient::load_links_from`] (their own vault record, apart from the main state).
     links: Vec<link::LinkRecord>,
+    /// Restored from a backup and not reconciled with the relay yet: writes are refused
+    /// (patient::reconcile).
+    unreconciled: bool,
+    /// Reconciled since the vault's "restored" mark was read: `save_to` removes the mark.
+    restored_mark_stale: bool,
 }
 
 #[derive(Debug)]
@@ -604,6 +633,8 @@ impl Patient {
             forward_requests: Vec::new(),
             alerts: Vec::new(),
             links: Vec::new(),
+            unreconciled: false,
+            restored_mark_stale: false,
         }
     }
 

@@ -34,14 +34,14 @@ pub(crate) fn read_address(r: &mut Reader<'_>) -> Result<MailboxAddress> {
 
 pub(crate) fn write_mailbox(w: &mut Writer, m: &OwnMailbox) {
     write_address(w, &m.address);
-    w.raw(&m.read_token);
+    w.raw(m.read_token.as_slice());
     w.u64(m.cursor);
 }
 
 pub(crate) fn read_mailbox(r: &mut Reader<'_>) -> Result<OwnMailbox> {
     Ok(OwnMailbox {
         address: read_address(r)?,
-        read_token: r.array().map_err(corrupt)?,
+        read_token: zeroize::Zeroizing::new(r.array().map_err(corrupt)?),
         cursor: r.u64().map_err(corrupt)?,
     })
 }

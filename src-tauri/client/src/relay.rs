@@ -13,6 +13,7 @@ use data_encoding::{BASE64URL_NOPAD, HEXLOWER};
 use rand_core::OsRng;
 use reqwest::{Method, StatusCode};
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 use crate::error::{ClientError, Result};
 use crate::ids::{BlobId, MailboxId, PairingId, ShareId};
@@ -144,13 +145,35 @@ pub struct ReaderCap<'a> {
 }
 
 /// Where a relationship mailbox receives messages: what a pairing message's opaque return
-/// address holds (`id [16] || write token [32]`); the relay is the one of the pairing.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// address holds (`id [16] || write token [32]`); the relay is the one of the pairing. The
+/// write token is a bearer capability: zeroized on drop, `<redacted>` in `Debug`
+/// (docs/threat-model.md T17).
+#[derive(Clone, PartialEq, Eq)]
 pub struct MailboxAddress {
     /// Mailbox id.
     pub id: MailboxId,
     /// Write capability.
-    pub write_token: [u8; 32],
+    pub write_token: Zeroizing<[u8; 32]>,
+}
+
+impl std::fmt::Debug for MailboxAddress {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("MailboxAddress")
+            .field("id", &self.id)
+            .field("write_token", &REDACTED)
+            .finish()
+    }
+}
+
+/// What `Debug` prints in place of a capability.
+const REDACTED: Redacted = Redacted;
+
+struct Redacted;
+
+impl std::fmt::Debug for Redacted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
 }
 
 impl MailboxAddress {
@@ -167,7 +190,7 @@ impl MailboxAddress {
             }));
         }
         let mut id = [0u8; 16];
-        let mut write_token = [0u8; 32];
+        let mut write_token = Zeroizing::new([0u8; 32]);
         id.copy_from_slice(&b[..16]);
         write_token.copy_from_slice(&b[16..]);
         Ok(Self {
@@ -177,23 +200,34 @@ impl MailboxAddress {
     }
 }
 
-/// A mailbox this device owns: address plus read capability.
-#[derive(Debug, Clone)]
+/// A mailbox this device owns: address plus read capability (zeroized on drop, `<redacted>`
+/// in `Debug`, as the write token).
+#[derive(Clone)]
 pub struct OwnMailbox {
     /// Where peers write.
     pub address: MailboxAddress,
     /// Read capability.
-    pub read_token: [u8; 32],
+    pub read_token: Zeroizing<[u8; 32]>,
     /// Highest message sequence already processed.
     pub cursor: u64,
+}
+
+impl std::fmt::Debug for OwnMailbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OwnMailbox")
+            .field("address", &self.address)
+            .field("read_token", &REDACTED)
+            .field("cursor", &self.cursor)
+            .finish()
+    }
 }
 
 /// A pairing mailbox just opened ([`Relay::open_pairing`]).
 pub struct PairingMailbox {
     /// Its id (the QR carries it; not secret).
     pub id: PairingId,
-    /// Read capability (secret: whoever holds it reads the doctor's reply).
-    pub token: [u8; 32],
+    /// Read capability (secret: whoever holds it reads the doctor's reply; zeroized on drop).
+    pub token: Zeroizing<[u8; 32]>,
     /// Until when the relay keeps it, Unix seconds.
     pub expires_at: u64,
 }
@@ -774,7 +808,7 @@ impl Relay {
         let p: api::PairingOpened = Self::json(r, "pairing").await?;
         Ok(PairingMailbox {
             id: PairingId(parse_id(&p.mailbox_id, "pairing id")?),
-            token: unb64(&p.read_token, "pairing token")?,
+            token: Zeroizing::new(unb64(&p.read_token, "pairing token")?),
             expires_at: p.expires_at,
         })
     }
@@ -841,9 +875,9 @@ impl Relay {
         Ok(OwnMailbox {
             address: MailboxAddress {
                 id: MailboxId(parse_id(&m.mailbox_id, "mailbox id")?),
-                write_token: unb64(&m.write_token, "mailbox write token")?,
+                write_token: Zeroizing::new(unb64(&m.write_token, "mailbox write token")?),
             },
-            read_token: unb64(&m.read_token, "mailbox read token")?,
+            read_token: Zeroizing::new(unb64(&m.read_token, "mailbox read token")?),
             cursor: 0,
         })
     }

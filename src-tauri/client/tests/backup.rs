@@ -122,7 +122,14 @@ async fn backup_then_restore_on_a_fresh_device_from_the_phrase() {
             .name,
         "Dr. Ada Quinn"
     );
-    // The restored patient still talks to the doctor, and can revoke.
+    // The restored patient still talks to the doctor, and, once reconciled with the relay
+    // (nothing changed since this backup: no re-key needed), can revoke.
+    assert!(patient.needs_reconcile());
+    let done = patient
+        .reconcile(&NoProgress, &Cancel::new())
+        .await
+        .expect("reconciles");
+    assert_eq!((done[0].grants_marked_revoked, done[0].rekeyed), (0, false));
     doctor
         .send_note(
             &link,

@@ -672,6 +672,31 @@ mod tests {
     use crate::keys::{Role, RootSecret, SigningSecret};
     use rand_core::OsRng;
 
+    /// docs/threat-model.md T5: what keeps a photographer of the QR from showing the
+    /// patient the real doctor's code is `dh1 = X25519(eD, eP)` alone. With the whole public
+    /// transcript (QR, cards, reader key, address: `t1`) and `dh2` held fixed, only the DH
+    /// input changes, from the real doctor's ephemeral to the photographer's, and the code
+    /// changes with it (while the same inputs give the same code).
+    #[test]
+    fn check_code_changes_with_the_dh_input_alone() {
+        let p = PatientPairing::start("https://r.example", [1; 16], u32::MAX, &mut OsRng)
+            .expect("starts");
+        let qr = p.qr();
+        let e_doctor = x25519_dalek::StaticSecret::random_from_rng(OsRng);
+        let e_photographer = x25519_dalek::StaticSecret::random_from_rng(OsRng);
+        let dh1_real = crate::keys::x25519(&e_doctor, &qr.patient_ephemeral).expect("dh");
+        let dh1_photo = crate::keys::x25519(&e_photographer, &qr.patient_ephemeral).expect("dh");
+        let dh2 = SymmetricKey::from_bytes([0x42; 32]);
+        let t1 = [0x17; 32];
+        let real = schedule(&qr.secret, &dh1_real, &dh2, t1).check;
+        assert_eq!(schedule(&qr.secret, &dh1_real, &dh2, t1).check, real);
+        assert_ne!(
+            schedule(&qr.secret, &dh1_photo, &dh2, t1).check,
+            real,
+            "the code must depend on dh1"
+        );
+    }
+
     #[test]
     fn borrowed_card_reply_is_rejected() {
         let victim = DeviceIdentity::from_root(&RootSecret::random(&mut OsRng));

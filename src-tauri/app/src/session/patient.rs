@@ -371,7 +371,19 @@ impl PatientApp {
         args.validate()?;
         let vault = open_vault_file(&self.config, args.passphrase).await?;
         self.vault.set(Some(vault)).await?;
-        self.load_service().await
+        self.load_service().await?;
+        // A restore whose reconciliation did not finish (offline): try again now. Until it
+        // succeeds the client refuses every write, so a failure is only reported.
+        if let Err(e) = self.reconcile_restored().await {
+            self.emit(AppEvent::Problem {
+                code: e.code,
+                message: format!(
+                    "the restored shares could not be checked yet: {}",
+                    e.message
+                ),
+            });
+        }
+        Ok(())
     }
 
     async fn load_service(&self) -> Result<()> {
@@ -830,6 +842,57 @@ impl PatientApp {
             }
         }
         Ok(st.shares)
+    }
+
+    /// After a restore (or an unlock of a restored vault not reconciled yet): reconciles the
+    /// patient's state with the relay (carekey_client `Patient::reconcile`, docs/protocol.md
+    /// "Restore and reconciliation"), so a doctor revoked after the backup stays revoked, and
+    /// marks such grantees `revoked` on the Shares screen. Nothing to do for a state that was
+    /// never restored. The reconciled state is backed up at once (debounced like any change).
+    pub(super) async fn reconcile_restored(&self) -> Result<()> {
+        let mut g = self.service().await?;
+        let p = g.as_mut().ok_or_else(locked)?;
+        if !p.needs_reconcile() {
+            return Ok(());
+        }
+        let op = self.ops.start();
+        let sink = Throttled::new(op.id.clone(), self.events.clone());
+        let done = p.reconcile(&sink, &op.cancel).await?;
+        // The grantees still active, by the screen's relationship handles.
+        let rels = p.relationships();
+        let active: HashMap<String, Vec<String>> = done
+            .iter()
+            .map(|d| {
+                let ids = p
+                    .active_grants(&d.share_id)
+                    .iter()
+                    .filter_map(|gv| rels.iter().find(|r| r.id == gv.relationship))
+                    .map(|r| hex(&relationship_id(&r.card, r.paired_at)))
+                    .collect();
+                (hex(d.share_id.as_bytes()), ids)
+            })
+            .collect();
+        let g = self
+            .commit(g, move |v| {
+                let mut st: SharesState = settings::load(v, SHARES)?.unwrap_or_default();
+                for s in &mut st.shares {
+                    let Some(ids) = active.get(&s.id) else {
+                        continue;
+                    };
+                    for gr in s
+                        .grantees
+                        .iter_mut()
+                        .filter(|g| g.status == "active" && !ids.contains(&g.relationship))
+                    {
+                        gr.status = "revoked".to_owned();
+                    }
+                }
+                settings::save(v, SHARES, &st)
+            })
+            .await?;
+        drop(g);
+        self.schedule_backup();
+        Ok(())
     }
 
     /// Revokes one grantee of one share (token revoked at once, then a re-key; docs/protocol.md

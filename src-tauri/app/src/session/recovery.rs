@@ -138,7 +138,21 @@ impl PatientApp {
         .await
         .map_err(|_| AppError::internal())??;
         self.vault_cell().set(Some(vault)).await?;
-        self.load_service_now().await
+        self.load_service_now().await?;
+        // The backup may predate a revoke (or be an older one a hostile relay served): before
+        // any write, every share is reconciled with the relay. The vault is restored either
+        // way; a failure (offline) is reported and retried at the next unlock, and the client
+        // refuses writes until then.
+        if let Err(e) = self.reconcile_restored().await {
+            self.emit(AppEvent::Problem {
+                code: e.code,
+                message: format!(
+                    "the restored shares could not be checked yet: {}",
+                    e.message
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Changes the passphrase (the root secret is re-wrapped; nothing else changes).

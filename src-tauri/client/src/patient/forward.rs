@@ -87,6 +87,8 @@ impl Patient {
         id: &ForwardRequestId,
         approve: bool,
     ) -> Result<Option<RelationshipId>> {
+        // A restored state must be reconciled first (patient::reconcile).
+        self.check_reconciled()?;
         let at = self
             .forward_requests
             .iter()

@@ -68,6 +68,8 @@ impl Patient {
         mut session: PairingSession,
         scope: Scope,
     ) -> Result<RelationshipId> {
+        // A restored state may hold a dead epoch key (patient::reconcile).
+        self.check_reconciled()?;
         let pending = session
             .pending
             .take()

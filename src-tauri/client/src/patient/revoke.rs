@@ -25,6 +25,8 @@ impl Patient {
         progress: &dyn ProgressSink,
         cancel: &Cancel,
     ) -> Result<()> {
+        // A restored state may think a revoked doctor active (patient::reconcile).
+        self.check_reconciled()?;
         let mut st = self
             .shares
             .remove(share_id)
@@ -81,6 +83,7 @@ impl Patient {
         progress: &dyn ProgressSink,
         cancel: &Cancel,
     ) -> Result<()> {
+        self.check_reconciled()?;
         let mut st = self
             .shares
             .remove(share_id)
@@ -207,7 +210,8 @@ impl Patient {
             })
             .collect();
         for (ri, update) in remaining {
-            self.send(&ri, MessageKind::EpochUpdate, &update).await?;
+            self.send_sealed(&ri, MessageKind::EpochUpdate, &update)
+                .await?;
         }
         // (4) Compare-and-swap the manifest.
         self.swap_manifest(share_id, st, &m).await?;
@@ -228,8 +232,21 @@ impl Patient {
     }
 
     /// Sign-then-seal to the doctor of relationship `id` (docs/protocol.md "Relationship
-    /// messages").
+    /// messages"). Every key, grant and answer a doctor gets goes through here, so a restored
+    /// state not reconciled yet sends nothing (docs/protocol.md "Restore and reconciliation").
     pub(super) async fn send(
+        &mut self,
+        id: &RelationshipId,
+        kind: MessageKind,
+        body: &[u8],
+    ) -> Result<()> {
+        self.check_reconciled()?;
+        self.send_sealed(id, kind, body).await
+    }
+
+    /// [`Patient::send`] without the reconciliation check: for the re-key, whose callers
+    /// checked (a revoke) or are the reconciliation itself.
+    pub(super) async fn send_sealed(
         &mut self,
         id: &RelationshipId,
         kind: MessageKind,

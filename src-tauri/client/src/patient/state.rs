@@ -47,6 +47,11 @@ const RELATIONSHIP_IDS_VERSION: u8 = 3;
 /// Vault state name of the patient's main state.
 const MAIN: &str = "carekey/patient/v1";
 
+/// Vault state name of the mark `backup::restore_from_relay` leaves in a restored vault: the
+/// patient state loaded from it must be reconciled with the relay before any write
+/// (patient::reconcile). Removed by the first save after the reconciliation.
+pub(crate) const RESTORED_MARK: &str = "carekey/patient/v1/restored";
+
 fn items_name(share_id: &ShareId) -> String {
     format!("carekey/patient/v1/items/{share_id}")
 }
@@ -130,6 +135,10 @@ impl Patient {
             }
         }
         vault.put_state(MAIN, &self.encode_state())?;
+        if self.restored_mark_stale {
+            vault.delete_state(RESTORED_MARK)?;
+            self.restored_mark_stale = false;
+        }
         Ok(())
     }
 
@@ -145,6 +154,7 @@ impl Patient {
         };
         let mut p = Self::new(identity, card, relay);
         p.decode_state(&main, vault)?;
+        p.unreconciled = vault.get_state(RESTORED_MARK)?.is_some();
         Ok(Some(p))
     }
 
@@ -461,9 +471,9 @@ mod tests {
         OwnMailbox {
             address: MailboxAddress {
                 id: crate::ids::MailboxId([n; 16]),
-                write_token: [n; 32],
+                write_token: Zeroizing::new([n; 32]),
             },
-            read_token: [n ^ 0xff; 32],
+            read_token: Zeroizing::new([n ^ 0xff; 32]),
             cursor: u64::from(n),
         }
     }

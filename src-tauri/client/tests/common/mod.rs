@@ -237,8 +237,23 @@ pub async fn pair(
     carekey_client::LinkId,
     carekey_client::RelationshipId,
 ) {
-    let cancel = carekey_client::progress::Cancel::new();
     let (did, dcard) = identity(name, Role::Doctor);
+    pair_as(patient, share, did, dcard).await
+}
+
+/// [`pair`] with a given doctor identity (a test that also plays a modified doctor client
+/// keeps a second copy of it, derived from the same root).
+pub async fn pair_as(
+    patient: &mut carekey_client::patient::Patient,
+    share: &carekey_client::ShareId,
+    did: DeviceIdentity,
+    dcard: carekey_core::keys::Card,
+) -> (
+    carekey_client::doctor::Doctor,
+    carekey_client::LinkId,
+    carekey_client::RelationshipId,
+) {
+    let cancel = carekey_client::progress::Cancel::new();
     let mut doctor = carekey_client::doctor::Doctor::new(did, dcard);
     let mut session = patient.start_pairing(share).await.expect("pairing opens");
     let scan = doctor.scan(&session.qr_text()).await.expect("doctor scans");

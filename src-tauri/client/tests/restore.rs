@@ -1,0 +1,378 @@
+//! A restore must not bring back what was revoked (issue 11 item 2; docs/protocol.md "Restore
+//! and reconciliation"): backup → revoke A → restore that older backup, from an honest relay
+//! whose newest backup predates the revoke, and from a hostile front end that serves the older
+//! backup although the relay holds a newer one. Either way the restored patient refuses every
+//! write until it reconciled with the relay's signed audit log; then A is revoked in its state
+//! and receives nothing, neither in the repair re-key nor in the next revoke, while the others
+//! follow every re-key.
+
+mod common;
+#[path = "common/proxy.rs"]
+mod proxy;
+
+use std::collections::BTreeSet;
+
+use carekey_client::backup::{backup_to_relay, restore_from_relay};
+use carekey_client::doctor::Doctor;
+use carekey_client::patient::{Patient, ShareOptions};
+use carekey_client::progress::{Cancel, NoProgress};
+use carekey_client::relay::Relay;
+use carekey_client::{LinkId, RelationshipId};
+use carekey_core::grant::Policy;
+use carekey_core::keys::{Card, DeviceIdentity, Role};
+use carekey_vault::{RecoveryPhrase, Vault};
+use common::{in_a_day, pair, share_items};
+use proxy::{Rule, replay_of};
+
+fn held_epoch(d: &Doctor, link: &LinkId) -> u32 {
+    d.held_secrets_for_test(link).expect("link kept").epoch
+}
+
+fn active(p: &Patient, share: &carekey_client::ShareId) -> BTreeSet<RelationshipId> {
+    p.active_grants(share)
+        .into_iter()
+        .map(|g| g.relationship)
+        .collect()
+}
+
+/// Relationship messages the patient sent since `mark` (each is one POST to a mailbox).
+fn messages_sent(proxy: &proxy::Proxy, mark: usize) -> usize {
+    proxy
+        .since(mark)
+        .iter()
+        .filter(|e| e.method == "POST" && e.path.contains("/messages"))
+        .count()
+}
+
+async fn backup(vault: &mut Vault, patient: &mut Patient, r: &Relay) -> u64 {
+    patient.save_to(vault).expect("saved");
+    backup_to_relay(vault, r, &NoProgress, &Cancel::new())
+        .await
+        .expect("backup")
+}
+
+/// The whole scenario; `hostile`: the relay gets the newer backup, the front end serves the
+/// older one in its place.
+async fn restore_keeps_the_revoked_doctor_revoked(hostile: bool) {
+    let (_relay, proxy) = proxy::start().await;
+    let r = Relay::new(&proxy.url).expect("URL");
+    let cancel = Cancel::new();
+    let phone = tempfile::tempdir().expect("dir");
+    let (mut vault, phrase) = Vault::create(
+        &phone.path().join("old.vault"),
+        "old pass",
+        &common::quick_vault_options(),
+    )
+    .expect("vault");
+    let phrase = phrase.expose_words().to_owned();
+    let root = RecoveryPhrase::parse(&phrase)
+        .expect("phrase")
+        .root()
+        .expect("root");
+    let identity = || DeviceIdentity::from_root(&root);
+    let pcard: Card = identity()
+        .card("Pat Restore", Role::Patient, None, 1)
+        .expect("card");
+    let mut patient = Patient::new(identity(), pcard.clone(), r.clone());
+    let share = patient
+        .create_share(
+            share_items(10_000),
+            ShareOptions {
+                expires_at: in_a_day(),
+                policy: Policy::Never,
+                delegation_depth: 0,
+            },
+            &NoProgress,
+            &cancel,
+        )
+        .await
+        .expect("share");
+    let (mut a, link_a, rel_a) = pair(&mut patient, &share, "Dr. Revoked").await;
+    let (mut b, link_b, rel_b) = pair(&mut patient, &share, "Dr. Next").await;
+    let (mut c, link_c, rel_c) = pair(&mut patient, &share, "Dr. Stays").await;
+    backup(&mut vault, &mut patient, &r).await;
+    let scratch = tempfile::tempdir().expect("dir");
+    if hostile {
+        // The front end keeps a copy of the relay's answer with this (older) backup.
+        restore_from_relay(
+            &r,
+            &phrase,
+            &scratch.path().join("copy.vault"),
+            "p",
+            &common::quick_vault_options(),
+        )
+        .await
+        .expect("restores");
+    }
+    let old_backup = proxy.find("GET", "/v1/backups/").pop();
+
+    // A is revoked after that backup.
+    patient
+        .revoke(&share, &rel_a, &NoProgress, &cancel)
+        .await
+        .expect("revoke A");
+    for (d, l) in [(&mut b, &link_b), (&mut c, &link_c)] {
+        d.sync(l, 5).await.expect("epoch 2 arrives");
+        d.fetch(l, &NoProgress, &cancel)
+            .await
+            .expect("reads epoch 2");
+    }
+    assert_eq!(held_epoch(&a, &link_a), 1);
+    if hostile {
+        // The relay now holds a backup with A revoked; the front end serves the older one.
+        backup(&mut vault, &mut patient, &r).await;
+        let old = old_backup.expect("older backup answer recorded");
+        proxy.add(Rule::new("old backup", "GET", "/v1/backups/", replay_of(&old)).times(1));
+    }
+    drop(patient);
+    drop(vault);
+
+    // A new phone restores from the phrase: the state predates A's revoke.
+    let new_phone = tempfile::tempdir().expect("dir");
+    let mut restored = restore_from_relay(
+        &r,
+        &phrase,
+        &new_phone.path().join("new.vault"),
+        "new pass",
+        &common::quick_vault_options(),
+    )
+    .await
+    .expect("restores");
+    if hostile {
+        assert_eq!(proxy.fired("old backup"), 1, "the older backup was served");
+    }
+    let mut patient = Patient::load_from(&mut restored, identity(), pcard.clone(), r.clone())
+        .expect("state loads")
+        .expect("state in the backup");
+    assert!(patient.needs_reconcile());
+    assert!(
+        active(&patient, &share).contains(&rel_a),
+        "the backup predates the revoke"
+    );
+    // Before the reconciliation nothing is written: no revoke, nothing sent.
+    let mark = proxy.mark();
+    let e = patient
+        .revoke(&share, &rel_b, &NoProgress, &cancel)
+        .await
+        .expect_err("refused before reconciling");
+    assert_eq!(e.code(), "not_allowed", "{e}");
+    assert!(proxy.since(mark).is_empty(), "nothing reached the relay");
+    // Saved and loaded again, still not reconciled (the vault keeps the mark).
+    patient.save_to(&mut restored).expect("saved");
+    let mut patient = Patient::load_from(&mut restored, identity(), pcard.clone(), r.clone())
+        .expect("state loads")
+        .expect("state saved");
+    assert!(patient.needs_reconcile());
+
+    // Reconciled: A is revoked again in the state, and the share re-keyed to B and C only.
+    let mark = proxy.mark();
+    let done = patient
+        .reconcile(&NoProgress, &cancel)
+        .await
+        .expect("reconciles");
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].grants_marked_revoked, 1);
+    assert!(done[0].rekeyed, "the state was behind the relay");
+    assert!(!patient.needs_reconcile());
+    assert_eq!(active(&patient, &share), BTreeSet::from([rel_b, rel_c]));
+    assert_eq!(
+        messages_sent(&proxy, mark),
+        2,
+        "one epoch update each for B and C, none for A"
+    );
+    a.sync(&link_a, 0).await.expect("A's mailbox reads");
+    assert_eq!(held_epoch(&a, &link_a), 1, "A received no key");
+    let mut repaired = 0;
+    for (d, l) in [(&mut b, &link_b), (&mut c, &link_c)] {
+        d.sync(l, 5).await.expect("the repair's epoch arrives");
+        d.fetch(l, &NoProgress, &cancel).await.expect("reads");
+        repaired = held_epoch(d, l);
+        assert!(repaired > 2, "above the relay's live epoch");
+    }
+    // The mark goes with the next save: loaded again, writes are allowed.
+    patient.save_to(&mut restored).expect("saved");
+    let mut patient = Patient::load_from(&mut restored, identity(), pcard, r.clone())
+        .expect("state loads")
+        .expect("state saved");
+    assert!(!patient.needs_reconcile());
+
+    // The next revoke (of B) sends C the new keys, and A still nothing.
+    let mark = proxy.mark();
+    patient
+        .revoke(&share, &rel_b, &NoProgress, &cancel)
+        .await
+        .expect("revoke B");
+    assert_eq!(messages_sent(&proxy, mark), 1, "only C gets the update");
+    a.sync(&link_a, 0).await.expect("A's mailbox reads");
+    assert_eq!(held_epoch(&a, &link_a), 1, "A received no key");
+    c.sync(&link_c, 5).await.expect("update arrives");
+    c.fetch(&link_c, &NoProgress, &cancel)
+        .await
+        .expect("C reads the new epoch");
+    assert_eq!(held_epoch(&c, &link_c), repaired + 1);
+    for (d, l) in [(&mut a, &link_a), (&mut b, &link_b)] {
+        let e = d.fetch(l, &NoProgress, &cancel).await.expect_err("revoked");
+        assert_eq!(e.code(), "access_ended", "{e}");
+    }
+    assert_eq!(active(&patient, &share), BTreeSet::from([rel_c]));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn restored_backup_older_than_a_revoke_keeps_the_doctor_revoked() {
+    restore_keeps_the_revoked_doctor_revoked(false).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn older_backup_served_by_a_hostile_front_end_keeps_the_doctor_revoked() {
+    restore_keeps_the_revoked_doctor_revoked(true).await;
+}
+
+/// A doctor paired after the backup is unknown to the restored state: nobody could see or
+/// revoke it there, so the reconciliation revokes its token, and it receives no key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_made_after_the_backup_is_revoked_by_the_reconciliation() {
+    let relay = common::start_relay();
+    let r = Relay::new(&relay.url).expect("URL");
+    let cancel = Cancel::new();
+    let phone = tempfile::tempdir().expect("dir");
+    let (mut vault, phrase) = Vault::create(
+        &phone.path().join("old.vault"),
+        "old pass",
+        &common::quick_vault_options(),
+    )
+    .expect("vault");
+    let phrase = phrase.expose_words().to_owned();
+    let root = RecoveryPhrase::parse(&phrase)
+        .expect("phrase")
+        .root()
+        .expect("root");
+    let identity = || DeviceIdentity::from_root(&root);
+    let pcard: Card = identity()
+        .card("Pat Restore", Role::Patient, None, 1)
+        .expect("card");
+    let mut patient = Patient::new(identity(), pcard.clone(), r.clone());
+    let share = patient
+        .create_share(
+            share_items(2_000),
+            ShareOptions {
+                expires_at: in_a_day(),
+                policy: Policy::Never,
+                delegation_depth: 0,
+            },
+            &NoProgress,
+            &cancel,
+        )
+        .await
+        .expect("share");
+    let (mut known, link_known, rel_known) = pair(&mut patient, &share, "Dr. Known").await;
+    backup(&mut vault, &mut patient, &r).await;
+    let (mut later, link_later, _) = pair(&mut patient, &share, "Dr. Later").await;
+    later
+        .fetch(&link_later, &NoProgress, &cancel)
+        .await
+        .expect("reads while granted");
+    drop(patient);
+    drop(vault);
+
+    let new_phone = tempfile::tempdir().expect("dir");
+    let mut restored = restore_from_relay(
+        &r,
+        &phrase,
+        &new_phone.path().join("new.vault"),
+        "new pass",
+        &common::quick_vault_options(),
+    )
+    .await
+    .expect("restores");
+    let mut patient = Patient::load_from(&mut restored, identity(), pcard, r.clone())
+        .expect("state loads")
+        .expect("state in the backup");
+    let done = patient
+        .reconcile(&NoProgress, &cancel)
+        .await
+        .expect("reconciles");
+    assert_eq!(done[0].unknown_tokens_revoked, 1);
+    assert_eq!(done[0].grants_marked_revoked, 0);
+    assert_eq!(active(&patient, &share), BTreeSet::from([rel_known]));
+    let e = later
+        .fetch(&link_later, &NoProgress, &cancel)
+        .await
+        .expect_err("its token is revoked");
+    assert_eq!(e.code(), "access_ended", "{e}");
+    known
+        .fetch(&link_known, &NoProgress, &cancel)
+        .await
+        .expect("the known doctor keeps reading");
+}
+
+/// A share that expired at the relay since the backup does not keep the restored state from
+/// being reconciled: its grants end in the state, and writes are allowed again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_gone_from_the_relay_ends_its_grants_and_does_not_block_the_restore() {
+    let relay = common::start_relay();
+    let r = Relay::new(&relay.url).expect("URL");
+    let cancel = Cancel::new();
+    let phone = tempfile::tempdir().expect("dir");
+    let (mut vault, phrase) = Vault::create(
+        &phone.path().join("old.vault"),
+        "old pass",
+        &common::quick_vault_options(),
+    )
+    .expect("vault");
+    let phrase = phrase.expose_words().to_owned();
+    let root = RecoveryPhrase::parse(&phrase)
+        .expect("phrase")
+        .root()
+        .expect("root");
+    let identity = || DeviceIdentity::from_root(&root);
+    let pcard: Card = identity()
+        .card("Pat Restore", Role::Patient, None, 1)
+        .expect("card");
+    let mut patient = Patient::new(identity(), pcard.clone(), r.clone());
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs();
+    let share = patient
+        .create_share(
+            share_items(2_000),
+            ShareOptions {
+                expires_at: now + 3,
+                policy: Policy::Never,
+                delegation_depth: 0,
+            },
+            &NoProgress,
+            &cancel,
+        )
+        .await
+        .expect("share");
+    let (_doctor, _, rel) = pair(&mut patient, &share, "Dr. Brief").await;
+    backup(&mut vault, &mut patient, &r).await;
+    drop(patient);
+    drop(vault);
+    // The relay sweeps the share once it expired (one-second sweeps in these tests).
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+
+    let new_phone = tempfile::tempdir().expect("dir");
+    let mut restored = restore_from_relay(
+        &r,
+        &phrase,
+        &new_phone.path().join("new.vault"),
+        "new pass",
+        &common::quick_vault_options(),
+    )
+    .await
+    .expect("restores");
+    let mut patient = Patient::load_from(&mut restored, identity(), pcard, r.clone())
+        .expect("state loads")
+        .expect("state in the backup");
+    assert!(active(&patient, &share).contains(&rel));
+    let done = patient
+        .reconcile(&NoProgress, &cancel)
+        .await
+        .expect("reconciles");
+    assert!(done[0].gone, "{done:?}");
+    assert_eq!(done[0].grants_marked_revoked, 1);
+    assert!(active(&patient, &share).is_empty());
+    assert!(!patient.needs_reconcile());
+}
