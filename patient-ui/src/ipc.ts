@@ -138,7 +138,33 @@ export interface RevokeDelegation {
 /** A share's verified access log: who fetched how much, and security warnings in words. */
 export interface AccessLogView {
   lines: AccessLine[];
+  /** "<recipient> downloaded the link at …" (the name is what the viewer typed). */
+  downloads: string[];
   alerts: string[];
+}
+/** `publish_link`'s argument. */
+export interface PublishLink {
+  share: string;
+  passcode: boolean;
+  expires_in_secs: number;
+  label: string | null;
+}
+/** A SMART Health Link just published: its QR, the passcode to tell the clinic, the warning. */
+export interface PublishedLinkView {
+  id: string;
+  qr_svg: string;
+  shlink: string;
+  passcode: string | null;
+  expires_at: number;
+  files: number;
+  warning: string;
+}
+export interface LinkRow {
+  id: string;
+  label: string | null;
+  expires_at: number;
+  status: 'active' | 'expired';
+  files: number;
 }
 export interface AccessLine {
   who: string;
@@ -215,6 +241,9 @@ export const ipc = {
   delegations: (share: string) => call<DelegationRow[]>('delegations', { id: share }),
   revokeDelegation: (share: string, delegation: string) =>
     call<DelegationRow[]>('revoke_delegation', { share, delegation } satisfies RevokeDelegation),
+  publishLink: (p: PublishLink) => call<PublishedLinkView>('publish_link', p),
+  links: (share: string) => call<LinkRow[]>('links', { id: share }),
+  deleteLink: (id: string) => call<null>('delete_link', { id }),
   trustedClinics: () => call<TrustedClinic[]>('trusted_clinics'),
   trustClinic: (text: string) => call<TrustedClinic[]>('trust_clinic', { text }),
   untrustClinic: (key: string) => call<TrustedClinic[]>('untrust_clinic', { key } satisfies ClinicRef),

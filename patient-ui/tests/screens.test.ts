@@ -155,7 +155,7 @@ describe('Access and Inbox', () => {
     mockIPC((cmd) => {
       if (cmd === 'shares') return [share];
       if (cmd === 'revoke') return [{ ...share, grantees: [{ ...share.grantees[0], status: 'revoked' }] }];
-      if (cmd === 'access_log') return { lines: [{ who: 'Dr. Ada Quinn', records: 12 }], alerts: ['The relay logged a fetch by Dr. Ada Quinn a second time (first logged as entry 3); it is counted once.'] };
+      if (cmd === 'access_log') return { lines: [{ who: 'Dr. Ada Quinn', records: 12 }], downloads: ['Dr. Noor Hale downloaded the link at 2026-12-01 10:32 UTC'], alerts: ['The relay logged a fetch by Dr. Ada Quinn a second time (first logged as entry 3); it is counted once.'] };
       if (cmd === 'forward_requests') return [];
       return null;
     });
@@ -163,6 +163,7 @@ describe('Access and Inbox', () => {
     await fireEvent.click(await screen.findByRole('button', { name: 'Show access log' }));
     await waitFor(() => expect(screen.getByTestId('access-log')).toHaveTextContent('Dr. Ada Quinn fetched 12 records'));
     expect(screen.getByTestId('access-alert')).toHaveTextContent('Warning: The relay logged a fetch by Dr. Ada Quinn a second time');
+    expect(screen.getByTestId('access-log')).toHaveTextContent('Dr. Noor Hale downloaded the link at 2026-12-01 10:32 UTC');
     await fireEvent.click(screen.getByTestId('revoke'));
     expect(screen.getByRole('dialog')).toHaveTextContent('They keep what they already fetched; new versions are under a new key they do not have.');
     await fireEvent.click(screen.getByTestId('revoke-confirm'));
@@ -226,6 +227,42 @@ describe('Access and Inbox', () => {
     await waitFor(() => expect(screen.getByTestId('colleagues')).toHaveTextContent('Dr. Bo Lind — revoked'));
     expect(revoked).toEqual([{ share, delegation: 'ee'.repeat(16) }]);
     expect(screen.queryByTestId('revoke-colleague')).toBeNull();
+  });
+
+  it('publishes a share as a SMART Health Link with the passcode and the honest warning, then deletes it', async () => {
+    const share = { id: 'aa'.repeat(16), created_at: 1, expires_at: 4102444800, policy: 'never', depth: 0, categories: ['allergies'], records: 2, attachments: 0, grantees: [] };
+    let links: unknown[] = [];
+    const sent: unknown[] = [];
+    mockIPC((cmd, args) => {
+      if (cmd === 'shares') return [share];
+      if (cmd === 'forward_requests') return [];
+      if (cmd === 'links') return links;
+      if (cmd === 'publish_link') {
+        sent.push((args as { args: unknown }).args);
+        links = [{ id: 'ff'.repeat(32), label: null, expires_at: 4102444800, status: 'active', files: 2 }];
+        return { id: 'ff'.repeat(32), qr_svg: '<svg xmlns="http://www.w3.org/2000/svg"/>', shlink: 'shlink:/abc', passcode: '48151623', expires_at: 4102444800, files: 2, warning: 'Anyone with this code and passcode can read these records until 2100-01-01. We cannot tell who opened it. Deleting it stops new downloads, not copies.' };
+      }
+      if (cmd === 'delete_link') {
+        sent.push((args as { args: unknown }).args);
+        links = [];
+        return null;
+      }
+      return null;
+    });
+    render(Access);
+    await fireEvent.click(await screen.findByTestId('share-link'));
+    await fireEvent.click(screen.getByRole('button', { name: 'Publish the link' }));
+    expect(await screen.findByTestId('link-passcode')).toHaveTextContent('48151623');
+    expect(screen.getByTestId('link-warning')).toHaveTextContent('We cannot tell who opened it');
+    expect(screen.getByTestId('qr')).toBeInTheDocument();
+    await fireEvent.click(screen.getByRole('button', { name: 'Done' }));
+    expect(await screen.findByTestId('link-row')).toHaveTextContent('2 records');
+    await fireEvent.click(screen.getByRole('button', { name: /Delete the link/ }));
+    await waitFor(() => expect(screen.queryByTestId('link-row')).toBeNull());
+    expect(sent).toEqual([
+      { share: 'aa'.repeat(16), passcode: true, expires_in_secs: 86_400, label: null },
+      { id: 'ff'.repeat(32) },
+    ]);
   });
 
   it('inbox shows the signature status and accepts', async () => {

@@ -564,6 +564,55 @@ impl Validate for Forward {
     }
 }
 
+/// `publish_link`: a share published as a SMART Health Link (docs/shl.md "Publishing").
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PublishLink {
+    /// The share (32 hex).
+    pub share: String,
+    /// Protect it with a passcode (the SHL `P` flag; a fresh 8-digit one is made). On by
+    /// default: without one, whoever has the code reads the records.
+    pub passcode: bool,
+    /// Seconds until the link stops answering (at most the share's own expiry).
+    pub expires_in_secs: u64,
+    /// The label a viewer shows (at most 80 characters).
+    pub label: Option<String>,
+}
+
+/// Longest life of a SMART Health Link (a share lasts at most this long too).
+pub const MAX_LINK_SECS: u64 = 365 * 86_400;
+/// Longest SHL label (SHL specification: 80 characters).
+pub const MAX_LINK_LABEL_CHARS: usize = 80;
+
+impl Validate for PublishLink {
+    fn validate(&self) -> Result<()> {
+        validate::hex_id::<16>("share", &self.share)?;
+        if !(60..=MAX_LINK_SECS).contains(&self.expires_in_secs) {
+            return Err(AppError::invalid_input(
+                "expires: between a minute and a year",
+            ));
+        }
+        match &self.label {
+            Some(l) => validate::text("label", l, MAX_LINK_LABEL_CHARS),
+            None => Ok(()),
+        }
+    }
+}
+
+/// `delete_link`: a published link to stop.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LinkRef {
+    /// The link (64 hex), as `links` lists it.
+    pub id: String,
+}
+
+impl Validate for LinkRef {
+    fn validate(&self) -> Result<()> {
+        validate::hex_id::<32>("link", &self.id).map(drop)
+    }
+}
+
 /// `untrust_clinic`: a clinic key to take off this device's trust list.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -803,6 +852,9 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("trust_clinic", "ScanText"),
     ("untrust_clinic", "ClinicRef"),
     ("import_attestation", "ScanText"),
+    ("publish_link", "PublishLink"),
+    ("links", "IdRef"),
+    ("delete_link", "LinkRef"),
 ];
 
 fn parse<T: for<'de> Deserialize<'de> + Validate>(args: &serde_json::Value) -> Result<T> {
@@ -849,6 +901,8 @@ pub fn validate_json(command: &str, args: &serde_json::Value) -> Result<()> {
         "Forward" => parse::<Forward>(args).map(drop),
         "RevokeDelegation" => parse::<RevokeDelegation>(args).map(drop),
         "ClinicRef" => parse::<ClinicRef>(args).map(drop),
+        "PublishLink" => parse::<PublishLink>(args).map(drop),
+        "LinkRef" => parse::<LinkRef>(args).map(drop),
         _ => Err(AppError::internal()),
     }
 }

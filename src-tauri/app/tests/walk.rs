@@ -1449,3 +1449,112 @@ async fn a_clinic_attestation_counts_only_under_a_trusted_clinic_key() {
         .expect_err("junk");
     assert_eq!(bad.code, "invalid_input");
 }
+
+/// "Share as SMART Health Link": the patient publishes a share, the doctor app opens it as
+/// any SHL viewer would (wrong passcode first), the patient's access log names the download,
+/// and deleting the link stops new downloads (issue 15, publish side, as the apps run it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_published_as_a_smart_health_link_opens_and_deleting_it_stops_downloads() {
+    let Some(relay) = start_relay() else { return };
+    let dir = tempfile::tempdir().expect("dir");
+    let (patient, _doctor, _link) = paired(&relay, dir.path(), PolicyChoice::Never, 0).await;
+    let clinic = DoctorApp::new(config(dir.path(), "clinic.vault"), Arc::new(NoEvents));
+    clinic
+        .create_vault(ipc::CreateVault {
+            passphrase: PASS.into(),
+            name: "Dr. Noor Hale".into(),
+            licence: None,
+            relay_url: relay.url.clone(),
+        })
+        .await
+        .expect("clinic vault");
+    let share = patient.shares().await.expect("shares")[0].id.clone();
+    let bad = patient
+        .publish_link(ipc::PublishLink {
+            share: share.clone(),
+            passcode: true,
+            expires_in_secs: 5,
+            label: None,
+        })
+        .await
+        .expect_err("too short");
+    assert_eq!(bad.code, "invalid_input");
+    let published = patient
+        .publish_link(ipc::PublishLink {
+            share: share.clone(),
+            passcode: true,
+            expires_in_secs: 3600,
+            label: Some("Pat's allergies".into()),
+        })
+        .await
+        .expect("publish");
+    assert!(published.shlink.starts_with("shlink:/"));
+    assert!(published.qr_svg.contains("<svg"));
+    assert!(published.warning.contains("We cannot tell who opened it"));
+    let passcode = published.passcode.clone().expect("a passcode by default");
+    assert!(!format!("{published:?}").contains(&passcode));
+    let rows = patient
+        .links(ipc::IdRef { id: share.clone() })
+        .await
+        .expect("links");
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].status, "active");
+
+    let wrong = clinic
+        .open_smart_link(ipc::OpenSmartLink {
+            text: published.shlink.clone(),
+            passcode: Some("00000000".into()),
+        })
+        .await
+        .expect_err("wrong passcode");
+    assert!(wrong.message.contains("attempt"), "{wrong:?}");
+    let opened = clinic
+        .open_smart_link(ipc::OpenSmartLink {
+            text: published.shlink.clone(),
+            passcode: Some(passcode.clone()),
+        })
+        .await
+        .expect("opens");
+    let chart = clinic
+        .chart(ipc::IdRef {
+            id: opened.patient.id.clone(),
+        })
+        .await
+        .expect("chart");
+    assert!(
+        chart.rows.iter().any(|r| r.title.contains("Penicillin")),
+        "the allergy arrived through the link"
+    );
+    let log = patient
+        .access_log(ipc::IdRef { id: share.clone() })
+        .await
+        .expect("log");
+    assert!(
+        log.downloads
+            .iter()
+            .any(|d| d.starts_with("Dr. Noor Hale downloaded the link")),
+        "{:?}",
+        log.downloads
+    );
+
+    patient
+        .delete_link(ipc::LinkRef {
+            id: published.id.clone(),
+        })
+        .await
+        .expect("delete");
+    assert!(
+        patient
+            .links(ipc::IdRef { id: share })
+            .await
+            .expect("links")
+            .is_empty()
+    );
+    let gone = clinic
+        .open_smart_link(ipc::OpenSmartLink {
+            text: published.shlink,
+            passcode: Some(passcode),
+        })
+        .await;
+    assert!(gone.is_err(), "a deleted link gives nothing");
+}

@@ -13,7 +13,10 @@ mod share;
 mod state;
 
 pub use access::{RECEIPT_SKEW_WARN_SECS, summarize};
-pub use link::{LINK_WARNING, LinkOptions, LinkPasscode, LinkView, PublishedLink, link_warning};
+pub use link::{
+    DEFAULT_MAX_ATTEMPTS, LINK_WARNING, LinkOptions, LinkPasscode, LinkView, PublishedLink,
+    link_warning,
+};
 pub use reconcile::Reconciled;
 pub(crate) use state::RESTORED_MARK;
 

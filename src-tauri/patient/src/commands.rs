@@ -45,6 +45,9 @@ pub fn handler<R: tauri::Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + 
         answer_forward,
         delegations,
         revoke_delegation,
+        publish_link,
+        links,
+        delete_link,
         trusted_clinics,
         trust_clinic,
         untrust_clinic,
@@ -271,6 +274,25 @@ async fn revoke_delegation(state: Cmd<'_>, args: Value) -> Out {
     let share = args.share.clone();
     state.app.revoke_delegation(args).await?;
     json(state.app.delegations(ipc::IdRef { id: share }).await?)
+}
+
+/// Publishes a share as a SMART Health Link; answers with its QR, passcode and warning.
+#[tauri::command]
+async fn publish_link(state: Cmd<'_>, args: Value) -> Out {
+    json(state.app.publish_link(parse(args)?).await?)
+}
+
+/// The links published from one share.
+#[tauri::command]
+async fn links(state: Cmd<'_>, args: Value) -> Out {
+    json(state.app.links(parse(args)?).await?)
+}
+
+/// Deletes a published link (no new downloads).
+#[tauri::command]
+async fn delete_link(state: Cmd<'_>, args: Value) -> Out {
+    state.app.delete_link(parse(args)?).await?;
+    json(())
 }
 
 /// The clinic keys this device trusts for card attestations.

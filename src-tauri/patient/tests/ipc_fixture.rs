@@ -13,7 +13,7 @@ use carekey_app::events::{AppEvent, NoEvents};
 use carekey_app::ipc::{self, PolicyChoice, ShareCategory};
 use carekey_app::session::{
     AccessLine, AccessLogView, AppConfig, DelegationRow, DoctorAtTheDoorView, ForwardRequestRow,
-    GranteeView, InboxNoteView, PatientApp, ShareStarted, ShareView,
+    GranteeView, InboxNoteView, LinkRow, PatientApp, PublishedLinkView, ShareStarted, ShareView,
 };
 use carekey_app::{AppError, validate};
 use carekey_patient::commands::{AppStatus, CategoryInfo};
@@ -214,6 +214,7 @@ async fn ipc_shapes_match_the_ui_fixture() {
         "AccessLogView".into(),
         keys(&AccessLogView {
             lines: vec![],
+            downloads: vec!["d".into()],
             alerts: vec!["a".into()],
         }),
     );
@@ -272,7 +273,38 @@ async fn ipc_shapes_match_the_ui_fixture() {
             added_at: 1,
         }),
     );
+    out.insert(
+        "PublishedLinkView".into(),
+        keys(&PublishedLinkView {
+            id: "ab".repeat(32),
+            qr_svg: "<svg/>".into(),
+            shlink: "shlink:/".into(),
+            passcode: Some("12345678".into()),
+            expires_at: 2,
+            files: 1,
+            warning: "w".into(),
+        }),
+    );
+    out.insert(
+        "LinkRow".into(),
+        keys(&LinkRow {
+            id: "ab".repeat(32),
+            label: None,
+            expires_at: 2,
+            status: "active".into(),
+            files: 1,
+        }),
+    );
     // Arguments the UI sends.
+    out.insert(
+        "PublishLink".into(),
+        keys(&ipc::PublishLink {
+            share: hex32.clone(),
+            passcode: true,
+            expires_in_secs: 86_400,
+            label: None,
+        }),
+    );
     out.insert(
         "ClinicRef".into(),
         keys(&ipc::ClinicRef {

@@ -19,6 +19,7 @@
 mod clinics;
 mod doctor;
 mod forwarding;
+mod health_link;
 mod patient;
 mod recovery;
 mod settings;
@@ -44,6 +45,7 @@ pub use forwarding::{
     ColleagueView, ForwardOutcome, ForwardRequestRow, INVITE_CODE_LABEL, INVITE_SCHEME, InviteView,
     invite_code, invite_text, parse_invite,
 };
+pub use health_link::{LinkRow, PublishedLinkView};
 pub use patient::{
     AccessLine, AccessLogView, DelegationRow, DoctorAtTheDoorView, GranteeView, InboxNoteView,
     PatientApp, ShareStarted, ShareView,
@@ -149,7 +151,9 @@ pub(crate) trait SavedService: Send + 'static {
 
 impl SavedService for carekey_client::patient::Patient {
     fn save(&mut self, v: &mut Vault) -> carekey_client::Result<()> {
-        self.save_to(v)
+        self.save_to(v)?;
+        // Published SMART Health Links live in their own vault record (docs/shl.md).
+        self.save_links_to(v)
     }
 }
 

@@ -90,6 +90,9 @@ pub struct AccessLine {
 pub struct AccessLogView {
     /// Who fetched how much, in order of first fetch.
     pub lines: Vec<AccessLine>,
+    /// SMART Health Link downloads in words ("<recipient> downloaded the link at …"; the
+    /// name is what the viewer typed, nobody checked it).
+    pub downloads: Vec<String>,
     /// Security warnings in words (shown in red): each means the relay or someone it let in
     /// did something the patient did not allow, or the log does not add up.
     pub alerts: Vec<String>,
@@ -283,6 +286,12 @@ fn trust_wording(trust: &TrustList, card: &Card, paired_at: Option<u64>) -> Stri
 }
 
 /// `YYYY-MM-DD` (UTC) of a unix time, for wording; the UI formats dates itself.
+/// "2026-12-01 10:32 UTC": a day and the time of day, for the access log.
+pub(crate) fn day_and_time(t: u64) -> String {
+    let s = t % 86_400;
+    format!("{} {:02}:{:02} UTC", day(t), s / 3600, (s % 3600) / 60)
+}
+
 pub(crate) fn day(t: u64) -> String {
     // Civil-from-days (Howard Hinnant's algorithm), to avoid a date crate for one label.
     let days = (t / 86_400) as i64;
@@ -399,10 +408,12 @@ impl PatientApp {
                 let relay = Relay::new(&s.relay_url)?;
                 let identity = v.device_identity()?;
                 let loaded = Patient::load_from(v, identity, card.clone(), relay.clone())?;
-                Ok(match loaded {
+                let mut p = match loaded {
                     Some(p) => p,
                     None => Patient::new(v.device_identity()?, card, relay),
-                })
+                };
+                p.load_links_from(v)?;
+                Ok(p)
             })
             .await?;
         *g = Some(p);
@@ -1054,6 +1065,16 @@ impl PatientApp {
                 records: s.fetched,
             })
             .collect();
+        let downloads = events
+            .iter()
+            .filter(|e| {
+                matches!(
+                    e.what,
+                    carekey_client::patient::AccessKind::LinkDownloaded { .. }
+                )
+            })
+            .map(|e| e.sentence(&day_and_time(e.time)))
+            .collect();
         let mut alerts: Vec<String> = events
             .iter()
             .flat_map(|e| e.warnings.iter().map(move |w| warning_words(e, w)))
@@ -1067,7 +1088,11 @@ impl PatientApp {
         alerts.dedup();
         let g = self.commit(g, |_| Ok(())).await?;
         drop(g);
-        Ok(AccessLogView { lines, alerts })
+        Ok(AccessLogView {
+            lines,
+            downloads,
+            alerts,
+        })
     }
 
     // ------------------------------------------------------------------ inbox
@@ -1236,6 +1261,16 @@ impl PatientApp {
     /// The service, locked for one flow (the forwarding screens).
     pub(super) async fn service_guard(&self) -> Result<OwnedMutexGuard<Option<Patient>>> {
         self.service().await
+    }
+
+    /// Saves the patient's state and hands the service back; then backs up (debounced).
+    pub(super) async fn commit_and_back_up(
+        &self,
+        g: OwnedMutexGuard<Option<Patient>>,
+    ) -> Result<OwnedMutexGuard<Option<Patient>>> {
+        let g = self.commit(g, |_| Ok(())).await?;
+        self.schedule_backup();
+        Ok(g)
     }
 
     /// The service, locked for one flow.

@@ -1,0 +1,129 @@
+//! "Share as SMART Health Link": a share published as a standard `shlink:/` any clinic's
+//! SHL viewer opens (docs/shl.md "Publishing"), as the patient app's screens run it.
+//!
+//! The phone encrypts the share's FHIR records under a fresh key the link carries; the relay
+//! stores only the JWE files and a hash of the passcode, counts failed attempts and logs each
+//! download, with the name the viewer typed, into the share's signed audit log. The screens say
+//! plainly what that means ([`carekey_client::patient::link_warning`]).
+
+use carekey_client::patient::{LinkOptions, LinkPasscode, link_warning};
+use serde::Serialize;
+
+use super::patient::PatientApp;
+use super::patient::day;
+use super::{locked, now};
+use crate::error::{AppError, Result};
+use crate::ipc::{self, Validate};
+use crate::qr;
+use crate::validate;
+
+/// A link just published: its QR, the passcode to tell the clinic, the honest warning.
+/// `Debug` leaves out the link and the passcode (whoever has both reads the records).
+#[derive(Clone, PartialEq, Eq, Serialize)]
+pub struct PublishedLinkView {
+    /// Handle for `delete_link` (64 hex).
+    pub id: String,
+    /// The QR of the `shlink:/` text, as SVG.
+    pub qr_svg: String,
+    /// The `shlink:/` text ("copy link").
+    pub shlink: String,
+    /// The passcode, when the link has one.
+    pub passcode: Option<String>,
+    /// When it stops answering (unix seconds).
+    pub expires_at: u64,
+    /// FHIR files published.
+    pub files: usize,
+    /// "Anyone with this code and passcode can read these records until …".
+    pub warning: String,
+}
+
+impl std::fmt::Debug for PublishedLinkView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PublishedLinkView")
+            .field("id", &self.id)
+            .field("expires_at", &self.expires_at)
+            .field("files", &self.files)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One published link as the Access screen lists it (no key, no passcode).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LinkRow {
+    /// Handle for `delete_link`.
+    pub id: String,
+    /// Its label.
+    pub label: Option<String>,
+    /// When it stops answering.
+    pub expires_at: u64,
+    /// `active` or `expired`.
+    pub status: String,
+    /// FHIR files it holds.
+    pub files: usize,
+}
+
+impl PatientApp {
+    /// Publishes a share's FHIR records as a SMART Health Link and returns its QR.
+    pub async fn publish_link(&self, args: ipc::PublishLink) -> Result<PublishedLinkView> {
+        args.validate()?;
+        let share = carekey_client::ShareId(validate::hex_id("share", &args.share)?);
+        let opts = LinkOptions {
+            passcode: if args.passcode {
+                LinkPasscode::Generated
+            } else {
+                LinkPasscode::Off
+            },
+            expires_at: now().saturating_add(args.expires_in_secs),
+            max_attempts: carekey_client::patient::DEFAULT_MAX_ATTEMPTS,
+            label: args.label,
+            records: Vec::new(),
+        };
+        let mut g = self.service_guard().await?;
+        let p = g.as_mut().ok_or_else(locked)?;
+        let link = p.publish_link(&share, opts).await?;
+        let g = self.commit_and_back_up(g).await?;
+        drop(g);
+        let svg = qr::render_svg(&link.shlink, "SMART Health Link QR code")?;
+        Ok(PublishedLinkView {
+            warning: link_warning(&day(link.expires_at)),
+            id: link.id,
+            qr_svg: svg.svg,
+            shlink: link.shlink,
+            passcode: link.passcode,
+            expires_at: link.expires_at,
+            files: link.files,
+        })
+    }
+
+    /// The links published from one share, newest last.
+    pub async fn links(&self, args: ipc::IdRef) -> Result<Vec<LinkRow>> {
+        args.validate()?;
+        let share = carekey_client::ShareId(validate::hex_id("share", &args.id)?);
+        let g = self.service_guard().await?;
+        let p = g.as_ref().ok_or_else(locked)?;
+        Ok(p.links(Some(&share))
+            .into_iter()
+            .map(|l| LinkRow {
+                status: if l.expired { "expired" } else { "active" }.to_owned(),
+                id: l.id,
+                label: l.label,
+                expires_at: l.expires_at,
+                files: l.files,
+            })
+            .collect())
+    }
+
+    /// Deletes a link at the relay: no new downloads (copies already made stay copies).
+    pub async fn delete_link(&self, args: ipc::LinkRef) -> Result<()> {
+        args.validate()?;
+        let mut g = self.service_guard().await?;
+        let p = g.as_mut().ok_or_else(locked)?;
+        if !p.links(None).iter().any(|l| l.id == args.id) {
+            return Err(AppError::not_found("that link"));
+        }
+        p.delete_link(&args.id).await?;
+        let g = self.commit_and_back_up(g).await?;
+        drop(g);
+        Ok(())
+    }
+}
