@@ -10,7 +10,7 @@ use carekey_core::wire::{Reader, Wire};
 
 use crate::error::{ClientError, Result};
 use crate::ids::{RelationshipId, ShareId};
-use crate::relay::unb64;
+use crate::relay::{Relay, unb64};
 
 use super::{
     AccessEvent, AccessKind, AccessWarning, GrantView, LoggedEvent, Patient, PatientRelationship,
@@ -45,65 +45,8 @@ impl Patient {
         // the pinned entry itself, so the overlap proves the relay still has it (a fork or a
         // truncation below the pin fails `verify_extends`).
         let incremental = st.log_seq > 0 && st.log_seq == st.audit_pin.seq;
-        let mut from = if incremental { st.log_seq } else { 1 };
-        // The relay answers a page at a time: read on until the entries reach the signed head
-        // of the last answer (the log may grow while it is read).
-        let mut raw = Vec::new();
-        let mut pages = 0;
-        let log = loop {
-            pages += 1;
-            if pages > MAX_AUDIT_PAGES {
-                return Err(ClientError::BadResponse {
-                    what: "audit log (too many pages)",
-                });
-            }
-            let page = self.relay.audit_log(&mut st.owner, share_id, from).await?;
-            let last = page.entries.last().map(|e| e.seq);
-            raw.extend(page.entries.iter().cloned());
-            match last {
-                // Each page must move forward, or a relay could keep the client reading; one
-                // that does not (an older log served again) stops the reading and fails the
-                // chain checks below, as any rolled-back log does.
-                Some(l) if l >= from && l < page.head.seq => from = l + 1,
-                _ => break page,
-            }
-        };
-        let entries = raw
-            .iter()
-            .map(|e| {
-                Ok(audit::Entry {
-                    seq: e.seq,
-                    prev_hash: unb64(&e.prev_hash, "audit prev hash")?,
-                    time: e.time,
-                    kind: e.kind,
-                    body: data_encoding::BASE64URL_NOPAD
-                        .decode(e.body.as_bytes())
-                        .map_err(|_| ClientError::BadResponse { what: "audit body" })?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let head = audit::verify_extends(
-            ChainKind::Relay,
-            share_id.as_bytes(),
-            st.audit_pin,
-            &entries,
-        )?;
-        let signed = Head {
-            seq: log.head.seq,
-            hash: unb64(&log.head.entry_hash, "audit head")?,
-        };
-        if signed != head {
-            return Err(ClientError::Tampered(carekey_core::Error::AuditChain {
-                seq: log.head.seq,
-                reason: "signed head does not match the entries",
-            }));
-        }
-        signed.verify(
-            ChainKind::Relay,
-            share_id.as_bytes(),
-            &key,
-            &unb64(&log.head.signature, "audit head signature")?,
-        )?;
+        let from = if incremental { st.log_seq } else { 1 };
+        let (entries, head) = read_verified_log(&self.relay, &key, share_id, st, from).await?;
         let known = if incremental { st.log_seq } else { 0 };
         // Every delegation registered must have been noticed to the patient with exactly the
         // registered chain (docs/protocol.md "Audit chains"): the relay stores the notice in
@@ -322,4 +265,76 @@ pub fn summarize(events: &[AccessEvent]) -> Vec<ReaderSummary> {
         }
     }
     out
+}
+
+/// Reads a share's relay audit log from entry `from` to the relay's signed head, a page at a
+/// time, and verifies it (docs/protocol.md "Audit chains"): the entries extend the pinned head
+/// (`st.audit_pin`), their last hash is the head the relay signed, and that signature is under
+/// the pinned relay key. Returns the entries read and the new head; pins nothing.
+pub(super) async fn read_verified_log(
+    relay: &Relay,
+    key: &PublicKey,
+    share_id: &ShareId,
+    st: &mut ShareState,
+    mut from: u64,
+) -> Result<(Vec<audit::Entry>, Head)> {
+    // The relay answers a page at a time: read on until the entries reach the signed head
+    // of the last answer (the log may grow while it is read).
+    let mut raw = Vec::new();
+    let mut pages = 0;
+    let log = loop {
+        pages += 1;
+        if pages > MAX_AUDIT_PAGES {
+            return Err(ClientError::BadResponse {
+                what: "audit log (too many pages)",
+            });
+        }
+        let page = relay.audit_log(&mut st.owner, share_id, from).await?;
+        let last = page.entries.last().map(|e| e.seq);
+        raw.extend(page.entries.iter().cloned());
+        match last {
+            // Each page must move forward, or a relay could keep the client reading; one
+            // that does not (an older log served again) stops the reading and fails the
+            // chain checks below, as any rolled-back log does.
+            Some(l) if l >= from && l < page.head.seq => from = l + 1,
+            _ => break page,
+        }
+    };
+    let entries = raw
+        .iter()
+        .map(|e| {
+            Ok(audit::Entry {
+                seq: e.seq,
+                prev_hash: unb64(&e.prev_hash, "audit prev hash")?,
+                time: e.time,
+                kind: e.kind,
+                body: data_encoding::BASE64URL_NOPAD
+                    .decode(e.body.as_bytes())
+                    .map_err(|_| ClientError::BadResponse { what: "audit body" })?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let head = audit::verify_extends(
+        ChainKind::Relay,
+        share_id.as_bytes(),
+        st.audit_pin,
+        &entries,
+    )?;
+    let signed = Head {
+        seq: log.head.seq,
+        hash: unb64(&log.head.entry_hash, "audit head")?,
+    };
+    if signed != head {
+        return Err(ClientError::Tampered(carekey_core::Error::AuditChain {
+            seq: log.head.seq,
+            reason: "signed head does not match the entries",
+        }));
+    }
+    signed.verify(
+        ChainKind::Relay,
+        share_id.as_bytes(),
+        key,
+        &unb64(&log.head.signature, "audit head signature")?,
+    )?;
+    Ok((entries, head))
 }

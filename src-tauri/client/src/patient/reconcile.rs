@@ -16,15 +16,13 @@
 
 use std::collections::{BTreeSet, HashSet};
 
-use carekey_core::audit::{self, ChainKind, Head};
-use carekey_relay_api as api;
+use carekey_core::audit::{self, Head};
 
 use super::{Patient, ShareState};
 use crate::error::{ClientError, Result};
 use crate::ids::ShareId;
 use crate::persist::now_micros;
 use crate::progress::{Cancel, ProgressSink};
-use crate::relay::unb64;
 
 /// Audit entry kinds the reconciliation reads (docs/relay-formats.md "Relay audit chain").
 const KIND_TOKEN_REGISTERED: u8 = 2;
@@ -32,9 +30,6 @@ const KIND_TOKEN_REVOKED: u8 = 3;
 const KIND_MANIFEST_SWAPPED: u8 = 6;
 const KIND_EPOCH_DELETED: u8 = 7;
 const KIND_TOKEN_EXPIRED: u8 = 8;
-
-/// Most audit pages read for one share (as the access log reads them).
-const MAX_AUDIT_PAGES: usize = 10_000;
 
 /// What the reconciliation of one share found and did, for the UI.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -303,60 +298,8 @@ impl Patient {
         let key = self
             .relay_audit_key
             .ok_or(ClientError::InvalidInput("no share created yet"))?;
-        let mut from = 1;
-        let mut raw: Vec<api::AuditEntry> = Vec::new();
-        let mut pages = 0;
-        let log = loop {
-            pages += 1;
-            if pages > MAX_AUDIT_PAGES {
-                return Err(ClientError::BadResponse {
-                    what: "audit log (too many pages)",
-                });
-            }
-            let page = self.relay.audit_log(&mut st.owner, share_id, from).await?;
-            let last = page.entries.last().map(|e| e.seq);
-            raw.extend(page.entries.iter().cloned());
-            match last {
-                Some(l) if l >= from && l < page.head.seq => from = l + 1,
-                _ => break page,
-            }
-        };
-        let entries = raw
-            .iter()
-            .map(|e| {
-                Ok(audit::Entry {
-                    seq: e.seq,
-                    prev_hash: unb64(&e.prev_hash, "audit prev hash")?,
-                    time: e.time,
-                    kind: e.kind,
-                    body: data_encoding::BASE64URL_NOPAD
-                        .decode(e.body.as_bytes())
-                        .map_err(|_| ClientError::BadResponse { what: "audit body" })?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let head = audit::verify_extends(
-            ChainKind::Relay,
-            share_id.as_bytes(),
-            st.audit_pin,
-            &entries,
-        )?;
-        let signed = Head {
-            seq: log.head.seq,
-            hash: unb64(&log.head.entry_hash, "audit head")?,
-        };
-        if signed != head {
-            return Err(ClientError::Tampered(carekey_core::Error::AuditChain {
-                seq: log.head.seq,
-                reason: "signed head does not match the entries",
-            }));
-        }
-        signed.verify(
-            ChainKind::Relay,
-            share_id.as_bytes(),
-            &key,
-            &unb64(&log.head.signature, "audit head signature")?,
-        )?;
+        let (entries, head) =
+            super::access::read_verified_log(&self.relay, &key, share_id, st, 1).await?;
         RelayHistory::read(&entries, head)
     }
 }
