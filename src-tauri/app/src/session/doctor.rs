@@ -261,7 +261,7 @@ impl DoctorApp {
                 .lock()
                 .map_err(|_| AppError::internal())? =
                 Some(zeroize::Zeroizing::new(payload.text().to_owned()));
-            return Err(super::smart::scanned_error(kind));
+            return Err(super::smart_source::scanned_error(kind));
         }
         self.clear_smart_scanned();
         let text = payload.into_carekey()?;
@@ -444,7 +444,7 @@ impl DoctorApp {
             .patients()
             .await?
             .iter()
-            .any(|l| l.id == args.id && super::smart::is_smart_entry(l))
+            .any(|l| l.id == args.id && super::smart_source::is_smart_source(&l.share))
         {
             return Err(AppError::not_supported(
                 "this chart is a copy imported from a SMART Health Link or Card: \
@@ -517,7 +517,10 @@ impl DoctorApp {
         let t = now();
         for l in &mut st.links {
             // SMART imports are copies the sender does not take back: they do not expire.
-            if l.status == "active" && l.expires_at <= t && !super::smart::is_smart_entry(l) {
+            if l.status == "active"
+                && l.expires_at <= t
+                && !super::smart_source::is_smart_source(&l.share)
+            {
                 l.status = "expired".to_owned();
             }
         }
@@ -798,7 +801,7 @@ fn in_share(origin: &carekey_vault::Origin, share_hex: &str) -> bool {
     match origin {
         carekey_vault::Origin::Shared { share_id, .. } => share_id == share_hex,
         carekey_vault::Origin::Imported { source } => {
-            super::smart::is_smart_source(share_hex) && source == share_hex
+            super::smart_source::is_smart_source(share_hex) && source == share_hex
         }
         _ => false,
     }

@@ -24,6 +24,7 @@ mod patient;
 mod recovery;
 mod settings;
 mod smart;
+mod smart_source;
 mod writeback;
 
 use std::path::{Path, PathBuf};
@@ -52,7 +53,8 @@ pub use patient::{
 };
 pub use recovery::{AUTO_BACKUP_DELAY, BackupStatus, RelayCheck};
 pub use settings::Settings;
-pub use smart::{SMART_SOURCE_PREFIX, SmartOpenView};
+pub use smart::SmartOpenView;
+pub use smart_source::SMART_SOURCE_PREFIX;
 pub use writeback::{SentNoteView, resource as write_back_resource};
 
 /// Where an app keeps its files, and the vault's key-derivation cost.

@@ -29,12 +29,10 @@ use serde::Serialize;
 use serde_json::{Value, json};
 
 use super::doctor::{DoctorApp, PatientLinkView};
+use super::smart_source::SMART_SOURCE_PREFIX;
 use super::{derived_id, hex, now};
 use crate::error::{AppError, Result};
 use crate::ipc::{self, Validate};
-
-/// The prefix of a SMART import's `share` and of its records' import source label.
-pub const SMART_SOURCE_PREFIX: &str = "smart:";
 
 /// Label of the ids of SMART imports.
 const SMART_ID_LABEL: &[u8] = b"carekey-app/smart-import-id/v1\0";
@@ -49,29 +47,6 @@ pub struct SmartOpenView {
     pub patient: PatientLinkView,
     /// Files of the link that were not imported, each with why (fixed sentences, no URLs).
     pub skipped: Vec<String>,
-}
-
-/// The error `scan_text` answers for a SMART payload (code `smart_link`).
-pub(super) fn scanned_error(kind: &str) -> AppError {
-    let what = if kind == "smart_health_card" {
-        "a SMART Health Card"
-    } else {
-        "a SMART Health Link"
-    };
-    AppError::new(
-        "smart_link",
-        format!("this code is {what}: open it with open_smart_link"),
-    )
-}
-
-/// Whether a `share` text names a SMART import.
-pub(super) fn is_smart_source(share: &str) -> bool {
-    share.starts_with(SMART_SOURCE_PREFIX)
-}
-
-/// Whether a Patients entry is a SMART import.
-pub(super) fn is_smart_entry(l: &PatientLinkView) -> bool {
-    is_smart_source(&l.share)
 }
 
 /// One piece of content ready to import.
