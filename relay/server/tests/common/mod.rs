@@ -217,11 +217,19 @@ pub enum Backend {
 static PG_SKIP: Once = Once::new();
 static SCHEMA_SEQ: AtomicU64 = AtomicU64::new(0);
 
-/// Says (uncaptured, once per test binary) that PostgreSQL runs were skipped.
+/// Set (CI does) to make a missing [`PG_ENV`] a failure instead of a skip.
+pub const REQUIRE_PG_ENV: &str = "CAREKEY_REQUIRE_PG";
+
+/// Says (uncaptured, once per test binary) that PostgreSQL runs were skipped; fails instead
+/// when [`REQUIRE_PG_ENV`] is set.
 pub fn pg_url() -> Option<String> {
     match std::env::var(PG_ENV) {
         Ok(u) if !u.is_empty() => Some(u),
         _ => {
+            assert!(
+                std::env::var_os(REQUIRE_PG_ENV).is_none(),
+                "{REQUIRE_PG_ENV} is set but {PG_ENV} is not: the PostgreSQL tests cannot run"
+            );
             PG_SKIP.call_once(|| {
                 let _ = writeln!(
                     std::io::stderr(),
