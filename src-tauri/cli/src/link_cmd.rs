@@ -130,8 +130,9 @@ pub struct OpenArgs {
     pub json: bool,
 }
 
-/// Opens a SMART Health Link: prints `LINK: <label>`, one `FILE: <n> <content type>
-/// <resourceType> <bytes>` per file, `OPENED: <n> files`; with `--out` writes each file.
+/// Opens a SMART Health Link: prints `LINK: <label>`, then one line per file,
+/// `FILE: <n> <content type> <resourceType> <bytes>`, then `OPENED: <n> files`; with `--out`
+/// writes each file.
 pub async fn open(a: OpenArgs) -> Result<()> {
     let link = Shlink::parse(&a.link)?;
     link.check_usable(now())?;

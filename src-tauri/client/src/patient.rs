@@ -14,8 +14,8 @@ mod state;
 
 pub use access::{RECEIPT_SKEW_WARN_SECS, summarize};
 pub use link::{
-    DEFAULT_MAX_ATTEMPTS, LINK_WARNING, LinkOptions, LinkPasscode, LinkView, PublishedLink,
-    link_warning,
+    DEFAULT_MAX_ATTEMPTS, LINK_WARNING, LINKS_RECORD, LinkOptions, LinkPasscode, LinkView,
+    PublishedLink, link_warning,
 };
 pub use reconcile::Reconciled;
 pub(crate) use state::RESTORED_MARK;

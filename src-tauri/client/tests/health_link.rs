@@ -1,7 +1,7 @@
 //! Publishing a share as a SMART Health Link (issue 15; docs/shl.md "Publishing"): the patient
 //! publishes the HL7 IPS example through a real relay process; an independent SHL reader
 //! (`carekey-shl`'s fetch, what the doctor app uses) opens the `shlink:/` with the passcode and
-//! gets the Bundle byte for byte; the share's verified access log says "<recipient>
+//! gets the Bundle byte for byte; the share's verified access log says "`<recipient>`
 //! downloaded the link"; wrong passcodes count down and then the link is dead; a deleted link
 //! answers "no longer active"; the link list survives the vault.
 

@@ -8,7 +8,7 @@
 //! SMART Health Link Manifest URL"), checks the passcode, counts failed attempts (the link
 //! dies after the allowed number), enforces `exp`, and appends every request, with the
 //! viewer's self-asserted `recipient`, to that share's signed audit chain, so the patient's
-//! access log shows "<recipient> downloaded the link". The relay never holds the key.
+//! access log shows "`<recipient>` downloaded the link". The relay never holds the key.
 //!
 //! - [`wire`]: what the bytes must look like (JWE form, passcode hash, audit body).
 //! - [`store`]: the rows (migration 4).

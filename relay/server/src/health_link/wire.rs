@@ -131,7 +131,7 @@ pub fn passcode_matches(offered: &[u8], salt: &[u8], stored: &[u8]) -> Result<bo
 
 /// The recipient as logged: control characters dropped, cut to
 /// [`api::SHL_RECIPIENT_LOGGED_MAX`] bytes at a character boundary. It is self-asserted:
-/// the audit log says "downloaded by <recipient>" because the viewer said so, nothing more.
+/// the audit log says "downloaded by `<recipient>`" because the viewer said so, nothing more.
 pub fn logged_recipient(recipient: &str) -> String {
     let mut out = String::new();
     for c in recipient.chars().filter(|c| !c.is_control()) {

@@ -5,7 +5,7 @@
 //! with every card, but against the key the attestation itself names, so anyone can attest
 //! their own card as "St. Elsewhere". An attestation counts here only when its clinic key is one
 //! the user added on purpose (a clinic's key QR or file, `CAREKEY-CLINIC:` text): then the
-//! card reads "attested by <the name the user gave that key>"; otherwise it stays "the device
+//! card reads "attested by `<the name the user gave that key>`"; otherwise it stays "the device
 //! you paired with" and the clinic it names is shown as not verified.
 //!
 //! ## Clinic key text
@@ -177,7 +177,7 @@ impl TrustList {
         Some(&clinic.name)
     }
 
-    /// Honest wording of a card's trust: "attested by <clinic>" only under a key on this
+    /// Honest wording of a card's trust: "attested by `<clinic>`" only under a key on this
     /// list; otherwise what the card says, marked as not verified. `seen` completes the
     /// sentence for a card without a trusted attestation ("the device you paired with on …").
     pub fn wording(&self, card: &Card, seen: &str) -> String {

@@ -153,7 +153,7 @@ fn scope_categories(scope: &Scope) -> Vec<ShareCategory> {
         .collect()
 }
 
-/// A colleague's card in words: "attested by <clinic>" only under a clinic key on this
+/// A colleague's card in words: "attested by `<clinic>`" only under a clinic key on this
 /// device's trust list, otherwise self-asserted.
 fn card_trust(trust: &TrustList, card: &carekey_core::keys::Card) -> String {
     trust.wording(

@@ -90,7 +90,7 @@ pub struct AccessLine {
 pub struct AccessLogView {
     /// Who fetched how much, in order of first fetch.
     pub lines: Vec<AccessLine>,
-    /// SMART Health Link downloads in words ("<recipient> downloaded the link at …"; the
+    /// SMART Health Link downloads in words ("`<recipient>` downloaded the link at …"; the
     /// name is what the viewer typed, nobody checked it).
     pub downloads: Vec<String>,
     /// Security warnings in words (shown in red): each means the relay or someone it let in
@@ -275,7 +275,7 @@ impl std::fmt::Debug for dyn EventSink {
     }
 }
 
-/// "The device you paired with on …", "attested by <clinic>" only under a clinic key on this
+/// "The device you paired with on …", "attested by `<clinic>`" only under a clinic key on this
 /// device's trust list (docs/threat-model.md "Card trust").
 fn trust_wording(trust: &TrustList, card: &Card, paired_at: Option<u64>) -> String {
     let seen = match paired_at {

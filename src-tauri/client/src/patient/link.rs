@@ -477,7 +477,7 @@ pub(super) fn logged_request(seq: u64, time: u64, body: &[u8]) -> LoggedEvent {
     }
 }
 
-/// "<recipient> downloaded the link at <time>": the line of the access log.
+/// "`<recipient>` downloaded the link at `<time>`": the line of the access log.
 pub(super) fn access_event(e: &LoggedEvent) -> AccessEvent {
     let who = e
         .objects
@@ -496,7 +496,7 @@ pub(super) fn access_event(e: &LoggedEvent) -> AccessEvent {
 }
 
 impl AccessEvent {
-    /// The sentence the access log shows, `time` formatted by the caller: "<recipient>
+    /// The sentence the access log shows, `time` formatted by the caller: "`<recipient>`
     /// downloaded the link at 10:32" (or "tried a wrong passcode for the link").
     pub fn sentence(&self, time: &str) -> String {
         match &self.what {
