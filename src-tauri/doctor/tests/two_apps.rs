@@ -278,16 +278,37 @@ async fn both_apps_in_webkit() {
     // (a File in the input's FileList, then its change event).
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD.encode(&png);
-    doc.js(
-        "const b=atob(arguments[0]);const u=new Uint8Array(b.length);
-         for(let i=0;i<b.length;i++)u[i]=b.charCodeAt(i);
-         const f=new File([u],'patient-qr.png',{type:'image/png'});
-         const dt=new DataTransfer();dt.items.add(f);
-         const i=document.querySelector('[data-testid=scan-image]');i.files=dt.files;
-         i.dispatchEvent(new Event('change',{bubbles:true}));return true",
-        vec![json!(b64)],
+    // The camera's scan loop settles after it stops: pick the file once the input is enabled
+    // and the file really is in its FileList (WebKit can drop a FileList set while the screen
+    // re-renders; the harness then picks again, as a user would).
+    doc.until(
+        "the image input to be ready",
+        20,
+        "const i=document.querySelector('[data-testid=scan-image]');return !!i && !i.disabled",
     )
     .await;
+    let mut picked = false;
+    for _ in 0..3 {
+        let took = doc
+            .js(
+                "const b=atob(arguments[0]);const u=new Uint8Array(b.length);
+                 for(let i=0;i<b.length;i++)u[i]=b.charCodeAt(i);
+                 const f=new File([u],'patient-qr.png',{type:'image/png'});
+                 const dt=new DataTransfer();dt.items.add(f);
+                 const i=document.querySelector('[data-testid=scan-image]');
+                 if(!i||i.disabled)return false;i.files=dt.files;
+                 if(i.files.length!==1)return false;
+                 i.dispatchEvent(new Event('change',{bubbles:true}));return true",
+                vec![json!(b64)],
+            )
+            .await;
+        if took == json!(true) {
+            picked = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(picked, "the QR image could not be put into the file input");
     doc.present("[data-testid=waiting]", 60).await;
     let doctor_code = doc.text("[data-testid=check-code]").await;
     pat.present("[data-testid=check-code]", 60).await;
