@@ -9,12 +9,27 @@ import {
   type AppError,
   type DocKind,
   type DocumentAttachment,
+  type Point,
+  type ReferenceRange,
+  type Series,
+  type SeriesLine,
   type ShareCategory,
   type TimelineRow,
   type TrustedClinic,
 } from '@carekey/ui';
 
-export type { AppError, DocKind, DocumentAttachment, ShareCategory, TimelineRow, TrustedClinic };
+export type {
+  AppError,
+  DocKind,
+  DocumentAttachment,
+  Point,
+  ReferenceRange,
+  Series,
+  SeriesLine,
+  ShareCategory,
+  TimelineRow,
+  TrustedClinic,
+};
 export { asAppError };
 
 export interface AppStatus {
@@ -120,12 +135,6 @@ export interface ChartSummary {
   allergies: AllergyRow[];
   vitals: VitalRow[];
 }
-export interface ReferenceRange {
-  low: number | null;
-  high: number | null;
-  unit: string | null;
-  text: string | null;
-}
 export interface LabComponent {
   name: string;
   code: string | null;
@@ -154,25 +163,6 @@ export interface LabRow {
   date: string | null;
   sort_key: number | null;
 }
-export interface Point {
-  t: number;
-  date: string;
-  value: number;
-  id: string;
-}
-export interface SeriesLine {
-  name: string;
-  code: string | null;
-  unit: string | null;
-  points: Point[];
-}
-export interface Series {
-  key: string;
-  kind: string | null;
-  title: string;
-  unit: string | null;
-  lines: SeriesLine[];
-}
 export interface DocumentRow {
   id: string;
   fhir_type: string;
@@ -190,6 +180,8 @@ export interface ChartView {
   summary: ChartSummary;
   labs: LabRow[];
   vitals: Series[];
+  /** Lab results measured more than once, each shaded with its reference range. */
+  lab_trends: Series[];
   documents: DocumentRow[];
   /** The kinds of records held (what a narrower forward can pick from). */
   categories: ShareCategory[];

@@ -17,7 +17,7 @@ const link: PatientLinkView = {
 const range: ReferenceRange = { low: 1, high: 2, unit: null, text: null };
 const component: LabComponent = { name: 'n', code: null, value: 1, unit: null, value_text: null, reference_range: null, interpretation: null };
 const point: Point = { t: 1, date: 'd', value: 1, id: hex };
-const line: SeriesLine = { name: 'n', code: null, unit: null, points: [point] };
+const line: SeriesLine = { name: 'n', code: null, unit: null, points: [point], range };
 const attachment: DocumentAttachment = { id: null, content_type: null, title: null, size: null, kind: 'pdf', url: null };
 const cv: ComponentValue = { name: 'n', code: null, value: 1, unit: null };
 const summary: ChartSummary = { problems: [], medications: [], allergies: [], vitals: [] };
@@ -47,7 +47,7 @@ const samples: Record<string, object> = {
   SmartOpenView: { patient: link, skipped: [] } satisfies SmartOpenView,
   OpenSmartLink: { text: 'shlink:/', passcode: null } satisfies OpenSmartLink,
   Forward: { patient: 'ab', invite: 'i', reason: 'r', categories: ['allergies'] } satisfies Forward,
-  ChartView: { patient: link, rows: [row], summary, labs: [], vitals: [], documents: [], categories: ['allergies'] } satisfies ChartView,
+  ChartView: { patient: link, rows: [row], summary, labs: [], vitals: [], lab_trends: [], documents: [], categories: ['allergies'] } satisfies ChartView,
   ChartSummary: summary,
   ProblemRow: { id: hex, title: 't', clinical_status: null, verification_status: null, severity: null, onset: null, sort_key: null } satisfies ProblemRow,
   MedicationRow: { id: hex, fhir_type: 'MedicationStatement', title: 't', status: null, dosage: null, date: null, sort_key: null } satisfies MedicationRow,

@@ -24,7 +24,7 @@ const chart: ChartView = {
     problems: [{ id: hex, title: 'Asthma', clinical_status: 'active', verification_status: null, severity: null, onset: '2019-04-02', sort_key: 1 }],
     medications: [], allergies: [], vitals: [],
   },
-  labs: [], vitals: [], documents: [], categories: [],
+  labs: [], vitals: [], lab_trends: [], documents: [], categories: [],
 };
 
 describe('Scan', () => {

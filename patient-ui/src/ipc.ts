@@ -8,15 +8,23 @@ import {
   asAppError,
   type AppError,
   type DocumentAttachment,
+  type Series,
   type ShareCategory,
   type TimelineRow,
   type TrustedClinic,
 } from '@carekey/ui';
 
-export type { AppError, DocumentAttachment, ShareCategory, TimelineRow, TrustedClinic };
+export type { AppError, DocumentAttachment, Series, ShareCategory, TimelineRow, TrustedClinic };
 export { asAppError };
 
 export type PolicyChoice = 'never' | 'ask' | 'allowed';
+
+/** `trends`: the Records screen's charts. */
+export interface TrendsView {
+  vitals: Series[];
+  /** Lab results measured more than once, each shaded with its reference range. */
+  labs: Series[];
+}
 
 /** `open_attachment`'s argument. */
 export interface AttachmentRef {
@@ -237,6 +245,7 @@ export const ipc = {
   timeline: () => call<TimelineRow[]>('timeline'),
   search: (query: string) => call<TimelineRow[]>('search', { query }),
   getRecord: (id: string) => call<RecordDetail>('get_record', { id }),
+  trends: () => call<TrendsView>('trends'),
   /** The files of a record, numbered as `openAttachment` takes them. */
   recordFiles: (id: string) => call<DocumentAttachment[]>('record_files', { id }),
   /** File `index` of a record, as raw bytes. */

@@ -29,6 +29,7 @@ import type {
   ShareView,
   StartShare,
   TimelineRow,
+  TrendsView,
   AppError,
   ClinicRef,
   TrustedClinic,
@@ -65,6 +66,7 @@ const samples: Record<string, object> = {
   TimelineRow: row,
   RecordDetail: detail,
   RecordSummary: detail.summary,
+  TrendsView: { vitals: [], labs: [] } satisfies TrendsView,
   ShareStarted: {
     share: hex, pairing: hex, qr_svg: '', qr_text: '', qr_expires_at: 1, expires_at: 2, records: 1,
     attachments: 0, categories: ['conditions'],

@@ -103,6 +103,27 @@ describe('Records', () => {
     expect(asked).toEqual([{ record_id: doc.id, index: 0 }]);
   });
 
+  it('draws the trend charts with the lab reference range', async () => {
+    status.set({ vault_exists: true, unlocked: true, default_relay_url: '', categories: [], settings: null });
+    const point = (t: number, value: number) => ({ t, date: '2024-01-01', value, id: 'ab'.repeat(32) });
+    mockIPC((cmd) => {
+      if (cmd === 'timeline') return [];
+      if (cmd === 'trends')
+        return {
+          vitals: [],
+          labs: [{
+            key: '4548-4', kind: null, title: 'HbA1c', unit: '%',
+            lines: [{ name: 'HbA1c', code: '4548-4', unit: '%', points: [point(1, 7.9), point(2, 7.0)], range: { low: 4, high: 5.7, unit: '%', text: null } }],
+          }],
+        };
+      return null;
+    });
+    render(Records);
+    await fireEvent.click(screen.getByTestId('toggle-trends'));
+    await waitFor(() => expect(screen.getByRole('img', { name: /HbA1c: 2 values, latest 7 %, reference range 4 to 5.7 %/ })).toBeInTheDocument());
+    expect(screen.getByText('No vital signs in your records yet.')).toBeInTheDocument();
+  });
+
   it('shows a malformed import as an error and keeps the timeline', async () => {
     status.set({ vault_exists: true, unlocked: true, default_relay_url: '', categories: [], settings: null });
     mockIPC((cmd) => {

@@ -9,13 +9,27 @@ export { default as QrDisplay } from './lib/QrDisplay.svelte';
 export { default as RecordRow } from './lib/RecordRow.svelte';
 export { default as Timeline } from './lib/Timeline.svelte';
 export { default as TrendChart } from './lib/TrendChart.svelte';
+export { default as TrendCharts } from './lib/TrendCharts.svelte';
 export { default as TrustedClinics } from './lib/TrustedClinics.svelte';
 export { default as UnlockForm } from './lib/UnlockForm.svelte';
 export { asAppError } from './lib/apperror';
 export type { Tab } from './lib/CategoryTabs.svelte';
 export { scale } from './lib/chart';
 export { visibleRange } from './lib/virtual';
-export type { AppError, DocKind, DocumentAttachment, Provenance, ShareCategory, TimelineRow, TrendPoint, TrustedClinic } from './types';
+export type {
+  AppError,
+  DocKind,
+  DocumentAttachment,
+  Point,
+  Provenance,
+  ReferenceRange,
+  Series,
+  SeriesLine,
+  ShareCategory,
+  TimelineRow,
+  TrendPoint,
+  TrustedClinic,
+} from './types';
 export {
   PASSPHRASE_MIN_CHARS,
   SHARE_CATEGORIES,

@@ -73,3 +73,38 @@ export interface DocumentAttachment {
   /** Where the file is kept when it is not on this device. */
   url: string | null;
 }
+
+/** `carekey_app::display::ReferenceRange`. */
+export interface ReferenceRange {
+  low: number | null;
+  high: number | null;
+  unit: string | null;
+  text: string | null;
+}
+
+/** `carekey_app::display::Point`: one measurement on a chart. */
+export interface Point {
+  t: number;
+  date: string;
+  value: number;
+  id: string;
+}
+
+/** `carekey_app::display::SeriesLine`. */
+export interface SeriesLine {
+  name: string;
+  code: string | null;
+  unit: string | null;
+  points: Point[];
+  /** The range the chart shades (labs); `null` for vitals. */
+  range: ReferenceRange | null;
+}
+
+/** `carekey_app::display::Series`: one chart. */
+export interface Series {
+  key: string;
+  kind: string | null;
+  title: string;
+  unit: string | null;
+  lines: SeriesLine[];
+}

@@ -41,8 +41,8 @@ pub use documents::{
 };
 pub use json::{MAX_TEXT_CHARS, MAX_TITLE_CHARS, clip};
 pub use labs::{
-    Interpretation, LabComponent, LabRow, Point, ReferenceRange, Series, SeriesLine, lab_table,
-    vitals_series,
+    Interpretation, LabComponent, LabRow, Point, ReferenceRange, Series, SeriesLine, lab_series,
+    lab_table, vitals_series,
 };
 pub use timeline::{
     CATEGORY_ORDER, CategoryCount, Provenance, TimelineRow, category_counts, category_label,

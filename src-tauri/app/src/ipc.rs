@@ -882,6 +882,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("delete_link", "LinkRef"),
     ("record_files", "RecordRef"),
     ("open_attachment", "AttachmentRef"),
+    ("trends", "NoArgs"),
 ];
 
 fn parse<T: for<'de> Deserialize<'de> + Validate>(args: &serde_json::Value) -> Result<T> {

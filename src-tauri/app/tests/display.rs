@@ -578,7 +578,7 @@ fn synthea_every_patient_rows_match_the_vault() {
                 assert_eq!(a.id.as_deref(), Some(info.id.as_str()));
                 assert_eq!(a.size, Some(info.size));
                 assert_eq!(a.content_type, info.content_type);
-                assert_eq!(a.kind, DocKind::Other, "Synthea notes are text/plain");
+                assert_eq!(a.kind, DocKind::Text, "Synthea notes are text/plain");
             }
             assert!(d.author.is_some());
         }
@@ -1240,5 +1240,92 @@ fn long_titles_are_cut_at_a_char_boundary() {
         timeline_rows(&[e])[0].title,
         "Observation",
         "blank title: the type"
+    );
+}
+
+#[test]
+fn lab_trends_group_by_test_keep_one_unit_and_shade_the_newest_range() {
+    let lab = |id: &str,
+               code: &str,
+               date: &str,
+               v: f64,
+               unit: &str,
+               range: Option<(f64, f64, &str)>| {
+        let mut o = json!({"resourceType": "Observation", "id": id, "status": "final",
+            "category": [{"coding": [{"code": "laboratory"}]}],
+            "code": {"coding": [{"system": "http://loinc.org", "code": code}], "text": format!("Test {code}")},
+            "effectiveDateTime": date, "valueQuantity": {"value": v, "unit": unit}});
+        if let Some((lo, hi, u)) = range {
+            o["referenceRange"] =
+                json!([{"low": {"value": lo, "unit": u}, "high": {"value": hi, "unit": u}}]);
+        }
+        o
+    };
+    let (_d, _v, _s, records) = vault_with(vec![
+        lab(
+            "a1",
+            "4548-4",
+            "2024-01-01",
+            7.9,
+            "%",
+            Some((4.0, 5.6, "%")),
+        ),
+        lab("a2", "4548-4", "2024-04-01", 7.4, "%", None),
+        lab(
+            "a3",
+            "4548-4",
+            "2024-07-01",
+            7.0,
+            "%",
+            Some((4.0, 5.7, "%")),
+        ),
+        // The same test in another unit stays in the table only.
+        lab("a4", "4548-4", "2023-06-01", 60.0, "mmol/mol", None),
+        // Measured once: no trend.
+        lab(
+            "k1",
+            "2823-3",
+            "2024-01-02",
+            4.1,
+            "mmol/L",
+            Some((3.5, 5.1, "mmol/L")),
+        ),
+        // A range in another unit than the values is not shaded.
+        lab(
+            "l1",
+            "18262-6",
+            "2024-01-01",
+            3.1,
+            "mmol/L",
+            Some((0.0, 100.0, "mg/dL")),
+        ),
+        lab("l2", "18262-6", "2024-06-01", 2.8, "mmol/L", None),
+    ]);
+    let table = carekey_app::display::lab_table(&records);
+    assert_eq!(table.len(), 7);
+    let trends = carekey_app::display::lab_series(&table);
+    let keys: Vec<&str> = trends.iter().map(|s| s.key.as_str()).collect();
+    // Newest result first: HbA1c (July), then LDL (June); potassium has one value.
+    assert_eq!(keys, ["4548-4", "18262-6"]);
+    let a1c = &trends[0].lines[0];
+    assert_eq!(a1c.unit.as_deref(), Some("%"));
+    let values: Vec<f64> = a1c.points.iter().map(|p| p.value).collect();
+    assert_eq!(
+        values,
+        [7.9, 7.4, 7.0],
+        "oldest first, the mmol/mol value left out"
+    );
+    let range = a1c.range.as_ref().expect("a range");
+    assert_eq!(
+        (range.low, range.high),
+        (Some(4.0), Some(5.7)),
+        "the newest stated range"
+    );
+    assert!(trends[1].lines[0].range.is_none());
+    // Vitals carry no range.
+    assert!(
+        carekey_app::display::vitals_series(&records)
+            .iter()
+            .all(|s| s.lines.iter().all(|l| l.range.is_none()))
     );
 }

@@ -95,6 +95,7 @@ async fn ipc_shapes_match_the_ui_fixture() {
         rows: rows.clone(),
         summary: display::chart_summary(&records),
         labs: display::lab_table(&records),
+        lab_trends: display::lab_series(&display::lab_table(&records)),
         vitals: display::vitals_series(&records),
         documents: display::documents(&records),
         categories: vec![ipc::ShareCategory::Allergies],

@@ -19,6 +19,7 @@ pub const COMMAND_NAMES: &[&str] = &[
     "get_record",
     "record_files",
     "open_attachment",
+    "trends",
     "add_record",
     "import_file",
     "start_share",

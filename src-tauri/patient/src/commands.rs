@@ -32,6 +32,7 @@ pub fn handler<R: tauri::Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + 
         get_record,
         record_files,
         open_attachment,
+        trends,
         add_record,
         import_file,
         start_share,
@@ -205,6 +206,11 @@ async fn record_files(state: Cmd<'_>, args: Value) -> Out {
 async fn open_attachment(state: Cmd<'_>, args: Value) -> Result<tauri::ipc::Response, AppError> {
     let file = state.app.attachment(parse(args)?).await?;
     Ok(tauri::ipc::Response::new(file.bytes.to_vec()))
+}
+
+#[tauri::command]
+async fn trends(state: Cmd<'_>) -> Out {
+    json(state.app.trends().await?)
 }
 
 #[tauri::command]

@@ -79,6 +79,7 @@ async fn ipc_shapes_match_the_ui_fixture() {
         .await
         .expect("record");
     let settings = app.settings().await.expect("settings");
+    let trends = app.trends().await.expect("trends");
 
     let hex32 = "ab".repeat(16);
     let mut out = BTreeMap::<String, Value>::new();
@@ -133,6 +134,7 @@ async fn ipc_shapes_match_the_ui_fixture() {
     out.insert("TimelineRow".into(), keys(&rows[0]));
     out.insert("RecordDetail".into(), keys(&record));
     out.insert("RecordSummary".into(), keys(&record.summary));
+    out.insert("TrendsView".into(), keys(&trends));
     let started = ShareStarted {
         share: hex32.clone(),
         pairing: hex32.clone(),

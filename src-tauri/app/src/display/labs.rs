@@ -398,6 +398,9 @@ pub struct SeriesLine {
     pub unit: Option<String>,
     /// Points, oldest first.
     pub points: Vec<Point>,
+    /// The reference range the chart shades: the newest result's that states one (labs);
+    /// `None` for vitals, whose records rarely carry one.
+    pub range: Option<ReferenceRange>,
 }
 
 /// One chart: the measurements of one vital sign over time.
@@ -440,6 +443,7 @@ impl Builder {
                     code: lv.code,
                     unit: lv.unit,
                     points: Vec::new(),
+                    range: None,
                 });
                 let i = self.series.lines.len() - 1;
                 self.line_index.insert(lv.key, i);
@@ -595,4 +599,71 @@ pub fn vitals_series(records: &[Record]) -> Vec<Series> {
         })
     });
     out
+}
+
+/// The lab trend charts: the numeric results of [`lab_table`] grouped by test (code, else
+/// title), one line each, points oldest first, shaded with the newest stated reference range;
+/// only tests measured at least twice (one value is not a trend), each in one unit (a test
+/// reported in two units is charted in the newest one's, the others are left to the table).
+/// Ordered by the newest result first. `rows` is [`lab_table`]'s answer (newest first).
+pub fn lab_series(rows: &[LabRow]) -> Vec<Series> {
+    let mut order: Vec<String> = Vec::new();
+    let mut groups: HashMap<String, Vec<&LabRow>> = HashMap::new();
+    for row in rows {
+        if row.value.is_none() || row.sort_key.is_none() || row.date.is_none() {
+            continue;
+        }
+        let key = row.code.clone().unwrap_or_else(|| row.title.to_lowercase());
+        groups
+            .entry(key.clone())
+            .or_insert_with(|| {
+                order.push(key);
+                Vec::new()
+            })
+            .push(row);
+    }
+    order
+        .into_iter()
+        .filter_map(|key| {
+            let group = groups.remove(&key)?;
+            let newest = *group.first()?;
+            let unit = newest.unit.clone();
+            let mut points: Vec<Point> = group
+                .iter()
+                .filter(|r| r.unit == unit)
+                .filter_map(|r| {
+                    Some(Point {
+                        t: r.sort_key?,
+                        date: r.date.clone()?,
+                        value: r.value?,
+                        id: r.id.clone(),
+                    })
+                })
+                .collect();
+            if points.len() < 2 {
+                return None;
+            }
+            points.sort_by_key(|p| p.t);
+            let range = group
+                .iter()
+                .filter(|r| r.unit == unit)
+                .find_map(|r| r.reference_range.clone())
+                .filter(|rr| rr.low.is_some() || rr.high.is_some())
+                // Bounds in another unit than the points would shade the wrong band.
+                .filter(|rr| rr.unit.is_none() || rr.unit == unit);
+            Some(Series {
+                key,
+                kind: None,
+                title: newest.title.clone(),
+                unit: unit.clone(),
+                lines: vec![SeriesLine {
+                    name: newest.title.clone(),
+                    code: newest.code.clone(),
+                    unit,
+                    points,
+                    range,
+                }],
+            })
+        })
+        .collect()
 }

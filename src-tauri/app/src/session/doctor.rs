@@ -81,6 +81,8 @@ pub struct ChartView {
     pub labs: Vec<display::LabRow>,
     /// Vital-sign series for the trend charts.
     pub vitals: Vec<display::Series>,
+    /// Lab results measured more than once, for the trend charts.
+    pub lab_trends: Vec<display::Series>,
     /// Documents and their attachments.
     pub documents: Vec<display::DocumentRow>,
     /// The kinds of records held (what a narrower forward can pick from).
@@ -563,12 +565,14 @@ impl DoctorApp {
                     .filter(|c| held.contains(c))
                     .map(|c| share::share_category(*c))
                     .collect();
+                let labs = display::lab_table(&records);
                 Ok(ChartView {
                     categories,
                     patient: link,
                     rows: display::timeline_rows(&summaries),
                     summary: display::chart_summary(&records),
-                    labs: display::lab_table(&records),
+                    lab_trends: display::lab_series(&labs),
+                    labs,
                     vitals: display::vitals_series(&records),
                     documents: display::documents(&records),
                 })

@@ -51,7 +51,7 @@ pub use forwarding::{
 pub use health_link::{LinkRow, PublishedLinkView};
 pub use patient::{
     AccessLine, AccessLogView, DelegationRow, DoctorAtTheDoorView, GranteeView, InboxNoteView,
-    PatientApp, ShareStarted, ShareView,
+    PatientApp, ShareStarted, ShareView, TrendsView,
 };
 pub use recovery::{AUTO_BACKUP_DELAY, BackupStatus, RelayCheck};
 pub use settings::Settings;

@@ -38,6 +38,15 @@ const INBOX: &str = "carekey/app/patient/inbox/v1";
 /// Most search results shown.
 const SEARCH_LIMIT: usize = 500;
 
+/// The trend charts of the Records screen.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TrendsView {
+    /// One chart per vital sign (blood pressure with two lines).
+    pub vitals: Vec<display::Series>,
+    /// One chart per lab test measured at least twice, shaded with its reference range.
+    pub labs: Vec<display::Series>,
+}
+
 /// A share this device made, as the Access screen lists it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ShareView {
@@ -476,6 +485,31 @@ impl PatientApp {
     pub async fn timeline(&self) -> Result<Vec<TimelineRow>> {
         self.vault
             .run(|v| Ok(display::timeline_rows(&v.list()?.records)))
+            .await
+    }
+
+    /// The trend charts of the patient's own measurements: vital signs, and lab results
+    /// measured more than once with their reference ranges.
+    pub async fn trends(&self) -> Result<TrendsView> {
+        self.vault
+            .run(|v| {
+                let summaries = v.list()?.records;
+                let mut records = Vec::new();
+                for s in summaries.iter().filter(|s| {
+                    matches!(
+                        s.category,
+                        carekey_vault::RecordGroup::Observation
+                            | carekey_vault::RecordGroup::Vitals
+                    )
+                }) {
+                    records.push(v.get_record(&s.id)?);
+                }
+                let labs = display::lab_table(&records);
+                Ok(TrendsView {
+                    vitals: display::vitals_series(&records),
+                    labs: display::lab_series(&labs),
+                })
+            })
             .await
     }
 
