@@ -609,13 +609,7 @@ impl DoctorApp {
             .vault
             .run(|v| settings::load(v, SETTINGS)?.ok_or_else(no_vault))
             .await?;
-        let h = hex(&card.hash()[..16]);
-        let fingerprint = h
-            .as_bytes()
-            .chunks(4)
-            .map(|c| String::from_utf8_lossy(c).into_owned())
-            .collect::<Vec<_>>()
-            .join(" ");
+        let fingerprint = clinics::card_fingerprint(&card);
         Ok(ProfileView {
             name: card.body.name.clone(),
             role: "doctor".to_owned(),

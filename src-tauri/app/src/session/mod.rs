@@ -39,7 +39,7 @@ use crate::error::{AppError, Result};
 
 pub use clinics::{
     ATTESTATION_SCHEME, CARD_SCHEME, CLINIC_SCHEME, ClinicKey, TrustList, TrustedClinic,
-    attestation_text, card_text, parse_attestation, parse_card,
+    attestation_text, card_fingerprint, card_text, parse_attestation, parse_card,
 };
 pub use doctor::{ChartView, DoctorApp, PatientLinkView, ProfileView, ScanView};
 pub use forwarding::{
