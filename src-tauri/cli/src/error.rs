@@ -104,23 +104,24 @@ impl CliError {
 
     /// A hint line for the common cases, printed after the error.
     pub fn hint(&self) -> Option<&'static str> {
-        match self {
-            CliError::Client(ClientError::RelayUnreachable) => {
+        // By code: the client's errors reach the tool directly or through the sessions.
+        match (self, self.code()) {
+            (CliError::Client(_) | CliError::App(_), "relay_unreachable") => {
                 Some("check the --relay URL (or the URL in the QR) and that the relay is running")
             }
-            CliError::Client(ClientError::NoAnswer) => {
+            (CliError::Client(_) | CliError::App(_), "no_answer") => {
                 Some("nobody answered within --wait seconds; start again")
             }
-            CliError::Client(ClientError::AccessEnded) => {
+            (CliError::Client(_) | CliError::App(_), "access_ended") => {
                 Some("the patient revoked access or the share expired")
             }
-            CliError::NotARelay(..) => {
+            (CliError::NotARelay(..), _) => {
                 Some("check the relay URL: it must be a Carekey relay's base URL")
             }
-            CliError::Link(carekey_shl::ShlError::PasscodeRejected { .. }) => {
+            (CliError::Link(carekey_shl::ShlError::PasscodeRejected { .. }), _) => {
                 Some("ask the patient for the passcode again; each wrong one uses up an attempt")
             }
-            CliError::Link(carekey_shl::ShlError::LinkInactive) => Some(
+            (CliError::Link(carekey_shl::ShlError::LinkInactive), _) => Some(
                 "the link was deleted, expired or ran out of attempts: ask the patient for a new one",
             ),
             _ => None,

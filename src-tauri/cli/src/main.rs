@@ -37,6 +37,7 @@ macro_rules! err {
 }
 
 mod clinic_cmd;
+mod device;
 mod doctor_cmd;
 mod error;
 mod identity;
