@@ -318,3 +318,120 @@ fn tampered_cards_and_wrong_key_files_are_refused_clearly() {
     assert_clean_failure(&o, "usage", 2);
     assert!(!dir.path().join("x.key").exists());
 }
+
+/// The CLI's patient runs the patient session, so it words the doctor at the door as the app
+/// does: a card attested by a clinic whose key this device does not trust reads "not verified"
+/// (the tool used to print "card attested by <the name the card gives>").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_patient_believes_no_clinic_it_was_not_given() {
+    use std::io::{BufRead, BufReader, Read};
+    let relay = common::start_relay();
+    let dir = tempfile::tempdir().expect("dir");
+    let key_file = dir.path().join("clinic.key");
+    keygen(&key_file, "St. Mary's Clinic");
+    let doctor = DoctorApp::new(config(dir.path(), "d.vault"), Arc::new(NoEvents));
+    drop(
+        doctor
+            .create_vault(ipc::CreateVault {
+                passphrase: PASS.into(),
+                name: "Dr. Ada Quinn".into(),
+                licence: None,
+                relay_url: relay.url.clone(),
+            })
+            .await
+            .expect("doctor"),
+    );
+    let card = doctor.profile().await.expect("profile").card_text;
+    let key = key_file.to_str().expect("utf-8");
+    let o = carekey(&["clinic", "attest", "--key", key, "--card", &card]);
+    let out = text(&o.stdout);
+    let attestation = tagged(&out, "ATTESTATION: ")
+        .expect("attestation")
+        .to_owned();
+    doctor
+        .import_attestation(ipc::ScanText { text: attestation })
+        .await
+        .expect("import");
+
+    let bundle = dir.path().join("b.json");
+    std::fs::write(
+        &bundle,
+        br#"{"resourceType":"Bundle","type":"collection","entry":[{"resource":{"resourceType":"AllergyIntolerance","id":"a1","code":{"text":"Penicillin"}}}]}"#,
+    )
+    .expect("written");
+    let mut patient = Command::new(env!("CARGO_BIN_EXE_carekey"))
+        .args([
+            "--json",
+            "patient",
+            "share",
+            "--no-qr-art",
+            "--yes",
+            "--wait",
+            "60",
+        ])
+        .args(["--relay", &relay.url, "--bundle"])
+        .arg(&bundle)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("patient starts");
+    let stdout = patient.stdout.take().expect("stdout");
+    let mut stderr = patient.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let err_thread = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let mut lines = Vec::new();
+    let qr = loop {
+        let line = rx
+            .recv_timeout(std::time::Duration::from_secs(60))
+            .expect("a QR: line");
+        lines.push(line.clone());
+        if let Some(q) = line.strip_prefix("QR: ") {
+            break q.to_owned();
+        }
+    };
+    let scan = doctor
+        .scan_text(ipc::ScanText { text: qr })
+        .await
+        .expect("scan");
+    doctor
+        .wait_for_grant(ipc::Wait {
+            id: scan.scan,
+            wait_secs: 30,
+        })
+        .await
+        .expect("the CLI patient confirms");
+    let status = tokio::task::spawn_blocking(move || patient.wait())
+        .await
+        .expect("join")
+        .expect("wait");
+    lines.extend(rx.try_iter());
+    let err = err_thread.join().expect("stderr thread");
+    assert!(status.success(), "{err}");
+    assert!(
+        err.contains("its card names St. Mary's Clinic; not verified"),
+        "{err}"
+    );
+    assert!(!err.contains("attested by"), "{err}");
+    let summary: serde_json::Value = serde_json::from_str(
+        lines
+            .iter()
+            .rfind(|l| l.starts_with('{'))
+            .expect("JSON line"),
+    )
+    .expect("JSON");
+    assert_eq!(summary["attested"], false);
+    assert_eq!(summary["doctor"], "Dr. Ada Quinn");
+}
