@@ -4,9 +4,17 @@
 // command; FHIR for write-backs is built in Rust.
 import { invoke } from '@tauri-apps/api/core';
 import { listen, type UnlistenFn } from '@tauri-apps/api/event';
-import { asAppError, type AppError, type ShareCategory, type TimelineRow, type TrustedClinic } from '@carekey/ui';
+import {
+  asAppError,
+  type AppError,
+  type DocKind,
+  type DocumentAttachment,
+  type ShareCategory,
+  type TimelineRow,
+  type TrustedClinic,
+} from '@carekey/ui';
 
-export type { AppError, ShareCategory, TimelineRow, TrustedClinic };
+export type { AppError, DocKind, DocumentAttachment, ShareCategory, TimelineRow, TrustedClinic };
 export { asAppError };
 
 export interface AppStatus {
@@ -165,14 +173,6 @@ export interface Series {
   unit: string | null;
   lines: SeriesLine[];
 }
-export interface DocumentAttachment {
-  id: string | null;
-  content_type: string | null;
-  title: string | null;
-  size: number | null;
-  kind: 'pdf' | 'image' | 'other';
-  url: string | null;
-}
 export interface DocumentRow {
   id: string;
   fhir_type: string;
@@ -181,7 +181,7 @@ export interface DocumentRow {
   sort_key: number | null;
   author: string | null;
   status: string | null;
-  kind: 'pdf' | 'image' | 'other';
+  kind: DocKind;
   attachments: DocumentAttachment[];
 }
 export interface ChartView {
@@ -271,6 +271,9 @@ export const ipc = {
   patients: () => call<PatientLinkView[]>('patients'),
   chart: (id: string) => call<ChartView>('chart', { id }),
   chartRecord: (id: string) => call<ChartRecord>('get_chart_record', { id }),
+  /** File `index` of a shared record (as its document row lists them), as raw bytes. */
+  openAttachment: (record_id: string, index: number) =>
+    call<ArrayBuffer>('open_attachment', { record_id, index } satisfies AttachmentRef),
   writeBack: (w: WriteBack) => call<SentNoteView>('write_back', w),
   sentNotes: () => call<SentNoteView[]>('sent_notes'),
   colleagueInvite: (relay_url: string) => call<InviteView>('colleague_invite', { relay_url }),
@@ -287,6 +290,12 @@ export const ipc = {
   importAttestation: (text: string) => call<ProfileView>('import_attestation', { text }),
   cancel: (id: string) => call<null>('cancel', { id }),
 };
+
+/** `open_attachment`'s argument. */
+export interface AttachmentRef {
+  record_id: string;
+  index: number;
+}
 
 /** `untrust_clinic`'s argument. */
 export interface ClinicRef {

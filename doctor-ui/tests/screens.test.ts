@@ -174,6 +174,34 @@ describe('Chart', () => {
     await waitFor(() => expect(screen.getByTestId('sent-ok')).toHaveTextContent('Blood pressure 128/82 mmHg'));
     expect(sent).toEqual([{ kind: 'blood_pressure', patient: 'ef'.repeat(16), systolic: 128, diastolic: 82, date: expect.stringMatching(/^\d{4}-\d\d-\d\d$/) }]);
   });
+  it('opens a shared document file in the viewer', async () => {
+    const asked: unknown[] = [];
+    const doc = {
+      id: 'cd'.repeat(32), fhir_type: 'DocumentReference', title: 'Visit note', date: '2025-10-01', sort_key: 1,
+      author: 'Dr. Liane Kunze', status: 'current', kind: 'pdf' as const,
+      attachments: [
+        { id: 'aa'.repeat(16), content_type: 'application/pdf', title: 'Letter.pdf', size: 900, kind: 'pdf' as const, url: null },
+        { id: null, content_type: 'text/plain', title: null, size: 20, kind: 'text' as const, url: null },
+      ],
+    };
+    mockIPC((cmd, args) => {
+      if (cmd === 'chart') return { ...chart, documents: [doc] };
+      if (cmd === 'open_attachment') {
+        asked.push((args as { args: unknown }).args);
+        return new TextEncoder().encode('Plan: rest and fluids.').buffer;
+      }
+      return null;
+    });
+    render(Chart, { props: { id: '34'.repeat(16) } });
+    await waitFor(() => screen.getByTestId('chart-name'));
+    await fireEvent.click(screen.getByRole('button', { name: 'Documents' }));
+    expect(screen.getByTestId('document-row')).toHaveTextContent('2 file(s)');
+    await fireEvent.click(screen.getByRole('button', { name: 'Open Visit note (text)' }));
+    await waitFor(() => expect(screen.getByTestId('document-text')).toHaveTextContent('Plan: rest and fluids.'));
+    expect(asked).toEqual([{ record_id: 'cd'.repeat(32), index: 1 }]);
+    expect(screen.getByRole('dialog')).toHaveTextContent('Dr. Liane Kunze');
+  });
+
   it('forwards only the kinds ticked', async () => {
     const sent: unknown[] = [];
     mockIPC((cmd, args) => {

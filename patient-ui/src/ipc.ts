@@ -4,12 +4,25 @@
 // command.
 import { invoke } from '@tauri-apps/api/core';
 import { listen, type UnlistenFn } from '@tauri-apps/api/event';
-import { asAppError, type AppError, type ShareCategory, type TimelineRow, type TrustedClinic } from '@carekey/ui';
+import {
+  asAppError,
+  type AppError,
+  type DocumentAttachment,
+  type ShareCategory,
+  type TimelineRow,
+  type TrustedClinic,
+} from '@carekey/ui';
 
-export type { AppError, ShareCategory, TimelineRow, TrustedClinic };
+export type { AppError, DocumentAttachment, ShareCategory, TimelineRow, TrustedClinic };
 export { asAppError };
 
 export type PolicyChoice = 'never' | 'ask' | 'allowed';
+
+/** `open_attachment`'s argument. */
+export interface AttachmentRef {
+  record_id: string;
+  index: number;
+}
 
 export interface CategoryInfo {
   category: string;
@@ -224,6 +237,11 @@ export const ipc = {
   timeline: () => call<TimelineRow[]>('timeline'),
   search: (query: string) => call<TimelineRow[]>('search', { query }),
   getRecord: (id: string) => call<RecordDetail>('get_record', { id }),
+  /** The files of a record, numbered as `openAttachment` takes them. */
+  recordFiles: (id: string) => call<DocumentAttachment[]>('record_files', { id }),
+  /** File `index` of a record, as raw bytes. */
+  openAttachment: (record_id: string, index: number) =>
+    call<ArrayBuffer>('open_attachment', { record_id, index } satisfies AttachmentRef),
   addRecord: (r: ManualRecord) => call<string>('add_record', r),
   importFile: (path: string) => call<ImportReport>('import_file', { path }),
   startShare: (a: StartShare) => call<ShareStarted>('start_share', a),

@@ -68,6 +68,41 @@ describe('Records', () => {
     await waitFor(() => expect(screen.getByTestId('timeline')).toHaveAttribute('data-count', '1'));
   });
 
+  it('opens a record file in the viewer from the record detail', async () => {
+    status.set({ vault_exists: true, unlocked: true, default_relay_url: '', categories: [], settings: null });
+    const doc = { ...row(7, 'document'), fhir_type: 'DocumentReference', title: 'Visit note' };
+    const asked: unknown[] = [];
+    mockIPC((cmd, args) => {
+      if (cmd === 'timeline') return [doc];
+      if (cmd === 'get_record')
+        return {
+          summary: {
+            id: doc.id, fhir_type: 'DocumentReference', fhir_id: 'd-note', category: 'document', title: 'Visit note',
+            date: '2025-10-01', key_values: [], codes: [], author: null, origin: { kind: 'imported', source: 'x.json' },
+            signature: { status: 'unsigned' }, attachments: [],
+          },
+          resource: {},
+        };
+      if (cmd === 'record_files')
+        return [
+          { id: null, content_type: 'text/plain', title: null, size: 22, kind: 'text', url: null },
+          { id: null, content_type: 'image/png', title: 'Scan', size: null, kind: 'image', url: 'https://hospital.example/s.png' },
+        ];
+      if (cmd === 'open_attachment') {
+        asked.push((args as { args: unknown }).args);
+        return new TextEncoder().encode('Plan: rest and fluids.').buffer;
+      }
+      return null;
+    });
+    render(Records);
+    await fireEvent.click(await screen.findByText('Visit note'));
+    await waitFor(() => expect(screen.getByTestId('record-detail')).toBeInTheDocument());
+    expect(screen.getByRole('dialog')).toHaveTextContent('kept elsewhere, not on this phone');
+    await fireEvent.click(screen.getByRole('button', { name: 'Open Visit note (text)' }));
+    await waitFor(() => expect(screen.getByTestId('document-text')).toHaveTextContent('Plan: rest and fluids.'));
+    expect(asked).toEqual([{ record_id: doc.id, index: 0 }]);
+  });
+
   it('shows a malformed import as an error and keeps the timeline', async () => {
     status.set({ vault_exists: true, unlocked: true, default_relay_url: '', categories: [], settings: null });
     mockIPC((cmd) => {

@@ -2,6 +2,7 @@
 export { default as CategoryTabs } from './lib/CategoryTabs.svelte';
 export { default as CheckCode } from './lib/CheckCode.svelte';
 export { default as Dialog } from './lib/Dialog.svelte';
+export { default as DocumentViewer } from './lib/DocumentViewer.svelte';
 export { default as ErrorBanner } from './lib/ErrorBanner.svelte';
 export { default as Progress } from './lib/Progress.svelte';
 export { default as QrDisplay } from './lib/QrDisplay.svelte';
@@ -14,7 +15,7 @@ export { asAppError } from './lib/apperror';
 export type { Tab } from './lib/CategoryTabs.svelte';
 export { scale } from './lib/chart';
 export { visibleRange } from './lib/virtual';
-export type { AppError, Provenance, ShareCategory, TimelineRow, TrendPoint, TrustedClinic } from './types';
+export type { AppError, DocKind, DocumentAttachment, Provenance, ShareCategory, TimelineRow, TrendPoint, TrustedClinic } from './types';
 export {
   PASSPHRASE_MIN_CHARS,
   SHARE_CATEGORIES,

@@ -58,3 +58,18 @@ export interface TrustedClinic {
   key: string;
   added_at: number;
 }
+
+/** `carekey_app::display::DocKind`: what a viewer may do with a file. */
+export type DocKind = 'pdf' | 'image' | 'text' | 'other';
+
+/** `carekey_app::display::DocumentAttachment`: one file of a document. */
+export interface DocumentAttachment {
+  /** The vault's attachment id, `null` for content kept inside the resource. */
+  id: string | null;
+  content_type: string | null;
+  title: string | null;
+  size: number | null;
+  kind: DocKind;
+  /** Where the file is kept when it is not on this device. */
+  url: string | null;
+}

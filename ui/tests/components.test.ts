@@ -2,6 +2,7 @@ import { render, screen, fireEvent } from '@testing-library/svelte';
 import { describe, expect, it, vi } from 'vitest';
 import CategoryTabs from '../src/lib/CategoryTabs.svelte';
 import CheckCode from '../src/lib/CheckCode.svelte';
+import DocumentViewer from '../src/lib/DocumentViewer.svelte';
 import ErrorBanner from '../src/lib/ErrorBanner.svelte';
 import Progress from '../src/lib/Progress.svelte';
 import QrDisplay from '../src/lib/QrDisplay.svelte';
@@ -9,7 +10,7 @@ import Timeline from '../src/lib/Timeline.svelte';
 import TrendChart from '../src/lib/TrendChart.svelte';
 import { scale } from '../src/lib/chart';
 import { visibleRange } from '../src/lib/virtual';
-import type { TimelineRow } from '../src/types';
+import type { DocumentAttachment, TimelineRow } from '../src/types';
 
 function row(i: number): TimelineRow {
   return {
@@ -120,5 +121,88 @@ describe('helpers', () => {
     const s = scale([{ t: 0, v: 0 }, { t: 10, v: 10 }], 100, 100, 0, 2, 8);
     expect(s.path).toBe('M0.0,100.0 L100.0,0.0');
     expect(s.band).toEqual({ y: 20, h: 60 });
+  });
+});
+
+describe('DocumentViewer', () => {
+  const file = (kind: DocumentAttachment['kind'], content_type: string | null): DocumentAttachment => ({
+    id: null,
+    content_type,
+    title: 'Visit note',
+    size: 10,
+    kind,
+    url: null,
+  });
+  const bytes = (s: string) => new TextEncoder().encode(s).buffer as ArrayBuffer;
+
+  it('shows a text note as plain text, never as markup', async () => {
+    render(DocumentViewer, {
+      file: file('text', 'text/plain'),
+      load: async () => bytes('Plan: <b>rest</b>\nand fluids'),
+    });
+    const pre = await screen.findByTestId('document-text');
+    expect(pre.textContent).toBe('Plan: <b>rest</b>\nand fluids');
+    expect(pre.querySelector('b')).toBeNull();
+  });
+
+  it('shows an image from a blob URL with its title as alt text, and frees the URL', async () => {
+    const created = vi.fn(() => 'blob:carekey/1');
+    const revoked = vi.fn();
+    Object.assign(URL, { createObjectURL: created, revokeObjectURL: revoked });
+    const { unmount } = render(DocumentViewer, {
+      file: { ...file('image', 'image/png'), title: 'Rash photo' },
+      load: async () => new Uint8Array([137, 80, 78, 71]).buffer,
+    });
+    const img = await screen.findByTestId('document-image');
+    expect(img.getAttribute('src')).toBe('blob:carekey/1');
+    expect(img.getAttribute('alt')).toBe('Rash photo');
+    const blob = (created.mock.calls[0] as unknown[])[0] as Blob;
+    expect(blob.type).toBe('image/png');
+    unmount();
+    expect(revoked).toHaveBeenCalledWith('blob:carekey/1');
+  });
+
+  it('draws a PDF through the renderer and lists its text for screen readers', async () => {
+    const renderPdf = vi.fn(async (_d: ArrayBuffer, host: HTMLElement) => {
+      const c = document.createElement('canvas');
+      c.setAttribute('aria-label', 'Page 1 of 60');
+      host.appendChild(c);
+      return { pages: 60, drawn: 50, text: ['Clinic letter'] };
+    });
+    render(DocumentViewer, { file: file('pdf', 'application/pdf'), load: async () => bytes('%PDF-1.4'), renderPdf });
+    expect(await screen.findByText('The first 50 of 60 pages are shown.')).toBeInTheDocument();
+    expect(screen.getByLabelText('Page 1 of 60')).toBeInTheDocument();
+    expect(screen.getByTestId('pdf-text').textContent).toBe('Clinic letter');
+    expect(new TextDecoder().decode(renderPdf.mock.calls[0][0])).toBe('%PDF-1.4');
+  });
+
+  it('says a damaged PDF is damaged, and passes the app error through for the rest', async () => {
+    render(DocumentViewer, {
+      file: file('pdf', 'application/pdf'),
+      load: async () => bytes('nope'),
+      renderPdf: async () => {
+        throw new Error('Invalid PDF structure');
+      },
+    });
+    const banner = await screen.findByRole('alert');
+    expect(banner.dataset.code).toBe('file_damaged');
+    expect(banner.textContent).not.toContain('Invalid PDF structure');
+  });
+
+  it('shows the app refusal in words', async () => {
+    render(DocumentViewer, {
+      file: file('image', 'image/png'),
+      load: async () => {
+        throw { code: 'not_supported', message: 'This file is not on this device.' };
+      },
+    });
+    expect((await screen.findByRole('alert')).textContent).toContain('This file is not on this device.');
+  });
+
+  it('does not load a file it cannot show', async () => {
+    const load = vi.fn(async () => bytes(''));
+    render(DocumentViewer, { file: file('other', 'application/zip'), load });
+    expect(await screen.findByText(/cannot be shown here/)).toBeInTheDocument();
+    expect(load).not.toHaveBeenCalled();
   });
 });

@@ -36,7 +36,9 @@ pub use chart::{
     chart_summary,
 };
 pub use date::date_sort_key;
-pub use documents::{DocKind, DocumentAttachment, DocumentRow, documents};
+pub use documents::{
+    DocKind, DocumentAttachment, DocumentRow, FileSource, decode_base64, document, documents, file,
+};
 pub use json::{MAX_TEXT_CHARS, MAX_TITLE_CHARS, clip};
 pub use labs::{
     Interpretation, LabComponent, LabRow, Point, ReferenceRange, Series, SeriesLine, lab_table,

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 /// - `not_supported`: a QR or file kind this build cannot open yet.
 /// - `no_qr`, `image_unreadable`, `image_too_large`: a picture given to the QR decoder had no
 ///   code, was not a PNG/JPEG, or was over the size limits ([`crate::qr`]).
+/// - `file_damaged`: a document's inline data is not base64, so the viewer has nothing to show.
 /// - `locked`: the command needs the unlocked vault.
 /// - `declined`, `already_used`, `expired`: the other side's answer, from the client.
 /// - `internal`: a background task failed in a way the user cannot act on.

@@ -199,6 +199,31 @@ impl Validate for RecordRef {
     }
 }
 
+/// Most files one record carries that a viewer can ask for; FHIR sets no limit, so this only
+/// bounds the index a caller may send.
+pub const MAX_FILES_PER_RECORD: u32 = 1024;
+
+/// `open_attachment`: file `index` of a record, numbered as its document row lists them
+/// (`DocumentRow::attachments`, `record_files`).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachmentRef {
+    /// The record id (64 hex).
+    pub record_id: String,
+    /// Which of its files, from 0.
+    pub index: u32,
+}
+
+impl Validate for AttachmentRef {
+    fn validate(&self) -> Result<()> {
+        validate::hex_id::<32>("record", &self.record_id)?;
+        if self.index >= MAX_FILES_PER_RECORD {
+            return Err(AppError::invalid_input("file: no such file in this record"));
+        }
+        Ok(())
+    }
+}
+
 /// `import_file`: a FHIR Bundle or NDJSON file the user picked.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -855,6 +880,8 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("publish_link", "PublishLink"),
     ("links", "IdRef"),
     ("delete_link", "LinkRef"),
+    ("record_files", "RecordRef"),
+    ("open_attachment", "AttachmentRef"),
 ];
 
 fn parse<T: for<'de> Deserialize<'de> + Validate>(args: &serde_json::Value) -> Result<T> {
@@ -884,6 +911,7 @@ pub fn validate_json(command: &str, args: &serde_json::Value) -> Result<()> {
         "SetAutoLock" => parse::<SetAutoLock>(args).map(drop),
         "Search" => parse::<Search>(args).map(drop),
         "RecordRef" => parse::<RecordRef>(args).map(drop),
+        "AttachmentRef" => parse::<AttachmentRef>(args).map(drop),
         "ManualRecord" => parse::<ManualRecord>(args).map(drop),
         "ImportFile" => parse::<ImportFile>(args).map(drop),
         "ExportFile" => parse::<ExportFile>(args).map(drop),

@@ -908,7 +908,7 @@ async fn paired_with_words(
         reaction: None,
     };
     let cats = vec![ShareCategory::Allergies];
-    paired_full(relay, dir, policy, depth, vec![allergy], cats).await
+    paired_full(relay, dir, policy, depth, vec![allergy], cats, None).await
 }
 
 /// [`paired`] with these records added and these categories shared.
@@ -919,13 +919,15 @@ async fn paired_with(
     depth: u8,
     records: Vec<ipc::ManualRecord>,
     categories: Vec<ShareCategory>,
+    import: Option<&Path>,
 ) -> (PatientApp, DoctorApp, String) {
     let (patient, doctor, link, _) =
-        paired_full(relay, dir, policy, depth, records, categories).await;
+        paired_full(relay, dir, policy, depth, records, categories, import).await;
     (patient, doctor, link)
 }
 
-/// [`paired_with`], also returning the patient's 24 words.
+/// [`paired_with`], also returning the patient's 24 words. `import` is a FHIR file imported
+/// before the share.
 async fn paired_full(
     relay: &Relay,
     dir: &Path,
@@ -933,6 +935,7 @@ async fn paired_full(
     depth: u8,
     records: Vec<ipc::ManualRecord>,
     categories: Vec<ShareCategory>,
+    import: Option<&Path>,
 ) -> (PatientApp, DoctorApp, String, String) {
     let patient = PatientApp::new(config(dir, "p.vault"), Arc::new(NoEvents));
     let doctor = DoctorApp::new(config(dir, "d.vault"), Arc::new(NoEvents));
@@ -952,6 +955,14 @@ async fn paired_full(
         .expect("doctor vault");
     for r in records {
         patient.add_record(r).await.expect("record");
+    }
+    if let Some(file) = import {
+        patient
+            .import_file(ipc::ImportFile {
+                path: file.to_string_lossy().into_owned(),
+            })
+            .await
+            .expect("import");
     }
     let started = patient
         .start_share(ipc::StartShare {
@@ -1189,8 +1200,16 @@ async fn a_narrower_forward_and_revoking_the_colleague_alone() {
         },
     ];
     let cats = vec![ShareCategory::Allergies, ShareCategory::Conditions];
-    let (patient, doctor, link) =
-        paired_with(&relay, dir.path(), PolicyChoice::Allowed, 1, records, cats).await;
+    let (patient, doctor, link) = paired_with(
+        &relay,
+        dir.path(),
+        PolicyChoice::Allowed,
+        1,
+        records,
+        cats,
+        None,
+    )
+    .await;
     let chart = doctor
         .refresh_patient(ipc::IdRef { id: link.clone() })
         .await
@@ -1557,4 +1576,137 @@ async fn a_share_published_as_a_smart_health_link_opens_and_deleting_it_stops_do
         })
         .await;
     assert!(gone.is_err(), "a deleted link gives nothing");
+}
+
+/// The demo patient's documents, plus a text note kept inside its resource (as Synthea's
+/// notes are) and a file known only by its URL: (bundle, PDF bytes, note text).
+fn bundle_with_documents() -> (serde_json::Value, Vec<u8>, &'static str) {
+    let mut bundle = carekey_app::demo::patient_bundle();
+    let note = "Chief complaint: cough.\nPlan: rest and fluids.\n";
+    let entries = bundle["entry"].as_array_mut().expect("entries");
+    entries.push(serde_json::json!({"resource": {
+        "resourceType": "DocumentReference", "id": "d-note", "status": "current",
+        "type": {"text": "Visit note"}, "date": "2025-10-01T09:00:00Z",
+        "content": [{"attachment": {"contentType": "text/plain; charset=utf-8",
+            "data": data_encoding::BASE64.encode(note.as_bytes())}}]}}));
+    entries.push(serde_json::json!({"resource": {
+        "resourceType": "DocumentReference", "id": "d-elsewhere", "status": "current",
+        "type": {"text": "Scan kept at the hospital"}, "date": "2025-09-01T09:00:00Z",
+        "content": [{"attachment": {"contentType": "image/png",
+            "url": "https://hospital.example/scan.png"}}]}}));
+    let pdf = entries
+        .iter()
+        .find(|e| e["resource"]["id"] == "d-letter")
+        .and_then(|e| e["resource"]["content"][0]["attachment"]["data"].as_str())
+        .and_then(|b| data_encoding::BASE64.decode(b.as_bytes()).ok())
+        .expect("the demo letter");
+    (bundle, pdf, note)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn documents_open_on_both_devices_and_close_when_access_ends() {
+    let Some(relay) = start_relay() else { return };
+    let dir = tempfile::tempdir().expect("dir");
+    let (bundle, pdf, note) = bundle_with_documents();
+    let file = dir.path().join("docs.json");
+    std::fs::write(&file, serde_json::to_vec(&bundle).expect("json")).expect("write");
+    let (patient, doctor, link) = paired_with(
+        &relay,
+        dir.path(),
+        PolicyChoice::Never,
+        0,
+        Vec::new(),
+        vec![ShareCategory::Documents],
+        Some(&file),
+    )
+    .await;
+
+    // The patient's own record detail lists the files and opens each kind.
+    let rows = patient.timeline().await.expect("timeline");
+    let by_title = |t: &str| {
+        rows.iter()
+            .find(|r| r.title.contains(t))
+            .map(|r| r.id.clone())
+            .expect("a row")
+    };
+    let letter = by_title("Clinic letter");
+    let files = patient
+        .record_files(ipc::RecordRef { id: letter.clone() })
+        .await
+        .expect("files");
+    assert_eq!(files.len(), 1);
+    assert_eq!(files[0].kind, carekey_app::display::DocKind::Pdf);
+    let at = |record_id: &str, index: u32| ipc::AttachmentRef {
+        record_id: record_id.to_owned(),
+        index,
+    };
+    let got = patient.attachment(at(&letter, 0)).await.expect("pdf");
+    assert_eq!(got.bytes.as_slice(), pdf.as_slice());
+    let visit = by_title("Visit note");
+    let got = patient.attachment(at(&visit, 0)).await.expect("note");
+    assert_eq!(got.kind, carekey_app::display::DocKind::Text);
+    assert_eq!(got.bytes.as_slice(), note.as_bytes());
+    // Past the last file, and a file this device does not hold, say so.
+    let code = |r: Result<carekey_app::session::FileBytes, carekey_app::AppError>| {
+        r.expect_err("refused").code
+    };
+    assert_eq!(code(patient.attachment(at(&letter, 1)).await), "not_found");
+    let elsewhere = by_title("Scan kept");
+    assert_eq!(
+        code(patient.attachment(at(&elsewhere, 0)).await),
+        "not_supported"
+    );
+    assert_eq!(code(patient.attachment(at("zz", 0)).await), "invalid_input");
+
+    // The doctor's chart lists the same documents and opens the same bytes.
+    doctor
+        .refresh_patient(ipc::IdRef { id: link.clone() })
+        .await
+        .expect("fetch");
+    let chart = doctor
+        .chart(ipc::IdRef { id: link.clone() })
+        .await
+        .expect("chart");
+    let doc = |t: &str| {
+        chart
+            .documents
+            .iter()
+            .find(|d| d.title.contains(t))
+            .expect("a document row")
+            .clone()
+    };
+    let shared_letter = doc("Clinic letter");
+    assert_eq!(shared_letter.kind, carekey_app::display::DocKind::Pdf);
+    let got = doctor
+        .attachment(at(&shared_letter.id, 0))
+        .await
+        .expect("the doctor opens the letter");
+    assert_eq!(got.bytes.as_slice(), pdf.as_slice());
+    let shared_note = doc("Visit note");
+    let got = doctor
+        .attachment(at(&shared_note.id, 0))
+        .await
+        .expect("the doctor opens the note");
+    assert_eq!(got.bytes.as_slice(), note.as_bytes());
+    // A patient's record id is not a key into the doctor's vault.
+    assert_eq!(code(doctor.attachment(at(&letter, 0)).await), "not_found");
+
+    // Access ends: the files close with the chart.
+    let shares = patient.shares().await.expect("shares");
+    patient
+        .revoke(ipc::Revoke {
+            share: shares[0].id.clone(),
+            relationship: shares[0].grantees[0].relationship.clone(),
+        })
+        .await
+        .expect("revoke");
+    let ended = doctor
+        .refresh_patient(ipc::IdRef { id: link })
+        .await
+        .expect("refresh");
+    assert_eq!(ended.status, "ended");
+    assert_eq!(
+        code(doctor.attachment(at(&shared_letter.id, 0)).await),
+        "not_found"
+    );
 }

@@ -190,8 +190,17 @@ fn driver() -> (Proc, String) {
     (p, format!("http://127.0.0.1:{port}"))
 }
 
-/// `--smoke`: both apps through tauri-driver; the demo patient must be on both screens.
-async fn smoke(bins: &Bins, dir: &Path, relay_url: &str, shared: usize, shots: &Path) {
+/// `--smoke`: both apps through tauri-driver; the demo patient must be on both screens, and
+/// (without `--import`) the doctor app draws the demo's PDF letter with pdf.js under the
+/// app's CSP.
+async fn smoke(
+    bins: &Bins,
+    dir: &Path,
+    relay_url: &str,
+    shared: usize,
+    shots: &Path,
+    demo_patient: bool,
+) {
     let (_pd, purl) = driver();
     let (_dd, durl) = driver();
     let mk = |c| Ui {
@@ -223,6 +232,22 @@ async fn smoke(bins: &Bins, dir: &Path, relay_url: &str, shared: usize, shots: &
     doc.click("[data-section=vitals]").await;
     doc.present("svg", 20).await;
     doc.shot("doctor").await;
+    if demo_patient {
+        doc.click("[data-section=documents]").await;
+        doc.click("button.file[data-kind=pdf]").await;
+        doc.until(
+            "the clinic letter drawn by pdf.js",
+            60,
+            "const e=document.querySelector('[data-testid=pdf-pages]');return e?Number(e.dataset.drawn):null",
+        )
+        .await;
+        let text = doc.text("[data-testid=pdf-text]").await;
+        assert!(
+            text.contains("Blood pressure has improved"),
+            "the letter's text is read out of the PDF"
+        );
+        doc.shot("doctor-letter").await;
+    }
     eprintln!(
         "smoke: both apps show {name} ({shared} shared records); screenshots in {}",
         shots.display()
@@ -292,7 +317,7 @@ async fn main() {
     if a.smoke {
         let shots = bin_dir.join("../demo-screenshots");
         let _ = std::fs::create_dir_all(&shots);
-        smoke(&bins, &dir, &relay_url, shared, &shots).await;
+        smoke(&bins, &dir, &relay_url, shared, &shots, a.import.is_none()).await;
         drop(relay);
         return;
     }

@@ -17,6 +17,7 @@ pub const COMMAND_NAMES: &[&str] = &[
     "patients",
     "chart",
     "get_chart_record",
+    "open_attachment",
     "write_back",
     "sent_notes",
     "colleague_invite",

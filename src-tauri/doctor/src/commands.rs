@@ -29,6 +29,7 @@ pub fn handler<R: tauri::Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + 
         patients,
         chart,
         get_chart_record,
+        open_attachment,
         write_back,
         sent_notes,
         colleague_invite,
@@ -145,6 +146,13 @@ async fn chart(state: Cmd<'_>, args: Value) -> Out {
 #[tauri::command]
 async fn get_chart_record(state: Cmd<'_>, args: Value) -> Out {
     json(state.app.chart_record(parse(args)?).await?)
+}
+
+/// The file's bytes as a binary answer (an `ArrayBuffer` in the web view, no base64).
+#[tauri::command]
+async fn open_attachment(state: Cmd<'_>, args: Value) -> Result<tauri::ipc::Response, AppError> {
+    let file = state.app.attachment(parse(args)?).await?;
+    Ok(tauri::ipc::Response::new(file.bytes.to_vec()))
 }
 
 #[tauri::command]

@@ -17,6 +17,8 @@ pub const COMMAND_NAMES: &[&str] = &[
     "timeline",
     "search",
     "get_record",
+    "record_files",
+    "open_attachment",
     "add_record",
     "import_file",
     "start_share",

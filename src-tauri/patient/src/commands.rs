@@ -30,6 +30,8 @@ pub fn handler<R: tauri::Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + 
         timeline,
         search,
         get_record,
+        record_files,
+        open_attachment,
         add_record,
         import_file,
         start_share,
@@ -191,6 +193,18 @@ async fn search(state: Cmd<'_>, args: Value) -> Out {
 #[tauri::command]
 async fn get_record(state: Cmd<'_>, args: Value) -> Out {
     json(state.app.record(parse(args)?).await?)
+}
+
+#[tauri::command]
+async fn record_files(state: Cmd<'_>, args: Value) -> Out {
+    json(state.app.record_files(parse(args)?).await?)
+}
+
+/// The file's bytes as a binary answer (an `ArrayBuffer` in the web view, no base64).
+#[tauri::command]
+async fn open_attachment(state: Cmd<'_>, args: Value) -> Result<tauri::ipc::Response, AppError> {
+    let file = state.app.attachment(parse(args)?).await?;
+    Ok(tauri::ipc::Response::new(file.bytes.to_vec()))
 }
 
 #[tauri::command]

@@ -3,6 +3,7 @@
 use carekey_vault::{AttachmentInfo, Record};
 use serde::Serialize;
 use serde_json::Value;
+use zeroize::Zeroizing;
 
 use super::date::date_sort_key;
 use super::json::{self, arr, concept_text, first, reference_display, resource_date, str_at};
@@ -16,7 +17,10 @@ pub enum DocKind {
     Pdf,
     /// `image/*`.
     Image,
-    /// Anything else (text notes, unknown or missing content type).
+    /// `text/*`: clinical notes (Synthea's DocumentReferences are `text/plain`), shown as plain
+    /// text, never rendered as markup.
+    Text,
+    /// Anything else (unknown or missing content type).
     Other,
 }
 
@@ -36,6 +40,8 @@ impl DocKind {
             DocKind::Pdf
         } else if essence.starts_with("image/") {
             DocKind::Image
+        } else if essence.starts_with("text/") {
+            DocKind::Text
         } else {
             DocKind::Other
         }
@@ -86,6 +92,17 @@ pub struct DocumentRow {
     pub attachments: Vec<DocumentAttachment>,
 }
 
+/// Where the bytes of one [`DocumentAttachment`] are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FileSource<'a> {
+    /// In the vault's attachment store, under this id.
+    Vault(&'a str),
+    /// Base64 inside the resource.
+    Inline(&'a str),
+    /// Not on this device (`url` only, or no data at all).
+    Nowhere,
+}
+
 fn from_vault(a: &AttachmentInfo) -> DocumentAttachment {
     DocumentAttachment {
         id: json::text(&a.id),
@@ -131,11 +148,17 @@ fn base64_len(b64: &str) -> u64 {
     ((n + pad) / 4 * 3 + ((n + pad) % 4).saturating_sub(1)).saturating_sub(pad)
 }
 
-fn document(rec: &Record) -> Option<DocumentRow> {
+/// The files of a record, in the order [`DocumentRow::attachments`] lists them, each with
+/// where its bytes are.
+fn files(rec: &Record) -> Vec<(DocumentAttachment, FileSource<'_>)> {
     let r = &rec.resource;
     let ty = str_at(r, "resourceType").unwrap_or(&rec.summary.fhir_type);
-    let mut atts: Vec<DocumentAttachment> =
-        rec.summary.attachments.iter().map(from_vault).collect();
+    let mut atts: Vec<(DocumentAttachment, FileSource<'_>)> = rec
+        .summary
+        .attachments
+        .iter()
+        .map(|a| (from_vault(a), FileSource::Vault(&a.id)))
+        .collect();
     let have_vault = !atts.is_empty();
     // Attachments the vault did not take out of the resource.
     let inline: Vec<&Value> = match ty {
@@ -152,22 +175,55 @@ fn document(rec: &Record) -> Option<DocumentRow> {
         if have_vault && a.get("data").is_some() {
             continue;
         }
-        atts.extend(from_resource(a));
+        if let Some(d) = from_resource(a) {
+            let src = str_at(a, "data").map_or(FileSource::Nowhere, FileSource::Inline);
+            atts.push((d, src));
+        }
     }
     if ty == "Binary"
         && !have_vault
         && let Some(data) = str_at(r, "data")
     {
         let ct = str_at(r, "contentType").and_then(json::text);
-        atts.push(DocumentAttachment {
-            id: None,
-            kind: DocKind::of_content_type(ct.as_deref()),
-            content_type: ct,
-            title: None,
-            size: Some(base64_len(data)),
-            url: None,
-        });
+        atts.push((
+            DocumentAttachment {
+                id: None,
+                kind: DocKind::of_content_type(ct.as_deref()),
+                content_type: ct,
+                title: None,
+                size: Some(base64_len(data)),
+                url: None,
+            },
+            FileSource::Inline(data),
+        ));
     }
+    atts
+}
+
+/// File `index` of a record (as [`DocumentRow::attachments`] numbers them) and where its bytes
+/// are; `None` past the last file.
+pub fn file(rec: &Record, index: usize) -> Option<(DocumentAttachment, FileSource<'_>)> {
+    files(rec).into_iter().nth(index)
+}
+
+/// Decodes a FHIR `base64Binary` (RFC 4648 with padding; line breaks and spaces, which some
+/// exporters insert, are skipped). `None` when it is not base64.
+pub fn decode_base64(text: &str) -> Option<Zeroizing<Vec<u8>>> {
+    let compact: Zeroizing<Vec<u8>> =
+        Zeroizing::new(text.bytes().filter(|c| !c.is_ascii_whitespace()).collect());
+    data_encoding::BASE64
+        .decode(&compact)
+        .or_else(|_| data_encoding::BASE64_NOPAD.decode(&compact))
+        .ok()
+        .map(Zeroizing::new)
+}
+
+/// The documents-screen row of one record, `None` when it carries no document.
+pub fn document(rec: &Record) -> Option<DocumentRow> {
+    let r = &rec.resource;
+    let ty = str_at(r, "resourceType").unwrap_or(&rec.summary.fhir_type);
+    let atts: Vec<DocumentAttachment> = files(rec).into_iter().map(|(a, _)| a).collect();
+    let have_vault = !rec.summary.attachments.is_empty();
     let is_doc = match ty {
         "DocumentReference" | "Media" | "Binary" => true,
         "DiagnosticReport" => !atts.is_empty(),
@@ -237,6 +293,19 @@ mod tests {
     }
 
     #[test]
+    fn inline_base64_decodes_with_line_breaks_and_refuses_garbage() {
+        assert_eq!(
+            decode_base64("YWJj\nZA==").as_deref().map(Vec::as_slice),
+            Some(&b"abcd"[..])
+        );
+        assert_eq!(
+            decode_base64("YWJjZA").as_deref().map(Vec::as_slice),
+            Some(&b"abcd"[..])
+        );
+        assert!(decode_base64("not base64!").is_none());
+    }
+
+    #[test]
     fn kinds() {
         assert_eq!(
             DocKind::of_content_type(Some("application/PDF")),
@@ -245,6 +314,10 @@ mod tests {
         assert_eq!(DocKind::of_content_type(Some("image/png")), DocKind::Image);
         assert_eq!(
             DocKind::of_content_type(Some("text/plain; charset=utf-8")),
+            DocKind::Text
+        );
+        assert_eq!(
+            DocKind::of_content_type(Some("application/octet-stream")),
             DocKind::Other
         );
         assert_eq!(DocKind::of_content_type(None), DocKind::Other);

@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 use super::clinics::{self, TrustList, TrustedClinic};
+use super::files::{self, FileBytes};
 use super::patient::day;
 use super::settings::{self, SETTINGS, Settings};
 use super::{
@@ -633,8 +634,25 @@ impl DoctorApp {
     /// through a share are answered: the doctor's vault holds nothing else a screen shows.
     pub async fn chart_record(&self, args: ipc::RecordRef) -> Result<Record> {
         args.validate()?;
-        let id: carekey_vault::RecordId = args
-            .id
+        self.shared_record(&args.id, |_, r| Ok(r)).await
+    }
+
+    /// The bytes of one file of a shared record, for the viewer (same rule as
+    /// [`DoctorApp::chart_record`]: only records of an active share).
+    pub async fn attachment(&self, args: ipc::AttachmentRef) -> Result<FileBytes> {
+        args.validate()?;
+        let index = args.index;
+        self.shared_record(&args.record_id, move |v, r| files::read(v, &r, index))
+            .await
+    }
+
+    /// Runs `f` on record `id` when it came through a share that is still active.
+    async fn shared_record<T, F>(&self, id: &str, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Vault, Record) -> Result<T> + Send + 'static,
+    {
+        let id: carekey_vault::RecordId = id
             .parse()
             .map_err(|_| AppError::invalid_input("record: not a record id"))?;
         let active: Vec<String> = self
@@ -648,7 +666,7 @@ impl DoctorApp {
             .run(move |v| {
                 let r = v.get_record(&id)?;
                 if active.iter().any(|s| in_share(&r.summary.origin, s)) {
-                    Ok(r)
+                    f(v, r)
                 } else {
                     Err(AppError::not_found("that record"))
                 }

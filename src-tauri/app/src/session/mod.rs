@@ -18,6 +18,7 @@
 
 mod clinics;
 mod doctor;
+mod files;
 mod forwarding;
 mod health_link;
 mod patient;
@@ -42,6 +43,7 @@ pub use clinics::{
     attestation_text, card_fingerprint, card_text, parse_attestation, parse_card,
 };
 pub use doctor::{ChartView, DoctorApp, PatientLinkView, ProfileView, ReceivedFile, ScanView};
+pub use files::FileBytes;
 pub use forwarding::{
     ColleagueView, ForwardOutcome, ForwardRequestRow, INVITE_CODE_LABEL, INVITE_SCHEME, InviteView,
     invite_code, invite_text, parse_invite,

@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
 use super::clinics::{self, TrustList, TrustedClinic};
+use super::files::{self, FileBytes};
 use super::settings::{self, SETTINGS, Settings};
 use super::{
     AppConfig, VaultCell, create_vault_file, create_vault_file_from, derived_id, hex, locked,
@@ -528,6 +529,43 @@ impl PatientApp {
             .parse()
             .map_err(|_| AppError::invalid_input("record: not a record id"))?;
         self.vault.run(move |v| Ok(v.get_record(&id)?)).await
+    }
+
+    /// The files of one record (attachments of a document, a report's presented form, an
+    /// image), numbered as [`PatientApp::attachment`] takes them; empty for a record without
+    /// files.
+    pub async fn record_files(
+        &self,
+        args: ipc::RecordRef,
+    ) -> Result<Vec<display::DocumentAttachment>> {
+        args.validate()?;
+        let id: RecordId = args
+            .id
+            .parse()
+            .map_err(|_| AppError::invalid_input("record: not a record id"))?;
+        self.vault
+            .run(move |v| {
+                let rec = v.get_record(&id)?;
+                Ok(display::document(&rec)
+                    .map(|d| d.attachments)
+                    .unwrap_or_default())
+            })
+            .await
+    }
+
+    /// The bytes of one file of a record, for the viewer.
+    pub async fn attachment(&self, args: ipc::AttachmentRef) -> Result<FileBytes> {
+        args.validate()?;
+        let id: RecordId = args
+            .record_id
+            .parse()
+            .map_err(|_| AppError::invalid_input("record: not a record id"))?;
+        self.vault
+            .run(move |v| {
+                let rec = v.get_record(&id)?;
+                files::read(v, &rec, args.index)
+            })
+            .await
     }
 
     /// Adds a record entered by hand (signed by this device) and returns its id.
