@@ -184,8 +184,9 @@ pub fn items_from_vault(vault: &mut Vault, sel: &Selection) -> Result<ShareItems
 }
 
 /// Removes inline attachment bytes (`Binary.data`, `content[].attachment.data`,
-/// `presentedForm[].data`): they travel as attachment items.
-fn strip_inline_data(r: &mut Value) {
+/// `presentedForm[].data`): they travel as attachment items (and the doctor session hands
+/// received attachments out apart from their resource).
+pub(crate) fn strip_inline_data(r: &mut Value) {
     if r.get("resourceType").and_then(Value::as_str) == Some("Binary")
         && let Some(o) = r.as_object_mut()
     {
@@ -206,8 +207,9 @@ fn strip_inline_data(r: &mut Value) {
     }
 }
 
-/// A file name for an attachment (the doctor's app derives the content type from it).
-fn attachment_title(
+/// A file name for an attachment (the doctor's app derives the content type from it; the
+/// doctor session names received attachments with it too).
+pub(crate) fn attachment_title(
     s: &RecordSummary,
     title: Option<&str>,
     content_type: Option<&str>,

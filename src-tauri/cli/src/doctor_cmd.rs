@@ -1,15 +1,19 @@
-//! `carekey doctor scan`: answer a patient's QR, show the check code, wait for the grant,
-//! fetch and verify, optionally write the records out and send a note back.
+//! `carekey doctor scan`: the doctor app's own session (`carekey_app::session::DoctorApp`,
+//! [`crate::device`]) answers a patient's QR, shows the check code, waits for the grant,
+//! fetches, verifies and stores the share in its vault; the tool then optionally writes the
+//! records out and sends a note back through the same session.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use carekey_client::doctor::{Doctor, SharedRecord};
+use carekey_app::ipc;
+use carekey_app::session::{DoctorApp, ReceivedFile};
 use carekey_client::progress::Cancel;
 use carekey_client::relay::Relay;
-use carekey_core::keys::Role;
 use serde_json::Value;
 
+use crate::device::{Device, Profile};
 use crate::error::{CliError, Result, probe_relay};
 use crate::identity::{identity, now};
 use crate::term::ProgressLine;
@@ -102,7 +106,7 @@ pub(crate) fn write_private(path: &Path, data: &[u8]) -> Result<()> {
 }
 
 /// Writes records as `DIR/NNNN-<title>.json` and attachments as `DIR/attachments/NNNN-<title>`.
-fn write_out(dir: &Path, records: &[SharedRecord]) -> Result<usize> {
+fn write_out(dir: &Path, records: &[ReceivedFile]) -> Result<usize> {
     prepare_dir(dir)?;
     let att_dir = dir.join("attachments");
     if records.iter().any(|r| r.attachment) {
@@ -122,6 +126,9 @@ fn write_out(dir: &Path, records: &[SharedRecord]) -> Result<usize> {
     Ok(records.len())
 }
 
+/// The longest single wait the session takes; longer `--wait`s are several.
+const WAIT_STEP_SECS: u64 = carekey_app::validate::WAIT_MAX_SECS;
+
 /// Runs the flow.
 pub async fn scan(a: ScanArgs, cancel: &Cancel) -> Result<()> {
     // Check everything local before answering the QR.
@@ -132,33 +139,42 @@ pub async fn scan(a: ScanArgs, cancel: &Cancel) -> Result<()> {
     if let Some(d) = &a.out {
         prepare_dir(d)?;
     }
-    let (id, card) = identity(
-        a.identity.as_deref(),
-        &a.name,
-        Role::Doctor,
-        a.licence.as_deref(),
-    )?;
-    let mut doctor = Doctor::new(id, card);
+    let id = identity(a.identity.as_deref())?;
+    let progress = Arc::new(ProgressLine::new());
+    let device = Device::new()?;
+    let profile = Profile {
+        name: &a.name,
+        licence: a.licence.as_deref(),
+        relay_url: &qr.relay_url,
+    };
+    let app = device.doctor(&profile, id, progress.clone()).await?;
     errln!("answering the QR through {}", qr.relay_url);
     probe_relay(&Relay::new(&qr.relay_url)?).await?;
-    let session = doctor.scan(payload).await?;
-    let check = session.check_code().to_string();
+    let scan = app
+        .scan_text(ipc::ScanText {
+            text: payload.to_owned(),
+        })
+        .await?;
+    let check = scan.check_code.clone();
     outln!("CHECK: {check}");
     errln!(
         "compare this code with the patient's screen; waiting up to {} s for the patient to confirm",
         a.wait
     );
-    let link = doctor.wait_for_grant(session, a.wait, cancel).await?;
-    let patient_name = doctor
-        .patient(&link)
-        .map(|c| c.body.name.clone())
-        .unwrap_or_default();
-    outln!("PATIENT: {patient_name}");
-    let expires_at = doctor.share_of(&link).map_or(0, |s| s.expires_at);
-    let progress = ProgressLine::new();
-    let got = doctor.fetch(&link, &progress, cancel).await;
+    let link = wait_for_grant(&app, &scan.scan, a.wait, cancel).await?;
+    let patient = app
+        .patients()
+        .await?
+        .into_iter()
+        .find(|l| l.id == link)
+        .ok_or_else(|| CliError::App(carekey_app::AppError::not_found("that patient")))?;
+    outln!("PATIENT: {}", patient.name);
+    let expires_at = patient.expires_at;
+    // Fetch, verify and store in the session's vault (purged there when access ends).
+    let fetched = app.refresh_patient(ipc::IdRef { id: link.clone() }).await;
     progress.finish();
-    let got = got?;
+    fetched?;
+    let got = app.received_files(ipc::IdRef { id: link.clone() }).await?;
     let attachments = got.iter().filter(|r| r.attachment).count();
     let records = got.len() - attachments;
     let bytes: u64 = got.iter().map(|r| r.data.len() as u64).sum();
@@ -177,13 +193,17 @@ pub async fn scan(a: ScanArgs, cancel: &Cancel) -> Result<()> {
     }
     drop(got);
     let mut note_type = None;
-    if let Some(n) = &note {
-        doctor.send_note(&link, n).await?;
+    if let Some(n) = note {
         let ty = n
             .get("resourceType")
             .and_then(Value::as_str)
             .unwrap_or("?")
             .to_owned();
+        app.send_note(ipc::SendNote {
+            patient: link.clone(),
+            resource: n,
+        })
+        .await?;
         outln!("NOTE SENT: {ty}");
         note_type = Some(ty);
     }
@@ -194,7 +214,7 @@ pub async fn scan(a: ScanArgs, cancel: &Cancel) -> Result<()> {
                 "ok": true,
                 "role": "doctor",
                 "check": check,
-                "patient": patient_name,
+                "patient": patient.name,
                 "records": records,
                 "attachments": attachments,
                 "bytes": bytes,
@@ -206,6 +226,29 @@ pub async fn scan(a: ScanArgs, cancel: &Cancel) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Waits for the patient's confirmation up to `wait` seconds, in steps the session accepts.
+async fn wait_for_grant(app: &DoctorApp, scan: &str, wait: u64, cancel: &Cancel) -> Result<String> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait);
+    loop {
+        cancel.check()?;
+        let left = deadline
+            .saturating_duration_since(std::time::Instant::now())
+            .as_secs()
+            .clamp(1, WAIT_STEP_SECS);
+        match app
+            .wait_for_grant(ipc::Wait {
+                id: scan.to_owned(),
+                wait_secs: left,
+            })
+            .await
+        {
+            // Not yet, and time left: the scan stays open for another wait.
+            Err(e) if e.code == "no_answer" && std::time::Instant::now() < deadline => {}
+            other => return Ok(other?),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -46,6 +46,15 @@ pub enum CliError {
     NotARelay(String, ClientError),
     /// A SMART Health Link could not be opened (`doctor open`).
     Link(carekey_shl::ShlError),
+    /// A call of the app layer (`carekey-app`, the sessions the apps use) failed: its stable
+    /// code and its message, which never carry a key, token or patient datum.
+    App(carekey_app::AppError),
+}
+
+impl From<carekey_app::AppError> for CliError {
+    fn from(e: carekey_app::AppError) -> Self {
+        CliError::App(e)
+    }
 }
 
 impl From<carekey_shl::ShlError> for CliError {
@@ -61,9 +70,9 @@ impl From<ClientError> for CliError {
 }
 
 impl CliError {
-    /// Stable code: the client's [`ClientError::code`] or one of `usage`, `input`, `declined`,
-    /// `not_a_relay`.
-    pub fn code(&self) -> &'static str {
+    /// Stable code: the client's [`ClientError::code`], the app layer's `AppError::code`, or
+    /// one of `usage`, `input`, `declined`, `not_a_relay`.
+    pub fn code(&self) -> &str {
         match self {
             CliError::Client(e) => e.code(),
             CliError::Usage(_) => "usage",
@@ -71,6 +80,7 @@ impl CliError {
             CliError::Declined => "declined",
             CliError::NotARelay(..) => "not_a_relay",
             CliError::Link(e) => e.code(),
+            CliError::App(e) => &e.code,
         }
     }
 
@@ -87,41 +97,31 @@ impl CliError {
                 "wrong_passcode" | "passcode_required" | "access_ended" => exit::REFUSED,
                 _ => exit::USAGE,
             },
-            CliError::Client(e) => match e.code() {
-                "relay_unreachable" | "timeout" | "relay_failure" | "rate_limited"
-                | "bad_response" => exit::RELAY,
-                "no_answer" => exit::NO_ANSWER,
-                "tampered" | "expired" | "already_used" => exit::VERIFICATION,
-                "declined" => exit::DECLINED,
-                "access_ended" | "not_found" | "conflict" | "refused" | "not_allowed" => {
-                    exit::REFUSED
-                }
-                "invalid_input" => exit::USAGE,
-                "cancelled" => exit::CANCELLED,
-                _ => exit::OTHER,
-            },
+            CliError::Client(e) => exit_for(e.code()),
+            CliError::App(e) => exit_for(&e.code),
         }
     }
 
     /// A hint line for the common cases, printed after the error.
     pub fn hint(&self) -> Option<&'static str> {
-        match self {
-            CliError::Client(ClientError::RelayUnreachable) => {
+        // By code: the client's errors reach the tool directly or through the sessions.
+        match (self, self.code()) {
+            (CliError::Client(_) | CliError::App(_), "relay_unreachable") => {
                 Some("check the --relay URL (or the URL in the QR) and that the relay is running")
             }
-            CliError::Client(ClientError::NoAnswer) => {
+            (CliError::Client(_) | CliError::App(_), "no_answer") => {
                 Some("nobody answered within --wait seconds; start again")
             }
-            CliError::Client(ClientError::AccessEnded) => {
+            (CliError::Client(_) | CliError::App(_), "access_ended") => {
                 Some("the patient revoked access or the share expired")
             }
-            CliError::NotARelay(..) => {
+            (CliError::NotARelay(..), _) => {
                 Some("check the relay URL: it must be a Carekey relay's base URL")
             }
-            CliError::Link(carekey_shl::ShlError::PasscodeRejected { .. }) => {
+            (CliError::Link(carekey_shl::ShlError::PasscodeRejected { .. }), _) => {
                 Some("ask the patient for the passcode again; each wrong one uses up an attempt")
             }
-            CliError::Link(carekey_shl::ShlError::LinkInactive) => Some(
+            (CliError::Link(carekey_shl::ShlError::LinkInactive), _) => Some(
                 "the link was deleted, expired or ran out of attempts: ask the patient for a new one",
             ),
             _ => None,
@@ -138,10 +138,29 @@ impl std::fmt::Display for CliError {
                 write!(f, "{url} does not answer as a Carekey relay ({e})")
             }
             CliError::Link(e) => write!(f, "{e}"),
+            // The message alone: the code is printed in front (`error[<code>]: `).
+            CliError::App(e) => f.write_str(&e.message),
             CliError::Declined => f.write_str(
                 "the check codes do not match: nothing was shared; start again with a new QR",
             ),
         }
+    }
+}
+
+/// The exit code of an error code of the client or the app layer (the app passes the client's
+/// and the vault's codes through and adds its own, `carekey_app::AppError`).
+fn exit_for(code: &str) -> u8 {
+    match code {
+        "relay_unreachable" | "timeout" | "relay_failure" | "rate_limited" | "bad_response" => {
+            exit::RELAY
+        }
+        "no_answer" => exit::NO_ANSWER,
+        "tampered" | "expired" | "already_used" => exit::VERIFICATION,
+        "declined" => exit::DECLINED,
+        "access_ended" | "not_found" | "conflict" | "refused" | "not_allowed" => exit::REFUSED,
+        "invalid_input" | "not_supported" => exit::USAGE,
+        "cancelled" => exit::CANCELLED,
+        _ => exit::OTHER,
     }
 }
 

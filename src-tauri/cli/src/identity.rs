@@ -1,13 +1,15 @@
 //! Device identities of the tool: fresh per invocation, or kept in an `--identity FILE` that
 //! holds the 24-word recovery phrase (BIP39 English, the vault's `RecoveryPhrase` format) the
-//! identity derives from. The file is created with mode 0600 and refused if others can read it.
+//! identity derives from (docs/cli.md "Identities"). The file is created with mode 0600 and
+//! refused if others can read it.
+//!
+//! The phrase is the root of the session's vault ([`crate::device`]): the device keys and the
+//! card's key are the ones the patient or doctor app derives from the same words.
 
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use carekey_core::keys::{Card, DeviceIdentity, Role, RootSecret};
 use carekey_vault::RecoveryPhrase;
-use rand_core::OsRng;
 use zeroize::Zeroizing;
 
 use crate::error::{CliError, Result};
@@ -20,28 +22,27 @@ pub fn now() -> u64 {
         .unwrap_or(0)
 }
 
-/// Loads (or creates) the identity and makes a self-signed card for it.
-pub fn identity(
-    file: Option<&Path>,
-    name: &str,
-    role: Role,
-    licence: Option<&str>,
-) -> Result<(DeviceIdentity, Card)> {
-    let root = match file {
-        None => RootSecret::random(&mut OsRng),
-        Some(p) if p.exists() => load(p)?,
-        Some(p) => create(p)?,
-    };
-    let id = DeviceIdentity::from_root(&root);
-    let card = id.card(name, role, licence, now()).map_err(|_| {
-        CliError::Usage(
-            "--name (and --licence) must be 1 to 200 characters without control characters".into(),
-        )
-    })?;
-    Ok((id, card))
+/// Which identity the session's vault is made for.
+#[derive(Debug)]
+pub enum Identity {
+    /// A fresh one, forgotten when the command ends.
+    Fresh,
+    /// The one an `--identity` file holds.
+    Phrase(RecoveryPhrase),
+    /// A fresh one whose phrase is written to this (new) file once the vault exists.
+    Keep(PathBuf),
 }
 
-fn load(p: &Path) -> Result<RootSecret> {
+/// Reads (or plans to create) the identity of `--identity FILE`.
+pub fn identity(file: Option<&Path>) -> Result<Identity> {
+    Ok(match file {
+        None => Identity::Fresh,
+        Some(p) if p.exists() => Identity::Phrase(load(p)?),
+        Some(p) => Identity::Keep(p.to_owned()),
+    })
+}
+
+fn load(p: &Path) -> Result<RecoveryPhrase> {
     let shown = p.display();
     #[cfg(unix)]
     {
@@ -58,22 +59,20 @@ fn load(p: &Path) -> Result<RootSecret> {
         std::fs::read_to_string(p)
             .map_err(|e| CliError::Input(format!("identity file {shown}: {}", e.kind())))?,
     );
-    let phrase = RecoveryPhrase::parse(&text).map_err(|_| {
+    let bad = || {
         CliError::Input(format!(
             "identity file {shown} does not hold a valid 24-word recovery phrase"
         ))
-    })?;
-    phrase.root().map_err(|_| {
-        CliError::Input(format!(
-            "identity file {shown} does not hold a valid 24-word recovery phrase"
-        ))
-    })
+    };
+    let phrase = RecoveryPhrase::parse(&text).map_err(|_| bad())?;
+    // A phrase whose checksum holds but that yields no root is refused here, not later.
+    phrase.root().map_err(|_| bad())?;
+    Ok(phrase)
 }
 
-fn create(p: &Path) -> Result<RootSecret> {
+/// Writes the 24 words of a new identity to `p` (created with mode 0600, never overwritten).
+pub fn keep(p: &Path, words: &str) -> Result<()> {
     let shown = p.display();
-    let root = RootSecret::random(&mut OsRng);
-    let phrase = RecoveryPhrase::from_root(&root);
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
@@ -84,11 +83,11 @@ fn create(p: &Path) -> Result<RootSecret> {
     let mut f = opts
         .open(p)
         .map_err(|e| CliError::Input(format!("identity file {shown}: {}", e.kind())))?;
-    let mut text = Zeroizing::new(phrase.expose_words().to_owned());
+    let mut text = Zeroizing::new(words.to_owned());
     text.push('\n');
     f.write_all(text.as_bytes())
         .and_then(|()| f.sync_all())
         .map_err(|e| CliError::Input(format!("identity file {shown}: {}", e.kind())))?;
     errln!("created a new identity in {shown} (its 24-word recovery phrase; keep the file secret)");
-    Ok(root)
+    Ok(())
 }

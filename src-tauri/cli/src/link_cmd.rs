@@ -1,12 +1,13 @@
 //! SMART Health Links from the command line (issue 15; docs/cli.md "SMART Health Links"):
-//! `carekey patient share --shl` publishes the share as a `shlink:/` any SHL viewer opens, and
+//! `carekey patient share --shl` publishes the share as a `shlink:/` any SHL viewer opens
+//! (through the patient session, as the patient app does), and
 //! `carekey doctor open 'shlink:/…'` opens one (from Carekey or any other SHL sharer) with
 //! `carekey-shl`'s reader, as the doctor app's `session/smart.rs` does.
 
 use std::path::PathBuf;
 
-use carekey_client::ShareId;
-use carekey_client::patient::{AccessKind, LinkOptions, LinkPasscode, Patient};
+use carekey_app::ipc;
+use carekey_app::session::PatientApp;
 use carekey_client::progress::Cancel;
 use carekey_shl::fetch::ShlClient;
 use carekey_shl::{ContentType, Opened, Shlink};
@@ -22,7 +23,8 @@ const POLL_SECS: u64 = 2;
 /// What `patient share --shl` publishes.
 #[derive(Debug)]
 pub struct PublishArgs {
-    /// `Some(p)`: the passcode; `None` with `no_passcode` false: a generated one.
+    /// `Some(p)`: the passcode the patient chose; `None` with `no_passcode` false: a
+    /// generated one.
     pub passcode: Option<String>,
     /// No passcode at all.
     pub no_passcode: bool,
@@ -40,30 +42,27 @@ pub struct PublishArgs {
     pub qr_art: bool,
 }
 
-/// Publishes `share` as a SMART Health Link; prints `SHLINK:`, `PASSCODE:` and, while
-/// waiting, `DOWNLOADED: <recipient> at <unix time>`. Returns the JSON summary fields.
+/// Publishes `share` (hex, as the session's `start_share` returned it) as a SMART Health Link
+/// through the patient session's `publish_link_with`, as the patient app's "Share as SMART
+/// Health Link" runs it; prints `SHLINK:`, `PASSCODE:` and, while waiting, `DOWNLOADED:` or
+/// `WRONG PASSCODE:` with the access log's sentence. Returns the JSON summary fields.
 pub async fn publish(
-    patient: &mut Patient,
-    share: &ShareId,
+    app: &PatientApp,
+    share: &str,
     a: PublishArgs,
     cancel: &Cancel,
 ) -> Result<serde_json::Value> {
-    let passcode = match (a.no_passcode, a.passcode) {
-        (true, _) => LinkPasscode::Off,
-        (false, Some(p)) => LinkPasscode::Chosen(p),
-        (false, None) => LinkPasscode::Generated,
-    };
     let expires_at = now().saturating_add(a.expires_in).min(a.share_expires_at);
-    let link = patient
-        .publish_link(
-            share,
-            LinkOptions {
-                passcode,
-                expires_at,
-                max_attempts: a.attempts,
+    let link = app
+        .publish_link_with(
+            ipc::PublishLink {
+                share: share.to_owned(),
+                passcode: !a.no_passcode,
+                expires_in_secs: expires_at.saturating_sub(now()),
                 label: a.label,
-                records: Vec::new(),
             },
+            a.passcode,
+            a.attempts,
         )
         .await?;
     outln!("SHLINK: {}", link.shlink);
@@ -75,31 +74,28 @@ pub async fn publish(
     {
         errln!("{art}");
     }
-    errln!(
-        "{}",
-        link.warning.replace(
-            &expires_at.to_string(),
-            &format!("{expires_at} (unix time)")
-        )
-    );
-    let mut downloads = Vec::new();
+    errln!("{}", link.warning);
+    let mut downloads: Vec<String> = Vec::new();
     if a.wait > 0 {
         errln!("waiting up to {} s for the link to be opened", a.wait);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(a.wait);
         while downloads.is_empty() && std::time::Instant::now() < deadline {
             cancel.check()?;
             tokio::time::sleep(std::time::Duration::from_secs(POLL_SECS)).await;
-            for e in patient.access_log(share).await? {
-                if let AccessKind::LinkDownloaded { served } = e.what {
-                    if served {
-                        outln!("DOWNLOADED: {} at {} (unix time)", e.who, e.time);
-                    } else {
-                        outln!("WRONG PASSCODE: {} at {} (unix time)", e.who, e.time);
-                    }
-                    downloads.push(
-                        serde_json::json!({"recipient": e.who, "time": e.time, "served": served}),
-                    );
+            let log = app
+                .access_log(ipc::IdRef {
+                    id: share.to_owned(),
+                })
+                .await?;
+            for d in log.downloads {
+                // The session words each download ("… downloaded the link at …" or "… tried a
+                // wrong passcode for the link at …"); the tag keeps the two apart for scripts.
+                if d.contains("wrong passcode") {
+                    outln!("WRONG PASSCODE: {d}");
+                } else {
+                    outln!("DOWNLOADED: {d}");
                 }
+                downloads.push(d);
             }
         }
         if downloads.is_empty() {
@@ -109,7 +105,7 @@ pub async fn publish(
     Ok(serde_json::json!({
         "link": link.id,
         "files": link.files,
-        "expires_at": expires_at,
+        "expires_at": link.expires_at,
         "passcode": link.passcode.is_some(),
         "downloads": downloads,
     }))

@@ -2,9 +2,10 @@
 //! and tests (docs/cli.md).
 //!
 //! stdout carries only tagged lines (`QR:`, `DOCTOR:`, `CHECK:`, `CONFIRMED:`, `NOTE:`,
-//! `PATIENT:`, `RECEIVED:`, `WROTE:`, `NOTE SENT:`) and, with `--json`, one summary line;
-//! everything else (QR art, progress, questions, warnings, errors) goes to stderr. Nothing
-//! printed carries a key, a token or record contents.
+//! `PATIENT:`, `RECEIVED:`, `WROTE:`, `NOTE SENT:`; `CLINIC:`, `CARD:`, `FINGERPRINT:`,
+//! `ATTESTATION:` for `carekey clinic`) and, with `--json`, one summary line; everything else
+//! (QR art, progress, questions, warnings, errors) goes to stderr. Nothing printed carries a
+//! key, a token or record contents, except the clinic's public key in its `CLINIC:` text.
 #![forbid(unsafe_code)]
 
 /// `println!` that never panics: a closed stdout (`carekey … | head`) is ignored.
@@ -35,6 +36,8 @@ macro_rules! err {
     }};
 }
 
+mod clinic_cmd;
+mod device;
 mod doctor_cmd;
 mod error;
 mod identity;
@@ -63,9 +66,10 @@ Identities:
 
 Output:
   stdout carries only tagged lines (QR:, DOCTOR:, CHECK:, CONFIRMED:, NOTE:,
-  PATIENT:, RECEIVED:, WROTE:, NOTE SENT:) and, with --json, one JSON summary line.
+  PATIENT:, RECEIVED:, WROTE:, NOTE SENT:; CLINIC:, CARD:, FINGERPRINT:,
+  ATTESTATION: for `carekey clinic`) and, with --json, one JSON summary line.
   QR art, progress, questions, warnings and errors go to stderr. Nothing printed
-  carries a key, a token or record contents.
+  carries a key, a token or record contents (the clinic's public key excepted).
 
 Errors are printed as `error[<code>]: <message>` on stderr.
 
@@ -106,6 +110,43 @@ enum RoleCmd {
     /// The doctor's side.
     #[command(subcommand)]
     Doctor(DoctorCmd),
+    /// A clinic's side: make its attestation key and attest clinicians' cards
+    /// (docs/threat-model.md "Card trust").
+    #[command(subcommand, after_help = AFTER_HELP)]
+    Clinic(ClinicCmd),
+}
+
+#[derive(Debug, Subcommand)]
+enum ClinicCmd {
+    /// Make the clinic's attestation key: kept in FILE (mode 0600, never printed); prints the
+    /// public CLINIC: text patients and doctors add to their trusted clinics.
+    Keygen(KeygenCli),
+    /// Attest a clinician's card: verifies the CAREKEY-CARD: text (the doctor app's Profile
+    /// shows it), prints whose it is and the ATTESTATION: text the doctor app imports.
+    Attest(AttestCli),
+}
+
+#[derive(Debug, Args)]
+struct KeygenCli {
+    /// The key file to create (refused if it exists).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// The clinic's name, as patients' and doctors' devices will list it.
+    #[arg(long)]
+    name: String,
+}
+
+#[derive(Debug, Args)]
+struct AttestCli {
+    /// The clinic key file made by `carekey clinic keygen`.
+    #[arg(long, value_name = "FILE")]
+    key: PathBuf,
+    /// The clinician's card text (`CAREKEY-CARD:…`, from the doctor app's Profile).
+    #[arg(long, value_name = "TEXT")]
+    card: String,
+    /// The clinic name signed into the attestation (default: the name in the key file).
+    #[arg(long)]
+    name: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -330,6 +371,17 @@ async fn run(cli: Cli, cancel: Cancel) -> Result<(), CliError> {
             };
             doctor_cmd::scan(args, &cancel).await
         }
+        RoleCmd::Clinic(ClinicCmd::Keygen(a)) => clinic_cmd::keygen(&clinic_cmd::KeygenArgs {
+            out: a.out,
+            name: a.name,
+            json: cli.json,
+        }),
+        RoleCmd::Clinic(ClinicCmd::Attest(a)) => clinic_cmd::attest(&clinic_cmd::AttestArgs {
+            key: a.key,
+            card: a.card,
+            name: a.name,
+            json: cli.json,
+        }),
         RoleCmd::Doctor(DoctorCmd::Open(a)) => {
             link_cmd::open(link_cmd::OpenArgs {
                 link: a.link,

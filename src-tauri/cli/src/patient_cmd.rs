@@ -1,16 +1,20 @@
-//! `carekey patient share`: load records, create the share, show the QR, wait for the doctor,
-//! compare check codes, confirm, optionally read notes.
+//! `carekey patient share`: read the records, then run the patient app's own session
+//! (`carekey_app::session::PatientApp`, [`crate::device`]): import into its vault, start the
+//! share (items built from the vault by the app, docs/protocol.md "Shares"), show the QR, wait
+//! for the doctor, compare check codes, confirm, optionally read notes.
 
 use std::path::PathBuf;
+use std::sync::Arc;
 
-use carekey_client::patient::{Patient, ShareOptions};
+use carekey_app::ipc::{self, PolicyChoice};
+use carekey_app::session::PatientApp;
 use carekey_client::progress::Cancel;
 use carekey_client::relay::Relay;
 use carekey_core::grant::Policy;
-use carekey_core::keys::Role;
 
+use crate::device::{Device, Profile};
 use crate::error::{CliError, Result, probe_relay};
-use crate::identity::{identity, now};
+use crate::identity::identity;
 use crate::records::{self, Selection};
 use crate::term::{ProgressLine, ask_yes_no, qr_art};
 
@@ -36,17 +40,21 @@ pub struct ShareArgs {
     pub shl: Option<crate::link_cmd::PublishArgs>,
 }
 
+/// The longest single wait the session takes (`carekey_app::validate::WAIT_MAX_SECS`); longer
+/// `--wait`s are several.
+const WAIT_STEP_SECS: u64 = carekey_app::validate::WAIT_MAX_SECS;
+
 /// Runs the flow.
 pub async fn share(a: ShareArgs, cancel: &Cancel) -> Result<()> {
-    let loaded = match (&a.bundle, &a.ndjson_dir) {
-        (Some(b), None) => records::from_bundle(b, &a.selection)?,
+    let (data, source) = match (&a.bundle, &a.ndjson_dir) {
+        (Some(b), None) => (records::from_bundle(b)?, file_name(b)),
         (None, Some(d)) => {
-            let (l, n) = records::from_ndjson_dir(d, a.patient_index, &a.selection)?;
+            let (data, n) = records::from_ndjson_dir(d, a.patient_index)?;
             errln!(
                 "export holds {n} patient(s); sharing patient {}",
                 a.patient_index
             );
-            l
+            (data, file_name(d))
         }
         _ => {
             return Err(CliError::Usage(
@@ -54,52 +62,64 @@ pub async fn share(a: ShareArgs, cancel: &Cancel) -> Result<()> {
             ));
         }
     };
-    if loaded.items.is_empty() {
-        return Err(CliError::Usage(format!(
-            "nothing to share: no record is in the chosen categories ({} left out)",
-            loaded.skipped
-        )));
+    let id = identity(a.identity.as_deref())?;
+    let progress = Arc::new(ProgressLine::new());
+    let device = Device::new()?;
+    let profile = Profile {
+        name: &a.name,
+        licence: None,
+        relay_url: &a.relay,
+    };
+    let app = device.patient(&profile, id, progress.clone()).await?;
+    let imported = app.import_data(source, data).await;
+    progress.finish();
+    imported?;
+    let total = app.timeline().await?.len();
+    if total == 0 {
+        return Err(CliError::Usage(
+            "nothing to share: the file holds no record".into(),
+        ));
     }
-    let bytes: u64 = loaded.items.iter().map(|i| i.data.len() as u64).sum();
-    let (id, card) = identity(a.identity.as_deref(), &a.name, Role::Patient, None)?;
-    let relay = Relay::new(&a.relay)?;
-    probe_relay(&relay).await?;
-    let mut patient = Patient::new(id, card, relay);
-    errln!(
-        "sharing {} record(s) and {} attachment(s), {bytes} bytes ({} left out by --records)",
-        loaded.records,
-        loaded.attachments,
-        loaded.skipped
-    );
-    let progress = ProgressLine::new();
-    let expires_at = now().saturating_add(a.expires_in);
-    let share = patient
-        .create_share(
-            loaded.items,
-            ShareOptions {
-                expires_at,
-                policy: a.policy,
-                delegation_depth: a.depth,
+    probe_relay(&Relay::new(&a.relay)?).await?;
+    let started = app
+        .start_share(ipc::StartShare {
+            categories: a
+                .selection
+                .categories()
+                .into_iter()
+                .map(carekey_app::share::share_category)
+                .collect(),
+            records: Vec::new(),
+            expires_in_secs: a.expires_in,
+            policy: match a.policy {
+                Policy::Never => PolicyChoice::Never,
+                Policy::Ask => PolicyChoice::Ask,
+                Policy::Allowed => PolicyChoice::Allowed,
             },
-            &progress,
-            cancel,
-        )
+            depth: a.depth,
+        })
         .await;
     progress.finish();
-    let share = share?;
+    let started = started?;
+    errln!(
+        "sharing {} record(s) and {} attachment(s) ({} left out by --records)",
+        started.records,
+        started.attachments,
+        total.saturating_sub(started.records)
+    );
+    let expires_at = started.expires_at;
     if let Some(mut shl) = a.shl {
         shl.wait = a.wait;
         shl.share_expires_at = expires_at;
-        let summary = crate::link_cmd::publish(&mut patient, &share, shl, cancel).await?;
+        let summary = crate::link_cmd::publish(&app, &started.share, shl, cancel).await?;
         if a.json {
             outln!(
                 "{}",
                 serde_json::json!({
                     "ok": true,
                     "role": "patient",
-                    "records": loaded.records,
-                    "attachments": loaded.attachments,
-                    "bytes": bytes,
+                    "records": started.records,
+                    "attachments": started.attachments,
                     "share_expires_at": expires_at,
                     "shl": summary,
                 })
@@ -107,11 +127,9 @@ pub async fn share(a: ShareArgs, cancel: &Cancel) -> Result<()> {
         }
         return Ok(());
     }
-    let mut session = patient.start_pairing(&share).await?;
-    let qr = session.qr_text();
-    outln!("QR: {qr}");
+    outln!("QR: {}", started.qr_text);
     if !a.no_qr_art
-        && let Some(art) = qr_art(&qr)
+        && let Some(art) = qr_art(&started.qr_text)
     {
         errln!("{art}");
     }
@@ -119,28 +137,28 @@ pub async fn share(a: ShareArgs, cancel: &Cancel) -> Result<()> {
         "show this QR to the doctor (or give them the QR: line); waiting up to {} s",
         a.wait
     );
-    let door = patient
-        .wait_for_doctor(&mut session, a.wait, cancel)
-        .await?;
-    let doctor_name = door.card.body.name.clone();
-    outln!("DOCTOR: {doctor_name}");
-    match &door.card.attestation {
-        Some(att) => errln!("card attested by {}", att.clinic_name),
-        None => {
-            errln!("self-asserted card: \"the device you paired with\", not a verified doctor")
-        }
-    }
-    let check = door.check_code.to_string();
-    outln!("CHECK: {check}");
+    let door = wait_for_doctor(&app, &started.pairing, a.wait, cancel).await?;
+    outln!("DOCTOR: {}", door.name);
+    // The app's honest wording: "attested by" only under a clinic key this device trusts
+    // (docs/threat-model.md "Card trust"); the tool's throwaway vault trusts none.
+    errln!("{}", door.trust);
+    outln!("CHECK: {}", door.check_code);
+    let answer = |accept| ipc::Answer {
+        id: started.pairing.clone(),
+        accept,
+    };
     if !a.yes && !ask_yes_no("Do the codes match?").await? {
         // Tell the doctor's screen, so it stops waiting; nothing was shared either way.
-        if let Err(e) = patient.decline(session).await {
-            errln!("the doctor could not be told ({})", e.code());
+        if let Err(e) = app.answer_doctor(answer(false)).await {
+            errln!("the doctor could not be told ({})", e.code);
         }
         return Err(CliError::Declined);
     }
-    let rel = patient.confirm(session).await?;
-    outln!("CONFIRMED: access for {doctor_name} until {expires_at} (unix time)");
+    app.answer_doctor(answer(true)).await?;
+    outln!(
+        "CONFIRMED: access for {} until {expires_at} (unix time)",
+        door.name
+    );
 
     let mut notes = Vec::new();
     if a.inbox_wait > 0 {
@@ -152,17 +170,15 @@ pub async fn share(a: ShareArgs, cancel: &Cancel) -> Result<()> {
             if left.is_zero() {
                 break;
             }
-            let got = patient.inbox(&rel, left.as_secs().clamp(1, 25)).await?;
-            for n in &got {
-                let ty = n
-                    .resource
-                    .get("resourceType")
-                    .and_then(serde_json::Value::as_str)
-                    .unwrap_or("?")
-                    .to_owned();
-                let author = n.author.body.name.clone();
-                outln!("NOTE: from {author} (signature valid): {ty}");
-                notes.push(serde_json::json!({"author": author, "resourceType": ty}));
+            // Each note is kept sealed in the session's vault before the relay deletes it.
+            for n in app.check_inbox(left.as_secs().clamp(1, 25)).await? {
+                outln!(
+                    "NOTE: from {} (signature valid): {}",
+                    n.author,
+                    n.resource_type
+                );
+                notes
+                    .push(serde_json::json!({"author": n.author, "resourceType": n.resource_type}));
             }
             if !notes.is_empty() {
                 break;
@@ -178,17 +194,51 @@ pub async fn share(a: ShareArgs, cancel: &Cancel) -> Result<()> {
             serde_json::json!({
                 "ok": true,
                 "role": "patient",
-                "records": loaded.records,
-                "attachments": loaded.attachments,
-                "bytes": bytes,
+                "records": started.records,
+                "attachments": started.attachments,
                 "expires_at": expires_at,
-                "doctor": doctor_name,
+                "doctor": door.name,
                 "attested": door.attested,
-                "check": check,
+                "check": door.check_code,
                 "confirmed": true,
                 "notes": notes,
             })
         );
     }
     Ok(())
+}
+
+/// Waits for the doctor's scan up to `wait` seconds, in steps the session accepts.
+async fn wait_for_doctor(
+    app: &PatientApp,
+    pairing: &str,
+    wait: u64,
+    cancel: &Cancel,
+) -> Result<carekey_app::session::DoctorAtTheDoorView> {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(wait);
+    loop {
+        cancel.check()?;
+        let left = deadline
+            .saturating_duration_since(std::time::Instant::now())
+            .as_secs()
+            .clamp(1, WAIT_STEP_SECS);
+        match app
+            .wait_for_doctor(ipc::Wait {
+                id: pairing.to_owned(),
+                wait_secs: left,
+            })
+            .await
+        {
+            // Nobody yet, and time left: the QR stays valid for another wait.
+            Err(e) if e.code == "no_answer" && std::time::Instant::now() < deadline => {}
+            other => return Ok(other?),
+        }
+    }
+}
+
+/// The file or directory name, as the import's source label.
+fn file_name(p: &std::path::Path) -> String {
+    p.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "import".to_owned())
 }

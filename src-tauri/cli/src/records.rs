@@ -1,16 +1,17 @@
-//! Loading the records to share: a FHIR Bundle file or a FHIR bulk-export (Synthea) NDJSON
-//! directory, routed to one patient. Inline attachment bytes (DocumentReference
-//! `content[].attachment.data`, `Binary.data`) are taken out of the resource and shared as
-//! separate attachment items, the way the vault stores them.
+//! Reading the records to share: a FHIR Bundle file or a FHIR bulk-export (Synthea) NDJSON
+//! directory, routed to one patient. The tool only reads and checks the files (so a bad one is
+//! reported with its file and position); the patient session imports them into its vault and
+//! builds the share items from there, as the patient app does (`carekey_app::share`, issue 10
+//! "Sharing from the vault": inline attachment bytes travel as separate attachment items).
 //!
 //! Errors name the file and a position, never the text found there.
 
 use std::path::Path;
 
-use carekey_client::patient::ShareItem;
+use carekey_app::session::ImportData;
 use carekey_core::grant::Category;
+use carekey_vault::NdjsonFile;
 use serde_json::Value;
-use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::error::{CliError, Result};
@@ -28,10 +29,11 @@ pub enum Selection {
 }
 
 impl Selection {
-    fn wants(&self, c: Category) -> bool {
+    /// The categories chosen, as the share screen sends them.
+    pub fn categories(&self) -> Vec<Category> {
         match self {
-            Selection::All => true,
-            Selection::Only(v) => v.contains(&c),
+            Selection::All => Category::ALL.to_vec(),
+            Selection::Only(v) => v.clone(),
         }
     }
 }
@@ -96,39 +98,6 @@ pub fn parse_selection(s: &str) -> Result<Selection> {
     Ok(Selection::Only(out))
 }
 
-/// The share category of a FHIR resource type.
-pub fn category_of(resource_type: &str) -> Category {
-    match resource_type {
-        "AllergyIntolerance" => Category::Allergies,
-        "Condition" => Category::Conditions,
-        "MedicationStatement"
-        | "MedicationRequest"
-        | "MedicationAdministration"
-        | "MedicationDispense"
-        | "Medication" => Category::Medications,
-        "Immunization" => Category::Immunizations,
-        "Procedure" => Category::Procedures,
-        "Observation" | "DiagnosticReport" => Category::Observations,
-        "DocumentReference" | "Binary" | "Composition" | "Media" => Category::Documents,
-        "Encounter" => Category::Encounters,
-        "Patient" => Category::Demographics,
-        _ => Category::Other,
-    }
-}
-
-/// What was loaded.
-#[derive(Debug)]
-pub struct Loaded {
-    /// Items to share (records first in file order, each followed by its attachments).
-    pub items: Vec<ShareItem>,
-    /// FHIR records among them.
-    pub records: usize,
-    /// Attachments among them.
-    pub attachments: usize,
-    /// Resources of the input left out by `--records`.
-    pub skipped: usize,
-}
-
 fn read_file(p: &Path) -> Result<Vec<u8>> {
     let shown = p.display();
     let meta =
@@ -151,8 +120,9 @@ fn json_error(file: &str, e: &serde_json::Error) -> CliError {
     ))
 }
 
-/// Loads the resources of a FHIR Bundle.
-pub fn from_bundle(path: &Path, sel: &Selection) -> Result<Loaded> {
+/// Reads a FHIR Bundle file and checks its shape (JSON, `resourceType` Bundle, a resource in
+/// every entry) so a bad file is refused with its position before any session starts.
+pub fn from_bundle(path: &Path) -> Result<ImportData> {
     let bytes = Zeroizing::new(read_file(path)?);
     let shown = path.display().to_string();
     let bundle: Value = serde_json::from_slice(&bytes).map_err(|e| json_error(&shown, &e))?;
@@ -168,10 +138,9 @@ pub fn from_bundle(path: &Path, sel: &Selection) -> Result<Loaded> {
             )));
         }
     };
-    let mut resources = Vec::with_capacity(entries.len());
     for (i, e) in entries.iter().enumerate() {
         match e.get("resource") {
-            Some(r) => resources.push((format!("{shown}: entry {i}"), r.clone())),
+            Some(r) => check_resource(r, &format!("{shown}: entry {i}"))?,
             None => {
                 return Err(CliError::Input(format!(
                     "{shown}: entry {i} has no resource"
@@ -179,17 +148,12 @@ pub fn from_bundle(path: &Path, sel: &Selection) -> Result<Loaded> {
             }
         }
     }
-    to_items(resources, sel)
+    Ok(ImportData::Bundle(bytes))
 }
 
-/// Loads one patient's resources from a bulk-export NDJSON directory (`*.ndjson` except the
-/// export's `log.ndjson`). Returns the items, the chosen patient's position and the number
-/// of patients found.
-pub fn from_ndjson_dir(
-    dir: &Path,
-    patient_index: usize,
-    sel: &Selection,
-) -> Result<(Loaded, usize)> {
+/// One patient's NDJSON files from a bulk-export directory (`*.ndjson` except the export's
+/// `log.ndjson`). Returns the files and the number of patients found.
+pub fn from_ndjson_dir(dir: &Path, patient_index: usize) -> Result<(ImportData, usize)> {
     let shown = dir.display();
     let rd =
         std::fs::read_dir(dir).map_err(|e| CliError::Input(format!("{shown}: {}", e.kind())))?;
@@ -208,7 +172,7 @@ pub fn from_ndjson_dir(
     }
     let mut files = Vec::with_capacity(paths.len());
     for (name, p) in &paths {
-        files.push(carekey_vault::NdjsonFile {
+        files.push(NdjsonFile {
             name: name.clone(),
             data: read_file(p)?,
         });
@@ -223,7 +187,6 @@ pub fn from_ndjson_dir(
             n.saturating_sub(1)
         )));
     };
-    let mut resources = Vec::new();
     for f in &patient_files {
         for (i, line) in f.data.split(|b| *b == b'\n').enumerate() {
             let line = line.trim_ascii();
@@ -232,168 +195,24 @@ pub fn from_ndjson_dir(
             }
             let at = format!("{shown}: patient {patient_index}, line {}", i + 1);
             let v: Value = serde_json::from_slice(line).map_err(|e| json_error(&at, &e))?;
-            resources.push((at, v));
+            check_resource(&v, &at)?;
         }
     }
-    Ok((to_items(resources, sel)?, n))
+    Ok((ImportData::Ndjson(patient_files), n))
 }
 
-fn record_id(index: usize, ty: &str, id: &str, part: usize) -> [u8; 16] {
-    let mut h = Sha256::new();
-    h.update(b"carekey-cli/record-id\0");
-    h.update((index as u64).to_be_bytes());
-    h.update((part as u64).to_be_bytes());
-    h.update(ty.as_bytes());
-    h.update(b"/");
-    h.update(id.as_bytes());
-    let d = h.finalize();
-    let mut out = [0u8; 16];
-    out.copy_from_slice(&d[..16]);
-    out
-}
-
-fn b64_decode(t: &str) -> Option<Vec<u8>> {
-    let cleaned: String = t.chars().filter(|c| !c.is_whitespace()).collect();
-    data_encoding::BASE64
-        .decode(cleaned.as_bytes())
-        .ok()
-        .or_else(|| data_encoding::BASE64_NOPAD.decode(cleaned.as_bytes()).ok())
-}
-
-fn extension(content_type: Option<&str>) -> &'static str {
-    let ct = content_type
-        .and_then(|c| c.split(';').next())
-        .map(str::trim)
-        .unwrap_or("");
-    match ct {
-        "text/plain" => ".txt",
-        "text/html" => ".html",
-        "application/pdf" => ".pdf",
-        "image/png" => ".png",
-        "image/jpeg" => ".jpg",
-        "application/json" | "application/fhir+json" => ".json",
-        "application/xml" | "text/xml" => ".xml",
-        _ => ".bin",
+/// A FHIR resource: an object with a plausible `resourceType`.
+fn check_resource(r: &Value, at: &str) -> Result<()> {
+    match r.get("resourceType").and_then(Value::as_str) {
+        Some(t)
+            if !t.is_empty() && t.len() < 64 && t.chars().all(|c| c.is_ascii_alphanumeric()) =>
+        {
+            Ok(())
+        }
+        _ => Err(CliError::Input(format!(
+            "{at}: not a FHIR resource (no valid resourceType)"
+        ))),
     }
-}
-
-struct Taken {
-    title: Option<String>,
-    content_type: Option<String>,
-    data: Zeroizing<Vec<u8>>,
-}
-
-/// Takes the inline base64 out of a resource's attachments.
-fn take_attachments(r: &mut Value, at: &str) -> Result<Vec<Taken>> {
-    let bad = || CliError::Input(format!("{at}: attachment data is not valid base64"));
-    let mut out = Vec::new();
-    if r.get("resourceType").and_then(Value::as_str) == Some("Binary") {
-        if let Some(Value::String(d)) = r.get("data") {
-            let data = Zeroizing::new(b64_decode(d).ok_or_else(bad)?);
-            let ct = r
-                .get("contentType")
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-            if let Some(o) = r.as_object_mut() {
-                o.remove("data");
-            }
-            out.push(Taken {
-                title: None,
-                content_type: ct,
-                data,
-            });
-        }
-    } else if let Some(Value::Array(content)) = r.get_mut("content") {
-        for c in content.iter_mut() {
-            let Some(att) = c.get_mut("attachment").and_then(Value::as_object_mut) else {
-                continue;
-            };
-            let Some(Value::String(d)) = att.get("data") else {
-                continue;
-            };
-            let data = Zeroizing::new(b64_decode(d).ok_or_else(bad)?);
-            att.remove("data");
-            out.push(Taken {
-                title: att.get("title").and_then(Value::as_str).map(str::to_owned),
-                content_type: att
-                    .get("contentType")
-                    .and_then(Value::as_str)
-                    .map(str::to_owned),
-                data,
-            });
-        }
-    }
-    Ok(out)
-}
-
-fn to_items(resources: Vec<(String, Value)>, sel: &Selection) -> Result<Loaded> {
-    let mut loaded = Loaded {
-        items: Vec::new(),
-        records: 0,
-        attachments: 0,
-        skipped: 0,
-    };
-    for (index, (at, mut r)) in resources.into_iter().enumerate() {
-        let ty = match r.get("resourceType").and_then(Value::as_str) {
-            Some(t)
-                if !t.is_empty()
-                    && t.len() < 64
-                    && t.chars().all(|c| c.is_ascii_alphanumeric()) =>
-            {
-                t.to_owned()
-            }
-            _ => {
-                return Err(CliError::Input(format!(
-                    "{at}: not a FHIR resource (no valid resourceType)"
-                )));
-            }
-        };
-        let category = category_of(&ty);
-        if !sel.wants(category) {
-            loaded.skipped += 1;
-            continue;
-        }
-        let fhir_id = r
-            .get("id")
-            .and_then(Value::as_str)
-            .unwrap_or_default()
-            .to_owned();
-        let taken = take_attachments(&mut r, &at)?;
-        let data = Zeroizing::new(
-            serde_json::to_vec(&r)
-                .map_err(|_| CliError::Input(format!("{at}: could not re-encode")))?,
-        );
-        loaded.items.push(ShareItem {
-            record_id: record_id(index, &ty, &fhir_id, 0),
-            category,
-            title: ty.clone(),
-            data,
-            attachment: false,
-        });
-        loaded.records += 1;
-        for (n, t) in taken.into_iter().enumerate() {
-            let ext = extension(t.content_type.as_deref());
-            let title = match t.title {
-                Some(s) if !s.trim().is_empty() && s.len() <= 120 => {
-                    if s.contains('.') {
-                        s
-                    } else {
-                        format!("{s}{ext}")
-                    }
-                }
-                _ => format!("{ty}-attachment-{}{ext}", n + 1),
-            };
-            loaded.items.push(ShareItem {
-                record_id: record_id(index, &ty, &fhir_id, n + 1),
-                category,
-                title,
-                data: t.data,
-                attachment: true,
-            });
-            loaded.attachments += 1;
-        }
-    }
-    Ok(loaded)
 }
 
 #[cfg(test)]
@@ -402,7 +221,10 @@ mod tests {
 
     #[test]
     fn selection_parses_names_and_rejects_unknown() {
-        assert!(matches!(parse_selection("all"), Ok(Selection::All)));
+        assert_eq!(
+            parse_selection("all").expect("all").categories(),
+            Category::ALL.to_vec()
+        );
         match parse_selection("conditions, allergy,labs") {
             Ok(Selection::Only(v)) => assert_eq!(
                 v,
@@ -419,36 +241,18 @@ mod tests {
     }
 
     #[test]
-    fn attachments_are_taken_out() {
-        let r = serde_json::json!({"resourceType": "DocumentReference", "id": "d1",
-            "content": [{"attachment": {"contentType": "text/plain", "data": "aGVsbG8="}}]});
-        let l = to_items(vec![("t".into(), r)], &Selection::All).expect("loads");
-        assert_eq!((l.records, l.attachments), (1, 1));
-        assert_eq!(l.items[1].data.as_slice(), b"hello");
-        assert!(l.items[1].attachment);
-        assert_eq!(l.items[1].title, "DocumentReference-attachment-1.txt");
-        assert!(!String::from_utf8_lossy(&l.items[0].data).contains("aGVsbG8"));
-        let only = to_items(
-            vec![(
-                "t".into(),
-                serde_json::json!({"resourceType": "Condition", "id": "c"}),
-            )],
-            &Selection::Only(vec![Category::Allergies]),
-        )
-        .expect("loads");
-        assert_eq!((only.records, only.skipped), (0, 1));
-    }
-
-    #[test]
     fn bad_input_is_an_error_without_content() {
-        let r = serde_json::json!({"resourceType": "Binary", "data": "secret!!"});
-        let e = to_items(vec![("f".into(), r)], &Selection::All).expect_err("bad base64");
-        assert!(!e.to_string().contains("secret"));
-        let e = to_items(
-            vec![("f".into(), serde_json::json!(["x"]))],
-            &Selection::All,
+        let dir = tempfile::tempdir().expect("dir");
+        let p = dir.path().join("b.json");
+        std::fs::write(
+            &p,
+            br#"{"resourceType":"Bundle","entry":[{"resource":["secret!!"]}]}"#,
         )
-        .expect_err("not a resource");
+        .expect("written");
+        let e = from_bundle(&p).expect_err("not a resource");
         assert_eq!(e.code(), "input");
+        assert!(!e.to_string().contains("secret"), "{e}");
+        std::fs::write(&p, br#"{"resourceType":"Patient"}"#).expect("written");
+        assert!(from_bundle(&p).is_err(), "not a Bundle");
     }
 }

@@ -4,7 +4,7 @@
 use std::io::{IsTerminal, Write};
 use std::sync::Mutex;
 
-use carekey_client::progress::{Progress, ProgressSink, Stage};
+use carekey_app::events::{AppEvent, EventSink};
 
 use crate::error::{CliError, Result};
 
@@ -40,20 +40,21 @@ pub async fn ask_yes_no(question: &str) -> Result<bool> {
     Ok(a == "y" || a == "yes")
 }
 
-fn stage_name(s: Stage) -> &'static str {
-    match s {
-        Stage::Sealing => "sealing",
-        Stage::Uploading => "uploading",
-        Stage::Downloading => "downloading",
-        Stage::Rekeying => "re-keying",
-    }
+/// One progress report: a stage name and units done of a total.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Step {
+    stage: String,
+    done: u64,
+    total: u64,
 }
 
 /// Progress on stderr: a rewritten line on a terminal, else one line per stage at its end.
+/// Fed by the app layer's events ([`EventSink`]: the sessions' progress, throttled, and their
+/// background problems, printed as warnings).
 #[derive(Debug)]
 pub struct ProgressLine {
     tty: bool,
-    last: Mutex<Option<Progress>>,
+    last: Mutex<Option<Step>>,
 }
 
 impl ProgressLine {
@@ -76,30 +77,10 @@ impl ProgressLine {
             }
         }
     }
-}
 
-fn print_line(p: &Progress, end: &str) {
-    let unit = match p.stage {
-        Stage::Uploading | Stage::Downloading => " bytes",
-        _ => "",
-    };
-    let pct = (p.done.saturating_mul(100))
-        .checked_div(p.total)
-        .unwrap_or(100)
-        .min(100);
-    let start = if end.is_empty() { "\r" } else { "" };
-    err!(
-        "{start}{}: {}/{}{unit} ({pct}%){end}",
-        stage_name(p.stage),
-        p.done,
-        p.total
-    );
-}
-
-impl ProgressSink for ProgressLine {
-    fn report(&self, p: Progress) {
+    fn step(&self, p: Step) {
         let mut last = self.last.lock().unwrap_or_else(|e| e.into_inner());
-        let changed = last.is_some_and(|l| l.stage != p.stage);
+        let changed = last.as_ref().is_some_and(|l| l.stage != p.stage);
         if self.tty {
             if changed {
                 errln!();
@@ -109,5 +90,46 @@ impl ProgressSink for ProgressLine {
             print_line(l, "\n");
         }
         *last = Some(p);
+    }
+}
+
+fn print_line(p: &Step, end: &str) {
+    let unit = match p.stage.as_str() {
+        "uploading" | "downloading" => " bytes",
+        _ => "",
+    };
+    let pct = (p.done.saturating_mul(100))
+        .checked_div(p.total)
+        .unwrap_or(100)
+        .min(100);
+    let start = if end.is_empty() { "\r" } else { "" };
+    err!(
+        "{start}{}: {}/{}{unit} ({pct}%){end}",
+        p.stage,
+        p.done,
+        p.total
+    );
+}
+
+impl EventSink for ProgressLine {
+    fn emit(&self, event: AppEvent) {
+        match event {
+            AppEvent::Progress {
+                stage, done, total, ..
+            } => self.step(Step {
+                // The app names stages by the client's (`rekeying`); print them as before.
+                stage: if stage == "rekeying" {
+                    "re-keying".to_owned()
+                } else {
+                    stage
+                },
+                done,
+                total,
+            }),
+            // Codes and messages only: they never carry a key, token or patient datum.
+            AppEvent::Problem { code, message } => errln!("warning[{code}]: {message}"),
+            // The rest is for a screen to refresh; each command prints its own outcome.
+            _ => {}
+        }
     }
 }

@@ -215,7 +215,9 @@ fn patient_share_and_doctor_scan_end_to_end() {
     assert_eq!(tagged(&p_out, "DOCTOR: "), Some("Dr. Ada Quinn"));
     assert_eq!(tagged(&d_out, "PATIENT: "), Some("Pat Example"));
 
-    // The doctor wrote every record, byte-for-value the bundle's, mode 0600.
+    // The doctor wrote every record, byte-for-value the bundle's, mode 0600. The files follow
+    // the vault's timeline order (newest first, as both apps list records; the share is built
+    // from the patient's vault), so each is matched to the bundle entry of its type and id.
     let mut files: Vec<PathBuf> = std::fs::read_dir(&out_dir)
         .expect("out dir")
         .map(|e| e.expect("entry").path())
@@ -223,10 +225,15 @@ fn patient_share_and_doctor_scan_end_to_end() {
         .collect();
     files.sort();
     assert_eq!(files.len(), resources.len());
-    for (f, r) in files.iter().zip(&resources) {
+    let mut unmatched = resources.clone();
+    for f in &files {
         let got: serde_json::Value =
             serde_json::from_slice(&std::fs::read(f).expect("reads")).expect("JSON");
-        assert_eq!(&&got, r, "{}", f.display());
+        let at = unmatched
+            .iter()
+            .position(|r| r["resourceType"] == got["resourceType"] && r["id"] == got["id"])
+            .unwrap_or_else(|| panic!("{} is no bundle entry left unmatched", f.display()));
+        assert_eq!(&got, unmatched.swap_remove(at), "{}", f.display());
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;

@@ -219,6 +219,18 @@ pub fn card_text(card: &Card) -> String {
     scheme_text(CARD_SCHEME, &card.to_bytes())
 }
 
+/// A card's fingerprint as the doctor's Profile shows it and the clinic's tool prints it: the
+/// first 16 bytes of the card's hash in hex, in groups of 4. The hash covers the body only, so
+/// an attestation does not change it (docs/threat-model.md "Card trust").
+pub fn card_fingerprint(card: &Card) -> String {
+    hex(&card.hash()[..16])
+        .as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
 /// Parses and verifies a card's text (a clinic's tool reads it before attesting).
 pub fn parse_card(text: &str) -> Result<Card> {
     let b = scheme_bytes(CARD_SCHEME, text, "card: not a Carekey card")?;

@@ -16,8 +16,8 @@ use super::files::{self, FileBytes};
 use super::patient::day;
 use super::settings::{self, SETTINGS, Settings};
 use super::{
-    AppConfig, VaultCell, create_vault_file, derived_id, hex, locked, no_vault, now,
-    open_vault_file, random_id,
+    AppConfig, VaultCell, create_vault_file, create_vault_file_from, derived_id, hex, locked,
+    no_vault, now, open_vault_file, random_id,
 };
 use crate::display::{self, ChartSummary, TimelineRow};
 use crate::error::{AppError, Result};
@@ -108,6 +108,28 @@ pub struct ProfileView {
     pub relay_url: String,
 }
 
+/// One record or attachment of a received share, as [`DoctorApp::received_files`] hands it
+/// out. Its `Debug` leaves out the bytes (patient data).
+#[derive(Clone, PartialEq, Eq)]
+pub struct ReceivedFile {
+    /// The FHIR resource type, or the attachment's file name.
+    pub title: String,
+    /// An attachment (raw bytes) rather than a FHIR resource (JSON).
+    pub attachment: bool,
+    /// The bytes.
+    pub data: zeroize::Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for ReceivedFile {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReceivedFile")
+            .field("title", &self.title)
+            .field("attachment", &self.attachment)
+            .field("bytes", &self.data.len())
+            .finish()
+    }
+}
+
 /// The doctor app's state.
 #[derive(Debug, Clone)]
 pub struct DoctorApp {
@@ -173,6 +195,24 @@ impl DoctorApp {
         Ok(words)
     }
 
+    /// Onboarding with an identity the user already holds (the CLI's `--identity FILE`,
+    /// docs/cli.md "Identities"): [`Self::create_vault`], but the vault's root is the one
+    /// `phrase` encodes, so this device acts as that identity. Nothing is restored.
+    pub async fn create_vault_with_phrase(
+        &self,
+        args: ipc::CreateVault,
+        phrase: &carekey_vault::RecoveryPhrase,
+    ) -> Result<()> {
+        args.validate()?;
+        let root = phrase.root()?;
+        let s = Settings::new(args.name, args.licence, args.relay_url);
+        let (vault, _) =
+            create_vault_file_from(&self.config, args.passphrase, s, Role::Doctor, Some(root))
+                .await?;
+        self.vault.set(Some(vault)).await?;
+        self.load_service().await
+    }
+
     /// Unlocks and loads the doctor's state; purges what expired while the app was closed.
     pub async fn unlock(&self, args: ipc::Unlock) -> Result<()> {
         args.validate()?;
@@ -235,6 +275,20 @@ impl DoctorApp {
             let _ = self.purge_expired().await;
         }
         false
+    }
+
+    /// Changes the auto-lock delay (as the patient app's Settings does; the CLI turns it off
+    /// for its throwaway vault, whose life its own `--wait` bounds).
+    pub async fn set_auto_lock(&self, args: ipc::SetAutoLock) -> Result<()> {
+        args.validate()?;
+        self.vault
+            .run(move |v| {
+                let mut s: Settings = settings::load(v, SETTINGS)?.ok_or_else(no_vault)?;
+                s.auto_lock_secs = args.secs;
+                v.set_idle_timeout(args.secs.map(std::time::Duration::from_secs));
+                settings::save(v, SETTINGS, &s)
+            })
+            .await
     }
 
     /// How this device appears to patients (its card).
@@ -624,6 +678,62 @@ impl DoctorApp {
             .await
     }
 
+    /// The records of one patient's share held on this device as files, in the vault's
+    /// timeline order (newest first, as the chart lists them), each FHIR resource (without
+    /// inline attachment bytes) followed by its attachments: what the CLI's `doctor scan
+    /// --out` writes (docs/cli.md "Doctor: scan"). A screen uses [`Self::chart`]. Like `chart`,
+    /// only for a share whose access is active.
+    pub async fn received_files(&self, args: ipc::IdRef) -> Result<Vec<ReceivedFile>> {
+        args.validate()?;
+        let link = self
+            .patients()
+            .await?
+            .into_iter()
+            .find(|l| l.id == args.id)
+            .ok_or_else(|| AppError::not_found("that patient"))?;
+        if link.status != "active" {
+            return Err(AppError::new(
+                "access_ended",
+                "access to this patient's records has ended; they were removed from this device",
+            ));
+        }
+        self.vault
+            .run(move |v| {
+                let summaries: Vec<_> = v
+                    .list()?
+                    .records
+                    .into_iter()
+                    .filter(|r| in_share(&r.origin, &link.share))
+                    .collect();
+                let mut out = Vec::with_capacity(summaries.len());
+                for s in &summaries {
+                    let mut resource = v.get_record(&s.id)?.resource;
+                    // The attachments follow as their own files, as they were shared.
+                    share::strip_inline_data(&mut resource);
+                    let data = serde_json::to_vec(&resource).map_err(|_| AppError::internal())?;
+                    out.push(ReceivedFile {
+                        title: s.fhir_type.clone(),
+                        attachment: false,
+                        data: zeroize::Zeroizing::new(data),
+                    });
+                    for (n, a) in s.attachments.iter().enumerate() {
+                        out.push(ReceivedFile {
+                            title: share::attachment_title(
+                                s,
+                                a.title.as_deref(),
+                                a.content_type.as_deref(),
+                                n,
+                            ),
+                            attachment: true,
+                            data: v.attachment(&a.id)?,
+                        });
+                    }
+                }
+                Ok(out)
+            })
+            .await
+    }
+
     /// How this device appears to patients.
     pub async fn profile(&self) -> Result<ProfileView> {
         let card = self.card().await?;
@@ -631,13 +741,7 @@ impl DoctorApp {
             .vault
             .run(|v| settings::load(v, SETTINGS)?.ok_or_else(no_vault))
             .await?;
-        let h = hex(&card.hash()[..16]);
-        let fingerprint = h
-            .as_bytes()
-            .chunks(4)
-            .map(|c| String::from_utf8_lossy(c).into_owned())
-            .collect::<Vec<_>>()
-            .join(" ");
+        let fingerprint = clinics::card_fingerprint(&card);
         Ok(ProfileView {
             name: card.body.name.clone(),
             role: "doctor".to_owned(),

@@ -65,16 +65,29 @@ pub struct LinkRow {
 impl PatientApp {
     /// Publishes a share's FHIR records as a SMART Health Link and returns its QR.
     pub async fn publish_link(&self, args: ipc::PublishLink) -> Result<PublishedLinkView> {
+        self.publish_link_with(args, None, carekey_client::patient::DEFAULT_MAX_ATTEMPTS)
+            .await
+    }
+
+    /// [`Self::publish_link`] with the two choices the command line offers besides the
+    /// screen's (docs/cli.md "SMART Health Links"): a passcode the patient chose (with
+    /// `args.passcode`; the client checks it) and the wrong passcodes before the link dies.
+    pub async fn publish_link_with(
+        &self,
+        args: ipc::PublishLink,
+        chosen_passcode: Option<String>,
+        max_attempts: u32,
+    ) -> Result<PublishedLinkView> {
         args.validate()?;
         let share = carekey_client::ShareId(validate::hex_id("share", &args.share)?);
         let opts = LinkOptions {
-            passcode: if args.passcode {
-                LinkPasscode::Generated
-            } else {
-                LinkPasscode::Off
+            passcode: match (args.passcode, chosen_passcode) {
+                (false, _) => LinkPasscode::Off,
+                (true, Some(p)) => LinkPasscode::Chosen(p),
+                (true, None) => LinkPasscode::Generated,
             },
             expires_at: now().saturating_add(args.expires_in_secs),
-            max_attempts: carekey_client::patient::DEFAULT_MAX_ATTEMPTS,
+            max_attempts,
             label: args.label,
             records: Vec::new(),
         };

@@ -40,9 +40,9 @@ use crate::error::{AppError, Result};
 
 pub use clinics::{
     ATTESTATION_SCHEME, CARD_SCHEME, CLINIC_SCHEME, ClinicKey, TrustList, TrustedClinic,
-    attestation_text, card_text, parse_attestation, parse_card,
+    attestation_text, card_fingerprint, card_text, parse_attestation, parse_card,
 };
-pub use doctor::{ChartView, DoctorApp, PatientLinkView, ProfileView, ScanView};
+pub use doctor::{ChartView, DoctorApp, PatientLinkView, ProfileView, ReceivedFile, ScanView};
 pub use files::FileBytes;
 pub use forwarding::{
     ColleagueView, ForwardOutcome, ForwardRequestRow, INVITE_CODE_LABEL, INVITE_SCHEME, InviteView,
@@ -50,8 +50,8 @@ pub use forwarding::{
 };
 pub use health_link::{LinkRow, PublishedLinkView};
 pub use patient::{
-    AccessLine, AccessLogView, DelegationRow, DoctorAtTheDoorView, GranteeView, InboxNoteView,
-    PatientApp, ShareStarted, ShareView, TrendsView,
+    AccessLine, AccessLogView, DelegationRow, DoctorAtTheDoorView, GranteeView, ImportData,
+    InboxNoteView, PatientApp, ShareStarted, ShareView, TrendsView,
 };
 pub use recovery::{AUTO_BACKUP_DELAY, BackupStatus, RelayCheck};
 pub use settings::Settings;
@@ -175,6 +175,19 @@ pub(crate) async fn create_vault_file(
     s: Settings,
     role: Role,
 ) -> Result<(Vault, String)> {
+    create_vault_file_from(config, passphrase, s, role, None).await
+}
+
+/// [`create_vault_file`] for an identity the user already holds: the vault's root is `root`
+/// (a recovery phrase's), so the device keys and the card's key are that identity's; `None`
+/// makes a fresh root. Nothing is restored from a backup (that is `restore_vault`).
+pub(crate) async fn create_vault_file_from(
+    config: &AppConfig,
+    passphrase: String,
+    s: Settings,
+    role: Role,
+    root: Option<carekey_core::keys::RootSecret>,
+) -> Result<(Vault, String)> {
     if config.vault_path.exists() {
         return Err(AppError::new(
             "vault_exists",
@@ -183,7 +196,17 @@ pub(crate) async fn create_vault_file(
     }
     let (path, kdf) = (config.vault_path.clone(), config.kdf);
     tokio::task::spawn_blocking(move || {
-        let (mut v, phrase) = Vault::create(&path, &passphrase, &CreateOptions { kdf })?;
+        let opts = CreateOptions { kdf };
+        let (mut v, phrase) = match root {
+            Some(root) => {
+                let phrase = carekey_vault::RecoveryPhrase::from_root(&root);
+                (
+                    Vault::create_with_root(&path, &passphrase, root, &opts)?,
+                    phrase,
+                )
+            }
+            None => Vault::create(&path, &passphrase, &opts)?,
+        };
         settings::save(&mut v, settings::SETTINGS, &s)?;
         v.device_card(&s.name, role, s.licence.as_deref())?;
         v.log_event(&AuditEvent::Created)?;

@@ -18,8 +18,8 @@ use super::clinics::{self, TrustList, TrustedClinic};
 use super::files::{self, FileBytes};
 use super::settings::{self, SETTINGS, Settings};
 use super::{
-    AppConfig, VaultCell, create_vault_file, derived_id, hex, locked, no_vault, now,
-    open_vault_file, random_id,
+    AppConfig, VaultCell, create_vault_file, create_vault_file_from, derived_id, hex, locked,
+    no_vault, now, open_vault_file, random_id,
 };
 use crate::display::{self, TimelineRow};
 use crate::error::{AppError, Result};
@@ -256,6 +256,15 @@ pub struct DoctorAtTheDoorView {
     pub trust: String,
 }
 
+/// FHIR data handed to [`PatientApp::import_data`].
+#[derive(Debug)]
+pub enum ImportData {
+    /// A FHIR Bundle (JSON).
+    Bundle(zeroize::Zeroizing<Vec<u8>>),
+    /// One patient's FHIR bulk-export NDJSON files (`carekey_vault::route_by_patient`).
+    Ndjson(Vec<NdjsonFile>),
+}
+
 /// A pairing in progress: its session while nobody waits on it.
 #[derive(Debug)]
 enum PairingSlot {
@@ -383,6 +392,24 @@ impl PatientApp {
         self.vault.set(Some(vault)).await?;
         self.load_service().await?;
         Ok(words)
+    }
+
+    /// Onboarding with an identity the user already holds (the CLI's `--identity FILE`,
+    /// docs/cli.md "Identities"): [`Self::create_vault`], but the vault's root is the one
+    /// `phrase` encodes, so this device acts as that identity. Nothing is restored.
+    pub async fn create_vault_with_phrase(
+        &self,
+        args: ipc::CreateVault,
+        phrase: &carekey_vault::RecoveryPhrase,
+    ) -> Result<()> {
+        args.validate()?;
+        let root = phrase.root()?;
+        let s = Settings::new(args.name, None, args.relay_url);
+        let (vault, _) =
+            create_vault_file_from(&self.config, args.passphrase, s, Role::Patient, Some(root))
+                .await?;
+        self.vault.set(Some(vault)).await?;
+        self.load_service().await
     }
 
     /// Unlocks the vault with the passphrase and loads the patient's state.
@@ -638,6 +665,43 @@ impl PatientApp {
                     )?,
                 };
                 Ok(report)
+            })
+            .await?;
+        drop(op);
+        Ok(report)
+    }
+
+    /// Imports FHIR data already read into memory (the CLI reads its files itself, to report a
+    /// bad one by file and position) in one transaction, like [`Self::import_file`]. `source`
+    /// labels the records' provenance ("imported from …").
+    pub async fn import_data(&self, source: String, data: ImportData) -> Result<ImportReport> {
+        validate::text("source", &source, validate::NAME_MAX_CHARS)?;
+        if let ImportData::Bundle(bytes) = &data
+            && validate::import_file(bytes)? != validate::ImportKind::Bundle
+        {
+            return Err(AppError::invalid_input("file: not a FHIR Bundle"));
+        }
+        let op = self.ops.start();
+        let sink = Throttled::new(op.id.clone(), self.events.clone());
+        let cancel = op.cancel.clone();
+        let report = self
+            .vault
+            .run(move |v| {
+                let mut progress = |p: carekey_vault::ImportProgress| {
+                    sink.report_raw("importing", p.done as u64, p.total as u64);
+                };
+                let mut ctl = ImportControl {
+                    progress: Some(&mut progress),
+                    cancel: Some(cancel.flag()),
+                };
+                let opts = ImportOptions {
+                    source: Some(source),
+                    share: None,
+                };
+                Ok(match &data {
+                    ImportData::Bundle(bytes) => v.import_bundle(bytes, &opts, &mut ctl)?,
+                    ImportData::Ndjson(files) => v.import_ndjson(files, &opts, &mut ctl)?,
+                })
             })
             .await?;
         drop(op);
