@@ -1507,6 +1507,10 @@ async fn a_share_published_as_a_smart_health_link_opens_and_deleting_it_stops_do
         })
         .await
         .expect("publish");
+    // The share was made first, for the same hour: the link ends with it, never after.
+    let share_ends = patient.shares().await.expect("shares")[0].expires_at;
+    assert!(published.expires_at <= share_ends);
+    assert!(published.expires_at + 60 >= share_ends);
     assert!(published.shlink.starts_with("shlink:/"));
     assert!(published.qr_svg.contains("<svg"));
     assert!(published.warning.contains("We cannot tell who opened it"));

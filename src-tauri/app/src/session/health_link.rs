@@ -80,13 +80,23 @@ impl PatientApp {
     ) -> Result<PublishedLinkView> {
         args.validate()?;
         let share = carekey_client::ShareId(validate::hex_id("share", &args.share)?);
+        // A preset longer than what is left of the share ends with the share: the link cannot
+        // outlive it (the relay caps it too), and a patient who picked "1 week" on a share
+        // ending tomorrow means "as long as it can"; the answer's `expires_at` says which.
+        let share_ends = self
+            .shares()
+            .await?
+            .into_iter()
+            .find(|s| s.id == args.share)
+            .map(|s| s.expires_at)
+            .ok_or_else(|| AppError::not_found("that share"))?;
         let opts = LinkOptions {
             passcode: match (args.passcode, chosen_passcode) {
                 (false, _) => LinkPasscode::Off,
                 (true, Some(p)) => LinkPasscode::Chosen(p),
                 (true, None) => LinkPasscode::Generated,
             },
-            expires_at: now().saturating_add(args.expires_in_secs),
+            expires_at: now().saturating_add(args.expires_in_secs).min(share_ends),
             max_attempts,
             label: args.label,
             records: Vec::new(),
