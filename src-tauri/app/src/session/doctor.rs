@@ -584,15 +584,13 @@ impl DoctorApp {
         Ok(st.links)
     }
 
-    /// The records of one patient's share held on this device: rows, summary, labs, vitals
-    /// series and documents.
-    pub async fn chart(&self, args: ipc::IdRef) -> Result<ChartView> {
-        args.validate()?;
+    /// Patient link `id`, refused with `access_ended` unless its share is still active.
+    async fn active_link(&self, id: &str) -> Result<PatientLinkView> {
         let link = self
             .patients()
             .await?
             .into_iter()
-            .find(|l| l.id == args.id)
+            .find(|l| l.id == id)
             .ok_or_else(|| AppError::not_found("that patient"))?;
         if link.status != "active" {
             return Err(AppError::new(
@@ -600,6 +598,14 @@ impl DoctorApp {
                 "access to this patient's records has ended; they were removed from this device",
             ));
         }
+        Ok(link)
+    }
+
+    /// The records of one patient's share held on this device: rows, summary, labs, vitals
+    /// series and documents.
+    pub async fn chart(&self, args: ipc::IdRef) -> Result<ChartView> {
+        args.validate()?;
+        let link = self.active_link(&args.id).await?;
         let share_hex = link.share.clone();
         self.vault
             .run(move |v| {
@@ -656,9 +662,7 @@ impl DoctorApp {
         T: Send + 'static,
         F: FnOnce(&mut Vault, Record) -> Result<T> + Send + 'static,
     {
-        let id: carekey_vault::RecordId = id
-            .parse()
-            .map_err(|_| AppError::invalid_input("record: not a record id"))?;
+        let id = super::record_id(id)?;
         let active: Vec<String> = self
             .patients()
             .await?
@@ -685,18 +689,7 @@ impl DoctorApp {
     /// only for a share whose access is active.
     pub async fn received_files(&self, args: ipc::IdRef) -> Result<Vec<ReceivedFile>> {
         args.validate()?;
-        let link = self
-            .patients()
-            .await?
-            .into_iter()
-            .find(|l| l.id == args.id)
-            .ok_or_else(|| AppError::not_found("that patient"))?;
-        if link.status != "active" {
-            return Err(AppError::new(
-                "access_ended",
-                "access to this patient's records has ended; they were removed from this device",
-            ));
-        }
+        let link = self.active_link(&args.id).await?;
         self.vault
             .run(move |v| {
                 let summaries: Vec<_> = v

@@ -232,6 +232,12 @@ pub(crate) async fn open_vault_file(config: &AppConfig, passphrase: String) -> R
 }
 
 /// The error of a command that needs a vault when there is none yet.
+/// A record id from a validated IPC field (64 hex).
+pub(crate) fn record_id(text: &str) -> Result<carekey_vault::RecordId> {
+    text.parse()
+        .map_err(|_| AppError::invalid_input("record: not a record id"))
+}
+
 pub(crate) fn no_vault() -> AppError {
     AppError::new("no_vault", "there is no vault on this device yet")
 }

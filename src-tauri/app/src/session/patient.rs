@@ -8,9 +8,7 @@ use carekey_client::patient::{ForwardRequestId, PairingSession, Patient, ShareOp
 use carekey_client::relay::Relay;
 use carekey_core::grant::Policy;
 use carekey_core::keys::{Card, Role};
-use carekey_vault::{
-    AuditEvent, ImportControl, ImportOptions, ImportReport, NdjsonFile, RecordId, Vault,
-};
+use carekey_vault::{AuditEvent, ImportControl, ImportOptions, ImportReport, NdjsonFile, Vault};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
 
@@ -558,10 +556,7 @@ impl PatientApp {
     /// One record with its resource and provenance.
     pub async fn record(&self, args: ipc::RecordRef) -> Result<carekey_vault::Record> {
         args.validate()?;
-        let id: RecordId = args
-            .id
-            .parse()
-            .map_err(|_| AppError::invalid_input("record: not a record id"))?;
+        let id = super::record_id(&args.id)?;
         self.vault.run(move |v| Ok(v.get_record(&id)?)).await
     }
 
@@ -573,10 +568,7 @@ impl PatientApp {
         args: ipc::RecordRef,
     ) -> Result<Vec<display::DocumentAttachment>> {
         args.validate()?;
-        let id: RecordId = args
-            .id
-            .parse()
-            .map_err(|_| AppError::invalid_input("record: not a record id"))?;
+        let id = super::record_id(&args.id)?;
         self.vault
             .run(move |v| {
                 let rec = v.get_record(&id)?;
@@ -590,10 +582,7 @@ impl PatientApp {
     /// The bytes of one file of a record, for the viewer.
     pub async fn attachment(&self, args: ipc::AttachmentRef) -> Result<FileBytes> {
         args.validate()?;
-        let id: RecordId = args
-            .record_id
-            .parse()
-            .map_err(|_| AppError::invalid_input("record: not a record id"))?;
+        let id = super::record_id(&args.record_id)?;
         self.vault
             .run(move |v| {
                 let rec = v.get_record(&id)?;
@@ -722,10 +711,7 @@ impl PatientApp {
             ..Selection::default()
         };
         for r in &args.records {
-            sel.records.insert(
-                r.parse()
-                    .map_err(|_| AppError::invalid_input("record: not a record id"))?,
-            );
+            sel.records.insert(super::record_id(r)?);
         }
         let op = self.ops.start();
         let sink = Throttled::new(op.id.clone(), self.events.clone());
