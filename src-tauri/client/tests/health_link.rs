@@ -341,3 +341,73 @@ async fn figure_open_ips_example_link_and_qr_version() {
     );
     assert!(v <= 15, "a phone camera reads it from a screen");
 }
+
+/// A share of more records than a link has files (the relay's `MAX_SHL_FILES`) publishes as
+/// Bundles of records, and every record comes out of the link, in order, byte for byte.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_share_of_more_records_than_files_publishes_as_bundles() {
+    let relay = start_relay();
+    let (pid, pcard) = identity("Pat Example", Role::Patient);
+    let mut p = Patient::new(pid, pcard, Relay::new(&relay.url).expect("relay URL"));
+    let n = carekey_relay_api::MAX_SHL_FILES * 3 + 5;
+    let record = |i: usize| {
+        format!(r#"{{"resourceType":"Condition","id":"c{i}","code":{{"text":"Condition {i}"}}}}"#)
+    };
+    let items = (0..n)
+        .map(|i| ShareItem {
+            record_id: u128::try_from(i).expect("small").to_be_bytes(),
+            category: Category::Conditions,
+            title: format!("Condition {i}"),
+            data: Zeroizing::new(record(i).into_bytes()),
+            attachment: false,
+        })
+        .collect();
+    let share = p
+        .create_share(
+            items,
+            ShareOptions {
+                expires_at: in_a_day(),
+                policy: Policy::Never,
+                delegation_depth: 0,
+            },
+            &NoProgress,
+            &Cancel::new(),
+        )
+        .await
+        .expect("share");
+    let published = p
+        .publish_link(
+            &share,
+            LinkOptions {
+                passcode: LinkPasscode::Off,
+                expires_at: now() + 3600,
+                max_attempts: 3,
+                label: None,
+                records: Vec::new(),
+            },
+        )
+        .await
+        .expect("published");
+    assert!(published.files <= carekey_relay_api::MAX_SHL_FILES);
+    let link = Shlink::parse(&published.shlink).expect("a valid shlink");
+    let files = open(&link, None).await.expect("opens");
+    assert_eq!(files.len(), published.files);
+    let mut out = Vec::new();
+    for f in &files {
+        let b: serde_json::Value = serde_json::from_slice(f).expect("JSON");
+        assert_eq!(b["resourceType"], "Bundle");
+        assert_eq!(b["type"], "collection");
+        for e in b["entry"].as_array().expect("entries") {
+            out.push(serde_json::to_string(&e["resource"]).expect("json"));
+        }
+    }
+    let want: Vec<String> = (0..n)
+        .map(|i| {
+            serde_json::to_string(
+                &serde_json::from_str::<serde_json::Value>(&record(i)).expect("json"),
+            )
+            .expect("json")
+        })
+        .collect();
+    assert_eq!(out, want, "every record, in order");
+}

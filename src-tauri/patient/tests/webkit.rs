@@ -214,6 +214,18 @@ async fn patient_app_in_webkit() {
     }
     ui.shot("05-search").await;
     ui.fill("#rec-search", "").await;
+
+    // A clinical note opened from its record (Synthea's notes are text).
+    ui.click("[role=tab][data-category=document]").await;
+    ui.click("[data-testid=record-row][data-type=DocumentReference]")
+        .await;
+    ui.click("[role=dialog] .files button").await;
+    let note = ui.text("[data-testid=document-text]").await;
+    assert!(!note.trim().is_empty(), "the note's text is shown");
+    ui.shot("05c-note").await;
+    ui.axe("note").await;
+    ui.click("[role=dialog] > button").await;
+    ui.click("[role=tab][data-category=all]").await;
     if let Some(pid) = app_pid(&app_bin) {
         println!("RESULT patient_rss_mb {:.0}", rss_mb(pid));
     }
@@ -374,6 +386,33 @@ async fn patient_app_in_webkit() {
     ui.present("[data-testid=revoke]", 20).await;
     ui.shot("11-access").await;
     ui.axe("access").await;
+
+    // Share as a SMART Health Link: the QR on screen opens, with the passcode on screen, in a
+    // viewer that is not this app (the doctor's, as any SHL viewer would).
+    ui.click("[data-testid=share-link]").await;
+    ui.click("[data-testid=link-form] button[type=submit]")
+        .await;
+    let passcode = ui.text("[data-testid=link-passcode]").await;
+    let warning = ui.text("[data-testid=link-warning]").await;
+    assert!(warning.contains("cannot tell who opened it"), "{warning}");
+    let png = ui.shot("11b-health-link").await;
+    ui.axe("health link").await;
+    let shlink = carekey_app::qr::decode_image(&png)
+        .expect("decode the link's QR")
+        .into_iter()
+        .find(|d| d.starts_with("shlink:/"))
+        .expect("an shlink on screen");
+    let opened = doctor
+        .open_smart_link(ipc::OpenSmartLink {
+            text: shlink,
+            passcode: Some(passcode.trim().to_owned()),
+        })
+        .await
+        .expect("the link opens with the passcode shown");
+    assert!(opened.patient.records > 0, "the link carries the records");
+    ui.click("[role=dialog] button.primary").await;
+    ui.present("[data-testid=link-row][data-status=active]", 20)
+        .await;
     ui.click("[data-testid=revoke]").await;
     ui.present("[data-testid=revoke-confirm]", 10).await;
     let explanation = ui.text("[role=dialog] p").await;
@@ -439,6 +478,42 @@ async fn patient_app_in_webkit() {
         ),
     )
     .await;
+
+    // Two weights entered by hand draw a trend (Synthea's export here has no Observations).
+    for (date, kg) in [("2026-10-01", "82.5"), ("2026-11-01", "81.0")] {
+        ui.click("[data-testid=toggle-add]").await;
+        ui.js(
+            "const s=document.querySelector('#add-kind'); s.value='measurement';
+             s.dispatchEvent(new Event('change',{bubbles:true})); return true",
+            vec![],
+        )
+        .await;
+        ui.fill("#add-text", "Body weight").await;
+        ui.fill("#add-value", kg).await;
+        ui.fill("#add-unit", "kg").await;
+        ui.fill("#add-date", date).await;
+        ui.click("[data-testid=add-form] button[type=submit]").await;
+        ui.until(
+            "the measurement added",
+            20,
+            "return !document.querySelector('[data-testid=add-form]')",
+        )
+        .await;
+    }
+    ui.click("[data-testid=toggle-trends]").await;
+    let chart = ui
+        .until(
+            "the weight trend",
+            30,
+            "const e=document.querySelector('[data-testid=trends] [data-testid=trend-chart]');return e?e.getAttribute('aria-label'):null",
+        )
+        .await;
+    assert!(
+        chart.as_str().is_some_and(|l| l.contains("2 values")),
+        "{chart}"
+    );
+    ui.shot("15-trends").await;
+    ui.axe("trends").await;
     ui.c.clone().close().await.expect("close");
     drop(driver);
     assert!(

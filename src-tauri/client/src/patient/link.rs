@@ -270,9 +270,41 @@ fn is_fhir_resource(data: &[u8]) -> bool {
         .unwrap_or(false)
 }
 
+/// The plaintext files of a link: one per record while they fit the relay's file count
+/// ([`api::MAX_SHL_FILES`]), so a viewer lists them one by one; past that, the records in
+/// order, grouped into FHIR `collection` Bundles of equal size (one Bundle per file, SHL
+/// "application/fhir+json"), so a share of thousands of records still fits one link.
+fn link_files(records: &[&[u8]]) -> Result<Vec<Zeroizing<Vec<u8>>>> {
+    if records.len() <= api::MAX_SHL_FILES {
+        return Ok(records.iter().map(|r| Zeroizing::new(r.to_vec())).collect());
+    }
+    let per_file = records.len().div_ceil(api::MAX_SHL_FILES);
+    records
+        .chunks(per_file)
+        .map(|group| {
+            let mut out = Zeroizing::new(Vec::with_capacity(
+                group.iter().map(|r| r.len() + 16).sum::<usize>() + 64,
+            ));
+            out.extend_from_slice(br#"{"resourceType":"Bundle","type":"collection","entry":["#);
+            for (i, r) in group.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                // Each record is already checked FHIR JSON: it goes in as it is.
+                out.extend_from_slice(br#"{"resource":"#);
+                out.extend_from_slice(r);
+                out.push(b'}');
+            }
+            out.extend_from_slice(b"]}");
+            Ok(out)
+        })
+        .collect()
+}
+
 impl Patient {
     /// Publishes records of `share_id` as a SMART Health Link: one JWE per FHIR record (a
-    /// Bundle stays one file) under a fresh key, uploaded with the passcode hash through an
+    /// Bundle stays one file; past [`api::MAX_SHL_FILES`] records, grouped into Bundles) under
+    /// a fresh key, uploaded with the passcode hash through an
     /// owner-signed write of the share (so its audit log records every download). Attachments
     /// (PDFs, images) are not published: SHL files are FHIR JSON or health cards.
     pub async fn publish_link(
@@ -307,15 +339,24 @@ impl Patient {
             return Err(ClientError::InvalidInput("a link cannot outlive its share"));
         }
         let key = ShlKey::generate();
+        let records: Vec<&[u8]> = st
+            .items
+            .iter()
+            .filter(|it| {
+                !it.attachment && (opts.records.is_empty() || opts.records.contains(&it.record_id))
+            })
+            .map(|it| it.data.as_slice())
+            .filter(|d| is_fhir_resource(d))
+            .collect();
+        if records.is_empty() {
+            return Err(ClientError::InvalidInput(
+                "no FHIR record of the share was selected",
+            ));
+        }
         let mut files = Vec::new();
-        for it in st.items.iter().filter(|it| {
-            !it.attachment && (opts.records.is_empty() || opts.records.contains(&it.record_id))
-        }) {
-            if !is_fhir_resource(&it.data) {
-                continue;
-            }
+        for plain in link_files(&records)? {
             let jwe = jwe::encrypt(
-                &it.data,
+                &plain,
                 &key,
                 &EncryptOptions {
                     cty: Some("application/fhir+json"),
@@ -327,14 +368,6 @@ impl Patient {
                 content_type: "application/fhir+json".into(),
                 jwe,
             });
-        }
-        if files.is_empty() {
-            return Err(ClientError::InvalidInput(
-                "no FHIR record of the share was selected",
-            ));
-        }
-        if files.len() > api::MAX_SHL_FILES {
-            return Err(ClientError::InvalidInput("at most 64 records per link"));
         }
         let n = files.len();
         let req = api::CreateShlRequest {
