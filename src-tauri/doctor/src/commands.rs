@@ -139,8 +139,9 @@ async fn patients(state: Cmd<'_>) -> Out {
 }
 
 #[tauri::command]
-async fn chart(state: Cmd<'_>, args: Value) -> Out {
-    json(state.app.chart(parse(args)?).await?)
+// Thousands of rows: serialized once, straight to the web view (no `Value` in between).
+async fn chart(state: Cmd<'_>, args: Value) -> Result<carekey_app::session::ChartView, AppError> {
+    state.app.chart(parse(args)?).await
 }
 
 #[tauri::command]

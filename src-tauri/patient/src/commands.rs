@@ -182,13 +182,17 @@ async fn set_auto_lock(state: Cmd<'_>, args: Value) -> Out {
 }
 
 #[tauri::command]
-async fn timeline(state: Cmd<'_>) -> Out {
-    json(state.app.timeline().await?)
+// Thousands of rows: serialized once, straight to the web view (no `Value` in between).
+async fn timeline(state: Cmd<'_>) -> Result<Vec<carekey_app::display::TimelineRow>, AppError> {
+    state.app.timeline().await
 }
 
 #[tauri::command]
-async fn search(state: Cmd<'_>, args: Value) -> Out {
-    json(state.app.search(parse(args)?).await?)
+async fn search(
+    state: Cmd<'_>,
+    args: Value,
+) -> Result<Vec<carekey_app::display::TimelineRow>, AppError> {
+    state.app.search(parse(args)?).await
 }
 
 #[tauri::command]

@@ -6,6 +6,7 @@ use serde_json::Value;
 
 use super::Vault;
 use super::audit::audit_append;
+use super::index::build_index;
 use super::records::{Prov, all_ids, put_record, read_record};
 use super::shares::{delete_source, register_source};
 use crate::error::{Result, VaultError};
@@ -110,7 +111,11 @@ impl Vault {
             },
         )?;
         tx.commit()?;
-        st.index = None;
+        // Rebuilt now, while the import's progress is still on screen, rather than on the
+        // next listing: the timeline shown right after an import of thousands of records
+        // would otherwise wait for every summary to be decrypted again (docs/vault.md
+        // "Search"). A failure here only leaves it to be built lazily.
+        st.index = build_index(&self.conn, &st.keys).ok();
         if let Some(p) = ctl.progress.as_mut() {
             p(ImportProgress { done: total, total });
         }
