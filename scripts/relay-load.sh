@@ -1,8 +1,13 @@
 #!/usr/bin/env bash
 # Load comparison on loopback: 4 KiB blob GETs with a valid token (64 connections, wrk) against
 # the release relay and against nginx serving a static 4 KiB file; then 64 KiB PUT throughput
-# and the relay's peak RSS. Final line: `RESULT relay_vs_nginx_get4k <ratio>`.
+# and the relay's peak RSS; then 100 slow clients reading a 64 MiB blob at once from a fresh
+# relay, whose peak RSS (VmHWM) is `RESULT relay_slow_readers_rss_mb` (docs/relay.md
+# "Streaming"). Final line: `RESULT relay_vs_nginx_get4k <ratio>`.
 #   scripts/relay-load.sh [SECONDS]   (default 10 per run)
+# Environment: SLOW_ONLY=1 runs only the slow-reader run; BASELINE_RELAY=PATH also runs it
+# against another relay binary (e.g. one built from an older commit) and prints
+# `RESULT relay_slow_readers_rss_mb_baseline`; SLOW_CLIENTS (100), SLOW_SECS (40), SLOW_MIB (64).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs=${1:-10}
@@ -16,13 +21,50 @@ bin=$CARGO_TARGET_DIR/release
 work=$(mktemp -d)
 relay_port=18471
 nginx_port=18472
+slow_port=18473
 origin=http://127.0.0.1:$relay_port
 cleanup() {
   [[ -n ${relay_pid:-} ]] && kill "$relay_pid" 2>/dev/null || true
+  [[ -f $work/slow.pid ]] && kill "$(cat "$work/slow.pid")" 2>/dev/null || true
   [[ -f $work/nginx.pid ]] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
+
+# Slow readers: a fresh relay (binary $1), SLOW_CLIENTS connections reading one SLOW_MIB blob
+# at 1 MiB/s each for SLOW_SECS; prints the relay's peak RSS in MiB.
+slow_run() {
+  local relay=$1 port=$2 data=$work/slow-data-$2 o=http://127.0.0.1:$2 rss
+  RUST_LOG=warn "$relay" --listen 127.0.0.1:$port --origin "$o" --data "$data" \
+    --ip-rate 1e9 --ip-burst 1e9 --token-rate 1e9 --token-burst 1e9 --concurrency 1024 2>"$work/slow.log" &
+  slow_pid=$!
+  echo "$slow_pid" >"$work/slow.pid"
+  for _ in $(seq 1 100); do curl -fsS "$o/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+  if ! kill -0 "$slow_pid" 2>/dev/null; then
+    echo "slow readers: the relay did not start" >&2
+    cat "$work/slow.log" >&2
+    return 1
+  fi
+  "$bin/examples/relay_load" slow "$o" 127.0.0.1:$port "${SLOW_CLIENTS:-100}" "${SLOW_SECS:-40}" \
+    "${SLOW_MIB:-64}" >"$work/slow.txt"
+  cat "$work/slow.txt" >&2
+  rss=$(awk '/VmHWM/ {printf "%.1f\n", $2 / 1024}' "/proc/$slow_pid/status")
+  kill "$slow_pid" && wait "$slow_pid" 2>/dev/null || true
+  rm -f "$work/slow.pid"
+  rm -rf "$data"
+  if ! grep -q "SLOW_CLIENTS_OK=${SLOW_CLIENTS:-100}$" "$work/slow.txt"; then
+    echo "slow readers: not every client got 200" >&2
+    return 1
+  fi
+  echo "$rss"
+}
+if [[ -n ${BASELINE_RELAY:-} ]]; then
+  base_rss=$(slow_run "$BASELINE_RELAY" $((slow_port + 1)))
+  echo "RESULT relay_slow_readers_rss_mb_baseline $base_rss"
+fi
+slow_rss=$(slow_run "$bin/carekey-relay" $slow_port)
+echo "RESULT relay_slow_readers_rss_mb $slow_rss"
+[[ -n ${SLOW_ONLY:-} ]] && exit 0
 
 RUST_LOG=warn "$bin/carekey-relay" --listen 127.0.0.1:$relay_port --origin "$origin" --data "$work/data" \
   --ip-rate 1e9 --ip-burst 1e9 --token-rate 1e9 --token-burst 1e9 --concurrency 1024 2>"$work/relay.log" &

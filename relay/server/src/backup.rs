@@ -15,14 +15,15 @@ use crate::rejection::{Path, Query};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, Uri};
+use axum::response::Response;
 use carekey_relay_api::{BackupStored, HEADER_BACKUP_VERSION, HEADER_OWNER_KEY};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use crate::AppState;
 use crate::client::ClientId;
+use crate::download::Plan;
 use crate::encoding::{self, b64, from_db, parse_id, to_db};
 use crate::error::{RelayError, Result};
 use crate::quota::{self, ClientKey, QuotaLimits};
@@ -227,7 +228,7 @@ pub async fn get(
 ) -> Result<Response> {
     let backup_id = parse_id("backup id", &id_hex)?;
     let ow = OwnerWrite::from_request(&state.config, &method, &uri, &headers, &body)?;
-    let (version, data) = state
+    let (version, plan) = state
         .storage
         .transact(move |tx| {
             let slot = lock_slot(tx, &backup_id)?.ok_or(RelayError::NotFound("no such backup"))?;
@@ -235,21 +236,14 @@ pub async fn get(
             if slot.deleted {
                 return Err(RelayError::NotFound("no such backup"));
             }
-            let row = tx
-                .query_opt(
-                    "SELECT data FROM backups WHERE backup_id = $1",
-                    &[(&backup_id).into()],
-                )?
-                .ok_or(RelayError::NotFound("no such backup"))?;
-            let data = row
-                .into_iter()
-                .next()
-                .ok_or_else(|| RelayError::Storage("short row".into()))?
-                .into_bytes()?;
-            Ok((slot.version, data))
+            let size = from_db(slot.size)?;
+            let mut plan = Plan::new();
+            plan.push_backup(tx, &backup_id, slot.version, size)?;
+            Ok((slot.version, plan))
         })
         .await?;
-    let mut resp = ([(header::CONTENT_TYPE, "application/octet-stream")], data).into_response();
+    // Streamed from storage piece by piece (crate::download; docs/relay.md "Streaming").
+    let mut resp = plan.respond(std::sync::Arc::clone(&state.storage));
     resp.headers_mut()
         .insert(HEADER_BACKUP_VERSION, HeaderValue::from(version));
     Ok(resp)

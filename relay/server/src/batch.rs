@@ -9,7 +9,8 @@
 //!
 //! All or nothing: the blobs are answered only if every id is stored in the share (else 404,
 //! nothing logged) and their total is within `max_batch_bytes` (else 413 `too_large`,
-//! nothing logged). Answer body: for each id in the receipt's order, `u32 length || bytes`.
+//! nothing logged). Answer body: for each id in the receipt's order, `u32 length || bytes`,
+//! streamed entry by entry from storage ([`crate::download`]).
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -18,10 +19,10 @@ use axum::response::Response;
 use carekey_relay_api::{BATCH_OBJECT_PREFIX, MAX_BATCH_BLOBS};
 
 use crate::AppState;
-use crate::encoding::{from_db, parse_id};
+use crate::download::Plan;
+use crate::encoding::parse_id;
 use crate::error::{RelayError, Result};
 use crate::fetchlog::{Fetched, Logged};
-use crate::share::{octets, read_blob};
 use crate::token::ReadRequest;
 
 /// Parses the ids a batch receipt names: `blobs:` then 1..=[`MAX_BATCH_BLOBS`] ids of 32
@@ -74,38 +75,24 @@ pub async fn fetch(
     let ids = parse_ids(read.object_id())?;
     let now = state.clock.now();
     let limit = state.config.max_batch_bytes;
-    let (read, ids, out) = state
+    let (read, ids, plan) = state
         .storage
         .read(move |tx| {
             let object = read.object_id().to_owned();
             read.authorize(tx, &share_id, &object, now)?;
-            // Sizes first: a batch over the limit is refused before any blob is read.
+            // Planned in order; blob bytes are read into memory only up to one piece
+            // (crate::download), so a batch over the limit is refused having read little.
+            let mut plan = Plan::new();
             let mut total: u64 = 0;
             for id in &ids {
-                let size: u64 = tx
-                    .query_opt(
-                        "SELECT size FROM blobs WHERE share_id = $1 AND blob_id = $2",
-                        &[(&share_id).into(), id.into()],
-                    )?
-                    .ok_or(RelayError::NotFound("no such blob"))
-                    .and_then(|r| from_db(r[0].int()?))?;
-                total = total.saturating_add(size);
+                total = total.saturating_add(plan.push_blob(tx, &share_id, id, true)?);
             }
             if total > limit {
                 return Err(RelayError::TooLarge(
                     "the blobs of this batch exceed the relay's batch limit; fetch fewer at once",
                 ));
             }
-            let frames = 4 * ids.len() + usize::try_from(total).unwrap_or(0);
-            let mut out = Vec::with_capacity(frames);
-            for id in &ids {
-                let data = read_blob(tx, &share_id, id)?;
-                let len = u32::try_from(data.len())
-                    .map_err(|_| RelayError::Storage("blob longer than a frame".into()))?;
-                out.extend_from_slice(&len.to_be_bytes());
-                out.extend_from_slice(&data);
-            }
-            Ok((read, ids, out))
+            Ok((read, ids, plan))
         })
         .await?;
     let n = ids.len() as u64;
@@ -118,5 +105,5 @@ pub async fn fetch(
         Logged::Stale => return Err(RelayError::Storage("batch fetch reported stale".into())),
     }
     state.metrics.fetches.add(n);
-    Ok(octets(out))
+    Ok(plan.respond(std::sync::Arc::clone(&state.storage)))
 }

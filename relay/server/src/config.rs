@@ -3,6 +3,10 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
+/// Default of `--send-timeout-secs` (docs/relay.md "Streaming"): a client whose socket
+/// takes no bytes for this long is cut.
+pub const DEFAULT_SEND_TIMEOUT: Duration = Duration::from_secs(30);
+
 /// Runtime configuration of one relay instance.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -30,6 +34,9 @@ pub struct Config {
     pub header_timeout: Duration,
     /// Longest pause while a request body arrives (408 `body_timeout` beyond; crate::body).
     pub body_idle_timeout: Duration,
+    /// Longest a write to a client may make no progress before the connection is dropped
+    /// (a reader that stopped reading; crate::server::SendTimeout).
+    pub send_timeout: Duration,
     /// Requests processed at once; more wait in line. Long-polls do not count (they have
     /// their own limits below).
     pub concurrency_limit: usize,
@@ -99,6 +106,7 @@ impl Config {
             request_timeout: Duration::from_secs(60),
             header_timeout: Duration::from_secs(10),
             body_idle_timeout: Duration::from_secs(15),
+            send_timeout: DEFAULT_SEND_TIMEOUT,
             concurrency_limit: 512,
             long_polls_per_client: 64,
             long_polls_total: 1000,

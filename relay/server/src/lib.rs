@@ -13,6 +13,7 @@ pub mod client;
 pub mod clock;
 pub mod config;
 pub mod delegation;
+pub mod download;
 pub mod encoding;
 pub mod error;
 pub mod fetchlog;

@@ -62,6 +62,10 @@ struct Args {
         default_value_t = 15
     )]
     body_idle_timeout_secs: u64,
+    /// Longest time, in seconds, a write to a client may make no progress (a reader that
+    /// stopped reading is disconnected).
+    #[arg(long, env = "CAREKEY_RELAY_SEND_TIMEOUT_SECS", default_value_t = 30)]
+    send_timeout_secs: u64,
     /// Requests processed at once.
     #[arg(long, env = "CAREKEY_RELAY_CONCURRENCY", default_value_t = 512)]
     concurrency: usize,
@@ -171,6 +175,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
     config.request_timeout = Duration::from_secs(args.request_timeout_secs);
     config.header_timeout = Duration::from_secs(args.header_timeout_secs);
     config.body_idle_timeout = Duration::from_secs(args.body_idle_timeout_secs.max(1));
+    config.send_timeout = Duration::from_secs(args.send_timeout_secs.max(1));
     config.concurrency_limit = args.concurrency.max(1);
     config.long_polls_per_client = args.long_polls_per_client;
     config.long_polls_total = args.long_polls;
@@ -198,7 +203,10 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         Some(url) => Arc::new(PgStorage::open(url, None).await?),
         None => Arc::new(SqliteStorage::open(&args.data)?),
     };
-    let header_timeout = config.header_timeout;
+    let timeouts = server::Timeouts {
+        header: config.header_timeout,
+        send: config.send_timeout,
+    };
     let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(c), Some(k)) => Some(server::tls_acceptor(c, k)?),
         _ => None,
@@ -212,7 +220,7 @@ async fn run(args: Args) -> Result<(), Box<dyn std::error::Error>> {
         tls = args.tls_cert.is_some(),
         "carekey-relay listening"
     );
-    server::serve(listener, app(state), header_timeout, tls, shutdown_signal()).await;
+    server::serve_with(listener, app(state), timeouts, tls, shutdown_signal()).await;
     sweeper.abort();
     Ok(())
 }

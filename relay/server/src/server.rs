@@ -1,11 +1,15 @@
 //! Socket serving: HTTP/1.1 and HTTP/2 via hyper with a header read timeout (slow-header
-//! clients are cut), optional TLS (rustls), the client address for per-IP limits, and graceful
-//! shutdown that lets in-flight requests (uploads) finish.
+//! clients are cut), a send timeout (clients that stop reading are cut, [`SendTimeout`]),
+//! optional TLS (rustls), the client address for per-IP limits, and graceful shutdown that
+//! lets in-flight requests (uploads) finish.
 
 use std::future::Future;
+use std::io;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use axum::Router;
@@ -15,8 +19,9 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
-use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
+use tokio::time::{Instant, Sleep};
 use tokio_rustls::TlsAcceptor;
 use tokio_rustls::rustls::ServerConfig;
 use tokio_rustls::rustls::pki_types::pem::PemObject;
@@ -71,8 +76,114 @@ fn spawn_conn<I>(
 /// How long shutdown waits for in-flight requests before giving up.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
 
-/// Serves `router` on `listener` (over TLS when `tls` is set) until `shutdown` resolves, then
-/// drains connections.
+/// A connection's socket whose writes fail with `TimedOut` when they make no progress for
+/// `timeout` (docs/relay.md "Streaming", `--send-timeout-secs`): hyper then drops the
+/// connection, and with it the response body and the piece it held. A client that reads
+/// slowly but steadily is not cut (every write that moves bytes restarts the clock); one that
+/// stops reading is, so a stalled reader holds its memory for at most `timeout`.
+#[derive(Debug)]
+pub struct SendTimeout<I> {
+    inner: I,
+    timeout: Duration,
+    /// Armed while a write is pending.
+    stall: Option<Pin<Box<Sleep>>>,
+}
+
+impl<I> SendTimeout<I> {
+    /// Wraps `inner`.
+    pub fn new(inner: I, timeout: Duration) -> Self {
+        Self {
+            inner,
+            timeout,
+            stall: None,
+        }
+    }
+
+    /// Called with a write's outcome: clears the clock on progress, starts or checks it when
+    /// the socket is full.
+    fn watch<T>(&mut self, cx: &mut Context<'_>, poll: Poll<io::Result<T>>) -> Poll<io::Result<T>> {
+        match poll {
+            Poll::Ready(r) => {
+                self.stall = None;
+                Poll::Ready(r)
+            }
+            Poll::Pending => {
+                let timeout = self.timeout;
+                let stall = self.stall.get_or_insert_with(|| {
+                    Box::pin(tokio::time::sleep_until(Instant::now() + timeout))
+                });
+                if stall.as_mut().poll(cx).is_ready() {
+                    self.stall = None;
+                    Poll::Ready(Err(io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "client stopped reading (send timeout)",
+                    )))
+                } else {
+                    Poll::Pending
+                }
+            }
+        }
+    }
+}
+
+impl<I: AsyncRead + Unpin> AsyncRead for SendTimeout<I> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_read(cx, buf)
+    }
+}
+
+impl<I: AsyncWrite + Unpin> AsyncWrite for SendTimeout<I> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.watch(cx, poll)
+    }
+
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.watch(cx, poll)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_flush(cx);
+        this.watch(cx, poll)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        let poll = Pin::new(&mut this.inner).poll_shutdown(cx);
+        this.watch(cx, poll)
+    }
+}
+
+/// The socket timeouts of [`serve_with`].
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// Request headers must arrive within this (and a TLS handshake complete).
+    pub header: Duration,
+    /// Longest a write to the client may make no progress ([`SendTimeout`]).
+    pub send: Duration,
+}
+
+/// [`serve_with`] with the default send timeout ([`crate::config::Config::new`]).
 pub async fn serve(
     listener: TcpListener,
     router: Router,
@@ -80,6 +191,23 @@ pub async fn serve(
     tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()>,
 ) {
+    let timeouts = Timeouts {
+        header: header_timeout,
+        send: crate::config::DEFAULT_SEND_TIMEOUT,
+    };
+    serve_with(listener, router, timeouts, tls, shutdown).await;
+}
+
+/// Serves `router` on `listener` (over TLS when `tls` is set) until `shutdown` resolves, then
+/// drains connections.
+pub async fn serve_with(
+    listener: TcpListener,
+    router: Router,
+    timeouts: Timeouts,
+    tls: Option<TlsAcceptor>,
+    shutdown: impl Future<Output = ()>,
+) {
+    let header_timeout = timeouts.header;
     let graceful = GracefulShutdown::new();
     let mut builder = auto::Builder::new(TokioExecutor::new());
     builder
@@ -101,6 +229,8 @@ pub async fn serve(
             () = &mut shutdown => break,
         };
         let watcher = graceful.watcher();
+        // Under TLS too: the timeout watches the TCP socket itself.
+        let stream = SendTimeout::new(stream, timeouts.send);
         match &tls {
             None => spawn_conn(&builder, stream, &router, addr, watcher),
             Some(acceptor) => {

@@ -25,6 +25,7 @@ use crate::AppState;
 use crate::audit::{self, Kind};
 use crate::client::ClientId;
 use crate::config::Config;
+use crate::download::Plan;
 use crate::encoding::{self, b64, from_db, hex, parse_id, put_str16, to_db};
 use crate::error::{RelayError, Result};
 use crate::fetchlog::{Fetched, Logged};
@@ -403,45 +404,6 @@ fn existing_blob(
             "a different blob already has this id",
         ))
     }))
-}
-
-/// Reads a blob's bytes: the whole-blob row, or (chunked uploads) its parts in order.
-pub(crate) fn read_blob(
-    tx: &mut dyn Tx,
-    share_id: &[u8; 16],
-    blob_id: &[u8; 16],
-) -> Result<Vec<u8>> {
-    let row = tx
-        .query_opt(
-            "SELECT b.data, p.parts_id, b.size FROM blobs b LEFT JOIN blob_parts p \
-             ON p.share_id = b.share_id AND p.blob_id = b.blob_id \
-             WHERE b.share_id = $1 AND b.blob_id = $2",
-            &[share_id.into(), blob_id.into()],
-        )?
-        .ok_or(RelayError::NotFound("no such blob"))?;
-    let mut it = row.into_iter();
-    let short = || RelayError::Storage("short row".into());
-    let data = it.next().ok_or_else(short)?;
-    let parts = it.next().ok_or_else(short)?;
-    let size: u64 = from_db(it.next().ok_or_else(short)?.int()?)?;
-    if parts.is_null() {
-        return data.into_bytes();
-    }
-    let parts_id = parts.into_bytes()?;
-    let mut out = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
-    for r in tx.query(
-        "SELECT data FROM upload_chunks WHERE upload_id = $1 ORDER BY n",
-        &[parts_id.as_slice().into()],
-    )? {
-        let part = r.into_iter().next().ok_or_else(short)?.into_bytes()?;
-        out.extend_from_slice(&part);
-    }
-    if out.len() as u64 != size {
-        return Err(RelayError::Storage(
-            "blob parts do not add up to its size".into(),
-        ));
-    }
-    Ok(out)
 }
 
 /// `PUT /v1/shares/{share_id}/blobs/{blob_id}?epoch=E` (owner write, raw bytes).
@@ -884,9 +846,10 @@ pub async fn get_manifest(
 
 /// `GET /v1/shares/{share_id}/blobs/{blob_id}` (read token + fetch receipt).
 ///
-/// The token and receipt are checked and the blob read in a read-only transaction (reads run
-/// in parallel); the blob is answered only after the fetch's audit entry was committed by the
-/// group commit ([`crate::fetchlog`]), which re-checks token and blob under the share lock.
+/// The token and receipt are checked and the blob planned in a read-only transaction (reads
+/// run in parallel); the blob is answered only after the fetch's audit entry was committed by
+/// the group commit ([`crate::fetchlog`]), which re-checks token and blob under the share
+/// lock, and streams from storage piece by piece ([`crate::download`]).
 pub async fn get_blob(
     State(state): State<AppState>,
     Path((share_hex, blob_hex)): Path<(String, String)>,
@@ -896,12 +859,13 @@ pub async fn get_blob(
     let blob_id = parse_id("blob id", &blob_hex)?;
     let read = ReadRequest::from_headers(&headers, state.config.receipt_max_skew_secs)?;
     let now = state.clock.now();
-    let (read, data) = state
+    let (read, plan) = state
         .storage
         .read(move |tx| {
             read.authorize(tx, &share_id, &blob_hex, now)?;
-            let data = read_blob(tx, &share_id, &blob_id)?;
-            Ok((read, data))
+            let mut plan = Plan::new();
+            plan.push_blob(tx, &share_id, &blob_id, false)?;
+            Ok((read, plan))
         })
         .await?;
     match state
@@ -914,7 +878,7 @@ pub async fn get_blob(
         Logged::Stale => return Err(RelayError::Storage("blob fetch reported stale".into())),
     }
     state.metrics.fetches.inc();
-    Ok(octets(data))
+    Ok(plan.respond(std::sync::Arc::clone(&state.storage)))
 }
 
 /// `DELETE /v1/shares/{share_id}/epochs/{epoch}` (owner write): bulk delete of an old epoch.

@@ -681,14 +681,17 @@ impl Doctor {
         let mut gets = Vec::with_capacity(batches.len());
         for idx in batches {
             let mut ids = Vec::with_capacity(idx.len());
+            let mut sizes = Vec::with_capacity(idx.len());
             for &i in &idx {
                 if let Some(e) = entries.get(i) {
                     ids.push(BlobId(e.blob_id));
+                    sizes.push(e.size);
                 }
             }
             gets.push(async move {
                 cancel.check()?;
-                let blobs = relay.get_blobs(cap, &ids, t).await?;
+                // Read no more than the signed manifest states (crate::answer).
+                let blobs = relay.get_blobs_sized(cap, &ids, &sizes, t).await?;
                 Ok::<_, ClientError>((idx, blobs))
             });
         }
@@ -701,13 +704,13 @@ impl Doctor {
         }
         let mut gets = Vec::with_capacity(large.len());
         for i in large {
-            let blob_id = entries
+            let (blob_id, size) = entries
                 .get(i)
-                .map(|e| BlobId(e.blob_id))
+                .map(|e| (BlobId(e.blob_id), e.size))
                 .unwrap_or_default();
             gets.push(async move {
                 cancel.check()?;
-                let blob = relay.get_blob(cap, &blob_id, t).await?;
+                let blob = relay.get_blob_sized(cap, &blob_id, size, t).await?;
                 Ok::<_, ClientError>((i, blob))
             });
         }

@@ -51,6 +51,14 @@ pub enum ClientError {
         /// Which answer.
         what: &'static str,
     },
+    /// An answer longer than the protocol allows (a blob past the size its signed manifest
+    /// states, a page past the relay's page limits): the read stopped at the cap
+    /// (crate::answer), nothing of it is used.
+    #[error("the relay sent more than the protocol allows ({what})")]
+    TooLarge {
+        /// Which answer.
+        what: &'static str,
+    },
     /// Data failed a cryptographic or protocol check: tampered, forged, replayed, rolled back,
     /// or moved. Nothing of it was stored. Made from a [`carekey_core::Error`] by the `From`
     /// impl below only when the error is none of the kinds that have their own variant
@@ -104,6 +112,7 @@ impl ClientError {
             ClientError::Refused { .. } => "refused",
             ClientError::RelayFailure { .. } => "relay_failure",
             ClientError::BadResponse { .. } => "bad_response",
+            ClientError::TooLarge { .. } => "too_large",
             ClientError::Tampered(_) => "tampered",
             ClientError::Expired { .. } => "expired",
             ClientError::AlreadyUsed => "already_used",

@@ -1,6 +1,8 @@
 //! Carekey client services: the UI-agnostic layer both apps' commands call.
 //!
 //! - [`relay`]: the HTTP client of the relay (timeouts, retries, typed errors, progress).
+//! - [`answer`]: the byte caps every relay answer is read under (a hostile relay cannot
+//!   exhaust the app's memory).
 //! - [`patient`]: share for a check-up, pair, confirm, notes inbox, access log, revoke.
 //! - [`doctor`]: scan, receive the grant, fetch and verify, follow re-keys, write notes.
 //! - [`backup`]: encrypted vault backup to the relay, restore from the 24-word phrase.
@@ -13,6 +15,7 @@
 //! Every error is a [`ClientError`] with a stable [`ClientError::code`] for the UI.
 #![forbid(unsafe_code)]
 
+pub mod answer;
 pub mod backup;
 pub mod doctor;
 pub mod error;

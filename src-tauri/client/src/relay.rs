@@ -15,6 +15,7 @@ use reqwest::{Method, StatusCode};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
+use crate::answer;
 use crate::error::{ClientError, Result};
 use crate::ids::{BlobId, MailboxId, PairingId, ShareId};
 use crate::progress::{Cancel, Progress, ProgressSink, Stage};
@@ -436,23 +437,16 @@ impl Relay {
             .ok_or(ClientError::BadResponse {
                 what: "backup version",
             })?;
-        Ok(Some((version, Self::bytes(r, "backup").await?)))
+        let data = answer::read_capped(r, answer::BACKUP_MAX, "backup").await?;
+        Ok(Some((version, data)))
     }
 
+    /// A small JSON answer (capped at [`answer::SMALL_JSON_MAX`]).
     async fn json<T: serde::de::DeserializeOwned>(
         resp: reqwest::Response,
         what: &'static str,
     ) -> Result<T> {
-        resp.json()
-            .await
-            .map_err(|_| ClientError::BadResponse { what })
-    }
-
-    async fn bytes(resp: reqwest::Response, what: &'static str) -> Result<Vec<u8>> {
-        resp.bytes()
-            .await
-            .map(|b| b.to_vec())
-            .map_err(|_| ClientError::BadResponse { what })
+        answer::json_capped(resp, answer::SMALL_JSON_MAX, what).await
     }
 
     /// The relay's audit-head key.
@@ -667,7 +661,8 @@ impl Relay {
         let r = self
             .owner(cap, Method::GET, &path, Vec::new(), false)
             .await?;
-        let list: api::NoticeList = Self::json(r, "notices").await?;
+        let list: api::NoticeList =
+            answer::json_capped(r, answer::NOTICE_PAGE_MAX, "notices").await?;
         list.notices
             .into_iter()
             .map(|n| {
@@ -708,7 +703,7 @@ impl Relay {
         let r = self
             .owner(cap, Method::GET, &path, Vec::new(), false)
             .await?;
-        Self::json(r, "audit log").await
+        answer::json_capped(r, answer::AUDIT_PAGE_MAX, "audit log").await
     }
 
     fn reader_headers(
@@ -744,17 +739,46 @@ impl Relay {
             .ok_or(ClientError::BadResponse {
                 what: "manifest version",
             })?;
-        Ok((version, Self::bytes(r, "manifest").await?))
+        let sealed = answer::read_capped(r, answer::MANIFEST_MAX, "manifest").await?;
+        Ok((version, sealed))
     }
 
-    /// One blob.
+    /// One blob of at most [`answer::BLOB_MAX`] bytes; [`Relay::get_blob_sized`] when the
+    /// manifest states its size.
     pub async fn get_blob(&self, cap: &ReaderCap<'_>, blob: &BlobId, now: u64) -> Result<Vec<u8>> {
+        self.blob_capped(cap, blob, answer::BLOB_MAX, now).await
+    }
+
+    /// A blob GET read up to `max` bytes ([`ClientError::TooLarge`] beyond).
+    async fn blob_capped(
+        &self,
+        cap: &ReaderCap<'_>,
+        blob: &BlobId,
+        max: u64,
+        now: u64,
+    ) -> Result<Vec<u8>> {
         let b = blob.to_string();
         let path = format!("/v1/shares/{}/blobs/{b}", cap.share_id);
         let r = self
             .get_retrying(&path, || Self::reader_headers(cap, &b, now), None)
             .await?;
-        Self::bytes(r, "blob").await
+        answer::read_capped(r, max, "blob").await
+    }
+
+    /// One blob whose size the signed manifest states: the relay's answer is read up to
+    /// `size` bytes and no further (more cannot be the signed blob:
+    /// [`ClientError::Tampered`] with `HashMismatch`, before the excess is read), so a
+    /// hostile relay cannot make the app hold more than the record.
+    pub async fn get_blob_sized(
+        &self,
+        cap: &ReaderCap<'_>,
+        blob: &BlobId,
+        size: u64,
+        now: u64,
+    ) -> Result<Vec<u8>> {
+        self.blob_capped(cap, blob, size, now)
+            .await
+            .map_err(not_the_signed_blob)
     }
 
     /// Fetches up to [`api::MAX_BATCH_BLOBS`] blobs in one request under ONE receipt naming
@@ -766,6 +790,23 @@ impl Relay {
         blobs: &[BlobId],
         now: u64,
     ) -> Result<Vec<Vec<u8>>> {
+        let sizes = vec![answer::BLOB_MAX; blobs.len()];
+        self.get_blobs_sized(cap, blobs, &sizes, now).await
+    }
+
+    /// [`Relay::get_blobs`] of blobs whose sizes the signed manifest states (`sizes`, in the
+    /// order of `blobs`): the answer is read up to their frames' total and every frame must
+    /// be within its blob's size (else [`ClientError::Tampered`] with `HashMismatch`).
+    pub async fn get_blobs_sized(
+        &self,
+        cap: &ReaderCap<'_>,
+        blobs: &[BlobId],
+        sizes: &[u64],
+        now: u64,
+    ) -> Result<Vec<Vec<u8>>> {
+        if sizes.len() != blobs.len() {
+            return Err(ClientError::InvalidInput("one size per blob"));
+        }
         if blobs.is_empty() {
             return Ok(Vec::new());
         }
@@ -793,11 +834,17 @@ impl Relay {
                 None,
             )
             .await?;
-        let body = r
-            .bytes()
+        let max = sizes
+            .iter()
+            .fold(0u64, |t, s| t.saturating_add(4).saturating_add(*s));
+        let body = answer::read_capped(r, max, "batch")
             .await
-            .map_err(|_| ClientError::BadResponse { what: "batch" })?;
-        split_frames(&body, blobs.len())
+            .map_err(not_the_signed_blob)?;
+        let frames = split_frames(&body, blobs.len())?;
+        if frames.iter().zip(sizes).any(|(f, s)| f.len() as u64 > *s) {
+            return Err(not_the_signed_blob(ClientError::TooLarge { what: "batch" }));
+        }
+        Ok(frames)
     }
 
     /// Opens a single-use pairing mailbox (docs/protocol.md "Pairing": the QR names it).
@@ -855,7 +902,9 @@ impl Relay {
         if r.status() == StatusCode::NO_CONTENT {
             return Ok(None);
         }
-        Ok(Some(Self::bytes(r, "pairing reply").await?))
+        Ok(Some(
+            answer::read_capped(r, answer::MESSAGE_MAX, "pairing reply").await?,
+        ))
     }
 
     /// Closes a pairing mailbox (no further reply is accepted).
@@ -909,7 +958,8 @@ impl Relay {
                 Some(Duration::from_secs(wait + 30)),
             )
             .await?;
-        let m: api::MailboxMessages = Self::json(r, "mailbox messages").await?;
+        let m: api::MailboxMessages =
+            answer::json_capped(r, answer::MAILBOX_PAGE_MAX, "mailbox messages").await?;
         m.messages
             .into_iter()
             .map(|msg| {
@@ -1034,6 +1084,16 @@ impl MailboxWaiter {
     }
 }
 
+/// A blob answer longer than the size the patient-signed manifest states cannot be the
+/// signed blob: the relay swapped or forged it (docs/threat-model.md T2, T24), the same
+/// verdict as a hash mismatch, found before the excess is read.
+fn not_the_signed_blob(e: ClientError) -> ClientError {
+    match e {
+        ClientError::TooLarge { .. } => ClientError::Tampered(carekey_core::Error::HashMismatch),
+        e => e,
+    }
+}
+
 /// Longest single long-poll request (the relay caps `wait` at 30 s).
 pub(crate) const LONG_POLL_SECS: u64 = 25;
 
@@ -1054,8 +1114,8 @@ async fn check_status(resp: reqwest::Response) -> Result<reqwest::Response> {
             status: status.as_u16(),
         });
     }
-    let code = resp
-        .json::<api::ErrorBody>()
+    // An error body is small: a longer one is not read (the code is then "unknown").
+    let code = answer::json_capped::<api::ErrorBody>(resp, answer::ERROR_BODY_MAX, "error")
         .await
         .map(|b| b.error)
         .unwrap_or_else(|_| "unknown".into());

@@ -98,6 +98,39 @@ impl From<&str> for Value {
 /// A result row.
 pub type Row = Vec<Value>;
 
+/// Where one stored byte string of a blob (or backup) lives, for reading it piece by piece while a
+/// download streams (docs/relay.md "Streaming"). Each key names bytes that never change: a
+/// whole-blob row is pinned by its SHA-256 (a blob deleted and stored again under the same id
+/// no longer matches), a chunk by its upload's random id. Pieces are read in separate read
+/// transactions, so a blob deleted while it streams fails the next piece (the connection is
+/// cut) instead of mixing bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Cell {
+    /// `blobs.data` of a blob stored in one request.
+    Blob {
+        /// The share.
+        share_id: [u8; 16],
+        /// The blob.
+        blob_id: [u8; 16],
+        /// SHA-256 of the bytes.
+        sha256: [u8; 32],
+    },
+    /// `backups.data` of one version of a backup slot.
+    Backup {
+        /// The slot.
+        backup_id: [u8; 16],
+        /// The version (a newer write no longer matches).
+        version: i64,
+    },
+    /// `upload_chunks.data`: part `n` of a chunked upload's blob.
+    Chunk {
+        /// The upload (`blob_parts.parts_id`).
+        upload_id: [u8; 16],
+        /// Chunk index.
+        n: i64,
+    },
+}
+
 /// One open transaction. Methods run SQL with `$n` placeholders.
 pub trait Tx {
     /// Executes a statement and returns the number of affected rows.
@@ -109,6 +142,11 @@ pub trait Tx {
     fn lock_clause(&self) -> &'static str;
     /// Tells other relay instances, after commit, that a mailbox changed.
     fn notify_mailbox(&mut self, mailbox_id: &[u8]) -> Result<()>;
+    /// Reads `len` bytes at `offset` of `cell` without loading the rest of it (SQLite:
+    /// incremental blob I/O; PostgreSQL: `substring` of an uncompressed TOAST value, which
+    /// reads only the slices it needs). `whole` says the range is the entire cell (read with a
+    /// plain SELECT). 404 if the cell is gone; a storage error if it is shorter.
+    fn read_slice(&mut self, cell: &Cell, offset: u64, len: usize, whole: bool) -> Result<Vec<u8>>;
 
     /// Runs a query expected to return at most one row.
     fn query_opt(&mut self, sql: &str, params: &[Value]) -> Result<Option<Row>> {
