@@ -21,6 +21,7 @@ pub mod health_link;
 pub mod limits;
 pub mod mailbox;
 pub mod metrics;
+pub mod notifier;
 pub mod openapi;
 pub mod quota;
 pub mod rejection;
@@ -50,8 +51,8 @@ pub use config::Config;
 pub use error::{RelayError, Result};
 use fetchlog::FetchLog;
 use limits::RateLimiter;
-use mailbox::MailboxNotifier;
 use metrics::Metrics;
+use notifier::MailboxNotifier;
 pub use rejection::BodyKind;
 use storage::Storage;
 

@@ -16,7 +16,7 @@ use std::any::Any;
 use std::sync::Arc;
 
 use crate::error::{RelayError, Result};
-use crate::mailbox::MailboxNotifier;
+use crate::notifier::MailboxNotifier;
 
 /// A value bound to or read from SQL.
 #[derive(Debug, Clone, PartialEq, Eq)]

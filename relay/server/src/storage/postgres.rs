@@ -19,7 +19,7 @@ use super::migrations::{MIGRATIONS, MIGRATIONS_TABLE};
 use super::{Cell, Row, SCHEMA, Storage, Tx, TxFn, Value};
 use crate::encoding;
 use crate::error::{RelayError, Result};
-use crate::mailbox::MailboxNotifier;
+use crate::notifier::MailboxNotifier;
 
 /// Channel used for cross-instance mailbox wake-ups.
 pub const MAILBOX_CHANNEL: &str = "carekey_mailbox";

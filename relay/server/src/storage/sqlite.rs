@@ -16,7 +16,7 @@ use rusqlite::{Connection, ToSql};
 use super::migrations::{MIGRATIONS, MIGRATIONS_TABLE};
 use super::{Cell, Row, SCHEMA, Storage, Tx, TxFn, Value};
 use crate::error::{RelayError, Result};
-use crate::mailbox::MailboxNotifier;
+use crate::notifier::MailboxNotifier;
 
 /// File name of the database inside `--data DIR`.
 pub const DB_FILE: &str = "relay.sqlite3";
