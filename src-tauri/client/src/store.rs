@@ -8,7 +8,7 @@
 //!
 //! No vault is held across network I/O: [`Doctor::fetch_share`] fetches and verifies with no
 //! vault, then [`FetchedShare::store`] writes in one short vault transaction
-//! ([`carekey_vault::Vault::replace_share`]: the old copy out, the new one in, or the purge).
+//! ([`carekey_vault::Vault::replace_share_resources`]: the old copy out, the new one in, or the purge).
 //! Stored records name their share (`Origin::Shared { share_id, .. }`,
 //! [`carekey_vault::Vault::list_source`]), and attachments stay with their record.
 
@@ -50,45 +50,39 @@ pub struct StoredCounts {
     pub attachments: usize,
 }
 
-/// Builds the Bundle the vault imports, in manifest order. A shared attachment follows the
+/// Builds the resources the vault imports, in manifest order. A shared attachment follows the
 /// record it belongs to (the apps and the CLI share a record, then its attachments, in the
 /// vault's slot order; the record goes without its inline `data`): it is put back into the
 /// first slot of that record left empty (`Binary.data`, or a `content[].attachment` with
 /// neither `data` nor `url`), so the doctor's vault keeps it as that record's attachment
 /// (docs/vault.md "Records and provenance"). An attachment with no such slot is stored as a
 /// `Binary` resource of its own.
-fn bundle_of(records: &[SharedRecord]) -> Result<Vec<u8>> {
-    let mut entries: Vec<Value> = Vec::with_capacity(records.len());
+fn resources_of(records: &[SharedRecord]) -> Result<Vec<Value>> {
+    let mut resources: Vec<Value> = Vec::with_capacity(records.len());
     // The last FHIR record seen: the owner candidate of the attachments that follow it.
     let mut owner: Option<usize> = None;
     for r in records {
         if r.attachment {
             let b64 = data_encoding::BASE64.encode(&r.data);
             let filled = owner
-                .and_then(|i| entries.get_mut(i))
-                .and_then(|e| e.get_mut("resource"))
+                .and_then(|i| resources.get_mut(i))
                 .is_some_and(|res| fill_empty_slot(res, &b64));
             if !filled {
-                entries.push(json!({ "resource": {
+                resources.push(json!({
                     "resourceType": "Binary",
                     "id": crate::relay::hex_id(&r.record_id),
                     "contentType": content_type(&r.title),
                     "data": b64,
-                }}));
+                }));
             }
         } else {
             let v: Value = serde_json::from_slice(&r.data)
                 .map_err(|_| ClientError::InvalidInput("a shared record is not JSON"))?;
-            entries.push(json!({ "resource": v }));
-            owner = Some(entries.len() - 1);
+            resources.push(v);
+            owner = Some(resources.len() - 1);
         }
     }
-    serde_json::to_vec(&json!({
-        "resourceType": "Bundle",
-        "type": "collection",
-        "entry": entries,
-    }))
-    .map_err(|_| ClientError::InvalidInput("shared records could not be encoded"))
+    Ok(resources)
 }
 
 /// Puts base64 `data` into the first empty attachment slot of `resource`; false if none.
@@ -143,9 +137,9 @@ pub fn store_share(
     expires_at: u64,
     records: &[SharedRecord],
 ) -> Result<StoredCounts> {
-    let bundle = bundle_of(records)?;
-    let report = vault.replace_share(
-        &bundle,
+    let resources = resources_of(records)?;
+    let report = vault.replace_share_resources(
+        resources,
         &ImportOptions {
             source: Some("shared by patient".into()),
             share: Some(ShareSource {

@@ -581,6 +581,24 @@ pub(crate) fn parse_bundle(json: &[u8]) -> Result<Vec<Item>> {
     Ok(out)
 }
 
+/// Checks parsed resources as [`parse_bundle`] checks its entries, each numbered as an entry.
+pub(crate) fn items_of(resources: Vec<Value>) -> Result<Vec<Item>> {
+    resources
+        .into_iter()
+        .enumerate()
+        .map(|(i, resource)| {
+            check_resource(&resource).map_err(|r| VaultError::Import {
+                at: Position::Entry(i),
+                reason: r.into(),
+            })?;
+            Ok(Item {
+                at: Position::Entry(i),
+                resource,
+            })
+        })
+        .collect()
+}
+
 /// Parses one NDJSON file (blank lines allowed) into items.
 pub(crate) fn parse_ndjson(file: &str, text: &[u8]) -> Result<Vec<Item>> {
     let mut out = Vec::new();

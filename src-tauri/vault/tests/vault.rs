@@ -760,6 +760,43 @@ fn shared_records_name_their_share_and_are_replaced_atomically() {
     assert!(matches!(e, VaultError::Import { .. }), "{e}");
     assert_eq!(v.list_source(&[1; 16]).unwrap().len(), 4);
     assert!(v.sources().unwrap().contains(&source(1, 2000)));
+    // The same through parsed resources (the doctor's client): a malformed one fails the
+    // whole copy, naming its entry; a good set replaces the copy like a Bundle does.
+    let resources = |b: &serde_json::Value| -> Vec<serde_json::Value> {
+        b["entry"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["resource"].clone())
+            .collect()
+    };
+    let e = v
+        .replace_share_resources(resources(&bad), &opts(1, 3000), ctl)
+        .unwrap_err();
+    assert!(
+        matches!(
+            &e,
+            VaultError::Import {
+                at: Position::Entry(1),
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert_eq!(v.list_source(&[1; 16]).unwrap().len(), 4);
+    let good: serde_json::Value = serde_json::from_slice(&bundle("a4", 5)).unwrap();
+    let r = v
+        .replace_share_resources(resources(&good), &opts(1, 2500), ctl)
+        .unwrap();
+    assert_eq!(r.records, 5);
+    let one = v.list_source(&[1; 16]).unwrap();
+    assert_eq!(one.len(), 5);
+    assert!(one.iter().all(|r| r.fhir_id.starts_with("a4-")));
+    assert!(v.sources().unwrap().contains(&source(1, 2500)));
+    assert!(matches!(
+        v.replace_share_resources(resources(&good), &ImportOptions::default(), ctl),
+        Err(VaultError::InvalidArgument(_))
+    ));
     // Replacing needs the share it replaces.
     assert!(matches!(
         v.replace_share(&bundle("x", 1), &ImportOptions::default(), ctl),

@@ -44,6 +44,24 @@ impl Vault {
         self.import_items(items, opts, ctl, true)
     }
 
+    /// [`Vault::replace_share`] for resources already parsed (the doctor's client holds the
+    /// fetched records as JSON values): the same checks per resource and the same single
+    /// transaction, without a Bundle encoded only to be parsed again.
+    pub fn replace_share_resources(
+        &mut self,
+        resources: Vec<serde_json::Value>,
+        opts: &ImportOptions,
+        ctl: &mut ImportControl<'_>,
+    ) -> Result<ImportReport> {
+        if opts.share.is_none() {
+            return Err(VaultError::InvalidArgument(
+                "replacing a share needs the share source",
+            ));
+        }
+        let items = crate::fhir::items_of(resources)?;
+        self.import_items(items, opts, ctl, true)
+    }
+
     /// The records received through one share (doctor app), newest first, through the
     /// `records.source` blind index (docs/vault.md "Schema"): nothing else is decrypted.
     pub fn list_source(&mut self, share_id: &[u8; 16]) -> Result<Vec<RecordSummary>> {
