@@ -36,6 +36,28 @@ export const EXPIRY_PRESETS: { label: string; secs: number }[] = [
   { label: '30 days', secs: 30 * 86_400 },
 ];
 
+/** At most this many search matches are listed in the Share screen's record picker. */
+export const PICKER_MAX_RESULTS = 20;
+
+/** The longest custom share, in days (the shell's `SHARE_MAX_SECS`). */
+export const SHARE_MAX_DAYS = 366;
+
+/**
+ * The Share screen's "number of days" field: seconds, or a sentence saying what to type.
+ * Empty means "use the preset". Fractions are allowed (0.5 = 12 hours), down to the shell's
+ * five minutes.
+ */
+export function customDuration(text: string): { secs: number | null; error: string | null } {
+  const t = text.trim();
+  if (!t) return { secs: null, error: null };
+  const days = Number(t.replace(',', '.'));
+  if (!Number.isFinite(days) || days <= 0) return { secs: null, error: 'Type a number of days, for example 3.' };
+  if (days > SHARE_MAX_DAYS) return { secs: null, error: `At most ${SHARE_MAX_DAYS} days.` };
+  const secs = Math.round(days * 86_400);
+  if (secs < 300) return { secs: null, error: 'At least 5 minutes.' };
+  return { secs, error: null };
+}
+
 export const POLICY_WORDS: Record<PolicyChoice, string> = {
   never: 'They cannot pass it on',
   ask: 'They ask me before passing it on',

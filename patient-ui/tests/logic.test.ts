@@ -3,6 +3,7 @@ import {
   accessSentence,
   categoryTabs,
   confirmPositions,
+  customDuration,
   countdown,
   passphraseStrength,
   shareCategoryWords,
@@ -55,5 +56,20 @@ describe('screen logic', () => {
   it('strength grows with length and variety', () => {
     expect(passphraseStrength('')).toBe(0);
     expect(passphraseStrength('correct horse battery staple')).toBeGreaterThanOrEqual(3);
+  });
+});
+
+describe('customDuration', () => {
+  it('reads days, fractions and commas, and words every refusal', () => {
+    expect(customDuration('')).toEqual({ secs: null, error: null });
+    expect(customDuration(' 3 ')).toEqual({ secs: 3 * 86_400, error: null });
+    expect(customDuration('0,5')).toEqual({ secs: 43_200, error: null });
+    expect(customDuration('366').secs).toBe(366 * 86_400);
+    expect(customDuration('367').error).toBe('At most 366 days.');
+    expect(customDuration('0').error).toMatch(/number of days/);
+    expect(customDuration('-2').error).toMatch(/number of days/);
+    expect(customDuration('1e400').error).toMatch(/number of days/);
+    expect(customDuration('abc').error).toMatch(/number of days/);
+    expect(customDuration('0.001').error).toBe('At least 5 minutes.');
   });
 });

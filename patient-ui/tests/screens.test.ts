@@ -172,6 +172,51 @@ describe('Share', () => {
     expect(answered).toEqual([{ args: { id: 'bb'.repeat(16), accept: true } }]);
   });
 
+  it('single records are found, chosen and sent with the categories; a bad number of days is refused', async () => {
+    const sent: unknown[] = [];
+    const searched: string[] = [];
+    mockIPC((cmd, args) => {
+      if (cmd === 'search') {
+        const q = (args as { args: { query: string } }).args.query;
+        searched.push(q);
+        return q === 'asthma' ? [row(1, 'conditions'), row(2, 'conditions')] : [];
+      }
+      if (cmd === 'start_share') {
+        sent.push(args);
+        return { share: 'aa'.repeat(16), pairing: 'bb'.repeat(16), qr_svg: '<svg/>', qr_text: 'x', qr_expires_at: Date.now() / 1000 + 300, expires_at: 2, records: 1, attachments: 0, categories: ['conditions'] };
+      }
+      if (cmd === 'wait_for_doctor') throw { code: 'no_answer', message: 'nobody scanned yet' };
+      return null;
+    });
+    render(Share);
+    // Nothing chosen: the QR cannot be made, and the screen says why.
+    for (const c of ['conditions', 'medications', 'allergies', 'immunizations'])
+      await fireEvent.click(document.querySelector(`[data-share-category=${c}]`)!);
+    expect(screen.getByRole('button', { name: 'Show QR code' })).toBeDisabled();
+    expect(screen.getByTestId('share-nothing')).toBeInTheDocument();
+
+    await fireEvent.input(screen.getByLabelText('Find a record'), { target: { value: 'asthma' } });
+    await waitFor(() => expect(screen.getByRole('list', { name: 'Matching records' })).toBeInTheDocument());
+    expect(searched).toEqual(['asthma']);
+    await fireEvent.click(document.querySelector(`[data-pick-record="${row(2, 'x').id}"]`)!);
+    await fireEvent.click(document.querySelector(`[data-pick-record="${row(1, 'x').id}"]`)!);
+    expect(screen.getByTestId('picked-count')).toHaveTextContent('2 single records chosen');
+    await fireEvent.click(screen.getByRole('button', { name: 'Remove Record 2' }));
+    expect(screen.getByTestId('picked-count')).toHaveTextContent('1 single record chosen');
+
+    await fireEvent.input(screen.getByLabelText('Or a number of days'), { target: { value: 'soon' } });
+    expect(screen.getByTestId('days-error')).toHaveTextContent('Type a number of days');
+    expect(screen.getByRole('button', { name: 'Show QR code' })).toBeDisabled();
+    await fireEvent.input(screen.getByLabelText('Or a number of days'), { target: { value: '400' } });
+    expect(screen.getByTestId('days-error')).toHaveTextContent('At most 366 days');
+    await fireEvent.input(screen.getByLabelText('Or a number of days'), { target: { value: '2' } });
+    expect(screen.queryByTestId('days-error')).toBeNull();
+
+    await fireEvent.click(screen.getByRole('button', { name: 'Show QR code' }));
+    await waitFor(() => expect(sent).toHaveLength(1));
+    expect(sent[0]).toEqual({ args: { categories: [], records: [row(1, 'x').id], expires_in_secs: 2 * 86_400, policy: 'ask', depth: 0 } });
+  });
+
   it('an expired QR shows a clear message', async () => {
     mockIPC((cmd) => {
       if (cmd === 'start_share')
