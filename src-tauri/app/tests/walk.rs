@@ -1124,6 +1124,119 @@ async fn forwarding_under_ask_and_never() {
 
 /// A forward request that follows an accepted note reaches the patient through the
 /// background inbox loop (the order of the two-app end-to-end test).
+/// Share screen, single records: a category plus one chosen record reaches the doctor as
+/// exactly those records; an id the vault does not hold, or not an id at all, is refused
+/// before anything is shared.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn single_records_share_exactly_what_was_chosen() {
+    let Some(relay) = start_relay() else { return };
+    let dir = tempfile::tempdir().expect("dir");
+    let patient = PatientApp::new(config(dir.path(), "p.vault"), Arc::new(NoEvents));
+    let doctor = DoctorApp::new(config(dir.path(), "d.vault"), Arc::new(NoEvents));
+    for (app_vault, name) in [("patient", "Pat Example"), ("doctor", "Dr. Ada Quinn")] {
+        let args = ipc::CreateVault {
+            passphrase: PASS.into(),
+            name: name.into(),
+            licence: None,
+            relay_url: relay.url.clone(),
+        };
+        if app_vault == "patient" {
+            patient.create_vault(args).await.expect("patient vault");
+        } else {
+            doctor.create_vault(args).await.expect("doctor vault");
+        }
+    }
+    let add = |r: ipc::ManualRecord| {
+        let patient = &patient;
+        async move { patient.add_record(r).await.expect("record") }
+    };
+    add(ipc::ManualRecord::Allergy {
+        text: "Penicillin".into(),
+        reaction: None,
+    })
+    .await;
+    let asthma = add(ipc::ManualRecord::Condition {
+        text: "Asthma".into(),
+        onset: Some("2019-04-01".into()),
+    })
+    .await;
+    add(ipc::ManualRecord::Condition {
+        text: "Type 2 diabetes".into(),
+        onset: None,
+    })
+    .await;
+    add(ipc::ManualRecord::Medication {
+        text: "Metformin".into(),
+        dosage: None,
+    })
+    .await;
+    let share = |records: Vec<String>| ipc::StartShare {
+        categories: vec![ShareCategory::Allergies],
+        records,
+        expires_in_secs: 3600,
+        policy: PolicyChoice::Never,
+        depth: 0,
+    };
+
+    let e = patient
+        .start_share(share(vec!["00".repeat(32)]))
+        .await
+        .expect_err("unknown record");
+    assert_eq!(e.code, "not_found", "{e:?}");
+    let e = patient
+        .start_share(share(vec!["Asthma".into()]))
+        .await
+        .expect_err("not an id");
+    assert_eq!(e.code, "invalid_input", "{e:?}");
+    assert!(patient.shares().await.expect("shares").is_empty());
+
+    let started = patient
+        .start_share(share(vec![asthma]))
+        .await
+        .expect("share");
+    assert_eq!(started.records, 2);
+    assert_eq!(
+        started.categories,
+        vec![ShareCategory::Allergies, ShareCategory::Conditions]
+    );
+    let scan = doctor
+        .scan_text(ipc::ScanText {
+            text: started.qr_text.clone(),
+        })
+        .await
+        .expect("scan");
+    patient
+        .wait_for_doctor(ipc::Wait {
+            id: started.pairing.clone(),
+            wait_secs: 20,
+        })
+        .await
+        .expect("door");
+    patient
+        .answer_doctor(ipc::Answer {
+            id: started.pairing,
+            accept: true,
+        })
+        .await
+        .expect("confirm");
+    let link = doctor
+        .wait_for_grant(ipc::Wait {
+            id: scan.scan,
+            wait_secs: 20,
+        })
+        .await
+        .expect("grant");
+    let view = doctor
+        .refresh_patient(ipc::IdRef { id: link.clone() })
+        .await
+        .expect("refresh");
+    assert_eq!(view.records, 2);
+    let chart = doctor.chart(ipc::IdRef { id: link }).await.expect("chart");
+    let mut titles: Vec<&str> = chart.rows.iter().map(|r| r.title.as_str()).collect();
+    titles.sort_unstable();
+    assert_eq!(titles, ["Asthma", "Penicillin"]);
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn forward_request_after_a_note_through_the_background_loop() {
     let Some(relay) = start_relay() else { return };
