@@ -205,9 +205,14 @@ pub struct AuditHead {
     pub entry_hash: String,
     /// Relay signature over the head (base64url, 64 bytes).
     pub signature: String,
+    /// Relay signature over the head and the read's `challenge` (base64url, 64 bytes;
+    /// docs/relay-formats.md "Relay audit chain", `fresh_sig`). Present only when the read
+    /// named a challenge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fresh_signature: Option<String>,
 }
 
-/// Answer to `GET /v1/shares/{share_id}/audit?from=N`.
+/// Answer to `GET /v1/shares/{share_id}/audit?from=N[&challenge=C]`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 pub struct AuditLog {
     /// Entries with `seq >= from`, ascending (at most one page).

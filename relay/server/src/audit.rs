@@ -24,6 +24,8 @@ use crate::storage::{Tx, Value};
 pub const ENTRY_LABEL: &[u8] = b"carekey/v1/relay-audit-entry";
 /// Domain label of the relay's signature over an audit head.
 pub const HEAD_LABEL: &[u8] = b"carekey/v1/relay-audit-head";
+/// Domain label of the relay's signature over an audit head and a reader's challenge.
+pub const FRESH_HEAD_LABEL: &[u8] = b"carekey/v1/relay-audit-head-fresh";
 /// `relay_meta` row holding the relay's audit signing key seed.
 pub const KEY_META_NAME: &str = "audit_signing_key";
 /// Most rows in one audit INSERT statement.
@@ -93,6 +95,25 @@ pub fn head_message(share_id: &[u8; 16], seq: u64, entry_hash: &[u8; 32]) -> Vec
     m.extend_from_slice(share_id);
     m.extend_from_slice(&seq.to_be_bytes());
     m.extend_from_slice(entry_hash);
+    m
+}
+
+/// The message the relay signs for a head read with `challenge` (docs/relay-formats.md
+/// "Relay audit chain", `fresh_sig`): the head message under its own label, then the
+/// challenge, so a recorded answer cannot pass for a later read.
+pub fn fresh_head_message(
+    share_id: &[u8; 16],
+    seq: u64,
+    entry_hash: &[u8; 32],
+    challenge: &[u8; 32],
+) -> Vec<u8> {
+    let mut m = Vec::with_capacity(FRESH_HEAD_LABEL.len() + 89);
+    m.extend_from_slice(FRESH_HEAD_LABEL);
+    m.push(0);
+    m.extend_from_slice(share_id);
+    m.extend_from_slice(&seq.to_be_bytes());
+    m.extend_from_slice(entry_hash);
+    m.extend_from_slice(challenge);
     m
 }
 
@@ -256,9 +277,12 @@ pub struct FromQuery {
     /// First sequence number wanted (default 1).
     #[serde(default)]
     pub from: Option<u64>,
+    /// The reader's 32 random bytes (base64url): the head is also signed over them.
+    #[serde(default)]
+    pub challenge: Option<String>,
 }
 
-/// `GET /v1/shares/{share_id}/audit?from=N` (owner request).
+/// `GET /v1/shares/{share_id}/audit?from=N[&challenge=C]` (owner request).
 pub async fn read_log(
     State(state): State<AppState>,
     Path(share_hex): Path<String>,
@@ -271,6 +295,11 @@ pub async fn read_log(
     let share_id = encoding::parse_id("share id", &share_hex)?;
     let ow = OwnerWrite::from_request(&state.config, &method, &uri, &headers, &body)?;
     let from = encoding::to_db("from", q.from.unwrap_or(1).max(1))?;
+    let challenge = q
+        .challenge
+        .as_deref()
+        .map(|c| encoding::unb64_fixed::<32>("challenge", c))
+        .transpose()?;
     let now = state.clock.now();
     let (rows, seq, head) = state
         .storage
@@ -318,12 +347,19 @@ pub async fn read_log(
         })
         .collect::<Result<Vec<_>>>()?;
     let sig = state.audit_key.sign(&head_message(&share_id, seq, &head));
+    let fresh = challenge.map(|c| {
+        let s = state
+            .audit_key
+            .sign(&fresh_head_message(&share_id, seq, &head, &c));
+        b64(&s.to_bytes())
+    });
     Ok(Json(AuditLog {
         entries,
         head: AuditHead {
             seq,
             entry_hash: b64(&head),
             signature: b64(&sig.to_bytes()),
+            fresh_signature: fresh,
         },
     }))
 }

@@ -283,11 +283,11 @@ pub const ROUTES: &[RouteDoc] = &[
         "GET",
         "/v1/shares/{share_id}/audit",
         "owner",
-        "?from=N -> 200 AuditLog",
+        "?from=N&challenge=C -> 200 AuditLog (head.fresh_signature over C)",
         &[200],
-        &[401, 404, 409, 410],
+        &[400, 401, 404, 409, 410],
     )
-    .query(&[("from", false)]),
+    .query(&[("from", false), ("challenge", false)]),
     route(
         "GET",
         "/v1/shares/{share_id}/notices",

@@ -148,6 +148,55 @@ async fn blob_roundtrip_and_audit_chain(h: Harness) {
         )
         .await;
     assert_eq!(r.json()["entries"].as_array().unwrap().len(), 1);
+    // Without a challenge the head has no fresh signature; with one, the fresh signature
+    // covers the head and that challenge (docs/relay-formats.md "Relay audit chain").
+    assert!(r.json()["head"].get("fresh_signature").is_none());
+    let challenge = rand::<32>();
+    let r = h
+        .owner(
+            &o,
+            "GET",
+            &format!(
+                "/v1/shares/{}/audit?from=3&challenge={}",
+                o.share_hex,
+                b64(&challenge)
+            ),
+            vec![],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK);
+    let fresh = |challenge: &[u8; 32]| {
+        let mut m = b"carekey/v1/relay-audit-head-fresh\0".to_vec();
+        m.extend_from_slice(&o.share_id);
+        m.extend_from_slice(&3u64.to_be_bytes());
+        m.extend_from_slice(&prev);
+        m.extend_from_slice(challenge);
+        m
+    };
+    let sig = Signature::from_bytes(
+        &unb64(r.json()["head"]["fresh_signature"].as_str().unwrap())
+            .try_into()
+            .unwrap(),
+    );
+    relay_key.verify(&fresh(&challenge), &sig).unwrap();
+    assert!(
+        relay_key.verify(&fresh(&[0; 32]), &sig).is_err(),
+        "bound to the challenge"
+    );
+    assert!(relay_key.verify(&m, &sig).is_err(), "not the plain head");
+    // A challenge that is not 32 bytes of base64url: 400, the input not echoed.
+    for bad in ["AAAA", "not*base64"] {
+        let r = h
+            .owner(
+                &o,
+                "GET",
+                &format!("/v1/shares/{}/audit?challenge={bad}", o.share_hex),
+                vec![],
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{bad}");
+        assert!(!r.text().contains(bad), "{bad}");
+    }
 }
 
 async fn replayed_or_reordered_owner_request_rejected(h: Harness) {

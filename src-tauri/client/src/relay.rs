@@ -698,8 +698,15 @@ impl Relay {
         cap: &mut OwnerCap,
         share: &ShareId,
         from: u64,
+        challenge: &[u8; 32],
     ) -> Result<api::AuditLog> {
-        let path = format!("/v1/shares/{}/audit?from={from}", share);
+        // The challenge is in the signed URI: the answer's `fresh_signature` must cover it
+        // (docs/relay-formats.md "Relay audit chain").
+        let path = format!(
+            "/v1/shares/{}/audit?from={from}&challenge={}",
+            share,
+            b64(challenge)
+        );
         let r = self
             .owner(cap, Method::GET, &path, Vec::new(), false)
             .await?;

@@ -217,7 +217,7 @@ async fn endless_answers_are_cut_at_their_caps() {
         .refused(
             "audit page",
             carekey_client::answer::AUDIT_PAGE_MAX,
-            relay.audit_log(&mut owner, &ShareId([1; 16]), 0),
+            relay.audit_log(&mut owner, &ShareId([1; 16]), 0, &[7; 32]),
         )
         .await;
     too_large(&e, "audit page");

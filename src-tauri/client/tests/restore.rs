@@ -227,6 +227,151 @@ async fn older_backup_served_by_a_hostile_front_end_keeps_the_doctor_revoked() {
     restore_keeps_the_revoked_doctor_revoked(true).await;
 }
 
+/// The hostile front end replays the older backup *and* the relay's audit-log answers
+/// recorded back then, to hide the revoke made since. The log's head is signed over a
+/// challenge the client picks for each read, so the recorded answers do not pass: the
+/// reconciliation fails as tampered and the state keeps refusing writes. Once the front end
+/// forwards honestly, the reconciliation finds the revoke (docs/protocol.md "Restore and
+/// reconciliation"; threat-model T31).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn older_backup_and_replayed_audit_log_are_refused() {
+    let (_relay, proxy) = proxy::start().await;
+    let r = Relay::new(&proxy.url).expect("URL");
+    let cancel = Cancel::new();
+    let phone = tempfile::tempdir().expect("dir");
+    let (mut vault, phrase) = Vault::create(
+        &phone.path().join("old.vault"),
+        "old pass",
+        &common::quick_vault_options(),
+    )
+    .expect("vault");
+    let phrase = phrase.expose_words().to_owned();
+    let root = RecoveryPhrase::parse(&phrase)
+        .expect("phrase")
+        .root()
+        .expect("root");
+    let identity = || DeviceIdentity::from_root(&root);
+    let pcard: Card = identity()
+        .card("Pat Restore", Role::Patient, None, 1)
+        .expect("card");
+    let mut patient = Patient::new(identity(), pcard.clone(), r.clone());
+    let share = patient
+        .create_share(
+            share_items(2_000),
+            ShareOptions {
+                expires_at: in_a_day(),
+                policy: Policy::Never,
+                delegation_depth: 0,
+            },
+            &NoProgress,
+            &cancel,
+        )
+        .await
+        .expect("share");
+    let (mut a, link_a, rel_a) = pair(&mut patient, &share, "Dr. Revoked").await;
+    let (_b, _link_b, rel_b) = pair(&mut patient, &share, "Dr. Stays").await;
+    backup(&mut vault, &mut patient, &r).await;
+
+    drop(patient);
+    drop(vault);
+
+    // The phone is restored (lost and replaced): the front end records the backup answer
+    // and the audit-log answers of the reconciliation that follows.
+    let phone = tempfile::tempdir().expect("dir");
+    let mut vault = restore_from_relay(
+        &r,
+        &phrase,
+        &phone.path().join("second.vault"),
+        "p",
+        &common::quick_vault_options(),
+    )
+    .await
+    .expect("restores");
+    let old_backup = proxy
+        .find("GET", "/v1/backups/")
+        .pop()
+        .expect("backup answer");
+    let mut patient = Patient::load_from(&mut vault, identity(), pcard.clone(), r.clone())
+        .expect("state loads")
+        .expect("state in the backup");
+    let mark = proxy.mark();
+    patient
+        .reconcile(&NoProgress, &cancel)
+        .await
+        .expect("reconciles then");
+    let old_logs: Vec<_> = proxy
+        .since(mark)
+        .into_iter()
+        .filter(|e| e.method == "GET" && e.path.contains("/audit") && e.status == 200)
+        .collect();
+    assert!(!old_logs.is_empty(), "the audit log was read");
+
+    // A is revoked after that backup; the relay gets a newer backup.
+    patient
+        .revoke(&share, &rel_a, &NoProgress, &cancel)
+        .await
+        .expect("revoke A");
+    backup(&mut vault, &mut patient, &r).await;
+    drop(patient);
+    drop(vault);
+    proxy.add(Rule::new("old backup", "GET", "/v1/backups/", replay_of(&old_backup)).times(1));
+    proxy.add(Rule::new(
+        "old audit log",
+        "GET",
+        "/audit",
+        replay_of(&old_logs[0]),
+    ));
+
+    let new_phone = tempfile::tempdir().expect("dir");
+    let mut restored = restore_from_relay(
+        &r,
+        &phrase,
+        &new_phone.path().join("new.vault"),
+        "new pass",
+        &common::quick_vault_options(),
+    )
+    .await
+    .expect("restores");
+    assert_eq!(proxy.fired("old backup"), 1, "the older backup was served");
+    let mut patient = Patient::load_from(&mut restored, identity(), pcard.clone(), r.clone())
+        .expect("state loads")
+        .expect("state in the backup");
+    let mark = proxy.mark();
+    let e = patient
+        .reconcile(&NoProgress, &cancel)
+        .await
+        .expect_err("a replayed log does not pass");
+    assert_eq!(e.code(), "tampered", "{e}");
+    assert!(
+        proxy.fired("old audit log") >= 1,
+        "the recorded log was served"
+    );
+    assert!(patient.needs_reconcile(), "still refusing writes");
+    assert!(
+        proxy
+            .since(mark)
+            .iter()
+            .all(|e| e.method == "GET" || e.path.contains("/audit")),
+        "nothing was written"
+    );
+    let e = patient
+        .revoke(&share, &rel_b, &NoProgress, &cancel)
+        .await
+        .expect_err("refused before reconciling");
+    assert_eq!(e.code(), "not_allowed", "{e}");
+
+    // An honest front end again: the revoke is found, A stays revoked and gets nothing.
+    proxy.clear();
+    let done = patient
+        .reconcile(&NoProgress, &cancel)
+        .await
+        .expect("reconciles");
+    assert_eq!(done[0].grants_marked_revoked, 1);
+    assert_eq!(active(&patient, &share), BTreeSet::from([rel_b]));
+    a.sync(&link_a, 0).await.expect("A's mailbox reads");
+    assert_eq!(held_epoch(&a, &link_a), 1, "A received no key");
+}
+
 /// A doctor paired after the backup is unknown to the restored state: nobody could see or
 /// revoke it there, so the reconciliation revokes its token, and it receives no key.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -119,6 +119,47 @@ impl Head {
         key.sign(chain.head_label(), &self.signed_body(scope))
     }
 
+    /// The relay's signature of this head bound to a reader's `challenge`
+    /// (docs/relay-formats.md "Relay audit chain", `fresh_sig`).
+    pub fn sign_fresh(
+        &self,
+        scope: &[u8; 16],
+        challenge: &[u8; 32],
+        key: &SigningSecret,
+    ) -> [u8; 64] {
+        key.sign(
+            label::RELAY_AUDIT_HEAD_FRESH_SIG,
+            &self.fresh_body(scope, challenge),
+        )
+    }
+
+    /// Verifies a relay head signature bound to `challenge`: the head is the relay's head at
+    /// the time of the read that carried this challenge, not a recorded older answer.
+    pub fn verify_fresh(
+        &self,
+        scope: &[u8; 16],
+        challenge: &[u8; 32],
+        key: &PublicKey,
+        sig: &[u8; 64],
+    ) -> Result<()> {
+        key.verify(
+            label::RELAY_AUDIT_HEAD_FRESH_SIG,
+            &self.fresh_body(scope, challenge),
+            sig,
+            "audit head",
+        )
+        .map_err(|_| Error::AuditChain {
+            seq: self.seq,
+            reason: "head is not signed for this read (stale or replayed answer)",
+        })
+    }
+
+    fn fresh_body(&self, scope: &[u8; 16], challenge: &[u8; 32]) -> Vec<u8> {
+        let mut body = self.signed_body(scope);
+        body.extend_from_slice(challenge);
+        body
+    }
+
     /// Verifies a head signature.
     pub fn verify(
         &self,

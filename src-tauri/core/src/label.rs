@@ -31,6 +31,9 @@ pub const OWNER_WRITE_SIG: &str = "carekey/v1/owner-write";
 pub const AUDIT_HEAD_SIG: &str = "carekey/v1/audit-head";
 /// Relay's signature of its per-share audit chain head (docs/relay-formats.md).
 pub const RELAY_AUDIT_HEAD_SIG: &str = "carekey/v1/relay-audit-head";
+/// Relay's signature of its audit chain head bound to the reader's challenge, which proves
+/// the head is current (docs/relay-formats.md "Relay audit chain", `fresh_sig`).
+pub const RELAY_AUDIT_HEAD_FRESH_SIG: &str = "carekey/v1/relay-audit-head-fresh";
 /// Author's signature over a FHIR resource (provenance).
 pub const RECORD_SIG: &str = "carekey/v1/record";
 /// A colleague's signature of its forwarding invite (card, reader key, mailbox).
@@ -121,6 +124,7 @@ mod tests {
         OWNER_WRITE_SIG,
         AUDIT_HEAD_SIG,
         RELAY_AUDIT_HEAD_SIG,
+        RELAY_AUDIT_HEAD_FRESH_SIG,
         RECORD_SIG,
         FORWARD_INVITE_SIG,
         SECTION_SIG,

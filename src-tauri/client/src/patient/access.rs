@@ -271,6 +271,35 @@ pub fn summarize(events: &[AccessEvent]) -> Vec<ReaderSummary> {
 /// time, and verifies it (docs/protocol.md "Audit chains"): the entries extend the pinned head
 /// (`st.audit_pin`), their last hash is the head the relay signed, and that signature is under
 /// the pinned relay key. Returns the entries read and the new head; pins nothing.
+/// Checks `head.fresh_signature` over `challenge` under the pinned relay key; a missing one
+/// is refused like a wrong one (a front end that strips it must not pass).
+fn verify_fresh(
+    head: &carekey_relay_api::AuditHead,
+    share_id: &ShareId,
+    key: &PublicKey,
+    challenge: &[u8; 32],
+) -> Result<()> {
+    let stale = || {
+        ClientError::Tampered(carekey_core::Error::AuditChain {
+            seq: head.seq,
+            reason: "head is not signed for this read (stale or replayed answer)",
+        })
+    };
+    let sig = head.fresh_signature.as_deref().ok_or_else(stale)?;
+    let signed = Head {
+        seq: head.seq,
+        hash: unb64(&head.entry_hash, "audit head")?,
+    };
+    signed
+        .verify_fresh(
+            share_id.as_bytes(),
+            challenge,
+            key,
+            &unb64(sig, "audit head fresh signature")?,
+        )
+        .map_err(|_| stale())
+}
+
 pub(super) async fn read_verified_log(
     relay: &Relay,
     key: &PublicKey,
@@ -289,7 +318,15 @@ pub(super) async fn read_verified_log(
                 what: "audit log (too many pages)",
             });
         }
-        let page = relay.audit_log(&mut st.owner, share_id, from).await?;
+        // A new challenge per page: every answer, the last one above all, must be the
+        // relay's head now, not a recorded older answer (docs/protocol.md "Restore and
+        // reconciliation").
+        let mut challenge = [0u8; 32];
+        rand_core::RngCore::fill_bytes(&mut rand_core::OsRng, &mut challenge);
+        let page = relay
+            .audit_log(&mut st.owner, share_id, from, &challenge)
+            .await?;
+        verify_fresh(&page.head, share_id, key, &challenge)?;
         let last = page.entries.last().map(|e| e.seq);
         raw.extend(page.entries.iter().cloned());
         match last {
