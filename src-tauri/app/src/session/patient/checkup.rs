@@ -2,7 +2,7 @@
 //! doctor's scan, and confirm (the doctor gets the grant) or reject after comparing check codes.
 
 use carekey_client::patient::{PairingSession, Patient, ShareOptions};
-use carekey_core::grant::Policy;
+use carekey_core::grant::{Category, Policy, Scope};
 use carekey_core::keys::Card;
 use carekey_vault::AuditEvent;
 use serde::Serialize;
@@ -272,8 +272,32 @@ impl PatientApp {
 
     /// After comparing check codes: confirm (the doctor gets the grant) or reject (the doctor
     /// is told the patient declined). Returns the relationship id on confirm.
-    pub async fn answer_doctor(&self, args: ipc::Answer) -> Result<Option<String>> {
+    ///
+    /// `categories` narrows a confirm to those kinds of record (absent: the whole share). They
+    /// are checked against the share before anything is sent; a refused list leaves the
+    /// doctor at the door, so the patient can answer again.
+    pub async fn answer_doctor(&self, args: ipc::AnswerDoctor) -> Result<Option<String>> {
         args.validate()?;
+        let scope = match &args.categories {
+            None => None,
+            Some(chosen) => Some(self.narrower_scope(&args.id, chosen).await?),
+        };
+        let mut g = self.service().await?;
+        let p = g.as_mut().ok_or_else(locked)?;
+        // Counted before the slot is taken: a share that cannot enforce the scope is refused
+        // with the doctor still at the door.
+        let covered = match &scope {
+            None => None,
+            Some((share_id, scope)) => {
+                Some(p.records_in_scope(share_id, scope).ok_or_else(|| {
+                    AppError::new(
+                        "not_allowed",
+                        "this share was made before a confirm could narrow it: confirm \
+                             all of it, or reject and make a new share of only those kinds",
+                    )
+                })?)
+            }
+        };
         let slot = self
             .pairings
             .lock()
@@ -284,8 +308,6 @@ impl PatientApp {
         };
         let (session, card) = (*session, *card);
         let share_id = session.share_id();
-        let mut g = self.service().await?;
-        let p = g.as_mut().ok_or_else(locked)?;
         if !args.accept {
             // The doctor's app is told at once ("the patient declined"), not left to time out.
             p.decline(session).await?;
@@ -299,7 +321,15 @@ impl PatientApp {
             return Ok(None);
         }
         let trust = clinics::load(&self.vault).await?;
-        let index = p.confirm(session).await?;
+        let index = match scope {
+            // The slot's share is the one the scope was checked against (a pairing never
+            // changes share); checked again rather than trusted.
+            Some((checked, scope)) if checked == share_id => {
+                p.confirm_with_scope(session, scope).await?
+            }
+            Some(_) => return Err(AppError::internal()),
+            None => p.confirm(session).await?,
+        };
         let paired_at = p
             .relationship(&index)
             .map(|r| r.paired_at)
@@ -332,6 +362,8 @@ impl PatientApp {
                         s.records
                     })
                     .unwrap_or(0);
+                // The audit line says what this doctor can read, not what the share holds.
+                let records = covered.unwrap_or(records);
                 settings::save(v, SHARES, &st)?;
                 v.log_event(&AuditEvent::Shared {
                     share_id: share_hex,
@@ -344,5 +376,35 @@ impl PatientApp {
         drop(g);
         self.schedule_backup();
         Ok(Some(hex(&rel)))
+    }
+
+    /// The scope of a narrower confirm on the pairing `pairing`, with the share it is for:
+    /// `chosen` must be a non-empty subset of the categories the share holds.
+    async fn narrower_scope(
+        &self,
+        pairing: &str,
+        chosen: &[ShareCategory],
+    ) -> Result<(carekey_client::ShareId, Scope)> {
+        let share_id = match self
+            .pairings
+            .lock()
+            .map_err(|_| AppError::internal())?
+            .get(pairing)
+        {
+            Some(PairingSlot::Answered(session, _)) => session.share_id(),
+            _ => return Err(AppError::not_found("a doctor's answer to this QR")),
+        };
+        let share_hex = hex(share_id.as_bytes());
+        let view = self
+            .shares()
+            .await?
+            .into_iter()
+            .find(|s| s.id == share_hex)
+            .ok_or_else(|| AppError::not_found("that share"))?;
+        validate::confirm_scope(chosen, &view.categories)?;
+        let categories: Vec<Category> = chosen.iter().map(|c| share::category_of(*c)).collect();
+        // No records listed: `Scope::new` fails only on too many.
+        let scope = Scope::new(&categories, Vec::new()).map_err(|_| AppError::internal())?;
+        Ok((share_id, scope))
     }
 }
