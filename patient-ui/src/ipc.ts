@@ -213,6 +213,12 @@ export interface StartShare {
   policy: PolicyChoice;
   depth: number;
 }
+/** `answer_doctor`: `categories` only on a confirm narrower than the share (absent: all of it). */
+export interface AnswerDoctor {
+  id: string;
+  accept: boolean;
+  categories?: ShareCategory[];
+}
 export type AppEvent =
   | { event: 'locked' }
   | { event: 'progress'; op: string; stage: string; done: number; total: number }
@@ -256,7 +262,8 @@ export const ipc = {
   startShare: (a: StartShare) => call<ShareStarted>('start_share', a),
   waitForDoctor: (id: string, wait_secs: number) =>
     call<DoctorAtTheDoor>('wait_for_doctor', { id, wait_secs }),
-  answerDoctor: (id: string, accept: boolean) => call<string | null>('answer_doctor', { id, accept }),
+  answerDoctor: (id: string, accept: boolean, categories?: ShareCategory[]) =>
+    call<string | null>('answer_doctor', (categories ? { id, accept, categories } : { id, accept }) satisfies AnswerDoctor),
   shares: () => call<ShareView[]>('shares'),
   accessLog: (id: string) => call<AccessLogView>('access_log', { id }),
   revoke: (share: string, relationship: string) => call<ShareView[]>('revoke', { share, relationship }),

@@ -6,6 +6,7 @@ import fixture from '../src/ipc.fixture.json';
 import type {
   AccessLine,
   AccessLogView,
+  AnswerDoctor,
   LinkRow,
   PublishLink,
   PublishedLinkView,
@@ -92,6 +93,7 @@ const samples: Record<string, object> = {
   'AppEvent.access_ended': { event: 'access_ended', patient: hex, purged: 1 } satisfies AppEvent,
   'AppEvent.problem': { event: 'problem', code: 'c', message: 'm' } satisfies AppEvent,
   StartShare: { categories: ['conditions'], records: [], expires_in_secs: 86400, policy: 'ask', depth: 0 } satisfies StartShare,
+  AnswerDoctor: { id: hex, accept: true, categories: ['allergies'] } satisfies AnswerDoctor,
   CreateVault: { passphrase: 'p', name: 'n', relay_url: 'u', licence: null },
   'ManualRecord.condition': { kind: 'condition', text: 't', onset: null } satisfies ManualRecord,
   'ManualRecord.medication': { kind: 'medication', text: 't', dosage: null } satisfies ManualRecord,

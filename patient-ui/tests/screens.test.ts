@@ -217,6 +217,48 @@ describe('Share', () => {
     expect(sent[0]).toEqual({ args: { categories: [], records: [row(1, 'x').id], expires_in_secs: 2 * 86_400, policy: 'ask', depth: 0 } });
   });
 
+  it('the confirm step narrows the grant to the ticked kinds; none ticked disables Confirm', async () => {
+    const answered: unknown[] = [];
+    mockIPC((cmd, args) => {
+      if (cmd === 'start_share')
+        return {
+          share: 'aa'.repeat(16), pairing: 'bb'.repeat(16), qr_svg: '<svg xmlns="http://www.w3.org/2000/svg"/>',
+          qr_text: 'CAREKEY:XYZ', qr_expires_at: Date.now() / 1000 + 300, expires_at: Date.now() / 1000 + 86400,
+          records: 42, attachments: 0, categories: ['conditions', 'medications', 'allergies'],
+        };
+      if (cmd === 'wait_for_doctor')
+        return { pairing: 'bb'.repeat(16), name: 'Dr. Ada Quinn', licence: null, check_code: '123-4567', attested: false, trust: 't' };
+      if (cmd === 'answer_doctor') {
+        answered.push(args);
+        return 'cc'.repeat(16);
+      }
+      return null;
+    });
+    render(Share);
+    await fireEvent.click(screen.getByRole('button', { name: 'Show QR code' }));
+    await waitFor(() => expect(screen.getByTestId('confirm-scope')).toBeInTheDocument());
+    const scope = screen.getByRole('group', { name: 'What Dr. Ada Quinn will see' });
+    expect(scope).toHaveAccessibleDescription('This doctor will see only what is ticked.');
+    // The share's categories only, each a labelled checkbox, all ticked at first.
+    const boxes = screen.getAllByRole('checkbox');
+    expect(boxes).toHaveLength(3);
+    for (const name of ['Problems', 'Medications', 'Allergies']) {
+      expect(screen.getByRole('checkbox', { name })).toBeChecked();
+    }
+    const confirm = screen.getByTestId('confirm-doctor');
+    for (const b of boxes) await fireEvent.click(b);
+    expect(confirm).toBeDisabled();
+    expect(confirm).toHaveAccessibleDescription('Tick at least one kind of record to confirm, or reject.');
+    await fireEvent.click(screen.getByRole('checkbox', { name: 'Allergies' }));
+    await fireEvent.click(screen.getByRole('checkbox', { name: 'Problems' }));
+    expect(confirm).toBeEnabled();
+    expect(screen.queryByTestId('confirm-reason')).toBeNull();
+    await fireEvent.click(confirm);
+    await waitFor(() => expect(screen.getByTestId('share-done')).toHaveTextContent('Dr. Ada Quinn can see only your problems, allergies'));
+    // In the share's order, whatever order they were ticked in.
+    expect(answered).toEqual([{ args: { id: 'bb'.repeat(16), accept: true, categories: ['conditions', 'allergies'] } }]);
+  });
+
   it('an expired QR shows a clear message', async () => {
     mockIPC((cmd) => {
       if (cmd === 'start_share')

@@ -436,8 +436,7 @@ impl Validate for Wait {
     }
 }
 
-/// `answer_doctor` (confirm or reject after comparing codes), `answer_forward`,
-/// `answer_note` (accept into the vault or dismiss).
+/// `answer_forward` (approve or decline), `answer_note` (accept into the vault or dismiss).
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct Answer {
@@ -450,6 +449,33 @@ pub struct Answer {
 impl Validate for Answer {
     fn validate(&self) -> Result<()> {
         validate::hex_id::<16>("id", &self.id).map(drop)
+    }
+}
+
+/// `answer_doctor`: confirm or reject the doctor at the door after comparing check codes.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerDoctor {
+    /// The pairing id.
+    pub id: String,
+    /// Confirm (`true`) or reject.
+    pub accept: bool,
+    /// On a confirm, the only categories this doctor gets (a non-empty subset of the share's
+    /// categories, checked against the share by the session); absent: the whole share.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub categories: Option<Vec<ShareCategory>>,
+}
+
+impl Validate for AnswerDoctor {
+    fn validate(&self) -> Result<()> {
+        validate::hex_id::<16>("id", &self.id)?;
+        match &self.categories {
+            None => Ok(()),
+            Some(_) if !self.accept => Err(AppError::invalid_input(
+                "categories: only a confirm takes categories",
+            )),
+            Some(c) => validate::confirm_categories(c),
+        }
     }
 }
 
@@ -842,7 +868,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("new_qr", "IdRef"),
     ("activity", "NoArgs"),
     ("wait_for_doctor", "Wait"),
-    ("answer_doctor", "Answer"),
+    ("answer_doctor", "AnswerDoctor"),
     ("shares", "NoArgs"),
     ("access_log", "IdRef"),
     ("revoke", "Revoke"),
@@ -919,6 +945,7 @@ pub fn validate_json(command: &str, args: &serde_json::Value) -> Result<()> {
         "StartShare" => parse::<StartShare>(args).map(drop),
         "Wait" => parse::<Wait>(args).map(drop),
         "Answer" => parse::<Answer>(args).map(drop),
+        "AnswerDoctor" => parse::<AnswerDoctor>(args).map(drop),
         "IdRef" => parse::<IdRef>(args).map(drop),
         "Revoke" => parse::<Revoke>(args).map(drop),
         "ScanImage" => parse::<ScanImage>(args).map(drop),
@@ -1028,6 +1055,33 @@ mod tests {
         ] {
             assert_eq!(
                 validate_json("start_share", &bad)
+                    .expect_err("refused")
+                    .code,
+                "invalid_input",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn answer_doctor_rules() {
+        let id = "ab".repeat(16);
+        for ok in [
+            json!({"id": id, "accept": true}),
+            json!({"id": id, "accept": false}),
+            json!({"id": id, "accept": true, "categories": ["allergies", "conditions"]}),
+        ] {
+            assert!(validate_json("answer_doctor", &ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            json!({"id": id, "accept": true, "categories": []}),
+            json!({"id": id, "accept": true, "categories": ["allergies", "allergies"]}),
+            json!({"id": id, "accept": true, "categories": ["secrets"]}),
+            json!({"id": id, "accept": false, "categories": ["allergies"]}),
+            json!({"id": "zz", "accept": true}),
+        ] {
+            assert_eq!(
+                validate_json("answer_doctor", &bad)
                     .expect_err("refused")
                     .code,
                 "invalid_input",

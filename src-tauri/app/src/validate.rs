@@ -226,6 +226,37 @@ pub fn hex_id<const N: usize>(field: &str, value: &str) -> Result<[u8; N]> {
     v.try_into().map_err(|_| bad(field, &expected))
 }
 
+/// The categories of a narrower confirm, on their own: at least one, each once (a doctor
+/// confirmed for nothing would hold a grant that reads nothing; an empty list is refused
+/// rather than read as "the whole share", which is the absent list).
+pub fn confirm_categories(chosen: &[crate::ipc::ShareCategory]) -> Result<()> {
+    if chosen.is_empty() {
+        return Err(bad("categories", "tick at least one kind of record"));
+    }
+    for (i, c) in chosen.iter().enumerate() {
+        if chosen[..i].contains(c) {
+            return Err(bad("categories", "must name each kind of record once"));
+        }
+    }
+    Ok(())
+}
+
+/// The categories of a narrower confirm against the share's own: each must be in the share
+/// (a grant can only narrow what the patient shared, never widen it).
+pub fn confirm_scope(
+    chosen: &[crate::ipc::ShareCategory],
+    share: &[crate::ipc::ShareCategory],
+) -> Result<()> {
+    confirm_categories(chosen)?;
+    if chosen.iter().any(|c| !share.contains(c)) {
+        return Err(bad(
+            "categories",
+            "must be among the kinds of record in this share",
+        ));
+    }
+    Ok(())
+}
+
 /// A share duration in seconds.
 pub fn share_duration(secs: u64) -> Result<()> {
     if !(SHARE_MIN_SECS..=SHARE_MAX_SECS).contains(&secs) {

@@ -193,9 +193,10 @@ async fn a_received_share_as_files_and_a_link_with_a_chosen_passcode() {
         .await
         .expect("door");
     patient
-        .answer_doctor(ipc::Answer {
+        .answer_doctor(ipc::AnswerDoctor {
             id: started.pairing.clone(),
             accept: true,
+            categories: None,
         })
         .await
         .expect("confirm");

@@ -179,9 +179,10 @@ async fn both_apps_walk_every_screen() {
     assert_eq!(door.name, "Dr. Ada Quinn");
     assert!(door.trust.contains("self-asserted"), "{}", door.trust);
     let rel = patient
-        .answer_doctor(ipc::Answer {
+        .answer_doctor(ipc::AnswerDoctor {
             id: started.pairing.clone(),
             accept: true,
+            categories: None,
         })
         .await
         .expect("confirm")
@@ -557,9 +558,10 @@ async fn rejecting_the_code_tells_the_doctor_and_a_used_qr_says_so() {
     assert_eq!(e.code, "already_used", "{e:?}");
     // The patient rejects (codes did not match): the doctor hears it well before its wait.
     patient
-        .answer_doctor(ipc::Answer {
+        .answer_doctor(ipc::AnswerDoctor {
             id: started.pairing.clone(),
             accept: false,
+            categories: None,
         })
         .await
         .expect("reject");
@@ -608,9 +610,10 @@ async fn rejecting_the_code_tells_the_doctor_and_a_used_qr_says_so() {
         .await
         .expect("second doctor at the door");
     patient
-        .answer_doctor(ipc::Answer {
+        .answer_doctor(ipc::AnswerDoctor {
             id: again.pairing,
             accept: true,
+            categories: None,
         })
         .await
         .expect("confirm");
@@ -884,6 +887,164 @@ async fn a_note_survives_sigkill_between_receive_and_accept() {
     );
 }
 
+/// At the check-up confirm the patient narrows the share to some of its kinds of record
+/// (`answer_doctor` with `categories`): a list outside the share, an empty one, or one on a
+/// reject is refused before anything is sent and the doctor stays at the door; the narrower
+/// confirm gives the doctor exactly the records of the ticked kinds.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_confirm_narrower_than_the_share_gives_only_the_ticked_kinds() {
+    let Some(relay) = start_relay() else { return };
+    let dir = tempfile::tempdir().expect("dir");
+    let patient = PatientApp::new(config(dir.path(), "p.vault"), Arc::new(NoEvents));
+    let doctor = DoctorApp::new(config(dir.path(), "d.vault"), Arc::new(NoEvents));
+    let vault = |name: &str| ipc::CreateVault {
+        passphrase: PASS.into(),
+        name: name.into(),
+        licence: None,
+        relay_url: relay.url.clone(),
+    };
+    patient
+        .create_vault(vault("Pat Example"))
+        .await
+        .expect("patient vault");
+    doctor
+        .create_vault(vault("Dr. Ada Quinn"))
+        .await
+        .expect("doctor vault");
+    for r in [
+        ipc::ManualRecord::Allergy {
+            text: "Penicillin".into(),
+            reaction: None,
+        },
+        ipc::ManualRecord::Allergy {
+            text: "Peanuts".into(),
+            reaction: None,
+        },
+        ipc::ManualRecord::Condition {
+            text: "Asthma".into(),
+            onset: None,
+        },
+        ipc::ManualRecord::Immunization {
+            text: "Influenza".into(),
+            date: "2026-10-01".into(),
+        },
+    ] {
+        patient.add_record(r).await.expect("record");
+    }
+    let started = patient
+        .start_share(ipc::StartShare {
+            categories: vec![
+                ShareCategory::Allergies,
+                ShareCategory::Conditions,
+                ShareCategory::Immunizations,
+            ],
+            records: Vec::new(),
+            expires_in_secs: 3600,
+            policy: PolicyChoice::Never,
+            depth: 0,
+        })
+        .await
+        .expect("share");
+    assert_eq!(started.records, 4);
+    let scan = doctor
+        .scan_text(ipc::ScanText {
+            text: started.qr_text.clone(),
+        })
+        .await
+        .expect("scan");
+    patient
+        .wait_for_doctor(ipc::Wait {
+            id: started.pairing.clone(),
+            wait_secs: 20,
+        })
+        .await
+        .expect("door");
+    let answer = |accept, categories| ipc::AnswerDoctor {
+        id: started.pairing.clone(),
+        accept,
+        categories,
+    };
+    for (bad, why) in [
+        (
+            answer(true, Some(vec![ShareCategory::Medications])),
+            "a kind the share does not hold",
+        ),
+        (
+            answer(
+                true,
+                Some(vec![ShareCategory::Allergies, ShareCategory::Medications]),
+            ),
+            "partly outside the share",
+        ),
+        (answer(true, Some(vec![])), "nothing ticked"),
+        (
+            answer(
+                true,
+                Some(vec![ShareCategory::Allergies, ShareCategory::Allergies]),
+            ),
+            "a kind twice",
+        ),
+        (
+            answer(false, Some(vec![ShareCategory::Allergies])),
+            "categories on a reject",
+        ),
+    ] {
+        let e = patient.answer_doctor(bad).await.expect_err(why);
+        assert_eq!(e.code, "invalid_input", "{why}: {e:?}");
+        assert!(e.message.starts_with("categories:"), "{why}: {}", e.message);
+    }
+    // Still at the door after every refusal: the narrower confirm goes through.
+    let rel = patient
+        .answer_doctor(answer(
+            true,
+            Some(vec![ShareCategory::Allergies, ShareCategory::Immunizations]),
+        ))
+        .await
+        .expect("narrower confirm");
+    assert!(rel.is_some());
+    let link = doctor
+        .wait_for_grant(ipc::Wait {
+            id: scan.scan,
+            wait_secs: 20,
+        })
+        .await
+        .expect("grant");
+    let chart = doctor
+        .refresh_patient(ipc::IdRef { id: link.clone() })
+        .await
+        .expect("doctor fetches");
+    assert_eq!(chart.records, 3, "two allergies and the immunization");
+    let chart = doctor.chart(ipc::IdRef { id: link }).await.expect("chart");
+    let count = |ty: &str| chart.rows.iter().filter(|r| r.fhir_type == ty).count();
+    assert_eq!(count("AllergyIntolerance"), 2);
+    assert_eq!(count("Immunization"), 1);
+    assert_eq!(
+        count("Condition"),
+        0,
+        "the unticked condition never reached the doctor"
+    );
+    assert_eq!(chart.rows.len(), 3);
+    assert!(chart.rows.iter().all(|r| !r.title.contains("Asthma")));
+    let mut kinds = chart.categories.clone();
+    kinds.sort_by_key(|c| format!("{c:?}"));
+    assert_eq!(
+        kinds,
+        vec![ShareCategory::Allergies, ShareCategory::Immunizations]
+    );
+    // The patient's own log says what this doctor can read, not what the share holds.
+    let shared: Vec<_> = patient
+        .activity()
+        .await
+        .expect("activity")
+        .into_iter()
+        .filter_map(|a| match a.event {
+            carekey_vault::AuditEvent::Shared { records, .. } => Some(records),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(shared, vec![3]);
+}
+
 /// A patient with one hand-entered allergy, shared under `policy` with a doctor who has
 /// fetched it: (patient, doctor, the doctor's link to the patient).
 async fn paired(
@@ -988,9 +1149,10 @@ async fn paired_full(
         .await
         .expect("door");
     patient
-        .answer_doctor(ipc::Answer {
+        .answer_doctor(ipc::AnswerDoctor {
             id: started.pairing,
             accept: true,
+            categories: None,
         })
         .await
         .expect("confirm");
@@ -1213,9 +1375,10 @@ async fn single_records_share_exactly_what_was_chosen() {
         .await
         .expect("door");
     patient
-        .answer_doctor(ipc::Answer {
+        .answer_doctor(ipc::AnswerDoctor {
             id: started.pairing,
             accept: true,
+            categories: None,
         })
         .await
         .expect("confirm");

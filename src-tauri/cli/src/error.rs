@@ -44,8 +44,6 @@ pub enum CliError {
     /// The URL answers, but not as a Carekey relay (its well-known document is missing or
     /// malformed).
     NotARelay(String, ClientError),
-    /// A SMART Health Link could not be opened (`doctor open`).
-    Link(carekey_shl::ShlError),
     /// A call of the app layer (`carekey-app`, the sessions the apps use) failed: its stable
     /// code and its message, which never carry a key, token or patient datum.
     App(carekey_app::AppError),
@@ -54,12 +52,6 @@ pub enum CliError {
 impl From<carekey_app::AppError> for CliError {
     fn from(e: carekey_app::AppError) -> Self {
         CliError::App(e)
-    }
-}
-
-impl From<carekey_shl::ShlError> for CliError {
-    fn from(e: carekey_shl::ShlError) -> Self {
-        CliError::Link(e)
     }
 }
 
@@ -79,7 +71,6 @@ impl CliError {
             CliError::Input(_) => "input",
             CliError::Declined => "declined",
             CliError::NotARelay(..) => "not_a_relay",
-            CliError::Link(e) => e.code(),
             CliError::App(e) => &e.code,
         }
     }
@@ -91,12 +82,6 @@ impl CliError {
             CliError::Input(_) => exit::INPUT,
             CliError::Declined => exit::DECLINED,
             CliError::NotARelay(..) => exit::RELAY,
-            CliError::Link(e) => match e.code() {
-                "unreachable" | "timeout" | "rate_limited" | "bad_response" => exit::RELAY,
-                "tampered" | "wrong_key" | "expired" => exit::VERIFICATION,
-                "wrong_passcode" | "passcode_required" | "access_ended" => exit::REFUSED,
-                _ => exit::USAGE,
-            },
             CliError::Client(e) => exit_for(e.code()),
             CliError::App(e) => exit_for(&e.code),
         }
@@ -118,12 +103,10 @@ impl CliError {
             (CliError::NotARelay(..), _) => {
                 Some("check the relay URL: it must be a Carekey relay's base URL")
             }
-            (CliError::Link(carekey_shl::ShlError::PasscodeRejected { .. }), _) => {
+            // `doctor open`: the doctor session's SMART Health Link codes.
+            (CliError::App(_), "passcode_rejected") => {
                 Some("ask the patient for the passcode again; each wrong one uses up an attempt")
             }
-            (CliError::Link(carekey_shl::ShlError::LinkInactive), _) => Some(
-                "the link was deleted, expired or ran out of attempts: ask the patient for a new one",
-            ),
             _ => None,
         }
     }
@@ -137,7 +120,6 @@ impl std::fmt::Display for CliError {
             CliError::NotARelay(url, e) => {
                 write!(f, "{url} does not answer as a Carekey relay ({e})")
             }
-            CliError::Link(e) => write!(f, "{e}"),
             // The message alone: the code is printed in front (`error[<code>]: `).
             CliError::App(e) => f.write_str(&e.message),
             CliError::Declined => f.write_str(
@@ -151,13 +133,15 @@ impl std::fmt::Display for CliError {
 /// and the vault's codes through and adds its own, `carekey_app::AppError`).
 fn exit_for(code: &str) -> u8 {
     match code {
-        "relay_unreachable" | "timeout" | "relay_failure" | "rate_limited" | "bad_response" => {
-            exit::RELAY
-        }
+        // `unreachable`: a SMART Health Link's server (`doctor open`), not a relay, but the
+        // same kind of failure.
+        "relay_unreachable" | "unreachable" | "timeout" | "relay_failure" | "rate_limited"
+        | "bad_response" => exit::RELAY,
         "no_answer" => exit::NO_ANSWER,
-        "tampered" | "expired" | "already_used" => exit::VERIFICATION,
+        "tampered" | "expired" | "already_used" | "wrong_key" => exit::VERIFICATION,
         "declined" => exit::DECLINED,
-        "access_ended" | "not_found" | "conflict" | "refused" | "not_allowed" => exit::REFUSED,
+        "access_ended" | "not_found" | "conflict" | "refused" | "not_allowed"
+        | "passcode_rejected" | "passcode_required" => exit::REFUSED,
         "invalid_input" | "not_supported" => exit::USAGE,
         "cancelled" => exit::CANCELLED,
         _ => exit::OTHER,
@@ -168,16 +152,13 @@ fn exit_for(code: &str) -> u8 {
 pub type Result<T, E = CliError> = core::result::Result<T, E>;
 
 /// Asks the relay for its well-known document; a URL that answers but not as a relay is
-/// [`CliError::NotARelay`] rather than a puzzling `not_found`.
+/// [`CliError::NotARelay`] rather than a puzzling `not_found`. The check is the client's
+/// [`carekey_client::relay::Relay::probe`], the one the apps' relay check runs too.
 pub async fn probe_relay(relay: &carekey_client::relay::Relay) -> Result<()> {
-    match relay.well_known().await {
-        Ok(_) => Ok(()),
-        Err(
-            e @ (ClientError::NotFound
-            | ClientError::BadResponse { .. }
-            | ClientError::Refused { .. }
-            | ClientError::Tampered(_)),
-        ) => Err(CliError::NotARelay(relay.base().to_owned(), e)),
-        Err(e) => Err(e.into()),
+    use carekey_client::relay::RelayProbe;
+    match relay.probe().await {
+        RelayProbe::Relay => Ok(()),
+        RelayProbe::NotARelay(e) => Err(CliError::NotARelay(relay.base().to_owned(), e)),
+        RelayProbe::Unreachable(e) => Err(e.into()),
     }
 }

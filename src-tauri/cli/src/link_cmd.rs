@@ -1,21 +1,28 @@
 //! SMART Health Links from the command line (issue 15; docs/cli.md "SMART Health Links"):
 //! `carekey patient share --shl` publishes the share as a `shlink:/` any SHL viewer opens
 //! (through the patient session, as the patient app does), and
-//! `carekey doctor open 'shlink:/…'` opens one (from Carekey or any other SHL sharer) with
-//! `carekey-shl`'s reader, as the doctor app's `session/smart.rs` does.
+//! `carekey doctor open 'shlink:/…'` opens one (from Carekey or any other SHL sharer) through
+//! the doctor session's `open_smart_link_files`, the doctor app's own path, over a throwaway
+//! doctor vault in a private temporary directory ([`crate::device`]).
 
 use std::path::PathBuf;
 
+use std::sync::Arc;
+
+use carekey_app::events::NoEvents;
 use carekey_app::ipc;
 use carekey_app::session::PatientApp;
 use carekey_client::progress::Cancel;
-use carekey_shl::fetch::ShlClient;
-use carekey_shl::{ContentType, Opened, Shlink};
 
+use crate::device::{Device, Profile};
 use crate::doctor_cmd::{prepare_dir, write_private};
 use crate::error::{CliError, Result};
-use crate::identity::now;
+use crate::identity::{Identity, now};
 use crate::term::qr_art;
+
+/// The relay URL of the throwaway doctor vault `doctor open` uses: a vault needs one, and
+/// opening a SMART Health Link never talks to a Carekey relay (the link names its own server).
+const NO_RELAY: &str = "http://127.0.0.1:9";
 
 /// Seconds between two reads of the access log while waiting for a download.
 const POLL_SECS: u64 = 2;
@@ -114,11 +121,11 @@ pub async fn publish(
 /// The arguments of `doctor open`.
 #[derive(Debug)]
 pub struct OpenArgs {
-    /// `shlink:/…` or a viewer URL `…#shlink:/…`.
+    /// `shlink:/…`, a viewer URL `…#shlink:/…`, or a SMART Health Card `shc:/…`.
     pub link: String,
     /// The passcode of a `P` link.
     pub passcode: Option<String>,
-    /// The recipient name sent with the manifest request.
+    /// The recipient name sent with the manifest request (the throwaway card's name).
     pub name: String,
     /// Write the decrypted files here (mode 0600; PLAINTEXT).
     pub out: Option<PathBuf>,
@@ -126,66 +133,64 @@ pub struct OpenArgs {
     pub json: bool,
 }
 
-/// Opens a SMART Health Link: prints `LINK: <label>`, then one line per file,
-/// `FILE: <n> <content type> <resourceType> <bytes>`, then `OPENED: <n> files`; with `--out`
-/// writes each file.
+/// Opens a SMART Health Link through the doctor session, as the doctor app does: prints
+/// `LINK: <label>`, then one line per file, `FILE: <n> <content type> <resourceType> <bytes>`
+/// (or `file <n>: skipped (<code>)` on stderr), then `OPENED: <n> files`; with `--out` writes
+/// each file.
 pub async fn open(a: OpenArgs) -> Result<()> {
-    let link = Shlink::parse(&a.link)?;
-    link.check_usable(now())?;
-    if link.flags().passcode && a.passcode.is_none() {
-        return Err(CliError::Usage(
-            "this link needs its passcode: add --passcode".into(),
-        ));
-    }
     if let Some(d) = &a.out {
         prepare_dir(d)?;
     }
-    outln!("LINK: {}", link.label().unwrap_or("(no label)"));
-    let entries = ShlClient::new(&a.name)?
-        .open(&link, a.passcode.as_deref(), now())
+    let device = Device::new()?;
+    let profile = Profile {
+        name: &a.name,
+        licence: None,
+        relay_url: NO_RELAY,
+    };
+    let app = device
+        .doctor(&profile, Identity::Fresh, Arc::new(NoEvents))
         .await?;
-    let mut opened = 0usize;
+    let opened = app
+        .open_smart_link_files(ipc::OpenSmartLink {
+            text: a.link,
+            passcode: a.passcode,
+        })
+        .await
+        .map_err(|e| match e.code.as_str() {
+            // The session refuses a `P` link without its passcode before any request; on the
+            // command line that is a missing argument.
+            "passcode_required" => {
+                CliError::Usage("this link needs its passcode: add --passcode".into())
+            }
+            _ => CliError::App(e),
+        })?;
+    outln!("LINK: {}", opened.label.as_deref().unwrap_or("(no label)"));
+    let mut count = 0usize;
     let mut summary = Vec::new();
-    for e in entries {
-        let file = match e.outcome {
-            Ok(Opened::File(f)) => f,
-            Ok(Opened::Fetch(_)) => {
-                errln!("file {}: not fetched", e.index);
-                continue;
-            }
+    for f in &opened.files {
+        let file = match &f.outcome {
+            Ok(file) => file,
             Err(err) => {
-                errln!("file {}: skipped ({})", e.index, err.code());
+                errln!("file {}: skipped ({})", f.index, err.code);
                 continue;
             }
-        };
-        let ct = file.content_type();
-        let kind = match ct {
-            ContentType::FhirJson => file
-                .fhir_resource()
-                .ok()
-                .and_then(|v| {
-                    v.get("resourceType")
-                        .and_then(|t| t.as_str())
-                        .map(str::to_owned)
-                })
-                .unwrap_or_else(|| "?".into()),
-            _ => "cards".into(),
         };
         outln!(
-            "FILE: {} {} {kind} {} bytes",
-            e.index,
-            ct.as_str(),
-            file.bytes().len()
+            "FILE: {} {} {} {} bytes",
+            f.index,
+            file.content_type,
+            file.kind,
+            file.bytes.len()
         );
         if let Some(d) = &a.out {
-            let p = d.join(format!("{:04}-{kind}.json", e.index));
-            write_private(&p, file.bytes())?;
+            let p = d.join(format!("{:04}-{}.json", f.index, file.kind));
+            write_private(&p, &file.bytes)?;
             outln!("WROTE: {}", p.display());
         }
-        summary.push(serde_json::json!({"content_type": ct.as_str(), "resource": kind, "bytes": file.bytes().len()}));
-        opened += 1;
+        summary.push(serde_json::json!({"content_type": file.content_type, "resource": file.kind, "bytes": file.bytes.len()}));
+        count += 1;
     }
-    outln!("OPENED: {opened} files");
+    outln!("OPENED: {count} files");
     if a.out.is_some() {
         errln!(
             "the files written are PLAINTEXT health records: keep them safe, delete them after use"

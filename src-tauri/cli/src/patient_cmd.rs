@@ -143,9 +143,10 @@ pub async fn share(a: ShareArgs, cancel: &Cancel) -> Result<()> {
     // (docs/threat-model.md "Card trust"); the tool's throwaway vault trusts none.
     errln!("{}", door.trust);
     outln!("CHECK: {}", door.check_code);
-    let answer = |accept| ipc::Answer {
+    let answer = |accept| ipc::AnswerDoctor {
         id: started.pairing.clone(),
         accept,
+        categories: None,
     };
     if !a.yes && !ask_yes_no("Do the codes match?").await? {
         // Tell the doctor's screen, so it stops waiting; nothing was shared either way.

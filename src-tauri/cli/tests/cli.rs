@@ -671,8 +671,9 @@ fn synthea_export_documents_travel_as_attachments() {
 }
 
 /// `patient share --shl` publishes a SMART Health Link (issue 15): `SHLINK:` and `PASSCODE:`
-/// on stdout; `doctor open` with a wrong passcode is refused with the attempts left (exit 6),
-/// with the right one it writes each record; `--wait` then sees the download by name.
+/// on stdout; `doctor open` (the doctor session's `open_smart_link_files`) with a wrong
+/// passcode is refused with the attempts left (`passcode_rejected`, exit 6), with the right
+/// one it writes each record; `--wait` then sees the download by name.
 #[test]
 fn share_as_smart_health_link_and_open_it() {
     let relay = start_relay();
@@ -703,7 +704,7 @@ fn share_as_smart_health_link_and_open_it() {
     let mut c = carekey();
     c.args(["doctor", "open", &link, "--passcode", "not-it"]);
     let o = run(c, 30);
-    let err = assert_clean_failure(&o, "wrong_passcode", 6);
+    let err = assert_clean_failure(&o, "passcode_rejected", 6);
     assert!(err.contains("4 attempts left"), "{err}");
     assert!(!err.contains("not-it"), "the passcode is never echoed");
 

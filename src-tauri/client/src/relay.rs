@@ -249,6 +249,17 @@ pub struct Relay {
     base: String,
 }
 
+/// What [`Relay::probe`] found at a relay URL.
+#[derive(Debug)]
+pub enum RelayProbe {
+    /// A Carekey relay answered with its well-known document.
+    Relay,
+    /// Something answered, but not as a Carekey relay; the error is how it answered.
+    NotARelay(ClientError),
+    /// Nothing usable answered (network, TLS, timeout, a relay's own failure).
+    Unreachable(ClientError),
+}
+
 impl Relay {
     /// A client for the relay at `base_url`: `https://host[:port][/path]`, or `http://` only
     /// for a loopback host (127.0.0.0/8, `::1`, `localhost`: a relay on the same machine, as
@@ -447,6 +458,23 @@ impl Relay {
         what: &'static str,
     ) -> Result<T> {
         answer::json_capped(resp, answer::SMALL_JSON_MAX, what).await
+    }
+
+    /// Whether a Carekey relay answers at this URL: the one reachability check of both apps'
+    /// Settings screens and the CLI. Asks for the well-known document, and tells a URL that
+    /// answers HTTP without a relay behind it ([`RelayProbe::NotARelay`]: a missing or
+    /// malformed document, a refusal) from one that does not answer at all.
+    pub async fn probe(&self) -> RelayProbe {
+        match self.well_known().await {
+            Ok(_) => RelayProbe::Relay,
+            Err(
+                e @ (ClientError::NotFound
+                | ClientError::BadResponse { .. }
+                | ClientError::Refused { .. }
+                | ClientError::Tampered(_)),
+            ) => RelayProbe::NotARelay(e),
+            Err(e) => RelayProbe::Unreachable(e),
+        }
     }
 
     /// The relay's audit-head key.

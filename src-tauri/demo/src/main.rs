@@ -137,9 +137,10 @@ async fn set_up(dir: &Path, relay_url: &str, import: Option<&Path>) -> Result<us
         .await
         .map_err(e("the doctor's scan"))?;
     patient
-        .answer_doctor(ipc::Answer {
+        .answer_doctor(ipc::AnswerDoctor {
             id: started.pairing,
             accept: true,
+            categories: None,
         })
         .await
         .map_err(e("confirm"))?;

@@ -331,6 +331,14 @@ async fn ipc_shapes_match_the_ui_fixture() {
         }),
     );
     out.insert(
+        "AnswerDoctor".into(),
+        keys(&ipc::AnswerDoctor {
+            id: hex32.clone(),
+            accept: true,
+            categories: Some(vec![ShareCategory::Allergies]),
+        }),
+    );
+    out.insert(
         "CreateVault".into(),
         keys(&ipc::CreateVault {
             passphrase: "p".into(),

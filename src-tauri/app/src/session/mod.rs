@@ -55,7 +55,7 @@ pub use patient::{
 };
 pub use recovery::{AUTO_BACKUP_DELAY, BackupStatus, RelayCheck};
 pub use settings::Settings;
-pub use smart::SmartOpenView;
+pub use smart::{SmartFile, SmartFileContent, SmartOpenView, SmartOpened};
 pub use smart_source::SMART_SOURCE_PREFIX;
 pub use writeback::{SentNoteView, resource as write_back_resource};
 

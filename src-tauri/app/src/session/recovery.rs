@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use carekey_client::ClientError;
-use carekey_client::relay::Relay;
+use carekey_client::relay::{Relay, RelayProbe};
 use carekey_vault::{AuditEvent, CreateOptions};
 use serde::Serialize;
 
@@ -171,18 +171,13 @@ impl PatientApp {
     pub async fn check_relay(&self, args: ipc::SetRelay) -> Result<RelayCheck> {
         args.validate()?;
         let relay = Relay::new(&args.relay_url)?;
-        let (reachable, message) = match relay.well_known().await {
-            Ok(_) => (true, "the relay answered".to_owned()),
-            Err(
-                ClientError::NotFound
-                | ClientError::BadResponse { .. }
-                | ClientError::Refused { .. }
-                | ClientError::Tampered(_),
-            ) => (
+        let (reachable, message) = match relay.probe().await {
+            RelayProbe::Relay => (true, "the relay answered".to_owned()),
+            RelayProbe::NotARelay(_) => (
                 false,
                 "something answered at this address, but it is not a Carekey relay".to_owned(),
             ),
-            Err(e) => (false, AppError::from(e).message),
+            RelayProbe::Unreachable(e) => (false, AppError::from(e).message),
         };
         Ok(RelayCheck {
             relay_url: args.relay_url,

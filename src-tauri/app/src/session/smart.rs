@@ -49,6 +49,49 @@ pub struct SmartOpenView {
     pub skipped: Vec<String>,
 }
 
+/// What opening a link gave, file by file: [`DoctorApp::open_smart_link_files`] (the CLI's
+/// `doctor open` prints a line per file and can write them out; the app's screen shows only
+/// [`SmartOpenView`]).
+#[derive(Debug)]
+pub struct SmartOpened {
+    /// The Patients entry and the skipped files' sentences, as `open_smart_link` answers.
+    pub view: SmartOpenView,
+    /// The link's label, when it has one (a card text has none).
+    pub label: Option<String>,
+    /// Every file of the link (a card text: its one card), in the link's order.
+    pub files: Vec<SmartFile>,
+}
+
+/// One file of an opened link.
+#[derive(Debug)]
+pub struct SmartFile {
+    /// Its position in the link's manifest (from 0).
+    pub index: usize,
+    /// What it held, or why it was skipped.
+    pub outcome: std::result::Result<SmartFileContent, AppError>,
+}
+
+/// The decrypted content of one file. Its `Debug` leaves out the bytes (patient data).
+#[derive(Clone)]
+pub struct SmartFileContent {
+    /// Its content type (`application/fhir+json`, `application/smart-health-card`).
+    pub content_type: &'static str,
+    /// The FHIR resource type it holds (`Bundle`, `Condition`, …), or `cards`.
+    pub kind: String,
+    /// The decrypted file as the link served it: PLAINTEXT health data.
+    pub bytes: zeroize::Zeroizing<Vec<u8>>,
+}
+
+impl std::fmt::Debug for SmartFileContent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SmartFileContent")
+            .field("content_type", &self.content_type)
+            .field("kind", &self.kind)
+            .field("bytes", &self.bytes.len())
+            .finish()
+    }
+}
+
 /// One piece of content ready to import.
 struct Content {
     resources: Vec<Value>,
@@ -61,6 +104,12 @@ impl DoctorApp {
     /// chunks one per line) and imports its content as a new Patients entry. An empty `text`
     /// opens the code the last scan recognised ([`Self::scan_text`] answered `smart_link`).
     pub async fn open_smart_link(&self, args: ipc::OpenSmartLink) -> Result<SmartOpenView> {
+        Ok(self.open_smart_link_files(args).await?.view)
+    }
+
+    /// [`Self::open_smart_link`], also answering every file of the link with its decrypted
+    /// bytes (the CLI's `doctor open` lists and writes them). The import is the same.
+    pub async fn open_smart_link_files(&self, args: ipc::OpenSmartLink) -> Result<SmartOpened> {
         args.validate()?;
         let recipient = self.card().await?.body.name.clone();
         let text = if args.text.trim().is_empty() {
@@ -77,6 +126,7 @@ impl DoctorApp {
         };
         let t = now();
         let first = text.trim_start();
+        let mut files = Vec::new();
         let (contents, skipped, label, id) = if first
             .get(..5)
             .is_some_and(|h| h.eq_ignore_ascii_case("shc:/"))
@@ -88,6 +138,14 @@ impl DoctorApp {
                 .collect();
             let jws = shc::assemble_qr(&lines)?;
             let content = read_card(&mut keys, &jws, t).await?;
+            files.push(SmartFile {
+                index: 0,
+                outcome: Ok(SmartFileContent {
+                    content_type: ContentType::SmartHealthCard.as_str(),
+                    kind: "cards".to_owned(),
+                    bytes: zeroize::Zeroizing::new(jws.as_bytes().to_vec()),
+                }),
+            });
             let id = derived_id(SMART_ID_LABEL, &[b"card", jws.as_bytes()]);
             (vec![content], Vec::new(), None, id)
         } else {
@@ -103,31 +161,60 @@ impl DoctorApp {
             let mut skipped = Vec::new();
             let mut first_err: Option<ShlError> = None;
             for e in entries {
+                let index = e.index;
+                // Why a file was skipped: its sentence for the screen, its error for the list.
+                let mut skip = |err: AppError, files: &mut Vec<SmartFile>| {
+                    skipped.push(err.message.clone());
+                    files.push(SmartFile {
+                        index,
+                        outcome: Err(err),
+                    });
+                };
                 let file = match e.outcome {
                     Ok(Opened::File(f)) => f,
                     Ok(Opened::Fetch(_)) => {
-                        skipped.push("a file could not be fetched".to_owned());
+                        skip(
+                            AppError::new("not_fetched", "a file could not be fetched"),
+                            &mut files,
+                        );
                         continue;
                     }
                     Err(err) => {
-                        skipped.push(AppError::from(err.clone()).message);
+                        skip(AppError::from(err.clone()), &mut files);
                         first_err.get_or_insert(err);
                         continue;
                     }
                 };
+                let opened = |kind: String| SmartFile {
+                    index,
+                    outcome: Ok(SmartFileContent {
+                        content_type: file.content_type().as_str(),
+                        kind,
+                        bytes: zeroize::Zeroizing::new(file.bytes().to_vec()),
+                    }),
+                };
                 match file.content_type() {
                     ContentType::FhirJson => match file.fhir_resource() {
-                        Ok(r) => contents.push(Content {
-                            resources: resources_of(r),
-                            card: None,
-                        }),
+                        Ok(r) => {
+                            let kind = r
+                                .get("resourceType")
+                                .and_then(Value::as_str)
+                                .unwrap_or("?")
+                                .to_owned();
+                            files.push(opened(kind));
+                            contents.push(Content {
+                                resources: resources_of(r),
+                                card: None,
+                            });
+                        }
                         Err(err) => {
-                            skipped.push(AppError::from(err.clone()).message);
+                            skip(AppError::from(err.clone()), &mut files);
                             first_err.get_or_insert(err);
                         }
                     },
                     ContentType::SmartHealthCard => match file.health_card_jws() {
                         Ok(list) => {
+                            files.push(opened("cards".to_owned()));
                             for jws in list {
                                 match read_card(&mut keys, &jws, t).await {
                                     Ok(c) => contents.push(c),
@@ -136,13 +223,13 @@ impl DoctorApp {
                             }
                         }
                         Err(err) => {
-                            skipped.push(AppError::from(err.clone()).message);
+                            skip(AppError::from(err.clone()), &mut files);
                             first_err.get_or_insert(err);
                         }
                     },
                     _ => {
                         let err = ShlError::ApiAccessNotSupported;
-                        skipped.push(AppError::from(err.clone()).message);
+                        skip(AppError::from(err.clone()), &mut files);
                         first_err.get_or_insert(err);
                     }
                 }
@@ -166,11 +253,15 @@ impl DoctorApp {
             );
             (contents, skipped, link.label().map(str::to_owned), id)
         };
-        let view = self.import_smart(contents, label, hex(&id)).await?;
+        let view = self.import_smart(contents, label.clone(), hex(&id)).await?;
         self.clear_smart_scanned();
-        Ok(SmartOpenView {
-            patient: view,
-            skipped,
+        Ok(SmartOpened {
+            view: SmartOpenView {
+                patient: view,
+                skipped,
+            },
+            label,
+            files,
         })
     }
 

@@ -60,6 +60,22 @@ impl Patient {
         self.confirm_with_scope(session, Scope::all()).await
     }
 
+    /// How many of `share_id`'s FHIR records (attachments not counted) a grant of `scope`
+    /// would cover, for the app's check before [`Patient::confirm_with_scope`] and its audit
+    /// line. `None` for a share this device does not hold, or one made before scoped keys:
+    /// its grantees hold the epoch key and read the whole share whatever the grant says, so a
+    /// narrower scope would not be enforced there.
+    pub fn records_in_scope(&self, share_id: &ShareId, scope: &Scope) -> Option<usize> {
+        let st = self.shares.get(share_id)?;
+        st.scoped.as_ref()?;
+        Some(
+            st.items
+                .iter()
+                .filter(|it| !it.attachment && scope.covers(it.category, &it.record_id))
+                .count(),
+        )
+    }
+
     /// [`Patient::confirm`] with a scope narrower than the share: the doctor receives only
     /// the keys of `scope`'s elements, and its token fetches only their blobs
     /// (docs/protocol.md "Scoped keys").
