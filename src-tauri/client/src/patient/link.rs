@@ -400,6 +400,16 @@ fn plan_files<'a>(records: &'a [LinkRecordIn<'a>]) -> (Vec<PlannedFile<'a>>, Lef
                 .map(|r| fhir::stored_slots(r, rec.attachments.len()))
                 .unwrap_or_default();
             left.no_place += rec.attachments.len().saturating_sub(slots.len());
+            // A record that takes files is written again from its parsed JSON: counted at the
+            // longer of the two (whitespace, escapes and number forms may differ).
+            if let Some(r) = &resource
+                && !slots.is_empty()
+            {
+                let again = serde_json::to_vec(r).map_or(0, |v| v.len());
+                let before = fhir::jwe_len_bound(plain[f]);
+                plain[f] = plain[f].saturating_add(again.saturating_sub(rec.data.len()));
+                total = total - before + fhir::jwe_len_bound(plain[f]);
+            }
             for (slot, data) in slots.into_iter().zip(&rec.attachments) {
                 let grown = plain[f].saturating_add(fhir::inline_len_bound(data.len()));
                 let before = fhir::jwe_len_bound(plain[f]);
