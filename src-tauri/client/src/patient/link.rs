@@ -107,9 +107,9 @@ pub struct PublishedLink {
     /// Attachments (PDFs, images) written inline into their records.
     pub attachments: usize,
     /// Attachments of the selected records left out (too large for a link file, or for the
-    /// link); [`Self::left_out_note`] says why.
+    /// link); `left_out_note` says why.
     pub left_out: usize,
-    /// Why attachments were left out ([`left_out_note`]), when any were.
+    /// Why attachments were left out, in fixed words (`left_out_note`), when any were.
     pub left_out_note: Option<String>,
     /// [`link_warning`]'s sentence, with the date as Unix seconds (the UI formats its own).
     pub warning: String,
