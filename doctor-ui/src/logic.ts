@@ -21,6 +21,10 @@ export function isSmartEntry(p: PatientLinkView | null | undefined): boolean {
   return !!p && p.share.startsWith('smart:');
 }
 
+/** Why a SMART entry has no write-back: the app layer's `no_write_back` message, word for word
+ * (src-tauri/app/src/session/smart_source.rs `NO_WRITE_BACK`). */
+export const NO_WRITE_BACK = "this patient's records came from a SMART Health Link; there is no way to send back";
+
 /** The status of a patient link in words. */
 export function statusWords(p: PatientLinkView): string {
   switch (p.status) {

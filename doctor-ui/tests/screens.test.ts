@@ -174,6 +174,26 @@ describe('Chart', () => {
     await waitFor(() => expect(screen.getByTestId('sent-ok')).toHaveTextContent('Blood pressure 128/82 mmHg'));
     expect(sent).toEqual([{ kind: 'blood_pressure', patient: 'ef'.repeat(16), systolic: 128, diastolic: 82, date: expect.stringMatching(/^\d{4}-\d\d-\d\d$/) }]);
   });
+  it('offers no write-back for a SMART Health Link import, and says why', async () => {
+    const smart = { ...link, id: 'cd'.repeat(16), trust: 'unsigned (SMART Health Link)', share: `smart:${'cd'.repeat(16)}`, expires_at: 2 ** 64 };
+    const asked: string[] = [];
+    mockIPC((cmd) => {
+      asked.push(cmd);
+      if (cmd === 'chart') return { ...chart, patient: smart };
+      if (cmd === 'sent_notes') return [];
+      return null;
+    });
+    render(Chart, { props: { id: smart.id } });
+    await waitFor(() => screen.getByTestId('chart-name'));
+    await fireEvent.click(screen.getByRole('button', { name: 'Write back' }));
+    expect(await screen.findByTestId('no-write-back')).toHaveTextContent(
+      "this patient's records came from a SMART Health Link; there is no way to send back",
+    );
+    expect(screen.queryByTestId('write-form')).toBeNull();
+    expect(screen.queryByRole('button', { name: 'Sign and send' })).toBeNull();
+    expect(asked).not.toContain('write_back');
+  });
+
   it('opens a shared document file in the viewer', async () => {
     const asked: unknown[] = [];
     const doc = {

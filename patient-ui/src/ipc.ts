@@ -178,6 +178,11 @@ export interface PublishedLinkView {
   passcode: string | null;
   expires_at: number;
   files: number;
+  /** Attachments (PDFs, images) written into their records. */
+  attachments: number;
+  /** Attachments left out for the link's size caps; `left_out_note` says why. */
+  left_out: number;
+  left_out_note: string | null;
   warning: string;
 }
 export interface LinkRow {

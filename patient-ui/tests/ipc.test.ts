@@ -81,7 +81,7 @@ const samples: Record<string, object> = {
   AccessLine: { who: 'n', records: 1 } satisfies AccessLine,
   AccessLogView: { lines: [], downloads: ['d'], alerts: ['a'] } satisfies AccessLogView,
   PublishLink: { share: hex, passcode: true, expires_in_secs: 86400, label: null } satisfies PublishLink,
-  PublishedLinkView: { id: hex, qr_svg: '', shlink: 'shlink:/', passcode: '1', expires_at: 2, files: 1, warning: 'w' } satisfies PublishedLinkView,
+  PublishedLinkView: { id: hex, qr_svg: '', shlink: 'shlink:/', passcode: '1', expires_at: 2, files: 1, attachments: 1, left_out: 1, left_out_note: 'n', warning: 'w' } satisfies PublishedLinkView,
   LinkRow: { id: hex, label: null, expires_at: 2, status: 'active', files: 1 } satisfies LinkRow,
   ForwardRequestRow: { id: hex, from: 'a', colleague: 'b', colleague_trust: 't', share: hex, reason: 'r', categories: [], records: 0 } satisfies ForwardRequestRow,
   DelegationRow: { id: hex, by: 'a', colleague: 'b', root: hex, level: 1, expires_at: 2, status: 'active' } satisfies DelegationRow,

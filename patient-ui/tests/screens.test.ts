@@ -383,7 +383,7 @@ describe('Access and Inbox', () => {
       if (cmd === 'publish_link') {
         sent.push((args as { args: unknown }).args);
         links = [{ id: 'ff'.repeat(32), label: null, expires_at: 4102444800, status: 'active', files: 2 }];
-        return { id: 'ff'.repeat(32), qr_svg: '<svg xmlns="http://www.w3.org/2000/svg"/>', shlink: 'shlink:/abc', passcode: '48151623', expires_at: 4102444800, files: 2, warning: 'Anyone with this code and passcode can read these records until 2100-01-01. We cannot tell who opened it. Deleting it stops new downloads, not copies.' };
+        return { id: 'ff'.repeat(32), qr_svg: '<svg xmlns="http://www.w3.org/2000/svg"/>', shlink: 'shlink:/abc', passcode: '48151623', expires_at: 4102444800, files: 2, attachments: 1, left_out: 1, left_out_note: '1 attached file was left out: 1 is larger than the 2.4 MB one file of a link holds.', warning: 'Anyone with this code and passcode can read these records until 2100-01-01. We cannot tell who opened it. Deleting it stops new downloads, not copies.' };
       }
       if (cmd === 'delete_link') {
         sent.push((args as { args: unknown }).args);
@@ -397,6 +397,7 @@ describe('Access and Inbox', () => {
     await fireEvent.click(screen.getByRole('button', { name: 'Publish the link' }));
     expect(await screen.findByTestId('link-passcode')).toHaveTextContent('48151623');
     expect(screen.getByTestId('link-warning')).toHaveTextContent('We cannot tell who opened it');
+    expect(screen.getByTestId('link-left-out')).toHaveTextContent('1 attached file was left out');
     expect(screen.getByTestId('qr')).toBeInTheDocument();
     await fireEvent.click(screen.getByRole('button', { name: 'Done' }));
     expect(await screen.findByTestId('link-row')).toHaveTextContent('2 records');

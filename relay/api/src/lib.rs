@@ -348,6 +348,15 @@ pub const SHL_LINK_ID_LEN: usize = 32;
 pub const SHL_TICKET_LEN: usize = 32;
 /// Most files one link holds.
 pub const MAX_SHL_FILES: usize = 64;
+/// Longest compact JWE of one link file, in bytes of its text. A viewer GETs a `location` file
+/// in one response (SHL "SMART Health Link Manifest Request"), and a published file carries
+/// its attachments inline (docs/shl.md "Publishing"): a PDF of 2.25 MiB still fits (base64
+/// twice: in the FHIR JSON, then the JWE). Larger files are left out by the publishing device.
+pub const MAX_SHL_FILE_BYTES: usize = 4 << 20;
+/// Longest JWE text of all of a link's files together: one create request holds them all, and
+/// this stays under the relay's default request-body limit (`--max-body-bytes`, 8 MiB) with
+/// room for the JSON around them.
+pub const MAX_SHL_LINK_BYTES: usize = 7 << 20;
 /// Most failed passcode attempts a link may allow before it dies.
 pub const MAX_SHL_ATTEMPTS: u32 = 100;
 /// Longest `recipient` or `passcode` a manifest request may carry (bytes).

@@ -426,6 +426,32 @@ async fn create_refuses_bad_input(h: Harness) {
     );
 }
 
+/// The size caps of a link (docs/relay.md "SMART Health Links"), checked before the form of a
+/// file: one file over `MAX_SHL_FILE_BYTES`, and files under it each but over
+/// `MAX_SHL_LINK_BYTES` together (a body limit above both, so the caps answer, not the 413).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn create_refuses_oversized_files() {
+    let mut c = test_config();
+    c.max_body_bytes = 16 << 20;
+    let h = Backend::Sqlite.harness_with(c).await.unwrap();
+    let o = h.create_share().await;
+    let refuse = |r: Result<Link, Resp>, code: &str| {
+        let r = r.err().expect("refused");
+        assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+        assert_eq!(r.json()["error"], code);
+    };
+    let over = "A".repeat(carekey_relay_api::MAX_SHL_FILE_BYTES + 1);
+    refuse(
+        publish(&h, &o, &[over], None, 1, now() + 60).await,
+        "file_too_large",
+    );
+    let part = "A".repeat(carekey_relay_api::MAX_SHL_LINK_BYTES / 2 + 1);
+    refuse(
+        publish(&h, &o, &[part.clone(), part], None, 1, now() + 60).await,
+        "link_too_large",
+    );
+}
+
 /// Abuse limits of the public route: the body limit (4 KiB, 413 on a declared length before
 /// reading), a missing or oversized recipient (400), and the per-address rate limit (429).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -419,3 +419,75 @@ async fn passcodes_expiry_api_access_and_cards() {
     assert_eq!(all.len(), 5);
     assert!(all.iter().all(|l| l.status == "active"));
 }
+
+/// The same `Observation/shl-obs-1` through a `U` link and through a card of the same issuer
+/// lands as two records of two entries (each SMART import has its own vault namespace,
+/// docs/shl.md "Storage"), each entry with its own provenance wording; and neither takes a
+/// write-back (there is no mailbox behind a SMART import).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_id_from_a_link_and_a_card_is_two_records_without_write_back() {
+    let s = start(json!({"resourceType": "Bundle", "type": "collection", "entry": []})).await;
+    let dir = tempfile::tempdir().expect("dir");
+    let d = doctor(dir.path()).await;
+    let direct = link(
+        &s,
+        "/d/obs",
+        Flags {
+            direct_file: true,
+            ..Flags::default()
+        },
+        None,
+    );
+    let by_link = open(&d, &direct, None).await.expect("the link");
+    assert_eq!(by_link.patient.trust, "unsigned (SMART Health Link)");
+    let mut payload = card_payload(&format!("{}/issuer", s.base));
+    payload["vc"]["credentialSubject"]["fhirBundle"]["entry"] = json!([
+        {"fullUrl": "resource:0", "resource": observation()}
+    ]);
+    let jws = sign_card(&payload, &s.issuer).expect("sign");
+    let by_card = open(&d, &encode_qr(&jws).expect("qr"), None)
+        .await
+        .expect("the card");
+    assert_eq!(
+        by_card.patient.trust,
+        format!("SMART Health Card from {}/issuer, signature valid", s.base)
+    );
+    assert_ne!(by_link.patient.id, by_card.patient.id);
+    let rows = |id: String| {
+        let d = &d;
+        async move {
+            d.chart(ipc::IdRef { id })
+                .await
+                .expect("chart")
+                .rows
+                .into_iter()
+                .filter(|r| r.fhir_type == "Observation")
+                .map(|r| r.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    let (a, b) = (
+        rows(by_link.patient.id.clone()).await,
+        rows(by_card.patient.id.clone()).await,
+    );
+    assert_eq!(a.len(), 1, "the link's entry keeps its record");
+    assert_eq!(b.len(), 1, "the card's entry has its own");
+    assert_ne!(a, b, "two vault records for one FHIR id");
+
+    // Write-back: refused with its own code and the words the doctor UI shows.
+    for entry in [&by_link.patient.id, &by_card.patient.id] {
+        let e = d
+            .write_back(ipc::WriteBack::Note {
+                patient: entry.clone(),
+                text: "Please book a follow-up.".into(),
+            })
+            .await
+            .expect_err("no mailbox behind a SMART import");
+        assert_eq!(e.code, carekey_app::session::NO_WRITE_BACK_CODE);
+        assert_eq!(
+            e.message,
+            "this patient's records came from a SMART Health Link; there is no way to send back"
+        );
+    }
+    assert!(d.sent_notes().await.expect("sent").is_empty());
+}

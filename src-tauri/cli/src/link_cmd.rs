@@ -81,6 +81,9 @@ pub async fn publish(
     {
         errln!("{art}");
     }
+    if let Some(note) = &link.left_out_note {
+        errln!("{note}");
+    }
     errln!("{}", link.warning);
     let mut downloads: Vec<String> = Vec::new();
     if a.wait > 0 {
@@ -112,6 +115,8 @@ pub async fn publish(
     Ok(serde_json::json!({
         "link": link.id,
         "files": link.files,
+        "attachments": link.attachments,
+        "left_out": link.left_out,
         "expires_at": link.expires_at,
         "passcode": link.passcode.is_some(),
         "downloads": downloads,

@@ -6,7 +6,8 @@
 //!   `location` file) open in Carekey's reader (`carekey-shl`, the doctor app's) to the Bundle;
 //!   its 401 `remainingAttempts` is read;
 //! - (b) an SHL Carekey publishes through a real relay process is resolved and decrypted by
-//!   its `SHLViewer` to the same Bundle (and the share's log names its recipient);
+//!   its `SHLViewer` to the same Bundle and a letter with its PDF inline (and the share's log
+//!   names its recipient);
 //! - (c) a SMART Health Card it issues verifies in Carekey against its JWK set, and the same
 //!   card with one bit flipped in the signature does not.
 //!
@@ -154,15 +155,37 @@ async fn link_carekey_publishes_resolves_in_its_viewer() {
     let relay = start_relay();
     let (pid, pcard) = identity("Pat Example", Role::Patient);
     let mut p = Patient::new(pid, pcard, Relay::new(&relay.url).expect("relay URL"));
+    // A letter as the patient app shares it: the DocumentReference without its inline data,
+    // then the file as an attachment item (docs/shl.md "Publishing").
+    let pdf = b"%PDF-1.4\n% interop letter\n%%EOF\n".to_vec();
+    let letter = serde_json::json!({"resourceType": "DocumentReference", "id": "letter-1",
+        "status": "current", "content": [{"attachment": {"contentType": "application/pdf",
+        "title": "Letter.pdf"}}]});
     let share = p
         .create_share(
-            vec![ShareItem {
-                record_id: [1; 16],
-                category: Category::Conditions,
-                title: "IPS".into(),
-                data: Zeroizing::new(std::fs::read(bundle_path()).expect("bundle")),
-                attachment: false,
-            }],
+            vec![
+                ShareItem {
+                    record_id: [1; 16],
+                    category: Category::Conditions,
+                    title: "IPS".into(),
+                    data: Zeroizing::new(std::fs::read(bundle_path()).expect("bundle")),
+                    attachment: false,
+                },
+                ShareItem {
+                    record_id: [2; 16],
+                    category: Category::Documents,
+                    title: "DocumentReference".into(),
+                    data: Zeroizing::new(serde_json::to_vec(&letter).expect("letter")),
+                    attachment: false,
+                },
+                ShareItem {
+                    record_id: [3; 16],
+                    category: Category::Documents,
+                    title: "Letter.pdf".into(),
+                    data: Zeroizing::new(pdf.clone()),
+                    attachment: true,
+                },
+            ],
             ShareOptions {
                 expires_at: in_a_day(),
                 policy: Policy::Never,
@@ -188,8 +211,23 @@ async fn link_carekey_publishes_resolves_in_its_viewer() {
         .expect("published");
     let passcode = link.passcode.clone().expect("passcode");
     // Its viewer asks for embeddedLengthMax 100: the relay answers a `location`.
+    assert_eq!((link.files, link.attachments, link.left_out), (2, 1, 0));
     let got = node(&dir, &["view", &link.shlink, &passcode]);
-    assert_eq!(got["resources"], serde_json::json!([bundle_value()]));
+    let resources = got["resources"].as_array().expect("resources");
+    assert_eq!(resources.len(), 2);
+    assert_eq!(resources[0], bundle_value());
+    // Its viewer reads the letter with the PDF inline (FHIR R4 Attachment data, size, hash).
+    let att = &resources[1]["content"][0]["attachment"];
+    let b64 = att["data"].as_str().expect("data inline");
+    assert_eq!(
+        data_encoding::BASE64
+            .decode(b64.as_bytes())
+            .expect("base64"),
+        pdf
+    );
+    assert_eq!(att["size"], pdf.len());
+    assert_eq!(att["hash"], carekey_shl::fhir::attachment_hash(&pdf));
+    assert_eq!(att["contentType"], "application/pdf");
     let log = p.access_log(&share).await.expect("log");
     assert!(
         log.iter()

@@ -284,6 +284,9 @@ async fn ipc_shapes_match_the_ui_fixture() {
             passcode: Some("12345678".into()),
             expires_at: 2,
             files: 1,
+            attachments: 1,
+            left_out: 1,
+            left_out_note: Some("1 attached file was left out.".into()),
             warning: "w".into(),
         }),
     );

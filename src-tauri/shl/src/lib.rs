@@ -6,6 +6,8 @@
 //! - [`jwe`]: compact JWE, `alg: dir`, `enc: A256GCM`, optional `zip: DEF`, both directions.
 //! - [`manifest`]: the manifest request body, the manifest response, and opening its files
 //!   (embedded ones decrypted, `location` ones handed back as URLs to fetch).
+//! - [`fhir`]: FHIR R4 Attachments written back inline (`data`, `size`, SHA-1 `hash`) for a
+//!   published link, and the longest JWE a plaintext can make.
 //! - [`shc`]: `shc:/` numeric QR text (also chunked), the ES256 JWS, verification against an
 //!   issuer's JWK set, `.smart-health-card` files.
 //! - `fetch` (feature `fetch`, on by default): the HTTP requests with `reqwest`. Everything
@@ -30,6 +32,7 @@ mod endpoint;
 pub mod error;
 #[cfg(feature = "fetch")]
 pub mod fetch;
+pub mod fhir;
 pub mod jwe;
 mod jwk;
 pub mod link;

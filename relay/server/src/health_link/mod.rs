@@ -78,6 +78,23 @@ pub async fn create(
     if req.files.is_empty() || req.files.len() > api::MAX_SHL_FILES {
         return Err(RelayError::bad("bad_files", "a link holds 1 to 64 files"));
     }
+    // Bounded before any JWE is looked at (relay-api MAX_SHL_FILE_BYTES, MAX_SHL_LINK_BYTES).
+    if req
+        .files
+        .iter()
+        .any(|f| f.jwe.len() > api::MAX_SHL_FILE_BYTES)
+    {
+        return Err(RelayError::bad(
+            "file_too_large",
+            "a link file is over 4 MiB",
+        ));
+    }
+    if req.files.iter().map(|f| f.jwe.len()).sum::<usize>() > api::MAX_SHL_LINK_BYTES {
+        return Err(RelayError::bad(
+            "link_too_large",
+            "a link's files are over 7 MiB together",
+        ));
+    }
     let mut files = Vec::with_capacity(req.files.len());
     for f in req.files {
         if !api::SHL_CONTENT_TYPES.contains(&f.content_type.as_str()) {

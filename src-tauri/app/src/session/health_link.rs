@@ -1,9 +1,11 @@
 //! "Share as SMART Health Link": a share published as a standard `shlink:/` any clinic's
 //! SHL viewer opens (docs/shl.md "Publishing"), as the patient app's screens run it.
 //!
-//! The phone encrypts the share's FHIR records under a fresh key the link carries; the relay
-//! stores only the JWE files and a hash of the passcode, counts failed attempts and logs each
-//! download, with the name the viewer typed, into the share's signed audit log. The screens say
+//! The phone encrypts the share's FHIR records, their attachments inline, under a fresh key the
+//! link carries (files over the relay's size caps are left out, and the answer says how many
+//! and why); the relay stores only the JWE files and a hash of the passcode, counts failed
+//! attempts and logs each download, with the name the viewer typed, into the share's signed
+//! audit log. The screens say
 //! plainly what that means ([`carekey_client::patient::link_warning`]).
 
 use carekey_client::patient::{LinkOptions, LinkPasscode, link_warning};
@@ -33,6 +35,14 @@ pub struct PublishedLinkView {
     pub expires_at: u64,
     /// FHIR files published.
     pub files: usize,
+    /// Attachments (PDFs, images) written inline into their records (docs/shl.md
+    /// "Publishing").
+    pub attachments: usize,
+    /// Attachments left out for the relay's size caps; `left_out_note` says why.
+    pub left_out: usize,
+    /// "1 attached file was left out: 1 is larger than the 2.4 MB one file of a link holds."
+    /// (fixed wording, no file names), when any was.
+    pub left_out_note: Option<String>,
     /// "Anyone with this code and passcode can read these records until …".
     pub warning: String,
 }
@@ -43,6 +53,8 @@ impl std::fmt::Debug for PublishedLinkView {
             .field("id", &self.id)
             .field("expires_at", &self.expires_at)
             .field("files", &self.files)
+            .field("attachments", &self.attachments)
+            .field("left_out", &self.left_out)
             .finish_non_exhaustive()
     }
 }
@@ -115,6 +127,9 @@ impl PatientApp {
             passcode: link.passcode,
             expires_at: link.expires_at,
             files: link.files,
+            attachments: link.attachments,
+            left_out: link.left_out,
+            left_out_note: link.left_out_note,
         })
     }
 

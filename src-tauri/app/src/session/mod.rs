@@ -57,6 +57,7 @@ pub use recovery::{AUTO_BACKUP_DELAY, BackupStatus, RelayCheck};
 pub use settings::Settings;
 pub use smart::{SmartFile, SmartFileContent, SmartOpenView, SmartOpened};
 pub use smart_source::SMART_SOURCE_PREFIX;
+pub use smart_source::{NO_WRITE_BACK, NO_WRITE_BACK_CODE};
 pub use writeback::{SentNoteView, resource as write_back_resource};
 
 /// Where an app keeps its files, and the vault's key-derivation cost.

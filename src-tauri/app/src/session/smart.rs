@@ -17,7 +17,9 @@
 //! the link's `url` and key, or from a card's JWS, so opening the same link again updates its
 //! entry instead of adding another; its `share` is `smart:<id>`, and every imported record has
 //! `Origin::Imported { source: "smart:<id>" }`, which is how `chart` finds them. Records are
-//! stored unsigned: nothing of it is Carekey-signed.
+//! stored unsigned (nothing of it is Carekey-signed), in a vault namespace of the entry's own
+//! ([`SMART_NAMESPACE_LABEL`]): the same `Type/id` from a Carekey share or another link is
+//! another record.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -36,6 +38,11 @@ use crate::ipc::{self, Validate};
 
 /// Label of the ids of SMART imports.
 const SMART_ID_LABEL: &[u8] = b"carekey-app/smart-import-id/v1\0";
+/// Label of the vault namespace of one SMART import's records (derived from its entry id): a
+/// record that came through a SMART Health Link or Card is never the record of the same
+/// `Type/id` a Carekey share brought (those are under `share:<tag>/`), one imported plainly,
+/// or one of another link (docs/shl.md "Storage"; docs/vault.md, the `records` table).
+const SMART_NAMESPACE_LABEL: &[u8] = b"carekey-app/smart-record-namespace/v1\0";
 
 /// Trust text of content that came unsigned through a SMART Health Link.
 const UNSIGNED_SHL: &str = "unsigned (SMART Health Link)";
@@ -293,13 +300,15 @@ impl DoctorApp {
             "entry": resources.into_iter().map(|r| json!({"resource": r})).collect::<Vec<_>>(),
         });
         let bytes = serde_json::to_vec(&bundle).map_err(|_| AppError::internal())?;
+        let namespace = smart_namespace(&id);
         self.vault_run(move |v| {
-            let report = v.import_bundle(
+            let report = v.import_bundle_namespaced(
                 &bytes,
                 &ImportOptions {
                     source: Some(share.clone()),
                     share: None,
                 },
+                &namespace,
                 &mut ImportControl::default(),
             )?;
             let view = PatientLinkView {
@@ -317,6 +326,12 @@ impl DoctorApp {
         })
         .await
     }
+}
+
+/// The vault namespace of the records of SMART entry `id` (hex): 16 bytes derived under
+/// [`SMART_NAMESPACE_LABEL`].
+fn smart_namespace(id: &str) -> [u8; 16] {
+    derived_id(SMART_NAMESPACE_LABEL, &[id.as_bytes()])
 }
 
 /// Issuers' key sets fetched during one open (each issuer asked once), on a client with

@@ -23,3 +23,16 @@ pub(super) fn scanned_error(kind: &str) -> AppError {
         format!("this code is {what}: open it with open_smart_link"),
     )
 }
+
+/// Error code of a write-back to a SMART import: it came through a SMART Health Link or Card,
+/// which has no Carekey mailbox, so nothing can be sent back (docs/shl.md "In the doctor app").
+pub const NO_WRITE_BACK_CODE: &str = "no_write_back";
+
+/// The words the doctor sees for it (the doctor UI shows the same sentence by the chart).
+pub const NO_WRITE_BACK: &str =
+    "this patient's records came from a SMART Health Link; there is no way to send back";
+
+/// The refusal of a write-back to a SMART import.
+pub(super) fn no_write_back() -> AppError {
+    AppError::new(NO_WRITE_BACK_CODE, NO_WRITE_BACK)
+}

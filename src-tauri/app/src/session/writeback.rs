@@ -11,6 +11,7 @@ use serde_json::{Value, json};
 
 use super::doctor::DoctorApp;
 use super::settings::{self, APP_STATE_VERSION};
+use super::smart_source::{is_smart_source, no_write_back};
 use super::{hex, now, random_id};
 use crate::display::clip;
 use crate::error::Result;
@@ -100,7 +101,9 @@ pub fn resource(w: &ipc::WriteBack) -> (Value, String) {
 }
 
 impl DoctorApp {
-    /// Builds, signs and sends a write-back; lists it as sent.
+    /// Builds, signs and sends a write-back; lists it as sent. A SMART Health Link or Card
+    /// import is refused with `no_write_back` ([`NO_WRITE_BACK`](crate::session::NO_WRITE_BACK)): it
+    /// has no mailbox to send to.
     pub async fn write_back(&self, args: ipc::WriteBack) -> Result<SentNoteView> {
         args.validate()?;
         let (resource, title) = resource(&args);
@@ -109,13 +112,13 @@ impl DoctorApp {
             .unwrap_or_default()
             .to_owned();
         let patient = args.patient().to_owned();
-        let patient_name = self
-            .patients()
-            .await?
-            .into_iter()
-            .find(|l| l.id == patient)
-            .map(|l| l.name)
-            .unwrap_or_default();
+        let entry = self.patients().await?.into_iter().find(|l| l.id == patient);
+        // A SMART Health Link or Card import has no mailbox: refused before anything is built
+        // or signed, with its own code (the UI hides the compose form for it too).
+        if entry.as_ref().is_some_and(|l| is_smart_source(&l.share)) {
+            return Err(no_write_back());
+        }
+        let patient_name = entry.map(|l| l.name).unwrap_or_default();
         self.send_note(ipc::SendNote {
             patient: patient.clone(),
             resource,

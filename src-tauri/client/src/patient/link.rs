@@ -12,7 +12,7 @@
 
 use argon2::{Algorithm, Argon2, Params, Version};
 use carekey_relay_api as api;
-use carekey_shl::{EncryptOptions, Flags, ShlKey, Shlink, jwe};
+use carekey_shl::{EncryptOptions, Flags, ShlKey, Shlink, fhir, jwe};
 use carekey_vault::Vault;
 use rand_core::{OsRng, RngCore};
 use serde::{Deserialize, Serialize};
@@ -104,6 +104,13 @@ pub struct PublishedLink {
     pub expires_at: u64,
     /// Files published.
     pub files: usize,
+    /// Attachments (PDFs, images) written inline into their records.
+    pub attachments: usize,
+    /// Attachments of the selected records left out (too large for a link file, or for the
+    /// link); `left_out_note` says why.
+    pub left_out: usize,
+    /// Why attachments were left out, in fixed words (`left_out_note`), when any were.
+    pub left_out_note: Option<String>,
     /// [`link_warning`]'s sentence, with the date as Unix seconds (the UI formats its own).
     pub warning: String,
 }
@@ -185,6 +192,8 @@ impl std::fmt::Debug for PublishedLink {
             .field("id", &self.id)
             .field("expires_at", &self.expires_at)
             .field("files", &self.files)
+            .field("attachments", &self.attachments)
+            .field("left_out", &self.left_out)
             .finish_non_exhaustive()
     }
 }
@@ -270,35 +279,194 @@ fn is_fhir_resource(data: &[u8]) -> bool {
         .unwrap_or(false)
 }
 
-/// The plaintext files of a link: one per record while they fit the relay's file count
+/// One selected record of a link and the attachments stored with it (the share's items
+/// after it, as `items_from_vault` orders them: a record, then its files).
+struct LinkRecordIn<'a> {
+    data: &'a [u8],
+    attachments: Vec<&'a [u8]>,
+}
+
+/// Why an attachment was left out of a link (the publish answer counts them:
+/// [`left_out_note`]).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+struct LeftOut {
+    /// Over what one link file holds ([`api::MAX_SHL_FILE_BYTES`]) with its record.
+    too_large: usize,
+    /// Over what the whole link holds ([`api::MAX_SHL_LINK_BYTES`]) with the files before it.
+    link_full: usize,
+    /// Its record has no attachment without data to put it in.
+    no_place: usize,
+}
+
+impl LeftOut {
+    fn total(&self) -> usize {
+        self.too_large + self.link_full + self.no_place
+    }
+}
+
+/// The largest attachment, in bytes, that fits a link file on its own: base64 twice (in the
+/// FHIR JSON, then in the JWE) takes 16/9 of it, DEFLATE aside ([`carekey_shl::fhir`]).
+pub const MAX_LINK_ATTACHMENT_BYTES: usize = api::MAX_SHL_FILE_BYTES / 16 * 9;
+
+/// "2 attached files were left out: 1 is larger than the 2.4 MB one file of a link holds; 1
+/// did not fit in the 7.3 MB a link holds." `None` when none was. Fixed wording: no file name,
+/// no patient data.
+pub fn left_out_note(too_large: usize, link_full: usize, no_place: usize) -> Option<String> {
+    let total = too_large + link_full + no_place;
+    if total == 0 {
+        return None;
+    }
+    let mb = |b: usize| format!("{:.1} MB", b as f64 / 1_000_000.0);
+    let mut why = Vec::new();
+    if too_large > 0 {
+        why.push(format!(
+            "{too_large} {} larger than the {} one file of a link holds",
+            if too_large == 1 { "is" } else { "are" },
+            mb(MAX_LINK_ATTACHMENT_BYTES)
+        ));
+    }
+    if link_full > 0 {
+        why.push(format!(
+            "{link_full} did not fit in the {} a link holds",
+            mb(api::MAX_SHL_LINK_BYTES)
+        ));
+    }
+    if no_place > 0 {
+        why.push(format!("{no_place} had no place in its record"));
+    }
+    Some(format!(
+        "{total} attached {} left out: {}.",
+        if total == 1 { "file was" } else { "files were" },
+        why.join("; ")
+    ))
+}
+
+/// Attachments going inline into one record: where, and the bytes.
+type Inlined<'a> = Vec<(fhir::Slot, &'a [u8])>;
+
+/// A link file before encryption: its records (one, or a group) and, per record, the
+/// attachments that go in.
+struct PlannedFile<'a> {
+    records: Vec<(&'a LinkRecordIn<'a>, Inlined<'a>)>,
+    /// A `collection` Bundle of the records (the link groups them), even of one.
+    grouped: bool,
+}
+
+/// The files of a link: one per record while they fit the relay's file count
 /// ([`api::MAX_SHL_FILES`]), so a viewer lists them one by one; past that, the records in
 /// order, grouped into FHIR `collection` Bundles of equal size (one Bundle per file, SHL
 /// "application/fhir+json"), so a share of thousands of records still fits one link.
-fn link_files(records: &[&[u8]]) -> Result<Vec<Zeroizing<Vec<u8>>>> {
-    if records.len() <= api::MAX_SHL_FILES {
-        return Ok(records.iter().map(|r| Zeroizing::new(r.to_vec())).collect());
-    }
-    let per_file = records.len().div_ceil(api::MAX_SHL_FILES);
-    records
+///
+/// Then each record's stored attachments go back inline (FHIR R4 Attachment `data`, `size`,
+/// `hash`; [`carekey_shl::fhir`]) in share order while the file stays within
+/// [`api::MAX_SHL_FILE_BYTES`] and the link within [`api::MAX_SHL_LINK_BYTES`], counted with
+/// [`fhir::jwe_len_bound`] (the longest JWE whatever DEFLATE achieves, so what is planned
+/// always fits); the others are left out and counted.
+fn plan_files<'a>(records: &'a [LinkRecordIn<'a>]) -> (Vec<PlannedFile<'a>>, LeftOut) {
+    let per_file = if records.len() <= api::MAX_SHL_FILES {
+        1
+    } else {
+        records.len().div_ceil(api::MAX_SHL_FILES)
+    };
+    let mut files: Vec<PlannedFile<'a>> = records
         .chunks(per_file)
-        .map(|group| {
-            let mut out = Zeroizing::new(Vec::with_capacity(
-                group.iter().map(|r| r.len() + 16).sum::<usize>() + 64,
-            ));
-            out.extend_from_slice(br#"{"resourceType":"Bundle","type":"collection","entry":["#);
-            for (i, r) in group.iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                // Each record is already checked FHIR JSON: it goes in as it is.
-                out.extend_from_slice(br#"{"resource":"#);
-                out.extend_from_slice(r);
-                out.push(b'}');
-            }
-            out.extend_from_slice(b"]}");
-            Ok(out)
+        .map(|group| PlannedFile {
+            records: group.iter().map(|r| (r, Vec::new())).collect(),
+            grouped: per_file > 1,
         })
-        .collect()
+        .collect();
+    // Plaintext length of each file without attachments (a group's Bundle adds ~16 bytes a
+    // record and 64 around).
+    let mut plain: Vec<usize> = files
+        .iter()
+        .map(|f| {
+            f.records
+                .iter()
+                .map(|(r, _)| r.data.len() + 16)
+                .sum::<usize>()
+                + 64
+        })
+        .collect();
+    let mut total: usize = plain.iter().map(|p| fhir::jwe_len_bound(*p)).sum();
+    let mut left = LeftOut::default();
+    for (f, file) in files.iter_mut().enumerate() {
+        for (rec, chosen) in &mut file.records {
+            if rec.attachments.is_empty() {
+                continue;
+            }
+            let resource: Option<serde_json::Value> = serde_json::from_slice(rec.data).ok();
+            let slots = resource
+                .as_ref()
+                .map(|r| fhir::stored_slots(r, rec.attachments.len()))
+                .unwrap_or_default();
+            left.no_place += rec.attachments.len().saturating_sub(slots.len());
+            // A record that takes files is written again from its parsed JSON: counted at the
+            // longer of the two (whitespace, escapes and number forms may differ).
+            if let Some(r) = &resource
+                && !slots.is_empty()
+            {
+                let again = serde_json::to_vec(r).map_or(0, |v| v.len());
+                let before = fhir::jwe_len_bound(plain[f]);
+                plain[f] = plain[f].saturating_add(again.saturating_sub(rec.data.len()));
+                total = total - before + fhir::jwe_len_bound(plain[f]);
+            }
+            for (slot, data) in slots.into_iter().zip(&rec.attachments) {
+                let grown = plain[f].saturating_add(fhir::inline_len_bound(data.len()));
+                let before = fhir::jwe_len_bound(plain[f]);
+                let after = fhir::jwe_len_bound(grown);
+                if after > api::MAX_SHL_FILE_BYTES {
+                    left.too_large += 1;
+                } else if total - before + after > api::MAX_SHL_LINK_BYTES {
+                    left.link_full += 1;
+                } else {
+                    total = total - before + after;
+                    plain[f] = grown;
+                    chosen.push((slot, *data));
+                }
+            }
+        }
+    }
+    (files, left)
+}
+
+/// The plaintext of a planned file: the record's JSON as it is when nothing goes inline (the
+/// viewer gets the share's bytes unchanged), else the record with its attachments written in;
+/// a group as a `collection` Bundle.
+fn file_plaintext(file: &PlannedFile<'_>) -> Result<Zeroizing<Vec<u8>>> {
+    fn record_bytes(
+        rec: &LinkRecordIn<'_>,
+        atts: &[(fhir::Slot, &[u8])],
+    ) -> Result<Zeroizing<Vec<u8>>> {
+        if atts.is_empty() {
+            return Ok(Zeroizing::new(rec.data.to_vec()));
+        }
+        let mut v: serde_json::Value = serde_json::from_slice(rec.data)
+            .map_err(|_| ClientError::InvalidInput("a record is not JSON"))?;
+        for (slot, data) in atts {
+            fhir::put_inline(&mut v, *slot, data);
+        }
+        serde_json::to_vec(&v)
+            .map(Zeroizing::new)
+            .map_err(|_| ClientError::InvalidInput("a record could not be written"))
+    }
+    if !file.grouped
+        && let [(rec, atts)] = &file.records[..]
+    {
+        return record_bytes(rec, atts);
+    }
+    let mut out = Zeroizing::new(Vec::new());
+    out.extend_from_slice(br#"{"resourceType":"Bundle","type":"collection","entry":["#);
+    for (i, (rec, atts)) in file.records.iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        // Each record is already checked FHIR JSON: it goes in as it is.
+        out.extend_from_slice(br#"{"resource":"#);
+        out.extend_from_slice(&record_bytes(rec, atts)?);
+        out.push(b'}');
+    }
+    out.extend_from_slice(b"]}");
+    Ok(out)
 }
 
 impl Patient {
@@ -306,7 +474,10 @@ impl Patient {
     /// Bundle stays one file; past [`api::MAX_SHL_FILES`] records, grouped into Bundles) under
     /// a fresh key, uploaded with the passcode hash through an
     /// owner-signed write of the share (so its audit log records every download). Attachments
-    /// (PDFs, images) are not published: SHL files are FHIR JSON or health cards.
+    /// (PDFs, images) go inline into their records (FHIR R4 Attachment `data`, `size`,
+    /// `hash`): SHL files are FHIR JSON, and a clinic without Carekey has nowhere else to get
+    /// them. Those over the relay's size caps are left out and counted
+    /// ([`PublishedLink::left_out`]).
     pub async fn publish_link(
         &mut self,
         share_id: &ShareId,
@@ -339,22 +510,40 @@ impl Patient {
             return Err(ClientError::InvalidInput("a link cannot outlive its share"));
         }
         let key = ShlKey::generate();
-        let records: Vec<&[u8]> = st
-            .items
-            .iter()
-            .filter(|it| {
-                !it.attachment && (opts.records.is_empty() || opts.records.contains(&it.record_id))
-            })
-            .map(|it| it.data.as_slice())
-            .filter(|d| is_fhir_resource(d))
-            .collect();
+        // The share's items are each record followed by its attachments (`items_from_vault`):
+        // an attachment goes with the record before it, when that record is selected.
+        let mut records: Vec<LinkRecordIn<'_>> = Vec::new();
+        let mut selected = false;
+        for it in &st.items {
+            if it.attachment {
+                if selected && let Some(r) = records.last_mut() {
+                    r.attachments.push(it.data.as_slice());
+                }
+                continue;
+            }
+            selected = (opts.records.is_empty() || opts.records.contains(&it.record_id))
+                && is_fhir_resource(&it.data);
+            if selected {
+                records.push(LinkRecordIn {
+                    data: it.data.as_slice(),
+                    attachments: Vec::new(),
+                });
+            }
+        }
         if records.is_empty() {
             return Err(ClientError::InvalidInput(
                 "no FHIR record of the share was selected",
             ));
         }
+        let (planned, left) = plan_files(&records);
+        let attachments: usize = planned
+            .iter()
+            .flat_map(|f| &f.records)
+            .map(|(_, a)| a.len())
+            .sum();
         let mut files = Vec::new();
-        for plain in link_files(&records)? {
+        for file in &planned {
+            let plain = file_plaintext(file)?;
             let jwe = jwe::encrypt(
                 &plain,
                 &key,
@@ -364,6 +553,11 @@ impl Patient {
                 },
             )
             .map_err(|_| ClientError::InvalidInput("a record is too large for a link"))?;
+            if jwe.len() > api::MAX_SHL_FILE_BYTES {
+                return Err(ClientError::InvalidInput(
+                    "a record is too large for a link",
+                ));
+            }
             files.push(api::ShlFileUpload {
                 content_type: "application/fhir+json".into(),
                 jwe,
@@ -417,6 +611,9 @@ impl Patient {
             passcode: rec.passcode.clone(),
             expires_at: rec.expires_at,
             files: n,
+            attachments,
+            left_out: left.total(),
+            left_out_note: left_out_note(left.too_large, left.link_full, left.no_place),
             warning: link_warning(&rec.expires_at.to_string()),
         };
         self.links.push(rec);
@@ -567,10 +764,103 @@ mod tests {
             passcode: Some("12345678".into()),
             expires_at: 1,
             files: 1,
+            attachments: 0,
+            left_out: 0,
+            left_out_note: None,
             warning: String::new(),
         };
         let d = format!("{l:?} {:?}", LinkPasscode::Chosen("hunter2".into()));
         assert!(!d.contains("SECRET") && !d.contains("12345678") && !d.contains("hunter2"));
+    }
+
+    const DOC: &[u8] = br#"{"resourceType":"DocumentReference","id":"d","content":[{"attachment":{"contentType":"application/pdf"}}]}"#;
+
+    #[test]
+    fn attachments_go_inline_within_the_caps() {
+        let small = vec![b'%'; 1000];
+        let big = vec![0u8; MAX_LINK_ATTACHMENT_BYTES + 1];
+        let fits = vec![1u8; MAX_LINK_ATTACHMENT_BYTES - 4096];
+        let half = vec![2u8; 1_500_000];
+        let rec = |atts: Vec<&'static [u8]>| LinkRecordIn {
+            data: DOC,
+            attachments: atts,
+        };
+        // Leaked so the records may borrow them for the test's length.
+        let (small, big, fits, half): (&[u8], &[u8], &[u8], &[u8]) =
+            (small.leak(), big.leak(), fits.leak(), half.leak());
+        let recs = vec![
+            rec(vec![small]),
+            rec(vec![big]),
+            // The first file has a place in the record, the second none.
+            rec(vec![half, small]),
+            rec(vec![half]),
+            // About 8 MB of JWE with the two before: over the link's 7.3 MB.
+            rec(vec![half]),
+            rec(vec![fits]),
+        ];
+        let (files, left) = plan_files(&recs);
+        assert_eq!(files.len(), 6);
+        let inlined: Vec<usize> = files.iter().map(|f| f.records[0].1.len()).collect();
+        assert_eq!(inlined, vec![1, 0, 1, 1, 0, 0]);
+        assert_eq!(
+            left,
+            LeftOut {
+                too_large: 1,
+                link_full: 2,
+                no_place: 1
+            }
+        );
+        // The largest attachment the note names fits a file of its own.
+        let alone = [rec(vec![fits])];
+        let (one, left) = plan_files(&alone);
+        assert_eq!((one[0].records[0].1.len(), left.total()), (1, 0));
+        // What was planned fits once encrypted, whatever DEFLATE does.
+        let key = ShlKey::generate();
+        let mut total = 0;
+        for f in &files {
+            let plain = file_plaintext(f).expect("plaintext");
+            let j = jwe::encrypt(
+                &plain,
+                &key,
+                &EncryptOptions {
+                    cty: Some("application/fhir+json"),
+                    zip: true,
+                },
+            )
+            .expect("jwe");
+            assert!(j.len() <= api::MAX_SHL_FILE_BYTES);
+            total += j.len();
+        }
+        assert!(total <= api::MAX_SHL_LINK_BYTES);
+        let first: serde_json::Value =
+            serde_json::from_slice(&file_plaintext(&files[0]).expect("plain")).expect("json");
+        let att = &first["content"][0]["attachment"];
+        assert_eq!(att["size"], 1000);
+        assert_eq!(att["hash"], fhir::attachment_hash(small));
+        // A record without attachments keeps the share's bytes.
+        let plain_rec = [LinkRecordIn {
+            data: DOC,
+            attachments: Vec::new(),
+        }];
+        let (files, _) = plan_files(&plain_rec);
+        assert_eq!(file_plaintext(&files[0]).expect("plain").as_slice(), DOC);
+    }
+
+    #[test]
+    fn the_left_out_note_counts_and_says_why() {
+        assert_eq!(left_out_note(0, 0, 0), None);
+        assert_eq!(
+            left_out_note(1, 0, 0).as_deref(),
+            Some(
+                "1 attached file was left out: 1 is larger than the 2.4 MB one file of a link holds."
+            )
+        );
+        assert_eq!(
+            left_out_note(2, 1, 0).as_deref(),
+            Some(
+                "3 attached files were left out: 2 are larger than the 2.4 MB one file of a link holds; 1 did not fit in the 7.3 MB a link holds."
+            )
+        );
     }
 
     #[test]

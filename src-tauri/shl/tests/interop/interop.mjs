@@ -6,7 +6,8 @@
 //                                           line, serves until stdin closes
 //   node interop.mjs view SHLINK [PASSCODE] resolves and decrypts a link with its viewer code;
 //                                           prints {"resources": [...]}
-//   node interop.mjs issue BUNDLE.json      issues a SMART Health Card under a fresh ES256 key;
+//   node interop.mjs issue BUNDLE.json [ISS] issues a SMART Health Card under a fresh ES256
+//                                           key, issuer ISS (default a fixed example URL);
 //                                           prints {"jws", "jwks", "iss"}
 //
 // SHL = HL7 SMART Health Cards and Links IG STU1, "SMART Health Links"; SHC = its "SMART
@@ -88,13 +89,13 @@ async function view(shlink, passcode) {
   say({ resources: r.fhirResources, cards: r.smartHealthCards.length });
 }
 
-async function issue(bundlePath) {
+async function issue(bundlePath, issuerURL) {
   const bundle = JSON.parse(readFileSync(bundlePath, 'utf8'));
   const { privateKey, publicKey } = await webcrypto.subtle.generateKey(
     { name: 'ECDSA', namedCurve: 'P-256' }, true, ['sign', 'verify']);
   const pub = await webcrypto.subtle.exportKey('jwk', publicKey);
   const priv = await webcrypto.subtle.exportKey('jwk', privateKey);
-  const iss = 'https://issuer.interop.example';
+  const iss = issuerURL || 'https://issuer.interop.example';
   const issuer = new SHCIssuer({ issuer: iss, privateKey: priv, publicKey: pub, expirationTime: null, enableQROptimization: false, strictReferences: false });
   const shc = await issuer.issue(bundle);
   const kid = await deriveKidFromPublicKey(pub);
@@ -102,6 +103,6 @@ async function issue(bundlePath) {
   say({ jws: shc.asJWS(), jwks: { keys: [jwk] }, iss });
 }
 
-const run = { serve: () => serve(arg1), view: () => view(arg1, arg2), issue: () => issue(arg1) }[cmd];
+const run = { serve: () => serve(arg1), view: () => view(arg1, arg2), issue: () => issue(arg1, arg2) }[cmd];
 if (!run) { process.stderr.write('usage: node interop.mjs serve|view|issue ...\n'); process.exit(2); }
 run().catch((e) => { process.stderr.write(`interop failed: ${e && e.name}: ${e && e.message}\n`); process.exit(1); });

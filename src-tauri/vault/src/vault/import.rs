@@ -22,7 +22,24 @@ impl Vault {
         ctl: &mut ImportControl<'_>,
     ) -> Result<ImportReport> {
         let items = fhir::parse_bundle(json)?;
-        self.import_items(items, opts, ctl, false)
+        self.import_items(items, opts, ctl, false, None)
+    }
+
+    /// [`Vault::import_bundle`] into a namespace of its own (docs/vault.md, the `records` table): each
+    /// record's id is the MAC of `ns:<hex namespace>/Type/id` (not `Type/id` alone), so
+    /// the same `Type/id` imported plainly, received through a share (`share:<tag>/`) or in
+    /// another namespace is another record. The doctor app keeps each SMART Health Link's or
+    /// Card's records so (namespace derived under its own label). With `opts.share` set, the
+    /// share's namespace applies instead.
+    pub fn import_bundle_namespaced(
+        &mut self,
+        json: &[u8],
+        opts: &ImportOptions,
+        namespace: &[u8; 16],
+        ctl: &mut ImportControl<'_>,
+    ) -> Result<ImportReport> {
+        let items = fhir::parse_bundle(json)?;
+        self.import_items(items, opts, ctl, false, Some(*namespace))
     }
 
     /// Imports FHIR bulk NDJSON files in one transaction: all lines of all files or none.
@@ -36,7 +53,7 @@ impl Vault {
         for f in files {
             items.extend(fhir::parse_ndjson(&f.name, &f.data)?);
         }
-        self.import_items(items, opts, ctl, false)
+        self.import_items(items, opts, ctl, false, None)
     }
 
     /// One transaction for the whole import; with `replace`, the records of `opts.share` are
@@ -47,6 +64,7 @@ impl Vault {
         opts: &ImportOptions,
         ctl: &mut ImportControl<'_>,
         replace: bool,
+        namespace: Option<[u8; 16]>,
     ) -> Result<ImportReport> {
         self.touch()?;
         let st = self.state.as_mut().ok_or(VaultError::Locked)?;
@@ -86,7 +104,7 @@ impl Vault {
                 .to_owned();
             let prov = match &share {
                 Some((tag, s)) => Prov::Shared(*tag, s.clone()),
-                None => Prov::Imported(source_label.clone()),
+                None => Prov::Imported(source_label.clone(), namespace),
             };
             let (_, replaced, atts) =
                 put_record(&tx, &st.keys, item.resource, prov).map_err(|e| match e {

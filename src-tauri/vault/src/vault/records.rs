@@ -154,10 +154,16 @@ impl Vault {
     }
 }
 
+/// The record-id prefix of a namespaced import (`Vault::import_bundle_namespaced`):
+/// `ns:<32 hex>/` before `Type/id`. A resource type is alphanumeric, so no plain `Type/id` and
+/// no `share:<tag>/` id can equal a namespaced one.
+pub(super) const IMPORT_NAMESPACE_PREFIX: &str = "ns:";
+
 pub(super) enum Prov {
     Device,
     Card(Box<Card>, [u8; 64]),
-    Imported(String),
+    /// Source label, and the import's namespace if it has one.
+    Imported(String, Option<[u8; 16]>),
     Shared([u8; 32], ShareSource),
 }
 
@@ -180,6 +186,7 @@ pub(super) fn put_record(
     // `Patient/1` never collide in a doctor's vault.
     let namespace = match &prov {
         Prov::Shared(tag, _) => format!("share:{}/", hex(tag)),
+        Prov::Imported(_, Some(ns)) => format!("{IMPORT_NAMESPACE_PREFIX}{}/", hex(ns)),
         _ => String::new(),
     };
     let rid = RecordId(
@@ -223,7 +230,7 @@ pub(super) fn put_record(
             Some(card.body.name.clone()),
             None,
         ),
-        Prov::Imported(source) => (
+        Prov::Imported(source, _) => (
             StoredProv::None,
             Origin::Imported { source },
             SignatureStatus::Unsigned,

@@ -41,7 +41,7 @@ impl Vault {
             ));
         }
         let items = crate::fhir::parse_bundle(json)?;
-        self.import_items(items, opts, ctl, true)
+        self.import_items(items, opts, ctl, true, None)
     }
 
     /// [`Vault::replace_share`] for resources already parsed (the doctor's client holds the
