@@ -219,9 +219,10 @@ async fn a_published_link_carries_the_pdf_and_leaves_out_what_is_too_large() {
         .await
         .expect("door");
     patient
-        .answer_doctor(ipc::Answer {
+        .answer_doctor(ipc::AnswerDoctor {
             id: started.pairing.clone(),
             accept: true,
+            categories: None,
         })
         .await
         .expect("confirm");

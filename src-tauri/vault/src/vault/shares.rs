@@ -59,7 +59,7 @@ impl Vault {
             ));
         }
         let items = crate::fhir::items_of(resources)?;
-        self.import_items(items, opts, ctl, true)
+        self.import_items(items, opts, ctl, true, None)
     }
 
     /// The records received through one share (doctor app), newest first, through the
