@@ -1135,6 +1135,17 @@ async fn paired_full(
         })
         .await
         .expect("share");
+    let link = checkup(&patient, &doctor, started).await;
+    (patient, doctor, link, words)
+}
+
+/// The doctor scans `started`'s QR and the patient confirms the whole share: the doctor's
+/// link id.
+async fn checkup(
+    patient: &PatientApp,
+    doctor: &DoctorApp,
+    started: carekey_app::session::ShareStarted,
+) -> String {
     let scan = doctor
         .scan_text(ipc::ScanText {
             text: started.qr_text.clone(),
@@ -1156,14 +1167,13 @@ async fn paired_full(
         })
         .await
         .expect("confirm");
-    let link = doctor
+    doctor
         .wait_for_grant(ipc::Wait {
             id: scan.scan,
             wait_secs: 20,
         })
         .await
-        .expect("grant");
-    (patient, doctor, link, words)
+        .expect("grant")
 }
 
 /// A colleague's doctor app with an invite on `relay`: (app, invite view).
@@ -1361,34 +1371,7 @@ async fn single_records_share_exactly_what_was_chosen() {
         started.categories,
         vec![ShareCategory::Allergies, ShareCategory::Conditions]
     );
-    let scan = doctor
-        .scan_text(ipc::ScanText {
-            text: started.qr_text.clone(),
-        })
-        .await
-        .expect("scan");
-    patient
-        .wait_for_doctor(ipc::Wait {
-            id: started.pairing.clone(),
-            wait_secs: 20,
-        })
-        .await
-        .expect("door");
-    patient
-        .answer_doctor(ipc::AnswerDoctor {
-            id: started.pairing,
-            accept: true,
-            categories: None,
-        })
-        .await
-        .expect("confirm");
-    let link = doctor
-        .wait_for_grant(ipc::Wait {
-            id: scan.scan,
-            wait_secs: 20,
-        })
-        .await
-        .expect("grant");
+    let link = checkup(&patient, &doctor, started).await;
     let view = doctor
         .refresh_patient(ipc::IdRef { id: link.clone() })
         .await
