@@ -25,7 +25,7 @@ pub const ENTRY_LABEL: &[u8] = b"carekey/v1/relay-audit-entry";
 /// Domain label of the relay's signature over an audit head.
 pub const HEAD_LABEL: &[u8] = b"carekey/v1/relay-audit-head";
 /// Domain label of the relay's signature over an audit head and a reader's challenge.
-pub const FRESH_HEAD_LABEL: &[u8] = b"carekey/v1/relay-audit-head-fresh";
+pub const FRESH_HEAD_LABEL: &[u8] = b"carekey/v1/relay-fresh-head";
 /// `relay_meta` row holding the relay's audit signing key seed.
 pub const KEY_META_NAME: &str = "audit_signing_key";
 /// Most rows in one audit INSERT statement.

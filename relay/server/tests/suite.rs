@@ -166,7 +166,7 @@ async fn blob_roundtrip_and_audit_chain(h: Harness) {
         .await;
     assert_eq!(r.status, StatusCode::OK);
     let fresh = |challenge: &[u8; 32]| {
-        let mut m = b"carekey/v1/relay-audit-head-fresh\0".to_vec();
+        let mut m = b"carekey/v1/relay-fresh-head\0".to_vec();
         m.extend_from_slice(&o.share_id);
         m.extend_from_slice(&3u64.to_be_bytes());
         m.extend_from_slice(&prev);

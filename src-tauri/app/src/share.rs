@@ -183,25 +183,21 @@ pub fn items_from_vault(vault: &mut Vault, sel: &Selection) -> Result<ShareItems
     Ok(out)
 }
 
-/// Removes inline attachment bytes (`Binary.data`, `content[].attachment.data`,
-/// `presentedForm[].data`): they travel as attachment items (and the doctor session hands
-/// received attachments out apart from their resource).
+/// Removes inline attachment bytes the vault keeps in its attachment store (`Binary.data`,
+/// `content[].attachment.data`, as `carekey_vault` takes them out at import): they travel as
+/// attachment items (and the doctor session hands received attachments out apart from their
+/// resource). Anything else stays in the resource: a `DiagnosticReport.presentedForm[].data`
+/// is not in the store, so removing it here would share the report without its form.
 pub(crate) fn strip_inline_data(r: &mut Value) {
     if r.get("resourceType").and_then(Value::as_str) == Some("Binary")
         && let Some(o) = r.as_object_mut()
     {
         o.remove("data");
     }
-    for (list, inner) in [("content", Some("attachment")), ("presentedForm", None)] {
-        if let Some(Value::Array(items)) = r.get_mut(list) {
-            for it in items.iter_mut() {
-                let att = match inner {
-                    Some(k) => it.get_mut(k),
-                    None => Some(it),
-                };
-                if let Some(o) = att.and_then(Value::as_object_mut) {
-                    o.remove("data");
-                }
+    if let Some(Value::Array(items)) = r.get_mut("content") {
+        for it in items.iter_mut() {
+            if let Some(o) = it.get_mut("attachment").and_then(Value::as_object_mut) {
+                o.remove("data");
             }
         }
     }
@@ -267,5 +263,10 @@ mod tests {
             v["content"][0]["attachment"]["contentType"],
             "application/pdf"
         );
+        // Not in the vault's attachment store: it stays, or the report loses its form.
+        let mut r = serde_json::json!({"resourceType": "DiagnosticReport",
+            "presentedForm": [{"contentType": "application/pdf", "data": "JVBE"}]});
+        strip_inline_data(&mut r);
+        assert_eq!(r["presentedForm"][0]["data"], "JVBE");
     }
 }

@@ -229,7 +229,10 @@ pub fn hex_id<const N: usize>(field: &str, value: &str) -> Result<[u8; N]> {
 /// The categories of a narrower confirm, on their own: at least one, each once (a doctor
 /// confirmed for nothing would hold a grant that reads nothing; an empty list is refused
 /// rather than read as "the whole share", which is the absent list).
-pub fn confirm_categories(chosen: &[crate::ipc::ShareCategory]) -> Result<()> {
+///
+/// Generic over the category type so this module stays below `ipc`, whose argument types
+/// call it.
+pub fn confirm_categories<C: PartialEq>(chosen: &[C]) -> Result<()> {
     if chosen.is_empty() {
         return Err(bad("categories", "tick at least one kind of record"));
     }
@@ -243,10 +246,7 @@ pub fn confirm_categories(chosen: &[crate::ipc::ShareCategory]) -> Result<()> {
 
 /// The categories of a narrower confirm against the share's own: each must be in the share
 /// (a grant can only narrow what the patient shared, never widen it).
-pub fn confirm_scope(
-    chosen: &[crate::ipc::ShareCategory],
-    share: &[crate::ipc::ShareCategory],
-) -> Result<()> {
+pub fn confirm_scope<C: PartialEq>(chosen: &[C], share: &[C]) -> Result<()> {
     confirm_categories(chosen)?;
     if chosen.iter().any(|c| !share.contains(c)) {
         return Err(bad(

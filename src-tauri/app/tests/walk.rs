@@ -1863,6 +1863,13 @@ fn bundle_with_documents() -> (serde_json::Value, Vec<u8>, &'static str) {
         .and_then(|e| e["resource"]["content"][0]["attachment"]["data"].as_str())
         .and_then(|b| data_encoding::BASE64.decode(b.as_bytes()).ok())
         .expect("the demo letter");
+    // A report whose PDF is its presentedForm (not a DocumentReference): the vault keeps it
+    // inline in the resource, and it must reach the doctor all the same.
+    entries.push(serde_json::json!({"resource": {
+        "resourceType": "DiagnosticReport", "id": "r-form", "status": "final",
+        "code": {"text": "Chest X-ray report"}, "effectiveDateTime": "2025-08-01",
+        "presentedForm": [{"contentType": "application/pdf",
+            "data": data_encoding::BASE64.encode(&pdf)}]}}));
     (bundle, pdf, note)
 }
 
@@ -1879,7 +1886,7 @@ async fn documents_open_on_both_devices_and_close_when_access_ends() {
         PolicyChoice::Never,
         0,
         Vec::new(),
-        vec![ShareCategory::Documents],
+        vec![ShareCategory::Documents, ShareCategory::Observations],
         Some(&file),
     )
     .await;
@@ -1951,6 +1958,12 @@ async fn documents_open_on_both_devices_and_close_when_access_ends() {
         .await
         .expect("the doctor opens the note");
     assert_eq!(got.bytes.as_slice(), note.as_bytes());
+    let report = doc("Chest X-ray report");
+    let got = doctor
+        .attachment(at(&report.id, 0))
+        .await
+        .expect("the doctor opens the report's form");
+    assert_eq!(got.bytes.as_slice(), pdf.as_slice());
     // A patient's record id is not a key into the doctor's vault.
     assert_eq!(code(doctor.attachment(at(&letter, 0)).await), "not_found");
 

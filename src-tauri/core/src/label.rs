@@ -33,7 +33,7 @@ pub const AUDIT_HEAD_SIG: &str = "carekey/v1/audit-head";
 pub const RELAY_AUDIT_HEAD_SIG: &str = "carekey/v1/relay-audit-head";
 /// Relay's signature of its audit chain head bound to the reader's challenge, which proves
 /// the head is current (docs/relay-formats.md "Relay audit chain", `fresh_sig`).
-pub const RELAY_AUDIT_HEAD_FRESH_SIG: &str = "carekey/v1/relay-audit-head-fresh";
+pub const RELAY_AUDIT_HEAD_FRESH_SIG: &str = "carekey/v1/relay-fresh-head";
 /// Author's signature over a FHIR resource (provenance).
 pub const RECORD_SIG: &str = "carekey/v1/record";
 /// A colleague's signature of its forwarding invite (card, reader key, mailbox).
