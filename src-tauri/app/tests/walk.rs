@@ -667,12 +667,21 @@ async fn settings_backup_restore_and_relay_check() {
             .await
             .expect("record");
     }
-    assert_eq!(
-        patient.settings().await.expect("settings").last_backup_at,
-        None
-    );
+    // Records are backed up on their own, a few seconds after the last change.
+    let deadline = Instant::now() + carekey_app::session::AUTO_BACKUP_DELAY * 4;
+    let auto = loop {
+        if let Some(at) = patient.settings().await.expect("settings").last_backup_at {
+            break at;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no automatic backup of the records"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
     let status = patient.backup_now().await.expect("backup");
-    assert!(status.version >= 1);
+    assert!(status.version >= 2, "the automatic backup came first");
+    assert!(status.at >= auto);
     assert_eq!(
         patient.settings().await.expect("settings").last_backup_at,
         Some(status.at)

@@ -521,3 +521,233 @@ async fn a_share_gone_from_the_relay_ends_its_grants_and_does_not_block_the_rest
     assert!(active(&patient, &share).is_empty());
     assert!(!patient.needs_reconcile());
 }
+
+/// Forward requests restored from a backup are reconciled too (docs/protocol.md "Restore and
+/// reconciliation"): one approved after the backup does not come back to be approved twice
+/// (its colleague's token, unknown to the restored state, is revoked), one from a doctor
+/// revoked after the backup is dropped, and one still undecided stays and can be approved.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forward_requests_answered_after_the_backup_do_not_come_back() {
+    let relay = common::start_relay();
+    let r = Relay::new(&relay.url).expect("URL");
+    let cancel = Cancel::new();
+    let phone = tempfile::tempdir().expect("dir");
+    let (mut vault, phrase) = Vault::create(
+        &phone.path().join("old.vault"),
+        "old pass",
+        &common::quick_vault_options(),
+    )
+    .expect("vault");
+    let phrase = phrase.expose_words().to_owned();
+    let root = RecoveryPhrase::parse(&phrase)
+        .expect("phrase")
+        .root()
+        .expect("root");
+    let identity = || DeviceIdentity::from_root(&root);
+    let pcard: Card = identity()
+        .card("Pat Restore", Role::Patient, None, 1)
+        .expect("card");
+    let mut patient = Patient::new(identity(), pcard.clone(), r.clone());
+    let share = patient
+        .create_share(
+            share_items(2_000),
+            ShareOptions {
+                expires_at: in_a_day(),
+                policy: Policy::Ask,
+                delegation_depth: 0,
+            },
+            &NoProgress,
+            &cancel,
+        )
+        .await
+        .expect("share");
+    let (mut ada, link_ada, rel_ada) = pair(&mut patient, &share, "Dr. Ada").await;
+    let (mut bob, link_bob, rel_bob) = pair(&mut patient, &share, "Dr. Bob").await;
+    // Ada asks for Cole and for Dana, Bob for Eve; all three wait in the backup.
+    let invite = |name: &str| {
+        let (id, card) = common::identity(name, Role::Doctor);
+        Doctor::new(id, card)
+    };
+    let (mut cole, mut dana, mut eve) = (invite("Dr. Cole"), invite("Dr. Dana"), invite("Dr. Eve"));
+    let url = ada.relay_url(&link_ada).expect("link").to_owned();
+    let cole_inv = cole.invite(&url, 600).await.expect("invite");
+    let dana_inv = dana.invite(&url, 600).await.expect("invite");
+    let eve_inv = eve.invite(&url, 600).await.expect("invite");
+    for inv in [&cole_inv, &dana_inv] {
+        ada.request_forward(&link_ada, &inv.invite, None, "second opinion")
+            .await
+            .expect("request sent");
+    }
+    bob.request_forward(&link_bob, &eve_inv.invite, None, "referral")
+        .await
+        .expect("request sent");
+    patient.inbox(&rel_ada, 5).await.expect("inbox");
+    patient.inbox(&rel_bob, 5).await.expect("inbox");
+    assert_eq!(patient.forward_requests().len(), 3);
+    backup(&mut vault, &mut patient, &r).await;
+
+    // After the backup: Cole's request approved, Bob revoked.
+    let cole_req = patient
+        .forward_requests()
+        .into_iter()
+        .find(|q| q.colleague.body.name == "Dr. Cole")
+        .expect("Cole's request")
+        .id;
+    patient
+        .answer_forward(&cole_req, true)
+        .await
+        .expect("approve");
+    let cole_link = cole
+        .accept_introduction(&cole_inv.id, 10, &cancel)
+        .await
+        .expect("Cole is introduced");
+    cole.fetch(&cole_link, &NoProgress, &cancel)
+        .await
+        .expect("Cole reads while granted");
+    patient
+        .revoke(&share, &rel_bob, &NoProgress, &cancel)
+        .await
+        .expect("revoke Bob");
+    drop(patient);
+    drop(vault);
+
+    let new_phone = tempfile::tempdir().expect("dir");
+    let mut restored = restore_from_relay(
+        &r,
+        &phrase,
+        &new_phone.path().join("new.vault"),
+        "new pass",
+        &common::quick_vault_options(),
+    )
+    .await
+    .expect("restores");
+    let mut patient = Patient::load_from(&mut restored, identity(), pcard, r.clone())
+        .expect("state loads")
+        .expect("state in the backup");
+    assert_eq!(patient.forward_requests().len(), 3, "the backup's requests");
+    let done = patient
+        .reconcile(&NoProgress, &cancel)
+        .await
+        .expect("reconciles");
+    assert_eq!(done[0].forward_requests_dropped, 2, "{done:?}");
+    assert_eq!(done[0].unknown_tokens_revoked, 1, "Cole's grant ends");
+    assert_eq!(done[0].grants_marked_revoked, 1, "Bob stays revoked");
+    let left = patient.forward_requests();
+    let names: Vec<&str> = left
+        .iter()
+        .map(|q| q.colleague.body.name.as_str())
+        .collect();
+    assert_eq!(names, ["Dr. Dana"], "only the undecided request stays");
+    let e = cole
+        .fetch(&cole_link, &NoProgress, &cancel)
+        .await
+        .expect_err("Cole's token is revoked");
+    assert_eq!(e.code(), "access_ended", "{e}");
+
+    // The undecided one is answered as any other: Dana reads.
+    patient
+        .answer_forward(&left[0].id, true)
+        .await
+        .expect("approve Dana");
+    let dana_link = dana
+        .accept_introduction(&dana_inv.id, 10, &cancel)
+        .await
+        .expect("Dana is introduced");
+    dana.fetch(&dana_link, &NoProgress, &cancel)
+        .await
+        .expect("Dana reads");
+    assert!(active(&patient, &share).contains(&rel_ada));
+    assert!(!active(&patient, &share).contains(&rel_bob));
+}
+
+/// A delegation made after the backup, and ended since with its root, is listed after the
+/// restore, and listed ended: the reconciliation reads the share's delegation notices before
+/// it applies the relay's token status (docs/protocol.md "Restore and reconciliation").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delegation_made_and_ended_after_the_backup_is_listed_ended() {
+    let relay = common::start_relay();
+    let r = Relay::new(&relay.url).expect("URL");
+    let cancel = Cancel::new();
+    let phone = tempfile::tempdir().expect("dir");
+    let (mut vault, phrase) = Vault::create(
+        &phone.path().join("old.vault"),
+        "old pass",
+        &common::quick_vault_options(),
+    )
+    .expect("vault");
+    let phrase = phrase.expose_words().to_owned();
+    let root = RecoveryPhrase::parse(&phrase)
+        .expect("phrase")
+        .root()
+        .expect("root");
+    let identity = || DeviceIdentity::from_root(&root);
+    let pcard: Card = identity()
+        .card("Pat Restore", Role::Patient, None, 1)
+        .expect("card");
+    let mut patient = Patient::new(identity(), pcard.clone(), r.clone());
+    let share = patient
+        .create_share(
+            share_items(2_000),
+            ShareOptions {
+                expires_at: in_a_day(),
+                policy: Policy::Allowed,
+                delegation_depth: 1,
+            },
+            &NoProgress,
+            &cancel,
+        )
+        .await
+        .expect("share");
+    let (mut ada, link_ada, rel_ada) = pair(&mut patient, &share, "Dr. Ada").await;
+    let (_ben, _, rel_ben) = pair(&mut patient, &share, "Dr. Ben").await;
+    backup(&mut vault, &mut patient, &r).await;
+
+    // After the backup: Ada delegates to Cole, then the patient revokes Ada (and so Cole).
+    let (cid, ccard) = common::identity("Dr. Cole", Role::Doctor);
+    let mut cole = Doctor::new(cid, ccard);
+    let url = ada.relay_url(&link_ada).expect("link").to_owned();
+    let inv = cole.invite(&url, 600).await.expect("invite");
+    ada.delegate(&link_ada, &inv.invite, None, None)
+        .await
+        .expect("delegation registers");
+    let cole_link = cole
+        .accept_introduction(&inv.id, 10, &cancel)
+        .await
+        .expect("Cole is introduced");
+    patient
+        .revoke(&share, &rel_ada, &NoProgress, &cancel)
+        .await
+        .expect("revoke Ada");
+    drop(patient);
+    drop(vault);
+
+    let new_phone = tempfile::tempdir().expect("dir");
+    let mut restored = restore_from_relay(
+        &r,
+        &phrase,
+        &new_phone.path().join("new.vault"),
+        "new pass",
+        &common::quick_vault_options(),
+    )
+    .await
+    .expect("restores");
+    let mut patient = Patient::load_from(&mut restored, identity(), pcard, r.clone())
+        .expect("state loads")
+        .expect("state in the backup");
+    let done = patient
+        .reconcile(&NoProgress, &cancel)
+        .await
+        .expect("reconciles");
+    assert_eq!(done[0].grants_marked_revoked, 1, "Ada stays revoked");
+    assert_eq!(done[0].delegations_marked_revoked, 1, "{done:?}");
+    let tree = patient.delegations(&share).await.expect("notices verify");
+    assert_eq!(tree.len(), 1, "Cole is listed");
+    assert_eq!(tree[0].colleague, "Dr. Cole");
+    assert!(tree[0].revoked, "and listed ended");
+    assert_eq!(active(&patient, &share), BTreeSet::from([rel_ben]));
+    let e = cole
+        .fetch(&cole_link, &NoProgress, &cancel)
+        .await
+        .expect_err("Cole reads nothing");
+    assert_eq!(e.code(), "access_ended", "{e}");
+}

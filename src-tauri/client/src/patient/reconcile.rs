@@ -12,7 +12,11 @@
 //!   grant made after the backup: the patient can no longer see or manage it);
 //! - when the relay's manifest version is above the state's or the state's epoch was deleted
 //!   (the state is behind: its epoch key is not the live one), repaired the share by a re-key
-//!   to an epoch number above any the relay saw, sent only to the grants still active.
+//!   to an epoch number above any the relay saw, sent only to the grants still active;
+//! - before all that, read the delegation notices posted after the backup (so a delegation
+//!   made and ended since is listed, and listed ended), and afterwards dropped every restored
+//!   forward request that is stale: answered with an approval after the backup (a token for
+//!   the colleague's reader key is in the log), or from a doctor whose grant has ended.
 
 use std::collections::{BTreeSet, HashSet};
 
@@ -49,13 +53,18 @@ pub struct Reconciled {
     /// The relay no longer has the share (expired or deleted): every grant of it is now
     /// marked revoked.
     pub gone: bool,
+    /// Restored forward requests for this share that were dropped: approved after the backup
+    /// (the colleague's token, registered then, was revoked above), or asked by a doctor whose
+    /// grant has ended since. A request declined after the backup leaves no trace at the relay
+    /// and comes back; answering it again is the patient's own new choice.
+    pub forward_requests_dropped: usize,
 }
 
 /// What the relay's verified log says about one share.
 struct RelayHistory {
     head: Head,
-    /// Root tokens registered (hashes).
-    registered: Vec<[u8; 32]>,
+    /// Root tokens registered: (hash, reader key).
+    registered: Vec<([u8; 32], [u8; 32])>,
     /// Tokens revoked or expired (hashes).
     ended: HashSet<[u8; 32]>,
     /// Highest manifest version swapped in.
@@ -83,12 +92,14 @@ impl RelayHistory {
         for e in entries {
             match e.kind {
                 KIND_TOKEN_REGISTERED => {
-                    let hash = e
-                        .body
-                        .get(..32)
-                        .and_then(|b| <[u8; 32]>::try_from(b).ok())
-                        .ok_or_else(|| malformed("short token registration"))?;
-                    h.registered.push(hash);
+                    // body = token_hash [32] || reader_key [32] || expires_at u64 || depth u8
+                    let field = |at: usize| {
+                        e.body
+                            .get(at..at + 32)
+                            .and_then(|b| <[u8; 32]>::try_from(b).ok())
+                            .ok_or_else(|| malformed("short token registration"))
+                    };
+                    h.registered.push((field(0)?, field(32)?));
                 }
                 KIND_TOKEN_REVOKED | KIND_TOKEN_EXPIRED => {
                     let hash = <[u8; 32]>::try_from(e.body.as_slice())
@@ -174,13 +185,24 @@ impl Patient {
         let mut out = Vec::with_capacity(ids.len());
         for id in ids {
             cancel.check()?;
+            // Delegations made after the backup are only known from their notices: read them
+            // first, so the token status below marks those that ended since.
+            match self.read_new_notices(&id).await {
+                Ok(None) => {}
+                Ok(Some(bad)) => self.alerts.push(bad),
+                // Gone at the relay: reconcile_share ends the share's grants.
+                Err(ClientError::NotFound | ClientError::AccessEnded) => {}
+                Err(e) => return Err(e),
+            }
             let mut st = self
                 .shares
                 .remove(&id)
                 .ok_or(ClientError::InvalidInput("unknown share"))?;
             let r = self.reconcile_share(&id, &mut st, progress, cancel).await;
             self.shares.insert(id, st);
-            out.push(r?);
+            let (mut done, approved_since) = r?;
+            done.forward_requests_dropped = self.drop_stale_forward_requests(&id, &approved_since);
+            out.push(done);
         }
         if self.unreconciled {
             self.unreconciled = false;
@@ -195,7 +217,7 @@ impl Patient {
         st: &mut ShareState,
         progress: &dyn ProgressSink,
         cancel: &Cancel,
-    ) -> Result<Reconciled> {
+    ) -> Result<(Reconciled, HashSet<[u8; 32]>)> {
         let history = match self.relay_history(share_id, st).await {
             Ok(h) => h,
             // The share expired or was deleted at the relay: nobody reads it any more, and
@@ -206,14 +228,16 @@ impl Patient {
                 let delegations = st.delegations.iter().filter(|d| !d.revoked).count();
                 st.grants.iter_mut().for_each(|g| g.revoked = true);
                 st.delegations.iter_mut().for_each(|d| d.revoked = true);
-                return Ok(Reconciled {
+                let done = Reconciled {
                     share_id: *share_id,
                     grants_marked_revoked: grants,
                     delegations_marked_revoked: delegations,
                     unknown_tokens_revoked: 0,
                     rekeyed: false,
                     gone: true,
-                });
+                    forward_requests_dropped: 0,
+                };
+                return Ok((done, HashSet::new()));
             }
             Err(e) => return Err(e),
         };
@@ -233,6 +257,7 @@ impl Patient {
             unknown_tokens_revoked: 0,
             rekeyed: false,
             gone: false,
+            forward_requests_dropped: 0,
         };
         // Token status: what the relay ended stays ended (the relay revoked subtrees entry by
         // entry, so the set names every delegated token too).
@@ -257,8 +282,15 @@ impl Patient {
         // Tokens the state does not know: granted after the backup, to a doctor whose pairing
         // is lost with it. Nobody could see or revoke them here, so they end now.
         let known: HashSet<[u8; 32]> = st.grants.iter().map(|g| g.token.relay_hash()).collect();
-        for hash in &history.registered {
-            if !known.contains(hash) && !history.ended.contains(hash) {
+        // Reader keys granted after the backup: a restored forward request for one of them
+        // was approved since (see drop_stale_forward_requests).
+        let mut granted_since = HashSet::new();
+        for (hash, reader_key) in &history.registered {
+            if known.contains(hash) {
+                continue;
+            }
+            granted_since.insert(*reader_key);
+            if !history.ended.contains(hash) {
                 match self.relay.revoke_token(&mut st.owner, share_id, hash).await {
                     Ok(()) | Err(ClientError::NotFound) => done.unknown_tokens_revoked += 1,
                     Err(e) => return Err(e),
@@ -289,7 +321,32 @@ impl Patient {
                 .await?;
             done.rekeyed = true;
         }
-        Ok(done)
+        Ok((done, granted_since))
+    }
+
+    /// Drops the restored forward requests of `share_id` that are stale (module docs):
+    /// approved after the backup (the colleague's reader key is in `granted_since`), or no
+    /// longer answerable (`check_forward` refuses: the asking doctor's grant ended, the
+    /// colleague's invite expired). Returns how many went.
+    fn drop_stale_forward_requests(
+        &mut self,
+        share_id: &ShareId,
+        granted_since: &HashSet<[u8; 32]>,
+    ) -> usize {
+        let stale: Vec<bool> = self
+            .forward_requests
+            .iter()
+            .map(|p| {
+                p.request.share_id == share_id.0
+                    && (granted_since.contains(p.request.invite.reader_key.as_bytes())
+                        || self.check_forward(&p.from, &p.request).is_err())
+            })
+            .collect();
+        let before = self.forward_requests.len();
+        let mut at = stale.iter();
+        self.forward_requests
+            .retain(|_| !at.next().copied().unwrap_or(false));
+        before - self.forward_requests.len()
     }
 
     /// Reads the share's whole audit log, verifies that it extends the restored pin and that

@@ -106,6 +106,9 @@ impl PatientApp {
             p.ack_inbox(&index).await?;
             let g = self.commit(g, |_| Ok(())).await?;
             drop(g);
+            // The relay no longer holds what came: only a backup brings it back on a new
+            // device (docs/protocol.md "Restore and reconciliation").
+            self.schedule_backup();
             let notes = self.inbox().await?.len();
             self.events.emit(AppEvent::InboxChanged {
                 notes,
@@ -182,7 +185,9 @@ impl PatientApp {
                 st.notes.remove(at);
                 settings::save(v, INBOX, &st)
             })
-            .await
+            .await?;
+        self.schedule_backup();
+        Ok(())
     }
 
     /// Approves or declines a doctor's request to forward to a colleague.

@@ -125,13 +125,17 @@ impl PatientApp {
     pub async fn add_record(&self, args: ipc::ManualRecord) -> Result<String> {
         args.validate()?;
         let resource = manual_resource(&args);
-        self.vault
+        let id = self
+            .vault
             .run(move |v| {
                 let id = v.add_record(resource)?;
                 v.log_event(&AuditEvent::RecordAdded { record: id })?;
                 Ok(id.to_string())
             })
-            .await
+            .await?;
+        // Records are backed up on their own too, a few seconds after the last change.
+        self.schedule_backup();
+        Ok(id)
     }
 
     /// Imports a FHIR Bundle or NDJSON file in one transaction (all or nothing), reporting
@@ -187,6 +191,7 @@ impl PatientApp {
             })
             .await?;
         drop(op);
+        self.schedule_backup();
         Ok(report)
     }
 
@@ -224,6 +229,7 @@ impl PatientApp {
             })
             .await?;
         drop(op);
+        self.schedule_backup();
         Ok(report)
     }
 }
