@@ -49,6 +49,13 @@ export interface ProfileView {
   /** This device's card as text, for a clinic's tool to attest. */
   card_text: string;
   relay_url: string;
+  /** Base URLs of the closed relays this device holds an enrollment key for (never the keys). */
+  enrolled_relays: string[];
+}
+/** `set_enrollment_key`: the operator's key of a closed relay; `key: null` removes it. */
+export interface SetEnrollmentKey {
+  relay_url: string;
+  key: string | null;
 }
 export interface ScanView {
   scan: string;
@@ -252,6 +259,8 @@ export const ipc = {
   unlock: (passphrase: string) => call<null>('unlock', { passphrase }),
   lock: () => call<null>('lock'),
   profile: () => call<ProfileView>('profile'),
+  setEnrollmentKey: (relay_url: string, key: string | null) =>
+    call<ProfileView>('set_enrollment_key', { relay_url, key } satisfies SetEnrollmentKey),
   scanText: (text: string) => call<ScanView>('scan_text', { text }),
   scanImage: (image_base64: string) => call<ScanView>('scan_image', { image_base64 }),
   scanFrame: (width: number, height: number, luma_base64: string) =>

@@ -6,7 +6,7 @@ import fixture from '../src/ipc.fixture.json';
 import type {
   AllergyRow, AppError, AppEvent, AppStatus, ChartRecord, ChartSummary, ChartView, ColleagueView,
   ComponentValue, Created, DocumentAttachment, DocumentRow, ForwardOutcome, InviteView, LabComponent,
-  Forward, LabRow, MedicationRow, OpenSmartLink, PatientLinkView, Point, ProblemRow, ProfileView, ReferenceRange, ScanView,
+  Forward, LabRow, MedicationRow, OpenSmartLink, PatientLinkView, Point, ProblemRow, ProfileView, ReferenceRange, ScanView, SetEnrollmentKey,
   SentNoteView, Series, SeriesLine, SmartOpenView, TimelineRow, VitalRow, WriteBack, ClinicRef, TrustedClinic,
 } from '../src/ipc';
 
@@ -41,7 +41,8 @@ const samples: Record<string, object> = {
   AppError: { code: 'c', message: 'm' } satisfies AppError,
   AppStatus: { vault_exists: true, unlocked: true, default_relay_url: '' } satisfies AppStatus,
   Created: { words: 'w' } satisfies Created,
-  ProfileView: { name: 'n', role: 'doctor', licence: null, fingerprint: 'f', appears_as: 'a', card_text: 'CAREKEY-CARD:', relay_url: 'u' } satisfies ProfileView,
+  ProfileView: { name: 'n', role: 'doctor', licence: null, fingerprint: 'f', appears_as: 'a', card_text: 'CAREKEY-CARD:', relay_url: 'u', enrolled_relays: [] } satisfies ProfileView,
+  SetEnrollmentKey: { relay_url: 'u', key: 'k' } satisfies SetEnrollmentKey,
   ScanView: { scan: hex, check_code: '123-4567' } satisfies ScanView,
   PatientLinkView: link,
   SmartOpenView: { patient: link, skipped: [] } satisfies SmartOpenView,

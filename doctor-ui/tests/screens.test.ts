@@ -249,3 +249,49 @@ describe('Chart', () => {
     expect(sent).toEqual([{ patient: '12'.repeat(16), invite: 'CAREKEY-INVITE:AAAA', reason: 'Allergy work-up', categories: ['allergies'] }]);
   });
 });
+
+describe('Profile: closed relays', () => {
+  it('saves an enrollment key for one relay, lists the relay but never the key, and removes it', async () => {
+    const { default: Profile } = await import('../src/screens/Profile.svelte');
+    const sent: unknown[] = [];
+    let enrolled: string[] = [];
+    const profile = () => ({
+      name: 'Dr. Ada Quinn', role: 'doctor', licence: null, fingerprint: 'abcd', appears_as: 'a',
+      card_text: 'CAREKEY-CARD:x', relay_url: 'https://relay.example.org', enrolled_relays: enrolled,
+    });
+    mockIPC((cmd, args) => {
+      if (cmd === 'profile') return profile();
+      if (cmd === 'trusted_clinics') return [];
+      if (cmd === 'set_enrollment_key') {
+        const a = (args as { args: { relay_url: string; key: string | null } }).args;
+        sent.push(a);
+        if (a.relay_url === 'ftp://x') throw { code: 'invalid_input', message: 'relay URL: must start with https://' };
+        enrolled = a.key ? [a.relay_url] : [];
+        return profile();
+      }
+      return null;
+    });
+    render(Profile);
+    const list = await screen.findByTestId('enrolled-relays');
+    expect(list).toHaveTextContent('No enrollment keys');
+    const save = screen.getByRole('button', { name: 'Save key' });
+    expect(save).toBeDisabled();
+    await fireEvent.input(screen.getByLabelText('Relay address'), { target: { value: 'ftp://x' } });
+    await fireEvent.input(screen.getByLabelText('Enrollment key'), { target: { value: 'clinic-key-1' } });
+    await fireEvent.click(save);
+    await waitFor(() => expect(screen.getByRole('alert')).toHaveTextContent('must start with https://'));
+    await fireEvent.input(screen.getByLabelText('Relay address'), { target: { value: 'https://clinic.example.org' } });
+    await fireEvent.input(screen.getByLabelText('Enrollment key'), { target: { value: 'clinic-key-1' } });
+    await fireEvent.click(save);
+    await waitFor(() => expect(screen.getByTestId('enrolled-relays')).toHaveTextContent('https://clinic.example.org'));
+    expect(screen.getByTestId('enrollment-ok')).toHaveTextContent('sent only to that relay');
+    expect(document.body.textContent).not.toContain('clinic-key-1');
+    await fireEvent.click(screen.getByRole('button', { name: 'Remove the key for https://clinic.example.org' }));
+    await waitFor(() => expect(screen.getByTestId('enrolled-relays')).toHaveTextContent('No enrollment keys'));
+    expect(sent).toEqual([
+      { relay_url: 'ftp://x', key: 'clinic-key-1' },
+      { relay_url: 'https://clinic.example.org', key: 'clinic-key-1' },
+      { relay_url: 'https://clinic.example.org', key: null },
+    ]);
+  });
+});

@@ -68,6 +68,13 @@ export interface Settings {
   relay_url: string;
   auto_lock_secs: number | null;
   last_backup_at: number | null;
+  /** Base URLs of the closed relays this device holds an enrollment key for (never the keys). */
+  enrolled_relays: string[];
+}
+/** `set_enrollment_key`: the operator's key of a closed relay; `key: null` removes it. */
+export interface SetEnrollmentKey {
+  relay_url: string;
+  key: string | null;
 }
 export interface ImportReport {
   records: number;
@@ -248,6 +255,8 @@ export const ipc = {
   changePassphrase: (old: string, next: string) => call<null>('change_passphrase', { old, new: next }),
   checkRelay: (relay_url: string) => call<RelayCheck>('check_relay', { relay_url }),
   setRelay: (relay_url: string) => call<Settings>('set_relay', { relay_url }),
+  setEnrollmentKey: (relay_url: string, key: string | null) =>
+    call<Settings>('set_enrollment_key', { relay_url, key } satisfies SetEnrollmentKey),
   backupNow: () => call<BackupStatus>('backup_now'),
   exportBundle: (path: string) => call<number>('export_bundle', { path }),
   newQr: (share: string) => call<ShareStarted>('new_qr', { id: share }),

@@ -81,3 +81,10 @@ export const REVOKE_EXPLANATION =
   'They keep what they already fetched; new versions are under a new key they do not have.';
 
 /** Share categories in their screen order, as words. */
+
+/** Whether this device holds an enrollment key for the relay it uses (docs/relay.md
+ * "Enrollment"); the app lists relays by base URL, without a trailing slash. */
+export function holdsEnrollmentKey(s: { relay_url: string; enrolled_relays: string[] } | null): boolean {
+  if (!s) return false;
+  return s.enrolled_relays.includes(s.relay_url.replace(/\/+$/, ''));
+}

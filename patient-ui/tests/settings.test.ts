@@ -9,7 +9,7 @@ import { screen as current, status } from '../src/stores';
 
 afterEach(() => clearMocks());
 
-const settings = { version: 1, name: 'Pat', licence: null, relay_url: 'http://127.0.0.1:9', auto_lock_secs: 300, last_backup_at: null };
+const settings = { version: 1, name: 'Pat', licence: null, relay_url: 'http://127.0.0.1:9', auto_lock_secs: 300, last_backup_at: null, enrolled_relays: [] as string[] };
 const appStatus = { vault_exists: true, unlocked: true, default_relay_url: '', categories: [], settings };
 
 describe('Settings', () => {
@@ -51,6 +51,42 @@ describe('Settings', () => {
     await fireEvent.click(button);
     await waitFor(() => expect(screen.getByTestId('settings-status')).toHaveTextContent('Passphrase changed'));
     expect(sent).toEqual([{ old: 'old passphrase here', new: 'Tr0ub4dor & horse battery' }]);
+  });
+});
+
+describe('Enrollment key', () => {
+  it('saves a key for the relay in use, never shows it, and removes it', async () => {
+    const sent: unknown[] = [];
+    let current = { ...settings };
+    mockIPC((cmd, args) => {
+      if (cmd === 'app_status') return { ...appStatus, settings: current };
+      if (cmd === 'trusted_clinics') return [];
+      if (cmd === 'set_enrollment_key') {
+        const a = (args as { args: { relay_url: string; key: string | null } }).args;
+        sent.push(a);
+        current = { ...current, enrolled_relays: a.key ? [a.relay_url] : [] };
+        return current;
+      }
+      return null;
+    });
+    render(Settings);
+    await waitFor(() => expect(screen.getByTestId('enrollment-state')).toHaveTextContent('No key for this relay'));
+    const save = screen.getByRole('button', { name: 'Save key' });
+    expect(save).toBeDisabled();
+    const input = screen.getByLabelText(/^Enrollment key/);
+    expect(input).toHaveAttribute('type', 'password');
+    await fireEvent.input(input, { target: { value: '  clinic-key-1  ' } });
+    await fireEvent.click(save);
+    await waitFor(() => expect(screen.getByTestId('enrollment-state')).toHaveTextContent('This device holds a key'));
+    expect(screen.getByTestId('settings-status')).toHaveTextContent('sent only to this relay');
+    expect((input as HTMLInputElement).value).toBe('');
+    expect(document.body.textContent).not.toContain('clinic-key-1');
+    await fireEvent.click(screen.getByRole('button', { name: 'Remove key' }));
+    await waitFor(() => expect(screen.getByTestId('enrollment-state')).toHaveTextContent('No key for this relay'));
+    expect(sent).toEqual([
+      { relay_url: 'http://127.0.0.1:9', key: 'clinic-key-1' },
+      { relay_url: 'http://127.0.0.1:9', key: null },
+    ]);
   });
 });
 

@@ -157,6 +157,37 @@ impl Validate for SetRelay {
     }
 }
 
+/// `set_enrollment_key`: the operator's enrollment key of the closed relay at `relay_url`
+/// (docs/relay.md "Enrollment"); `key: null` removes it. `Debug` never shows the key.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SetEnrollmentKey {
+    /// The relay the key is for (it is sent to no other).
+    pub relay_url: String,
+    /// The key, or `None` to remove it.
+    #[serde(default)]
+    pub key: Option<String>,
+}
+
+impl std::fmt::Debug for SetEnrollmentKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SetEnrollmentKey")
+            .field("relay_url", &self.relay_url)
+            .field("key", &self.key.as_ref().map(|_| "<redacted>"))
+            .finish()
+    }
+}
+
+impl Validate for SetEnrollmentKey {
+    fn validate(&self) -> Result<()> {
+        validate::relay_url(&self.relay_url)?;
+        match &self.key {
+            Some(k) => validate::enrollment_key(k),
+            None => Ok(()),
+        }
+    }
+}
+
 /// `set_auto_lock`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -857,6 +888,7 @@ pub const COMMANDS: &[(&str, &str)] = &[
     ("change_passphrase", "ChangePassphrase"),
     ("set_relay", "SetRelay"),
     ("check_relay", "SetRelay"),
+    ("set_enrollment_key", "SetEnrollmentKey"),
     ("set_auto_lock", "SetAutoLock"),
     ("timeline", "NoArgs"),
     ("search", "Search"),
@@ -935,6 +967,7 @@ pub fn validate_json(command: &str, args: &serde_json::Value) -> Result<()> {
         "Unlock" => parse::<Unlock>(args).map(drop),
         "ChangePassphrase" => parse::<ChangePassphrase>(args).map(drop),
         "SetRelay" => parse::<SetRelay>(args).map(drop),
+        "SetEnrollmentKey" => parse::<SetEnrollmentKey>(args).map(drop),
         "SetAutoLock" => parse::<SetAutoLock>(args).map(drop),
         "Search" => parse::<Search>(args).map(drop),
         "RecordRef" => parse::<RecordRef>(args).map(drop),

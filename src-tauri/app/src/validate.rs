@@ -148,6 +148,23 @@ pub fn passphrase_strength(value: &str) -> u8 {
 
 /// A relay URL: `https://`, or `http://` only to a loopback host (a relay on this machine for
 /// development and tests); no user info, a host, at most [`URL_MAX_CHARS`].
+/// The operator's enrollment key of a closed relay (docs/relay.md "Enrollment"): 1 to
+/// [`carekey_client::relay::ENROLLMENT_KEY_MAX_CHARS`] visible ASCII characters. The message
+/// never repeats it.
+pub fn enrollment_key(value: &str) -> Result<()> {
+    let ok = !value.is_empty()
+        && value.len() <= carekey_client::relay::ENROLLMENT_KEY_MAX_CHARS
+        && value.bytes().all(|b| b.is_ascii_graphic());
+    if ok {
+        Ok(())
+    } else {
+        Err(bad(
+            "enrollment key",
+            "must be 1 to 256 visible characters, without spaces",
+        ))
+    }
+}
+
 pub fn relay_url(value: &str) -> Result<()> {
     const FIELD: &str = "relay URL";
     if value.is_empty() || value.len() > URL_MAX_CHARS {

@@ -45,6 +45,12 @@ fn skip(why: &str) {
 }
 
 fn start_relay() -> Option<Relay> {
+    start_relay_with(&[])
+}
+
+/// [`start_relay`] with extra environment for the relay process (its flags are environment
+/// variables too, docs/relay.md).
+fn start_relay_with(env: &[(&str, &str)]) -> Option<Relay> {
     let bin = std::env::var_os("CAREKEY_RELAY_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
@@ -67,6 +73,7 @@ fn start_relay() -> Option<Relay> {
         .args(["--listen", &format!("127.0.0.1:{port}"), "--origin", &url])
         .args(["--sweep-secs", "1", "--data"])
         .arg(data.path())
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -1994,4 +2001,115 @@ async fn documents_open_on_both_devices_and_close_when_access_ends() {
         code(doctor.attachment(at(&shared_letter.id, 0)).await),
         "not_found"
     );
+}
+
+/// A closed relay (docs/relay.md "Enrollment") through both apps: until the patient holds its
+/// operator's key, sharing and backing up are refused in words and nothing is kept half made;
+/// the doctor's scan likewise until the doctor holds it. The key is listed by relay, never
+/// shown, and sent to that relay only.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_closed_relay_works_once_both_devices_hold_its_key() {
+    const KEY: &str = "clinic-network-app-91c4";
+    let Some(relay) = start_relay_with(&[("CAREKEY_RELAY_ENROLLMENT_KEY", KEY)]) else {
+        return;
+    };
+    let dir = tempfile::tempdir().expect("dir");
+    let patient = PatientApp::new(config(dir.path(), "p.vault"), Arc::new(NoEvents));
+    let doctor = DoctorApp::new(config(dir.path(), "d.vault"), Arc::new(NoEvents));
+    let vault = |name: &str| ipc::CreateVault {
+        passphrase: PASS.into(),
+        name: name.into(),
+        licence: None,
+        relay_url: relay.url.clone(),
+    };
+    patient
+        .create_vault(vault("Pat Example"))
+        .await
+        .expect("vault");
+    doctor
+        .create_vault(vault("Dr. Ada Quinn"))
+        .await
+        .expect("vault");
+    patient
+        .add_record(ipc::ManualRecord::Condition {
+            text: "Asthma".into(),
+            onset: None,
+        })
+        .await
+        .expect("record");
+    let share = || ipc::StartShare {
+        categories: vec![ShareCategory::Conditions],
+        records: Vec::new(),
+        expires_in_secs: 3600,
+        policy: PolicyChoice::Never,
+        depth: 0,
+    };
+    let e = patient
+        .start_share(share())
+        .await
+        .expect_err("closed relay");
+    assert_eq!(e.code, "enrollment_required", "{e:?}");
+    assert!(e.message.contains("enrollment key"), "{e:?}");
+    assert!(patient.shares().await.expect("shares").is_empty());
+    let e = patient.backup_now().await.expect_err("closed relay");
+    assert_eq!(e.code, "enrollment_required", "{e:?}");
+
+    // A malformed key is refused without being repeated; a good one is listed by relay.
+    let e = patient
+        .set_enrollment_key(ipc::SetEnrollmentKey {
+            relay_url: relay.url.clone(),
+            key: Some("two words".into()),
+        })
+        .await
+        .expect_err("malformed");
+    assert_eq!(e.code, "invalid_input");
+    assert!(!e.message.contains("two words"), "{e:?}");
+    patient
+        .set_enrollment_key(ipc::SetEnrollmentKey {
+            relay_url: format!("{}/", relay.url),
+            key: Some(KEY.into()),
+        })
+        .await
+        .expect("key saved");
+    let s = patient.settings().await.expect("settings");
+    assert_eq!(s.enrolled_relays, std::slice::from_ref(&relay.url));
+    assert!(!serde_json::to_string(&s).expect("json").contains(KEY));
+    patient.backup_now().await.expect("backup with the key");
+    let started = patient
+        .start_share(share())
+        .await
+        .expect("share with the key");
+
+    let e = doctor
+        .scan_text(ipc::ScanText {
+            text: started.qr_text.clone(),
+        })
+        .await
+        .expect_err("the doctor's reply mailbox is refused");
+    assert_eq!(e.code, "enrollment_required", "{e:?}");
+    doctor
+        .set_enrollment_key(ipc::SetEnrollmentKey {
+            relay_url: relay.url.clone(),
+            key: Some(KEY.into()),
+        })
+        .await
+        .expect("doctor's key saved");
+    let profile = doctor.profile().await.expect("profile");
+    assert_eq!(profile.enrolled_relays, std::slice::from_ref(&relay.url));
+    // The key survives a lock: it is kept in the vault and set again on unlock.
+    doctor.lock().await;
+    doctor
+        .unlock(ipc::Unlock {
+            passphrase: PASS.into(),
+        })
+        .await
+        .expect("unlock");
+    let link = checkup(&patient, &doctor, started).await;
+    let view = doctor
+        .refresh_patient(ipc::IdRef { id: link.clone() })
+        .await
+        .expect("reads need no key");
+    assert_eq!(view.records, 1);
+    let chart = doctor.chart(ipc::IdRef { id: link }).await.expect("chart");
+    assert_eq!(chart.rows.len(), 1);
 }

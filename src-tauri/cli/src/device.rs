@@ -44,6 +44,8 @@ pub struct Profile<'a> {
     pub licence: Option<&'a str>,
     /// The relay the session talks to.
     pub relay_url: &'a str,
+    /// The operator's enrollment key of that relay, when it is a closed one.
+    pub enrollment_key: Option<&'a str>,
 }
 
 impl Device {
@@ -96,6 +98,13 @@ impl Device {
         }
         // The command's own waits bound its life; the vault must not lock under them.
         app.set_auto_lock(ipc::SetAutoLock { secs: None }).await?;
+        if let Some(key) = profile.enrollment_key {
+            app.set_enrollment_key(ipc::SetEnrollmentKey {
+                relay_url: profile.relay_url.to_owned(),
+                key: Some(key.to_owned()),
+            })
+            .await?;
+        }
         Ok(app)
     }
 
@@ -117,6 +126,13 @@ impl Device {
             }
         }
         app.set_auto_lock(ipc::SetAutoLock { secs: None }).await?;
+        if let Some(key) = profile.enrollment_key {
+            app.set_enrollment_key(ipc::SetEnrollmentKey {
+                relay_url: profile.relay_url.to_owned(),
+                key: Some(key.to_owned()),
+            })
+            .await?;
+        }
         Ok(app)
     }
 }

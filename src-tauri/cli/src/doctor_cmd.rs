@@ -27,6 +27,7 @@ pub struct ScanArgs {
     pub identity: Option<PathBuf>,
     pub wait: u64,
     pub out: Option<PathBuf>,
+    pub enrollment_key: Option<String>,
     pub note: Option<PathBuf>,
     pub json: bool,
 }
@@ -146,6 +147,7 @@ pub async fn scan(a: ScanArgs, cancel: &Cancel) -> Result<()> {
         name: &a.name,
         licence: a.licence.as_deref(),
         relay_url: &qr.relay_url,
+        enrollment_key: a.enrollment_key.as_deref(),
     };
     let app = device.doctor(&profile, id, progress.clone()).await?;
     errln!("answering the QR through {}", qr.relay_url);

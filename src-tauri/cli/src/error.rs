@@ -140,8 +140,14 @@ fn exit_for(code: &str) -> u8 {
         "no_answer" => exit::NO_ANSWER,
         "tampered" | "expired" | "already_used" | "wrong_key" => exit::VERIFICATION,
         "declined" => exit::DECLINED,
-        "access_ended" | "not_found" | "conflict" | "refused" | "not_allowed"
-        | "passcode_rejected" | "passcode_required" => exit::REFUSED,
+        "access_ended"
+        | "not_found"
+        | "conflict"
+        | "refused"
+        | "not_allowed"
+        | "enrollment_required"
+        | "passcode_rejected"
+        | "passcode_required" => exit::REFUSED,
         "invalid_input" | "not_supported" => exit::USAGE,
         "cancelled" => exit::CANCELLED,
         _ => exit::OTHER,

@@ -151,6 +151,7 @@ pub async fn open(a: OpenArgs) -> Result<()> {
         name: &a.name,
         licence: None,
         relay_url: NO_RELAY,
+        enrollment_key: None,
     };
     let app = device
         .doctor(&profile, Identity::Fresh, Arc::new(NoEvents))

@@ -200,6 +200,10 @@ struct ShareCli {
     /// Relay base URL (https://…, or http:// for loopback).
     #[arg(long, env = "CAREKEY_RELAY")]
     relay: String,
+    /// The operator's enrollment key of a closed relay (docs/relay.md "Enrollment"); sent
+    /// only to that relay.
+    #[arg(long, env = "CAREKEY_ENROLLMENT_KEY", hide_env_values = true)]
+    enrollment_key: Option<String>,
     /// `all`, or categories separated by commas: allergies, conditions, medications,
     /// immunizations, procedures, observations, documents, encounters, notes, demographics,
     /// other.
@@ -285,6 +289,10 @@ struct ScanCli {
     /// Sign and send this FHIR resource (JSON) back to the patient after fetching.
     #[arg(long, value_name = "FILE.json")]
     note: Option<PathBuf>,
+    /// The operator's enrollment key of a closed relay (docs/relay.md "Enrollment"); sent
+    /// only to that relay.
+    #[arg(long, env = "CAREKEY_ENROLLMENT_KEY", hide_env_values = true)]
+    enrollment_key: Option<String>,
 }
 
 /// Parses `90m`, `24h`, `7d`, `3600s` (or plain seconds).
@@ -331,6 +339,7 @@ async fn run(cli: Cli, cancel: Cancel) -> Result<(), CliError> {
                 },
                 policy,
                 relay: a.relay,
+                enrollment_key: a.enrollment_key,
                 bundle: a.bundle,
                 ndjson_dir: a.ndjson_dir,
                 patient_index: a.patient_index,
@@ -367,6 +376,7 @@ async fn run(cli: Cli, cancel: Cancel) -> Result<(), CliError> {
                 wait: a.wait,
                 out: a.out,
                 note: a.note,
+                enrollment_key: a.enrollment_key,
                 json: cli.json,
             };
             doctor_cmd::scan(args, &cancel).await

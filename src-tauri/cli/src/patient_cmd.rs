@@ -22,6 +22,7 @@ use crate::term::{ProgressLine, ask_yes_no, qr_art};
 #[derive(Debug)]
 pub struct ShareArgs {
     pub relay: String,
+    pub enrollment_key: Option<String>,
     pub selection: Selection,
     pub expires_in: u64,
     pub policy: Policy,
@@ -69,6 +70,7 @@ pub async fn share(a: ShareArgs, cancel: &Cancel) -> Result<()> {
         name: &a.name,
         licence: None,
         relay_url: &a.relay,
+        enrollment_key: a.enrollment_key.as_deref(),
     };
     let app = device.patient(&profile, id, progress.clone()).await?;
     let imported = app.import_data(source, data).await;

@@ -741,3 +741,83 @@ fn share_as_smart_health_link_and_open_it() {
     c.args(["doctor", "open", &link]);
     assert_clean_failure(&run(c, 30), "usage", 2);
 }
+
+/// A closed relay (docs/relay.md "Enrollment"): without `--enrollment-key` the patient's share
+/// fails in words (exit 6, `enrollment_required`); with the key (here from the environment,
+/// never echoed) both sides of the check-up run.
+#[test]
+fn a_closed_relay_needs_the_enrollment_key_on_both_sides() {
+    const KEY: &str = "clinic-network-cli-5b2e";
+    let relay = common::start_relay_with(&common::RelayOptions {
+        env: vec![("CAREKEY_RELAY_ENROLLMENT_KEY".into(), KEY.into())],
+        ..common::RelayOptions::default()
+    });
+    let tmp = tempfile::tempdir().expect("tmp");
+    let bundle = small_bundle(tmp.path());
+    let mut refused = carekey();
+    refused
+        .args([
+            "patient",
+            "share",
+            "--no-qr-art",
+            "--yes",
+            "--relay",
+            &relay.url,
+        ])
+        .arg("--bundle")
+        .arg(&bundle);
+    let o = run(refused, 60);
+    let err = assert_clean_failure(&o, "enrollment_required", 6);
+    assert!(err.contains("enrollment key"), "{err}");
+
+    let mut patient = carekey()
+        .args([
+            "patient",
+            "share",
+            "--no-qr-art",
+            "--yes",
+            "--relay",
+            &relay.url,
+        ])
+        .arg("--bundle")
+        .arg(&bundle)
+        .env("CAREKEY_ENROLLMENT_KEY", KEY)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("patient starts");
+    let mut lines = BufReader::new(patient.stdout.take().expect("stdout")).lines();
+    let qr = loop {
+        let line = lines.next().expect("a QR: line").expect("stdout reads");
+        if let Some(q) = line.strip_prefix("QR: ") {
+            break q.to_owned();
+        }
+    };
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    // The doctor opens a reply mailbox on the patient's relay: refused without the key...
+    let mut doctor = carekey();
+    doctor.args(["doctor", "scan", &qr, "--wait", "20"]);
+    let o = run(doctor, 60);
+    assert_clean_failure(&o, "enrollment_required", 6);
+    // ...and the check-up runs with it.
+    let mut doctor = carekey();
+    doctor.args([
+        "doctor",
+        "scan",
+        &qr,
+        "--wait",
+        "20",
+        "--enrollment-key",
+        KEY,
+    ]);
+    let d = run(doctor, 60);
+    let status = wait_with_deadline(&mut patient, 60);
+    let p_err = child_stderr(&mut patient);
+    let d_out = text(&d.stdout);
+    assert!(d.status.success(), "doctor: {}", text(&d.stderr));
+    assert!(status.success(), "patient: {p_err}");
+    assert!(tagged(&d_out, "CHECK: ").is_some(), "{d_out}");
+    for out in [d_out.as_str(), &text(&d.stderr), &p_err] {
+        assert!(!out.contains(KEY), "the key is never printed: {out}");
+    }
+}

@@ -272,6 +272,10 @@ pub struct Doctor {
     links: BTreeMap<LinkId, PatientLink>,
     /// Keyed by the invite's relationship id.
     invites: BTreeMap<InviteId, PendingInvite>,
+    /// Clients of the closed relays this doctor holds an operator's enrollment key for, keyed
+    /// by base URL ([`Doctor::set_enrollment_key`]); not saved with the state (the app keeps
+    /// the keys in its vault and sets them after loading).
+    enrolled: BTreeMap<String, Relay>,
 }
 
 impl Doctor {
@@ -282,7 +286,32 @@ impl Doctor {
             card,
             links: BTreeMap::new(),
             invites: BTreeMap::new(),
+            enrolled: BTreeMap::new(),
         }
+    }
+
+    /// Sets (or with `None` removes) the operator's enrollment key of the closed relay at
+    /// `relay_url` (docs/relay.md "Enrollment"): sent only to that relay, when this doctor
+    /// opens a mailbox there (a scan's reply mailbox, a colleague invite). A key is never
+    /// sent to another relay.
+    pub fn set_enrollment_key(&mut self, relay_url: &str, key: Option<&str>) -> Result<()> {
+        let relay = Relay::new(relay_url)?;
+        let base = relay.base().to_owned();
+        match key {
+            Some(k) => {
+                self.enrolled.insert(base, relay.with_enrollment_key(k)?);
+            }
+            None => {
+                self.enrolled.remove(&base);
+            }
+        }
+        Ok(())
+    }
+
+    /// The client for `relay_url`: with its enrollment key when this doctor holds one.
+    fn relay_for(&self, relay_url: &str) -> Result<Relay> {
+        let relay = Relay::new(relay_url)?;
+        Ok(self.enrolled.get(relay.base()).cloned().unwrap_or(relay))
     }
 
     /// Replaces this doctor's card by the same card with a clinic attestation (after the
@@ -305,7 +334,7 @@ impl Doctor {
     /// [`ClientError::AlreadyUsed`].
     pub async fn scan(&self, qr_text: &str) -> Result<ScanSession> {
         let qr = parse_qr(qr_text)?;
-        let relay = Relay::new(&qr.relay_url)?;
+        let relay = self.relay_for(&qr.relay_url)?;
         let inbox = relay.open_mailbox().await?;
         let reader = SigningSecret::random(&mut OsRng);
         let (pairing, reply) = DoctorPairing::respond(
@@ -811,7 +840,7 @@ impl Doctor {
     /// (`Wire::to_bytes`) to the forwarding doctor; then [`Doctor::accept_introduction`] with
     /// the returned id (docs/protocol.md "Forwarding").
     pub async fn invite(&mut self, relay_url: &str, valid_secs: u64) -> Result<Invitation> {
-        let relay = Relay::new(relay_url)?;
+        let relay = self.relay_for(relay_url)?;
         let inbox = relay.open_mailbox().await?;
         let reader = SigningSecret::random(&mut OsRng);
         let mut relationship_id = [0u8; 16];

@@ -39,6 +39,10 @@ pub enum ClientError {
         /// The relay's stable error code.
         code: String,
     },
+    /// 403 `enrollment_required`: the relay is a closed deployment and this client sent no
+    /// enrollment key, or not its operator's ([`crate::relay::Relay::with_enrollment_key`]).
+    #[error("this relay is closed: creating anything on it needs its operator's enrollment key")]
+    EnrollmentRequired,
     /// 5xx: the relay failed; it reveals nothing more.
     #[error("the relay failed (HTTP {status})")]
     RelayFailure {
@@ -110,6 +114,7 @@ impl ClientError {
             ClientError::Conflict { .. } => "conflict",
             ClientError::RateLimited { .. } => "rate_limited",
             ClientError::Refused { .. } => "refused",
+            ClientError::EnrollmentRequired => "enrollment_required",
             ClientError::RelayFailure { .. } => "relay_failure",
             ClientError::BadResponse { .. } => "bad_response",
             ClientError::TooLarge { .. } => "too_large",

@@ -247,7 +247,24 @@ impl std::fmt::Debug for PairingMailbox {
 pub struct Relay {
     http: reqwest::Client,
     base: String,
+    enrollment: Option<EnrollmentKey>,
 }
+
+/// The operator's enrollment key of a closed relay (docs/relay.md "Enrollment"), sent as
+/// [`api::HEADER_ENROLLMENT_KEY`]. A credential: `Debug` prints `<redacted>` and the bytes
+/// are zeroized when the last clone goes.
+#[derive(Clone)]
+struct EnrollmentKey(std::sync::Arc<zeroize::Zeroizing<String>>);
+
+impl std::fmt::Debug for EnrollmentKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("EnrollmentKey(<redacted>)")
+    }
+}
+
+/// Longest enrollment key accepted (the relay hashes whatever it gets; a header this long is
+/// far under any server's header limit).
+pub const ENROLLMENT_KEY_MAX_CHARS: usize = 256;
 
 /// What [`Relay::probe`] found at a relay URL.
 #[derive(Debug)]
@@ -275,7 +292,36 @@ impl Relay {
             .timeout(Duration::from_secs(120))
             .build()
             .map_err(|_| ClientError::InvalidInput("HTTP client could not be built"))?;
-        Ok(Self { http, base })
+        Ok(Self {
+            http,
+            base,
+            enrollment: None,
+        })
+    }
+
+    /// The same client, sending the operator's enrollment key of a closed relay with every
+    /// request (docs/relay.md "Enrollment": only the routes that create storage — shares,
+    /// mailboxes, pairings, backups — check it; sending it always keeps the client free of
+    /// the relay's route list). 1 to [`ENROLLMENT_KEY_MAX_CHARS`] visible ASCII characters,
+    /// else [`ClientError::InvalidInput`] (the message never repeats the key).
+    pub fn with_enrollment_key(mut self, key: &str) -> Result<Self> {
+        let ok = !key.is_empty()
+            && key.len() <= ENROLLMENT_KEY_MAX_CHARS
+            && key.bytes().all(|b| b.is_ascii_graphic());
+        if !ok {
+            return Err(ClientError::InvalidInput(
+                "enrollment key: 1 to 256 visible ASCII characters, no spaces",
+            ));
+        }
+        self.enrollment = Some(EnrollmentKey(std::sync::Arc::new(zeroize::Zeroizing::new(
+            key.to_owned(),
+        ))));
+        Ok(self)
+    }
+
+    /// Whether this client sends an enrollment key.
+    pub fn has_enrollment_key(&self) -> bool {
+        self.enrollment.is_some()
     }
 
     /// The base URL (also the origin owner writes are signed for).
@@ -312,6 +358,9 @@ impl Relay {
         let mut rb = self.http.request(method, format!("{}{}", self.base, path));
         for (k, v) in headers {
             rb = rb.header(k, v);
+        }
+        if let Some(k) = &self.enrollment {
+            rb = rb.header(api::HEADER_ENROLLMENT_KEY, k.0.as_str());
         }
         if let Some(t) = timeout {
             rb = rb.timeout(t);
@@ -1133,6 +1182,10 @@ fn not_the_signed_blob(e: ClientError) -> ClientError {
 pub(crate) const LONG_POLL_SECS: u64 = 25;
 
 /// Maps an HTTP status to a client error (bodies of 4xx carry a stable code; 5xx nothing).
+/// The relay's code for a create refused without the right enrollment key (docs/relay.md
+/// "Enrollment").
+const ENROLLMENT_REQUIRED: &str = "enrollment_required";
+
 async fn check_status(resp: reqwest::Response) -> Result<reqwest::Response> {
     let status = resp.status();
     if status.is_success() {
@@ -1155,6 +1208,7 @@ async fn check_status(resp: reqwest::Response) -> Result<reqwest::Response> {
         .map(|b| b.error)
         .unwrap_or_else(|_| "unknown".into());
     Err(match status {
+        StatusCode::FORBIDDEN if code == ENROLLMENT_REQUIRED => ClientError::EnrollmentRequired,
         StatusCode::GONE => ClientError::AccessEnded,
         StatusCode::NOT_FOUND => ClientError::NotFound,
         StatusCode::CONFLICT => ClientError::Conflict { code },

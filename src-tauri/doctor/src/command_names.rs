@@ -21,6 +21,7 @@ pub const COMMAND_NAMES: &[&str] = &[
     "write_back",
     "sent_notes",
     "colleague_invite",
+    "set_enrollment_key",
     "wait_for_introduction",
     "read_invite",
     "forward",

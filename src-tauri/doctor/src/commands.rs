@@ -33,6 +33,7 @@ pub fn handler<R: tauri::Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + 
         write_back,
         sent_notes,
         colleague_invite,
+        set_enrollment_key,
         wait_for_introduction,
         read_invite,
         forward,
@@ -221,4 +222,10 @@ async fn cancel(state: Cmd<'_>, args: Value) -> Out {
     a.validate()?;
     state.app.operations().cancel(&a.id)?;
     Ok(Value::Null)
+}
+
+#[tauri::command]
+async fn set_enrollment_key(state: Cmd<'_>, args: Value) -> Out {
+    state.app.set_enrollment_key(parse(args)?).await?;
+    json(state.app.profile().await?)
 }

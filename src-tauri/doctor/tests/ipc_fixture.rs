@@ -135,6 +135,7 @@ async fn ipc_shapes_match_the_ui_fixture() {
             appears_as: "a".into(),
             card_text: "CAREKEY-CARD:".into(),
             relay_url: "u".into(),
+            enrolled_relays: vec!["u".into()],
         }),
     );
     out.insert(
@@ -261,6 +262,13 @@ async fn ipc_shapes_match_the_ui_fixture() {
         "ClinicRef".into(),
         keys(&ipc::ClinicRef {
             key: "ab".repeat(32),
+        }),
+    );
+    out.insert(
+        "SetEnrollmentKey".into(),
+        keys(&ipc::SetEnrollmentKey {
+            relay_url: "u".into(),
+            key: Some("k".into()),
         }),
     );
     out.insert(

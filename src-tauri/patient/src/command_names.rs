@@ -12,6 +12,7 @@ pub const COMMAND_NAMES: &[&str] = &[
     "change_passphrase",
     "check_relay",
     "set_relay",
+    "set_enrollment_key",
     "backup_now",
     "export_bundle",
     "timeline",

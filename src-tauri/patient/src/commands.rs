@@ -25,6 +25,7 @@ pub fn handler<R: tauri::Runtime>() -> impl Fn(tauri::ipc::Invoke<R>) -> bool + 
         change_passphrase,
         check_relay,
         set_relay,
+        set_enrollment_key,
         backup_now,
         export_bundle,
         timeline,
@@ -343,4 +344,10 @@ async fn cancel(state: Cmd<'_>, args: Value) -> Out {
     a.validate()?;
     state.app.operations().cancel(&a.id)?;
     Ok(Value::Null)
+}
+
+#[tauri::command]
+async fn set_enrollment_key(state: Cmd<'_>, args: Value) -> Out {
+    state.app.set_enrollment_key(parse(args)?).await?;
+    json(state.app.settings().await?)
 }

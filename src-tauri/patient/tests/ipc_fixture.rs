@@ -342,6 +342,13 @@ async fn ipc_shapes_match_the_ui_fixture() {
         }),
     );
     out.insert(
+        "SetEnrollmentKey".into(),
+        keys(&ipc::SetEnrollmentKey {
+            relay_url: "u".into(),
+            key: Some("k".into()),
+        }),
+    );
+    out.insert(
         "CreateVault".into(),
         keys(&ipc::CreateVault {
             passphrase: "p".into(),

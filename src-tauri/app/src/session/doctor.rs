@@ -106,6 +106,9 @@ pub struct ProfileView {
     pub card_text: String,
     /// The relay this device uses.
     pub relay_url: String,
+    /// The closed relays this device holds an operator's enrollment key for (base URLs; the
+    /// keys are never shown).
+    pub enrolled_relays: Vec<String>,
 }
 
 /// One record or attachment of a received share, as [`DoctorApp::received_files`] hands it
@@ -234,14 +237,34 @@ impl DoctorApp {
                 let card = v.device_card(&s.name, Role::Doctor, s.licence.as_deref())?;
                 let identity = v.device_identity()?;
                 let loaded = Doctor::load_from(v, identity, card.clone())?;
-                Ok(match loaded {
+                let mut d = match loaded {
                     Some(d) => d,
                     None => Doctor::new(v.device_identity()?, card),
-                })
+                };
+                for (url, key) in settings::enrollment_keys(v)? {
+                    d.set_enrollment_key(&url, Some(&key))?;
+                }
+                Ok(d)
             })
             .await?;
         *g = Some(d);
         Ok(())
+    }
+
+    /// Sets (or with `key: None` removes) the operator's enrollment key of a closed relay
+    /// (docs/relay.md "Enrollment"): kept sealed in the vault and sent only to that relay, when
+    /// this device opens a mailbox there (answering a patient's QR, a colleague invite).
+    pub async fn set_enrollment_key(&self, args: ipc::SetEnrollmentKey) -> Result<()> {
+        args.validate()?;
+        let mut g = self.doctor.lock().await;
+        let d = g.as_mut().ok_or_else(locked)?;
+        d.set_enrollment_key(&args.relay_url, args.key.as_deref())?;
+        let base = carekey_client::relay::Relay::new(&args.relay_url)?
+            .base()
+            .to_owned();
+        self.vault
+            .run(move |v| settings::set_enrollment_key(v, &base, args.key))
+            .await
     }
 
     /// Locks now: vault keys and the doctor's identity, keys and tokens dropped (zeroized).
@@ -753,6 +776,7 @@ impl DoctorApp {
                     .to_owned(),
             },
             relay_url: s.relay_url,
+            enrolled_relays: s.enrolled_relays,
         })
     }
 

@@ -12,7 +12,6 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
 use carekey_client::patient::Patient;
-use carekey_client::relay::Relay;
 use carekey_core::keys::{Card, Role};
 use carekey_vault::Vault;
 use tokio::sync::{Mutex as AsyncMutex, OwnedMutexGuard};
@@ -203,7 +202,7 @@ impl PatientApp {
                     v.set_idle_timeout(Some(std::time::Duration::from_secs(secs)));
                 }
                 let card = v.device_card(&s.name, Role::Patient, None)?;
-                let relay = Relay::new(&s.relay_url)?;
+                let relay = settings::relay(v, &s.relay_url)?;
                 let identity = v.device_identity()?;
                 let loaded = Patient::load_from(v, identity, card.clone(), relay.clone())?;
                 let mut p = match loaded {

@@ -48,15 +48,16 @@ impl PatientApp {
     pub async fn backup_now(&self) -> Result<BackupStatus> {
         let op = self.operations().start();
         let sink = Throttled::new(op.id.clone(), self.event_sink());
-        let (backup, key, relay_url) = self
+        let (backup, key, relay) = self
             .vault_cell()
             .run(|v| {
                 let s: Settings = settings::load(v, SETTINGS)?.ok_or_else(locked)?;
                 let (b, k) = carekey_client::backup::prepare(v)?;
-                Ok((b, k, s.relay_url))
+                // A closed relay needs its enrollment key for a first backup slot.
+                let relay = settings::relay(v, &s.relay_url)?;
+                Ok((b, k, relay))
             })
             .await?;
-        let relay = Relay::new(&relay_url)?;
         let version =
             carekey_client::backup::upload(&relay, backup, key, &sink, &op.cancel).await?;
         let at = now();
@@ -205,6 +206,27 @@ impl PatientApp {
             })
             .await?;
         self.load_service_now().await
+    }
+
+    /// Sets (or with `key: None` removes) the operator's enrollment key of a closed relay
+    /// (docs/relay.md "Enrollment"): kept sealed in the vault, sent only to that relay, so
+    /// shares, pairings, mailboxes and backups can be created there.
+    pub async fn set_enrollment_key(&self, args: ipc::SetEnrollmentKey) -> Result<()> {
+        args.validate()?;
+        let base = Relay::new(&args.relay_url)?.base().to_owned();
+        let current = self
+            .vault_cell()
+            .run(move |v| {
+                settings::set_enrollment_key(v, &base, args.key)?;
+                let s: Settings = settings::load(v, SETTINGS)?.ok_or_else(locked)?;
+                Ok(Relay::new(&s.relay_url)?.base() == base)
+            })
+            .await?;
+        // The service talks to the current relay: give it the new client.
+        if current {
+            self.load_service_now().await?;
+        }
+        Ok(())
     }
 
     /// Writes every record as a FHIR Bundle to `path` (a file the user chose).

@@ -30,6 +30,10 @@ pub struct Settings {
     pub auto_lock_secs: Option<u64>,
     /// When the last backup reached the relay (unix seconds).
     pub last_backup_at: Option<u64>,
+    /// Base URLs of the closed relays this device holds an enrollment key for (the keys
+    /// themselves are kept apart, under [`ENROLLMENT`], and never shown).
+    #[serde(default)]
+    pub enrolled_relays: Vec<String>,
 }
 
 impl Settings {
@@ -42,8 +46,80 @@ impl Settings {
             relay_url,
             auto_lock_secs: Some(300),
             last_backup_at: None,
+            enrolled_relays: Vec::new(),
         }
     }
+}
+
+/// State name of the enrollment keys (docs/relay.md "Enrollment").
+pub(crate) const ENROLLMENT: &str = "carekey/app/enrollment/v1";
+
+/// The operators' enrollment keys of closed relays, by relay base URL.
+#[derive(Default, Serialize, Deserialize)]
+struct Enrollment {
+    version: u32,
+    keys: Vec<EnrolledRelay>,
+}
+
+#[derive(Serialize, Deserialize)]
+struct EnrolledRelay {
+    relay_url: String,
+    key: String,
+}
+
+impl Drop for EnrolledRelay {
+    fn drop(&mut self) {
+        zeroize::Zeroize::zeroize(&mut self.key);
+    }
+}
+
+/// Every enrollment key held: (relay base URL, key).
+pub(crate) fn enrollment_keys(
+    vault: &mut Vault,
+) -> Result<Vec<(String, zeroize::Zeroizing<String>)>> {
+    let e: Enrollment = load(vault, ENROLLMENT)?.unwrap_or_default();
+    Ok(e.keys
+        .into_iter()
+        .map(|mut k| {
+            let key = zeroize::Zeroizing::new(std::mem::take(&mut k.key));
+            (std::mem::take(&mut k.relay_url), key)
+        })
+        .collect())
+}
+
+/// Stores (or with `None` removes) the enrollment key of the relay at base URL `relay_url`,
+/// and lists the relays holding one in [`Settings::enrolled_relays`].
+pub(crate) fn set_enrollment_key(
+    vault: &mut Vault,
+    relay_url: &str,
+    key: Option<String>,
+) -> Result<()> {
+    let mut e: Enrollment = load(vault, ENROLLMENT)?.unwrap_or_default();
+    e.version = APP_STATE_VERSION;
+    e.keys.retain(|k| k.relay_url != relay_url);
+    if let Some(key) = key {
+        e.keys.push(EnrolledRelay {
+            relay_url: relay_url.to_owned(),
+            key,
+        });
+    }
+    save(vault, ENROLLMENT, &e)?;
+    let mut s: Settings = load(vault, SETTINGS)?.ok_or_else(corrupt)?;
+    s.enrolled_relays = e.keys.iter().map(|k| k.relay_url.clone()).collect();
+    save(vault, SETTINGS, &s)
+}
+
+/// The relay client for `relay_url`, with its enrollment key when this device holds one (sent
+/// to that relay only).
+pub(crate) fn relay(vault: &mut Vault, relay_url: &str) -> Result<carekey_client::relay::Relay> {
+    let relay = carekey_client::relay::Relay::new(relay_url)?;
+    let key = enrollment_keys(vault)?
+        .into_iter()
+        .find(|(url, _)| url == relay.base());
+    Ok(match key {
+        Some((_, k)) => relay.with_enrollment_key(&k)?,
+        None => relay,
+    })
 }
 
 fn corrupt() -> AppError {
