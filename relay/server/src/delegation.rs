@@ -378,7 +378,13 @@ pub async fn register(
         .chain
         .iter()
         .map(|l| Link::parse(encoding::unb64("delegation link", l)?))
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>>>()
+        // The chain is this request's credential: one that does not parse is answered like
+        // one that does not verify (401), as for bearer tokens and owner signatures.
+        .map_err(|_| RelayError::BadCredential {
+            code: "bad_link",
+            message: "a delegation link is not a well-formed link (relay-formats.md \"Delegation link\")",
+        })?;
     // The notice is what lets the patient see the delegation at all (docs/protocol.md
     // "Forwarding"): without one, a doctor under `allowed` could delegate unseen.
     let notice = encoding::unb64("notice", &req.notice)?;

@@ -72,10 +72,15 @@ where
 
 fn parse_open(body: &[u8]) -> Result<MailboxOpen> {
     if body.is_empty() {
-        Ok(MailboxOpen::default())
-    } else {
-        encoding::parse_json(body)
+        return Ok(MailboxOpen::default());
     }
+    let open: MailboxOpen = encoding::parse_json(body)?;
+    // Every JSON integer of the API is an int64 (the OpenAPI document's format): the
+    // lifetime is capped anyway, but a value past 2^63 - 1 is malformed, as everywhere else.
+    if let Some(t) = open.ttl_seconds {
+        encoding::to_db("ttl_seconds", t)?;
+    }
+    Ok(open)
 }
 
 /// `POST /v1/pairing`: opens a single-use pairing mailbox.

@@ -80,24 +80,30 @@ impl OwnerWrite {
         let counter = headers.get(HEADER_COUNTER).ok_or(RelayError::Unauthorized(
             "owner request needs Carekey-Counter and Carekey-Signature",
         ))?;
+        let bad_counter = || RelayError::BadCredential {
+            code: "bad_counter",
+            message: "Carekey-Counter must be a decimal u64 below 2^63",
+        };
         let counter = counter
             .to_str()
             .ok()
             .filter(|s| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()))
             .and_then(|s| s.parse::<u64>().ok())
-            .ok_or_else(|| {
-                RelayError::bad("bad_counter", "Carekey-Counter must be a decimal u64")
-            })?;
-        to_db("counter", counter)?;
+            .ok_or_else(bad_counter)?;
+        to_db("counter", counter).map_err(|_| bad_counter())?;
         let sig = headers
             .get(HEADER_SIGNATURE)
             .ok_or(RelayError::Unauthorized(
                 "owner request needs Carekey-Signature",
             ))?;
-        let sig = sig
+        let sig: [u8; 64] = sig
             .to_str()
-            .map_err(|_| RelayError::bad("bad_signature", "Carekey-Signature is not ASCII"))?;
-        let sig: [u8; 64] = encoding::unb64_fixed("Carekey-Signature", sig)?;
+            .ok()
+            .and_then(|s| encoding::unb64_fixed("Carekey-Signature", s).ok())
+            .ok_or(RelayError::BadCredential {
+                code: "bad_signature",
+                message: "Carekey-Signature must be 64 bytes of unpadded base64url",
+            })?;
         let pq = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
         let message = owner_message(method.as_str(), pq, &config.origin, body, counter)?;
         Ok(Self {

@@ -20,7 +20,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use carekey_relay_api::{
     BATCH_OBJECT_PREFIX, BlobGroupRegistration, BlobGroupsStored, GROUP_TAG_LEN, HEADER_RECEIPT,
-    MANIFEST_OBJECT_ID, MAX_GROUP_ROWS, MAX_TOKEN_GROUPS, RootTokenRegistration,
+    MANIFEST_OBJECT_ID, MAX_GROUP_ROWS, MAX_TOKEN_GROUPS, RootTokenRegistration, TokensRevoked,
 };
 use ed25519_dalek::{Signature, VerifyingKey};
 use sha2::{Digest, Sha256};
@@ -67,16 +67,27 @@ pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
 
 /// Extracts and hashes `Authorization: Bearer <base64url(32 bytes)>`.
 pub fn bearer_hash(headers: &HeaderMap) -> Result<[u8; 32]> {
+    let bad = || RelayError::BadCredential {
+        code: "bad_token",
+        message: "Authorization must be 'Bearer <base64url of 32 bytes>'",
+    };
     let v = headers
         .get(header::AUTHORIZATION)
         .ok_or(RelayError::Unauthorized("a bearer token is required"))?
         .to_str()
-        .map_err(|_| RelayError::bad("bad_token", "Authorization header is not ASCII"))?;
-    let t = v
-        .strip_prefix("Bearer ")
-        .ok_or_else(|| RelayError::bad("bad_token", "Authorization must be 'Bearer <token>'"))?;
-    let token: [u8; 32] = encoding::unb64_fixed("bearer token", t.trim())?;
+        .map_err(|_| bad())?;
+    let t = v.strip_prefix("Bearer ").ok_or_else(bad)?;
+    let token: [u8; 32] = encoding::unb64_fixed("bearer token", t.trim()).map_err(|_| bad())?;
     Ok(token_hash(&token))
+}
+
+/// A fetch receipt that does not parse: a malformed credential (401), like a bearer token
+/// that does not parse.
+fn bad_receipt(_: RelayError) -> RelayError {
+    RelayError::BadCredential {
+        code: "bad_receipt",
+        message: "the fetch receipt is not a well-formed version-1 receipt (relay-formats.md \"Fetch receipt\")",
+    }
 }
 
 /// A parsed fetch receipt.
@@ -189,12 +200,15 @@ impl ReadRequest {
         let token_hash = bearer_hash(headers)?;
         let r = headers
             .get(HEADER_RECEIPT)
-            .ok_or_else(|| {
-                RelayError::bad("receipt_required", "reads need a Carekey-Receipt header")
+            .ok_or(RelayError::BadCredential {
+                code: "receipt_required",
+                message: "reads need a Carekey-Receipt header",
             })?
             .to_str()
-            .map_err(|_| RelayError::bad("bad_receipt", "Carekey-Receipt is not ASCII"))?;
-        let receipt = Receipt::parse(encoding::unb64("Carekey-Receipt", r)?)?;
+            .map_err(|_| bad_receipt(RelayError::NotFound("non-ASCII receipt")))?;
+        let receipt = encoding::unb64("Carekey-Receipt", r)
+            .and_then(Receipt::parse)
+            .map_err(bad_receipt)?;
         Ok(Self {
             token_hash,
             receipt,
@@ -208,14 +222,14 @@ impl ReadRequest {
     pub fn from_body(headers: &HeaderMap, body: &[u8], max_skew: u64) -> Result<Self> {
         let token_hash = bearer_hash(headers)?;
         if body.is_empty() {
-            return Err(RelayError::bad(
-                "receipt_required",
-                "a batch fetch carries its fetch receipt as the request body",
-            ));
+            return Err(RelayError::BadCredential {
+                code: "receipt_required",
+                message: "a batch fetch carries its fetch receipt as the request body",
+            });
         }
         Ok(Self {
             token_hash,
-            receipt: Receipt::parse(body.to_vec())?,
+            receipt: Receipt::parse(body.to_vec()).map_err(bad_receipt)?,
             max_skew,
         })
     }
@@ -667,7 +681,7 @@ pub async fn revoke(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<serde_json::Value>> {
+) -> Result<Json<TokensRevoked>> {
     let share_id = parse_id("share id", &share_hex)?;
     let token: [u8; 32] = parse_hex("token hash", &token_hex)?;
     let ow = OwnerWrite::from_request(&state.config, &method, &uri, &headers, &body)?;
@@ -688,7 +702,7 @@ pub async fn revoke(
             revoke_subtree(tx, &share_id, token, now)
         })
         .await?;
-    Ok(Json(serde_json::json!({ "revoked": n })))
+    Ok(Json(TokensRevoked { revoked: n }))
 }
 
 #[cfg(test)]

@@ -323,13 +323,15 @@ async fn token_status_codes(h: Harness) {
         .body(Body::empty())
         .unwrap();
     assert_eq!(h.send(req).await.status, StatusCode::FORBIDDEN);
-    // Missing receipt: 400.
+    // Missing receipt: 401 `receipt_required` (a missing credential).
     let req = Request::builder()
         .uri(format!("/v1/shares/{}/blobs/{}", o.share_hex, hex(&blob)))
         .header("authorization", format!("Bearer {}", b64(&token)))
         .body(Body::empty())
         .unwrap();
-    assert_eq!(h.send(req).await.status, StatusCode::BAD_REQUEST);
+    let r = h.send(req).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.json()["error"], "receipt_required", "{}", r.text());
     // Revoke: 410 from then on; revoking an unknown token: 404.
     let th = hex(&token_hash(&token));
     let r = h
@@ -705,10 +707,10 @@ async fn delegation_chain(h: Harness) {
         1,
     ));
     l.push(0);
-    assert_eq!(
-        h.send(post(&ta, vec![b64(&l)])).await.status,
-        StatusCode::BAD_REQUEST
-    );
+    // A link that does not parse is a malformed credential: 401 `bad_link`.
+    let r = h.send(post(&ta, vec![b64(&l)])).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.json()["error"], "bad_link", "{}", r.text());
     let mut l = unb64(&link(
         &ka,
         &o.share_id,
@@ -719,10 +721,9 @@ async fn delegation_chain(h: Harness) {
         1,
     ));
     l[0] = 3;
-    assert_eq!(
-        h.send(post(&ta, vec![b64(&l)])).await.status,
-        StatusCode::BAD_REQUEST
-    );
+    let r = h.send(post(&ta, vec![b64(&l)])).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.json()["error"], "bad_link", "{}", r.text());
     // Valid A -> B.
     let ab = link(&ka, &o.share_id, &kb, &token_hash(&tb), &narrow, exp, 1);
     // Without a notice (absent or empty) even a valid chain is refused, and registers
@@ -874,8 +875,9 @@ async fn malformed_inputs_400(h: Harness) {
                 .unwrap(),
         )
         .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
-    assert!(r.text().contains("truncated"), "{}", r.text());
+    // Malformed credentials are 401 with a code naming them (docs/relay.md "HTTP API").
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.json()["error"], "bad_receipt", "{}", r.text());
     let r = h
         .send(
             Request::builder()
@@ -890,7 +892,8 @@ async fn malformed_inputs_400(h: Harness) {
                 .unwrap(),
         )
         .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.json()["error"], "bad_token", "{}", r.text());
     let r = h
         .send(
             Request::builder()
@@ -906,7 +909,8 @@ async fn malformed_inputs_400(h: Harness) {
                 .unwrap(),
         )
         .await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(r.json()["error"], "bad_counter", "{}", r.text());
     // Missing query parameter.
     let r = h
         .owner(
@@ -2223,15 +2227,16 @@ async fn batch_fetch(h: Harness) {
     let upper = format!("blobs:{}", hex(&ids[0]).to_uppercase());
     let r = h.batch(&o, &upper, &token, &reader).await;
     expect(&r, StatusCode::BAD_REQUEST, "bad_id");
-    // No receipt, a receipt with trailing bytes, garbage.
+    // No receipt, a receipt with trailing bytes, garbage: a missing or malformed credential
+    // (docs/relay.md "HTTP API": 401 with a code naming it).
     let r = h.batch_raw(&o, Vec::new(), &token).await;
-    expect(&r, StatusCode::BAD_REQUEST, "receipt_required");
+    expect(&r, StatusCode::UNAUTHORIZED, "receipt_required");
     let mut long = unb64(&receipt(&reader, &o.share_id, &object));
     long.push(0);
     let r = h.batch_raw(&o, long, &token).await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    expect(&r, StatusCode::UNAUTHORIZED, "bad_receipt");
     let r = h.batch_raw(&o, b"{\"ids\": []}".to_vec(), &token).await;
-    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    expect(&r, StatusCode::UNAUTHORIZED, "bad_receipt");
     // A receipt for another share, or signed by another key: refused.
     let r = h
         .batch_raw(&o, unb64(&receipt(&reader, &rand::<16>(), &object)), &token)

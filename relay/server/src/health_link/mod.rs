@@ -224,20 +224,21 @@ pub async fn manifest(
 ) -> Result<Response> {
     let link_id = wire::parse_b64_id::<{ api::SHL_LINK_ID_LEN }>(&link_b64).ok_or_else(inactive)?;
     let req: ShlManifestRequest = encoding::parse_json(&body)?;
-    if req.recipient.trim().is_empty() || req.recipient.len() > api::MAX_SHL_REQUEST_FIELD {
+    if req.recipient.trim().is_empty() || req.recipient.chars().count() > api::MAX_SHL_REQUEST_FIELD
+    {
         return Err(RelayError::bad(
             "bad_recipient",
-            "recipient is required, at most 256 bytes",
+            "recipient is required, at most 256 characters",
         ));
     }
     if req
         .passcode
         .as_ref()
-        .is_some_and(|p| p.len() > api::MAX_SHL_REQUEST_FIELD)
+        .is_some_and(|p| p.chars().count() > api::MAX_SHL_REQUEST_FIELD)
     {
         return Err(RelayError::bad(
             "bad_passcode",
-            "passcode is at most 256 bytes",
+            "passcode is at most 256 characters",
         ));
     }
     let link_hash = wire::link_hash(&link_id);
