@@ -17,7 +17,7 @@ use sha2::{Digest, Sha256};
 use crate::AppState;
 use crate::encoding::{self, b64, from_db, put_bytes32};
 use crate::error::{RelayError, Result};
-use crate::share::{self, OwnerWrite};
+use crate::owner::{self, OwnerWrite};
 use crate::storage::{Tx, Value};
 
 /// Domain label of an audit entry hash.
@@ -119,7 +119,7 @@ pub fn fresh_head_message(
 
 /// A share's chain head, loaded once and advanced in memory by one or more appends in the
 /// same transaction (the fetch group commit appends many entries of one share at once). The
-/// caller must already hold the share row lock (see [`share::lock_share`]).
+/// caller must already hold the share row lock (see [`owner::lock_share`]).
 #[derive(Debug)]
 pub struct Chain {
     share_id: [u8; 16],
@@ -226,7 +226,7 @@ impl Chain {
 }
 
 /// Appends one entry. The caller must already hold the share row lock (see
-/// [`share::lock_share`]) in the same transaction.
+/// [`owner::lock_share`]) in the same transaction.
 pub fn append(
     tx: &mut dyn Tx,
     share_id: &[u8; 16],
@@ -304,7 +304,7 @@ pub async fn read_log(
     let (rows, seq, head) = state
         .storage
         .transact(move |tx| {
-            let sh = share::authorize_owner(tx, &share_id, &ow, now)?;
+            let sh = owner::authorize_owner(tx, &share_id, &ow, now)?;
             let rows = tx.query(
                 "SELECT seq, prev_hash, time, kind, body, entry_hash FROM audit \
                  WHERE share_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3",

@@ -23,13 +23,13 @@ use sha2::{Digest, Sha256};
 
 use crate::AppState;
 use crate::client::ClientId;
+use crate::credential::ct_eq;
 use crate::download::Plan;
 use crate::encoding::{self, b64, from_db, parse_id, to_db};
 use crate::error::{RelayError, Result};
+use crate::owner::OwnerWrite;
 use crate::quota::{self, ClientKey, QuotaLimits};
-use crate::share::OwnerWrite;
 use crate::storage::Tx;
-use crate::token::ct_eq;
 
 /// Query of a backup write.
 #[derive(Debug, Deserialize)]

@@ -24,11 +24,11 @@ use serde::Deserialize;
 
 use crate::AppState;
 use crate::client::ClientId;
+use crate::credential::{bearer_hash, ct_eq, token_hash};
 use crate::encoding::{self, b64, from_db, hex, parse_id, to_db};
 use crate::error::{RelayError, Result};
 use crate::quota::{self, QuotaLimits, Usage};
 use crate::storage::{Tx, Value};
-use crate::token::{bearer_hash, ct_eq, token_hash};
 
 /// Default pairing mailbox lifetime in seconds.
 pub const PAIRING_DEFAULT_TTL: u64 = 300;

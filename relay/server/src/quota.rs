@@ -346,7 +346,7 @@ pub fn release_share(tx: &mut dyn Tx, share_id: &[u8; 16]) -> Result<()> {
     };
     let blobs = count(tx, "SELECT COUNT(*) FROM blobs WHERE share_id = $1")?;
     let uploads = count(tx, "SELECT COUNT(*) FROM uploads WHERE share_id = $1")?;
-    // SMART Health Links are charged to the share's creator too (crate::health_link::store).
+    // SMART Health Links are charged to the share's creator too (health_link/store.rs).
     let links = count(tx, "SELECT COUNT(*) FROM shl_links WHERE share_id = $1")?;
     let link_bytes = count(
         tx,
@@ -455,7 +455,7 @@ pub async fn enrollment(State(state): State<AppState>, req: Request, next: Next)
                 .get(HEADER_ENROLLMENT_KEY)
                 .and_then(|v| v.to_str().ok())
                 .map(|k| enrollment_hash(k.trim()));
-            if !presented.is_some_and(|p| crate::token::ct_eq(&p, want)) {
+            if !presented.is_some_and(|p| crate::credential::ct_eq(&p, want)) {
                 return RelayError::forbidden(
                     "enrollment_required",
                     "this relay accepts new shares, mailboxes and backups only with its enrollment key (Carekey-Enrollment-Key)",

@@ -33,8 +33,8 @@ use crate::AppState;
 use crate::audit::{self, Kind};
 use crate::encoding::{self, b64, from_db, parse_id};
 use crate::error::{JsonError, RelayError, Result};
+use crate::owner::{self, OwnerWrite};
 use crate::rejection::Path;
-use crate::share::{self, OwnerWrite};
 use store::NewLink;
 use wire::Outcome;
 
@@ -136,7 +136,7 @@ pub async fn create(
     state
         .storage
         .transact(move |tx| {
-            share::authorize_owner(tx, &share_id, &ow, now)?;
+            owner::authorize_owner(tx, &share_id, &ow, now)?;
             let share_exp = tx
                 .query_opt(
                     "SELECT expires_at FROM shares WHERE share_id = $1",
@@ -195,7 +195,7 @@ pub async fn delete(
     state
         .storage
         .transact(move |tx| {
-            share::authorize_owner(tx, &share_id, &ow, now)?;
+            owner::authorize_owner(tx, &share_id, &ow, now)?;
             if !store::delete(tx, &share_id, &link_hash)? {
                 return Err(RelayError::NotFound("no such link"));
             }
@@ -281,7 +281,7 @@ pub async fn manifest(
     let answer = state
         .storage
         .transact(move |tx| {
-            share::lock_share(tx, &share_id, now).map_err(|e| match e {
+            owner::lock_share(tx, &share_id, now).map_err(|e| match e {
                 RelayError::Gone(_) | RelayError::NotFound(_) => inactive(),
                 other => other,
             })?;

@@ -414,7 +414,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = SqliteStorage::open(dir.path()).expect("open");
         let conn = open_reader(&s.path).expect("reader");
-        // The blob lookup of crate::download::Plan::push_blob.
+        // The blob lookup of the download plan's push_blob (download.rs).
         let sql = sqlite_sql(
             "SELECT b.size, b.sha256, p.parts_id, \
              CASE WHEN p.parts_id IS NULL AND b.size <= $3 THEN b.data END \
