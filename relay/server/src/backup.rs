@@ -21,7 +21,6 @@ use carekey_relay_api::{BackupStored, HEADER_BACKUP_VERSION, HEADER_OWNER_KEY};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::AppState;
 use crate::client::ClientId;
 use crate::credential::ct_eq;
 use crate::download::Plan;
@@ -29,6 +28,7 @@ use crate::encoding::{self, b64, from_db, parse_id, to_db};
 use crate::error::{RelayError, Result};
 use crate::owner::OwnerWrite;
 use crate::quota::{self, ClientKey, QuotaLimits};
+use crate::state::AppState;
 use crate::storage::Tx;
 
 /// Query of a backup write.

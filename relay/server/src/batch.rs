@@ -17,11 +17,11 @@ use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 
-use crate::AppState;
 use crate::download::Plan;
 use crate::encoding::parse_id;
 use crate::error::{RelayError, Result};
 use crate::fetchlog::{Fetched, Logged};
+use crate::state::AppState;
 use crate::token::{ReadRequest, parse_ids};
 
 /// `POST /v1/shares/{share_id}/fetch` (read token; body = the batch's fetch receipt).

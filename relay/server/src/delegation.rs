@@ -18,13 +18,13 @@ use carekey_relay_api::{DelegationRegistration, Notice, NoticeList};
 use ed25519_dalek::{Signature, VerifyingKey};
 use serde::Deserialize;
 
-use crate::AppState;
 use crate::audit::{self, Kind};
 use crate::credential::STATUS_ACTIVE;
 use crate::encoding::{self, Reader, b64, from_db, parse_id, put_bytes32, to_db};
 use crate::error::{RelayError, Result};
 use crate::owner::{self, OwnerWrite};
 use crate::scope::Scope;
+use crate::state::AppState;
 use crate::storage::Tx;
 use crate::token::{self, Group, NewToken};
 

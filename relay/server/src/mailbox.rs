@@ -22,12 +22,12 @@ use carekey_relay_api::{
 };
 use serde::Deserialize;
 
-use crate::AppState;
 use crate::client::ClientId;
 use crate::credential::{bearer_hash, ct_eq, token_hash};
 use crate::encoding::{self, b64, from_db, hex, parse_id, to_db};
 use crate::error::{RelayError, Result};
 use crate::quota::{self, QuotaLimits, Usage};
+use crate::state::AppState;
 use crate::storage::{Tx, Value};
 
 /// Default pairing mailbox lifetime in seconds.

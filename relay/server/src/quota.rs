@@ -32,6 +32,7 @@
 //! transactions never wait for each other in a cycle.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
@@ -39,7 +40,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
-use crate::AppState;
 use crate::client::ClientId;
 use crate::config::Config;
 use crate::encoding;
@@ -443,8 +443,8 @@ pub fn needs_enrollment(method: &Method, path: &str) -> bool {
 /// Middleware: with `--enrollment-key`, the [`ENROLLMENT_ROUTES`] answer 403
 /// `enrollment_required` unless `Carekey-Enrollment-Key` carries the key (compared as hashes,
 /// in constant time).
-pub async fn enrollment(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if let Some(want) = &state.config.enrollment_key_hash {
+pub async fn enrollment(State(config): State<Arc<Config>>, req: Request, next: Next) -> Response {
+    if let Some(want) = &config.enrollment_key_hash {
         let route = req
             .extensions()
             .get::<MatchedPath>()

@@ -19,7 +19,6 @@ use carekey_relay_api::{
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::AppState;
 use crate::audit::{self, Kind};
 use crate::client::ClientId;
 use crate::download::Plan;
@@ -28,6 +27,7 @@ use crate::error::{RelayError, Result};
 use crate::fetchlog::{Fetched, Logged};
 use crate::owner::{OwnerWrite, ShareRow, authorize_owner};
 use crate::quota;
+use crate::state::AppState;
 use crate::storage::{Tx, Value};
 use crate::token::ReadRequest;
 

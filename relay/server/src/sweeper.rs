@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 
-use crate::AppState;
 use crate::audit::{self, Kind};
 use crate::backup;
 use crate::credential::{STATUS_ACTIVE, STATUS_EXPIRED};
@@ -15,6 +14,7 @@ use crate::mailbox;
 use crate::quota::{self, QuotaLimits, Usage};
 use crate::replay;
 use crate::share;
+use crate::state::AppState;
 
 /// Rows handled per sweep step.
 const BATCH: i64 = 500;

@@ -25,7 +25,6 @@ use carekey_relay_api::{
 };
 use ed25519_dalek::{Signature, VerifyingKey};
 
-use crate::AppState;
 use crate::audit::{self, Kind};
 pub use crate::credential::{
     READ_TOKEN_LABEL, STATUS_ACTIVE, STATUS_EXPIRED, STATUS_REVOKED, bearer_hash, ct_eq, token_hash,
@@ -35,6 +34,7 @@ use crate::error::{RelayError, Result};
 use crate::fetchlog::{FetchEntry, Fetched};
 use crate::owner::{self, OwnerWrite};
 use crate::scope::Scope;
+use crate::state::AppState;
 use crate::storage::Tx;
 
 /// Domain label of fetch receipts.

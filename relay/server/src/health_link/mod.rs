@@ -29,12 +29,12 @@ use carekey_relay_api::{
 };
 use tokio::sync::Semaphore;
 
-use crate::AppState;
 use crate::audit::{self, Kind};
 use crate::encoding::{self, b64, from_db, parse_id};
 use crate::error::{JsonError, RelayError, Result};
 use crate::owner::{self, OwnerWrite};
 use crate::rejection::Path;
+use crate::state::AppState;
 use store::NewLink;
 use wire::Outcome;
 
