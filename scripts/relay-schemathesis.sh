@@ -10,7 +10,7 @@
 #   scripts/relay-schemathesis.sh                 builds nothing: uses $CARGO_TARGET_DIR/debug/carekey-relay
 #   RELAY_BIN=path scripts/relay-schemathesis.sh  another relay binary
 #   ST_MAX_EXAMPLES=N ST_MAX_TIME=S ST_SEED=N     bounds (defaults 30 examples per operation and
-#                                                 phase, 100 s in all, a fixed seed so CI runs repeat)
+#                                                 phase, 90 s in all, a fixed seed so CI runs repeat)
 #
 # Without network or pip the run is skipped with a message; CAREKEY_REQUIRE_SCHEMATHESIS=1
 # (set by .ci/run) makes that a failure.
@@ -25,7 +25,7 @@ req=$root/scripts/relay-schemathesis.requirements.txt
 version=$(sed -n 's/^schemathesis==\([^ ]*\).*/\1/p' "$req")
 venv=$target/schemathesis-$version
 max_examples=${ST_MAX_EXAMPLES:-30}
-max_time=${ST_MAX_TIME:-100}
+max_time=${ST_MAX_TIME:-90}
 seed=${ST_SEED:-14}
 
 skip() {
@@ -68,11 +68,18 @@ base="http://127.0.0.1:$port"
 NO_COLOR=1 RUST_LOG=warn "$relay_bin" --listen "127.0.0.1:$port" --data "$work/data" \
   >"$work/relay.log" 2>&1 &
 relay_pid=$!
-for _ in $(seq 1 100); do
-  if python3 - "$base/healthz" <<'EOF' 2>/dev/null; then break; fi
+# Ready when /healthz answers 200, within 60 s (a first start creates the database with
+# synchronous=FULL, which can be slow on a busy disk).
+ready=""
+deadline=$((SECONDS + 60))
+while [ "$SECONDS" -lt "$deadline" ]; do
+  if python3 - "$base/healthz" <<'EOF' 2>/dev/null; then
 import sys, urllib.request
 sys.exit(0 if urllib.request.urlopen(sys.argv[1], timeout=1).status == 200 else 1)
 EOF
+    ready=1
+    break
+  fi
   if ! kill -0 "$relay_pid" 2>/dev/null; then
     cat "$work/relay.log" >&2
     echo "relay-schemathesis: the relay exited before it was ready" >&2
@@ -80,6 +87,11 @@ EOF
   fi
   sleep 0.1
 done
+if [ -z "$ready" ]; then
+  cat "$work/relay.log" >&2
+  echo "relay-schemathesis: the relay did not answer /healthz within 60 s" >&2
+  exit 1
+fi
 
 # --- the run ------------------------------------------------------------------------------------
 # --checks all: every check schemathesis has, none excluded. --max-examples bounds each
