@@ -53,6 +53,7 @@ pub struct ErrorBody {
 #[serde(deny_unknown_fields)]
 pub struct CreateShareRequest {
     /// The share's pseudonymous Ed25519 owner key (base64url, 32 bytes).
+    #[schema(pattern = r"^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$")]
     pub owner_key: String,
     /// Unix seconds after which the relay deletes the share.
     pub expires_at: u64,
@@ -86,8 +87,10 @@ pub struct UploadOpened {
 #[serde(deny_unknown_fields)]
 pub struct UploadCommit {
     /// Number of chunks uploaded (indices `0..chunks`).
+    #[schema(minimum = 1, maximum = 65536)]
     pub chunks: u32,
     /// SHA-256 of the concatenated chunks (base64url); the relay refuses a mismatch.
+    #[schema(pattern = r"^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$")]
     pub sha256: String,
 }
 
@@ -121,19 +124,26 @@ pub struct EpochDeleted {
 #[serde(deny_unknown_fields)]
 pub struct RootTokenRegistration {
     /// `SHA-256("carekey/v1/read-token" 0x00 || token)` (base64url, 32 bytes).
+    #[schema(pattern = r"^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$")]
     pub token_hash: String,
     /// Grantee's per-relationship Ed25519 key (base64url, 32 bytes).
+    #[schema(pattern = r"^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$")]
     pub reader_key: String,
     /// Encoded scope (base64url, see relay-formats.md "Scope").
+    #[schema(
+        pattern = r"^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-][AQgw]|[A-Za-z0-9_-]{2}[AEIMQUYcgkosw048])?$"
+    )]
     pub scope: String,
     /// Unix seconds; the relay answers 410 after it.
     pub expires_at: u64,
     /// Delegation depth the patient allowed (0: no delegation).
+    #[schema(maximum = 255)]
     pub depth: u8,
     /// The relay groups the token may read (each base64url, 16 bytes): present, the token
     /// reads only blobs registered in one of them ("scoped", relay-formats.md "Scoped
     /// tokens"); absent, a version-1 registration that reads every blob of the share.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_items = 4107)]
     pub groups: Option<Vec<String>>,
 }
 
@@ -151,6 +161,7 @@ pub struct BlobGroupRegistration {
 #[serde(deny_unknown_fields)]
 pub struct BlobGroup {
     /// The opaque group tag (base64url, 16 bytes).
+    #[schema(pattern = r"^[A-Za-z0-9_-]{21}[AQgw]$")]
     pub group: String,
     /// Blob ids (32 lowercase hex characters each) of blobs already stored in the share.
     pub blobs: Vec<String>,
@@ -163,18 +174,32 @@ pub struct BlobGroupsStored {
     pub rows: u64,
 }
 
+/// Answer to `DELETE /v1/shares/{share_id}/tokens/{token_hash}`.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
+pub struct TokensRevoked {
+    /// Tokens newly revoked: the named one and its delegated subtree.
+    pub revoked: u64,
+}
+
 /// Body of `POST /v1/shares/{share_id}/delegations` (signed by the chain itself).
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct DelegationRegistration {
     /// Token hash of the root registration the chain starts from (base64url, 32 bytes).
+    #[schema(pattern = r"^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$")]
     pub root_token_hash: String,
     /// Root-first delegation links (each base64url); the last one names the new token.
+    #[schema(min_items = 1, max_items = 4)]
     pub chain: Vec<String>,
     /// Notice sealed to the patient (base64url, opaque to the relay), readable by the owner.
     /// Required and non-empty: a delegation the patient is not told of is refused
     /// (`notice_required`), so every "delegation registered" audit entry has a notice the
     /// patient can compare it with (docs/protocol.md "Forwarding").
+    #[schema(
+        min_length = 1,
+        max_length = 87382,
+        pattern = r"^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-][AQgw]|[A-Za-z0-9_-]{2}[AEIMQUYcgkosw048])?$"
+    )]
     #[serde(default)]
     pub notice: String,
 }
@@ -359,7 +384,8 @@ pub const MAX_SHL_FILE_BYTES: usize = 4 << 20;
 pub const MAX_SHL_LINK_BYTES: usize = 7 << 20;
 /// Most failed passcode attempts a link may allow before it dies.
 pub const MAX_SHL_ATTEMPTS: u32 = 100;
-/// Longest `recipient` or `passcode` a manifest request may carry (bytes).
+/// Longest `recipient` or `passcode` a manifest request may carry (characters: the limit the
+/// OpenAPI document can state; at most 1 KiB of UTF-8 each, within the 4 KiB body limit).
 pub const MAX_SHL_REQUEST_FIELD: usize = 256;
 /// Longest `recipient` kept in the audit log (bytes, cut at a character boundary).
 pub const SHL_RECIPIENT_LOGGED_MAX: usize = 100;
@@ -395,8 +421,10 @@ pub struct ShlFileUpload {
 #[serde(deny_unknown_fields)]
 pub struct ShlPasscodeHash {
     /// Salt, base64url of [`SHL_PASSCODE_SALT_LEN`] bytes.
+    #[schema(pattern = r"^[A-Za-z0-9_-]{21}[AQgw]$")]
     pub salt: String,
     /// Hash, base64url of [`SHL_PASSCODE_HASH_LEN`] bytes.
+    #[schema(pattern = r"^[A-Za-z0-9_-]{42}[AEIMQUYcgkosw048]$")]
     pub hash: String,
 }
 
@@ -405,10 +433,12 @@ pub struct ShlPasscodeHash {
 #[serde(deny_unknown_fields)]
 pub struct CreateShlRequest {
     /// The files, in manifest order (1 to [`MAX_SHL_FILES`]).
+    #[schema(min_items = 1, max_items = 64)]
     pub files: Vec<ShlFileUpload>,
     /// The passcode hash; `None`: no passcode (the client's default is one).
     pub passcode: Option<ShlPasscodeHash>,
     /// Failed passcode attempts before the link dies (1 to [`MAX_SHL_ATTEMPTS`]).
+    #[schema(minimum = 1, maximum = 100)]
     pub max_attempts: u32,
     /// Unix seconds after which the link answers 404 (at most the share's own expiry).
     pub expires_at: u64,
@@ -429,10 +459,13 @@ pub struct CreateShlResponse {
 #[serde(rename_all = "camelCase")]
 pub struct ShlManifestRequest {
     /// Who asks, as the viewer states it (self-asserted; logged, cut to
-    /// [`SHL_RECIPIENT_LOGGED_MAX`] bytes).
+    /// [`SHL_RECIPIENT_LOGGED_MAX`] bytes): not only white space, at most
+    /// [`MAX_SHL_REQUEST_FIELD`] characters.
+    #[schema(min_length = 1, max_length = 256, pattern = r"\S")]
     pub recipient: String,
-    /// The passcode, for a `P` link.
+    /// The passcode, for a `P` link (at most [`MAX_SHL_REQUEST_FIELD`] characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 256)]
     pub passcode: Option<String>,
     /// Largest file the viewer wants embedded (longer ones come as `location`).
     #[serde(default, skip_serializing_if = "Option::is_none")]

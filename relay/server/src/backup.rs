@@ -21,15 +21,15 @@ use carekey_relay_api::{BackupStored, HEADER_BACKUP_VERSION, HEADER_OWNER_KEY};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::AppState;
 use crate::client::ClientId;
+use crate::credential::ct_eq;
 use crate::download::Plan;
 use crate::encoding::{self, b64, from_db, parse_id, to_db};
 use crate::error::{RelayError, Result};
+use crate::owner::OwnerWrite;
 use crate::quota::{self, ClientKey, QuotaLimits};
-use crate::share::OwnerWrite;
+use crate::state::AppState;
 use crate::storage::Tx;
-use crate::token::ct_eq;
 
 /// Query of a backup write.
 #[derive(Debug, Deserialize)]

@@ -16,48 +16,13 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
-use carekey_relay_api::{BATCH_OBJECT_PREFIX, MAX_BATCH_BLOBS};
 
-use crate::AppState;
 use crate::download::Plan;
 use crate::encoding::parse_id;
 use crate::error::{RelayError, Result};
 use crate::fetchlog::{Fetched, Logged};
-use crate::token::ReadRequest;
-
-/// Parses the ids a batch receipt names: `blobs:` then 1..=[`MAX_BATCH_BLOBS`] ids of 32
-/// lowercase hex characters, no separator, no id twice.
-pub fn parse_ids(object_id: &str) -> Result<Vec<[u8; 16]>> {
-    let bad = |m: &'static str| RelayError::bad("bad_batch", m);
-    let list = object_id.strip_prefix(BATCH_OBJECT_PREFIX).ok_or_else(|| {
-        bad("a batch fetch receipt must name its blobs (object id 'blobs:' then the ids)")
-    })?;
-    if list.is_empty() || list.len() % 32 != 0 {
-        return Err(bad(
-            "a batch receipt's object id must list ids of 32 lowercase hex characters",
-        ));
-    }
-    let n = list.len() / 32;
-    if n > MAX_BATCH_BLOBS {
-        return Err(RelayError::bad(
-            "batch_too_many",
-            format!("a batch fetch names at most {MAX_BATCH_BLOBS} blobs"),
-        ));
-    }
-    let mut ids = Vec::with_capacity(n);
-    let mut seen = std::collections::HashSet::with_capacity(n);
-    for k in 0..n {
-        let part = list
-            .get(k * 32..(k + 1) * 32)
-            .ok_or_else(|| bad("a batch receipt's object id is not ASCII hex"))?;
-        let id = parse_id("batch blob id", part)?;
-        if !seen.insert(id) {
-            return Err(bad("a batch fetch names the same blob twice"));
-        }
-        ids.push(id);
-    }
-    Ok(ids)
-}
+use crate::state::AppState;
+use crate::token::{ReadRequest, parse_ids};
 
 /// `POST /v1/shares/{share_id}/fetch` (read token; body = the batch's fetch receipt).
 ///

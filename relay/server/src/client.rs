@@ -12,6 +12,7 @@
 //! [`ClientId::Unknown`], one client of its own.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, FromRequestParts, Request, State};
 use axum::http::HeaderMap;
@@ -19,7 +20,7 @@ use axum::http::request::Parts;
 use axum::middleware::Next;
 use axum::response::Response;
 
-use crate::AppState;
+use crate::config::Config;
 
 /// Header a reverse proxy appends the address of its client to.
 pub const X_FORWARDED_FOR: &str = "x-forwarded-for";
@@ -124,7 +125,7 @@ pub fn parse_trusted(list: &str) -> Result<Vec<IpAddr>, String> {
 
 /// Middleware: works out the request's [`ClientId`] once and stores it in the extensions.
 pub async fn identify_layer(
-    State(state): State<AppState>,
+    State(config): State<Arc<Config>>,
     mut req: Request,
     next: Next,
 ) -> Response {
@@ -132,7 +133,7 @@ pub async fn identify_layer(
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
         .map(|ConnectInfo(a)| a.ip());
-    let id = identify(peer, req.headers(), &state.config.trusted_proxies);
+    let id = identify(peer, req.headers(), &config.trusted_proxies);
     req.extensions_mut().insert(id);
     next.run(req).await
 }

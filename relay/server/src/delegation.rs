@@ -18,13 +18,15 @@ use carekey_relay_api::{DelegationRegistration, Notice, NoticeList};
 use ed25519_dalek::{Signature, VerifyingKey};
 use serde::Deserialize;
 
-use crate::AppState;
 use crate::audit::{self, Kind};
+use crate::credential::STATUS_ACTIVE;
 use crate::encoding::{self, Reader, b64, from_db, parse_id, put_bytes32, to_db};
 use crate::error::{RelayError, Result};
-use crate::share::{self, OwnerWrite};
+use crate::owner::{self, OwnerWrite};
+use crate::scope::Scope;
+use crate::state::AppState;
 use crate::storage::Tx;
-use crate::token::{self, Group, NewToken, STATUS_ACTIVE};
+use crate::token::{self, Group, NewToken};
 
 /// Domain label of delegation link signatures.
 pub const DELEGATION_LABEL: &[u8] = b"carekey/v1/delegation";
@@ -37,54 +39,6 @@ pub const LINK_VERSION_SCOPED: u8 = 2;
 pub const MAX_NOTICE_BYTES: usize = 64 * 1024;
 /// Most notices returned by one read.
 const NOTICE_PAGE: i64 = 500;
-
-/// A parsed scope.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Scope {
-    /// Category bit set.
-    pub categories: u32,
-    /// Record ids, strictly ascending.
-    pub records: Vec<[u8; 16]>,
-}
-
-impl Scope {
-    /// Parses an encoded scope exactly (no trailing bytes; ids sorted, no duplicates).
-    pub fn parse(bytes: &[u8]) -> Result<Self> {
-        let mut r = Reader::new("scope", bytes);
-        let s = Self::read(&mut r)?;
-        r.finish()?;
-        Ok(s)
-    }
-
-    fn read(r: &mut Reader<'_>) -> Result<Self> {
-        let categories = r.u32()?;
-        let n = r.u16()?;
-        let mut records: Vec<[u8; 16]> = Vec::with_capacity(usize::from(n));
-        for _ in 0..n {
-            let id = r.array::<16>()?;
-            if records.last().is_some_and(|p| *p >= id) {
-                return Err(RelayError::bad(
-                    "bad_scope",
-                    "scope record ids must be sorted ascending without duplicates",
-                ));
-            }
-            records.push(id);
-        }
-        Ok(Self {
-            categories,
-            records,
-        })
-    }
-
-    /// True if `self` is within `parent`.
-    pub fn within(&self, parent: &Scope) -> bool {
-        self.categories & !parent.categories == 0
-            && self
-                .records
-                .iter()
-                .all(|r| parent.records.binary_search(r).is_ok())
-    }
-}
 
 /// A parsed delegation link.
 #[derive(Debug, Clone)]
@@ -378,7 +332,13 @@ pub async fn register(
         .chain
         .iter()
         .map(|l| Link::parse(encoding::unb64("delegation link", l)?))
-        .collect::<Result<Vec<_>>>()?;
+        .collect::<Result<Vec<_>>>()
+        // The chain is this request's credential: one that does not parse is answered like
+        // one that does not verify (401), as for bearer tokens and owner signatures.
+        .map_err(|_| RelayError::BadCredential {
+            code: "bad_link",
+            message: "a delegation link is not a well-formed link (relay-formats.md \"Delegation link\")",
+        })?;
     // The notice is what lets the patient see the delegation at all (docs/protocol.md
     // "Forwarding"): without one, a doctor under `allowed` could delegate unseen.
     let notice = encoding::unb64("notice", &req.notice)?;
@@ -400,7 +360,7 @@ pub async fn register(
     state
         .storage
         .transact(move |tx| {
-            share::lock_share(tx, &share_id, now)?;
+            owner::lock_share(tx, &share_id, now)?;
             let new = verify_chain(tx, &share_id, &root_hash, &chain, now)?;
             token::insert(tx, &share_id, new)?;
             audit::append(tx, &share_id, now, Kind::DelegationRegistered, &audit_body)?;
@@ -457,7 +417,7 @@ pub async fn notices(
     let rows = state
         .storage
         .transact(move |tx| {
-            share::authorize_owner(tx, &share_id, &ow, now)?;
+            owner::authorize_owner(tx, &share_id, &ow, now)?;
             tx.query(
                 "SELECT seq, time, body FROM notices WHERE share_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
                 &[(&share_id).into(), after.into(), NOTICE_PAGE.into()],

@@ -170,21 +170,117 @@ pub fn from_db(v: i64) -> Result<u64> {
 /// Parses a JSON body, answering 400 `bad_json` when it is malformed. The message says what
 /// kind of error and where (line and column), never serde's text: that quotes the client's
 /// field names and values back ("unknown field `...`", "invalid type: string \"...\"").
+///
+/// A whole number written with a fraction or exponent (`7200.0`, `1e3`) is the same JSON
+/// number as the integer (RFC 8259 section 6 does not tell them apart, nor does the OpenAPI
+/// document's `integer`), so it is accepted where the schema wants an integer: when the strict
+/// parse fails on the data, such numbers are rewritten as integers and the body is read again.
 pub fn parse_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T> {
     use serde_json::error::Category;
-    serde_json::from_slice(body).map_err(|e| {
-        let what = match e.classify() {
-            Category::Data => "fields or types do not match the route's schema",
-            Category::Eof => "truncated",
-            Category::Syntax | Category::Io => "syntax error",
-        };
-        RelayError::bad(
+    // Every JSON body of the API is an object; serde would also read a struct from an array
+    // of its fields in order (`[]` for a struct whose fields all have defaults).
+    if body.iter().find(|b| !b.is_ascii_whitespace()) != Some(&b'{') {
+        return Err(RelayError::bad(
             "bad_json",
-            format!(
-                "malformed JSON body: {what} at line {} column {}",
-                e.line(),
-                e.column()
-            ),
-        )
-    })
+            "malformed JSON body: the body must be a JSON object",
+        ));
+    }
+    serde_json::from_slice(body)
+        .or_else(|e| {
+            if e.classify() == Category::Data
+                && let Ok(mut v) = serde_json::from_slice::<serde_json::Value>(body)
+                && whole_floats_to_integers(&mut v)
+                && let Ok(t) = serde_json::from_value(v)
+            {
+                return Ok(t);
+            }
+            Err(e)
+        })
+        .map_err(|e| {
+            let what = match e.classify() {
+                Category::Data => "fields or types do not match the route's schema",
+                Category::Eof => "truncated",
+                Category::Syntax | Category::Io => "syntax error",
+            };
+            RelayError::bad(
+                "bad_json",
+                format!(
+                    "malformed JSON body: {what} at line {} column {}",
+                    e.line(),
+                    e.column()
+                ),
+            )
+        })
+}
+
+/// Rewrites every whole number within ±2^53 (where `f64` is exact) that was written as a float
+/// into an integer; says whether it changed anything.
+fn whole_floats_to_integers(v: &mut serde_json::Value) -> bool {
+    use serde_json::Value;
+    const EXACT: f64 = 9_007_199_254_740_992.0; // 2^53
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            let Some(f) = n.as_f64() else { return false };
+            if f.fract() != 0.0 || f.abs() > EXACT {
+                return false;
+            }
+            // In range and whole: the casts are exact.
+            *v = if f < 0.0 {
+                Value::from(f as i64)
+            } else {
+                Value::from(f as u64)
+            };
+            true
+        }
+        Value::Array(a) => a
+            .iter_mut()
+            .fold(false, |c, x| whole_floats_to_integers(x) | c),
+        Value::Object(o) => o
+            .values_mut()
+            .fold(false, |c, x| whole_floats_to_integers(x) | c),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize, PartialEq)]
+    struct T {
+        n: u64,
+        list: Vec<u32>,
+    }
+
+    #[test]
+    fn whole_floats_are_integers() {
+        let t: T = parse_json(br#"{"n": 7200.0, "list": [1e1, 2]}"#).unwrap();
+        assert_eq!(
+            t,
+            T {
+                n: 7200,
+                list: vec![10, 2]
+            }
+        );
+        for bad in [
+            r#"{"n": 7200.5, "list": []}"#,
+            r#"{"n": -1.0, "list": []}"#,
+            r#"{"n": 1e300, "list": []}"#,
+            r#"{"n": "7", "list": []}"#,
+            r#"[7200, []]"#,
+            r#""#,
+        ] {
+            let e = parse_json::<T>(bad.as_bytes()).unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    RelayError::BadRequest {
+                        code: "bad_json",
+                        ..
+                    }
+                ),
+                "{bad}"
+            );
+        }
+    }
 }

@@ -23,6 +23,16 @@ pub enum RelayError {
     /// mailbox token wrong, receipt signature invalid. Answered 401.
     #[error("{0}")]
     Unauthorized(&'static str),
+    /// A credential header (owner counter or signature, bearer token, fetch receipt) is
+    /// present but does not parse. Answered 401 like a credential that does not verify (RFC
+    /// 6750 section 3.1: a malformed token is `invalid_token`), with a code saying which one.
+    #[error("{message}")]
+    BadCredential {
+        /// Stable machine-readable code, e.g. `bad_token`.
+        code: &'static str,
+        /// Fixed explanation.
+        message: &'static str,
+    },
     /// The credential is valid but the action is not allowed: a delegation chain that widens
     /// scope, expiry or depth, or a receipt naming another key/object. Answered 403.
     #[error("{message}")]
@@ -111,7 +121,7 @@ impl RelayError {
     pub fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Unauthorized(_) | Self::BadCredential { .. } => StatusCode::UNAUTHORIZED,
             Self::Forbidden { .. } => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::Gone(_) => StatusCode::GONE,
@@ -128,7 +138,7 @@ impl RelayError {
     fn code(&self) -> &'static str {
         match self {
             Self::BadRequest { code, .. } | Self::Forbidden { code, .. } => code,
-            Self::Conflict { code, .. } => code,
+            Self::Conflict { code, .. } | Self::BadCredential { code, .. } => code,
             Self::Unauthorized(_) => "unauthorized",
             Self::NotFound(_) => "not_found",
             Self::Gone(_) => "gone",

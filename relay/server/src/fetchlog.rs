@@ -24,12 +24,12 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::audit::{Chain, Kind};
+use crate::credential::STATUS_ACTIVE;
 use crate::encoding::from_db;
 use crate::error::{RelayError, Result};
+use crate::owner;
 use crate::replay;
-use crate::share;
 use crate::storage::{Storage, Tx};
-use crate::token::STATUS_ACTIVE;
 
 /// Most entries appended in one transaction.
 pub const MAX_BATCH: usize = 1024;
@@ -204,7 +204,7 @@ fn append_share(
     idx: &[usize],
 ) -> Result<Vec<Result<Logged>>> {
     let now_min = idx.iter().map(|&k| entries[k].now).min().unwrap_or(0);
-    let sh = match share::lock_share(tx, share_id, now_min) {
+    let sh = match owner::lock_share(tx, share_id, now_min) {
         Ok(sh) => sh,
         Err(e) if is_db_error(&e) => return Err(e),
         Err(e) => {

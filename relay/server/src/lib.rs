@@ -6,12 +6,14 @@
 //! socket with header timeouts and graceful shutdown.
 
 pub mod audit;
+pub mod audit_log;
 pub mod backup;
 pub mod batch;
 pub mod body;
 pub mod client;
 pub mod clock;
 pub mod config;
+pub mod credential;
 pub mod delegation;
 pub mod download;
 pub mod encoding;
@@ -23,11 +25,14 @@ pub mod mailbox;
 pub mod metrics;
 pub mod notifier;
 pub mod openapi;
+pub mod owner;
 pub mod quota;
 pub mod rejection;
 pub mod replay;
+pub mod scope;
 pub mod server;
 pub mod share;
+pub mod state;
 pub mod storage;
 pub mod sweeper;
 pub mod token;
@@ -41,7 +46,6 @@ use axum::http::{Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{MethodFilter, on};
 use carekey_relay_api::Health;
-use ed25519_dalek::SigningKey;
 use tower::ServiceBuilder;
 use tower_http::catch_panic::CatchPanicLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -54,34 +58,8 @@ use limits::RateLimiter;
 use metrics::Metrics;
 use notifier::MailboxNotifier;
 pub use rejection::BodyKind;
+pub use state::AppState;
 use storage::Storage;
-
-/// Everything a handler needs.
-#[derive(Debug, Clone)]
-pub struct AppState {
-    /// The storage backend.
-    pub storage: Arc<dyn Storage>,
-    /// Limits and origin.
-    pub config: Arc<Config>,
-    /// The relay's audit-head signing key (generated on first start, kept in the database).
-    pub audit_key: Arc<SigningKey>,
-    /// Group commit of fetch audit entries (one writer task per instance).
-    pub fetch_log: FetchLog,
-    /// Long-poll wake-ups.
-    pub notifier: Arc<MailboxNotifier>,
-    /// Rate limiter.
-    pub limiter: Arc<RateLimiter>,
-    /// Permits of requests processed at once (`--concurrency`; long-polls take none).
-    pub concurrency: Arc<tokio::sync::Semaphore>,
-    /// Parked long-polls (`--long-polls`, `--long-polls-per-client`).
-    pub long_polls: Arc<limits::LongPolls>,
-    /// Metrics.
-    pub metrics: Arc<Metrics>,
-    /// Clock for TTLs.
-    pub clock: Clock,
-    /// Pseudonymous storage keys of clients (quotas).
-    pub client_keys: quota::ClientKeys,
-}
 
 impl AppState {
     /// Loads (or creates) the audit key, starts the fetch-log writer and cross-instance
@@ -106,16 +84,6 @@ impl AppState {
             client_keys,
         })
     }
-
-    /// The storage key of `client` (quotas).
-    pub fn client_key(&self, client: &client::ClientId) -> quota::ClientKey {
-        self.client_keys.key(client)
-    }
-
-    /// The configured storage limits.
-    pub fn quota_limits(&self) -> quota::QuotaLimits {
-        quota::QuotaLimits::of(&self.config)
-    }
 }
 
 /// `GET /healthz`: 200 if the storage answers, 503 otherwise.
@@ -137,6 +105,15 @@ async fn healthz(State(state): State<AppState>) -> Response {
             "storage unavailable",
         )
     }
+}
+
+/// `GET /metrics` ([`metrics::serve`]).
+async fn metrics_route(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
+    metrics::serve(
+        &state.metrics,
+        state.config.metrics_token_hash.as_ref(),
+        &headers,
+    )
 }
 
 fn panic_response(_: Box<dyn std::any::Any + Send + 'static>) -> Response {
@@ -221,13 +198,13 @@ pub fn app_with_routes(state: AppState) -> (Router, Vec<RouteInfo>) {
     let (get, post, put, delete) = (Method::GET, Method::POST, Method::PUT, Method::DELETE);
     let r = Routes::new(Arc::clone(&c))
         .add(get.clone(), "/healthz", Empty, healthz)
-        .add(get.clone(), "/metrics", Empty, metrics::serve)
+        .add(get.clone(), "/metrics", Empty, metrics_route)
         .add(get.clone(), "/openapi.json", Empty, openapi::serve)
         .add(
             get.clone(),
             "/.well-known/carekey-relay",
             Empty,
-            audit::well_known,
+            audit_log::well_known,
         )
         .add(post.clone(), "/v1/shares", Json, share::create)
         .add(
@@ -324,7 +301,7 @@ pub fn app_with_routes(state: AppState) -> (Router, Vec<RouteInfo>) {
             get.clone(),
             "/v1/shares/{share_id}/audit",
             Empty,
-            audit::read_log,
+            audit_log::read_log,
         )
         .add(
             get.clone(),
@@ -398,11 +375,18 @@ pub fn app_with_routes(state: AppState) -> (Router, Vec<RouteInfo>) {
         )
         .add(post, "/shl/{link_id}", Json, health_link::manifest)
         .add(get, "/shl/files/{ticket}", Empty, health_link::file);
+    let admission = limits::Admission {
+        config: Arc::clone(&c),
+        limiter: Arc::clone(&state.limiter),
+        concurrency: Arc::clone(&state.concurrency),
+        long_polls: Arc::clone(&state.long_polls),
+        metrics: Arc::clone(&state.metrics),
+    };
     let router = r
         .router
         .fallback(not_found)
         .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
+            Arc::clone(&state.metrics),
             metrics::observe,
         ))
         .layer(
@@ -415,19 +399,19 @@ pub fn app_with_routes(state: AppState) -> (Router, Vec<RouteInfo>) {
                     c.request_timeout,
                 ))
                 .layer(axum::middleware::from_fn_with_state(
-                    state.clone(),
+                    Arc::clone(&c),
                     client::identify_layer,
                 ))
                 .layer(axum::middleware::from_fn_with_state(
-                    state.clone(),
+                    admission.clone(),
                     limits::enforce,
                 ))
                 .layer(axum::middleware::from_fn_with_state(
-                    state.clone(),
+                    admission,
                     limits::admit,
                 ))
                 .layer(axum::middleware::from_fn_with_state(
-                    state.clone(),
+                    Arc::clone(&c),
                     quota::enrollment,
                 ))
                 .layer(DefaultBodyLimit::max(c.max_body_bytes)),

@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::hash::Hash;
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use axum::extract::{MatchedPath, Request, State};
@@ -22,7 +22,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
-use crate::AppState;
 use crate::client::ClientId;
 use crate::error::RelayError;
 
@@ -101,8 +100,23 @@ impl RateLimiter {
     }
 }
 
+/// What the limit layers use of the relay's state.
+#[derive(Debug, Clone)]
+pub struct Admission {
+    /// Limits.
+    pub config: Arc<crate::config::Config>,
+    /// Token buckets.
+    pub limiter: Arc<RateLimiter>,
+    /// Permits of requests processed at once.
+    pub concurrency: Arc<tokio::sync::Semaphore>,
+    /// Parked long-polls.
+    pub long_polls: Arc<LongPolls>,
+    /// Counts refusals.
+    pub metrics: Arc<crate::metrics::Metrics>,
+}
+
 /// Middleware enforcing both limits before any handler runs.
-pub async fn enforce(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn enforce(State(state): State<Admission>, req: Request, next: Next) -> Response {
     let now = Instant::now();
     let c = &state.config;
     // Per client (crate::client: IPv4 address, IPv6 /64, or what a trusted proxy reports);
@@ -245,7 +259,7 @@ impl LongPolls {
 }
 
 /// Middleware: admission (see the module documentation).
-pub async fn admit(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn admit(State(state): State<Admission>, req: Request, next: Next) -> Response {
     if is_long_poll(&req) {
         let client = req
             .extensions()

@@ -22,13 +22,13 @@ use carekey_relay_api::{
 };
 use serde::Deserialize;
 
-use crate::AppState;
 use crate::client::ClientId;
+use crate::credential::{bearer_hash, ct_eq, token_hash};
 use crate::encoding::{self, b64, from_db, hex, parse_id, to_db};
 use crate::error::{RelayError, Result};
 use crate::quota::{self, QuotaLimits, Usage};
+use crate::state::AppState;
 use crate::storage::{Tx, Value};
-use crate::token::{bearer_hash, ct_eq, token_hash};
 
 /// Default pairing mailbox lifetime in seconds.
 pub const PAIRING_DEFAULT_TTL: u64 = 300;
@@ -72,10 +72,15 @@ where
 
 fn parse_open(body: &[u8]) -> Result<MailboxOpen> {
     if body.is_empty() {
-        Ok(MailboxOpen::default())
-    } else {
-        encoding::parse_json(body)
+        return Ok(MailboxOpen::default());
     }
+    let open: MailboxOpen = encoding::parse_json(body)?;
+    // Every JSON integer of the API is an int64 (the OpenAPI document's format): the
+    // lifetime is capped anyway, but a value past 2^63 - 1 is malformed, as everywhere else.
+    if let Some(t) = open.ttl_seconds {
+        encoding::to_db("ttl_seconds", t)?;
+    }
+    Ok(open)
 }
 
 /// `POST /v1/pairing`: opens a single-use pairing mailbox.

@@ -2,6 +2,7 @@
 //! payloads: only the route template, method, status and latency.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
@@ -9,8 +10,6 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::header;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-
-use crate::AppState;
 
 /// A monotonically increasing counter.
 #[derive(Debug, Default)]
@@ -99,14 +98,18 @@ pub fn token_hash(token: &str) -> [u8; 32] {
 
 /// `GET /metrics`: with a configured token, only for `Authorization: Bearer <token>` (401
 /// otherwise, compared in constant time on the hashes).
-pub async fn serve(State(state): State<AppState>, headers: axum::http::HeaderMap) -> Response {
-    if let Some(want) = &state.config.metrics_token_hash {
+pub fn serve(
+    metrics: &Metrics,
+    token: Option<&[u8; 32]>,
+    headers: &axum::http::HeaderMap,
+) -> Response {
+    if let Some(want) = token {
         let presented = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .map(|t| token_hash(t.trim()));
-        let ok = presented.is_some_and(|p| crate::token::ct_eq(&p, want));
+        let ok = presented.is_some_and(|p| crate::credential::ct_eq(&p, want));
         if !ok {
             return crate::error::RelayError::Unauthorized("metrics need the metrics bearer token")
                 .into_response();
@@ -114,25 +117,25 @@ pub async fn serve(State(state): State<AppState>, headers: axum::http::HeaderMap
     }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        state.metrics.render(),
+        metrics.render(),
     )
         .into_response()
 }
 
 /// Middleware counting responses and logging route templates (never concrete paths).
-pub async fn observe(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub async fn observe(State(metrics): State<Arc<Metrics>>, req: Request, next: Next) -> Response {
     let start = Instant::now();
     let method = req.method().clone();
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map_or_else(|| "unmatched".to_owned(), |m| m.as_str().to_owned());
-    state.metrics.in_flight.fetch_add(1, Ordering::Relaxed);
+    metrics.in_flight.fetch_add(1, Ordering::Relaxed);
     let resp = next.run(req).await;
-    state.metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
+    metrics.in_flight.fetch_sub(1, Ordering::Relaxed);
     let status = resp.status().as_u16();
     let class = usize::from(status / 100).min(5);
-    state.metrics.responses[class].inc();
+    metrics.responses[class].inc();
     tracing::info!(
         method = %method,
         route = %route,

@@ -32,6 +32,7 @@
 //! transactions never wait for each other in a cycle.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::Method;
@@ -39,7 +40,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 
-use crate::AppState;
 use crate::client::ClientId;
 use crate::config::Config;
 use crate::encoding;
@@ -346,7 +346,7 @@ pub fn release_share(tx: &mut dyn Tx, share_id: &[u8; 16]) -> Result<()> {
     };
     let blobs = count(tx, "SELECT COUNT(*) FROM blobs WHERE share_id = $1")?;
     let uploads = count(tx, "SELECT COUNT(*) FROM uploads WHERE share_id = $1")?;
-    // SMART Health Links are charged to the share's creator too (crate::health_link::store).
+    // SMART Health Links are charged to the share's creator too (health_link/store.rs).
     let links = count(tx, "SELECT COUNT(*) FROM shl_links WHERE share_id = $1")?;
     let link_bytes = count(
         tx,
@@ -443,8 +443,8 @@ pub fn needs_enrollment(method: &Method, path: &str) -> bool {
 /// Middleware: with `--enrollment-key`, the [`ENROLLMENT_ROUTES`] answer 403
 /// `enrollment_required` unless `Carekey-Enrollment-Key` carries the key (compared as hashes,
 /// in constant time).
-pub async fn enrollment(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    if let Some(want) = &state.config.enrollment_key_hash {
+pub async fn enrollment(State(config): State<Arc<Config>>, req: Request, next: Next) -> Response {
+    if let Some(want) = &config.enrollment_key_hash {
         let route = req
             .extensions()
             .get::<MatchedPath>()
@@ -455,7 +455,7 @@ pub async fn enrollment(State(state): State<AppState>, req: Request, next: Next)
                 .get(HEADER_ENROLLMENT_KEY)
                 .and_then(|v| v.to_str().ok())
                 .map(|k| enrollment_hash(k.trim()));
-            if !presented.is_some_and(|p| crate::token::ct_eq(&p, want)) {
+            if !presented.is_some_and(|p| crate::credential::ct_eq(&p, want)) {
                 return RelayError::forbidden(
                     "enrollment_required",
                     "this relay accepts new shares, mailboxes and backups only with its enrollment key (Carekey-Enrollment-Key)",

@@ -13,180 +13,28 @@ use axum::extract::State;
 use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use carekey_relay_api::{
-    BlobStored, CreateShareRequest, CreateShareResponse, EpochDeleted, HEADER_COUNTER,
-    HEADER_MANIFEST_VERSION, HEADER_SIGNATURE, MANIFEST_OBJECT_ID, ManifestSwapped, UploadCommit,
-    UploadOpened,
+    BlobStored, CreateShareRequest, CreateShareResponse, EpochDeleted, HEADER_MANIFEST_VERSION,
+    MANIFEST_OBJECT_ID, ManifestSwapped, UploadCommit, UploadOpened,
 };
-use ed25519_dalek::{Signature, VerifyingKey};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::AppState;
 use crate::audit::{self, Kind};
 use crate::client::ClientId;
-use crate::config::Config;
 use crate::download::Plan;
-use crate::encoding::{self, b64, from_db, hex, parse_id, put_str16, to_db};
+use crate::encoding::{self, b64, from_db, hex, parse_id, to_db};
 use crate::error::{RelayError, Result};
 use crate::fetchlog::{Fetched, Logged};
+use crate::owner::{OwnerWrite, ShareRow, authorize_owner};
 use crate::quota;
+use crate::state::AppState;
 use crate::storage::{Tx, Value};
 use crate::token::ReadRequest;
 
-/// Domain label of owner write signatures.
-pub const OWNER_WRITE_LABEL: &[u8] = b"carekey/v1/owner-write";
 /// Most chunks in one upload.
 pub const MAX_CHUNKS: u32 = 1 << 16;
 /// Seconds a client over its storage quota is told to wait.
 const QUOTA_RETRY_SECS: u64 = 3600;
-
-/// A verified-later owner request: the exact signed message and its signature.
-#[derive(Debug, Clone)]
-pub struct OwnerWrite {
-    message: Vec<u8>,
-    counter: u64,
-    signature: Signature,
-}
-
-/// The owner-write message of relay-formats.md.
-pub fn owner_message(
-    method: &str,
-    path_and_query: &str,
-    origin: &str,
-    body: &[u8],
-    counter: u64,
-) -> Result<Vec<u8>> {
-    let mut m =
-        Vec::with_capacity(OWNER_WRITE_LABEL.len() + 64 + path_and_query.len() + origin.len());
-    m.extend_from_slice(OWNER_WRITE_LABEL);
-    m.push(0);
-    put_str16(&mut m, method)?;
-    put_str16(&mut m, path_and_query)?;
-    put_str16(&mut m, origin)?;
-    m.extend_from_slice(&Sha256::digest(body));
-    m.extend_from_slice(&counter.to_be_bytes());
-    Ok(m)
-}
-
-impl OwnerWrite {
-    /// Reads `Carekey-Counter` and `Carekey-Signature` and rebuilds the signed message.
-    pub fn from_request(
-        config: &Config,
-        method: &Method,
-        uri: &Uri,
-        headers: &HeaderMap,
-        body: &[u8],
-    ) -> Result<Self> {
-        let counter = headers.get(HEADER_COUNTER).ok_or(RelayError::Unauthorized(
-            "owner request needs Carekey-Counter and Carekey-Signature",
-        ))?;
-        let counter = counter
-            .to_str()
-            .ok()
-            .filter(|s| !s.is_empty() && s.len() <= 20 && s.bytes().all(|b| b.is_ascii_digit()))
-            .and_then(|s| s.parse::<u64>().ok())
-            .ok_or_else(|| {
-                RelayError::bad("bad_counter", "Carekey-Counter must be a decimal u64")
-            })?;
-        to_db("counter", counter)?;
-        let sig = headers
-            .get(HEADER_SIGNATURE)
-            .ok_or(RelayError::Unauthorized(
-                "owner request needs Carekey-Signature",
-            ))?;
-        let sig = sig
-            .to_str()
-            .map_err(|_| RelayError::bad("bad_signature", "Carekey-Signature is not ASCII"))?;
-        let sig: [u8; 64] = encoding::unb64_fixed("Carekey-Signature", sig)?;
-        let pq = uri.path_and_query().map_or(uri.path(), |p| p.as_str());
-        let message = owner_message(method.as_str(), pq, &config.origin, body, counter)?;
-        Ok(Self {
-            message,
-            counter,
-            signature: Signature::from_bytes(&sig),
-        })
-    }
-
-    /// The counter of the request.
-    pub fn counter(&self) -> u64 {
-        self.counter
-    }
-
-    /// Verifies the signature under `owner_key` with `verify_strict`.
-    pub fn verify(&self, owner_key: &[u8]) -> Result<()> {
-        let key: [u8; 32] = owner_key
-            .try_into()
-            .map_err(|_| RelayError::Storage("stored owner key has a bad length".into()))?;
-        let key = VerifyingKey::from_bytes(&key)
-            .map_err(|_| RelayError::Unauthorized("owner signature does not verify"))?;
-        key.verify_strict(&self.message, &self.signature)
-            .map_err(|_| RelayError::Unauthorized("owner signature does not verify"))
-    }
-}
-
-/// The locked share row.
-#[derive(Debug, Clone)]
-pub struct ShareRow {
-    /// Owner key bytes.
-    pub owner_key: Vec<u8>,
-    /// Last accepted counter.
-    pub counter: u64,
-    /// Bytes stored (blobs and pending chunks).
-    pub bytes_used: u64,
-    /// Current manifest version (0: none yet).
-    pub manifest_version: u64,
-}
-
-/// Locks and loads a share; 410 if deleted/expired, 404 if unknown.
-pub fn lock_share(tx: &mut dyn Tx, share_id: &[u8; 16], now: u64) -> Result<ShareRow> {
-    let sql = format!(
-        "SELECT owner_key, counter, expires_at, bytes_used, manifest_version FROM shares \
-         WHERE share_id = $1{}",
-        tx.lock_clause()
-    );
-    let Some(row) = tx.query_opt(&sql, &[share_id.into()])? else {
-        let gone = tx.query_opt(
-            "SELECT until_at FROM share_tombstones WHERE share_id = $1",
-            &[share_id.into()],
-        )?;
-        return Err(match gone {
-            Some(_) => RelayError::Gone("share deleted or expired"),
-            None => RelayError::NotFound("no such share"),
-        });
-    };
-    if from_db(row[2].int()?)? <= now {
-        return Err(RelayError::Gone("share expired"));
-    }
-    Ok(ShareRow {
-        owner_key: row[0].bytes()?.to_vec(),
-        counter: from_db(row[1].int()?)?,
-        bytes_used: from_db(row[3].int()?)?,
-        manifest_version: from_db(row[4].int()?)?,
-    })
-}
-
-/// Locks the share, verifies the owner signature and moves the counter forward.
-pub fn authorize_owner(
-    tx: &mut dyn Tx,
-    share_id: &[u8; 16],
-    ow: &OwnerWrite,
-    now: u64,
-) -> Result<ShareRow> {
-    let mut sh = lock_share(tx, share_id, now)?;
-    ow.verify(&sh.owner_key)?;
-    if ow.counter <= sh.counter {
-        return Err(RelayError::conflict(
-            "counter_replayed",
-            "Carekey-Counter must be greater than the share's last accepted counter (replayed or reordered request)",
-        ));
-    }
-    tx.exec(
-        "UPDATE shares SET counter = $2 WHERE share_id = $1",
-        &[share_id.into(), to_db("counter", ow.counter)?.into()],
-    )?;
-    sh.counter = ow.counter;
-    Ok(sh)
-}
 
 fn add_bytes(
     tx: &mut dyn Tx,
@@ -244,7 +92,7 @@ pub async fn create(
         ));
     }
     let expires = to_db("expires_at", req.expires_at)?;
-    let counter = to_db("counter", ow.counter)?;
+    let counter = to_db("counter", ow.counter())?;
     let share_id: [u8; 16] = encoding::random();
     let (ck, limits) = (state.client_key(&client), state.quota_limits());
     state

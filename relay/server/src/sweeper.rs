@@ -5,16 +5,16 @@
 
 use std::collections::BTreeMap;
 
-use crate::AppState;
 use crate::audit::{self, Kind};
 use crate::backup;
+use crate::credential::{STATUS_ACTIVE, STATUS_EXPIRED};
 use crate::encoding::to_db;
 use crate::error::{RelayError, Result};
 use crate::mailbox;
 use crate::quota::{self, QuotaLimits, Usage};
 use crate::replay;
 use crate::share;
-use crate::token::{STATUS_ACTIVE, STATUS_EXPIRED};
+use crate::state::AppState;
 
 /// Rows handled per sweep step.
 const BATCH: i64 = 500;

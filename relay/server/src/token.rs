@@ -17,66 +17,40 @@ use std::sync::{Mutex, OnceLock};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use carekey_relay_api::{
     BATCH_OBJECT_PREFIX, BlobGroupRegistration, BlobGroupsStored, GROUP_TAG_LEN, HEADER_RECEIPT,
-    MANIFEST_OBJECT_ID, MAX_GROUP_ROWS, MAX_TOKEN_GROUPS, RootTokenRegistration,
+    MANIFEST_OBJECT_ID, MAX_BATCH_BLOBS, MAX_GROUP_ROWS, MAX_TOKEN_GROUPS, RootTokenRegistration,
+    TokensRevoked,
 };
 use ed25519_dalek::{Signature, VerifyingKey};
-use sha2::{Digest, Sha256};
-use subtle::ConstantTimeEq;
 
-use crate::AppState;
 use crate::audit::{self, Kind};
-use crate::delegation::Scope;
+pub use crate::credential::{
+    READ_TOKEN_LABEL, STATUS_ACTIVE, STATUS_EXPIRED, STATUS_REVOKED, bearer_hash, ct_eq, token_hash,
+};
 use crate::encoding::{self, Reader, from_db, parse_hex, parse_id, to_db};
 use crate::error::{RelayError, Result};
 use crate::fetchlog::{FetchEntry, Fetched};
-use crate::share::{self, OwnerWrite};
+use crate::owner::{self, OwnerWrite};
+use crate::scope::Scope;
+use crate::state::AppState;
 use crate::storage::Tx;
 
-/// Domain label of the read-token hash (also used for mailbox capability tokens).
-pub const READ_TOKEN_LABEL: &[u8] = b"carekey/v1/read-token";
 /// Domain label of fetch receipts.
 pub const FETCH_RECEIPT_LABEL: &[u8] = b"carekey/v1/fetch-receipt";
 /// Receipt format version.
 pub const RECEIPT_VERSION: u8 = 1;
-/// Token status: usable.
-pub const STATUS_ACTIVE: i64 = 0;
-/// Token status: revoked by the owner (or with an ancestor).
-pub const STATUS_REVOKED: i64 = 1;
-/// Token status: past its TTL.
-pub const STATUS_EXPIRED: i64 = 2;
-
 /// An opaque relay group tag (relay-formats.md "Scoped tokens").
 pub type Group = [u8; GROUP_TAG_LEN];
 
-/// `SHA-256("carekey/v1/read-token" 0x00 || token)`.
-pub fn token_hash(token: &[u8]) -> [u8; 32] {
-    let mut h = Sha256::new();
-    h.update(READ_TOKEN_LABEL);
-    h.update([0u8]);
-    h.update(token);
-    h.finalize().into()
-}
-
-/// Constant-time equality of two secret-derived byte strings.
-pub fn ct_eq(a: &[u8], b: &[u8]) -> bool {
-    a.ct_eq(b).into()
-}
-
-/// Extracts and hashes `Authorization: Bearer <base64url(32 bytes)>`.
-pub fn bearer_hash(headers: &HeaderMap) -> Result<[u8; 32]> {
-    let v = headers
-        .get(header::AUTHORIZATION)
-        .ok_or(RelayError::Unauthorized("a bearer token is required"))?
-        .to_str()
-        .map_err(|_| RelayError::bad("bad_token", "Authorization header is not ASCII"))?;
-    let t = v
-        .strip_prefix("Bearer ")
-        .ok_or_else(|| RelayError::bad("bad_token", "Authorization must be 'Bearer <token>'"))?;
-    let token: [u8; 32] = encoding::unb64_fixed("bearer token", t.trim())?;
-    Ok(token_hash(&token))
+/// A fetch receipt that does not parse: a malformed credential (401), like a bearer token
+/// that does not parse.
+fn bad_receipt(_: RelayError) -> RelayError {
+    RelayError::BadCredential {
+        code: "bad_receipt",
+        message: "the fetch receipt is not a well-formed version-1 receipt (relay-formats.md \"Fetch receipt\")",
+    }
 }
 
 /// A parsed fetch receipt.
@@ -189,12 +163,15 @@ impl ReadRequest {
         let token_hash = bearer_hash(headers)?;
         let r = headers
             .get(HEADER_RECEIPT)
-            .ok_or_else(|| {
-                RelayError::bad("receipt_required", "reads need a Carekey-Receipt header")
+            .ok_or(RelayError::BadCredential {
+                code: "receipt_required",
+                message: "reads need a Carekey-Receipt header",
             })?
             .to_str()
-            .map_err(|_| RelayError::bad("bad_receipt", "Carekey-Receipt is not ASCII"))?;
-        let receipt = Receipt::parse(encoding::unb64("Carekey-Receipt", r)?)?;
+            .map_err(|_| bad_receipt(RelayError::NotFound("non-ASCII receipt")))?;
+        let receipt = encoding::unb64("Carekey-Receipt", r)
+            .and_then(Receipt::parse)
+            .map_err(bad_receipt)?;
         Ok(Self {
             token_hash,
             receipt,
@@ -208,14 +185,14 @@ impl ReadRequest {
     pub fn from_body(headers: &HeaderMap, body: &[u8], max_skew: u64) -> Result<Self> {
         let token_hash = bearer_hash(headers)?;
         if body.is_empty() {
-            return Err(RelayError::bad(
-                "receipt_required",
-                "a batch fetch carries its fetch receipt as the request body",
-            ));
+            return Err(RelayError::BadCredential {
+                code: "receipt_required",
+                message: "a batch fetch carries its fetch receipt as the request body",
+            });
         }
         Ok(Self {
             token_hash,
-            receipt: Receipt::parse(body.to_vec())?,
+            receipt: Receipt::parse(body.to_vec()).map_err(bad_receipt)?,
             max_skew,
         })
     }
@@ -235,7 +212,7 @@ impl ReadRequest {
         object_id: &str,
         now: u64,
     ) -> Result<()> {
-        share::lock_share(tx, share_id, now)?;
+        owner::lock_share(tx, share_id, now)?;
         let row = tx
             .query_opt(
                 "SELECT reader_key, expires_at, status, scoped FROM tokens WHERE share_id = $1 AND token_hash = $2",
@@ -300,10 +277,44 @@ fn blobs_named(object_id: &str) -> Result<Vec<[u8; 16]>> {
     if object_id == MANIFEST_OBJECT_ID {
         Ok(Vec::new())
     } else if object_id.starts_with(BATCH_OBJECT_PREFIX) {
-        crate::batch::parse_ids(object_id)
+        parse_ids(object_id)
     } else {
         Ok(vec![parse_id("blob id", object_id)?])
     }
+}
+
+/// Parses the ids a batch receipt names: `blobs:` then 1..=[`MAX_BATCH_BLOBS`] ids of 32
+/// lowercase hex characters, no separator, no id twice.
+pub fn parse_ids(object_id: &str) -> Result<Vec<[u8; 16]>> {
+    let bad = |m: &'static str| RelayError::bad("bad_batch", m);
+    let list = object_id.strip_prefix(BATCH_OBJECT_PREFIX).ok_or_else(|| {
+        bad("a batch fetch receipt must name its blobs (object id 'blobs:' then the ids)")
+    })?;
+    if list.is_empty() || list.len() % 32 != 0 {
+        return Err(bad(
+            "a batch receipt's object id must list ids of 32 lowercase hex characters",
+        ));
+    }
+    let n = list.len() / 32;
+    if n > MAX_BATCH_BLOBS {
+        return Err(RelayError::bad(
+            "batch_too_many",
+            format!("a batch fetch names at most {MAX_BATCH_BLOBS} blobs"),
+        ));
+    }
+    let mut ids = Vec::with_capacity(n);
+    let mut seen = std::collections::HashSet::with_capacity(n);
+    for k in 0..n {
+        let part = list
+            .get(k * 32..(k + 1) * 32)
+            .ok_or_else(|| bad("a batch receipt's object id is not ASCII hex"))?;
+        let id = parse_id("batch blob id", part)?;
+        if !seen.insert(id) {
+            return Err(bad("a batch fetch names the same blob twice"));
+        }
+        ids.push(id);
+    }
+    Ok(ids)
 }
 
 /// A scoped token reads a blob only if the owner registered the blob in one of the token's
@@ -462,7 +473,7 @@ pub async fn register_groups(
     let n = state
         .storage
         .transact(move |tx| {
-            share::authorize_owner(tx, &share_id, &ow, now)?;
+            owner::authorize_owner(tx, &share_id, &ow, now)?;
             let mut epochs: HashMap<[u8; 16], i64> = HashMap::new();
             for (tag, blob) in &pairs {
                 let epoch = match epochs.get(blob) {
@@ -603,7 +614,7 @@ pub async fn register(
     state
         .storage
         .transact(move |tx| {
-            share::authorize_owner(tx, &share_id, &ow, now)?;
+            owner::authorize_owner(tx, &share_id, &ow, now)?;
             insert(
                 tx,
                 &share_id,
@@ -667,7 +678,7 @@ pub async fn revoke(
     uri: Uri,
     headers: HeaderMap,
     body: Bytes,
-) -> Result<Json<serde_json::Value>> {
+) -> Result<Json<TokensRevoked>> {
     let share_id = parse_id("share id", &share_hex)?;
     let token: [u8; 32] = parse_hex("token hash", &token_hex)?;
     let ow = OwnerWrite::from_request(&state.config, &method, &uri, &headers, &body)?;
@@ -675,7 +686,7 @@ pub async fn revoke(
     let n = state
         .storage
         .transact(move |tx| {
-            share::authorize_owner(tx, &share_id, &ow, now)?;
+            owner::authorize_owner(tx, &share_id, &ow, now)?;
             if tx
                 .query_opt(
                     "SELECT 1 FROM tokens WHERE share_id = $1 AND token_hash = $2",
@@ -688,7 +699,7 @@ pub async fn revoke(
             revoke_subtree(tx, &share_id, token, now)
         })
         .await?;
-    Ok(Json(serde_json::json!({ "revoked": n })))
+    Ok(Json(TokensRevoked { revoked: n }))
 }
 
 #[cfg(test)]

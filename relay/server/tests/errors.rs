@@ -526,14 +526,53 @@ async fn openapi_lists_every_route_method_and_error() {
         }
         for (s, resp) in responses {
             if s.as_str() >= "400" {
+                // A refused SHL passcode is an ErrorBody plus remainingAttempts.
+                let want = if r.path == "/shl/{link_id}" && s == "401" {
+                    "#/components/schemas/ShlPasscodeRejected"
+                } else {
+                    "#/components/schemas/ErrorBody"
+                };
                 assert_eq!(
-                    resp["content"]["application/json"]["schema"]["$ref"],
-                    "#/components/schemas/ErrorBody",
+                    resp["content"]["application/json"]["schema"]["$ref"], want,
+                    "{} {} {s}",
+                    r.method, r.path
+                );
+            } else if let Some(content) = resp["content"].as_object() {
+                // A success answer with a body names its media type and schema.
+                assert!(
+                    content.values().all(|c| c["schema"].is_object()),
                     "{} {} {s}",
                     r.method,
                     r.path
                 );
             }
+        }
+        // Every path and query parameter states what the relay parses (a pattern, an integer
+        // range or a boolean), so a value matching it is never refused as malformed.
+        for p in op["parameters"].as_array().into_iter().flatten() {
+            if p["in"] == "path" || p["in"] == "query" {
+                let sc = &p["schema"];
+                assert!(
+                    sc["pattern"].is_string()
+                        || (sc["type"] == "integer" && sc["minimum"].is_number())
+                        || sc["type"] == "boolean",
+                    "{} {} {}",
+                    r.method,
+                    r.path,
+                    p["name"]
+                );
+            }
+        }
+        // Owner, reader and mailbox routes name their security scheme.
+        let doc = carekey_relay::openapi::ROUTES
+            .iter()
+            .find(|d| d.method == r.method.as_str() && d.path == r.path)
+            .unwrap();
+        if ["owner", "reader", "mailbox"]
+            .iter()
+            .any(|a| doc.auth.starts_with(a))
+        {
+            assert!(op["security"].is_array(), "{} {}", r.method, r.path);
         }
         let params: BTreeSet<String> = op["parameters"]
             .as_array()

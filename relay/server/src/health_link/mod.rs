@@ -29,12 +29,12 @@ use carekey_relay_api::{
 };
 use tokio::sync::Semaphore;
 
-use crate::AppState;
 use crate::audit::{self, Kind};
 use crate::encoding::{self, b64, from_db, parse_id};
 use crate::error::{JsonError, RelayError, Result};
+use crate::owner::{self, OwnerWrite};
 use crate::rejection::Path;
-use crate::share::{self, OwnerWrite};
+use crate::state::AppState;
 use store::NewLink;
 use wire::Outcome;
 
@@ -136,7 +136,7 @@ pub async fn create(
     state
         .storage
         .transact(move |tx| {
-            share::authorize_owner(tx, &share_id, &ow, now)?;
+            owner::authorize_owner(tx, &share_id, &ow, now)?;
             let share_exp = tx
                 .query_opt(
                     "SELECT expires_at FROM shares WHERE share_id = $1",
@@ -195,7 +195,7 @@ pub async fn delete(
     state
         .storage
         .transact(move |tx| {
-            share::authorize_owner(tx, &share_id, &ow, now)?;
+            owner::authorize_owner(tx, &share_id, &ow, now)?;
             if !store::delete(tx, &share_id, &link_hash)? {
                 return Err(RelayError::NotFound("no such link"));
             }
@@ -224,20 +224,21 @@ pub async fn manifest(
 ) -> Result<Response> {
     let link_id = wire::parse_b64_id::<{ api::SHL_LINK_ID_LEN }>(&link_b64).ok_or_else(inactive)?;
     let req: ShlManifestRequest = encoding::parse_json(&body)?;
-    if req.recipient.trim().is_empty() || req.recipient.len() > api::MAX_SHL_REQUEST_FIELD {
+    if req.recipient.trim().is_empty() || req.recipient.chars().count() > api::MAX_SHL_REQUEST_FIELD
+    {
         return Err(RelayError::bad(
             "bad_recipient",
-            "recipient is required, at most 256 bytes",
+            "recipient is required, at most 256 characters",
         ));
     }
     if req
         .passcode
         .as_ref()
-        .is_some_and(|p| p.len() > api::MAX_SHL_REQUEST_FIELD)
+        .is_some_and(|p| p.chars().count() > api::MAX_SHL_REQUEST_FIELD)
     {
         return Err(RelayError::bad(
             "bad_passcode",
-            "passcode is at most 256 bytes",
+            "passcode is at most 256 characters",
         ));
     }
     let link_hash = wire::link_hash(&link_id);
@@ -280,7 +281,7 @@ pub async fn manifest(
     let answer = state
         .storage
         .transact(move |tx| {
-            share::lock_share(tx, &share_id, now).map_err(|e| match e {
+            owner::lock_share(tx, &share_id, now).map_err(|e| match e {
                 RelayError::Gone(_) | RelayError::NotFound(_) => inactive(),
                 other => other,
             })?;

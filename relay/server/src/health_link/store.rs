@@ -2,7 +2,7 @@
 //! named by the hash of its id, with the passcode hash and the attempts left), `shl_files`
 //! (the JWE text of each file) and `shl_tickets` (short-lived `location` tickets, by hash).
 //! Every function runs inside the caller's transaction; callers that change a link hold the
-//! share row lock first ([`crate::share::lock_share`]), so attempts are counted exactly.
+//! share row lock first ([`crate::owner::lock_share`]), so attempts are counted exactly.
 
 use crate::encoding::{from_db, to_db};
 use crate::error::Result;

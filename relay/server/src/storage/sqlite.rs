@@ -99,25 +99,65 @@ fn migrate(conn: &Connection) -> Result<()> {
     Ok(())
 }
 
-/// How often the checkpointer copies the WAL into the database file.
+/// How often the checkpointer looks at the size of the WAL file (a `stat`).
+const WAL_LOOK_EVERY: std::time::Duration = std::time::Duration::from_millis(25);
+/// How often it copies the WAL into the database file without waiting for anyone.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+/// WAL size past which the checkpointer waits for readers and empties the WAL
+/// (`wal_checkpoint(TRUNCATE)`; docs/relay.md "Storage").
+pub const WAL_TRUNCATE_BYTES: u64 = 4 << 20;
 
 /// Runs `PRAGMA wal_checkpoint(PASSIVE)` on its own connection every [`CHECKPOINT_EVERY`]
-/// until the storage is dropped. Durability does not depend on it (a commit is durable once
-/// the WAL is synced); it only bounds the WAL. PASSIVE never blocks the writer or readers.
+/// until the storage is dropped, and `wal_checkpoint(TRUNCATE)` as soon as the WAL file is
+/// over [`WAL_TRUNCATE_BYTES`]. Durability does not depend on it (a commit is durable once
+/// the WAL is synced); it only bounds the WAL.
+///
+/// PASSIVE never blocks the writer or readers, but it cannot copy frames that a read
+/// transaction may still need, and SQLite starts the WAL over from its beginning only after a
+/// checkpoint that finished while no reader held an older snapshot. Readers that never pause
+/// (the 4 pool connections under constant GETs) starve it, and the file then grows with every
+/// commit: `tests/wal.rs` saw 90 MB for 64 MiB written. TRUNCATE waits (busy handler, up to
+/// `busy_timeout`) for the readers of older snapshots to finish (each is one short read
+/// transaction; new ones read the newest snapshot), holds new writers back meanwhile, copies
+/// everything and empties the file; it runs holding the writer connection's mutex, so writes
+/// wait for it (tens of milliseconds for a WAL of a few MiB) instead of starving it.
 fn spawn_checkpointer(path: &Path, alive: std::sync::Weak<Mutex<Connection>>) -> Result<()> {
     let c = Connection::open(path)?;
     c.pragma_update(None, "busy_timeout", 5000)?;
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    let wal = std::path::PathBuf::from(wal);
     std::thread::Builder::new()
         .name("sqlite-checkpoint".into())
         .spawn(move || {
+            let mut last = std::time::Instant::now();
             loop {
-                std::thread::sleep(CHECKPOINT_EVERY);
+                std::thread::sleep(WAL_LOOK_EVERY);
                 if alive.strong_count() == 0 {
                     break;
                 }
-                if let Err(e) = c.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
-                    tracing::warn!(error = %e, "sqlite checkpoint failed");
+                let big = std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_TRUNCATE_BYTES);
+                let mode = if big {
+                    "TRUNCATE"
+                } else if last.elapsed() >= CHECKPOINT_EVERY {
+                    "PASSIVE"
+                } else {
+                    continue;
+                };
+                last = std::time::Instant::now();
+                // TRUNCATE needs SQLite's write lock, which the writer, committing back to
+                // back, would take again before the busy handler's next try: so it runs
+                // while holding the writer connection's mutex (writes wait for it).
+                let writer = if big { alive.upgrade() } else { None };
+                let _writing = writer
+                    .as_ref()
+                    .map(|w| w.lock().unwrap_or_else(|p| p.into_inner()));
+                let sql = format!("PRAGMA wal_checkpoint({mode})");
+                match c.query_row(&sql, [], |r| r.get::<_, i64>(0)) {
+                    Ok(0) => {}
+                    // Busy: readers or the writer outlasted busy_timeout; the next look retries.
+                    Ok(_) => tracing::debug!(mode, "sqlite checkpoint busy"),
+                    Err(e) => tracing::warn!(error = %e, mode, "sqlite checkpoint failed"),
                 }
             }
         })
@@ -374,7 +414,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let s = SqliteStorage::open(dir.path()).expect("open");
         let conn = open_reader(&s.path).expect("reader");
-        // The blob lookup of crate::download::Plan::push_blob.
+        // The blob lookup of the download plan's push_blob (download.rs).
         let sql = sqlite_sql(
             "SELECT b.size, b.sha256, p.parts_id, \
              CASE WHEN p.parts_id IS NULL AND b.size <= $3 THEN b.data END \

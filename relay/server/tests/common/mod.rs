@@ -24,6 +24,33 @@ use rand_core::{OsRng, RngCore};
 use sha2::{Digest, Sha256};
 use tower::ServiceExt;
 
+/// Runs each named `async fn(Harness)` of the test file that includes this module with
+/// `#[macro_use]` as `sqlite::<name>` and `postgres::<name>` (the latter return early when
+/// `CAREKEY_TEST_PG_URL` is unset): the one suite of issue 4, split by resource.
+#[allow(unused_macros)]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let h = crate::common::Backend::Sqlite.harness().await.expect("sqlite harness");
+                    crate::$name(h).await;
+                }
+            )*
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(h) = crate::common::Backend::Postgres.harness().await else { return };
+                    crate::$name(h).await;
+                }
+            )*
+        }
+    };
+}
+
 pub const ORIGIN: &str = "http://relay.test";
 pub const PG_ENV: &str = "CAREKEY_TEST_PG_URL";
 
