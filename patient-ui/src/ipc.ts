@@ -118,12 +118,19 @@ export interface DoctorAtTheDoor {
   attested: boolean;
   trust: string;
 }
+/** What one grantee's grant covers: the scope the patient signed into it. */
+export type GrantScope =
+  | { kind: 'everything' }
+  | { kind: 'only'; categories: ShareCategory[]; records: number }
+  /** Saved before the phone kept each grant's scope. */
+  | { kind: 'not_recorded' };
 export interface Grantee {
   relationship: string;
   name: string;
   trust: string;
   status: string;
   expires_at: number;
+  scope: GrantScope;
 }
 export interface ShareView {
   id: string;

@@ -1,7 +1,8 @@
 // Display helpers of the patient screens: wording, counts, presets. No crypto, no rules the
 // Rust side enforces (it validates every argument again).
 import type { TimelineRow } from '@carekey/ui';
-import type { CategoryInfo, PolicyChoice, ShareCategory } from './ipc';
+import type { CategoryInfo, GrantScope, PolicyChoice, ShareCategory } from './ipc';
+import { SHARE_CATEGORIES as KINDS } from '@carekey/ui';
 
 // Shared with the doctor app (the passphrase meter, recovery words, dates).
 export {
@@ -80,7 +81,17 @@ export function accessSentence(who: string, records: number): string {
 export const REVOKE_EXPLANATION =
   'They keep what they already fetched; new versions are under a new key they do not have.';
 
-/** Share categories in their screen order, as words. */
+/** What a grantee's grant lets them read, in words ("Sees only: Problems, Medications"). */
+export function grantScopeWords(s: GrantScope): string {
+  if (s.kind === 'everything') return 'Sees everything in this share';
+  if (s.kind === 'not_recorded') {
+    // Not guessed: a confirm narrowed before the phone kept scopes would be overstated.
+    return 'What they can see was not recorded on this phone (shared before it kept that); revoke and share again to be sure';
+  }
+  const kinds = KINDS.filter((c) => s.categories.includes(c.key)).map((c) => c.label);
+  if (s.records > 0) kinds.push(`${s.records} ${s.records === 1 ? 'record' : 'records'} picked one by one`);
+  return kinds.length > 0 ? `Sees only: ${kinds.join(', ')}` : 'Sees nothing in this share';
+}
 
 /** Whether this device holds an enrollment key for the relay it uses (docs/relay.md
  * "Enrollment"); the app lists relays by base URL, without a trailing slash. */

@@ -20,6 +20,7 @@ import type {
   DelegationRow,
   ForwardRequestRow,
   Grantee,
+  GrantScope,
   RevokeDelegation,
   ImportReport,
   InboxNote,
@@ -39,7 +40,7 @@ import type {
 import { passphraseStrength } from '../src/logic';
 
 const hex = 'ab'.repeat(16);
-const grantee: Grantee = { relationship: hex, name: 'n', trust: 't', status: 'active', expires_at: 1 };
+const grantee: Grantee = { relationship: hex, name: 'n', trust: 't', status: 'active', expires_at: 1, scope: { kind: 'everything' } };
 const row: TimelineRow = {
   id: hex, fhir_type: 'Condition', category: 'condition', title: 't', date: null, sort_key: null,
   status: null, detail: null, author: null, provenance: { kind: 'unsigned' }, provenance_label: 'unsigned',
@@ -76,6 +77,9 @@ const samples: Record<string, object> = {
   } satisfies ShareStarted,
   DoctorAtTheDoor: { pairing: hex, name: 'n', licence: null, check_code: '123-4567', attested: false, trust: 't' } satisfies DoctorAtTheDoor,
   Grantee: grantee,
+  'GrantScope.everything': { kind: 'everything' } satisfies GrantScope,
+  'GrantScope.only': { kind: 'only', categories: ['conditions'], records: 1 } satisfies GrantScope,
+  'GrantScope.not_recorded': { kind: 'not_recorded' } satisfies GrantScope,
   ShareView: {
     id: hex, created_at: 1, expires_at: 2, policy: 'ask', depth: 0, categories: [], records: 1, attachments: 0,
     grantees: [grantee],

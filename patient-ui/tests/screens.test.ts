@@ -293,7 +293,7 @@ describe('Access and Inbox', () => {
     const share = {
       id: 'aa'.repeat(16), created_at: 1, expires_at: 2, policy: 'ask', depth: 0, categories: ['conditions'],
       records: 5, attachments: 0,
-      grantees: [{ relationship: 'cc'.repeat(16), name: 'Dr. Ada Quinn', trust: 't', status: 'active', expires_at: 2 }],
+      grantees: [{ relationship: 'cc'.repeat(16), name: 'Dr. Ada Quinn', trust: 't', status: 'active', expires_at: 2, scope: { kind: 'everything' } }],
     };
     mockIPC((cmd) => {
       if (cmd === 'shares') return [share];
@@ -311,6 +311,37 @@ describe('Access and Inbox', () => {
     expect(screen.getByRole('dialog')).toHaveTextContent('They keep what they already fetched; new versions are under a new key they do not have.');
     await fireEvent.click(screen.getByTestId('revoke-confirm'));
     await waitFor(() => expect(screen.getByText(/revoked/)).toBeInTheDocument());
+  });
+
+  it("says what each grantee's grant covers, in words a screen reader ties to them", async () => {
+    const g = (name: string, rel: string, scope: object) => ({ relationship: rel.repeat(16), name, trust: 't', status: 'active', expires_at: 4102444800, scope });
+    const share = {
+      id: 'aa'.repeat(16), created_at: 1, expires_at: 4102444800, policy: 'ask', depth: 0,
+      categories: ['conditions', 'medications', 'allergies'], records: 9, attachments: 0,
+      grantees: [
+        g('Dr. Ada Quinn', 'b1', { kind: 'everything' }),
+        g('Dr. Bo Lind', 'b2', { kind: 'only', categories: ['medications', 'conditions'], records: 0 }),
+        g('Dr. Cy Park', 'b3', { kind: 'only', categories: [], records: 2 }),
+        g('Dr. Di Roe', 'b4', { kind: 'not_recorded' }),
+      ],
+    };
+    mockIPC((cmd) => {
+      if (cmd === 'shares') return [share];
+      if (cmd === 'forward_requests') return [];
+      if (cmd === 'delegations') return [];
+      return null;
+    });
+    render(Access);
+    await screen.findAllByTestId('grantee-scope');
+    const said = screen.getAllByTestId('grantee-scope').map((p) => p.textContent);
+    expect(said).toEqual([
+      'What Dr. Ada Quinn can read: Sees everything in this share.',
+      'What Dr. Bo Lind can read: Sees only: Problems, Medications.',
+      'What Dr. Cy Park can read: Sees only: 2 records picked one by one.',
+      'What Dr. Di Roe can read: What they can see was not recorded on this phone (shared before it kept that); revoke and share again to be sure.',
+    ]);
+    // The name is only for screen readers; the screen shows it on the line above.
+    expect(screen.getByText('What Dr. Bo Lind can read:')).toHaveClass('ck-visually-hidden');
   });
 
   it('access lists a forward request and approves it', async () => {
@@ -340,7 +371,7 @@ describe('Access and Inbox', () => {
   it('access lists the colleagues under their doctor, revokes one, and alerts on an unknown one', async () => {
     const share = 'aa'.repeat(16);
     const rel = 'bb'.repeat(16);
-    const grantee = { relationship: rel, name: 'Dr. Ada Quinn', trust: 'the device you paired with', status: 'active', expires_at: 4102444800 };
+    const grantee = { relationship: rel, name: 'Dr. Ada Quinn', trust: 'the device you paired with', status: 'active', expires_at: 4102444800, scope: { kind: 'everything' } };
     const shares = [
       { id: share, created_at: 1, expires_at: 4102444800, policy: 'allowed', depth: 1, categories: ['allergies'], records: 2, attachments: 0, grantees: [grantee] },
       { id: 'cc'.repeat(16), created_at: 1, expires_at: 4102444800, policy: 'allowed', depth: 1, categories: ['allergies'], records: 1, attachments: 0, grantees: [{ ...grantee, relationship: 'dd'.repeat(16) }] },

@@ -86,6 +86,16 @@ pub fn share_category(c: Category) -> ShareCategory {
     }
 }
 
+/// The categories whose bits a scope sets, in the order of the category list.
+pub fn scope_categories(scope: &carekey_core::grant::Scope) -> Vec<ShareCategory> {
+    Category::ALL
+        .iter()
+        .copied()
+        .filter(|c| scope.categories() & c.bit() != 0)
+        .map(share_category)
+        .collect()
+}
+
 /// The share item id of part `part` of a vault record (module docs).
 pub fn item_id(record: &RecordId, part: u32) -> [u8; 16] {
     let mut h = Sha256::new();

@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 
 use carekey_app::events::NoEvents;
 use carekey_app::ipc::{self, PolicyChoice, ShareCategory};
-use carekey_app::session::{AppConfig, DoctorApp, PatientApp};
+use carekey_app::session::{AppConfig, DoctorApp, GrantScopeView, PatientApp};
 use carekey_vault::KdfParams;
 use support::{fixtures, largest_synthea_patient};
 
@@ -1059,6 +1059,16 @@ async fn a_confirm_narrower_than_the_share_gives_only_the_ticked_kinds() {
         })
         .collect();
     assert_eq!(shared, vec![3]);
+    // The Access screen says what this doctor sees: the ticked kinds, not the share's three.
+    let shares = patient.shares().await.expect("shares");
+    assert_eq!(shares[0].categories.len(), 3);
+    assert_eq!(
+        shares[0].grantees[0].scope,
+        GrantScopeView::Only {
+            categories: vec![ShareCategory::Allergies, ShareCategory::Immunizations],
+            records: 0,
+        }
+    );
 }
 
 /// A patient with one hand-entered allergy, shared under `policy` with a doctor who has
@@ -1237,12 +1247,18 @@ async fn forwarding_under_ask_and_never() {
                 .await
         })
     };
+    // Only the allergies: the colleague's grant is narrower than the doctor's (a forward by
+    // kind covers what the doctor's chart holds, so it is fetched first).
+    doctor
+        .refresh_patient(ipc::IdRef { id: link.clone() })
+        .await
+        .expect("doctor fetches");
     let outcome = doctor
         .forward(ipc::Forward {
             patient: link.clone(),
             invite: invite.text.clone(),
             reason: "Second opinion from allergology".into(),
-            categories: Vec::new(),
+            categories: vec![ShareCategory::Allergies],
         })
         .await
         .expect("forward request");
@@ -1292,6 +1308,42 @@ async fn forwarding_under_ask_and_never() {
         .expect("colleague fetches");
     assert_eq!(view.records, 1);
     assert_eq!(view.name, "Pat Example");
+    // The Access screen lists the approved colleague beside the doctor, each with what their
+    // own grant covers; revoking the colleague there leaves the doctor's access alone.
+    let shares = patient.shares().await.expect("shares");
+    let g = &shares[0].grantees;
+    assert_eq!(g.len(), 2, "{g:?}");
+    assert_eq!(
+        (g[0].name.as_str(), &g[0].scope),
+        ("Dr. Ada Quinn", &GrantScopeView::Everything)
+    );
+    assert_eq!(g[1].name, "Dr. Cole Reyes");
+    assert_eq!(
+        g[1].scope,
+        GrantScopeView::Only {
+            categories: vec![ShareCategory::Allergies],
+            records: 0,
+        }
+    );
+    assert!(
+        g[1].trust.contains("Dr. Ada Quinn asked you"),
+        "{}",
+        g[1].trust
+    );
+    assert!(g[1].expires_at > 0);
+    patient
+        .revoke(ipc::Revoke {
+            share: shares[0].id.clone(),
+            relationship: g[1].relationship.clone(),
+        })
+        .await
+        .expect("revoke the colleague");
+    let status: Vec<_> = patient.shares().await.expect("shares")[0]
+        .grantees
+        .iter()
+        .map(|g| g.status.clone())
+        .collect();
+    assert_eq!(status, ["active", "revoked"]);
 
     // Under `never` the action is unavailable and says why.
     let other = tempfile::tempdir().expect("dir");

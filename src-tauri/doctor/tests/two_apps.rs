@@ -1,13 +1,16 @@
 //! Both apps at once in real WebKit: the built patient and doctor apps (two tauri-driver
 //! sessions on separate port pairs), a real relay process, and a headless colleague
 //! (`carekey_app::session::DoctorApp`):
-//! the patient imports the largest Synthea patient and shares → the doctor app opens the
-//! screenshot of the patient's QR through "open QR image" → both screens show the same check
-//! code → the patient confirms → the doctor's chart shows every shared record → the doctor
-//! writes a note → the patient's Inbox shows it with a valid signature and accepts it → the
-//! doctor forwards under `ask` → the patient approves → the colleague reads exactly the
-//! approved share → the patient revokes the doctor → the doctor app shows access ended and the
-//! records are gone from its vault file (opened on disk) → the doctor app restarts.
+//! the doctor imports a clinic's attestation on Profile → the patient imports the largest
+//! Synthea patient and shares → the doctor app opens the screenshot of the patient's QR
+//! through "open QR image" → both screens show the same check code, and the patient's says the
+//! clinic's attestation is not verified (its key is not pinned there) → the patient unticks one
+//! kind and confirms → the doctor's chart holds exactly the ticked kinds' records, counted in
+//! the patient's vault → the doctor writes a note → the patient's Inbox shows it with a valid
+//! signature and accepts it → the doctor forwards under `ask` → the patient approves → the
+//! colleague reads exactly what the doctor holds → Access says both see only the ticked kinds
+//! → the patient revokes the doctor → the doctor app shows access ended and the records are
+//! gone from its vault file (opened on disk) → the doctor app restarts.
 //! axe-core runs on every doctor screen. Screenshots: target/e2e-screenshots/two-apps/.
 //!
 //! Needs what `carekey-patient`'s `webkit` test needs, plus the doctor build (`npm run build`
@@ -24,10 +27,13 @@ use carekey_app::ipc;
 use carekey_app::session::{AppConfig, DoctorApp};
 use serde_json::json;
 
+#[path = "../../e2e/clinic.rs"]
+mod clinic;
 #[path = "../../app/tests/support/mod.rs"]
 mod support;
 #[path = "../../e2e/webkit.rs"]
 mod webkit;
+use clinic::{attest_card, test_clinic};
 use support::{fixtures, largest_synthea_patient};
 use webkit::{
     Ui, app_pid, axe_script, cannot_run, rss_mb, session, skip, start_driver, start_driver_env,
@@ -223,6 +229,28 @@ async fn both_apps_in_webkit() {
         .await;
     assert_eq!(imported, json!(resources));
 
+    // ---- the doctor imports a clinic's attestation on Profile (the clinic's tool signs the
+    // card text the screen shows); the patient's phone has not pinned that clinic's key.
+    let clinic_name = "St. Mary's Clinic";
+    let (clinic, _clinic_text) = test_clinic(clinic_name, 0x5b);
+    doc.click("nav button[data-tab=profile]").await;
+    let card = doc
+        .until(
+            "the card text",
+            20,
+            "return document.querySelector('[data-testid=card-text]')?.value",
+        )
+        .await;
+    let attestation = attest_card(card.as_str().expect("card text"), &clinic, clinic_name);
+    doc.fill("#p-attestation", &attestation).await;
+    doc.click("[data-testid=attestation-form] button[type=submit]")
+        .await;
+    doc.present("[data-testid=attestation-ok]", 20).await;
+    let profile = doc.text("[data-testid=profile]").await;
+    assert!(profile.contains(clinic_name), "{profile}");
+    doc.shot("d02b-attested").await;
+    doc.axe("profile (attested)").await;
+
     // ---- the patient shares; the doctor opens the screenshot of the QR
     pat.click("nav button[data-tab=share]").await;
     pat.click("[data-testid=share-form] button[type=submit]")
@@ -248,7 +276,10 @@ async fn both_apps_in_webkit() {
     // video track. WebKit's mock capture devices grant without asking the app's permission
     // handler (checked: a deny-all handler still got video and audio here), so the handler's
     // rule (camera alone: yes; microphone, screen, other: no) is covered by its unit test, not
-    // here; a real camera is needed for that.
+    // here; a real camera is needed for that. Without the mock devices (checked 2026-12-02,
+    // WebKitGTK 2.50 under Xvfb) audio, video and both all fail with OverconstrainedError
+    // ("no device was found amongst 0 devices") before the handler is asked, so that run
+    // cannot tell an allowed request from a denied one either.
     let media = doc
         .c
         .execute_async(
@@ -315,11 +346,77 @@ async fn both_apps_in_webkit() {
     let patient_code = pat.text("[data-testid=check-code]").await;
     assert_eq!(doctor_code, patient_code, "both screens show the same code");
     assert!(pat.text("[data-testid=door-name]").await.contains(DOCTOR));
+    // The card names the clinic, but this phone does not hold its key: not shown as attested.
+    let trust = pat.text("[data-testid=door-trust]").await;
+    assert!(
+        trust.contains(&format!(
+            "its card names {clinic_name}; not verified: that clinic's key is not on this device"
+        )) && !trust.contains("attested by"),
+        "an unpinned clinic's attestation reads as unverified: {trust}"
+    );
     doc.shot("d04-check-code").await;
     doc.axe("check code").await;
     pat.shot("p02-doctor-at-the-door").await;
 
-    // ---- the patient confirms; the doctor's chart shows what was shared
+    // ---- the patient unticks one kind at the confirm and confirms; the doctor's chart
+    // holds exactly the ticked kinds' records, counted from the patient's vault.
+    let offered: Vec<String> = serde_json::from_value(
+        pat.js(
+            "return [...document.querySelectorAll('[data-grant-category]')].filter(i=>i.checked).map(i=>i.value)",
+            vec![],
+        )
+        .await,
+    )
+    .expect("the confirm's ticks");
+    let unticked = if offered.iter().any(|c| c == "immunizations") {
+        "immunizations".to_owned()
+    } else {
+        offered.last().expect("a kind to untick").clone()
+    };
+    assert!(
+        offered.len() > 1,
+        "the share holds more than one kind: {offered:?}"
+    );
+    let unticked_label = pat
+        .js(
+            "return document.querySelector('[data-grant-category='+arguments[0]+']').parentElement.textContent.trim()",
+            vec![json!(unticked)],
+        )
+        .await
+        .as_str()
+        .expect("the label")
+        .to_owned();
+    pat.click(&format!("[data-grant-category={unticked}]"))
+        .await;
+    let vault_path = patient_data.join("carekey.vault");
+    let kinds: Vec<String> = offered
+        .iter()
+        .filter(|c| **c != unticked)
+        .cloned()
+        .collect();
+    let expected = {
+        let kinds = kinds.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut v = carekey_vault::Vault::open(&vault_path).expect("open the patient's vault");
+            v.unlock(PASS).expect("unlock");
+            v.list()
+                .expect("list")
+                .records
+                .iter()
+                .filter(|r| {
+                    let c =
+                        carekey_app::share::share_category(carekey_app::share::grant_category(r));
+                    serde_json::to_value(c)
+                        .ok()
+                        .and_then(|v| v.as_str().map(|s| kinds.iter().any(|k| k == s)))
+                        .unwrap_or(false)
+                })
+                .count()
+        })
+        .await
+        .expect("vault counts")
+    };
+    pat.shot("p02b-confirm-narrowed").await;
     let t0 = Instant::now();
     pat.click("[data-testid=confirm-doctor]").await;
     let count = doc
@@ -350,9 +447,20 @@ async fn both_apps_in_webkit() {
             vec![],
         )
         .await;
-    assert_eq!(count, shared, "the chart holds every shared record");
-    eprintln!("shared {shared} of {resources} records");
-    assert!(shared.as_u64().is_some_and(|n| n > 0));
+    assert_eq!(
+        count,
+        json!(expected),
+        "the chart holds exactly the ticked kinds' records ({kinds:?}, {unticked} unticked)"
+    );
+    assert!(
+        shared.as_u64().is_some_and(|n| n > expected as u64),
+        "the share held more than the ticked kinds"
+    );
+    let done = pat.text("[data-testid=share-done]").await;
+    assert!(done.contains("can see only your"), "{done}");
+    eprintln!(
+        "shared {shared} of {resources} records; the doctor sees the {expected} of {kinds:?}"
+    );
     doc.shot("d05-chart-summary").await;
     doc.axe("chart summary").await;
     for (i, s) in ["vitals", "labs", "documents", "timeline"]
@@ -484,13 +592,32 @@ async fn both_apps_in_webkit() {
         .expect("the colleague fetches");
     assert_eq!(
         json!(got.records),
-        shared,
-        "the colleague reads the approved share"
+        count,
+        "the colleague reads the approved share: what the doctor holds"
     );
 
     // ---- the patient revokes the doctor; the doctor app says so and the records are gone
     pat.click("nav button[data-tab=access]").await;
     pat.present("[data-testid=revoke]", 30).await;
+    // Access says what each grantee sees: the doctor and the colleague approved from them
+    // hold the narrowed kinds, not the whole share.
+    let scopes: Vec<String> = serde_json::from_value(
+        pat.js(
+            "return [...document.querySelectorAll('[data-testid=grantee-scope]')].map(p=>p.textContent.trim())",
+            vec![],
+        )
+        .await,
+    )
+    .expect("scopes");
+    assert_eq!(scopes.len(), 2, "{scopes:?}");
+    for (who, said) in [DOCTOR, "Dr. Bo Lind"].iter().zip(&scopes) {
+        assert!(
+            said.starts_with(&format!("What {who} can read: Sees only: "))
+                && !said.contains(&unticked_label),
+            "{said}"
+        );
+    }
+    pat.shot("p04b-access-scopes").await;
     pat.js(
         "const b=[...document.querySelectorAll('[data-testid=revoke]')].find(b=>b.textContent.includes(arguments[0]));
          b.scrollIntoView();b.click();return true",

@@ -13,7 +13,8 @@ use carekey_app::events::{AppEvent, NoEvents};
 use carekey_app::ipc::{self, PolicyChoice, ShareCategory};
 use carekey_app::session::{
     AccessLine, AccessLogView, AppConfig, DelegationRow, DoctorAtTheDoorView, ForwardRequestRow,
-    GranteeView, InboxNoteView, LinkRow, PatientApp, PublishedLinkView, ShareStarted, ShareView,
+    GrantScopeView, GranteeView, InboxNoteView, LinkRow, PatientApp, PublishedLinkView,
+    ShareStarted, ShareView,
 };
 use carekey_app::{AppError, validate};
 use carekey_patient::commands::{AppStatus, CategoryInfo};
@@ -164,8 +165,22 @@ async fn ipc_shapes_match_the_ui_fixture() {
         trust: "t".into(),
         status: "active".into(),
         expires_at: 2,
+        scope: GrantScopeView::Everything,
     };
     out.insert("Grantee".into(), keys(&grantee));
+    for (name, scope) in [
+        ("GrantScope.everything", GrantScopeView::Everything),
+        (
+            "GrantScope.only",
+            GrantScopeView::Only {
+                categories: vec![ShareCategory::Conditions],
+                records: 1,
+            },
+        ),
+        ("GrantScope.not_recorded", GrantScopeView::NotRecorded),
+    ] {
+        out.insert(name.into(), keys(&scope));
+    }
     out.insert(
         "ShareView".into(),
         keys(&ShareView {

@@ -2,9 +2,14 @@
 //! real UI embedded), driven through tauri-driver + WebKitWebDriver, against a real relay
 //! process and a headless doctor (`carekey_app::session::DoctorApp`):
 //! onboarding → import the largest Synthea patient → category counts on screen equal the
-//! vault's → share → screenshot, decode the QR, equal to the payload the app produced → the
-//! doctor scans → same check code → confirm → the doctor receives every shared record → a note
-//! back appears in the Inbox with a valid signature → accept → revoke from Access → the
+//! vault's → pin a clinic's key in Settings → share the default kinds plus single records from
+//! the picker (search, pick two of unticked kinds, remove one), forwarding allowed → screenshot,
+//! decode the QR, equal to the payload the app produced → the doctor (its card attested by the
+//! pinned clinic) scans → same check code, "attested by" the clinic → confirm → the doctor
+//! receives every shared record, the picked one and not the removed one → the doctor passes
+//! one kind on to a headless colleague → a note back appears in the Inbox with a valid
+//! signature → accept → Access says what the doctor sees, lists the colleague under them →
+//! revoke the colleague (their refresh ends, the doctor's does not) → revoke the doctor → the
 //! doctor's refresh says access ended → restart: start-to-unlock time, wrong passphrase,
 //! malformed import. axe-core runs on every screen.
 //!
@@ -19,14 +24,17 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use carekey_app::events::NoEvents;
-use carekey_app::ipc;
+use carekey_app::ipc::{self, ShareCategory};
 use carekey_app::session::{AppConfig, DoctorApp};
 use serde_json::json;
 
+#[path = "../../e2e/clinic.rs"]
+mod clinic;
 #[path = "../../app/tests/support/mod.rs"]
 mod support;
 #[path = "../../e2e/webkit.rs"]
 mod webkit;
+use clinic::{attest_card, test_clinic};
 use support::{fixtures, largest_synthea_patient};
 use webkit::{
     Ui, app_pid, axe_script, cannot_run, rss_mb, session, skip, start_driver, start_relay,
@@ -230,11 +238,103 @@ async fn patient_app_in_webkit() {
         println!("RESULT patient_rss_mb {:.0}", rss_mb(pid));
     }
 
-    // ---- share
+    // ---- Settings: pin a clinic's key (the doctor below carries its attestation)
+    let clinic_name = "St. Mary's Clinic";
+    let (clinic, clinic_text) = test_clinic(clinic_name, 0x5a);
+    ui.click("nav button[data-tab=settings]").await;
+    ui.fill("#ck-clinic-key", &clinic_text).await;
+    ui.click("[data-testid=trusted-clinics] form button[type=submit]")
+        .await;
+    ui.present("[data-testid=trusted-clinic]", 20).await;
+    let pinned = ui.text("[data-testid=trusted-clinic]").await;
+    assert!(pinned.contains(clinic_name), "{pinned}");
+    ui.shot("05d-trusted-clinic").await;
+    ui.axe("settings (trusted clinic)").await;
+
+    // ---- share: the default kinds, plus single records picked (two, then one removed) of
+    // kinds not ticked, so only the picker can have put them in; forwarding allowed one step.
+    let ticked = [
+        ShareCategory::Conditions,
+        ShareCategory::Medications,
+        ShareCategory::Allergies,
+        ShareCategory::Immunizations,
+    ];
+    let candidates: Vec<(String, String, String)> = {
+        let path = data.join("carekey.vault");
+        tokio::task::spawn_blocking(move || {
+            let mut v = carekey_vault::Vault::open(&path).expect("open the app's vault");
+            v.unlock(PASS).expect("unlock");
+            let records = v.list().expect("list").records;
+            let title_count = |t: &str| records.iter().filter(|r| r.title == t).count();
+            records
+                .iter()
+                .filter(|r| {
+                    !ticked.contains(&carekey_app::share::share_category(
+                        carekey_app::share::grant_category(r),
+                    )) && title_count(&r.title) == 1
+                })
+                .map(|r| (r.id.to_string(), r.title.clone(), r.fhir_type.clone()))
+                .take(8)
+                .collect()
+        })
+        .await
+        .expect("candidates")
+    };
     ui.click("nav button[data-tab=share]").await;
     ui.present("[data-testid=share-form]", 10).await;
     ui.axe("share").await;
     ui.shot("06-share").await;
+    let mut picked = Vec::new();
+    for (id, title, ty) in &candidates {
+        ui.fill("#share-record-search", title).await;
+        // The search runs after a short pause: poll a few seconds for this record's box (a
+        // title that also matches many others may not be among the results shown).
+        let sel = format!("[data-pick-record=\"{id}\"]");
+        let mut found = false;
+        for _ in 0..20 {
+            let there = ui
+                .js(
+                    "return !!document.querySelector(arguments[0])",
+                    vec![json!(sel)],
+                )
+                .await;
+            if there == json!(true) {
+                found = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+        if found {
+            ui.click(&sel).await;
+            picked.push((title.clone(), ty.clone()));
+            if picked.len() == 2 {
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        picked.len(),
+        2,
+        "two single records found by the picker's search"
+    );
+    assert_eq!(
+        ui.text("[data-testid=picked-count]").await,
+        "2 single records chosen:"
+    );
+    ui.shot("06b-picker").await;
+    ui.axe("share (record picker)").await;
+    let (removed, kept) = (picked[0].clone(), picked[1].clone());
+    ui.js(
+        "const b=[...document.querySelectorAll('[aria-label=\"Chosen records\"] button')].find(b=>b.getAttribute('aria-label')==='Remove '+arguments[0]);b.click();return true",
+        vec![json!(removed.0)],
+    )
+    .await;
+    assert_eq!(
+        ui.text("[data-testid=picked-count]").await,
+        "1 single record chosen:"
+    );
+    ui.click("input[name=policy][value=allowed]").await;
+    ui.present("#share-depth", 10).await;
     ui.click("[data-testid=share-form] button[type=submit]")
         .await;
     ui.present("[data-testid=qr]", 120).await;
@@ -303,6 +403,14 @@ async fn patient_app_in_webkit() {
         })
         .await
         .expect("doctor vault");
+    // The clinic the patient pinned attests this doctor's card.
+    let card = doctor.profile().await.expect("profile").card_text;
+    doctor
+        .import_attestation(ipc::ScanText {
+            text: attest_card(&card, &clinic, clinic_name),
+        })
+        .await
+        .expect("attestation");
     let scan = doctor
         .scan_text(ipc::ScanText {
             text: decoded[0].clone(),
@@ -318,8 +426,10 @@ async fn patient_app_in_webkit() {
     );
     let trust = ui.text("[data-testid=door-trust]").await;
     assert!(
-        trust.contains("self-asserted") || trust.contains("paired"),
-        "{trust}"
+        trust.contains(&format!(
+            "attested by {clinic_name} (a clinic key you added)"
+        )),
+        "the pinned clinic vouches for the doctor: {trust}"
     );
     ui.shot("08-doctor-at-the-door").await;
     ui.axe("door").await;
@@ -351,6 +461,100 @@ async fn patient_app_in_webkit() {
         "the doctor received every shared record"
     );
     assert!(shared > 0);
+    // The picked record reached the doctor, the removed one did not, and nothing else of its
+    // unticked kind came along.
+    let chart = doctor
+        .chart(ipc::IdRef { id: link.clone() })
+        .await
+        .expect("chart");
+    let titled = |t: &str| chart.rows.iter().filter(|r| r.title == t).count();
+    assert_eq!(
+        titled(&kept.0),
+        1,
+        "the picked record {kept:?} reached the doctor"
+    );
+    assert_eq!(
+        titled(&removed.0),
+        0,
+        "the removed record {removed:?} did not"
+    );
+    eprintln!(
+        "picker: kept {:?} ({}), removed {:?}; the doctor holds {} {} row(s)",
+        kept.0,
+        kept.1,
+        removed.0,
+        chart.rows.iter().filter(|r| r.fhir_type == kept.1).count(),
+        kept.1
+    );
+
+    // ---- the doctor passes part of it on (policy `allowed`) to a headless colleague
+    let kind = [
+        ShareCategory::Allergies,
+        ShareCategory::Immunizations,
+        ShareCategory::Medications,
+        ShareCategory::Conditions,
+    ]
+    .into_iter()
+    .find(|c| chart.categories.contains(c))
+    .expect("a ticked kind in the chart");
+    let colleague_dir = tempfile::tempdir().expect("dir");
+    let colleague = DoctorApp::new(
+        AppConfig {
+            vault_path: colleague_dir.path().join("colleague.vault"),
+            kdf: carekey_vault::KdfParams {
+                m_kib: 8 * 1024,
+                t: 1,
+                p: 1,
+            },
+        },
+        Arc::new(NoEvents),
+    );
+    colleague
+        .create_vault(ipc::CreateVault {
+            passphrase: PASS.into(),
+            name: "Dr. Cole Reyes".into(),
+            licence: None,
+            relay_url: relay_url.clone(),
+        })
+        .await
+        .expect("colleague vault");
+    let invite = colleague
+        .colleague_invite(ipc::SetRelay {
+            relay_url: relay_url.clone(),
+        })
+        .await
+        .expect("invite");
+    let waiter = {
+        let colleague = colleague.clone();
+        let id = invite.invite.clone();
+        tokio::spawn(async move {
+            colleague
+                .wait_for_introduction(ipc::Wait { id, wait_secs: 60 })
+                .await
+        })
+    };
+    let outcome = doctor
+        .forward(ipc::Forward {
+            patient: link.clone(),
+            invite: invite.text.clone(),
+            reason: "Second opinion".into(),
+            categories: vec![kind],
+        })
+        .await
+        .expect("delegate");
+    assert_eq!(outcome, carekey_app::session::ForwardOutcome::Forwarded);
+    let colleague_link = waiter.await.expect("task").expect("introduced");
+    let got = colleague
+        .refresh_patient(ipc::IdRef {
+            id: colleague_link.clone(),
+        })
+        .await
+        .expect("the colleague fetches");
+    assert!(
+        got.records > 0 && got.records < shared,
+        "the colleague holds only the {kind:?} part: {} of {shared}",
+        got.records
+    );
 
     // ---- a note back
     doctor
@@ -384,8 +588,41 @@ async fn patient_app_in_webkit() {
     // ---- revoke from Access
     ui.click("nav button[data-tab=access]").await;
     ui.present("[data-testid=revoke]", 20).await;
+    assert_eq!(
+        ui.text("[data-testid=grantee-scope]").await,
+        "What Dr. Ada Quinn can read: Sees everything in this share.",
+        "a confirm of the whole share says so"
+    );
+    // The colleague hangs under the doctor; revoking them leaves the doctor's access.
+    ui.present("[data-testid=revoke-colleague]", 30).await;
+    let tree = ui.text("[data-testid=colleagues]").await;
+    assert!(
+        tree.contains("Dr. Ada Quinn passed it on to Dr. Cole Reyes — active"),
+        "{tree}"
+    );
     ui.shot("11-access").await;
     ui.axe("access").await;
+    ui.click("[data-testid=revoke-colleague]").await;
+    ui.click("[data-testid=revoke-colleague-confirm]").await;
+    ui.present(".colleague[data-status=revoked]", 120).await;
+    ui.shot("11a-colleague-revoked").await;
+    ui.axe("access (colleague revoked)").await;
+    match colleague
+        .refresh_patient(ipc::IdRef { id: colleague_link })
+        .await
+    {
+        Ok(v) => assert_eq!(v.status, "ended", "the colleague's access ended"),
+        Err(e) => assert_eq!(e.code, "access_ended", "{e:?}"),
+    }
+    let still = doctor
+        .refresh_patient(ipc::IdRef { id: link.clone() })
+        .await
+        .expect("the doctor still reads");
+    assert_eq!(
+        (still.status.as_str(), still.records),
+        ("active", shared),
+        "revoking the colleague left the doctor's access"
+    );
 
     // Share as a SMART Health Link: the QR on screen opens, with the passcode on screen, in a
     // viewer that is not this app (the doctor's, as any SHL viewer would).

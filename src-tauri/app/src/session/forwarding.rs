@@ -23,7 +23,7 @@
 use carekey_client::InviteId;
 use carekey_client::doctor::ForwardRights;
 use carekey_core::forward::ColleagueInvite;
-use carekey_core::grant::{Category, Policy, Scope};
+use carekey_core::grant::Policy;
 use carekey_core::wire::Wire;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -141,16 +141,6 @@ pub struct ForwardRequestRow {
     pub categories: Vec<ShareCategory>,
     /// Records picked one by one that the colleague would also see.
     pub records: usize,
-}
-
-/// The categories whose bits a scope sets, in the order of the category list.
-fn scope_categories(scope: &Scope) -> Vec<ShareCategory> {
-    Category::ALL
-        .iter()
-        .copied()
-        .filter(|c| scope.categories() & c.bit() != 0)
-        .map(share::share_category)
-        .collect()
 }
 
 /// A colleague's card in words: "attested by `<clinic>`" only under a clinic key on this
@@ -312,7 +302,7 @@ impl PatientApp {
                 colleague: r.colleague.body.name.clone(),
                 colleague_trust: card_trust(&trust, &r.colleague),
                 share: hex(r.share_id.as_bytes()),
-                categories: scope_categories(&r.scope),
+                categories: share::scope_categories(&r.scope),
                 records: r.scope.records().len(),
                 reason: r.reason,
             })

@@ -50,8 +50,8 @@ pub use forwarding::{
 };
 pub use health_link::{LinkRow, PublishedLinkView};
 pub use patient::{
-    AccessLine, AccessLogView, DelegationRow, DoctorAtTheDoorView, GranteeView, ImportData,
-    InboxNoteView, PatientApp, ShareStarted, ShareView, TrendsView,
+    AccessLine, AccessLogView, DelegationRow, DoctorAtTheDoorView, GrantScopeView, GranteeView,
+    ImportData, InboxNoteView, PatientApp, ShareStarted, ShareView, TrendsView,
 };
 pub use recovery::{AUTO_BACKUP_DELAY, BackupStatus, RelayCheck};
 pub use settings::Settings;

@@ -26,7 +26,9 @@ use crate::error::Result;
 use crate::events::{AppEvent, EventSink, Operations};
 use crate::ipc::{self, Validate};
 
-pub use access::{AccessLine, AccessLogView, DelegationRow, GranteeView, ShareView};
+pub use access::{
+    AccessLine, AccessLogView, DelegationRow, GrantScopeView, GranteeView, ShareView,
+};
 use checkup::PairingSlot;
 pub use checkup::{DoctorAtTheDoorView, ShareStarted};
 pub use inbox::InboxNoteView;

@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use carekey_client::patient::Patient;
+use carekey_core::grant::Scope;
 use carekey_vault::AuditEvent;
 use serde::{Deserialize, Serialize};
 
@@ -13,6 +14,7 @@ use crate::events::Throttled;
 use crate::ipc::{self, PolicyChoice, ShareCategory, Validate};
 use crate::session::settings;
 use crate::session::{hex, locked, now};
+use crate::share;
 use crate::validate;
 
 /// State name of the shares this device made.
@@ -55,6 +57,42 @@ pub struct GranteeView {
     pub status: String,
     /// Until when.
     pub expires_at: u64,
+    /// What their grant lets them read: the scope this phone signed into it.
+    #[serde(default)]
+    pub scope: GrantScopeView,
+}
+
+/// What one grant covers, from the scope the patient signed into it (docs/protocol.md
+/// "Grants, scope, delegation"): whole kinds of record plus records listed one by one.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum GrantScopeView {
+    /// Every kind of record: the whole share.
+    Everything,
+    /// Only records of these kinds, and `records` more listed one by one.
+    Only {
+        /// The kinds covered whole.
+        categories: Vec<ShareCategory>,
+        /// Records the scope lists one by one.
+        records: usize,
+    },
+    /// Saved before this phone kept each grant's scope. Not guessed as "everything": a
+    /// confirm narrowed before then would be overstated, and a guess is not what was signed.
+    #[default]
+    NotRecorded,
+}
+
+impl GrantScopeView {
+    /// The view of a scope as signed into a grant.
+    pub fn of(scope: &Scope) -> Self {
+        if scope.categories() == Scope::all().categories() {
+            return Self::Everything;
+        }
+        Self::Only {
+            categories: share::scope_categories(scope),
+            records: scope.records().len(),
+        }
+    }
 }
 
 /// One line of the access log ("Dr. X fetched 12 records").

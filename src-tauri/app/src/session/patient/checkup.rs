@@ -7,7 +7,7 @@ use carekey_core::keys::Card;
 use carekey_vault::AuditEvent;
 use serde::Serialize;
 
-use super::access::{GranteeView, SHARES, ShareView, SharesState};
+use super::access::{GrantScopeView, GranteeView, SHARES, ShareView, SharesState};
 use super::{PatientApp, relationship_id, trust_wording};
 use crate::error::{AppError, Result};
 use crate::events::Throttled;
@@ -321,6 +321,11 @@ impl PatientApp {
             return Ok(None);
         }
         let trust = clinics::load(&self.vault).await?;
+        // What the Access screen will say this doctor sees: the scope about to be signed.
+        let sees = match &scope {
+            Some((_, s)) => GrantScopeView::of(s),
+            None => GrantScopeView::of(&Scope::all()),
+        };
         let index = match scope {
             // The slot's share is the one the scope was checked against (a pairing never
             // changes share); checked again rather than trusted.
@@ -347,6 +352,7 @@ impl PatientApp {
             trust: trust_wording(&trust, &card, Some(paired_at)),
             status: "active".to_owned(),
             expires_at: expires,
+            scope: sees,
         };
         let share_hex = hex(share_id.as_bytes());
         let name = card.body.name.clone();

@@ -6,7 +6,8 @@ use carekey_client::patient::ForwardRequestId;
 use carekey_vault::AuditEvent;
 use serde::{Deserialize, Serialize};
 
-use super::{PatientApp, relationship_id, trust_wording};
+use super::access::{GrantScopeView, GranteeView, SHARES, SharesState};
+use super::{PatientApp, day, relationship_id, trust_wording};
 use crate::error::{AppError, Result};
 use crate::events::AppEvent;
 use crate::ipc::{self, Validate};
@@ -201,14 +202,58 @@ impl PatientApp {
             .into_iter()
             .find(|r| r.id == id)
             .ok_or_else(|| AppError::not_found("the forward request"))?;
-        p.answer_forward(&id, args.accept).await?;
+        let granted = p.answer_forward(&id, args.accept).await?;
+        let share_hex = hex(request.share_id.as_bytes());
+        // An approved colleague holds a grant of the patient's own, like a doctor at a
+        // check-up: listed under the share (with what it covers) so it can be revoked there.
+        let grantee = match granted {
+            Some(index) => {
+                let trust = clinics::load(&self.vault).await?;
+                let card = &request.colleague;
+                let paired_at = p
+                    .relationship(&index)
+                    .map(|r| r.paired_at)
+                    .unwrap_or_else(now);
+                let expires_at = p
+                    .active_grants(&request.share_id)
+                    .into_iter()
+                    .find(|g| g.relationship == index)
+                    .map(|g| g.expires_at)
+                    .unwrap_or(0);
+                let seen = format!(
+                    "a colleague {} asked you to approve on {} (self-asserted card)",
+                    request.from_name,
+                    day(paired_at)
+                );
+                Some(GranteeView {
+                    relationship: hex(&relationship_id(card, paired_at)),
+                    name: card.body.name.clone(),
+                    trust: trust.wording(card, &seen),
+                    status: "active".to_owned(),
+                    expires_at,
+                    scope: GrantScopeView::of(&request.scope),
+                })
+            }
+            None => None,
+        };
         let event = AuditEvent::ForwardAnswered {
-            share_id: hex(request.share_id.as_bytes()),
+            share_id: share_hex.clone(),
             doctor: request.from_name,
             colleague: request.colleague.body.name.clone(),
             approved: args.accept,
         };
-        let g = self.commit(g, move |v| Ok(v.log_event(&event)?)).await?;
+        let g = self
+            .commit(g, move |v| {
+                if let Some(grantee) = grantee {
+                    let mut st: SharesState = settings::load(v, SHARES)?.unwrap_or_default();
+                    if let Some(s) = st.shares.iter_mut().find(|s| s.id == share_hex) {
+                        s.grantees.push(grantee);
+                    }
+                    settings::save(v, SHARES, &st)?;
+                }
+                Ok(v.log_event(&event)?)
+            })
+            .await?;
         drop(g);
         self.schedule_backup();
         Ok(())
