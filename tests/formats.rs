@@ -7,7 +7,8 @@ use carekey_core::grant::{Category, DelegationLink, Scope};
 use carekey_core::keys::{ReadToken, SigningSecret};
 use carekey_core::label;
 use carekey_core::wire::Wire;
-use carekey_relay::delegation::{Link, Scope as RelayScope};
+use carekey_relay::delegation::Link;
+use carekey_relay::scope::Scope as RelayScope;
 use proptest::prelude::*;
 use rand_core::OsRng;
 
@@ -100,7 +101,7 @@ fn owner_write_message_matches() {
         label::OWNER_WRITE_SIG,
         &owner_write_body("POST", "/v1/shares?x=1", "http://127.0.0.1:8080", body, 42),
     );
-    let relay = carekey_relay::share::owner_message(
+    let relay = carekey_relay::owner::owner_message(
         "POST",
         "/v1/shares?x=1",
         "http://127.0.0.1:8080",

@@ -31,7 +31,7 @@ pub struct Settings {
     /// When the last backup reached the relay (unix seconds).
     pub last_backup_at: Option<u64>,
     /// Base URLs of the closed relays this device holds an enrollment key for (the keys
-    /// themselves are kept apart, under [`ENROLLMENT`], and never shown).
+    /// themselves are kept apart, in their own sealed app state, and never shown).
     #[serde(default)]
     pub enrolled_relays: Vec<String>,
 }
