@@ -1124,22 +1124,7 @@ async fn paired_full(
     categories: Vec<ShareCategory>,
     import: Option<&Path>,
 ) -> (PatientApp, DoctorApp, String, String) {
-    let patient = PatientApp::new(config(dir, "p.vault"), Arc::new(NoEvents));
-    let doctor = DoctorApp::new(config(dir, "d.vault"), Arc::new(NoEvents));
-    let vault = |name: &str| ipc::CreateVault {
-        passphrase: PASS.into(),
-        name: name.into(),
-        licence: None,
-        relay_url: relay.url.clone(),
-    };
-    let words = patient
-        .create_vault(vault("Pat Example"))
-        .await
-        .expect("patient vault");
-    doctor
-        .create_vault(vault("Dr. Ada Quinn"))
-        .await
-        .expect("doctor vault");
+    let (patient, doctor, words) = two_apps(relay, dir).await;
     for r in records {
         patient.add_record(r).await.expect("record");
     }
@@ -1163,6 +1148,28 @@ async fn paired_full(
         .expect("share");
     let link = checkup(&patient, &doctor, started).await;
     (patient, doctor, link, words)
+}
+
+/// Both apps with new vaults on `relay` (Pat Example, Dr. Ada Quinn): (patient, doctor, the
+/// patient's 24 words).
+async fn two_apps(relay: &Relay, dir: &Path) -> (PatientApp, DoctorApp, String) {
+    let patient = PatientApp::new(config(dir, "p.vault"), Arc::new(NoEvents));
+    let doctor = DoctorApp::new(config(dir, "d.vault"), Arc::new(NoEvents));
+    let vault = |name: &str| ipc::CreateVault {
+        passphrase: PASS.into(),
+        name: name.into(),
+        licence: None,
+        relay_url: relay.url.clone(),
+    };
+    let words = patient
+        .create_vault(vault("Pat Example"))
+        .await
+        .expect("patient vault");
+    doctor
+        .create_vault(vault("Dr. Ada Quinn"))
+        .await
+        .expect("doctor vault");
+    (patient, doctor, words)
 }
 
 /// The doctor scans `started`'s QR and the patient confirms the whole share: the doctor's
@@ -2066,22 +2073,7 @@ async fn a_closed_relay_works_once_both_devices_hold_its_key() {
         return;
     };
     let dir = tempfile::tempdir().expect("dir");
-    let patient = PatientApp::new(config(dir.path(), "p.vault"), Arc::new(NoEvents));
-    let doctor = DoctorApp::new(config(dir.path(), "d.vault"), Arc::new(NoEvents));
-    let vault = |name: &str| ipc::CreateVault {
-        passphrase: PASS.into(),
-        name: name.into(),
-        licence: None,
-        relay_url: relay.url.clone(),
-    };
-    patient
-        .create_vault(vault("Pat Example"))
-        .await
-        .expect("vault");
-    doctor
-        .create_vault(vault("Dr. Ada Quinn"))
-        .await
-        .expect("vault");
+    let (patient, doctor, _) = two_apps(&relay, dir.path()).await;
     patient
         .add_record(ipc::ManualRecord::Condition {
             text: "Asthma".into(),

@@ -44,6 +44,71 @@ fn messages_sent(proxy: &proxy::Proxy, mark: usize) -> usize {
         .count()
 }
 
+/// A phone whose patient the 24 words of its vault bring back on a new phone.
+struct Phone {
+    _dir: tempfile::TempDir,
+    vault: Vault,
+    words: String,
+    card: Card,
+}
+
+impl Phone {
+    fn new() -> Self {
+        let dir = tempfile::tempdir().expect("dir");
+        let (vault, phrase) = Vault::create(
+            &dir.path().join("old.vault"),
+            "old pass",
+            &common::quick_vault_options(),
+        )
+        .expect("vault");
+        let words = phrase.expose_words().to_owned();
+        let card = identity_of(&words)
+            .card("Pat Restore", Role::Patient, None, 1)
+            .expect("card");
+        Self {
+            _dir: dir,
+            vault,
+            words,
+            card,
+        }
+    }
+
+    /// The patient on this phone, new.
+    fn patient(&self, r: &Relay) -> Patient {
+        Patient::new(identity_of(&self.words), self.card.clone(), r.clone())
+    }
+
+    /// The phone is lost: a new one restores the backup the relay serves with the 24 words.
+    /// Returns the new phone's directory and the patient loaded from the restored vault.
+    async fn restore(self, r: &Relay) -> (tempfile::TempDir, Patient) {
+        let words = self.words.clone();
+        let card = self.card.clone();
+        drop(self);
+        let dir = tempfile::tempdir().expect("dir");
+        let mut restored = restore_from_relay(
+            r,
+            &words,
+            &dir.path().join("new.vault"),
+            "new pass",
+            &common::quick_vault_options(),
+        )
+        .await
+        .expect("restores");
+        let patient = Patient::load_from(&mut restored, identity_of(&words), card, r.clone())
+            .expect("state loads")
+            .expect("state in the backup");
+        (dir, patient)
+    }
+}
+
+fn identity_of(words: &str) -> DeviceIdentity {
+    let root = RecoveryPhrase::parse(words)
+        .expect("phrase")
+        .root()
+        .expect("root");
+    DeviceIdentity::from_root(&root)
+}
+
 async fn backup(vault: &mut Vault, patient: &mut Patient, r: &Relay) -> u64 {
     patient.save_to(vault).expect("saved");
     backup_to_relay(vault, r, &NoProgress, &Cancel::new())
@@ -379,23 +444,8 @@ async fn a_grant_made_after_the_backup_is_revoked_by_the_reconciliation() {
     let relay = common::start_relay();
     let r = Relay::new(&relay.url).expect("URL");
     let cancel = Cancel::new();
-    let phone = tempfile::tempdir().expect("dir");
-    let (mut vault, phrase) = Vault::create(
-        &phone.path().join("old.vault"),
-        "old pass",
-        &common::quick_vault_options(),
-    )
-    .expect("vault");
-    let phrase = phrase.expose_words().to_owned();
-    let root = RecoveryPhrase::parse(&phrase)
-        .expect("phrase")
-        .root()
-        .expect("root");
-    let identity = || DeviceIdentity::from_root(&root);
-    let pcard: Card = identity()
-        .card("Pat Restore", Role::Patient, None, 1)
-        .expect("card");
-    let mut patient = Patient::new(identity(), pcard.clone(), r.clone());
+    let mut phone = Phone::new();
+    let mut patient = phone.patient(&r);
     let share = patient
         .create_share(
             share_items(2_000),
@@ -410,28 +460,14 @@ async fn a_grant_made_after_the_backup_is_revoked_by_the_reconciliation() {
         .await
         .expect("share");
     let (mut known, link_known, rel_known) = pair(&mut patient, &share, "Dr. Known").await;
-    backup(&mut vault, &mut patient, &r).await;
+    backup(&mut phone.vault, &mut patient, &r).await;
     let (mut later, link_later, _) = pair(&mut patient, &share, "Dr. Later").await;
     later
         .fetch(&link_later, &NoProgress, &cancel)
         .await
         .expect("reads while granted");
     drop(patient);
-    drop(vault);
-
-    let new_phone = tempfile::tempdir().expect("dir");
-    let mut restored = restore_from_relay(
-        &r,
-        &phrase,
-        &new_phone.path().join("new.vault"),
-        "new pass",
-        &common::quick_vault_options(),
-    )
-    .await
-    .expect("restores");
-    let mut patient = Patient::load_from(&mut restored, identity(), pcard, r.clone())
-        .expect("state loads")
-        .expect("state in the backup");
+    let (_new_phone, mut patient) = phone.restore(&r).await;
     let done = patient
         .reconcile(&NoProgress, &cancel)
         .await
@@ -531,23 +567,8 @@ async fn forward_requests_answered_after_the_backup_do_not_come_back() {
     let relay = common::start_relay();
     let r = Relay::new(&relay.url).expect("URL");
     let cancel = Cancel::new();
-    let phone = tempfile::tempdir().expect("dir");
-    let (mut vault, phrase) = Vault::create(
-        &phone.path().join("old.vault"),
-        "old pass",
-        &common::quick_vault_options(),
-    )
-    .expect("vault");
-    let phrase = phrase.expose_words().to_owned();
-    let root = RecoveryPhrase::parse(&phrase)
-        .expect("phrase")
-        .root()
-        .expect("root");
-    let identity = || DeviceIdentity::from_root(&root);
-    let pcard: Card = identity()
-        .card("Pat Restore", Role::Patient, None, 1)
-        .expect("card");
-    let mut patient = Patient::new(identity(), pcard.clone(), r.clone());
+    let mut phone = Phone::new();
+    let mut patient = phone.patient(&r);
     let share = patient
         .create_share(
             share_items(2_000),
@@ -584,7 +605,7 @@ async fn forward_requests_answered_after_the_backup_do_not_come_back() {
     patient.inbox(&rel_ada, 5).await.expect("inbox");
     patient.inbox(&rel_bob, 5).await.expect("inbox");
     assert_eq!(patient.forward_requests().len(), 3);
-    backup(&mut vault, &mut patient, &r).await;
+    backup(&mut phone.vault, &mut patient, &r).await;
 
     // After the backup: Cole's request approved, Bob revoked.
     let cole_req = patient
@@ -609,21 +630,7 @@ async fn forward_requests_answered_after_the_backup_do_not_come_back() {
         .await
         .expect("revoke Bob");
     drop(patient);
-    drop(vault);
-
-    let new_phone = tempfile::tempdir().expect("dir");
-    let mut restored = restore_from_relay(
-        &r,
-        &phrase,
-        &new_phone.path().join("new.vault"),
-        "new pass",
-        &common::quick_vault_options(),
-    )
-    .await
-    .expect("restores");
-    let mut patient = Patient::load_from(&mut restored, identity(), pcard, r.clone())
-        .expect("state loads")
-        .expect("state in the backup");
+    let (_new_phone, mut patient) = phone.restore(&r).await;
     assert_eq!(patient.forward_requests().len(), 3, "the backup's requests");
     let done = patient
         .reconcile(&NoProgress, &cancel)
@@ -668,23 +675,8 @@ async fn a_delegation_made_and_ended_after_the_backup_is_listed_ended() {
     let relay = common::start_relay();
     let r = Relay::new(&relay.url).expect("URL");
     let cancel = Cancel::new();
-    let phone = tempfile::tempdir().expect("dir");
-    let (mut vault, phrase) = Vault::create(
-        &phone.path().join("old.vault"),
-        "old pass",
-        &common::quick_vault_options(),
-    )
-    .expect("vault");
-    let phrase = phrase.expose_words().to_owned();
-    let root = RecoveryPhrase::parse(&phrase)
-        .expect("phrase")
-        .root()
-        .expect("root");
-    let identity = || DeviceIdentity::from_root(&root);
-    let pcard: Card = identity()
-        .card("Pat Restore", Role::Patient, None, 1)
-        .expect("card");
-    let mut patient = Patient::new(identity(), pcard.clone(), r.clone());
+    let mut phone = Phone::new();
+    let mut patient = phone.patient(&r);
     let share = patient
         .create_share(
             share_items(2_000),
@@ -700,7 +692,7 @@ async fn a_delegation_made_and_ended_after_the_backup_is_listed_ended() {
         .expect("share");
     let (mut ada, link_ada, rel_ada) = pair(&mut patient, &share, "Dr. Ada").await;
     let (_ben, _, rel_ben) = pair(&mut patient, &share, "Dr. Ben").await;
-    backup(&mut vault, &mut patient, &r).await;
+    backup(&mut phone.vault, &mut patient, &r).await;
 
     // After the backup: Ada delegates to Cole, then the patient revokes Ada (and so Cole).
     let (cid, ccard) = common::identity("Dr. Cole", Role::Doctor);
@@ -719,21 +711,7 @@ async fn a_delegation_made_and_ended_after_the_backup_is_listed_ended() {
         .await
         .expect("revoke Ada");
     drop(patient);
-    drop(vault);
-
-    let new_phone = tempfile::tempdir().expect("dir");
-    let mut restored = restore_from_relay(
-        &r,
-        &phrase,
-        &new_phone.path().join("new.vault"),
-        "new pass",
-        &common::quick_vault_options(),
-    )
-    .await
-    .expect("restores");
-    let mut patient = Patient::load_from(&mut restored, identity(), pcard, r.clone())
-        .expect("state loads")
-        .expect("state in the backup");
+    let (_new_phone, mut patient) = phone.restore(&r).await;
     let done = patient
         .reconcile(&NoProgress, &cancel)
         .await
