@@ -47,6 +47,9 @@ impl SqliteStorage {
         // Checkpoints run on their own thread (below), not inside a writer's COMMIT: a large
         // chunk upload no longer waits for the WAL to be copied into the database file.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        // When the WAL starts over from its beginning (after a complete checkpoint), SQLite
+        // cuts the file back to this size: a burst of writes does not leave a large file.
+        conn.pragma_update(None, "journal_size_limit", WAL_SIZE_LIMIT)?;
         conn.execute_batch(SCHEMA)?;
         migrate(&conn)?;
         configure(&conn)?;
@@ -103,14 +106,34 @@ fn migrate(conn: &Connection) -> Result<()> {
 const WAL_LOOK_EVERY: std::time::Duration = std::time::Duration::from_millis(25);
 /// How often it copies the WAL into the database file without waiting for anyone.
 const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(250);
+/// How many looks in a row a large WAL may go without being started over before the
+/// checkpointer runs TRUNCATE.
+const STARVED_LOOKS: u32 = 1;
+
+/// The WAL header's checkpoint sequence number and first salt (bytes 12..20, big-endian;
+/// <https://www.sqlite.org/fileformat2.html#walformat>): SQLite changes them each time it
+/// starts the WAL over from its beginning. `None` when the file is missing or too short.
+fn wal_generation(wal: &Path) -> Option<[u8; 8]> {
+    use std::io::Read as _;
+    let mut header = [0u8; 20];
+    std::fs::File::open(wal)
+        .ok()?
+        .read_exact(&mut header)
+        .ok()?;
+    header[12..20].try_into().ok()
+}
+
 /// WAL size past which the checkpointer waits for readers and empties the WAL
 /// (`wal_checkpoint(TRUNCATE)`; docs/relay.md "Storage").
 pub const WAL_TRUNCATE_BYTES: u64 = 4 << 20;
+/// [`WAL_TRUNCATE_BYTES`] as SQLite's `journal_size_limit` takes it.
+const WAL_SIZE_LIMIT: i64 = 4 << 20;
 
 /// Runs `PRAGMA wal_checkpoint(PASSIVE)` on its own connection every [`CHECKPOINT_EVERY`]
-/// until the storage is dropped, and `wal_checkpoint(TRUNCATE)` as soon as the WAL file is
-/// over [`WAL_TRUNCATE_BYTES`]. Durability does not depend on it (a commit is durable once
-/// the WAL is synced); it only bounds the WAL.
+/// until the storage is dropped, and also at once when the WAL file is over
+/// [`WAL_TRUNCATE_BYTES`]; when a WAL that large was not started over by SQLite for
+/// [`STARVED_LOOKS`] looks in a row ([`wal_generation`]), `wal_checkpoint(TRUNCATE)`. Durability does not
+/// depend on it (a commit is durable once the WAL is synced); it only bounds the WAL.
 ///
 /// PASSIVE never blocks the writer or readers, but it cannot copy frames that a read
 /// transaction may still need, and SQLite starts the WAL over from its beginning only after a
@@ -121,6 +144,12 @@ pub const WAL_TRUNCATE_BYTES: u64 = 4 << 20;
 /// transaction; new ones read the newest snapshot), holds new writers back meanwhile, copies
 /// everything and empties the file; it runs holding the writer connection's mutex, so writes
 /// wait for it (tens of milliseconds for a WAL of a few MiB) instead of starving it.
+///
+/// TRUNCATE only when PASSIVE is starved: a large upload with no reader in the way makes the
+/// WAL pass the size many times over, and a TRUNCATE each time made the writer wait for every
+/// copy (the 100 MiB re-key upload of `scripts/checkup-bench.sh` took 1.2 s instead of 0.8 s).
+/// After a PASSIVE that copied everything while no reader held an old snapshot, the next writer
+/// starts the WAL over, cut to `journal_size_limit`.
 fn spawn_checkpointer(path: &Path, alive: std::sync::Weak<Mutex<Connection>>) -> Result<()> {
     let c = Connection::open(path)?;
     c.pragma_update(None, "busy_timeout", 5000)?;
@@ -131,15 +160,25 @@ fn spawn_checkpointer(path: &Path, alive: std::sync::Weak<Mutex<Connection>>) ->
         .name("sqlite-checkpoint".into())
         .spawn(move || {
             let mut last = std::time::Instant::now();
+            let mut starved = 0u32;
+            let mut generation = None;
             loop {
                 std::thread::sleep(WAL_LOOK_EVERY);
                 if alive.strong_count() == 0 {
                     break;
                 }
-                let big = std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_TRUNCATE_BYTES);
+                let large = std::fs::metadata(&wal).is_ok_and(|m| m.len() > WAL_TRUNCATE_BYTES);
+                let now_generation = wal_generation(&wal);
+                starved = if large && now_generation == generation {
+                    starved + 1
+                } else {
+                    0
+                };
+                generation = now_generation;
+                let big = starved >= STARVED_LOOKS;
                 let mode = if big {
                     "TRUNCATE"
-                } else if last.elapsed() >= CHECKPOINT_EVERY {
+                } else if large || last.elapsed() >= CHECKPOINT_EVERY {
                     "PASSIVE"
                 } else {
                     continue;
@@ -158,6 +197,10 @@ fn spawn_checkpointer(path: &Path, alive: std::sync::Weak<Mutex<Connection>>) ->
                     // Busy: readers or the writer outlasted busy_timeout; the next look retries.
                     Ok(_) => tracing::debug!(mode, "sqlite checkpoint busy"),
                     Err(e) => tracing::warn!(error = %e, mode, "sqlite checkpoint failed"),
+                }
+                if big {
+                    starved = 0;
+                    generation = wal_generation(&wal);
                 }
             }
         })
