@@ -35,7 +35,7 @@ use crate::fetchlog::{FetchEntry, Fetched};
 use crate::owner::{self, OwnerWrite};
 use crate::scope::Scope;
 use crate::state::AppState;
-use crate::storage::Tx;
+use crate::storage::{Tx, Value};
 
 /// Domain label of fetch receipts.
 pub const FETCH_RECEIPT_LABEL: &[u8] = b"carekey/v1/fetch-receipt";
@@ -332,31 +332,36 @@ fn check_scope(
     if ids.is_empty() {
         return Ok(());
     }
-    let mut mine: Vec<Group> = tx
-        .query(
-            "SELECT grp FROM token_groups WHERE share_id = $1 AND token_hash = $2",
-            &[share_id.into(), token_hash.into()],
-        )?
-        .iter()
-        .map(|r| r[0].array())
-        .collect::<Result<_>>()?;
-    mine.sort_unstable();
-    for id in &ids {
-        let mut found = false;
-        for r in tx.query(
-            "SELECT grp FROM blob_groups WHERE share_id = $1 AND blob_id = $2",
-            &[share_id.into(), id.into()],
-        )? {
-            if mine.binary_search(&r[0].array()?).is_ok() {
-                found = true;
-                break;
-            }
+    // One query per read, not one per blob (a check-up's batches name up to MAX_BATCH_BLOBS
+    // blobs each, so up to 256 point queries per batch before). The ids are distinct
+    // (`parse_ids`), so every one is in scope exactly when the count of distinct ids found
+    // equals the count named.
+    let mut sql = String::from(
+        "SELECT COUNT(DISTINCT b.blob_id) FROM blob_groups b JOIN token_groups t \
+         ON t.share_id = b.share_id AND t.grp = b.grp \
+         WHERE b.share_id = $1 AND t.token_hash = $2 AND b.blob_id IN (",
+    );
+    for k in 0..ids.len() {
+        if k > 0 {
+            sql.push_str(", ");
         }
-        if !found {
-            return Err(RelayError::NotFound(
-                "no such blob in the read token's scope",
-            ));
-        }
+        sql.push('$');
+        sql.push_str(&(k + 3).to_string());
+    }
+    sql.push(')');
+    let mut params: Vec<Value> = Vec::with_capacity(ids.len() + 2);
+    params.push(share_id.into());
+    params.push(token_hash.into());
+    params.extend(ids.iter().map(Value::from));
+    let found = tx
+        .query_opt(&sql, &params)?
+        .map(|r| r[0].int())
+        .transpose()?
+        .unwrap_or(0);
+    if usize::try_from(found).ok() != Some(ids.len()) {
+        return Err(RelayError::NotFound(
+            "no such blob in the read token's scope",
+        ));
     }
     Ok(())
 }
