@@ -26,18 +26,21 @@ use arbitrary::Arbitrary;
 use axum::Router;
 use axum::body::Body;
 use axum::http::{Method, Request, StatusCode};
+use carekey_core::capability::FetchReceipt;
+use carekey_core::keys::SigningSecret;
+use carekey_core::wire::Wire as _;
 use carekey_relay::config::Config;
 use carekey_relay::credential::token_hash;
 use carekey_relay::delegation::DELEGATION_LABEL;
 use carekey_relay::health_link::wire::link_hash;
 use carekey_relay::owner::owner_message;
 use carekey_relay::storage::sqlite::SqliteStorage;
-use carekey_relay::token::FETCH_RECEIPT_LABEL;
 use carekey_relay::{AppState, BodyKind, app_with_routes};
 use data_encoding::{BASE64URL_NOPAD, HEXLOWER};
 use ed25519_dalek::{Signer, SigningKey};
 use http_body_util::BodyExt;
 use libfuzzer_sys::fuzz_target;
+use rand_core::OsRng;
 use tower::ServiceExt;
 
 const ORIGIN: &str = "http://127.0.0.1:8080";
@@ -99,12 +102,6 @@ fn now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .expect("the clock is after 1970")
         .as_secs()
-}
-
-fn put_str16(m: &mut Vec<u8>, s: &str) {
-    let len = u16::try_from(s.len()).unwrap_or(u16::MAX);
-    m.extend_from_slice(&len.to_be_bytes());
-    m.extend_from_slice(&s.as_bytes()[..usize::from(len)]);
 }
 
 static H: LazyLock<Harness> = LazyLock::new(|| {
@@ -721,20 +718,12 @@ impl Harness {
         out
     }
 
+    /// A fetch receipt by key `reader`, `skew` seconds off the harness's clock (the client's own
+    /// code, carekey-core's [`FetchReceipt`]).
     fn receipt(&self, share: &[u8; 16], object: &str, reader: usize, skew: i16) -> Vec<u8> {
-        let reader = &self.keys[reader];
-        let mut r = vec![1u8];
-        r.extend_from_slice(share);
-        put_str16(&mut r, object);
-        r.extend_from_slice(reader.verifying_key().as_bytes());
-        r.extend_from_slice(&now().saturating_add_signed(i64::from(skew)).to_be_bytes());
-        r.extend_from_slice(&self.next_counter().to_be_bytes());
-        r.extend_from_slice(&[0u8; 8]);
-        let mut m = FETCH_RECEIPT_LABEL.to_vec();
-        m.push(0);
-        m.extend_from_slice(&r);
-        r.extend_from_slice(&reader.sign(&m).to_bytes());
-        r
+        let reader = SigningSecret::from_seed(&self.keys[reader].to_bytes());
+        let time = now().saturating_add_signed(i64::from(skew));
+        FetchReceipt::sign(&reader, *share, object, time, &mut OsRng).to_bytes()
     }
 
     /// The credentials a real client sends on `template`: a read token of the path's share with
