@@ -231,16 +231,49 @@ pub async fn session(driver: &str, app: &Path, data: &Path, relay: &str) -> Clie
     }
 }
 
-/// RSS of this app's processes (the shell and WebKit's web and network processes under it).
-pub fn rss_mb(root: u32) -> f64 {
-    let mut total_kb = 0u64;
+/// Memory of this app's processes: the shell and WebKit's web and network processes under it.
+#[derive(Debug, Default)]
+pub struct Memory {
+    /// Sum of each process's resident set. Pages shared between the processes (WebKit's
+    /// libraries are mapped in all three) count once per process, so this overstates.
+    pub rss_mb: f64,
+    /// Sum of each process's proportional set size (`/proc/PID/smaps_rollup`): a page shared
+    /// by n processes counts 1/n in each, so the sum is what the app costs the machine.
+    pub pss_mb: f64,
+    /// Per process: executable name, RSS MiB, PSS MiB, private anonymous MiB.
+    pub processes: Vec<(String, f64, f64, f64)>,
+}
+
+impl Memory {
+    /// One line per process (names and sizes only), for the test's log.
+    pub fn print(&self, app: &str) {
+        for (name, rss, pss, anon) in &self.processes {
+            println!(
+                "  {app} memory: {name}: rss {rss:.0} MiB, pss {pss:.0} MiB, anon {anon:.0} MiB"
+            );
+        }
+    }
+}
+
+/// The [`Memory`] of `root` and its descendants.
+pub fn memory(root: u32) -> Memory {
+    let mut m = Memory::default();
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        return 0.0;
+        return m;
     };
     let parent = |pid: u32| -> Option<u32> {
         let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
         let after = s.rsplit_once(')')?.1;
         after.split_whitespace().nth(1)?.parse().ok()
+    };
+    // "Name:   123 kB" lines of /proc files, in MiB.
+    let field = |text: &str, name: &str| -> f64 {
+        text.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0) as f64
+            / 1024.0
     };
     for e in dir.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
@@ -262,17 +295,23 @@ pub fn rss_mb(root: u32) -> f64 {
         if !mine {
             continue;
         }
-        if let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status"))
-            && let Some(l) = status.lines().find(|l| l.starts_with("VmRSS:"))
-        {
-            total_kb += l
-                .split_whitespace()
-                .nth(1)
-                .and_then(|v| v.parse::<u64>().ok())
-                .unwrap_or(0);
-        }
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let rollup =
+            std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();
+        let name = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Name:"))
+            .map_or_else(|| "?".to_owned(), |n| n.trim().to_owned());
+        let (rss, pss, anon) = (
+            field(&status, "VmRSS:"),
+            field(&rollup, "Pss:"),
+            field(&rollup, "Anonymous:"),
+        );
+        m.rss_mb += rss;
+        m.pss_mb += pss;
+        m.processes.push((name, rss, pss, anon));
     }
-    total_kb as f64 / 1024.0
+    m
 }
 
 pub fn app_pid(bin: &Path) -> Option<u32> {

@@ -132,6 +132,37 @@ async fn new_share(
     (patient, share)
 }
 
+/// Where a check-up's time goes: milliseconds between consecutive marks (scan → doctor at
+/// the door → confirm → grant → fetch), printed per run so a regression points at its step.
+struct Steps {
+    last: Instant,
+    marks: Vec<(&'static str, f64)>,
+}
+
+impl Steps {
+    fn new() -> Self {
+        Self {
+            last: Instant::now(),
+            marks: Vec::new(),
+        }
+    }
+
+    fn mark(&mut self, step: &'static str) {
+        let now = Instant::now();
+        self.marks
+            .push((step, (now - self.last).as_secs_f64() * 1000.0));
+        self.last = now;
+    }
+
+    fn line(&self) -> String {
+        self.marks
+            .iter()
+            .map(|(step, ms)| format!("{step} {ms:.1}"))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
 /// QR text in hand → every record decrypted at the doctor. Returns (seconds, doctor, link,
 /// relationship index).
 async fn checkup(
@@ -151,22 +182,29 @@ async fn checkup(
     let mut session = patient.start_pairing(share).await.unwrap();
     let qr = session.qr_text();
     let t = Instant::now();
+    let mut steps = Steps::new();
     let scan = doctor.scan(&qr).await.expect("scan");
+    steps.mark("scan");
     let code = scan.check_code();
     let door = patient
         .wait_for_doctor(&mut session, 10, &cancel)
         .await
         .expect("reply");
+    steps.mark("door");
     let rel = patient.confirm(session).await.expect("confirm");
+    steps.mark("confirm");
     let link = doctor
         .wait_for_grant(scan, 10, &cancel)
         .await
         .expect("grant");
+    steps.mark("grant");
     let got = doctor
         .fetch(&link, &NoProgress, &cancel)
         .await
         .expect("fetch");
+    steps.mark("fetch");
     let s = t.elapsed().as_secs_f64();
+    println!("    steps (ms): {}", steps.line());
     assert_eq!(door.check_code, code);
     assert_eq!(got.len(), items.len());
     for (r, it) in got.iter().zip(items) {

@@ -235,7 +235,9 @@ pub fn verify_raw(key: &[u8; 32], msg: &[u8], sig: &[u8; 64], what: &'static str
     let vk = VerifyingKey::from_bytes(key).map_err(|_| bad.clone())?;
     let mut r = [0u8; 32];
     r.copy_from_slice(&sig[..32]);
-    if !canonical_point(key) || !canonical_point(&r) {
+    // `A` was just decompressed: check its canonical encoding from that point instead of
+    // decompressing it again (a sectioned manifest verifies one signature per section).
+    if vk.to_edwards().compress().to_bytes() != *key || !canonical_point(&r) {
         return Err(bad);
     }
     let sig = ed25519_dalek::Signature::from_bytes(sig);

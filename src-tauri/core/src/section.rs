@@ -21,8 +21,6 @@
 //! sections by locator, and the relay or another grantee learns only how many there are and
 //! how large.
 
-use std::collections::BTreeMap;
-
 use rand_core::{CryptoRng, RngCore};
 
 use crate::envelope::{self, Context, Envelope, ObjectKind};
@@ -358,21 +356,35 @@ impl Wire for SealedSections {
         }
     }
     fn decode(r: &mut Reader<'_>) -> Result<Self> {
-        r.version(SECTIONS_VERSION)?;
-        let n = r.u32()? as usize;
-        if n > MAX_ELEMENTS || n > r.remaining() / 20 {
-            return Err(r.malformed("section count exceeds the input"));
-        }
-        let mut sections: Vec<([u8; 16], Vec<u8>)> = Vec::with_capacity(n);
-        for _ in 0..n {
-            let l: [u8; 16] = r.array()?;
-            if sections.last().is_some_and(|(p, _)| *p >= l) {
-                return Err(r.malformed("section locators not sorted and unique"));
-            }
-            sections.push((l, r.bytes32()?.to_vec()));
-        }
-        Ok(Self { sections })
+        Ok(Self {
+            sections: read_sections(r)?
+                .into_iter()
+                .map(|(l, s)| (l, s.to_vec()))
+                .collect(),
+        })
     }
+}
+
+/// The sections of a sealed sectioned manifest, borrowed from the input: the grantee opens a
+/// few of them, so the others (most of the bytes, for a narrow scope) are never copied.
+type SectionsView<'a> = Vec<([u8; 16], &'a [u8])>;
+
+/// Reads the body of [`SealedSections`] without copying the sections.
+fn read_sections<'a>(r: &mut Reader<'a>) -> Result<SectionsView<'a>> {
+    r.version(SECTIONS_VERSION)?;
+    let n = r.u32()? as usize;
+    if n > MAX_ELEMENTS || n > r.remaining() / 20 {
+        return Err(r.malformed("section count exceeds the input"));
+    }
+    let mut sections: SectionsView<'a> = Vec::with_capacity(n);
+    for _ in 0..n {
+        let l: [u8; 16] = r.array()?;
+        if sections.last().is_some_and(|(p, _)| *p >= l) {
+            return Err(r.malformed("section locators not sorted and unique"));
+        }
+        sections.push((l, r.bytes32()?));
+    }
+    Ok(sections)
 }
 
 /// Whether a sealed manifest object is sectioned (version 2) rather than one envelope.
@@ -464,13 +476,15 @@ pub fn open_sections(
     keys: &ScopeKeys,
     patient: &PublicKey,
 ) -> Result<Manifest> {
-    let all = SealedSections::from_bytes(sealed)?;
+    let mut r = Reader::new(sealed, SealedSections::WHAT);
+    let all = read_sections(&mut r)?;
+    r.finish()?;
     let mut header: Option<(u64, u64)> = None;
-    let mut entries: BTreeMap<u32, ManifestEntry> = BTreeMap::new();
+    // (index in the patient's manifest, entry) of every section, sorted and checked below.
+    let mut entries: Vec<(u32, ManifestEntry)> = Vec::new();
     for k in keys.keys() {
         let l = locator(&k.secret);
         let at = all
-            .sections
             .binary_search_by(|(x, _)| x.cmp(&l))
             .map_err(|_| malformed("a section of the grantee's scope is missing"))?;
         let id = section_id(share_id, &l);
@@ -478,7 +492,7 @@ pub fn open_sections(
         let pt = envelope::open(
             &section_key(&k.secret),
             &ctx,
-            &Envelope::from_bytes(&all.sections[at].1)?,
+            &Envelope::from_bytes(all[at].1)?,
         )?;
         let mut r = Reader::new(&pt, "manifest section");
         let body = r.bytes32()?;
@@ -517,17 +531,24 @@ pub fn open_sections(
             if !element.covers(&entry) {
                 return Err(malformed("a section lists an entry outside its element"));
             }
-            match entries.get(&index) {
-                Some(prev) if *prev != entry => {
-                    return Err(malformed("two sections disagree on an entry"));
-                }
-                Some(_) => {}
-                None => {
-                    entries.insert(index, entry);
-                }
-            }
+            entries.push((index, entry));
         }
         r.finish()?;
+    }
+    // A record may be in two sections (its category's and its own); each section's indices
+    // ascend, so one stable sort brings the copies of an entry together, and they must agree.
+    entries.sort_by_key(|(i, _)| *i);
+    let mut merged: Vec<ManifestEntry> = Vec::with_capacity(entries.len());
+    let mut last: Option<u32> = None;
+    for (index, entry) in entries {
+        if last == Some(index) {
+            if merged.last() != Some(&entry) {
+                return Err(malformed("two sections disagree on an entry"));
+            }
+            continue;
+        }
+        last = Some(index);
+        merged.push(entry);
     }
     let (version, issued_at) = header.unwrap_or((0, 0));
     Ok(Manifest {
@@ -535,7 +556,7 @@ pub fn open_sections(
         version,
         epoch,
         issued_at,
-        entries: entries.into_values().collect(),
+        entries: merged,
     })
 }
 
@@ -574,15 +595,31 @@ mod tests {
         }
     }
 
-    #[test]
-    fn a_grantee_opens_exactly_its_scope() {
+    /// The patient's keys and [`manifest`] sealed with record 4 (a condition) listed by some
+    /// grant, so it has a section of its own besides its category's: (patient, epoch key,
+    /// group secret, manifest, listed records, sealed manifest).
+    type Sealed = (
+        SigningSecret,
+        EpochKey,
+        GroupSecret,
+        Manifest,
+        [[u8; 16]; 1],
+        Vec<u8>,
+    );
+
+    fn sealed_with_record_4() -> Sealed {
         let patient = SigningSecret::random(&mut OsRng);
         let ek = EpochKey::random(&mut OsRng);
-        let groups = GroupSecret::random(&mut OsRng);
         let m = manifest();
-        // Record 4 (a condition) listed by some grant.
         let listed = [[4 ^ 0x80; 16]];
         let sealed = seal_sections(&m, &patient, &ek, &listed, &mut OsRng);
+        let groups = GroupSecret::random(&mut OsRng);
+        (patient, ek, groups, m, listed, sealed)
+    }
+
+    #[test]
+    fn a_grantee_opens_exactly_its_scope() {
+        let (patient, ek, groups, m, listed, sealed) = sealed_with_record_4();
         assert!(is_sectioned(&sealed));
         let scope = Scope::new(&[Category::Observations], listed.to_vec()).expect("scope");
         let keys = ScopeKeys::derive(&m.share_id, m.epoch, &ek, &groups, &scope);
@@ -610,6 +647,49 @@ mod tests {
         // Groups are stable across epochs, secrets are not.
         assert!(keys.same_elements_and_groups(&next));
         assert_ne!(keys, next);
+    }
+
+    #[test]
+    fn an_entry_in_two_sections_comes_once_and_the_copies_must_agree() {
+        let (patient, ek, groups, m, listed, sealed) = sealed_with_record_4();
+        let scope = Scope::new(&[Category::Conditions], listed.to_vec()).expect("scope");
+        let keys = ScopeKeys::derive(&m.share_id, m.epoch, &ek, &groups, &scope);
+        let got =
+            open_sections(&sealed, &m.share_id, m.epoch, &keys, &patient.public()).expect("opens");
+        assert_eq!(got.entries, vec![m.entries[3].clone()]);
+        // The same version signed twice with record 4 told differently: the record's own
+        // section from the second, the category's from the first.
+        let mut other = m.clone();
+        other.entries[3].title = "another title".into();
+        let b =
+            SealedSections::from_bytes(&seal_sections(&other, &patient, &ek, &listed, &mut OsRng))
+                .expect("parses");
+        let own = locator(&keys.keys()[1].secret);
+        let mut mixed = SealedSections::from_bytes(&sealed).expect("parses");
+        for (l, s) in &mut mixed.sections {
+            if *l == own {
+                *s = b
+                    .sections
+                    .iter()
+                    .find(|(x, _)| x == l)
+                    .expect("same")
+                    .1
+                    .clone();
+            }
+        }
+        assert!(matches!(
+            open_sections(
+                &mixed.to_bytes(),
+                &m.share_id,
+                m.epoch,
+                &keys,
+                &patient.public()
+            ),
+            Err(Error::Malformed {
+                reason: "two sections disagree on an entry",
+                ..
+            })
+        ));
     }
 
     #[test]

@@ -17,7 +17,7 @@
 //! then `cargo build -p carekey-doctor`). Without them it prints `skipped: …`; with
 //! `CAREKEY_REQUIRE_WEBKIT=1` (CI) a skip is a failure.
 //! Figures: `RESULT doctor_scan_to_chart_ms` (from the patient's confirm click to the chart on
-//! the doctor's screen), `doctor_start_to_ready_ms`, `doctor_rss_mb`.
+//! the doctor's screen), `doctor_start_to_ready_ms`, `doctor_rss_mb`, `doctor_pss_mb`.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -36,7 +36,7 @@ mod webkit;
 use clinic::{attest_card, test_clinic};
 use support::{fixtures, largest_synthea_patient};
 use webkit::{
-    Ui, app_pid, axe_script, cannot_run, rss_mb, session, skip, start_driver, start_driver_env,
+    Ui, app_pid, axe_script, cannot_run, memory, session, skip, start_driver, start_driver_env,
     start_relay, target_dir,
 };
 
@@ -667,7 +667,10 @@ async fn both_apps_in_webkit() {
     doc.axe("profile").await;
     doc.shot("d16-profile").await;
     if let Some(pid) = app_pid(&doctor_bin) {
-        println!("RESULT doctor_rss_mb {:.0}", rss_mb(pid));
+        let m = memory(pid);
+        m.print("doctor");
+        println!("RESULT doctor_rss_mb {:.0}", m.rss_mb);
+        println!("RESULT doctor_pss_mb {:.0}", m.pss_mb);
     }
     eprintln!("doctor session alive for {:?}", doctor_started.elapsed());
 

@@ -18,7 +18,7 @@
 //! -p carekey-patient`), the relay binary and `$CAREKEY_FIXTURES`. Without them it prints
 //! `skipped: …`; with `CAREKEY_REQUIRE_WEBKIT=1` (CI) a skip is a failure.
 //! Figures: `RESULT patient_start_to_unlock_ms`, `patient_timeline_render_ms`,
-//! `patient_search_ms`, `patient_rss_mb`. Screenshots: target/e2e-screenshots/.
+//! `patient_search_ms`, `patient_rss_mb`, `patient_pss_mb`. Screenshots: target/e2e-screenshots/.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -37,7 +37,7 @@ mod webkit;
 use clinic::{attest_card, test_clinic};
 use support::{fixtures, largest_synthea_patient};
 use webkit::{
-    Ui, app_pid, axe_script, cannot_run, rss_mb, session, skip, start_driver, start_relay,
+    Ui, app_pid, axe_script, cannot_run, memory, session, skip, start_driver, start_relay,
     target_dir,
 };
 
@@ -235,7 +235,10 @@ async fn patient_app_in_webkit() {
     ui.click("[role=dialog] > button").await;
     ui.click("[role=tab][data-category=all]").await;
     if let Some(pid) = app_pid(&app_bin) {
-        println!("RESULT patient_rss_mb {:.0}", rss_mb(pid));
+        let m = memory(pid);
+        m.print("patient");
+        println!("RESULT patient_rss_mb {:.0}", m.rss_mb);
+        println!("RESULT patient_pss_mb {:.0}", m.pss_mb);
     }
 
     // ---- Settings: pin a clinic's key (the doctor below carries its attestation)
