@@ -3,7 +3,7 @@
 //!
 //! A handler checks and plans the download in its read transaction: the layout of the answer
 //! as a list of segments, the bytes already in memory (length prefixes, small blobs, up to
-//! [`PIECE_BYTES`] in all) and the cells still in storage. The audit entry is committed before
+//! [`INLINE_BYTES`] in all) and the cells still in storage. The audit entry is committed before
 //! the answer starts, as before. The body ([`Download`]) then reads each piece of at most
 //! [`PIECE_BYTES`] in a read transaction of its own, one piece ahead of hyper: the next read
 //! starts when the previous piece is handed over, and no further one until hyper takes it. The
@@ -32,6 +32,13 @@ use crate::storage::{Cell, Storage, Tx, Value};
 /// Largest piece read from storage at once and handed to hyper.
 pub const PIECE_BYTES: usize = 256 << 10;
 
+/// Blob bytes read into memory while planning: two pieces, what a streamed download holds
+/// anyway (the piece hyper writes and the one read ahead), so the bound does not change. Why
+/// not one piece: a check-up's batches of small records are a little over 256 KiB (the
+/// largest Synthea patient: 17 batches of ≈ 310 KiB), and each then paid a second read
+/// transaction and a blocking-pool hop for its last few records after the audit commit.
+pub const INLINE_BYTES: usize = 2 * PIECE_BYTES;
+
 /// One part of an answer body.
 #[derive(Debug, Clone)]
 enum Segment {
@@ -51,10 +58,10 @@ pub struct Plan {
 }
 
 impl Plan {
-    /// An empty plan that reads at most [`PIECE_BYTES`] of blob bytes while planning.
+    /// An empty plan that reads at most [`INLINE_BYTES`] of blob bytes while planning.
     pub fn new() -> Self {
         Self {
-            inline: PIECE_BYTES,
+            inline: INLINE_BYTES,
             ..Self::default()
         }
     }
@@ -419,19 +426,13 @@ mod tests {
         assert!(one.is_empty());
     }
 
-    /// The next piece is read while hyper writes the previous one: right after a frame is
-    /// handed over, the read of the next is already under way, without another poll.
-    #[tokio::test]
-    async fn the_next_piece_is_read_ahead() {
-        use http_body_util::BodyExt;
-
-        let dir = tempfile::tempdir().expect("temp dir");
-        let storage: Arc<dyn Storage> =
-            Arc::new(crate::storage::sqlite::SqliteStorage::open(dir.path()).expect("open"));
-        let (share_id, blob_id) = ([1u8; 16], [2u8; 16]);
-        let data: Vec<u8> = (0..3 * PIECE_BYTES + 5).map(|i| (i % 251) as u8).collect();
-        let sha256 = [3u8; 32];
-        let row = data.clone();
+    async fn store_blob(
+        storage: &Arc<dyn Storage>,
+        share_id: [u8; 16],
+        blob_id: [u8; 16],
+        sha256: [u8; 32],
+        row: Vec<u8>,
+    ) {
         storage
             .transact(move |tx| {
                 tx.exec(
@@ -448,6 +449,58 @@ mod tests {
             })
             .await
             .expect("insert");
+    }
+
+    /// A batch of small blobs within two pieces is read whole while planning (one body, no
+    /// second read transaction); the blob that goes past them is left in storage.
+    #[tokio::test]
+    async fn small_batches_up_to_two_pieces_are_read_while_planning() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let storage: Arc<dyn Storage> =
+            Arc::new(crate::storage::sqlite::SqliteStorage::open(dir.path()).expect("open"));
+        let share_id = [1u8; 16];
+        let blob = 150 << 10;
+        for i in 0..4u8 {
+            store_blob(&storage, share_id, [i; 16], [i; 32], vec![i; blob]).await;
+        }
+        let plan = |n: u8| {
+            let storage = Arc::clone(&storage);
+            async move {
+                storage
+                    .read(move |tx| {
+                        let mut plan = Plan::new();
+                        for i in 0..n {
+                            plan.push_blob(tx, &share_id, &[i; 16], true)?;
+                        }
+                        Ok(plan)
+                    })
+                    .await
+                    .expect("plans")
+            }
+        };
+        // 450 KiB: more than one piece, within two.
+        let three = plan(3).await;
+        assert!(three.all_ready());
+        assert_eq!(three.len(), 3 * (4 + blob as u64));
+        // 600 KiB: the fourth blob is streamed.
+        let four = plan(4).await;
+        assert!(!four.all_ready());
+        assert_eq!(four.len(), 4 * (4 + blob as u64));
+    }
+
+    /// The next piece is read while hyper writes the previous one: right after a frame is
+    /// handed over, the read of the next is already under way, without another poll.
+    #[tokio::test]
+    async fn the_next_piece_is_read_ahead() {
+        use http_body_util::BodyExt;
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let storage: Arc<dyn Storage> =
+            Arc::new(crate::storage::sqlite::SqliteStorage::open(dir.path()).expect("open"));
+        let (share_id, blob_id) = ([1u8; 16], [2u8; 16]);
+        let data: Vec<u8> = (0..3 * PIECE_BYTES + 5).map(|i| (i % 251) as u8).collect();
+        let sha256 = [3u8; 32];
+        store_blob(&storage, share_id, blob_id, sha256, data.clone()).await;
         let mut plan = Plan::new();
         let cell = Cell::Blob {
             share_id,
