@@ -240,7 +240,7 @@ pub struct Memory {
     /// Sum of each process's proportional set size (`/proc/PID/smaps_rollup`): a page shared
     /// by n processes counts 1/n in each, so the sum is what the app costs the machine.
     pub pss_mb: f64,
-    /// Per process: executable name, RSS MiB, PSS MiB, private anonymous MiB.
+    /// Per process: executable name, RSS MiB, PSS MiB, anonymous (not file-backed) MiB.
     pub processes: Vec<(String, f64, f64, f64)>,
 }
 
