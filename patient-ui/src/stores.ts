@@ -37,6 +37,17 @@ export function applyEvent(e: AppEvent) {
   }
 }
 
+/**
+ * Records `name` as the time since `t0` once the browser has drawn the current DOM: a timeout
+ * queued from an animation frame runs after that frame's style, layout and paint, so render
+ * figures stop there, not at Svelte's `tick()`, which is before any layout. Nothing waits on
+ * it: a hidden window draws no frames.
+ */
+export function metricAfterPaint(name: string, t0: number) {
+  if (typeof requestAnimationFrame !== 'function') return;
+  requestAnimationFrame(() => setTimeout(() => metric(name, performance.now() - t0), 0));
+}
+
 /** Measured figures the WebKit end-to-end test reads (window.__carekeyMetrics). */
 export function metric(name: string, ms: number) {
   const w = globalThis as unknown as { __carekeyMetrics?: Record<string, number> };

@@ -177,6 +177,38 @@ impl Ui {
         .as_f64()
     }
 
+    /// Milliseconds from the start of process `pid` (the kernel's start time) to the moment the
+    /// page marked `name` with `metric(name, performance.now())`: the app's own start-up,
+    /// without tauri-driver, WebKitWebDriver and this harness's polling, which the time around
+    /// `session()` includes.
+    ///
+    /// Also prints how much of it came before the page started loading (the shell, GTK and
+    /// WebKit starting their processes).
+    pub async fn since_process_start(&self, pid: u32, name: &str) -> Option<f64> {
+        let marks = self
+            .js(
+                "const m=(window.__carekeyMetrics||{})[arguments[0]];return m==null?null:[performance.timeOrigin,m]",
+                vec![json!(name)],
+            )
+            .await;
+        let (origin, mark) = (marks.get(0)?.as_f64()?, marks.get(1)?.as_f64()?);
+        let started = process_started_unix_ms(pid)?;
+        eprintln!(
+            "{name}: {:.0} ms before the page started loading, {mark:.0} ms in the page",
+            origin - started
+        );
+        Some(origin + mark - started)
+    }
+
+    /// [`Ui::since_process_start`] of the newest process running `bin` to its unlock screen
+    /// (`unlock_screen_ms`, marked when the form is in the document).
+    pub async fn start_to_unlock_ms(&self, bin: &Path) -> f64 {
+        let pid = app_pid(bin).unwrap_or_else(|| panic!("no process runs {}", bin.display()));
+        self.since_process_start(pid, "unlock_screen_ms")
+            .await
+            .expect("the unlock screen marks unlock_screen_ms")
+    }
+
     /// axe-core on the current screen; serious and critical violations are collected.
     pub async fn axe(&mut self, screen: &str) {
         if self.axe.is_empty() {
@@ -314,7 +346,38 @@ pub fn memory(root: u32) -> Memory {
     m
 }
 
+/// When process `pid` started, in Unix milliseconds (10 ms resolution). `/proc/PID/stat`
+/// field 22 counts clock ticks (USER_HZ, 100 on Linux) since boot, `/proc/uptime` seconds since
+/// boot, both on the boot-time clock.
+pub fn process_started_unix_ms(pid: u32) -> Option<f64> {
+    const USER_HZ: f64 = 100.0;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces: the state is
+    // field 3, so the start time (field 22) is the 20th after the parenthesis.
+    let ticks: f64 = stat
+        .rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()?;
+    let uptime: f64 = std::fs::read_to_string("/proc/uptime")
+        .ok()?
+        .split_whitespace()
+        .next()?
+        .parse()
+        .ok()?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .ok()?
+        .as_secs_f64();
+    Some((now - (uptime - ticks / USER_HZ)) * 1000.0)
+}
+
+/// The process running `bin`; the newest when several do (an app closed a moment ago may not
+/// have exited yet).
 pub fn app_pid(bin: &Path) -> Option<u32> {
+    let mut newest: Option<(f64, u32)> = None;
     for e in std::fs::read_dir("/proc").ok()?.flatten() {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
@@ -324,10 +387,13 @@ pub fn app_pid(bin: &Path) -> Option<u32> {
             .as_deref()
             == Some(bin)
         {
-            return Some(pid);
+            let started = process_started_unix_ms(pid).unwrap_or(0.0);
+            if newest.is_none_or(|(t, _)| started > t) {
+                newest = Some((started, pid));
+            }
         }
     }
-    None
+    newest.map(|(_, pid)| pid)
 }
 
 /// tauri-driver on a fresh port pair; returns the process and its URL.

@@ -165,8 +165,8 @@ pub(crate) fn newest_first(a: Option<i64>, b: Option<i64>) -> Ordering {
 
 /// The timeline: one row per record (none dropped, whatever its type), newest first, undated
 /// records last; records of the same date keep their input order.
-pub fn timeline_rows(records: &[RecordSummary]) -> Vec<TimelineRow> {
-    let mut rows: Vec<TimelineRow> = records.iter().map(TimelineRow::of).collect();
+pub fn timeline_rows<'a>(records: impl IntoIterator<Item = &'a RecordSummary>) -> Vec<TimelineRow> {
+    let mut rows: Vec<TimelineRow> = records.into_iter().map(TimelineRow::of).collect();
     rows.sort_by(|a, b| newest_first(a.sort_key, b.sort_key));
     rows
 }

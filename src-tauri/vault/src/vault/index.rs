@@ -45,6 +45,14 @@ impl Vault {
         })
     }
 
+    /// Every record's summary (newest first), borrowed from the in-memory index: for callers
+    /// that only read them (the timeline), without a copy of thousands of summaries, and without
+    /// copies of their titles that the index's wipe on lock would not reach.
+    pub fn summaries(&mut self) -> Result<impl ExactSizeIterator<Item = &RecordSummary>> {
+        let (idx, _) = self.ensure_index()?;
+        Ok(idx.iter().map(|e| &e.summary))
+    }
+
     /// Full-text search over titles, codes, displays, values and authors: every
     /// whitespace-separated term must occur (case-insensitive). Runs in memory over the
     /// decrypted summaries (built once after unlock, dropped on lock).

@@ -39,7 +39,7 @@ impl PatientApp {
     /// Every record as a timeline row, newest first.
     pub async fn timeline(&self) -> Result<Vec<TimelineRow>> {
         self.vault
-            .run(|v| Ok(display::timeline_rows(&v.list()?.records)))
+            .run(|v| Ok(display::timeline_rows(v.summaries()?)))
             .await
     }
 
@@ -74,7 +74,7 @@ impl PatientApp {
         self.vault
             .run(move |v| {
                 if args.query.trim().is_empty() {
-                    return Ok(display::timeline_rows(&v.list()?.records));
+                    return Ok(display::timeline_rows(v.summaries()?));
                 }
                 Ok(display::timeline_rows(
                     &v.search(&args.query, SEARCH_LIMIT)?,
