@@ -140,6 +140,27 @@ fn idle_timeout_evicts_keys() {
     assert_eq!(v.list().unwrap().records.len(), 1);
 }
 
+/// The borrowed summaries are the listing's, in its order, and follow writes; locked, none.
+#[test]
+fn summaries_are_the_listing_borrowed() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut v, _) = new_vault(dir.path());
+    for i in 0..5 {
+        v.add_record(observation(&format!("o{i}"), i)).unwrap();
+    }
+    let listed = v.list().unwrap().records;
+    let borrowed: Vec<RecordSummary> = v.summaries().unwrap().cloned().collect();
+    assert_eq!(borrowed, listed);
+    v.add_record(observation("o5", 5)).unwrap();
+    assert_eq!(
+        v.summaries().unwrap().len(),
+        6,
+        "a write rebuilds the index"
+    );
+    v.lock();
+    assert!(matches!(v.summaries(), Err(VaultError::Locked)));
+}
+
 /// "Lock means locked" from an app timer: a thread calling `tick()` on the shared vault locks
 /// it once idle, with no user call; the WAL is checkpointed as by `lock()`; activity defers it.
 #[test]

@@ -45,9 +45,9 @@ impl Vault {
         })
     }
 
-    /// Every record's summary (newest first), borrowed from the in-memory index: for callers
-    /// that only read them (the timeline), without a copy of thousands of summaries, and without
-    /// copies of their titles that the index's wipe on lock would not reach.
+    /// Every record's summary, in [`Vault::list`]'s order, borrowed from the in-memory index:
+    /// for callers that only read them (the timeline builds its rows from these), without the
+    /// copy of every summary, with its codes and values, that `list` makes.
     pub fn summaries(&mut self) -> Result<impl ExactSizeIterator<Item = &RecordSummary>> {
         let (idx, _) = self.ensure_index()?;
         Ok(idx.iter().map(|e| &e.summary))
