@@ -22,8 +22,8 @@ const attachment: DocumentAttachment = { id: null, content_type: null, title: nu
 const cv: ComponentValue = { name: 'n', code: null, value: 1, unit: null };
 const summary: ChartSummary = { problems: [], medications: [], allergies: [], vitals: [] };
 const row: TimelineRow = {
-  id: hex, fhir_type: 'Condition', category: 'condition', title: 't', date: null, sort_key: null,
-  status: null, detail: null, author: null, provenance: { kind: 'unsigned' }, provenance_label: 'unsigned',
+  id: hex, fhir_type: 'Condition', category: 'condition', title: 't', date: null,
+  status: null, detail: null, author: null, provenance: 'unsigned', provenance_label: 'unsigned',
   attachments: 0,
 };
 const record: ChartRecord = {

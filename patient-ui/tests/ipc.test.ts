@@ -42,8 +42,8 @@ import { passphraseStrength } from '../src/logic';
 const hex = 'ab'.repeat(16);
 const grantee: Grantee = { relationship: hex, name: 'n', trust: 't', status: 'active', expires_at: 1, scope: { kind: 'everything' } };
 const row: TimelineRow = {
-  id: hex, fhir_type: 'Condition', category: 'condition', title: 't', date: null, sort_key: null,
-  status: null, detail: null, author: null, provenance: { kind: 'unsigned' }, provenance_label: 'unsigned',
+  id: hex, fhir_type: 'Condition', category: 'condition', title: 't', date: null,
+  status: null, detail: null, author: null, provenance: 'unsigned', provenance_label: 'unsigned',
   attachments: 0,
 };
 const detail: RecordDetail = {

@@ -12,8 +12,8 @@ import {
 import type { TimelineRow } from '@carekey/ui';
 
 const r = (category: string): TimelineRow => ({
-  id: Math.random().toString(16), fhir_type: 'X', category, title: 't', date: null, sort_key: null,
-  status: null, detail: null, author: null, provenance: { kind: 'unsigned' }, provenance_label: 'unsigned',
+  id: Math.random().toString(16), fhir_type: 'X', category, title: 't', date: null,
+  status: null, detail: null, author: null, provenance: 'unsigned', provenance_label: 'unsigned',
   attachments: 0,
 });
 

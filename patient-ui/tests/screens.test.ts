@@ -15,8 +15,8 @@ afterEach(() => clearMocks());
 
 const row = (i: number, category: string): TimelineRow => ({
   id: i.toString(16).padStart(64, '0'), fhir_type: 'Condition', category, title: `Record ${i}`,
-  date: '2024-01-01', sort_key: 1, status: null, detail: null, author: null,
-  provenance: { kind: 'imported_unsigned', source: 'x' }, provenance_label: 'imported, unsigned', attachments: 0,
+  date: '2024-01-01', status: null, detail: null, author: null,
+  provenance: 'imported_unsigned', provenance_label: 'imported, unsigned', attachments: 0,
 });
 
 describe('Unlock', () => {

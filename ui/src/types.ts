@@ -7,13 +7,11 @@ export interface AppError {
   message: string;
 }
 
-/** `carekey_app::display::Provenance` (tagged by `kind`). */
-export type Provenance =
-  | { kind: 'signed_valid'; signer: string }
-  | { kind: 'imported_unsigned'; source: string }
-  | { kind: 'signature_invalid' }
-  | { kind: 'shared'; share: string; expires_at: number; signer: string | null }
-  | { kind: 'unsigned' };
+/**
+ * `carekey_app::display::Provenance::kind`: a row says which kind of provenance it has; the
+ * sentence to show is the row's `provenance_label`, the names behind it are in the record detail.
+ */
+export type Provenance = 'signed_valid' | 'imported_unsigned' | 'signature_invalid' | 'shared' | 'unsigned';
 
 /** `carekey_app::display::TimelineRow`. */
 export interface TimelineRow {
@@ -22,7 +20,6 @@ export interface TimelineRow {
   category: string;
   title: string;
   date: string | null;
-  sort_key: number | null;
   status: string | null;
   detail: string | null;
   author: string | null;

@@ -19,11 +19,10 @@ function row(i: number): TimelineRow {
     category: 'condition',
     title: `Condition ${i}`,
     date: '2024-01-02',
-    sort_key: 1704153600,
     status: 'active',
     detail: null,
     author: null,
-    provenance: { kind: 'imported_unsigned', source: 'export.ndjson' },
+    provenance: 'imported_unsigned',
     provenance_label: 'imported, unsigned',
     attachments: 0,
   };

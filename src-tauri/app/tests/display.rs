@@ -1047,7 +1047,10 @@ fn provenance_labels() {
 
 #[test]
 fn rows_serialize_with_stable_snake_case_fields() {
-    let mut s = summary(9, Some("2020-01-01"), imported(), SignatureStatus::Unsigned);
+    let source = Origin::Imported {
+        source: "export-2024.ndjson".into(),
+    };
+    let mut s = summary(9, Some("2020-01-01"), source, SignatureStatus::Unsigned);
     s.category = RecordGroup::Condition;
     s.key_values.push(carekey_vault::KeyValue {
         key: "clinical status".into(),
@@ -1066,7 +1069,6 @@ fn rows_serialize_with_stable_snake_case_fields() {
         "category",
         "title",
         "date",
-        "sort_key",
         "status",
         "detail",
         "author",
@@ -1080,11 +1082,14 @@ fn rows_serialize_with_stable_snake_case_fields() {
     assert_eq!(got, want);
     assert_eq!(v["category"], "condition");
     assert_eq!(v["status"], "active");
-    assert_eq!(
-        v["provenance"],
-        json!({"kind": "imported_unsigned", "source": "x"})
+    // The row names the provenance's kind only (the import's file name is in the record's
+    // detail), and the order is Rust's: no sort key on the wire.
+    assert_eq!(v["provenance"], "imported_unsigned");
+    assert_eq!(v["provenance_label"], "imported, unsigned");
+    assert!(
+        !v.to_string().contains("export-2024"),
+        "the source name is not repeated on the row: {v}"
     );
-    assert_eq!(v["sort_key"], 1_577_836_800);
     let c = serde_json::to_value(category_counts(&[])).expect("serializes");
     assert_eq!(
         c[0],
