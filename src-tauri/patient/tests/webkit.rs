@@ -184,13 +184,18 @@ async fn patient_app_in_webkit() {
         .await,
     )
     .expect("tabs");
-    let vault_counts = {
+    let (vault_counts, timeline_bytes) = {
         let path = data.join("carekey.vault");
         tokio::task::spawn_blocking(move || {
             let mut v = carekey_vault::Vault::open(&path).expect("open the app's vault");
             v.unlock(PASS).expect("unlock");
             let listing = v.list().expect("list");
-            carekey_app::display::category_counts(&listing.records)
+            // The size of the timeline command's answer: the rows it sends, as the shell
+            // serializes them.
+            let bytes = serde_json::to_vec(&carekey_app::display::timeline_rows(&listing.records))
+                .expect("rows serialize")
+                .len();
+            let counts = carekey_app::display::category_counts(&listing.records)
                 .into_iter()
                 .filter(|c| c.count > 0)
                 .map(|c| {
@@ -202,12 +207,17 @@ async fn patient_app_in_webkit() {
                         c.count,
                     )
                 })
-                .collect::<std::collections::BTreeMap<_, _>>()
+                .collect::<std::collections::BTreeMap<_, _>>();
+            (counts, bytes)
         })
         .await
         .expect("vault counts")
     };
     assert_eq!(on_screen, vault_counts, "category counts on screen = vault");
+    println!(
+        "RESULT patient_timeline_json_kb {:.0}",
+        timeline_bytes as f64 / 1024.0
+    );
     eprintln!("categories: {on_screen:?}");
 
     // Instant search.
