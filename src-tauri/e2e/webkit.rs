@@ -80,7 +80,13 @@ pub fn start_relay(bin: &Path, data: &Path) -> (Proc, String) {
         .args(["--sweep-secs", "1", "--data"])
         .arg(data)
         .stdout(Stdio::null())
-        .stderr(Stdio::null())
+        // `CAREKEY_E2E_RELAY_LOG=FILE`: the relay's request log (routes, statuses, latencies;
+        // never bodies), to see the relay's share of an app's figure.
+        .stderr(
+            std::env::var_os("CAREKEY_E2E_RELAY_LOG")
+                .and_then(|f| std::fs::File::create(f).ok())
+                .map_or_else(Stdio::null, Stdio::from),
+        )
         .spawn()
         .expect("relay starts");
     let p = Proc(child, false);
@@ -287,17 +293,65 @@ impl Memory {
     }
 }
 
+/// The parent of process `pid` (field 4 of `/proc/PID/stat`, after the name's closing paren).
+fn parent(pid: u32) -> Option<u32> {
+    let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let after = s.rsplit_once(')')?.1;
+    after.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `root` and every process descended from it (WebKit's web and network processes of an app).
+pub fn process_tree(root: u32) -> Vec<u32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()))
+        .filter(|&pid| {
+            let mut p = pid;
+            for _ in 0..8 {
+                if p == root {
+                    return true;
+                }
+                match parent(p) {
+                    Some(q) if q > 1 => p = q,
+                    _ => return false,
+                }
+            }
+            false
+        })
+        .collect()
+}
+
+/// Waits up to `secs` for every process of `pids` to exit; whether they all did. A restart
+/// measured while the previous instance is still tearing down its WebKit processes measures
+/// the teardown too, on a 2-core machine.
+pub async fn wait_gone(pids: &[u32], secs: u64) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        // A zombie keeps its /proc entry until reaped; it holds no CPU or memory.
+        let alive = pids.iter().any(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                .ok()
+                .and_then(|s| {
+                    s.rsplit_once(')')
+                        .map(|(_, a)| a.trim_start().starts_with('Z'))
+                })
+                == Some(false)
+        });
+        if !alive {
+            return true;
+        }
+        if Instant::now() > deadline {
+            return false;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// The [`Memory`] of `root` and its descendants.
 pub fn memory(root: u32) -> Memory {
     let mut m = Memory::default();
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return m;
-    };
-    let parent = |pid: u32| -> Option<u32> {
-        let s = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-        let after = s.rsplit_once(')')?.1;
-        after.split_whitespace().nth(1)?.parse().ok()
-    };
     // "Name:   123 kB" lines of /proc files, in MiB.
     let field = |text: &str, name: &str| -> f64 {
         text.lines()
@@ -307,26 +361,7 @@ pub fn memory(root: u32) -> Memory {
             .unwrap_or(0) as f64
             / 1024.0
     };
-    for e in dir.flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
-            continue;
-        };
-        // Descendant of the app process (or the app itself).
-        let mut p = pid;
-        let mut mine = false;
-        for _ in 0..8 {
-            if p == root {
-                mine = true;
-                break;
-            }
-            match parent(p) {
-                Some(q) if q > 1 => p = q,
-                _ => break,
-            }
-        }
-        if !mine {
-            continue;
-        }
+    for pid in process_tree(root) {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
         let rollup =
             std::fs::read_to_string(format!("/proc/{pid}/smaps_rollup")).unwrap_or_default();

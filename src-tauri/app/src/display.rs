@@ -33,7 +33,7 @@ mod timeline;
 
 pub use chart::{
     AllergyRow, ChartSummary, ComponentValue, MedicationRow, ProblemRow, VitalKind, VitalRow,
-    chart_summary,
+    chart_reads_record, chart_summary,
 };
 pub use date::date_sort_key;
 pub use documents::{

@@ -1334,3 +1334,76 @@ fn lab_trends_group_by_test_keep_one_unit_and_shade_the_newest_range() {
             .all(|s| s.lines.iter().all(|l| l.range.is_none()))
     );
 }
+
+// ------------------------------------------------------------------ the chart's record reads
+
+/// The chart's views of whole records (summary, labs, lab trends, vitals, documents) as JSON.
+fn record_views(records: &[Record]) -> Value {
+    let labs = lab_table(records);
+    json!({
+        "summary": chart_summary(records),
+        "lab_trends": display::lab_series(&labs),
+        "labs": labs,
+        "vitals": vitals_series(records),
+        "documents": documents(records),
+    })
+}
+
+/// The doctor's chart opens only the records [`display::chart_reads_record`] names; the views
+/// must come out exactly as from every record: on the demo patient (vitals, labs, a PDF), the
+/// IPS bundle and every Synthea patient. And the filter must leave records out, or it saves
+/// nothing.
+#[test]
+fn the_chart_views_need_only_the_records_it_opens() {
+    let mut sets: Vec<(String, Vec<Record>)> = Vec::new();
+    let demo = carekey_app::demo::patient_bundle();
+    let entries = demo["entry"].as_array().expect("demo entries").clone();
+    let (_d, _v, _s, records) =
+        vault_with(entries.into_iter().map(|e| e["resource"].clone()).collect());
+    sets.push(("demo patient".into(), records));
+    if let Some(fx) = fixtures("fhir/ips-bundle-01.json") {
+        let bundle: Value = serde_json::from_slice(
+            &std::fs::read(fx.join("fhir/ips-bundle-01.json")).expect("IPS reads"),
+        )
+        .expect("IPS parses");
+        let resources = bundle["entry"]
+            .as_array()
+            .expect("entries")
+            .iter()
+            .map(|e| e["resource"].clone())
+            .collect();
+        sets.push(("IPS".into(), vault_with(resources).3));
+    }
+    if let Some(fx) = fixtures("synthea-10") {
+        let routed = route_by_patient(&synthea_files(&fx)).expect("routes");
+        for (i, files) in routed.patients.into_values().enumerate() {
+            let dir = tempfile::tempdir().expect("dir");
+            let mut vault = new_vault(&dir, "s.sqlite");
+            vault
+                .import_ndjson(
+                    &files,
+                    &import_opts("synthea"),
+                    &mut ImportControl::default(),
+                )
+                .expect("imports");
+            sets.push((format!("Synthea patient {i}"), load(&mut vault).1));
+        }
+    }
+    let mut left_out = 0;
+    for (name, records) in &sets {
+        let opened: Vec<Record> = records
+            .iter()
+            .filter(|r| display::chart_reads_record(&r.summary))
+            .cloned()
+            .collect();
+        left_out += records.len() - opened.len();
+        assert_eq!(
+            record_views(&opened),
+            record_views(records),
+            "{name}: the chart's views differ when only the records it opens are read"
+        );
+    }
+    if sets.len() > 2 {
+        assert!(left_out > 1000, "the filter leaves out {left_out} records");
+    }
+}

@@ -605,13 +605,19 @@ pub struct RelationshipView {
     pub paired_at: u64,
 }
 
-/// An active grant of a share ([`Patient::active_grants`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// An active grant of a share ([`Patient::active_grants`]): what was signed into it, read
+/// back from the patient's own record of the grant, so a screen says what the doctor can read
+/// rather than what it asked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct GrantView {
     /// The relationship holding it.
     pub relationship: RelationshipId,
     /// Until when, Unix seconds.
     pub expires_at: u64,
+    /// What it lets its holder read (categories and single records), as signed.
+    pub scope: Scope,
+    /// How many times its holder may forward it (0: never; docs/protocol.md "Forwarding").
+    pub depth: u8,
 }
 
 /// Fetch events of one reader in words: "Dr. X fetched 12 objects" ([`summarize`]).

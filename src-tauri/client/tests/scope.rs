@@ -439,8 +439,17 @@ async fn a_doctor_paired_with_a_narrow_scope_gets_only_that_scope() {
     let scope = Scope::new(&[Category::Observations], vec![listed]).expect("scope");
     let (nid, ncard) = identity("Dr. Nora Narrow", Role::Doctor);
     let mut nora = Doctor::new(nid, ncard);
-    let (nlink, _) = pair_scoped(&mut patient, &share, &mut nora, scope.clone()).await;
+    let (nlink, rel_n) = pair_scoped(&mut patient, &share, &mut nora, scope.clone()).await;
     assert_eq!(fetch_ids(&mut nora, &nlink).await, want_ids(&items, &scope));
+    // The patient's own view of the grant says what was signed, for the Access screen.
+    let signed = |patient: &Patient| {
+        patient
+            .active_grants(&share)
+            .into_iter()
+            .find(|g| g.relationship == rel_n)
+            .map(|g| (g.scope, g.depth))
+    };
+    assert_eq!(signed(&patient), Some((scope.clone(), 0)));
 
     for round in ["epoch 1", "epoch 2 (after Ada's revoke)"] {
         let hn = nora.held_secrets_for_test(&nlink).expect("link");
@@ -458,6 +467,11 @@ async fn a_doctor_paired_with_a_narrow_scope_gets_only_that_scope() {
                 .expect("revoke Ada: re-key");
             assert_eq!(fetch_ids(&mut ben, &blink).await.len(), items.len());
             assert_eq!(fetch_ids(&mut nora, &nlink).await, want_ids(&items, &scope));
+            assert_eq!(
+                signed(&patient),
+                Some((scope.clone(), 0)),
+                "a re-key keeps each grant's scope"
+            );
         }
     }
 }

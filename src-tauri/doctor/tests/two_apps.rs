@@ -37,8 +37,8 @@ mod webkit;
 use clinic::{attest_card, test_clinic};
 use support::{fixtures, largest_synthea_patient};
 use webkit::{
-    Ui, app_pid, axe_script, cannot_run, memory, session, skip, start_driver, start_driver_env,
-    start_relay, target_dir,
+    Ui, app_pid, axe_script, cannot_run, memory, process_tree, session, skip, start_driver,
+    start_driver_env, start_relay, target_dir, wait_gone,
 };
 
 const PASS: &str = "correct horse battery staple";
@@ -675,8 +675,17 @@ async fn both_apps_in_webkit() {
     }
     eprintln!("doctor session alive for {:?}", doctor_started.elapsed());
 
-    // ---- restart: start to the unlock screen ready
+    // ---- restart: start to the unlock screen ready. The patient's part is over: its app is
+    // closed first, and both apps' processes are waited for, so the figure is the doctor app's
+    // start alone (as the patient's figure is), not a start racing two teardowns.
+    let patient_tree = app_pid(&patient_bin).map(process_tree).unwrap_or_default();
+    let doctor_tree = app_pid(&doctor_bin).map(process_tree).unwrap_or_default();
+    pat.c.clone().close().await.expect("close");
     doc.c.clone().close().await.expect("close");
+    let old = [patient_tree, doctor_tree].concat();
+    if !wait_gone(&old, 15).await {
+        eprintln!("the closed apps' processes were still running after 15 s");
+    }
     let t0 = Instant::now();
     doc.c = session(&doctor_url, &doctor_bin, &doctor_data, &relay_url).await;
     doc.until(
@@ -699,7 +708,6 @@ async fn both_apps_in_webkit() {
         .await;
 
     doc.c.clone().close().await.expect("close");
-    pat.c.clone().close().await.expect("close");
     drop(doctor_driver);
     drop(patient_driver);
     assert!(

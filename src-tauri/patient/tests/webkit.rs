@@ -39,8 +39,8 @@ mod webkit;
 use clinic::{attest_card, test_clinic};
 use support::{fixtures, largest_synthea_patient};
 use webkit::{
-    Ui, app_pid, axe_script, cannot_run, memory, session, skip, start_driver, start_relay,
-    target_dir,
+    Ui, app_pid, axe_script, cannot_run, memory, process_tree, session, skip, start_driver,
+    start_relay, target_dir, wait_gone,
 };
 
 const PASS: &str = "correct horse battery staple";
@@ -696,8 +696,13 @@ async fn patient_app_in_webkit() {
     ui.axe("settings").await;
     ui.shot("13-settings").await;
 
-    // ---- restart: start to unlock, wrong passphrase, unlock keeps everything
+    // ---- restart: start to unlock, wrong passphrase, unlock keeps everything. The closed
+    // app's processes are waited for, so the figure is a start, not a start racing a teardown.
+    let old = app_pid(&app_bin).map(process_tree).unwrap_or_default();
     ui.c.clone().close().await.expect("close");
+    if !wait_gone(&old, 15).await {
+        eprintln!("the closed app's processes were still running after 15 s");
+    }
     let t0 = Instant::now();
     let c = session(&driver_url, &app_bin, &data, &relay_url).await;
     ui.c = c;

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use carekey_vault::Record;
+use carekey_vault::{Record, RecordSummary};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -539,6 +539,27 @@ fn vital(rec: &Record, kind: VitalKind) -> Option<VitalRow> {
         date,
         sort_key,
     })
+}
+
+/// Whether the chart's views of whole records ([`chart_summary`], `lab_table`,
+/// `vitals_series`, `documents`) read this record: the resource types they look at, and any
+/// record with files. The doctor's chart opens only these (of the largest Synthea patient's
+/// 3,489 records, 1,526 encounters, procedures, immunizations and devices are shown from
+/// their summaries alone); a test checks that those views come out the same either way.
+pub fn chart_reads_record(s: &RecordSummary) -> bool {
+    matches!(
+        s.fhir_type.as_str(),
+        "Condition"
+            | "Medication"
+            | "MedicationStatement"
+            | "MedicationRequest"
+            | "AllergyIntolerance"
+            | "Observation"
+            | "DocumentReference"
+            | "Media"
+            | "Binary"
+            | "DiagnosticReport"
+    ) || !s.attachments.is_empty()
 }
 
 /// The chart summary of a patient's records (any mix of resource types; the others are

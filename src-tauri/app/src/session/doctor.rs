@@ -632,17 +632,25 @@ impl DoctorApp {
         let share_hex = link.share.clone();
         self.vault
             .run(move |v| {
-                let summaries: Vec<_> = v
-                    .list()?
-                    .records
-                    .into_iter()
-                    .filter(|r| in_share(&r.origin, &share_hex))
-                    .collect();
-                let mut records: Vec<Record> = Vec::with_capacity(summaries.len());
-                for s in &summaries {
-                    records.push(v.get_record(&s.id)?);
+                // The rows and kinds come from the summaries, borrowed from the index; only
+                // the records the summary, labs, vitals and documents read are opened.
+                let (rows, held, wanted) = {
+                    let mine: Vec<_> = v
+                        .summaries()?
+                        .filter(|r| in_share(&r.origin, &share_hex))
+                        .collect();
+                    let held: Vec<_> = mine.iter().map(|s| share::grant_category(s)).collect();
+                    let wanted: Vec<_> = mine
+                        .iter()
+                        .filter(|s| display::chart_reads_record(s))
+                        .map(|s| s.id)
+                        .collect();
+                    (display::timeline_rows(mine), held, wanted)
+                };
+                let mut records: Vec<Record> = Vec::with_capacity(wanted.len());
+                for id in &wanted {
+                    records.push(v.get_record(id)?);
                 }
-                let held: Vec<_> = summaries.iter().map(share::grant_category).collect();
                 let categories = carekey_core::grant::Category::ALL
                     .iter()
                     .filter(|c| held.contains(c))
@@ -652,7 +660,7 @@ impl DoctorApp {
                 Ok(ChartView {
                     categories,
                     patient: link,
-                    rows: display::timeline_rows(&summaries),
+                    rows,
                     summary: display::chart_summary(&records),
                     lab_trends: display::lab_series(&labs),
                     labs,

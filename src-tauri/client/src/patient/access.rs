@@ -186,6 +186,8 @@ impl Patient {
                 .map(|g| GrantView {
                     relationship: g.relationship,
                     expires_at: g.expires_at,
+                    scope: g.scope.clone(),
+                    depth: g.depth,
                 })
                 .collect()
         })

@@ -1,12 +1,13 @@
 //! FHIR import (one transaction per import) and export (docs/vault.md "Import / export").
 
+use std::collections::HashSet;
 use std::sync::atomic::Ordering;
 
 use serde_json::Value;
 
 use super::Vault;
 use super::audit::audit_append;
-use super::index::build_index;
+use super::index::{build_index_without, updated_index};
 use super::records::{Prov, all_ids, put_record, read_record};
 use super::shares::{delete_source, register_source};
 use crate::error::{Result, VaultError};
@@ -70,9 +71,21 @@ impl Vault {
         let st = self.state.as_mut().ok_or(VaultError::Locked)?;
         let source_label = opts.source.clone().unwrap_or_else(|| "import".to_owned());
         let tx = self.conn.transaction()?;
+        // What the write removes and adds, to update the search index in place afterwards.
+        let mut removed: HashSet<RecordId> = HashSet::new();
+        let mut added: Vec<RecordSummary> = Vec::with_capacity(items.len());
         let share = match &opts.share {
             Some(s) => {
                 if replace {
+                    let tag = st.keys.bi_sources.mac(&s.share_id);
+                    let ids: Vec<Vec<u8>> = tx
+                        .prepare_cached("SELECT id FROM records WHERE source = ?1")?
+                        .query_map([&tag[..]], |r| r.get(0))?
+                        .collect::<rusqlite::Result<_>>()?;
+                    removed.extend(
+                        ids.into_iter()
+                            .filter_map(|id| <[u8; 32]>::try_from(id).ok().map(RecordId)),
+                    );
                     delete_source(
                         &tx,
                         &st.keys,
@@ -106,14 +119,17 @@ impl Vault {
                 Some((tag, s)) => Prov::Shared(*tag, s.clone()),
                 None => Prov::Imported(source_label.clone(), namespace),
             };
-            let (_, replaced, atts) =
-                put_record(&tx, &st.keys, item.resource, prov).map_err(|e| match e {
+            let (summary, replaced, atts) = put_record(&tx, &st.keys, item.resource, prov)
+                .map_err(|e| match e {
                     VaultError::InvalidArgument(r) => VaultError::Import {
                         at: item.at.clone(),
                         reason: r.to_owned(),
                     },
                     other => other,
                 })?;
+            // A record imported again replaces its earlier row (and index entry).
+            removed.insert(summary.id);
+            added.push(summary);
             report.records += 1;
             report.replaced += usize::from(replaced);
             report.attachments += atts;
@@ -129,11 +145,18 @@ impl Vault {
             },
         )?;
         tx.commit()?;
-        // Rebuilt now, while the import's progress is still on screen, rather than on the
+        // Updated now, while the import's progress is still on screen, rather than on the
         // next listing: the timeline shown right after an import of thousands of records
         // would otherwise wait for every summary to be decrypted again (docs/vault.md
-        // "Search"). A failure here only leaves it to be built lazily.
-        st.index = build_index(&self.conn, &st.keys).ok();
+        // "Search"). The summaries this write made are not decrypted again: they join the
+        // index already built, or one built from the other rows (a doctor's check-up stores
+        // thousands of records and shows the chart at once). A failure to build only leaves
+        // it to be built lazily.
+        let kept = match st.index.take() {
+            Some(old) => Some(old),
+            None => build_index_without(&self.conn, &st.keys, &removed).ok(),
+        };
+        st.index = kept.map(|old| updated_index(old, &removed, added));
         if let Some(p) = ctl.progress.as_mut() {
             p(ImportProgress { done: total, total });
         }

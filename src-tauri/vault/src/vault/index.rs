@@ -17,6 +17,47 @@ pub(super) struct IndexEntry {
     hay: String,
 }
 
+impl IndexEntry {
+    /// The entry of one summary: the summary and its search text.
+    fn of(summary: RecordSummary) -> Self {
+        let hay = fhir::haystack(&fhir::Extracted {
+            fhir_type: summary.fhir_type.clone(),
+            fhir_id: String::new(),
+            category: summary.category,
+            title: summary.title.clone(),
+            date: None,
+            key_values: summary.key_values.clone(),
+            codes: summary.codes.clone(),
+            author: summary.author.clone(),
+        });
+        Self { summary, hay }
+    }
+}
+
+/// The index after a write that deleted the records `removed` and then inserted `added` (in
+/// insertion order), without decrypting every summary again: what [`build_index`] gives for
+/// the same rows. Both list rows in insertion (rowid) order, stably sorted newest first; an
+/// inserted row gets a higher rowid than every row kept (a replaced record is deleted and
+/// inserted again), so appending `added` to the kept entries, in their order, then sorting
+/// stably gives the same order. Rows found damaged stay listed unless removed.
+pub(super) fn updated_index(
+    (old, damaged): (Vec<IndexEntry>, Vec<RecordId>),
+    removed: &std::collections::HashSet<RecordId>,
+    added: Vec<RecordSummary>,
+) -> (Vec<IndexEntry>, Vec<RecordId>) {
+    let mut out: Vec<IndexEntry> = old
+        .into_iter()
+        .filter(|e| !removed.contains(&e.summary.id))
+        .collect();
+    out.extend(added.into_iter().map(IndexEntry::of));
+    out.sort_by(|a, b| b.summary.date.cmp(&a.summary.date));
+    let damaged = damaged
+        .into_iter()
+        .filter(|id| !removed.contains(id))
+        .collect();
+    (out, damaged)
+}
+
 impl Drop for IndexEntry {
     /// The search text holds every searchable word of the record: wipe it when the index is
     /// dropped (lock, idle eviction, writes).
@@ -100,6 +141,16 @@ pub(super) fn build_index(
     conn: &Connection,
     keys: &VaultKeys,
 ) -> Result<(Vec<IndexEntry>, Vec<RecordId>)> {
+    build_index_without(conn, keys, &std::collections::HashSet::new())
+}
+
+/// [`build_index`] leaving out the rows `skip` (not decrypted): the rows a write just made,
+/// whose summaries the writer holds ([`updated_index`]).
+pub(super) fn build_index_without(
+    conn: &Connection,
+    keys: &VaultKeys,
+    skip: &std::collections::HashSet<RecordId>,
+) -> Result<(Vec<IndexEntry>, Vec<RecordId>)> {
     let mut stmt = conn.prepare("SELECT id, key, summary FROM records")?;
     let mut rows = stmt.query([])?;
     let mut out = Vec::new();
@@ -110,6 +161,9 @@ pub(super) fn build_index(
             continue;
         };
         let rid = RecordId(id);
+        if skip.contains(&rid) {
+            continue;
+        }
         let k: Vec<u8> = row.get(1)?;
         let s: Vec<u8> = row.get(2)?;
         let summary = open_bytes(
@@ -123,19 +177,7 @@ pub(super) fn build_index(
         .map(ContentKey::from_bytes)
         .and_then(|ck| decode_summary(&ck, &rid, &s).ok());
         match summary {
-            Some(summary) => {
-                let hay = fhir::haystack(&fhir::Extracted {
-                    fhir_type: summary.fhir_type.clone(),
-                    fhir_id: String::new(),
-                    category: summary.category,
-                    title: summary.title.clone(),
-                    date: None,
-                    key_values: summary.key_values.clone(),
-                    codes: summary.codes.clone(),
-                    author: summary.author.clone(),
-                });
-                out.push(IndexEntry { summary, hay });
-            }
+            Some(summary) => out.push(IndexEntry::of(summary)),
             None => damaged.push(rid),
         }
     }

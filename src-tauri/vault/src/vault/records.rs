@@ -56,7 +56,7 @@ impl Vault {
         self.touch()?;
         let st = self.state.as_mut().ok_or(VaultError::Locked)?;
         let tx = self.conn.transaction()?;
-        let (id, _, _) = put_record(&tx, &st.keys, resource, Prov::Device)?;
+        let id = put_record(&tx, &st.keys, resource, Prov::Device)?.0.id;
         audit_append(
             &tx,
             &st.keys,
@@ -81,12 +81,14 @@ impl Vault {
         self.touch()?;
         let st = self.state.as_mut().ok_or(VaultError::Locked)?;
         let tx = self.conn.transaction()?;
-        let (id, _, _) = put_record(
+        let id = put_record(
             &tx,
             &st.keys,
             resource,
             Prov::Card(Box::new(author.clone()), *signature),
-        )?;
+        )?
+        .0
+        .id;
         audit_append(
             &tx,
             &st.keys,
@@ -173,7 +175,7 @@ pub(super) fn put_record(
     keys: &VaultKeys,
     mut resource: Value,
     prov: Prov,
-) -> Result<(RecordId, bool, usize)> {
+) -> Result<(RecordSummary, bool, usize)> {
     fhir::check_resource(&resource).map_err(VaultError::InvalidArgument)?;
     if resource.get("id").and_then(Value::as_str).is_none() {
         let mut r = [0u8; 16];
@@ -394,7 +396,7 @@ pub(super) fn put_record(
             ins.execute(params![&aid[..], i as i64, c])?;
         }
     }
-    Ok((rid, replaced, n_atts))
+    Ok((summary, replaced, n_atts))
 }
 
 pub(super) fn record_key(

@@ -208,33 +208,41 @@ impl PatientApp {
         let op = self.ops.start();
         let sink = Throttled::new(op.id.clone(), self.events.clone());
         let done = p.reconcile(&sink, &op.cancel).await?;
-        // The grantees still active, by the screen's relationship handles.
+        // The grantees still active, by the screen's relationship handles, with what their
+        // grants say (expiry and scope as signed: the screen's copy may predate the backup).
         let rels = p.relationships();
-        let active: HashMap<String, Vec<String>> = done
+        let active: HashMap<String, HashMap<String, (u64, GrantScopeView)>> = done
             .iter()
             .map(|d| {
-                let ids = p
+                let grants = p
                     .active_grants(&d.share_id)
-                    .iter()
-                    .filter_map(|gv| rels.iter().find(|r| r.id == gv.relationship))
-                    .map(|r| hex(&relationship_id(&r.card, r.paired_at)))
+                    .into_iter()
+                    .filter_map(|gv| {
+                        let r = rels.iter().find(|r| r.id == gv.relationship)?;
+                        Some((
+                            hex(&relationship_id(&r.card, r.paired_at)),
+                            (gv.expires_at, GrantScopeView::of(&gv.scope)),
+                        ))
+                    })
                     .collect();
-                (hex(d.share_id.as_bytes()), ids)
+                (hex(d.share_id.as_bytes()), grants)
             })
             .collect();
         let g = self
             .commit(g, move |v| {
                 let mut st: SharesState = settings::load(v, SHARES)?.unwrap_or_default();
                 for s in &mut st.shares {
-                    let Some(ids) = active.get(&s.id) else {
+                    let Some(grants) = active.get(&s.id) else {
                         continue;
                     };
-                    for gr in s
-                        .grantees
-                        .iter_mut()
-                        .filter(|g| g.status == "active" && !ids.contains(&g.relationship))
-                    {
-                        gr.status = "revoked".to_owned();
+                    for gr in s.grantees.iter_mut().filter(|g| g.status == "active") {
+                        match grants.get(&gr.relationship) {
+                            Some((expires_at, scope)) => {
+                                gr.expires_at = *expires_at;
+                                gr.scope = scope.clone();
+                            }
+                            None => gr.status = "revoked".to_owned(),
+                        }
                     }
                 }
                 settings::save(v, SHARES, &st)

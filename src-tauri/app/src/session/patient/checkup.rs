@@ -321,8 +321,7 @@ impl PatientApp {
             return Ok(None);
         }
         let trust = clinics::load(&self.vault).await?;
-        // What the Access screen will say this doctor sees: the scope about to be signed.
-        let sees = match &scope {
+        let asked = match &scope {
             Some((_, s)) => GrantScopeView::of(s),
             None => GrantScopeView::of(&Scope::all()),
         };
@@ -340,12 +339,14 @@ impl PatientApp {
             .map(|r| r.paired_at)
             .unwrap_or_else(now);
         let rel = relationship_id(&card, paired_at);
-        let expires = p
+        // What the Access screen will say this doctor sees: the scope the client signed into
+        // the grant, read back. The grant was just made, so the fallback (what was asked, no
+        // expiry known) only guards a confirm that did not record one.
+        let (expires, sees) = p
             .active_grants(&share_id)
             .into_iter()
             .find(|g| g.relationship == index)
-            .map(|g| g.expires_at)
-            .unwrap_or(0);
+            .map_or((0, asked), |g| (g.expires_at, GrantScopeView::of(&g.scope)));
         let grantee = GranteeView {
             relationship: hex(&rel),
             name: card.body.name.clone(),
