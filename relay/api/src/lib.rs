@@ -257,10 +257,18 @@ pub struct Notice {
     pub body: String,
 }
 
+/// Most notices in one page of `GET /v1/shares/{share_id}/notices`.
+pub const NOTICE_PAGE_ITEMS: usize = 500;
+/// Most notice body bytes in one page: the page ends before the notice that would pass this
+/// (it always holds one notice when any is left), so a reader asks again after the last one.
+/// Both ends rely on it: the relay never builds a larger page, the client never reads one.
+pub const NOTICE_PAGE_BYTES: usize = 1 << 20;
+
 /// Answer to `GET /v1/shares/{share_id}/notices?after=N`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 pub struct NoticeList {
-    /// Notices with `seq > after`, ascending.
+    /// Notices with `seq > after`, ascending; at most [`NOTICE_PAGE_ITEMS`] and
+    /// [`NOTICE_PAGE_BYTES`] of bodies (before base64).
     pub notices: Vec<Notice>,
 }
 
@@ -324,10 +332,17 @@ pub struct MailboxMessage {
     pub body: String,
 }
 
+/// Most messages in one page of `GET /v1/mailboxes/{mailbox_id}/messages`.
+pub const MAILBOX_PAGE_ITEMS: usize = 200;
+/// Most message body bytes in one page, as [`NOTICE_PAGE_BYTES`] for notices: the page ends
+/// before the message that would pass this and always holds one when any is waiting.
+pub const MAILBOX_PAGE_BYTES: usize = 1 << 20;
+
 /// Answer to `GET /v1/mailboxes/{mailbox_id}/messages?after=N&wait=S`.
 #[derive(Debug, Clone, Serialize, Deserialize, ToSchema, PartialEq, Eq)]
 pub struct MailboxMessages {
-    /// Messages with `seq > after`, ascending.
+    /// Messages with `seq > after`, ascending; at most [`MAILBOX_PAGE_ITEMS`] and
+    /// [`MAILBOX_PAGE_BYTES`] of bodies (before base64).
     pub messages: Vec<MailboxMessage>,
     /// Cursor to pass as `after` next time.
     pub cursor: u64,

@@ -76,16 +76,14 @@ pub async fn read_log(
         })
         .await?;
     // Cut the page at PAGE_BYTES of bodies; the client reads on from the last entry it got.
-    let mut bytes = 0usize;
-    let mut keep = 0usize;
-    for r in &rows {
-        let n = r.get(4).map_or(Ok(0), |v| v.bytes().map(<[u8]>::len))?;
-        if keep > 0 && bytes + n > PAGE_BYTES {
-            break;
-        }
-        bytes += n;
-        keep += 1;
-    }
+    let sizes = rows
+        .iter()
+        .map(|r| {
+            r.get(4)
+                .map_or(Ok(0), |v| v.bytes().map(|b| b.len() as u64))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let keep = crate::storage::page_len(sizes, PAGE_BYTES as u64);
     let entries = rows
         .into_iter()
         .take(keep)

@@ -14,7 +14,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
-use carekey_relay_api::{DelegationRegistration, Notice, NoticeList};
+use carekey_relay_api::{self as api, DelegationRegistration, Notice, NoticeList};
 use ed25519_dalek::{Signature, VerifyingKey};
 use serde::Deserialize;
 
@@ -25,7 +25,7 @@ use crate::error::{RelayError, Result};
 use crate::owner::{self, OwnerWrite};
 use crate::scope::Scope;
 use crate::state::AppState;
-use crate::storage::Tx;
+use crate::storage::{self, Tx};
 use crate::token::{self, Group, NewToken};
 
 /// Domain label of delegation link signatures.
@@ -37,8 +37,8 @@ pub const LINK_VERSION: u8 = 1;
 pub const LINK_VERSION_SCOPED: u8 = 2;
 /// Largest notice accepted with a delegation, in bytes.
 pub const MAX_NOTICE_BYTES: usize = 64 * 1024;
-/// Most notices returned by one read.
-const NOTICE_PAGE: i64 = 500;
+// A page never holds more than the largest notice, so any notice can be read.
+const _: () = assert!(MAX_NOTICE_BYTES <= api::NOTICE_PAGE_BYTES);
 
 /// A parsed delegation link.
 #[derive(Debug, Clone)]
@@ -418,9 +418,14 @@ pub async fn notices(
         .storage
         .transact(move |tx| {
             owner::authorize_owner(tx, &share_id, &ow, now)?;
-            tx.query(
-                "SELECT seq, time, body FROM notices WHERE share_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-                &[(&share_id).into(), after.into(), NOTICE_PAGE.into()],
+            storage::read_page(
+                tx,
+                "notices",
+                "share_id",
+                &share_id,
+                after,
+                api::NOTICE_PAGE_ITEMS,
+                api::NOTICE_PAGE_BYTES,
             )
         })
         .await?;

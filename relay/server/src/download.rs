@@ -1,4 +1,4 @@
-//! Downloads: blob, batch and backup bodies streamed from storage piece by piece, so a slow
+//! Downloads: blob, batch, backup, manifest and SHL file bodies streamed from storage piece by piece, so a slow
 //! reader holds two pieces of memory, not the whole blob (docs/relay.md "Streaming").
 //!
 //! A handler checks and plans the download in its read transaction: the layout of the answer
@@ -107,6 +107,11 @@ impl Plan {
             backup_id: *backup_id,
             version: to_db("version", version)?,
         };
+        self.push_cell(tx, cell, size)
+    }
+
+    /// Adds one stored cell of `size` bytes, read now if it fits the inline budget.
+    fn push_cell(&mut self, tx: &mut dyn Tx, cell: Cell, size: u64) -> Result<()> {
         if size <= self.inline as u64 {
             let n = usize::try_from(size).unwrap_or(usize::MAX);
             let data = tx.read_slice(&cell, 0, n, true)?;
@@ -116,6 +121,45 @@ impl Plan {
             self.push_stored(cell, size);
         }
         Ok(())
+    }
+
+    /// Adds the current manifest of `share_id` and returns its version. 404 if the share has
+    /// none yet. A manifest swapped while it streams fails the next piece (its version no
+    /// longer matches), so a reader never gets a mix of two manifests.
+    pub fn push_manifest(&mut self, tx: &mut dyn Tx, share_id: &[u8; 16]) -> Result<u64> {
+        let short = || RelayError::Storage("short row".into());
+        let row = tx
+            .query_opt(
+                "SELECT manifest_version, LENGTH(manifest) FROM shares WHERE share_id = $1",
+                &[share_id.into()],
+            )?
+            .ok_or(RelayError::NotFound("no such share"))?;
+        if row.get(1).ok_or_else(short)?.is_null() {
+            return Err(RelayError::NotFound("no manifest yet"));
+        }
+        let version = row.first().ok_or_else(short)?.int()?;
+        let size = from_db(row.get(1).ok_or_else(short)?.int()?)?;
+        let cell = Cell::Manifest {
+            share_id: *share_id,
+            version,
+        };
+        self.push_cell(tx, cell, size)?;
+        from_db(version)
+    }
+
+    /// Adds file `idx` (`size` bytes) of the SMART Health Link `link_hash`.
+    pub fn push_shl_file(
+        &mut self,
+        tx: &mut dyn Tx,
+        link_hash: &[u8; 32],
+        idx: i64,
+        size: u64,
+    ) -> Result<()> {
+        let cell = Cell::ShlFile {
+            link_hash: *link_hash,
+            idx,
+        };
+        self.push_cell(tx, cell, size)
     }
 
     /// Adds the blob `blob_id` of `share_id`, preceded by its `u32` big-endian length when
@@ -259,8 +303,13 @@ impl Plan {
 
     /// The `application/octet-stream` answer sending this plan: one in-memory body when
     /// everything is already read (small blobs and batches, as before), else a [`Download`].
-    pub fn respond(mut self, storage: Arc<dyn Storage>) -> Response {
-        let octets = [(header::CONTENT_TYPE, "application/octet-stream")];
+    pub fn respond(self, storage: Arc<dyn Storage>) -> Response {
+        self.respond_as("application/octet-stream", storage)
+    }
+
+    /// The answer sending this plan as `content_type` (see [`Plan::respond`]).
+    pub fn respond_as(mut self, content_type: &'static str, storage: Arc<dyn Storage>) -> Response {
+        let octets = [(header::CONTENT_TYPE, content_type)];
         if self.all_ready() {
             let len = usize::try_from(self.left).unwrap_or(usize::MAX);
             let body = self.take_ready(len).unwrap_or_default();

@@ -17,8 +17,8 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use carekey_relay_api::{
-    MailboxMessage, MailboxMessages, MailboxOpen, MailboxOpened, MessageAppended, MessagesDeleted,
-    PairingOpened,
+    self as api, MailboxMessage, MailboxMessages, MailboxOpen, MailboxOpened, MessageAppended,
+    MessagesDeleted, PairingOpened,
 };
 use serde::Deserialize;
 
@@ -28,14 +28,14 @@ use crate::encoding::{self, b64, from_db, hex, parse_id, to_db};
 use crate::error::{RelayError, Result};
 use crate::quota::{self, QuotaLimits, Usage};
 use crate::state::AppState;
-use crate::storage::{Tx, Value};
+use crate::storage::{self, Tx, Value};
 
 /// Default pairing mailbox lifetime in seconds.
 pub const PAIRING_DEFAULT_TTL: u64 = 300;
 /// Largest message or pairing reply, in bytes.
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
-/// Most messages returned by one fetch.
-const FETCH_PAGE: i64 = 200;
+// A page never holds more than the largest message, so any message can be read.
+const _: () = assert!(MAX_MESSAGE_BYTES <= api::MAILBOX_PAGE_BYTES);
 /// Longest sleep between storage re-checks while long-polling (a safety net in case a
 /// wake-up is lost, e.g. while the PostgreSQL listener reconnects).
 const RECHECK: Duration = Duration::from_secs(1);
@@ -521,9 +521,14 @@ pub async fn fetch(
             st.storage
                 .read(move |tx| {
                     lock_mailbox(tx, &id, Role::Read, &presented, now)?;
-                    let rows = tx.query(
-                        "SELECT seq, time, body FROM messages WHERE mailbox_id = $1 AND seq > $2 ORDER BY seq LIMIT $3",
-                        &[(&id).into(), after_db.into(), FETCH_PAGE.into()],
+                    let rows = storage::read_page(
+                        tx,
+                        "messages",
+                        "mailbox_id",
+                        &id,
+                        after_db,
+                        api::MAILBOX_PAGE_ITEMS,
+                        api::MAILBOX_PAGE_BYTES,
                     )?;
                     Ok(if rows.is_empty() { None } else { Some(rows) })
                 })

@@ -10,8 +10,8 @@ use crate::rejection::{Path, Query};
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::State;
-use axum::http::{HeaderMap, Method, StatusCode, Uri, header};
-use axum::response::{IntoResponse, Response};
+use axum::http::{HeaderMap, Method, StatusCode, Uri};
+use axum::response::Response;
 use carekey_relay_api::{
     BlobStored, CreateShareRequest, CreateShareResponse, EpochDeleted, HEADER_MANIFEST_VERSION,
     MANIFEST_OBJECT_ID, ManifestSwapped, UploadCommit, UploadOpened,
@@ -64,11 +64,6 @@ fn sub_bytes(tx: &mut dyn Tx, share_id: &[u8; 16], sub: i64) -> Result<()> {
         &[share_id.into(), sub.into()],
     )?;
     Ok(())
-}
-
-/// A raw-bytes answer.
-pub(crate) fn octets(body: Vec<u8>) -> Response {
-    ([(header::CONTENT_TYPE, "application/octet-stream")], body).into_response()
 }
 
 /// `POST /v1/shares` (owner write, self-certifying).
@@ -620,29 +615,6 @@ pub async fn put_manifest(
     Ok(Json(ManifestSwapped { version: q.version }))
 }
 
-/// Reads the manifest (version, bytes) of a share whose reader was authorized.
-fn read_manifest(tx: &mut dyn Tx, share_id: &[u8; 16]) -> Result<(u64, Vec<u8>)> {
-    let row = tx
-        .query_opt(
-            "SELECT manifest_version, manifest FROM shares WHERE share_id = $1",
-            &[share_id.into()],
-        )?
-        .ok_or(RelayError::NotFound("no such share"))?;
-    if row[1].is_null() {
-        return Err(RelayError::NotFound("no manifest yet"));
-    }
-    let mut it = row.into_iter();
-    let v = it
-        .next()
-        .ok_or_else(|| RelayError::Storage("short row".into()))?
-        .int()?;
-    let m = it
-        .next()
-        .ok_or_else(|| RelayError::Storage("short row".into()))?
-        .into_bytes()?;
-    Ok((from_db(v)?, m))
-}
-
 /// `GET /v1/shares/{share_id}/manifest` (read token + fetch receipt).
 ///
 /// Like blobs: checked and read in a read-only transaction, then logged through the fetch
@@ -657,11 +629,11 @@ pub async fn get_manifest(
     let read = ReadRequest::from_headers(&headers, state.config.receipt_max_skew_secs)?;
     let now = state.clock.now();
     let retry = read.clone();
-    let (read, (version, manifest)) = state
+    let (read, (version, plan)) = state
         .storage
         .read(move |tx| {
             read.authorize(tx, &share_id, MANIFEST_OBJECT_ID, now)?;
-            let vm = read_manifest(tx, &share_id)?;
+            let vm = plan_manifest(tx, &share_id)?;
             Ok((read, vm))
         })
         .await?;
@@ -669,14 +641,14 @@ pub async fn get_manifest(
         .fetch_log
         .append(read.into_entry(share_id, Fetched::Manifest(version), now))
         .await?;
-    let (version, manifest) = match logged {
-        Logged::Committed => (version, manifest),
+    let (version, plan) = match logged {
+        Logged::Committed => (version, plan),
         Logged::Stale => {
             state
                 .storage
                 .transact(move |tx| {
                     retry.authorize(tx, &share_id, MANIFEST_OBJECT_ID, now)?;
-                    let vm = read_manifest(tx, &share_id)?;
+                    let vm = plan_manifest(tx, &share_id)?;
                     retry.log_fetch(tx, &share_id, now)?;
                     Ok(vm)
                 })
@@ -684,12 +656,21 @@ pub async fn get_manifest(
         }
     };
     state.metrics.fetches.inc();
-    let mut resp = octets(manifest);
+    // Streamed like a blob (docs/relay.md "Streaming"): a manifest of many MiB costs a slow
+    // reader two pieces of memory, not the whole manifest.
+    let mut resp = plan.respond(std::sync::Arc::clone(&state.storage));
     resp.headers_mut().insert(
         HEADER_MANIFEST_VERSION,
         axum::http::HeaderValue::from(version),
     );
     Ok(resp)
+}
+
+/// Plans the download of the current manifest of a share whose reader was authorized.
+fn plan_manifest(tx: &mut dyn Tx, share_id: &[u8; 16]) -> Result<(u64, Plan)> {
+    let mut plan = Plan::new();
+    let version = plan.push_manifest(tx, share_id)?;
+    Ok((version, plan))
 }
 
 /// `GET /v1/shares/{share_id}/blobs/{blob_id}` (read token + fetch receipt).

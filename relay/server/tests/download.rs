@@ -1,7 +1,7 @@
-//! Streamed downloads (docs/relay.md "Streaming"): blobs, batches and backups larger than one
-//! piece come out byte for byte on both backends, a blob deleted while it streams is cut (the
-//! relay did not hold the rest of it in memory), and a client that stops reading is
-//! disconnected by the send timeout.
+//! Streamed downloads (docs/relay.md "Streaming"): blobs, batches, backups, manifests and SHL
+//! files larger than one piece come out byte for byte on both backends, a blob deleted or a
+//! manifest swapped while it streams is cut (the relay did not hold the rest of it in memory),
+//! and a client that stops reading is disconnected by the send timeout.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
@@ -123,6 +123,27 @@ async fn large_bodies_byte_for_byte(h: Harness) {
     assert_eq!(r.headers["carekey-backup-version"], "1");
     assert_eq!(r.headers["content-length"], backup.len().to_string());
     assert!(r.body == backup, "backup bytes differ");
+    // A manifest larger than a piece, then a small one swapped in (read whole while planning).
+    for (version, manifest) in [(1u64, pattern((3 << 20) + 5, 7)), (2, pattern(1000, 8))] {
+        put_manifest(&h, &o, version, &manifest).await;
+        let r = h.read(&o, "manifest", &token, &reader).await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        assert_eq!(r.headers["content-type"], "application/octet-stream");
+        assert_eq!(r.headers["carekey-manifest-version"], version.to_string());
+        assert_eq!(r.headers["content-length"], manifest.len().to_string());
+        assert!(r.body == manifest, "manifest bytes differ");
+    }
+}
+
+/// Swaps in `manifest` as version `version` (from `version - 1`).
+async fn put_manifest(h: &Harness, o: &Owner, version: u64, manifest: &[u8]) {
+    let pq = format!(
+        "/v1/shares/{}/manifest?version={version}&prev={}",
+        o.share_hex,
+        version - 1
+    );
+    let r = h.owner(o, "PUT", &pq, manifest.to_vec()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -157,23 +178,27 @@ async fn listen(h: &Harness, send: Duration) -> std::net::SocketAddr {
     addr
 }
 
-/// Sends a blob GET over a socket and reads the answer's head; returns the stream, the
-/// announced length and the body bytes read with the head.
+/// Sends a GET of `object` (a blob id in hex, or "manifest") over a socket and reads the
+/// answer's head; returns the stream, the announced length and the body bytes read with the
+/// head.
 async fn get_over_socket(
     addr: std::net::SocketAddr,
     o: &Owner,
-    blob: &[u8; 16],
+    object: &str,
     token: &[u8; 32],
     reader: &ed25519_dalek::SigningKey,
 ) -> (tokio::net::TcpStream, usize, usize) {
     let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let path = if object == "manifest" {
+        format!("/v1/shares/{}/manifest", o.share_hex)
+    } else {
+        format!("/v1/shares/{}/blobs/{object}", o.share_hex)
+    };
     let req = format!(
-        "GET /v1/shares/{}/blobs/{} HTTP/1.1\r\nHost: relay.test\r\nConnection: close\r\n\
+        "GET {path} HTTP/1.1\r\nHost: relay.test\r\nConnection: close\r\n\
          Authorization: Bearer {}\r\nCarekey-Receipt: {}\r\n\r\n",
-        o.share_hex,
-        hex(blob),
         b64(token),
-        receipt(reader, &o.share_id, &hex(blob)),
+        receipt(reader, &o.share_id, object),
     );
     s.write_all(req.as_bytes()).await.unwrap();
     let mut head = Vec::new();
@@ -223,7 +248,7 @@ async fn deleted_while_streaming_is_cut() {
     let blob = rand::<16>();
     upload(&h, &o, &blob, &pattern(BIG, 5), 4 << 20).await;
     let addr = listen(&h, Duration::from_secs(60)).await;
-    let (mut s, len, first) = get_over_socket(addr, &o, &blob, &token, &reader).await;
+    let (mut s, len, first) = get_over_socket(addr, &o, &hex(&blob), &token, &reader).await;
     assert_eq!(len, BIG);
     // The socket buffers fill; the relay holds one piece.
     tokio::time::sleep(Duration::from_millis(500)).await;
@@ -243,6 +268,31 @@ async fn deleted_while_streaming_is_cut() {
     );
 }
 
+/// A manifest swapped while a slow client reads it is cut the same way: the pieces are read
+/// at the version the download started with, so the reader never gets a mix of two manifests.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manifest_swapped_while_streaming_is_cut() {
+    let mut c = config();
+    c.max_body_bytes = BIG + 1024;
+    let h = Backend::Sqlite.harness_with(c).await.unwrap();
+    let o = h.create_share().await;
+    let (token, reader) = h.register_token(&o, &scope(1, &[]), now() + 3600, 0).await;
+    put_manifest(&h, &o, 1, &pattern(BIG, 9)).await;
+    let addr = listen(&h, Duration::from_secs(60)).await;
+    let (mut s, len, first) = get_over_socket(addr, &o, "manifest", &token, &reader).await;
+    assert_eq!(len, BIG);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    put_manifest(&h, &o, 2, &pattern(BIG, 10)).await;
+    let got = first + drain(&mut s).await;
+    assert!(
+        got < BIG / 2,
+        "{got} of {BIG} bytes arrived after the manifest was swapped: it was not streamed"
+    );
+    // The next read gets the new manifest whole.
+    let (mut s, len, first) = get_over_socket(addr, &o, "manifest", &token, &reader).await;
+    assert_eq!((len, first + drain(&mut s).await), (BIG, BIG));
+}
+
 /// A client that stops reading is disconnected after the send timeout (here 1 s), and one
 /// that reads steadily gets the whole blob.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -253,7 +303,7 @@ async fn stalled_reader_is_disconnected() {
     let blob = rand::<16>();
     upload(&h, &o, &blob, &pattern(BIG, 6), 4 << 20).await;
     let addr = listen(&h, Duration::from_secs(1)).await;
-    let (mut s, len, first) = get_over_socket(addr, &o, &blob, &token, &reader).await;
+    let (mut s, len, first) = get_over_socket(addr, &o, &hex(&blob), &token, &reader).await;
     assert_eq!(len, BIG);
     tokio::time::sleep(Duration::from_secs(4)).await;
     let got = first + drain(&mut s).await;
@@ -262,7 +312,7 @@ async fn stalled_reader_is_disconnected() {
         "a reader stalled past the send timeout got the whole blob"
     );
     // A steady reader is never cut.
-    let (mut s, _, first) = get_over_socket(addr, &o, &blob, &token, &reader).await;
+    let (mut s, _, first) = get_over_socket(addr, &o, &hex(&blob), &token, &reader).await;
     assert_eq!(first + drain(&mut s).await, BIG);
     // The relay still answers.
     let r = h.get("/healthz").await;

@@ -169,10 +169,14 @@ async fn publish_and_open(h: Harness) {
     let key = ShlKey::generate();
     let small = encrypt(br#"{"resourceType":"Bundle","id":"small"}"#, &key);
     let big = encrypt(&vec![b' '; 4000], &key);
+    // Larger than what the relay reads while planning a download (two 256 KiB pieces): its
+    // `location` answer is streamed from storage (docs/relay.md "Streaming").
+    let large = encrypt(&vec![b'x'; 500_000], &key);
+    assert!(large.len() > 2 * (256 << 10));
     let link = publish(
         &h,
         &o,
-        &[small.clone(), big.clone()],
+        &[small.clone(), big.clone(), large.clone()],
         Some(PASSCODE),
         5,
         now() + 3600,
@@ -189,7 +193,7 @@ async fn publish_and_open(h: Harness) {
     assert_eq!(r.status, StatusCode::OK, "{}", r.text());
     assert_eq!(r.headers["access-control-allow-origin"], "*");
     let files = r.json()["files"].as_array().unwrap().clone();
-    assert_eq!(files.len(), 2);
+    assert_eq!(files.len(), 3);
     assert_eq!(files[0]["contentType"], "application/fhir+json");
     assert_eq!(files[0]["embedded"].as_str().unwrap(), small);
     assert!(files[0].get("location").is_none());
@@ -200,6 +204,12 @@ async fn publish_and_open(h: Harness) {
     assert_eq!(f.status, StatusCode::OK);
     assert_eq!(f.headers["content-type"], "application/jose");
     assert_eq!(f.text(), big);
+    let loc = files[2]["location"].as_str().unwrap();
+    let f = h.get(loc.strip_prefix(ORIGIN).unwrap()).await;
+    assert_eq!(f.status, StatusCode::OK);
+    assert_eq!(f.headers["content-type"], "application/jose");
+    assert_eq!(f.headers["content-length"], large.len().to_string());
+    assert!(f.text() == large, "the streamed file differs");
     // The decrypted file is the upload (the relay passed ciphertext through untouched).
     let d = jwe::decrypt(files[0]["embedded"].as_str().unwrap(), &key).unwrap();
     assert_eq!(

@@ -13,7 +13,11 @@ use axum::http::{Request, StatusCode};
 use carekey_relay::sweeper;
 use common::*;
 
-both_backends!(pairing_mailbox_single_use, relationship_mailbox_long_poll,);
+both_backends!(
+    pairing_mailbox_single_use,
+    relationship_mailbox_long_poll,
+    mailbox_pages_are_cut_at_their_byte_budget,
+);
 
 async fn pairing_mailbox_single_use(h: Harness) {
     let r = h
@@ -280,4 +284,76 @@ async fn relationship_mailbox_long_poll(h: Harness) {
     assert_eq!(r.json()["deleted"], 2);
     let r = h.send(fetch(0, 0)).await.json();
     assert_eq!(r["messages"].as_array().unwrap().len(), 1);
+}
+
+/// A page holds at most `MAILBOX_PAGE_BYTES` of message bodies (and always one message), so a
+/// reader never gets a page of 200 full messages (about 70 MB of JSON): six messages of the
+/// largest size come as pages of four and two, in order, each page moving the cursor on.
+async fn mailbox_pages_are_cut_at_their_byte_budget(h: Harness) {
+    use carekey_relay::mailbox::MAX_MESSAGE_BYTES;
+    use carekey_relay_api::MAILBOX_PAGE_BYTES;
+    let r = h
+        .send(
+            Request::builder()
+                .method("POST")
+                .uri("/v1/mailboxes")
+                .body(Body::empty())
+                .unwrap(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED);
+    let j = r.json();
+    let id = j["mailbox_id"].as_str().unwrap().to_owned();
+    let (rt, wt) = (
+        j["read_token"].as_str().unwrap(),
+        j["write_token"].as_str().unwrap(),
+    );
+    let per_page = MAILBOX_PAGE_BYTES / MAX_MESSAGE_BYTES;
+    assert_eq!(per_page, 4, "the test's page arithmetic");
+    for n in 0..6u8 {
+        let r = h
+            .send(
+                Request::builder()
+                    .method("POST")
+                    .uri(format!("/v1/mailboxes/{id}/messages"))
+                    .header("authorization", format!("Bearer {wt}"))
+                    .body(Body::from(vec![n; MAX_MESSAGE_BYTES]))
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
+    }
+    let mut after = 0;
+    let mut pages = Vec::new();
+    loop {
+        let r = h
+            .send(
+                Request::builder()
+                    .uri(format!("/v1/mailboxes/{id}/messages?after={after}"))
+                    .header("authorization", format!("Bearer {rt}"))
+                    .body(Body::empty())
+                    .unwrap(),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+        let j = r.json();
+        let msgs = j["messages"].as_array().unwrap();
+        if msgs.is_empty() {
+            assert_eq!(j["cursor"], after);
+            break;
+        }
+        for m in msgs {
+            let body = unb64(m["body"].as_str().unwrap());
+            let seq = m["seq"].as_u64().unwrap();
+            assert_eq!(
+                body,
+                vec![(seq - 1) as u8; MAX_MESSAGE_BYTES],
+                "message {seq}"
+            );
+        }
+        after = j["cursor"].as_u64().unwrap();
+        pages.push(msgs.len());
+        assert!(pages.len() <= 6, "pages did not end: {pages:?}");
+    }
+    assert_eq!(pages, [4, 2]);
 }

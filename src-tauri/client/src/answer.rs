@@ -6,23 +6,27 @@
 //! chunk by chunk against it: one byte more and the read stops with
 //! [`ClientError::TooLarge`], having held at most the cap plus one chunk.
 
+use carekey_relay_api as api;
+
 use crate::error::{ClientError, Result};
 
 /// An error answer's body (`{error, message}`).
 pub const ERROR_BODY_MAX: u64 = 4 << 10;
 /// A small JSON answer (ids, tokens, the relay's key, a created link).
 pub const SMALL_JSON_MAX: u64 = 64 << 10;
-/// Base64 length of `n` bytes (unpadded), plus room for a JSON object's keys per item.
-const fn b64_item(n: u64) -> u64 {
-    n.div_ceil(3) * 4 + 128
-}
 /// Largest message or pairing reply the relay stores (its `MAX_MESSAGE_BYTES`).
 pub const MESSAGE_MAX: u64 = 256 << 10;
-/// A page of mailbox messages: at most 200 messages (the relay's page) of at most
-/// [`MESSAGE_MAX`] each, base64 in JSON.
-pub const MAILBOX_PAGE_MAX: u64 = 200 * b64_item(MESSAGE_MAX) + 1024;
-/// A page of delegation notices: at most 500 notices of at most 64 KiB, base64 in JSON.
-pub const NOTICE_PAGE_MAX: u64 = 500 * b64_item(64 << 10) + 1024;
+/// A JSON page of `items` base64 bodies adding up to at most `bytes`: each body's base64 is
+/// at most 4 characters more than 4/3 of it, plus room for
+/// a JSON object's keys (128 bytes) per item.
+const fn b64_page(bytes: usize, items: usize) -> u64 {
+    (bytes as u64).div_ceil(3) * 4 + items as u64 * (128 + 4) + 1024
+}
+/// A page of mailbox messages: the relay cuts pages at `MAILBOX_PAGE_ITEMS` messages and
+/// `MAILBOX_PAGE_BYTES` of bodies (≈ 1.4 MB of JSON, not the 70 MB 200 full messages made).
+pub const MAILBOX_PAGE_MAX: u64 = b64_page(api::MAILBOX_PAGE_BYTES, api::MAILBOX_PAGE_ITEMS);
+/// A page of delegation notices, cut by the relay the same way (`NOTICE_PAGE_*`).
+pub const NOTICE_PAGE_MAX: u64 = b64_page(api::NOTICE_PAGE_BYTES, api::NOTICE_PAGE_ITEMS);
 /// A page of the audit log: the relay cuts pages at 1 MiB of entry bodies and 1,000 entries;
 /// with the fixed fields, hashes and base64 that is well under 4 MiB.
 pub const AUDIT_PAGE_MAX: u64 = 4 << 20;

@@ -27,9 +27,12 @@ use carekey_relay_api::{
     self as api, CreateShlRequest, CreateShlResponse, ShlManifest, ShlManifestFile,
     ShlManifestRequest, ShlPasscodeRejected,
 };
+use std::sync::Arc;
+
 use tokio::sync::Semaphore;
 
 use crate::audit::{self, Kind};
+use crate::download::Plan;
 use crate::encoding::{self, b64, from_db, parse_id};
 use crate::error::{JsonError, RelayError, Result};
 use crate::owner::{self, OwnerWrite};
@@ -357,12 +360,21 @@ pub async fn file(
     let ticket = wire::parse_b64_id::<{ api::SHL_TICKET_LEN }>(&ticket_b64).ok_or_else(inactive)?;
     let th = wire::ticket_hash(&ticket);
     let now = state.clock.now();
-    let jwe = state
+    // Streamed from storage like a blob (docs/relay.md "Streaming"): a slow viewer holds two
+    // pieces of memory, not the whole file. A link deleted meanwhile cuts the body short.
+    let plan = state
         .storage
-        .read(move |tx| store::file_by_ticket(tx, &th, now))
+        .read(move |tx| {
+            let Some((link_hash, idx, size)) = store::file_by_ticket(tx, &th, now)? else {
+                return Ok(None);
+            };
+            let mut plan = Plan::new();
+            plan.push_shl_file(tx, &link_hash, idx, size)?;
+            Ok(Some(plan))
+        })
         .await?
         .ok_or_else(inactive)?;
-    Ok(([(header::CONTENT_TYPE, "application/jose")], jwe).into_response())
+    Ok(plan.respond_as("application/jose", Arc::clone(&state.storage)))
 }
 
 /// CORS for the public routes only: SHL viewers are web pages on other origins, which call

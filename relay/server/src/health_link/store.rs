@@ -192,15 +192,16 @@ pub fn insert_ticket(
     Ok(())
 }
 
-/// The JWE a ticket names, if the ticket and its link are both still live at `now`.
+/// Where the JWE a ticket names lives and its size, if the ticket and its link are both still
+/// live at `now`: (link hash, file index, bytes).
 pub fn file_by_ticket(
     tx: &mut dyn Tx,
     ticket_hash: &[u8; 32],
     now: u64,
-) -> Result<Option<Vec<u8>>> {
+) -> Result<Option<([u8; 32], i64, u64)>> {
     let now = to_db("now", now)?;
     let row = tx.query_opt(
-        "SELECT f.jwe FROM shl_tickets t \
+        "SELECT t.link_hash, t.idx, LENGTH(f.jwe) FROM shl_tickets t \
          JOIN shl_links l ON l.link_hash = t.link_hash \
          JOIN shl_files f ON f.link_hash = t.link_hash AND f.idx = t.idx \
          JOIN shares s ON s.share_id = l.share_id \
@@ -208,8 +209,12 @@ pub fn file_by_ticket(
          AND l.attempts_left > 0 AND s.expires_at > $2",
         &[ticket_hash.into(), now.into()],
     )?;
-    row.map(|mut r| std::mem::replace(&mut r[0], Value::Null).into_bytes())
-        .transpose()
+    let Some(r) = row else { return Ok(None) };
+    let short = || crate::error::RelayError::Storage("short row".into());
+    let link_hash: [u8; 32] = r.first().ok_or_else(short)?.array()?;
+    let idx = r.get(1).ok_or_else(short)?.int()?;
+    let size = from_db(r.get(2).ok_or_else(short)?.int()?)?;
+    Ok(Some((link_hash, idx, size)))
 }
 
 /// Deletes link `link_hash` of `share_id` with its files and tickets, releasing its quota.

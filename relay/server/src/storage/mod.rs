@@ -98,7 +98,7 @@ impl From<&str> for Value {
 /// A result row.
 pub type Row = Vec<Value>;
 
-/// Where one stored byte string of a blob (or backup) lives, for reading it piece by piece while a
+/// Where one stored byte string (a blob, backup, manifest or SHL file) lives, for reading it piece by piece while a
 /// download streams (docs/relay.md "Streaming"). Each key names bytes that never change: a
 /// whole-blob row is pinned by its SHA-256 (a blob deleted and stored again under the same id
 /// no longer matches), a chunk by its upload's random id. Pieces are read in separate read
@@ -129,6 +129,119 @@ pub enum Cell {
         /// Chunk index.
         n: i64,
     },
+    /// `shares.manifest` at one manifest version: a swap only ever raises the version, so a
+    /// newer manifest no longer matches.
+    Manifest {
+        /// The share.
+        share_id: [u8; 16],
+        /// The manifest version the download started with.
+        version: i64,
+    },
+    /// `shl_files.jwe`: file `idx` of a SMART Health Link (its files never change; a deleted
+    /// link's rows are gone).
+    ShlFile {
+        /// The link (`shl_links.link_hash`).
+        link_hash: [u8; 32],
+        /// File index.
+        idx: i64,
+    },
+}
+
+impl Cell {
+    /// Where the cell lives: table, column, and the `WHERE` clause (`$n` placeholders) with its
+    /// parameters, which select exactly one row or none.
+    pub fn locate(&self) -> (&'static str, &'static str, &'static str, Vec<Value>) {
+        match self {
+            Cell::Blob {
+                share_id,
+                blob_id,
+                sha256,
+            } => (
+                "blobs",
+                "data",
+                "share_id = $1 AND blob_id = $2 AND sha256 = $3",
+                vec![share_id.into(), blob_id.into(), sha256.into()],
+            ),
+            Cell::Backup { backup_id, version } => (
+                "backups",
+                "data",
+                "backup_id = $1 AND version = $2 AND deleted = 0",
+                vec![backup_id.into(), (*version).into()],
+            ),
+            Cell::Chunk { upload_id, n } => (
+                "upload_chunks",
+                "data",
+                "upload_id = $1 AND n = $2",
+                vec![upload_id.into(), (*n).into()],
+            ),
+            Cell::Manifest { share_id, version } => (
+                "shares",
+                "manifest",
+                "share_id = $1 AND manifest_version = $2 AND manifest IS NOT NULL",
+                vec![share_id.into(), (*version).into()],
+            ),
+            Cell::ShlFile { link_hash, idx } => (
+                "shl_files",
+                "jwe",
+                "link_hash = $1 AND idx = $2",
+                vec![link_hash.into(), (*idx).into()],
+            ),
+        }
+    }
+}
+
+/// How many items of a page to answer, given their sizes in order: as many as fit in
+/// `budget` bytes, and at least one (a single item larger than the budget is still answered,
+/// or a reader could never get past it).
+pub fn page_len(sizes: impl IntoIterator<Item = u64>, budget: u64) -> usize {
+    let (mut bytes, mut keep) = (0u64, 0usize);
+    for n in sizes {
+        if keep > 0 && bytes.saturating_add(n) > budget {
+            break;
+        }
+        bytes = bytes.saturating_add(n);
+        keep += 1;
+    }
+    keep
+}
+
+/// Reads one page of `(seq, time, body)` rows of `table` whose `key_column` is `key` and
+/// `seq > after`: at most `items` rows and `budget` bytes of bodies ([`page_len`]). The sizes
+/// are read first, then only the bodies that fit, so the relay holds no more than the page.
+pub fn read_page(
+    tx: &mut dyn Tx,
+    table: &'static str,
+    key_column: &'static str,
+    key: &[u8],
+    after: i64,
+    items: usize,
+    budget: usize,
+) -> Result<Vec<Row>> {
+    let limit = i64::try_from(items).unwrap_or(i64::MAX);
+    let sizes = tx.query(
+        &format!(
+            "SELECT seq, LENGTH(body) FROM {table} WHERE {key_column} = $1 AND seq > $2 \
+             ORDER BY seq LIMIT $3"
+        ),
+        &[key.into(), after.into(), limit.into()],
+    )?;
+    let mut lens = Vec::with_capacity(sizes.len());
+    for r in &sizes {
+        let n = r.get(1).map_or(Ok(0), Value::int)?;
+        lens.push(u64::try_from(n).unwrap_or(0));
+    }
+    let keep = page_len(lens, budget as u64);
+    let Some(last) = keep.checked_sub(1).and_then(|i| sizes.get(i)) else {
+        return Ok(Vec::new());
+    };
+    let through = last.first().map_or(Ok(after), Value::int)?;
+    tx.query(
+        &format!(
+            "SELECT seq, time, body FROM {table} WHERE {key_column} = $1 AND seq > $2 \
+             AND seq <= $3 ORDER BY seq"
+        ),
+        &[key.into(), after.into(), through.into()],
+    )
 }
 
 /// One open transaction. Methods run SQL with `$n` placeholders.

@@ -202,29 +202,9 @@ impl Tx for PgTx<'_> {
     }
 
     fn read_slice(&mut self, cell: &Cell, offset: u64, len: usize, whole: bool) -> Result<Vec<u8>> {
-        let (table, key, mut params): (&str, &str, Vec<Value>) = match cell {
-            Cell::Blob {
-                share_id,
-                blob_id,
-                sha256,
-            } => (
-                "blobs",
-                "share_id = $1 AND blob_id = $2 AND sha256 = $3",
-                vec![share_id.into(), blob_id.into(), sha256.into()],
-            ),
-            Cell::Backup { backup_id, version } => (
-                "backups",
-                "backup_id = $1 AND version = $2 AND deleted = 0",
-                vec![backup_id.into(), (*version).into()],
-            ),
-            Cell::Chunk { upload_id, n } => (
-                "upload_chunks",
-                "upload_id = $1 AND n = $2",
-                vec![upload_id.into(), (*n).into()],
-            ),
-        };
+        let (table, column, key, mut params) = cell.locate();
         let sql = if whole && offset == 0 {
-            format!("SELECT data FROM {table} WHERE {key}")
+            format!("SELECT {column} FROM {table} WHERE {key}")
         } else {
             // Ciphertext does not compress, so TOAST stores it uncompressed and `substring`
             // fetches only the slices covering the range (1-based offsets).
@@ -232,7 +212,7 @@ impl Tx for PgTx<'_> {
             params.push(crate::encoding::to_db("offset", offset.saturating_add(1))?.into());
             params.push(crate::encoding::to_db("length", len as u64)?.into());
             format!(
-                "SELECT substring(data FROM CAST(${from}::BIGINT AS INTEGER) \
+                "SELECT substring({column} FROM CAST(${from}::BIGINT AS INTEGER) \
                  FOR CAST(${count}::BIGINT AS INTEGER)) FROM {table} WHERE {key}"
             )
         };

@@ -339,32 +339,14 @@ impl Tx for SqliteTx<'_> {
     }
 
     fn read_slice(&mut self, cell: &Cell, offset: u64, len: usize, whole: bool) -> Result<Vec<u8>> {
-        let (table, key, params): (&str, &str, Vec<Value>) = match cell {
-            Cell::Blob {
-                share_id,
-                blob_id,
-                sha256,
-            } => (
-                "blobs",
-                "share_id = ?1 AND blob_id = ?2 AND sha256 = ?3",
-                vec![share_id.into(), blob_id.into(), sha256.into()],
-            ),
-            Cell::Backup { backup_id, version } => (
-                "backups",
-                "backup_id = ?1 AND version = ?2 AND deleted = 0",
-                vec![backup_id.into(), (*version).into()],
-            ),
-            Cell::Chunk { upload_id, n } => (
-                "upload_chunks",
-                "upload_id = ?1 AND n = ?2",
-                vec![upload_id.into(), (*n).into()],
-            ),
-        };
+        let (table, column, key, params) = cell.locate();
+        // `?N` is SQLite's positional form of the `$N` the cell names.
+        let key = key.replace('$', "?");
         let gone = || RelayError::NotFound("no such blob");
         if whole && offset == 0 {
             let mut st = self
                 .conn
-                .prepare_cached(&format!("SELECT data FROM {table} WHERE {key}"))?;
+                .prepare_cached(&format!("SELECT {column} FROM {table} WHERE {key}"))?;
             let data: Option<Vec<u8>> = st
                 .query_row(rusqlite::params_from_iter(params.iter()), |r| r.get(0))
                 .map(Some)
@@ -390,7 +372,7 @@ impl Tx for SqliteTx<'_> {
             })?;
         let rowid = rowid.ok_or_else(gone)?;
         // Incremental blob I/O reads only the pages of the range, not the whole value.
-        let blob = self.conn.blob_open("main", table, "data", rowid, true)?;
+        let blob = self.conn.blob_open("main", table, column, rowid, true)?;
         let start = usize::try_from(offset)
             .map_err(|_| RelayError::Storage("offset beyond the address space".into()))?;
         let mut buf = vec![0u8; len];

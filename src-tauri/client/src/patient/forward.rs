@@ -261,8 +261,10 @@ impl Patient {
             .collect())
     }
 
-    /// Reads the notices after the share's cursor, keeps each that verifies as a delegation
-    /// of the tree, and returns the first that failed (the cursor moves past it either way).
+    /// Reads the notices after the share's cursor, page by page until none is left (the relay
+    /// cuts pages at a byte budget, `NOTICE_PAGE_BYTES`), keeps each that verifies as a
+    /// delegation of the tree, and returns the first that failed (the cursor moves past it
+    /// either way).
     pub(super) async fn read_new_notices(
         &mut self,
         share_id: &ShareId,
@@ -271,26 +273,35 @@ impl Patient {
             .shares
             .get_mut(share_id)
             .ok_or(ClientError::InvalidInput("unknown share"))?;
-        let notices = self
-            .relay
-            .notices(&mut st.owner, share_id, st.notice_cursor)
-            .await?;
         let mut first_error = None;
-        for n in notices {
-            st.notice_cursor = st.notice_cursor.max(n.seq);
-            match verify_notice(
-                &self.identity,
-                &self.card,
-                share_id,
-                st,
-                &self.relationships,
-                &n.body,
-                now(),
-            ) {
-                Ok((d, _)) => st.delegations.push(d),
-                Err(e) => {
-                    first_error.get_or_insert(e);
+        for _ in 0..MAX_NOTICE_PAGES {
+            let after = st.notice_cursor;
+            let notices = self.relay.notices(&mut st.owner, share_id, after).await?;
+            if notices.is_empty() {
+                return Ok(first_error);
+            }
+            for n in notices {
+                st.notice_cursor = st.notice_cursor.max(n.seq);
+                match verify_notice(
+                    &self.identity,
+                    &self.card,
+                    share_id,
+                    st,
+                    &self.relationships,
+                    &n.body,
+                    now(),
+                ) {
+                    Ok((d, _)) => st.delegations.push(d),
+                    Err(e) => {
+                        first_error.get_or_insert(e);
+                    }
                 }
+            }
+            // Each page must move forward, or a relay could keep the client reading.
+            if st.notice_cursor <= after {
+                return Err(ClientError::BadResponse {
+                    what: "notices (a page did not move forward)",
+                });
             }
         }
         Ok(first_error)
