@@ -195,7 +195,8 @@ async fn pairing_mailbox_single_use(h: Harness) {
     assert_eq!(r.status, StatusCode::NOT_FOUND);
 }
 
-async fn relationship_mailbox_long_poll(h: Harness) {
+/// A new relationship mailbox: (id, read token, write token).
+async fn open_mailbox(h: &Harness) -> (String, String, String) {
     let r = h
         .send(
             Request::builder()
@@ -205,28 +206,41 @@ async fn relationship_mailbox_long_poll(h: Harness) {
                 .unwrap(),
         )
         .await;
-    assert_eq!(r.status, StatusCode::CREATED);
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
     let j = r.json();
-    let id = j["mailbox_id"].as_str().unwrap().to_owned();
-    let rt = j["read_token"].as_str().unwrap().to_owned();
-    let wt = j["write_token"].as_str().unwrap().to_owned();
-    let append = |body: &'static str, tok: &str| {
-        Request::builder()
-            .method("POST")
-            .uri(format!("/v1/mailboxes/{id}/messages"))
-            .header("authorization", format!("Bearer {tok}"))
-            .body(Body::from(body))
-            .unwrap()
-    };
-    let fetch = |after: u64, wait: u64| {
-        Request::builder()
-            .uri(format!(
-                "/v1/mailboxes/{id}/messages?after={after}&wait={wait}"
-            ))
-            .header("authorization", format!("Bearer {rt}"))
-            .body(Body::empty())
-            .unwrap()
-    };
+    let field = |k: &str| j[k].as_str().unwrap().to_owned();
+    (
+        field("mailbox_id"),
+        field("read_token"),
+        field("write_token"),
+    )
+}
+
+/// An append of `body` to mailbox `id` with bearer `tok`.
+fn append_request(id: &str, tok: &str, body: impl Into<Body>) -> Request<Body> {
+    Request::builder()
+        .method("POST")
+        .uri(format!("/v1/mailboxes/{id}/messages"))
+        .header("authorization", format!("Bearer {tok}"))
+        .body(body.into())
+        .unwrap()
+}
+
+/// A read of mailbox `id` after `after`, waiting up to `wait` s, with bearer `tok`.
+fn fetch_request(id: &str, tok: &str, after: u64, wait: u64) -> Request<Body> {
+    Request::builder()
+        .uri(format!(
+            "/v1/mailboxes/{id}/messages?after={after}&wait={wait}"
+        ))
+        .header("authorization", format!("Bearer {tok}"))
+        .body(Body::empty())
+        .unwrap()
+}
+
+async fn relationship_mailbox_long_poll(h: Harness) {
+    let (id, rt, wt) = open_mailbox(&h).await;
+    let append = |body: &'static str, tok: &str| append_request(&id, tok, body);
+    let fetch = |after: u64, wait: u64| fetch_request(&id, &rt, after, wait);
     // The read token cannot append; the write token cannot read.
     assert_eq!(
         h.send(append("x", &rt)).await.status,
@@ -292,49 +306,19 @@ async fn relationship_mailbox_long_poll(h: Harness) {
 async fn mailbox_pages_are_cut_at_their_byte_budget(h: Harness) {
     use carekey_relay::mailbox::MAX_MESSAGE_BYTES;
     use carekey_relay_api::MAILBOX_PAGE_BYTES;
-    let r = h
-        .send(
-            Request::builder()
-                .method("POST")
-                .uri("/v1/mailboxes")
-                .body(Body::empty())
-                .unwrap(),
-        )
-        .await;
-    assert_eq!(r.status, StatusCode::CREATED);
-    let j = r.json();
-    let id = j["mailbox_id"].as_str().unwrap().to_owned();
-    let (rt, wt) = (
-        j["read_token"].as_str().unwrap(),
-        j["write_token"].as_str().unwrap(),
-    );
+    let (id, rt, wt) = open_mailbox(&h).await;
     let per_page = MAILBOX_PAGE_BYTES / MAX_MESSAGE_BYTES;
     assert_eq!(per_page, 4, "the test's page arithmetic");
     for n in 0..6u8 {
         let r = h
-            .send(
-                Request::builder()
-                    .method("POST")
-                    .uri(format!("/v1/mailboxes/{id}/messages"))
-                    .header("authorization", format!("Bearer {wt}"))
-                    .body(Body::from(vec![n; MAX_MESSAGE_BYTES]))
-                    .unwrap(),
-            )
+            .send(append_request(&id, &wt, vec![n; MAX_MESSAGE_BYTES]))
             .await;
         assert_eq!(r.status, StatusCode::CREATED, "{}", r.text());
     }
     let mut after = 0;
     let mut pages = Vec::new();
     loop {
-        let r = h
-            .send(
-                Request::builder()
-                    .uri(format!("/v1/mailboxes/{id}/messages?after={after}"))
-                    .header("authorization", format!("Bearer {rt}"))
-                    .body(Body::empty())
-                    .unwrap(),
-            )
-            .await;
+        let r = h.send(fetch_request(&id, &rt, after, 0)).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.text());
         let j = r.json();
         let msgs = j["messages"].as_array().unwrap();

@@ -297,12 +297,7 @@ impl Patient {
                     }
                 }
             }
-            // Each page must move forward, or a relay could keep the client reading.
-            if st.notice_cursor <= after {
-                return Err(ClientError::BadResponse {
-                    what: "notices (a page did not move forward)",
-                });
-            }
+            moved_forward(st.notice_cursor, after)?;
         }
         Ok(first_error)
     }
@@ -329,12 +324,7 @@ impl Patient {
             let Some(last) = page.last().map(|n| n.seq) else {
                 return Ok(chains);
             };
-            // Each page must move forward, or a relay could keep the client reading.
-            if last <= after {
-                return Err(ClientError::BadResponse {
-                    what: "notices (a page did not move forward)",
-                });
-            }
+            moved_forward(last, after)?;
             for n in page {
                 if let Ok((_, chain)) = verify_notice(
                     &self.identity,
@@ -356,8 +346,20 @@ impl Patient {
     }
 }
 
-/// Most notice pages [`Patient::noticed_chains`] follows (the relay's page is 500 notices).
+/// Most notice pages [`Patient::noticed_chains`] and [`Patient::read_new_notices`] follow (a
+/// relay page holds at most 500 notices and 1 MiB of them, `NOTICE_PAGE_*`).
 const MAX_NOTICE_PAGES: usize = 1_000;
+
+/// Each page of notices must end past the cursor it was asked from (`last` > `after`), or a
+/// relay could keep the client reading the same page.
+fn moved_forward(last: u64, after: u64) -> Result<()> {
+    if last <= after {
+        return Err(ClientError::BadResponse {
+            what: "notices (a page did not move forward)",
+        });
+    }
+    Ok(())
+}
 
 pub(super) fn verify_notice(
     me: &DeviceIdentity,
