@@ -1,5 +1,6 @@
-//! Downloads: blob, batch, backup, manifest and SHL file bodies streamed from storage piece by piece, so a slow
-//! reader holds two pieces of memory, not the whole blob (docs/relay.md "Streaming").
+//! Downloads: blob, batch, backup, manifest and SHL file bodies streamed from storage piece by
+//! piece, so a slow reader holds two pieces of memory, not the whole blob (docs/relay.md
+//! "Streaming").
 //!
 //! A handler checks and plans the download in its read transaction: the layout of the answer
 //! as a list of segments, the bytes already in memory (length prefixes, small blobs, up to
