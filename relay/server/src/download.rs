@@ -129,22 +129,39 @@ impl Plan {
     /// longer matches), so a reader never gets a mix of two manifests.
     pub fn push_manifest(&mut self, tx: &mut dyn Tx, share_id: &[u8; 16]) -> Result<u64> {
         let short = || RelayError::Storage("short row".into());
+        // Version, size and (when it fits the inline budget) the bytes in one statement: a
+        // swap committed between two statements would otherwise leave a version whose bytes
+        // are gone (the stale-retry runs in a read-write transaction, without a snapshot).
         let row = tx
             .query_opt(
-                "SELECT manifest_version, LENGTH(manifest) FROM shares WHERE share_id = $1",
-                &[share_id.into()],
+                "SELECT manifest_version, LENGTH(manifest), \
+                 CASE WHEN LENGTH(manifest) <= CAST($2 AS BIGINT) THEN manifest END \
+                 FROM shares WHERE share_id = $1",
+                &[share_id.into(), to_db("inline", self.inline as u64)?.into()],
             )?
             .ok_or(RelayError::NotFound("no such share"))?;
-        if row.get(1).ok_or_else(short)?.is_null() {
+        let mut it = row.into_iter();
+        let version = it.next().ok_or_else(short)?;
+        let size = it.next().ok_or_else(short)?;
+        let data = it.next().ok_or_else(short)?;
+        if size.is_null() {
             return Err(RelayError::NotFound("no manifest yet"));
         }
-        let version = row.first().ok_or_else(short)?.int()?;
-        let size = from_db(row.get(1).ok_or_else(short)?.int()?)?;
-        let cell = Cell::Manifest {
-            share_id: *share_id,
-            version,
-        };
-        self.push_cell(tx, cell, size)?;
+        let version = version.int()?;
+        let size = from_db(size.int()?)?;
+        match data {
+            Value::Bytes(b) => {
+                self.inline = self.inline.saturating_sub(b.len());
+                self.push_ready(Bytes::from(b));
+            }
+            _ => self.push_stored(
+                Cell::Manifest {
+                    share_id: *share_id,
+                    version,
+                },
+                size,
+            ),
+        }
         from_db(version)
     }
 

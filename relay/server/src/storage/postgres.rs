@@ -272,7 +272,15 @@ async fn run(pool: Pool, read_only: bool, f: TxFn) -> Result<Box<dyn Any + Send>
         let mut client = handle
             .block_on(pool.get())
             .map_err(|e| RelayError::Storage(format!("pool: {e}")))?;
-        let tx = handle.block_on(client.build_transaction().read_only(read_only).start())?;
+        // A read sees one snapshot across its statements, as a SQLite read transaction does:
+        // under PostgreSQL's default READ COMMITTED each statement would see the commits made
+        // since the previous one (a manifest's version, then its bytes after a swap).
+        // Read-only transactions never fail to serialize at REPEATABLE READ.
+        let mut builder = client.build_transaction().read_only(read_only);
+        if read_only {
+            builder = builder.isolation_level(tokio_postgres::IsolationLevel::RepeatableRead);
+        }
+        let tx = handle.block_on(builder.start())?;
         let mut w = PgTx {
             tx,
             handle: handle.clone(),
