@@ -159,8 +159,17 @@ impl From<rusqlite::Error> for RelayError {
 }
 
 impl From<tokio_postgres::Error> for RelayError {
+    /// The server's message and SQLSTATE, never its `DETAIL` (which quotes row values such as
+    /// the key of a violated constraint); `Display` alone says only "db error".
     fn from(e: tokio_postgres::Error) -> Self {
-        Self::Storage(format!("postgres: {e}"))
+        match e.as_db_error() {
+            Some(db) => Self::Storage(format!(
+                "postgres: {} (SQLSTATE {})",
+                db.message(),
+                db.code().code()
+            )),
+            None => Self::Storage(format!("postgres: {e}")),
+        }
     }
 }
 

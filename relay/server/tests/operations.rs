@@ -252,3 +252,52 @@ async fn request_timeout_408() {
         .unwrap();
     assert_eq!(h.send(req).await.status, StatusCode::REQUEST_TIMEOUT);
 }
+
+/// An instance starting on an up-to-date database takes no table lock: a running instance's
+/// sweeper holds `ROW EXCLUSIVE` on the tables it deletes from, and the `SHARE` lock a
+/// `CREATE INDEX IF NOT EXISTS` takes even on an existing index would wait for it (and, taken
+/// table after table while the sweeper does the same, deadlock: PostgreSQL then kills one after
+/// `deadlock_timeout`, so the starting relay exited with "db error").
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_open_waits_on_no_table_lock() {
+    let Some(a) = Backend::Postgres.harness().await else {
+        return;
+    };
+    let (url, schema) = a.pg.clone().unwrap();
+    let mut config: tokio_postgres::Config = url.parse().unwrap();
+    config.options(format!("-c search_path={schema}"));
+    let (mut client, conn) = config.connect(tokio_postgres::NoTls).await.unwrap();
+    let driver = tokio::spawn(conn);
+    let tx = client.transaction().await.unwrap();
+    for table in [
+        "shares",
+        "tokens",
+        "pairings",
+        "mailboxes",
+        "blobs",
+        "uploads",
+    ] {
+        tx.batch_execute(&format!("LOCK TABLE {table} IN ROW EXCLUSIVE MODE"))
+            .await
+            .unwrap();
+    }
+    let opened = tokio::time::timeout(
+        Duration::from_secs(10),
+        carekey_relay::storage::postgres::PgStorage::open(&url, Some(&schema)),
+    )
+    .await;
+    tx.rollback().await.unwrap();
+    drop(client);
+    let _ = driver.await;
+    let storage: std::sync::Arc<dyn carekey_relay::storage::Storage> = std::sync::Arc::new(
+        opened
+            .expect("open waited on a table lock")
+            .expect("open failed"),
+    );
+    // A server error names its SQLSTATE (tokio-postgres's `Display` says only "db error").
+    let err = storage
+        .read(|tx| tx.query("SELECT no_such_column FROM shares", &[]))
+        .await
+        .expect_err("the column does not exist");
+    assert!(err.to_string().contains("SQLSTATE 42703"), "{err}");
+}

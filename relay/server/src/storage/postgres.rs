@@ -27,6 +27,8 @@ pub const MAILBOX_CHANNEL: &str = "carekey_mailbox";
 const POOL_SIZE: usize = 16;
 /// Advisory lock key serializing schema creation across instances starting together.
 const SCHEMA_LOCK_KEY: i64 = 0x6361_7265_6b65_7931;
+/// Tries at a schema update cancelled by a deadlock or a serialization failure.
+const MIGRATE_ATTEMPTS: u64 = 5;
 
 /// The PostgreSQL backend.
 #[derive(Debug, Clone)]
@@ -86,40 +88,122 @@ impl PgStorage {
             .get()
             .await
             .map_err(|e| RelayError::Storage(format!("pool: {e}")))?;
-        let tx = client.transaction().await?;
-        tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK_KEY])
-            .await?;
-        tx.batch_execute(&SCHEMA.replace("BLOB", "BYTEA")).await?;
-        tx.batch_execute(MIGRATIONS_TABLE).await?;
-        for m in MIGRATIONS {
-            let done = tx
-                .query_opt(
-                    "SELECT 1 FROM schema_migrations WHERE version = $1",
-                    &[&m.version],
-                )
-                .await?
-                .is_some();
-            if !done {
-                tx.batch_execute(&m.sql.replace("BLOB", "BYTEA"))
-                    .await
-                    .map_err(|e| {
-                        RelayError::Storage(format!("migration {} failed: {e}", m.version))
-                    })?;
-                let now = crate::clock::unix_now();
-                tx.execute(
-                    "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
-                    &[&m.version, &m.name, &now],
-                )
-                .await?;
+        if !schema_is_current(&client).await? {
+            let mut attempt = 1;
+            loop {
+                match migrate(&mut client).await {
+                    Ok(()) => break,
+                    // Another instance's statements can still meet the migration's DDL locks
+                    // (a rolling upgrade: the old instances keep sweeping); PostgreSQL then
+                    // cancels one side, and the whole migration transaction is run again.
+                    Err(e) if attempt < MIGRATE_ATTEMPTS && is_transient(&e.source) => {
+                        tracing::warn!(attempt, error = %RelayError::from(e.source), "schema update retried");
+                        attempt += 1;
+                        tokio::time::sleep(Duration::from_millis(100 * attempt)).await;
+                    }
+                    Err(e) => return Err(e.into()),
+                }
             }
         }
-        tx.commit().await?;
         Ok(Self {
             pool,
             log_pool,
             config,
         })
     }
+}
+
+/// Whether the base schema and every migration this build knows are in place. Read without
+/// any table lock: the `IF NOT EXISTS` DDL of the base schema is a no-op on an existing table,
+/// but `CREATE INDEX IF NOT EXISTS` still takes a `SHARE` lock on its table first, which waits
+/// for (and, table after table, can deadlock with) the writes of instances already running.
+async fn schema_is_current(client: &tokio_postgres::Client) -> Result<bool> {
+    let table = client
+        .query_one("SELECT to_regclass('schema_migrations') IS NOT NULL", &[])
+        .await?;
+    if !table.get::<_, bool>(0) {
+        return Ok(false);
+    }
+    // The base schema is created in the transaction that creates `schema_migrations`.
+    let versions: Vec<i64> = MIGRATIONS.iter().map(|m| m.version).collect();
+    let row = client
+        .query_one(
+            "SELECT COUNT(*) FROM schema_migrations WHERE version = ANY($1)",
+            &[&versions],
+        )
+        .await?;
+    Ok(usize::try_from(row.get::<_, i64>(0)).ok() == Some(MIGRATIONS.len()))
+}
+
+/// A failed schema update: the migration it was applying, if any, and why.
+struct MigrateError {
+    version: Option<i64>,
+    source: tokio_postgres::Error,
+}
+
+impl From<tokio_postgres::Error> for MigrateError {
+    fn from(source: tokio_postgres::Error) -> Self {
+        Self {
+            version: None,
+            source,
+        }
+    }
+}
+
+impl From<MigrateError> for RelayError {
+    fn from(e: MigrateError) -> Self {
+        match (e.version, RelayError::from(e.source)) {
+            (Some(v), RelayError::Storage(m)) => {
+                RelayError::Storage(format!("migration {v} failed: {m}"))
+            }
+            (_, other) => other,
+        }
+    }
+}
+
+/// Creates the base schema and applies the migrations not yet recorded, in one transaction
+/// under the advisory lock (docs/relay.md "Storage"), so instances starting together apply
+/// each exactly once.
+async fn migrate(client: &mut deadpool_postgres::Client) -> std::result::Result<(), MigrateError> {
+    let tx = client.transaction().await?;
+    tx.execute("SELECT pg_advisory_xact_lock($1)", &[&SCHEMA_LOCK_KEY])
+        .await?;
+    tx.batch_execute(&SCHEMA.replace("BLOB", "BYTEA")).await?;
+    tx.batch_execute(MIGRATIONS_TABLE).await?;
+    for m in MIGRATIONS {
+        let done = tx
+            .query_opt(
+                "SELECT 1 FROM schema_migrations WHERE version = $1",
+                &[&m.version],
+            )
+            .await?
+            .is_some();
+        if !done {
+            tx.batch_execute(&m.sql.replace("BLOB", "BYTEA"))
+                .await
+                .map_err(|source| MigrateError {
+                    version: Some(m.version),
+                    source,
+                })?;
+            let now = crate::clock::unix_now();
+            tx.execute(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+                &[&m.version, &m.name, &now],
+            )
+            .await?;
+        }
+    }
+    tx.commit().await?;
+    Ok(())
+}
+
+/// A deadlock or serialization failure: PostgreSQL cancelled the transaction, not the work.
+fn is_transient(e: &tokio_postgres::Error) -> bool {
+    use tokio_postgres::error::SqlState;
+    matches!(
+        e.code(),
+        Some(c) if *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE
+    )
 }
 
 fn pg_params(params: &[Value]) -> Result<Vec<Box<dyn ToSql + Sync + Send>>> {
